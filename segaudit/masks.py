@@ -1,0 +1,269 @@
+"""Finding and decoding annotation masks: PNG files whose pixel values are class indices."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from segaudit.errors import InputError
+
+Palette = dict[tuple[int, int, int], int]
+
+_INDEX_MODES = {"1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N"}
+_RGB_MODES = {"RGB", "RGBA"}
+_SUPPORTED = "1, L, P, I;16, I, and RGB/RGBA with --palette"
+_INT32_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class MaskFile:
+    """One mask on disk; ``image_id`` is its '/'-separated relative path without extension."""
+
+    image_id: str
+    path: Path
+
+
+def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
+    """Find the PNG masks under a directory, recursively.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Root of the masks tree. Hidden files and directories are skipped.
+    suffix : str, optional
+        If given (e.g. ``"_gtFine_labelIds"``), only files whose name without
+        extension ends with it are used, and it is stripped from the id.
+
+    Returns
+    -------
+    list of MaskFile
+        Sorted by ``image_id``. InputError if the directory is missing, holds no
+        matching PNG, or two files map to the same id.
+    """
+    root = Path(directory)
+    if not root.exists():
+        raise InputError(f"masks directory not found: {root}")
+    if not root.is_dir():
+        raise InputError(f"masks path is not a directory: {root}")
+    # Tolerate "--suffix _gtFine_labelIds.png": the extension is matched separately.
+    if suffix.lower().endswith(".png"):
+        suffix = suffix[:-4]
+
+    by_id: dict[str, Path] = {}
+    skipped = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or not name.lower().endswith(".png"):
+                continue
+            stem = name[:-4]
+            # A file named exactly "<suffix>.png" would get an empty id, so it does not match.
+            if suffix and (not stem.endswith(suffix) or stem == suffix):
+                skipped += 1
+                continue
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).parent.as_posix()
+            stem = stem[: len(stem) - len(suffix)]
+            image_id = stem if rel == "." else f"{rel}/{stem}"
+            if image_id in by_id:
+                raise InputError(
+                    f"two masks map to image id '{image_id}': {by_id[image_id]} and {path}"
+                )
+            by_id[image_id] = path
+
+    if not by_id:
+        which = f"ending in '{suffix}.png' " if suffix else ""
+        others = f" ({skipped} other .png files)" if suffix else ""
+        raise InputError(f"no PNG masks {which}found in {root}{others}")
+    return [MaskFile(i, by_id[i]) for i in sorted(by_id)]
+
+
+def _code(colour: tuple[int, int, int]) -> int:
+    """Pack (r, g, b) into one integer; ``f"#{code:06x}"`` spells it back."""
+    return (colour[0] << 16) | (colour[1] << 8) | colour[2]
+
+
+def _parse_colour(value: object) -> tuple[int, int, int] | None:
+    """Return the (r, g, b) of ``[r,g,b]``, ``"#rrggbb"`` or ``"r,g,b"``, or None if malformed."""
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"#[0-9a-fA-F]{6}", text):
+            return int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16)
+        if not re.fullmatch(r"\d+\s*,\s*\d+\s*,\s*\d+", text):
+            return None
+        value = [int(part) for part in text.split(",")]
+    if not isinstance(value, list) or len(value) != 3:
+        return None
+    # bool is an int subclass, but true/false is never a channel value.
+    if not all(type(c) is int and 0 <= c <= 255 for c in value):
+        return None
+    return value[0], value[1], value[2]
+
+
+def load_palette(path: str | Path) -> Palette:
+    """Read a JSON colour-to-class palette for RGB masks.
+
+    Parameters
+    ----------
+    path : str or Path
+        JSON file holding either a list of colours (list index = class) or a
+        mapping colour -> class. Colours are ``[r, g, b]`` lists (list form
+        only, JSON keys are strings), ``"#rrggbb"`` or ``"r,g,b"`` strings.
+
+    Returns
+    -------
+    dict
+        ``{(r, g, b): class_index}``. InputError for a missing file, invalid JSON,
+        a malformed colour or class, or one colour mapped to two classes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"palette file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError covers JSON and UTF-8 decoding errors
+        raise InputError(f"{path}: cannot read palette JSON: {_one_line(e)}") from None
+
+    if isinstance(data, list):
+        pairs = list(zip(data, range(len(data))))
+    elif isinstance(data, dict):
+        pairs = list(data.items())
+    else:
+        raise InputError(f"{path}: palette must be a JSON list or mapping of colours")
+    if not pairs:
+        raise InputError(f"{path}: palette is empty")
+
+    palette: Palette = {}
+    for raw, cls in pairs:
+        colour = _parse_colour(raw)
+        if colour is None:
+            raise InputError(
+                f"{path}: malformed colour {json.dumps(raw)} (use [r,g,b], \"#rrggbb\" or \"r,g,b\")"
+            )
+        if type(cls) is not int or not 0 <= cls <= _INT32_MAX:
+            raise InputError(
+                f"{path}: class for colour {json.dumps(raw)} must be a non-negative"
+                f" integer, got {json.dumps(cls)}"
+            )
+        if palette.get(colour, cls) != cls:
+            raise InputError(
+                f"{path}: colour #{_code(colour):06x} mapped to both class {palette[colour]} and {cls}"
+            )
+        palette[colour] = cls
+    return palette
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _open(mask: MaskFile) -> Image.Image:
+    """Open a mask and check it is a PNG; this reads only the header."""
+    try:
+        img = Image.open(mask.path)
+    except UnidentifiedImageError:
+        raise InputError(f"cannot read mask {mask.path}: not a PNG file") from None
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, ... on bad headers
+        raise InputError(f"cannot read mask {mask.path}: {_one_line(e)}") from None
+    if img.format != "PNG":
+        img.close()
+        raise InputError(f"cannot read mask {mask.path}: not a PNG file (found {img.format})")
+    return img
+
+
+def _check_mode(mode: str, mask: MaskFile, palette: Palette | None) -> None:
+    if mode in _RGB_MODES:
+        if palette is None:
+            raise InputError(
+                f"{mask.path}: {mode} mask needs --palette FILE"
+                " (a JSON list or mapping of colours to class indices)"
+            )
+    elif mode not in _INDEX_MODES:
+        raise InputError(f"{mask.path}: unsupported image mode {mode} (supported: {_SUPPORTED})")
+
+
+def mask_shape(mask: MaskFile, palette: Palette | None = None) -> tuple[int, int]:
+    """Return a mask's (height, width) from its PNG header, without decoding pixels.
+
+    Raises the same InputErrors as :func:`read_mask` for unreadable files and
+    unsupported modes, so a cheap pre-pass catches them before any work.
+    """
+    with _open(mask) as img:
+        _check_mode(img.mode, mask, palette)
+        return img.height, img.width
+
+
+def read_mask(mask: MaskFile, palette: Palette | None = None) -> np.ndarray:
+    """Decode a mask into class indices.
+
+    Parameters
+    ----------
+    mask : MaskFile
+        The mask to read.
+    palette : dict, optional
+        ``{(r, g, b): class}``; required for RGB/RGBA masks, ignored otherwise.
+
+    Returns
+    -------
+    numpy.ndarray
+        2-D, C-contiguous, dtype int32. For P-mode masks the palette index is
+        the class (Pascal VOC convention); for mode 1 the classes are 0 and 1.
+        InputError for an unreadable or truncated file, an unsupported mode,
+        RGB without palette, colours not in the palette, or negative values.
+    """
+    with _open(mask) as img:
+        _check_mode(img.mode, mask, palette)  # from the header, before decoding
+        try:
+            img.load()  # decoding happens here: truncated or corrupt data raises now
+        except Exception as e:  # OSError, SyntaxError, ValueError, zlib errors, ...
+            raise InputError(f"cannot read mask {mask.path}: {_one_line(e)}") from None
+        return _classes(img, mask, palette)
+
+
+def _classes(img: Image.Image, mask: MaskFile, palette: Palette | None) -> np.ndarray:
+    """Convert an opened, loaded image in a supported mode to an int32 class array."""
+    if img.mode in _RGB_MODES:
+        assert palette is not None  # guaranteed by _check_mode
+        return _map_colours(np.asarray(img)[..., :3], mask, palette)  # alpha ignored
+    # P gives palette indices, 1 gives bools, I;16B gives big-endian uint16: all cast cleanly.
+    arr = np.asarray(img)
+    if img.mode == "I":
+        negative = arr < 0
+        if negative.any():
+            raise InputError(
+                f"{mask.path}: negative class value {int(arr[negative].min())}"
+                f" in {int(negative.sum())} pixels"
+            )
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+def _map_colours(rgb: np.ndarray, mask: MaskFile, palette: Palette) -> np.ndarray:
+    """Map an (H, W, 3) uint8 array to classes through the palette, vectorised."""
+    codes = _code(tuple(rgb[..., c].astype(np.uint32) for c in range(3)))
+    # Masks hold few distinct colours, so look up each unique colour once.
+    uniques, inverse = np.unique(codes.ravel(), return_inverse=True)
+    by_code = {_code(colour): cls for colour, cls in palette.items()}
+    lut = np.array([by_code.get(code, -1) for code in uniques.tolist()], dtype=np.int64)
+    missing = np.flatnonzero(lut < 0)
+    if missing.size:
+        counts = np.bincount(inverse.ravel(), minlength=len(uniques))[missing]
+        worst = np.argsort(-counts, kind="stable")[:3]
+        shown = ", ".join(f"#{int(uniques[missing[j]]):06x} ({counts[j]} px)" for j in worst)
+        more = f" and {missing.size - 3} more" if missing.size > 3 else ""
+        raise InputError(f"{mask.path}: colours not in the palette: {shown}{more}")
+    return np.ascontiguousarray(lut.astype(np.int32)[inverse].reshape(codes.shape))
+
+
+def mask_palette(mask: MaskFile) -> list[tuple[int, int, int]] | None:
+    """Return a P-mode mask's own PNG palette as RGB triples (index = class), else None."""
+    with _open(mask) as img:
+        flat = img.getpalette("RGB") if img.mode == "P" else None
+    if flat is None:
+        return None
+    return [tuple(flat[i : i + 3]) for i in range(0, len(flat) - 2, 3)]  # type: ignore[misc]

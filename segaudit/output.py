@@ -1,0 +1,87 @@
+"""Writing a run's ranking: the CSV and the run record beside it, atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from . import __version__
+from .scoring import ScoreRun
+
+RUN_RECORD_SUFFIX = ".run.json"
+
+
+def csv_columns(methods: tuple[str, ...]) -> list[str]:
+    return ["rank", "image", "score", *methods, "pixels", "low_pixels", "suspect_class", "likely_class"]
+
+
+def _number(value: float) -> str:
+    # repr is the shortest text that reads back to the same float: lossless and stable.
+    return "" if math.isnan(value) else repr(float(value))
+
+
+def ranking_csv(run: ScoreRun) -> str:
+    """The ranking as CSV text, worst image first (byte-identical for the same input)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(csv_columns(run.methods))
+    key = run.methods[0]
+    for rank, result in enumerate(run.results, 1):
+        writer.writerow([
+            rank, result.image_id, _number(result.scores[key]),
+            *(_number(result.scores[m]) for m in run.methods),
+            result.pixels, result.low_pixels,
+            run.class_name(result.suspect_class), run.class_name(result.likely_class),
+        ])
+    return buffer.getvalue()
+
+
+def run_record(run: ScoreRun, csv_path: Path) -> dict:
+    """What the run was, so later commands can work from the CSV alone."""
+    return {
+        "segaudit_version": __version__,
+        "command": "score",
+        "ranking": csv_path.name,
+        **run.options,
+        "images_scored": len(run.results),
+        "images_without_scored_pixels": run.empty_images,
+        "skipped_masks_without_prediction": run.skipped_masks,
+        "skipped_predictions_without_mask": run.skipped_predictions,
+    }
+
+
+def run_record_path(csv_path: str | Path) -> Path:
+    """``ranking.csv`` -> ``ranking.run.json``."""
+    csv_path = Path(csv_path)
+    return csv_path.with_name(csv_path.stem + RUN_RECORD_SUFFIX)
+
+
+def atomic_write(path: str | Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_ranking(run: ScoreRun, csv_path: str | Path) -> Path:
+    """Write the CSV and its run record (``<stem>.run.json``); return the record's path.
+
+    Both are complete or absent: each is written to a temporary file and renamed.
+    """
+    csv_path = Path(csv_path)
+    record_path = run_record_path(csv_path)
+    record = json.dumps(run_record(run, csv_path), indent=2, allow_nan=False) + "\n"
+    atomic_write(csv_path, ranking_csv(run))
+    atomic_write(record_path, record)
+    return record_path
