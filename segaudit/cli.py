@@ -24,7 +24,8 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-stderr = Console(stderr=True, highlight=False)
+# Messages quote paths and image ids, which may hold "[...]" or ":name:": never markup.
+stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 
 def _version(value: bool) -> None:
@@ -44,7 +45,9 @@ def _main(
 
 def fail(message: str) -> typer.Exit:
     """Print a one-line error and return the exit to raise (code 2)."""
-    stderr.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    from rich.text import Text
+
+    stderr.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
     return typer.Exit(EXIT_INPUT)
 
 
@@ -54,7 +57,10 @@ def parse_classes(value: str | None) -> list[str] | None:
         return None
     path = Path(value)
     if path.is_file():
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: --classes file is not UTF-8 text ({exc.reason})") from None
         try:
             names = json.loads(text)
         except json.JSONDecodeError:
@@ -149,16 +155,18 @@ def _notes(run, output: str) -> None:
     if skipped:
         stderr.print(
             f"note: skipped {len(run.skipped_masks)} mask(s) without prediction and "
-            f"{len(run.skipped_predictions)} prediction(s) without mask"
+            f"{len(run.skipped_predictions)} prediction(s) without mask",
+            soft_wrap=True,
         )
     empty = run.empty_images
     if empty:
         stderr.print(
             f"warning: {len(empty)} image(s) have no scored pixel (all ignored) and are ranked last "
-            f"with an empty score: {', '.join(empty[:3])}" + (" ..." if len(empty) > 3 else "")
+            f"with an empty score: {', '.join(empty[:3])}" + (" ..." if len(empty) > 3 else ""),
+            soft_wrap=True,
         )
     if output != "-":
-        stderr.print(f"wrote {output} ({len(run.results)} images, ranked by {run.methods[0]})")
+        stderr.print(f"wrote {output} ({len(run.results)} images, ranked by {run.methods[0]})", soft_wrap=True)
 
 
 def main() -> None:

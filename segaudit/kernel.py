@@ -23,8 +23,9 @@ N_TCCP_BINS = len(TCCP_THRESHOLDS) + 1
 # Rows of ImageStats.class_counts.
 LABEL, PRED, BOTH = range(3)
 
-#: ImageStats keeps a K x K count of the low pixels' (annotated, predicted) classes.
-MAX_CLASSES = 4096
+#: ImageStats keeps a K x K count of the low pixels' (annotated, predicted) classes
+#: (32 MB at the limit).
+MAX_CLASSES = 2048
 
 # Error codes the kernel returns for the first bad scored pixel of a block.
 OK, NOT_FINITE, NEGATIVE, BAD_SUM = range(4)
@@ -258,9 +259,11 @@ class BadProbabilities(ValueError):
             what = f"non-finite value {value}"
         elif code == NEGATIVE:
             what = f"negative probability {value}"
+        elif value == 0:
+            what = "all probabilities 0 (an unwritten chunk or image?)"
         else:
             what = f"probabilities summing to {value:.6g}, not 1"
-        hint = "" if logits else " (if the store holds logits, pass --logits)"
+        hint = "" if logits or value == 0 else " (if the store holds logits, pass --logits)"
         super().__init__(f"{what} at row {row}, column {col}{hint}")
         self.row, self.col = row, col
 

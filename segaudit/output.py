@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -61,27 +62,42 @@ def run_record_path(csv_path: str | Path) -> Path:
     return csv_path.with_name(csv_path.stem + RUN_RECORD_SUFFIX)
 
 
-def atomic_write(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def atomic_write_all(files: dict[Path, str]) -> None:
+    """Write every file to a temporary beside it, then rename them all into place.
+
+    Nothing is renamed until every temporary is complete, so a failed write (disk full,
+    a directory in the way) leaves none of the files changed and no temporaries behind.
+    """
+    for path in files:  # the one rename failure that is foreseeable: check it before writing
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, f"{path} is a directory", str(path))
+    temporaries: dict[Path, str] = {}
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
+        for path, text in files.items():
+            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temporaries[path] = temporary
+            with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+                stream.write(text)
+            # mkstemp makes the file private (0600); give it the mode a plain open() would.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)
+        for path, temporary in temporaries.items():
+            os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        for temporary in temporaries.values():
+            Path(temporary).unlink(missing_ok=True)
         raise
 
 
 def write_ranking(run: ScoreRun, csv_path: str | Path) -> Path:
     """Write the CSV and its run record (``<stem>.run.json``); return the record's path.
 
-    Both are complete or absent: each is written to a temporary file and renamed.
+    Both are written to temporary files first and renamed into place only when both are
+    complete.
     """
     csv_path = Path(csv_path)
     record_path = run_record_path(csv_path)
     record = json.dumps(run_record(run, csv_path), indent=2, allow_nan=False) + "\n"
-    atomic_write(csv_path, ranking_csv(run))
-    atomic_write(record_path, record)
+    atomic_write_all({csv_path: ranking_csv(run), record_path: record})
     return record_path

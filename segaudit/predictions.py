@@ -85,8 +85,9 @@ class PredictionStore:
             shape = shape[1:]
         return tuple(shape[:2]) if self.channels_last else tuple(shape[1:])
 
-    def row_blocks(self, image_id: str, block_bytes: int = BLOCK_BYTES) -> list[tuple[int, int]]:
+    def row_blocks(self, image_id: str, block_bytes: int | None = None) -> list[tuple[int, int]]:
         """Row ranges [start, stop) that cover the image, aligned to the store's row chunks."""
+        block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
         array = self._array_of(image_id)
         height, width = self.image_shape(image_id)
         chunk_rows = array.chunks[self._row_axis]
@@ -103,6 +104,8 @@ class PredictionStore:
             block = array[self._rows(start, stop)]
         if self.channels_last:
             block = np.moveaxis(block, -1, 0)
+        if not block.dtype.isnative:
+            block = block.astype(block.dtype.newbyteorder("="))
         if block.dtype == np.float16:
             block = block.view(np.uint16)
         return block
@@ -119,6 +122,11 @@ class PredictionStore:
         if self.layout == "stacked":
             return self._stacked
         return self._arrays[image_id]
+
+
+def _native(dtype) -> np.dtype:
+    """zarr v2 stores may be big-endian ('>f4'): the same values, byte-swapped when read."""
+    return np.dtype(dtype).newbyteorder("=")
 
 
 def _check_dtype(dtype, where: str) -> np.dtype:
@@ -196,7 +204,9 @@ def open_predictions(
     group = _open_group(path)
     attrs = dict(group.attrs)
     if channels_last is None:
-        channels_last = bool(attrs.get("channels_last", False))
+        channels_last = attrs.get("channels_last", False)
+        if not isinstance(channels_last, bool):
+            raise InputError(f"{path}: attribute 'channels_last' must be true or false, not {channels_last!r}")
     if logits is None:
         kind = attrs.get("kind", "probabilities")
         if kind not in ("probabilities", "logits"):
@@ -214,7 +224,7 @@ def open_predictions(
         stacked = group[STACKED_ARRAY]
         ids = _stacked_ids(path, group, stacked.shape[0])
         index = {image_id: n for n, image_id in enumerate(ids)}
-        dtype = _check_dtype(stacked.dtype, f"{path}/{STACKED_ARRAY}")
+        dtype = _check_dtype(_native(stacked.dtype), f"{path}/{STACKED_ARRAY}")
         n_classes = stacked.shape[1:][class_axis]
     else:
         layout = "per-image"
@@ -230,7 +240,7 @@ def open_predictions(
             raise InputError(f"{path}: no prediction arrays found (expected one array per image id, or a 'probs' array)")
         ids = sorted(arrays)
         first = arrays[ids[0]]
-        dtype = _check_dtype(first.dtype, f"{path}/{ids[0]}")
+        dtype = _check_dtype(_native(first.dtype), f"{path}/{ids[0]}")
         n_classes = first.shape[class_axis]
         for image_id in ids:
             array = arrays[image_id]
@@ -239,7 +249,7 @@ def open_predictions(
                     f"{path}/{image_id}: {array.shape[class_axis]} classes, but {ids[0]} has {n_classes}"
                     + ("" if channels_last else " (for (H, W, K) arrays pass --channels-last)")
                 )
-            if np.dtype(array.dtype) != dtype:
+            if _native(array.dtype) != dtype:
                 raise InputError(f"{path}/{image_id}: dtype {array.dtype}, but {ids[0]} has {dtype}")
 
     if n_classes < 2:

@@ -7,7 +7,9 @@ image leaves only its scores behind.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -148,6 +150,22 @@ def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], wh
         )
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas (no-op elsewhere).
+
+    Row blocks are freed and reallocated by several reader threads (ours and zarr's); each
+    thread's arena would otherwise keep its own few blocks, and peak memory would grow with
+    the thread count instead of staying at the prefetch depth.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def _prefetched(jobs: Iterable[Callable[[], object]], depth: int) -> Iterator[object]:
     """Run jobs on two threads, at most ``depth`` ahead, yielding results in order."""
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="segaudit-read") as pool:
@@ -247,6 +265,7 @@ def score(
         For any bad input, before any result is returned.
     """
     methods = check_methods(methods)
+    limit_malloc_arenas()
     mask_files = masks_io.find_masks(masks, mask_suffix)
     colour_map = masks_io.load_palette(palette) if palette else None
     store = open_predictions(predictions, classes=classes, logits=logits, channels_last=channels_last)
@@ -271,13 +290,22 @@ def score(
         check_labels(labels, store.n_classes, ignore, str(mask.path))
         return labels
 
+    def read_block(image_id: str, start: int, stop: int):
+        try:
+            return store.read_rows(image_id, start, stop)
+        except Exception as exc:  # a corrupt or unreadable chunk: zarr and codecs raise many types
+            problem = " ".join(str(exc).split()) or "no details"
+            raise InputError(
+                f"{store.path}/{image_id}: cannot read rows {start}-{stop}: {type(exc).__name__}: {problem}"
+            ) from None
+
     plan = [(mask, image_id, store.row_blocks(image_id)) for mask, image_id in pairs]
 
     def jobs():
         for mask, image_id, blocks in plan:
             yield lambda mask=mask: read_labels(mask)
             for start, stop in blocks:
-                yield lambda image_id=image_id, start=start, stop=stop: store.read_rows(image_id, start, stop)
+                yield lambda image_id=image_id, start=start, stop=stop: read_block(image_id, start, stop)
 
     results: list[ImageResult] = []
     reads = _prefetched(jobs(), max(1, prefetch))

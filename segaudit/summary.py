@@ -13,7 +13,7 @@ def worst_table(run: ScoreRun, rows: int = 10) -> Table:
     """A rich table of the ``rows`` worst-ranked images."""
     table = Table(title=f"{min(rows, len(run.results))} worst of {len(run.results)} images (by {run.methods[0]})")
     table.add_column("rank", justify="right")
-    table.add_column("image")
+    table.add_column("image", overflow="fold")
     for method in run.methods:
         table.add_column(method, justify="right")
     table.add_column("low px", justify="right")

@@ -121,7 +121,8 @@ def write_store(
             z = group.create_array(name=image_id, shape=arr.shape, chunks=tuple(chunks), dtype=arr.dtype)
             z[...] = arr
     elif layout == "stacked":
-        stack = np.stack(list(stored.values()))
+        arrays = list(stored.values())
+        stack = np.stack(arrays).astype(arrays[0].dtype, copy=False)  # np.stack drops the byte order
         chunks = [1, *stack.shape[1:]]
         if row_chunk:
             chunks[row_axis + 1] = row_chunk

@@ -182,6 +182,15 @@ def test_bad_probabilities_name_the_pixel(value, message):
     assert "--logits" in str(info.value)
 
 
+def test_all_zero_pixel_points_at_an_unwritten_chunk():
+    labels = np.zeros((3, 3), np.int32)
+    stored = np.full((2, 3, 3), 0.5)
+    stored[:, 1, 2] = 0.0  # zarr's fill value where a chunk was never written
+    with pytest.raises(BadProbabilities, match=r"all probabilities 0 \(an unwritten chunk") as info:
+        run_kernel(labels, stored)
+    assert "--logits" not in str(info.value)
+
+
 def test_bad_values_at_ignored_pixels_are_not_errors():
     labels = np.zeros((2, 2), np.int32)
     labels[1, 1] = 255
