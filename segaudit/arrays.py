@@ -8,8 +8,9 @@ import numpy as np
 
 from .errors import InputError
 from .kernel import BadProbabilities, ImageStats, accumulate
-from .predictions import _SUM_SLACK, _check_dtype, decoding
-from .scoring import ImageResult, check_labels, check_methods, finish_image, make_config
+from .methods import check_methods
+from .predictions import check_dtype, sum_tolerance
+from .scoring import ImageResult, check_labels, finish_image, make_config
 
 
 def score_arrays(
@@ -61,7 +62,7 @@ def score_arrays(
         raise InputError(f"labels must be (N, H, W) and pred_probs (N, K, H, W); got {labels.shape} and {pred_probs.shape}")
     if labels.dtype.kind not in "iub":
         raise InputError(f"labels must hold integer class indices, not {labels.dtype}")
-    dtype = _check_dtype(pred_probs.dtype, "pred_probs")
+    dtype = check_dtype(pred_probs.dtype, "pred_probs")
     if channels_last:
         pred_probs = np.moveaxis(pred_probs, -1, 1)
     n_images, n_classes, height, width = pred_probs.shape
@@ -71,7 +72,7 @@ def score_arrays(
         image_ids = [str(n) for n in range(n_images)]
     ignore = tuple(sorted({int(v) for v in ignore_index}))
     config = make_config(dtype, n_classes, ignore, logits, temperature, pixel_threshold, methods,
-                         _SUM_SLACK + n_classes * decoding(dtype)[1])
+                         sum_tolerance(dtype, n_classes))
     stored = pred_probs.view(np.uint16) if dtype == np.float16 else pred_probs
     pixel_scores = np.empty((n_images, height, width)) if return_pixel_scores else None
     results = []

@@ -7,6 +7,7 @@ with no scored pixel gets NaN.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -44,6 +45,15 @@ def parse_methods(text: str) -> tuple[str, ...]:
             if method not in chosen:
                 chosen.append(method)
     return tuple(chosen)
+
+
+def check_methods(methods: Iterable[str]) -> tuple[str, ...]:
+    """Methods as a tuple, each one known; the first is the ranking key."""
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if not methods or unknown:
+        raise InputError(f"unknown or no methods {unknown or list(methods)}; choose from " + ", ".join(METHODS))
+    return methods
 
 
 def softmin(stats: ImageStats) -> float:

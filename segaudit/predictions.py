@@ -58,6 +58,11 @@ def decoding(dtype: np.dtype) -> tuple[np.ndarray, float]:
     return lut, _STEP[dtype] / 2
 
 
+def sum_tolerance(dtype: np.dtype, n_classes: int) -> float:
+    """How far a pixel's K stored probabilities may sum from 1: slack plus half a step each."""
+    return _SUM_SLACK + n_classes * decoding(dtype)[1]
+
+
 @dataclass
 class PredictionStore:
     """An opened prediction store. Use :func:`open_predictions` to make one."""
@@ -76,7 +81,7 @@ class PredictionStore:
 
     @property
     def sum_tolerance(self) -> float:
-        return _SUM_SLACK + self.n_classes * decoding(self.dtype)[1]
+        return sum_tolerance(self.dtype, self.n_classes)
 
     def image_shape(self, image_id: str) -> tuple[int, int]:
         """(H, W) of one image's predictions."""
@@ -129,7 +134,7 @@ def _native(dtype) -> np.dtype:
     return np.dtype(dtype).newbyteorder("=")
 
 
-def _check_dtype(dtype, where: str) -> np.dtype:
+def check_dtype(dtype, where: str) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype not in _STEP:
         raise InputError(
@@ -224,7 +229,7 @@ def open_predictions(
         stacked = group[STACKED_ARRAY]
         ids = _stacked_ids(path, group, stacked.shape[0])
         index = {image_id: n for n, image_id in enumerate(ids)}
-        dtype = _check_dtype(_native(stacked.dtype), f"{path}/{STACKED_ARRAY}")
+        dtype = check_dtype(_native(stacked.dtype), f"{path}/{STACKED_ARRAY}")
         n_classes = stacked.shape[1:][class_axis]
     else:
         layout = "per-image"
@@ -240,7 +245,7 @@ def open_predictions(
             raise InputError(f"{path}: no prediction arrays found (expected one array per image id, or a 'probs' array)")
         ids = sorted(arrays)
         first = arrays[ids[0]]
-        dtype = _check_dtype(_native(first.dtype), f"{path}/{ids[0]}")
+        dtype = check_dtype(_native(first.dtype), f"{path}/{ids[0]}")
         n_classes = first.shape[class_axis]
         for image_id in ids:
             array = arrays[image_id]

@@ -21,7 +21,7 @@ import numpy as np
 from . import masks as masks_io
 from .errors import InputError
 from .kernel import MAX_CLASSES, BadProbabilities, ImageStats, KernelConfig, accumulate
-from .methods import METHODS, SCORERS
+from .methods import SCORERS, check_methods
 from .predictions import PredictionStore, decoding, open_predictions
 
 DEFAULT_IGNORE_INDEX = (255,)
@@ -86,15 +86,6 @@ def finish_image(image_id: str, stats: ImageStats, methods: tuple[str, ...]) -> 
         suspect_class=suspect,
         likely_class=likely,
     )
-
-
-def check_methods(methods: Iterable[str]) -> tuple[str, ...]:
-    """Methods as a tuple, each one known; the first is the ranking key."""
-    methods = tuple(methods)
-    unknown = [m for m in methods if m not in METHODS]
-    if not methods or unknown:
-        raise InputError(f"unknown or no methods {unknown or list(methods)}; choose from " + ", ".join(METHODS))
-    return methods
 
 
 def resolve_ignore(ignore_index: Iterable[int] | None, n_classes: int) -> tuple[int, ...]:

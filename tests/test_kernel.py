@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from naive import image_scores
 from segaudit.kernel import BadProbabilities, ImageStats, accumulate
 from segaudit.methods import METHODS, SCORERS
-from segaudit.predictions import decoding
+from segaudit.predictions import sum_tolerance
 from segaudit.scoring import finish_image, make_config
 
 DTYPES = ["float16", "float32", "float64", "uint8", "uint16"]
@@ -48,9 +48,8 @@ def run_kernel(labels, stored, *, methods=METHODS, ignore=(255,), temperature=0.
                logits=False, block_rows=None, channels_last=False, pixel_scores=False):
     """Score one image through the kernel in row blocks, as the store reader feeds it."""
     n_classes, height, width = stored.shape
-    lut, step = decoding(stored.dtype)
     config = make_config(stored.dtype, n_classes, tuple(ignore), logits, temperature, pixel_threshold,
-                         tuple(methods), 1e-3 + n_classes * step)
+                         tuple(methods), sum_tolerance(stored.dtype, n_classes))
     if channels_last:  # stored (H, W, K) and viewed back as [class, row, column]
         stored = np.moveaxis(np.ascontiguousarray(np.moveaxis(stored, 0, -1)), -1, 0)
     if stored.dtype == np.float16:
