@@ -1,8 +1,4 @@
-"""The ``segaudit`` command line: parses options and calls the library.
-
-Only typer and rich are imported at start-up; numba, zarr and the scoring code are
-imported inside the commands, so ``--help`` and usage errors are instant.
-"""
+"""``segaudit score``: rank every image of a dataset, worst label quality first."""
 
 from __future__ import annotations
 
@@ -12,43 +8,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
-from . import __version__
-
-EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
-
-app = typer.Typer(
-    help="Find annotation errors in semantic-segmentation datasets from a model's predicted probabilities.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
-)
-# Messages quote paths and image ids, which may hold "[...]" or ":name:": never markup.
-stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"segaudit {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    """Find annotation errors in semantic-segmentation datasets from a model's predicted probabilities."""
-
-
-def fail(message: str) -> typer.Exit:
-    """Print a one-line error and return the exit to raise (code 2)."""
-    from rich.text import Text
-
-    stderr.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
-    return typer.Exit(EXIT_INPUT)
+from ._app import app, fail, stderr
 
 
 def parse_classes(value: str | None) -> list[str] | None:
@@ -94,8 +55,8 @@ def score(
 
     Exit codes: 0 scored; 2 bad input or options (nothing written).
     """
-    from .errors import InputError
-    from .methods import parse_methods
+    from ..errors import InputError
+    from ..methods import parse_methods
 
     if output != "-" and not Path(output).parent.is_dir():
         raise fail(f"output directory does not exist: {Path(output).parent}")
@@ -116,7 +77,7 @@ def score(
     except InputError as exc:
         raise fail(str(exc))
 
-    from .output import ranking_csv, write_ranking
+    from ..output import ranking_csv, write_ranking
 
     if output == "-":
         sys.stdout.write(ranking_csv(run))
@@ -129,13 +90,13 @@ def score(
     if not quiet:
         _notes(run, output)
     if show:
-        from .summary import worst_table
+        from ..tables import worst_table
 
         stderr.print(worst_table(run, top))
 
 
 def _score_with_progress(show: bool, masks, predictions, **options):
-    from .scoring import score as score_dataset
+    from ..scoring import score as score_dataset
 
     if not show:
         return score_dataset(masks, predictions, **options)
@@ -167,13 +128,3 @@ def _notes(run, output: str) -> None:
         )
     if output != "-":
         stderr.print(f"wrote {output} ({len(run.results)} images, ranked by {run.methods[0]})", soft_wrap=True)
-
-
-def main() -> None:
-    """Entry point of the ``segaudit`` executable."""
-    try:
-        app()
-    except KeyboardInterrupt:
-        # Outputs are renamed into place only when complete, so nothing partial is left.
-        stderr.print("interrupted; no output written")
-        sys.exit(130)

@@ -1,4 +1,4 @@
-"""The short table of the worst images shown on a terminal after a run."""
+"""Rich tables shown on a terminal (the worst images after a run)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,25 @@
+"""The ``segaudit`` command line: parses options and calls the library.
+
+Only typer and rich are imported at start-up; numba, zarr and the scoring code are
+imported inside the commands, so ``--help`` and usage errors are instant. Each command
+lives in its own module and registers itself on the shared app.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import score  # noqa: F401  (registers the command)
+from ._app import app, stderr
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the ``segaudit`` executable."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        # Outputs are renamed into place only when complete, so nothing partial is left.
+        stderr.print("interrupted; no output written")
+        sys.exit(130)
