@@ -10,7 +10,8 @@ from .errors import InputError
 from .kernel import BadProbabilities, ImageStats, accumulate
 from .methods import check_methods
 from .predictions import check_dtype, sum_tolerance
-from .scoring import ImageResult, check_labels, finish_image, make_config
+from .dataset import check_labels, make_config
+from .scoring import ImageResult, finish_image
 
 
 def score_arrays(

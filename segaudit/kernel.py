@@ -63,7 +63,7 @@ def _tccp_bin(p, thresholds):
 @njit(cache=True, nogil=True)
 def _accumulate_rows(
     probs, lut, labels, ignore, logits, tau, pixel_threshold, want_tccp, sum_tol,
-    thresholds, totals, sums, class_counts, low_confusion, tccp_hist, s_out, err,
+    thresholds, totals, sums, class_counts, low_confusion, tccp_hist, s_out, pred_out, err,
 ):
     """Fold one block of rows into an image's accumulators.
 
@@ -72,6 +72,7 @@ def _accumulate_rows(
     """
     n_classes, n_rows, width = probs.shape
     write_s = s_out.shape[0] > 0
+    write_pred = pred_out.shape[0] > 0
     best = np.empty(width)
     best_k = np.empty(width, np.int64)
     s = np.empty(width)
@@ -93,7 +94,7 @@ def _accumulate_rows(
         if write_s:
             for c in range(width):
                 s_out[r, c] = np.nan
-        if n_valid == 0:
+        if n_valid == 0 and not write_pred:
             continue
 
         # Pass over classes: argmax (ties keep the lowest class), s, and the row sums.
@@ -120,6 +121,10 @@ def _accumulate_rows(
         else:
             for c in range(width):
                 suspicious |= valid[c] and not abs(total[c] - 1.0) <= sum_tol
+
+        if write_pred:
+            for c in range(width):
+                pred_out[r, c] = best_k[c]
 
         if suspicious:
             # Cold path: find the first scored pixel that is really bad (ignored pixels may
@@ -275,6 +280,7 @@ def accumulate(
     config: KernelConfig,
     row_offset: int = 0,
     s_out: np.ndarray | None = None,
+    pred_out: np.ndarray | None = None,
 ) -> None:
     """Fold a block of rows into ``stats``.
 
@@ -292,6 +298,9 @@ def accumulate(
         Row of the block's first row in the image, for error messages.
     s_out : np.ndarray, optional
         float64 (rows, columns) array that receives s per pixel (NaN where ignored).
+    pred_out : np.ndarray, optional
+        int32 (rows, columns) array that receives the argmax class of every pixel
+        (ignored pixels included).
 
     Raises
     ------
@@ -303,7 +312,8 @@ def accumulate(
         probs, config.lut, labels, config.ignore, config.logits, config.temperature,
         config.pixel_threshold, config.want_tccp, config.sum_tol, TCCP_THRESHOLDS,
         stats.totals, stats.sums, stats.class_counts, stats.low_confusion, stats.tccp_hist,
-        np.empty((0, 0)) if s_out is None else s_out, err,
+        np.empty((0, 0)) if s_out is None else s_out,
+        np.empty((0, 0), np.int32) if pred_out is None else pred_out, err,
     )
     if code != OK:
         raise BadProbabilities(code, int(err[0]) + row_offset, int(err[1]), err[2], config.logits)

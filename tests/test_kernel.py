@@ -13,7 +13,8 @@ from naive import image_scores
 from segaudit.kernel import BadProbabilities, ImageStats, accumulate
 from segaudit.methods import METHODS, SCORERS
 from segaudit.predictions import sum_tolerance
-from segaudit.scoring import finish_image, make_config
+from segaudit.dataset import make_config
+from segaudit.scoring import finish_image
 
 DTYPES = ["float16", "float32", "float64", "uint8", "uint16"]
 

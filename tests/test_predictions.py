@@ -361,3 +361,18 @@ def test_all_ignored_image_has_nan_scores_and_ranks_last(tmp_path):
     last = run.results[-1]
     assert last.pixels == 0 and all(math.isnan(v) for v in last.scores.values())
     assert (last.suspect_class, last.likely_class) == (None, None)
+
+
+def test_pixel_maps_match_reference_on_the_fixtures():
+    from segaudit.dataset import open_dataset
+
+    from datasets import FIXTURES
+
+    dataset = open_dataset(FIXTURES / "masks", FIXTURES / "preds.zarr")
+    mask, image_id = dataset.pairs[4]
+    labels, s, predicted, stats = dataset.pixel_maps(mask, image_id)
+    stored = dataset.store.read_rows(image_id, 0, labels.shape[0]).view(np.float16)
+    expected = image_scores(labels, stored, ignore=(255,))
+    np.testing.assert_array_equal(s, expected["s"])
+    np.testing.assert_array_equal(predicted, stored.astype(np.float64).argmax(axis=0))
+    assert stats.pixels == expected["pixels"]
