@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
+from .errors import InputError
 from .scoring import ScoreRun
 
 RUN_RECORD_SUFFIX = ".run.json"
@@ -60,6 +61,21 @@ def run_record_path(csv_path: str | Path) -> Path:
     """``ranking.csv`` -> ``ranking.run.json``."""
     csv_path = Path(csv_path)
     return csv_path.with_name(csv_path.stem + RUN_RECORD_SUFFIX)
+
+
+def safe_relative_path(image_id: str, suffix: str = "") -> Path:
+    """The relative file path an image id maps to, refusing ids that would escape.
+
+    Output files are named after image ids; an id that is absolute, has an empty, ``.``
+    or ``..`` component, or holds a backslash or NUL could write outside the output
+    directory, so it is an InputError.
+    """
+    parts = image_id.split("/")
+    if (not image_id or image_id.startswith("/") or "\\" in image_id or "\0" in image_id
+            or any(part in ("", ".", "..") for part in parts)):
+        raise InputError(f"image id {image_id!r} cannot be used as an output file name (it could "
+                         "write outside the output directory)")
+    return Path(*parts[:-1], parts[-1] + suffix)
 
 
 def atomic_write_all(files: dict[Path, str]) -> None:

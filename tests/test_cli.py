@@ -651,3 +651,20 @@ def test_executable_missing_store_exits_2(tmp_path, out):
     assert done.stdout == ""
     assert done.stderr.splitlines() == [f"error: prediction store not found: {tmp_path / 'nope.zarr'}"]
     assert os.listdir(out) == []
+
+
+@pytest.mark.parametrize("image_id", ["../x", "a/../../x", "/etc/x", "a//b", "./a", "a\\b", ""])
+def test_ids_that_would_escape_the_output_directory_are_refused(image_id):
+    from segaudit.errors import InputError
+    from segaudit.output import safe_relative_path
+
+    with pytest.raises(InputError, match="cannot be used as an output file name"):
+        safe_relative_path(image_id, ".png")
+
+
+def test_nested_ids_map_to_nested_paths():
+    from pathlib import Path
+
+    from segaudit.output import safe_relative_path
+
+    assert safe_relative_path("city/a.b", ".png") == Path("city") / "a.b.png"
