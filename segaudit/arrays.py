@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import InputError
 from .kernel import BadProbabilities, ImageStats, accumulate
-from .methods import check_methods
+from .methods import PER_IMAGE_METHODS, check_methods
 from .predictions import check_dtype, sum_tolerance
 from .dataset import check_labels, make_config
 from .scoring import ImageResult, finish_image
@@ -57,6 +57,9 @@ def score_arrays(
     pixel_scores : np.ndarray or None
     """
     methods = check_methods(methods)
+    if not set(methods) <= set(PER_IMAGE_METHODS):
+        raise InputError(f"score_arrays computes the per-image methods {', '.join(PER_IMAGE_METHODS)}; "
+                         "for clc and coco write the arrays to a store and use segaudit.score")
     labels = np.asarray(labels)
     pred_probs = np.asarray(pred_probs)
     if labels.ndim != 3 or pred_probs.ndim != 4:

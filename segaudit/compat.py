@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .arrays import score_arrays
-from .methods import METHODS
+from .methods import PER_IMAGE_METHODS
 
 
 def get_label_quality_scores(
@@ -50,9 +50,9 @@ def get_label_quality_scores(
         float64 array of shape (N, H, W): the predicted probability of each pixel's
         annotated class.
     """
-    if method not in METHODS:
+    if method not in PER_IMAGE_METHODS:
         raise ValueError(
-            f"method {method!r} is not available; use one of {', '.join(METHODS)}"
+            f"method {method!r} is not available; use one of {', '.join(PER_IMAGE_METHODS)}"
             + (" (confident-learning pixel counts are not implemented yet)" if method == "num_pixel_issues" else "")
         )
     results, pixel_scores = score_arrays(

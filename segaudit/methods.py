@@ -14,8 +14,12 @@ import numpy as np
 from .errors import InputError
 from .kernel import BOTH, LABEL, PRED, ImageStats
 
+#: Methods scored from each image alone, in one pass.
+PER_IMAGE_METHODS = ("softmin", "cil", "ccp", "tccp", "iou")
+#: Methods on the downsampled grid; clc needs the whole dataset (extra passes).
+DATASET_METHODS = ("clc", "coco")
 #: Every method segaudit computes, in the order ``--method all`` lists them.
-METHODS = ("softmin", "cil", "ccp", "tccp", "iou")
+METHODS = PER_IMAGE_METHODS + DATASET_METHODS
 
 DESCRIPTIONS = {
     "softmin": "soft minimum of the pixels' label likelihoods s (temperature --temperature)",
@@ -23,6 +27,8 @@ DESCRIPTIONS = {
     "ccp": "correctly classified pixels: fraction with argmax == label",
     "tccp": "thresholded CCP: per-class accuracy at its best threshold, mean over classes",
     "iou": "mean IoU of argmax and annotation over the classes present in either",
+    "clc": "confident learning: 1 - fraction of pixels flagged over the whole dataset",
+    "coco": "connected components of (argmax, label) on the downsampled grid: mean component score",
 }
 
 

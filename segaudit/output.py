@@ -54,6 +54,7 @@ def run_record(run: ScoreRun, csv_path: Path) -> dict:
         "images_without_scored_pixels": run.empty_images,
         "skipped_masks_without_prediction": run.skipped_masks,
         "skipped_predictions_without_mask": run.skipped_predictions,
+        "clc": run.clc.record() if run.clc else None,
     }
 
 
@@ -78,7 +79,7 @@ def safe_relative_path(image_id: str, suffix: str = "") -> Path:
     return Path(*parts[:-1], parts[-1] + suffix)
 
 
-def atomic_write_all(files: dict[Path, str]) -> None:
+def atomic_write_all(files: dict[Path, str | bytes]) -> None:
     """Write every file to a temporary beside it, then rename them all into place.
 
     Nothing is renamed until every temporary is complete, so a failed write (disk full,
@@ -92,8 +93,12 @@ def atomic_write_all(files: dict[Path, str]) -> None:
         for path, text in files.items():
             handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             temporaries[path] = temporary
-            with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-                stream.write(text)
+            if isinstance(text, bytes):
+                with os.fdopen(handle, "wb") as stream:
+                    stream.write(text)
+            else:
+                with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+                    stream.write(text)
             # mkstemp makes the file private (0600); give it the mode a plain open() would.
             umask = os.umask(0)
             os.umask(umask)

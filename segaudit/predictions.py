@@ -14,6 +14,7 @@ uint16 and decoded through a lookup table inside the kernel.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,12 +91,15 @@ class PredictionStore:
             shape = shape[1:]
         return tuple(shape[:2]) if self.channels_last else tuple(shape[1:])
 
-    def row_blocks(self, image_id: str, block_bytes: int | None = None) -> list[tuple[int, int]]:
-        """Row ranges [start, stop) that cover the image, aligned to the store's row chunks."""
+    def row_blocks(self, image_id: str, block_bytes: int | None = None, align: int = 1) -> list[tuple[int, int]]:
+        """Row ranges [start, stop) that cover the image, aligned to the store's row chunks.
+
+        With ``align``, every block starts at a multiple of it (a downsampling factor).
+        """
         block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
         array = self._array_of(image_id)
         height, width = self.image_shape(image_id)
-        chunk_rows = array.chunks[self._row_axis]
+        chunk_rows = math.lcm(array.chunks[self._row_axis], align)
         row_bytes = self.n_classes * width * self.dtype.itemsize
         rows = chunk_rows * max(1, block_bytes // max(1, chunk_rows * row_bytes))
         return [(start, min(start + rows, height)) for start in range(0, height, rows)]
@@ -208,6 +212,9 @@ def open_predictions(
     path = Path(path)
     group = _open_group(path)
     attrs = dict(group.attrs)
+    if attrs.get("segaudit_complete") is False:  # set by PredictionWriter until a clean close()
+        reason = attrs.get("segaudit_incomplete") or "its writer never finished (the process stopped before close())"
+        raise InputError(f"{path}: incomplete store: {reason}; write it again")
     if channels_last is None:
         channels_last = attrs.get("channels_last", False)
         if not isinstance(channels_last, bool):

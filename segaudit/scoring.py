@@ -8,18 +8,20 @@ image leaves only its scores behind.
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .dataset import open_dataset
+from .clc import ClcState, _threshold_sums, confident_learning
+from .coco import coco_score
+from .dataset import Dataset, open_dataset
+from .downsample import grid_shape, pool
 from .errors import InputError
-from .kernel import BadProbabilities, ImageStats, accumulate
+from .kernel import LABEL, ImageStats, accumulate
 from .methods import SCORERS, check_methods
+from .passes import walk
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class ScoreRun:
     options: dict
     skipped_masks: list[str] = field(default_factory=list)  # masks with no prediction
     skipped_predictions: list[str] = field(default_factory=list)  # predictions with no mask
+    clc: ClcState | None = None  # what confident learning found, when clc was computed
+    class_pixels: np.ndarray | None = None  # per class, scored pixels annotated with it
 
     @property
     def empty_images(self) -> list[str]:
@@ -66,7 +70,7 @@ def rank_results(results: Iterable[ImageResult], key: str) -> list[ImageResult]:
 
 
 def finish_image(image_id: str, stats: ImageStats, methods: tuple[str, ...]) -> ImageResult:
-    """Turn an image's accumulators into its result row."""
+    """Turn an image's accumulators into its result row (per-image methods only)."""
     low = stats.low_pixels
     suspect = likely = None
     if low:
@@ -75,7 +79,7 @@ def finish_image(image_id: str, stats: ImageStats, methods: tuple[str, ...]) -> 
         likely = int(np.argmax(stats.low_confusion[suspect]))
     return ImageResult(
         image_id=image_id,
-        scores={method: SCORERS[method](stats) for method in methods},
+        scores={method: SCORERS[method](stats) for method in methods if method in SCORERS},
         pixels=stats.pixels,
         low_pixels=low,
         suspect_class=suspect,
@@ -83,21 +87,51 @@ def finish_image(image_id: str, stats: ImageStats, methods: tuple[str, ...]) -> 
     )
 
 
-def _prefetched(jobs: Iterable[Callable[[], object]], depth: int) -> Iterator[object]:
-    """Run jobs on two threads, at most ``depth`` ahead, yielding results in order."""
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="segaudit-read") as pool:
-        pending: deque = deque()
-        jobs = iter(jobs)
-        try:
-            for job in jobs:
-                pending.append(pool.submit(job))
-                if len(pending) >= depth:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+@dataclass
+class _PerImagePass:
+    images: list[ImageResult]
+    threshold_sums: np.ndarray  # clc: per class, sum of s over cells annotated k
+    threshold_counts: np.ndarray  # clc: per class, cells annotated k
+    class_pixels: np.ndarray  # per class, scored pixels annotated k (full resolution)
+
+
+def _per_image_pass(dataset: Dataset, methods, factor: int, prefetch: int, progress) -> _PerImagePass:
+    """The first pass: every per-image method, coco, and clc's class thresholds."""
+    n_classes, config = dataset.store.n_classes, dataset.config
+    need_cells = "clc" in methods or "coco" in methods
+    sums, counts = np.zeros(n_classes), np.zeros(n_classes, np.int64)
+    class_pixels = np.zeros(n_classes, np.int64)
+    images: list[ImageResult] = []
+    state = {}
+
+    def start(index, image_id, labels):
+        state["stats"] = ImageStats(n_classes)
+        if need_cells:
+            shape = grid_shape(*labels.shape, factor)
+            state["grid"] = (np.empty(shape, np.int32), np.empty(shape, np.int32), np.empty(shape))
+
+    def block(index, image_id, b):
+        accumulate(state["stats"], b.probs, b.labels, config, row_offset=b.start)
+        if need_cells:
+            cells = pool(b.probs, b.labels, config, factor)
+            rows = slice(b.start // factor, b.start // factor + cells.label.shape[0])
+            for grid, part in zip(state["grid"], (cells.label, cells.pred, cells.s)):
+                grid[rows] = part
+
+    def end(index, image_id):
+        result = finish_image(image_id, state["stats"], methods)
+        class_pixels[:] += state["stats"].class_counts[LABEL]
+        if "coco" in methods:
+            result.scores["coco"] = coco_score(*state["grid"])
+        if "clc" in methods:
+            label, _, s = state["grid"]
+            _threshold_sums(label, s, sums, counts)
+        images.append(result)
+        progress("scoring", index + 1, len(dataset.pairs))
+
+    walk(dataset, block, on_image_start=start, on_image_end=end,
+         row_alignment=factor if need_cells else 1, prefetch=prefetch)
+    return _PerImagePass(images, sums, counts, class_pixels)
 
 
 def score(
@@ -114,8 +148,9 @@ def score(
     logits: bool | None = None,
     channels_last: bool | None = None,
     allow_missing: bool = False,
+    downsample: int = 4,
     prefetch: int = 4,
-    on_image: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> ScoreRun:
     """Score every image of a dataset and rank them worst first.
 
@@ -146,8 +181,12 @@ def score(
         Skip masks without predictions and predictions without masks instead of failing.
     prefetch : int
         How many reads (masks or row blocks) may be in flight ahead of the kernel.
-    on_image : callable, optional
-        Called as ``on_image(done, total)`` after each image, for progress display.
+    downsample : int
+        Cell size F of the F×F grid that the dataset-wide methods clc and coco use
+        (1 = full resolution).
+    on_progress : callable, optional
+        Called as ``on_progress(stage, done, total)`` after each image of each pass over
+        the dataset (one pass, plus two or more for clc), for progress display.
 
     Returns
     -------
@@ -165,38 +204,32 @@ def score(
         ignore_index=ignore_index, mask_suffix=mask_suffix, palette=palette, classes=classes,
         logits=logits, channels_last=channels_last, allow_missing=allow_missing,
     )
-    store, config = dataset.store, dataset.config
-    plan = [(mask, image_id, store.row_blocks(image_id)) for mask, image_id in dataset.pairs]
+    return score_dataset(dataset, methods, downsample=downsample, prefetch=prefetch, on_progress=on_progress)
 
-    def jobs():
-        for mask, image_id, blocks in plan:
-            yield lambda mask=mask: dataset.read_labels(mask)
-            for start, stop in blocks:
-                yield lambda image_id=image_id, start=start, stop=stop: dataset.read_block(image_id, start, stop)
 
-    results: list[ImageResult] = []
-    reads = _prefetched(jobs(), max(1, prefetch))
-    try:
-        for done, (mask, image_id, blocks) in enumerate(plan, 1):
-            labels = next(reads)
-            stats = ImageStats(store.n_classes)
-            for start, stop in blocks:
-                try:
-                    accumulate(stats, next(reads), labels[start:stop], config, row_offset=start)
-                except BadProbabilities as exc:
-                    raise InputError(f"{store.path}/{image_id}: {exc}") from None
-            results.append(finish_image(image_id, stats, methods))
-            if on_image:
-                on_image(done, len(plan))
-    finally:
-        reads.close()
-
+def score_dataset(dataset: Dataset, methods: tuple[str, ...], *, downsample: int = 4, prefetch: int = 4,
+                  on_progress: Callable[[str, int, int], None] | None = None) -> ScoreRun:
+    """Score an opened dataset (see :func:`score`; the kernel settings come with it)."""
+    methods = check_methods(methods)
+    if not isinstance(downsample, int) or isinstance(downsample, bool) or downsample < 1:
+        raise InputError(f"--downsample must be a whole number >= 1, got {downsample}")
+    progress = on_progress or (lambda stage, done, total: None)
+    results = _per_image_pass(dataset, methods, downsample, prefetch, progress)
+    clc_state = None
+    if "clc" in methods:
+        clc_state = confident_learning(dataset, downsample, results.threshold_sums, results.threshold_counts,
+                                       prefetch=prefetch, progress=progress)
+        for result, flagged in zip(results.images, clc_state.flagged):
+            result.scores["clc"] = 1.0 - int(flagged) / result.pixels if result.pixels else math.nan
+    config = dataset.config
     return ScoreRun(
-        results=rank_results(results, methods[0]),
+        results=rank_results(results.images, methods[0]),
         methods=methods,
-        classes=store.classes,
-        options={**dataset.options, "methods": list(methods), "temperature": temperature,
-                 "pixel_threshold": pixel_threshold},
+        classes=dataset.store.classes,
+        options={**dataset.options, "methods": list(methods), "temperature": config.temperature,
+                 "pixel_threshold": config.pixel_threshold, "downsample": downsample},
         skipped_masks=dataset.skipped_masks,
         skipped_predictions=dataset.skipped_predictions,
+        clc=clc_state,
+        class_pixels=results.class_pixels,
     )

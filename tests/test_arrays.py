@@ -7,7 +7,7 @@ import pytest
 
 from naive import image_scores
 from segaudit import InputError, get_label_quality_scores, score_arrays
-from segaudit.methods import METHODS
+from segaudit.methods import PER_IMAGE_METHODS as METHODS
 
 
 def dataset(seed=0, n=4, k=6, h=9, w=11, dtype="float32"):

@@ -24,7 +24,7 @@ from segaudit import __version__
 from segaudit.arrays import score_arrays
 from segaudit.cli import app
 
-ALL_COLUMNS = "rank,image,score,softmin,cil,ccp,tccp,iou,pixels,low_pixels,suspect_class,likely_class"
+ALL_COLUMNS = "rank,image,score,softmin,cil,ccp,tccp,iou,clc,coco,pixels,low_pixels,suspect_class,likely_class"
 METHOD_COLUMNS = ["softmin", "cil", "ccp", "tccp", "iou"]
 TRUTH = {row["image"]: row for row in csv.DictReader(open(FIXTURES / "truth.csv"))}
 PLANTED = {image for image, row in TRUTH.items() if row["is_error"] == "1"}
@@ -554,8 +554,8 @@ def test_failure_mid_run_happens_after_earlier_images(tmp_path):
     ds = nan_in_fifth_image(tmp_path)
     done = []
     with pytest.raises(InputError, match="img4"):
-        segaudit.score(ds.masks, ds.store, on_image=lambda n, total: done.append((n, total)))
-    assert done == [(n, 8) for n in range(1, 5)]
+        segaudit.score(ds.masks, ds.store, on_progress=lambda stage, n, total: done.append((stage, n, total)))
+    assert done == [("scoring", n, 8) for n in range(1, 5)]
 
 
 def test_failure_mid_run_writes_nothing(tmp_path, out):

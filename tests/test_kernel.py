@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from naive import image_scores
 from segaudit.kernel import BadProbabilities, ImageStats, accumulate
-from segaudit.methods import METHODS, SCORERS
+from segaudit.methods import PER_IMAGE_METHODS as METHODS
+from segaudit.methods import SCORERS
 from segaudit.predictions import sum_tolerance
 from segaudit.dataset import make_config
 from segaudit.scoring import finish_image

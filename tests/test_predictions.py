@@ -16,7 +16,7 @@ from datasets import make_dataset, quantise, random_probs, write_masks, write_st
 from naive import image_scores
 from segaudit.arrays import score_arrays
 from segaudit.errors import InputError
-from segaudit.methods import METHODS
+from segaudit.methods import PER_IMAGE_METHODS as METHODS
 from segaudit.predictions import open_predictions
 from segaudit.scoring import score
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from . import score  # noqa: F401  (registers the command)
+from . import review  # noqa: F401
 from ._app import app, stderr
 
 __all__ = ["app", "main"]

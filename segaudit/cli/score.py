@@ -2,54 +2,38 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ._app import app, fail, stderr
-
-
-def parse_classes(value: str | None) -> list[str] | None:
-    """``--classes``: a file (JSON list, or one name per line) or a comma-separated list."""
-    if value is None:
-        return None
-    path = Path(value)
-    if path.is_file():
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{path}: --classes file is not UTF-8 text ({exc.reason})") from None
-        try:
-            names = json.loads(text)
-        except json.JSONDecodeError:
-            names = [line.strip() for line in text.splitlines() if line.strip()]
-        if not isinstance(names, list):
-            raise ValueError(f"{path}: --classes file must hold a JSON list or one name per line")
-        return [str(name) for name in names]
-    return [name.strip() for name in value.split(",")]
+from ._options import (
+    AllowMissing, ChannelsLast, Classes, Downsample, IgnoreIndex, Logits, Masks, MaskSuffix, NoIgnore,
+    Palette, PixelThreshold, Predictions, Quiet, input_options, with_progress,
+)
 
 
 @app.command()
 def score(
-    masks: Annotated[Path, typer.Argument(help="Directory of annotation PNGs, searched recursively; pixel value = class index.")],
-    predictions: Annotated[Path, typer.Argument(help="Zarr store of predicted class probabilities (per-image or stacked layout).")],
+    masks: Masks,
+    predictions: Predictions,
     output: Annotated[str, typer.Option("--output", "-o", help="CSV to write, worst image first; '-' writes to stdout. A run record <stem>.run.json is written beside a file.")] = "ranking.csv",
-    method: Annotated[str, typer.Option("--method", "-m", help="Scoring method, a comma list, or 'all' (softmin, cil, ccp, tccp, iou). The first ranks the images and fills the 'score' column.")] = "softmin",
+    method: Annotated[str, typer.Option("--method", "-m", help="Scoring method, a comma list, or 'all' (softmin, cil, ccp, tccp, iou, clc, coco). The first ranks the images and fills the 'score' column. clc reads the store 3 times.")] = "softmin",
     temperature: Annotated[float, typer.Option(help="Softmin temperature (> 0): lower focuses on the worst pixels, higher approaches the mean.")] = 0.1,
-    pixel_threshold: Annotated[float, typer.Option(help="Pixels whose probability of the annotated class is below this are counted as low_pixels.")] = 0.5,
-    ignore_index: Annotated[Optional[list[int]], typer.Option("--ignore-index", help="Label value that takes no part in any score; repeat for several. Default 255.")] = None,
-    no_ignore: Annotated[bool, typer.Option("--no-ignore", help="Score every label value (no ignore index).")] = False,
-    mask_suffix: Annotated[str, typer.Option(help="Use only masks whose name ends with this (before .png) and strip it from the image id, e.g. _gtFine_labelIds.")] = "",
-    palette: Annotated[Optional[Path], typer.Option(help="JSON list or mapping of colours to class indices; needed for RGB/RGBA masks.")] = None,
-    classes: Annotated[Optional[str], typer.Option(help="Class names, comma-separated or a file (JSON list or one per line); overrides the store's 'classes' attribute.")] = None,
-    logits: Annotated[Optional[bool], typer.Option("--logits/--probabilities", help="The store holds logits (softmax applied per pixel) or probabilities; overrides its 'kind' attribute.")] = None,
-    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--channels-first", help="Arrays are (H, W, K) / (N, H, W, K); overrides the store's 'channels_last' attribute.")] = None,
-    allow_missing: Annotated[bool, typer.Option(help="Skip masks without predictions and predictions without masks (and say how many) instead of failing.")] = False,
+    pixel_threshold: PixelThreshold = 0.5,
+    downsample: Downsample = 4,
+    ignore_index: IgnoreIndex = None,
+    no_ignore: NoIgnore = False,
+    mask_suffix: MaskSuffix = "",
+    palette: Palette = None,
+    classes: Classes = None,
+    logits: Logits = None,
+    channels_last: ChannelsLast = None,
+    allow_missing: AllowMissing = False,
     top: Annotated[int, typer.Option(help="Rows of the summary table shown on a terminal.")] = 10,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, summary table or notes; errors only.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Score every image and write a CSV ranking, most likely mislabeled first.
 
@@ -62,18 +46,16 @@ def score(
         raise fail(f"output directory does not exist: {Path(output).parent}")
     try:
         methods = parse_methods(method)
-        class_names = parse_classes(classes)
-    except (InputError, ValueError, OSError) as exc:
+    except InputError as exc:
         raise fail(str(exc))
-    ignore = () if no_ignore else ignore_index or None
+    inputs = input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
+                           allow_missing)
     show = not quiet and stderr.is_terminal
+    from ..scoring import score as score_images
+
     try:
-        run = _score_with_progress(
-            show, masks, predictions, methods=methods, temperature=temperature,
-            pixel_threshold=pixel_threshold, ignore_index=ignore, mask_suffix=mask_suffix,
-            palette=palette, classes=class_names, logits=logits, channels_last=channels_last,
-            allow_missing=allow_missing,
-        )
+        run = with_progress(show, score_images, masks, predictions, methods=methods, temperature=temperature,
+                            pixel_threshold=pixel_threshold, downsample=downsample, **inputs)
     except InputError as exc:
         raise fail(str(exc))
 
@@ -93,22 +75,6 @@ def score(
         from ..tables import worst_table
 
         stderr.print(worst_table(run, top))
-
-
-def _score_with_progress(show: bool, masks, predictions, **options):
-    from ..scoring import score as score_dataset
-
-    if not show:
-        return score_dataset(masks, predictions, **options)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=stderr, transient=True) as progress:
-        task = progress.add_task("scoring", total=None)
-        return score_dataset(
-            masks, predictions, on_image=lambda done, total: progress.update(task, completed=done, total=total),
-            **options,
-        )
 
 
 def _notes(run, output: str) -> None:

@@ -1,0 +1,124 @@
+"""``segaudit overlay`` and ``segaudit report``: what a reviewer looks at after ``score``.
+
+Both work from the ranking CSV and the run record ``score`` writes beside it, so right
+after ``segaudit score masks/ preds.zarr`` they need no arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._app import app, fail, stderr
+
+
+def _progress(show: bool, label: str):
+    """A rich progress bar on a terminal (a callback ``update(done, total)``), else None."""
+    if not show:
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=stderr, transient=True)
+    task = progress.add_task(label, total=None)
+    return progress, lambda done, total: progress.update(task, completed=done, total=total)
+
+
+@app.command()
+def overlay(
+    ranking: Annotated[Path, typer.Option("--ranking", "-r", help="Ranking CSV written by segaudit score; its run record <stem>.run.json names the masks, predictions and options.")] = Path("ranking.csv"),
+    top: Annotated[int, typer.Option(help="Render the N worst images of the ranking.")] = 20,
+    ids: Annotated[Optional[list[str]], typer.Option("--ids", help="Render these image ids instead of the top N (repeatable, or comma-separated).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Directory of the original photos, matched by image id (<id><suffix>.png/.jpg/.jpeg/.tif). Optional.")] = None,
+    image_suffix: Annotated[str, typer.Option(help="Photo names end with this before the extension, e.g. _leftImg8bit for Cityscapes.")] = "",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the PNGs, named <rank>_<id with / as __>.png so that ls lists them in rank order.")] = Path("overlays"),
+    pixel_threshold: Annotated[Optional[float], typer.Option(help="Highlight pixels whose probability of the annotated class is below this. Default: the one score used.")] = None,
+    max_width: Annotated[int, typer.Option(help="Downscale panels wider than this many pixels (nearest for label maps; the error map keeps every low pixel visible). 0 = full resolution.")] = 1024,
+    palette: Annotated[Optional[Path], typer.Option(help="JSON colours for the classes (list, or mapping colour -> class). Default: the masks' own palette, the palette score used, or fixed colours.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes; errors only.")] = False,
+) -> None:
+    """Draw error-highlight PNGs of the worst images: photo, annotation, prediction, error map.
+
+    Exit codes: 0 written; 2 bad input or options.
+    """
+    from ..errors import InputError
+    from ..overlay import load_ranking, write_overlays
+
+    if top < 0:
+        raise fail(f"--top must be >= 0, got {top}")
+    show = not quiet and stderr.is_terminal
+    progress, update = _progress(show, "drawing")
+    try:
+        loaded = load_ranking(ranking, need_record=True)
+        if progress:
+            progress.start()
+        try:
+            run = write_overlays(loaded, out, top=top, ids=ids, images=images, image_suffix=image_suffix,
+                                 pixel_threshold=pixel_threshold, max_width=max_width, palette=palette,
+                                 on_image=update)
+        finally:
+            if progress:
+                progress.stop()
+    except InputError as exc:
+        raise fail(str(exc))
+    except OSError as exc:
+        raise fail(f"cannot write overlays to {out}: {exc.strerror or exc}"
+                   + (f" ({exc.filename})" if exc.filename else ""))
+    if quiet:
+        return
+    if run.missing_photos:
+        stderr.print(f"note: no photo in {images} for {len(run.missing_photos)} image(s), drawn from the "
+                     f"annotation instead: {', '.join(run.missing_photos[:3])}"
+                     + (" ..." if len(run.missing_photos) > 3 else ""), soft_wrap=True)
+    if run.stale:
+        stderr.print(f"note: {len(run.stale)} other overlay PNG(s) in {out} are not from this ranking "
+                     f"(e.g. {run.stale[0]})", soft_wrap=True)
+    stderr.print(f"wrote {len(run.written)} overlay(s) to {out} (pixels with s < {run.threshold:g} highlighted)",
+                 soft_wrap=True)
+
+
+@app.command()
+def report(
+    ranking: Annotated[Path, typer.Option("--ranking", "-r", help="Ranking CSV written by segaudit score (its run record is used when present).")] = Path("ranking.csv"),
+    overlays: Annotated[Path, typer.Option(help="Directory of PNGs written by segaudit overlay; the gallery embeds them as thumbnails.")] = Path("overlays"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write (self-contained: images embedded, no network access).")] = Path("report.html"),
+    top: Annotated[int, typer.Option(help="Images in the gallery of worst images.")] = 12,
+    score_threshold: Annotated[float, typer.Option(help="The summary counts images scoring below this (and marks it on the histogram).")] = 0.1,
+    confusions: Annotated[Optional[Path], typer.Option(help="CSV of class confusions (columns annotated,predicted,pixels,images,share) to show as a table.")] = None,
+    thumb_width: Annotated[int, typer.Option(help="Overlays wider than this are scaled down to it for embedding.")] = 1600,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes; errors only.")] = False,
+) -> None:
+    """Write one self-contained HTML report: summary, histogram, gallery of the worst images, sortable table.
+
+    Exit codes: 0 written; 2 bad input or options.
+    """
+    from ..errors import InputError
+    from ..overlay import load_ranking
+    from ..report import load_confusions, write_report
+
+    if top < 0:
+        raise fail(f"--top must be >= 0, got {top}")
+    if thumb_width < 16:
+        raise fail(f"--thumb-width must be at least 16, got {thumb_width}")
+    if not output.parent.is_dir():
+        raise fail(f"output directory does not exist: {output.parent}")
+    try:
+        loaded = load_ranking(ranking, need_record=False)
+        rows = load_confusions(confusions) if confusions is not None else None
+        result = write_report(loaded, output, overlays_dir=overlays, top=top, score_threshold=score_threshold,
+                              confusions=rows, thumb_width=thumb_width)
+    except InputError as exc:
+        raise fail(str(exc))
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror or exc}")
+    if quiet:
+        return
+    if loaded.record is None:
+        stderr.print(f"note: no run record {loaded.record_path}; the summary omits the inputs and options",
+                     soft_wrap=True)
+    if result.missing_overlays:
+        stderr.print(f"note: {result.missing_overlays} of the {result.gallery} gallery image(s) have no overlay "
+                     f"in {overlays} (run segaudit overlay --top {top})", soft_wrap=True)
+    stderr.print(f"wrote {output} ({len(loaded.rows)} images, {result.gallery} in the gallery)", soft_wrap=True)
