@@ -21,6 +21,7 @@ _LAZY = {
     "write_ranking": "segaudit.output",
     "InputError": "segaudit.errors",
     "METHODS": "segaudit.methods",
+    "PredictionWriter": "segaudit.writer",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -47,6 +47,7 @@ DEFAULT_MAX_WIDTH = 1024
 
 LOW_COLOUR = (255, 0, 110)  # s below the threshold: hot pink-red, no class palette is this loud over grey
 FLAG_COLOUR = (255, 200, 0)  # flagged by a per-pixel method only (e.g. clc): amber
+OUTLINE_COLOUR = (215, 215, 215)  # the annotation's class boundaries in the error map
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
 MUTED = (90, 90, 90)
@@ -327,7 +328,7 @@ def any_pool(flags: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def _blend(base: np.ndarray, colour: np.ndarray, alpha: float | np.ndarray) -> np.ndarray:
     alpha = np.asarray(alpha, dtype=np.float32)
-    if alpha.ndim == 2:
+    if alpha.ndim and alpha.ndim == base.ndim - 1:  # one alpha per pixel
         alpha = alpha[..., None]
     mixed = base.astype(np.float32) * (1 - alpha) + colour.astype(np.float32) * alpha
     return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
@@ -335,14 +336,26 @@ def _blend(base: np.ndarray, colour: np.ndarray, alpha: float | np.ndarray) -> n
 
 def _dimmed_grey(rgb: np.ndarray) -> np.ndarray:
     grey = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-    dim = (45 + grey * 0.35).astype(np.uint8)
+    dim = (50 + grey * 0.5).astype(np.uint8)
     return np.repeat(dim[..., None], 3, axis=2)
 
 
-def error_map(base: np.ndarray, s: np.ndarray, threshold: float, flags: np.ndarray | None = None) -> np.ndarray:
-    """The error panel: ``base`` dimmed to grey; s < threshold in :data:`LOW_COLOUR` (the
-    lower s, the more opaque, at least 70 %); flagged-only pixels in :data:`FLAG_COLOUR`."""
+def boundaries(labels: np.ndarray) -> np.ndarray:
+    """Pixels whose right or lower neighbour has another label (1 px class outlines)."""
+    edge = np.zeros(labels.shape, bool)
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    return edge
+
+
+def error_map(base: np.ndarray, s: np.ndarray, threshold: float, flags: np.ndarray | None = None,
+              outline: np.ndarray | None = None) -> np.ndarray:
+    """The error panel: ``base`` dimmed to grey, ``outline`` (the annotation's class
+    boundaries) in light grey; s < threshold in :data:`LOW_COLOUR` (the lower s, the more
+    opaque, at least 70 %); flagged-only pixels in :data:`FLAG_COLOUR`."""
     out = _dimmed_grey(base)
+    if outline is not None:
+        out[outline] = OUTLINE_COLOUR
     with np.errstate(invalid="ignore"):
         low = s < threshold
     if flags is not None:
@@ -350,7 +363,7 @@ def error_map(base: np.ndarray, s: np.ndarray, threshold: float, flags: np.ndarr
         out[flagged] = FLAG_COLOUR
     if low.any():
         severity = 1.0 - s[low] / threshold if threshold > 0 else np.ones(int(low.sum()))
-        alpha = (0.7 + 0.3 * np.clip(severity, 0, 1))[:, None]
+        alpha = 0.7 + 0.3 * np.clip(severity, 0, 1)
         out[low] = _blend(out[low], np.array(LOW_COLOUR, np.uint8), alpha)
     return out
 
@@ -477,7 +490,7 @@ def render_overlay(
         base = annotation
         panels = [("annotation", annotation), ("prediction (argmax)", prediction)]
     error_title = f"error map: s < {threshold:g}" + (" or flagged" if flags is not None else "")
-    panels.append((error_title, error_map(base, small_s, threshold, small_flags)))
+    panels.append((error_title, error_map(base, small_s, threshold, small_flags, boundaries(small_labels))))
 
     # Caption content, counted at full resolution.
     with np.errstate(invalid="ignore"):

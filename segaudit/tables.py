@@ -26,3 +26,20 @@ def worst_table(run: ScoreRun, rows: int = 10) -> Table:
         )
         table.add_row(str(rank), result.image_id, *scores, str(result.low_pixels), classes)
     return table
+
+
+def confusion_table(rows, run: ScoreRun, top: int = 20) -> Table:
+    """The class-confusion summary: annotated -> predicted, flagged pixels, images, share."""
+    flagged = sum(row.pixels for row in rows)
+    table = Table(title=f"class mix-ups among {flagged} flagged pixels (clc, downsample {run.clc.downsample}): "
+                        f"top {min(top, len(rows))} of {len(rows)}")
+    table.add_column("annotated")
+    table.add_column("model sees")
+    table.add_column("pixels", justify="right")
+    table.add_column("images", justify="right")
+    table.add_column("share of class", justify="right")
+    for row in rows[:top]:
+        share = "—" if math.isnan(row.share) else f"{row.share:.2%}"
+        table.add_row(run.class_name(row.annotated), run.class_name(row.predicted), str(row.pixels),
+                      str(row.images), share)
+    return table

@@ -79,3 +79,104 @@ def image_scores(labels, stored, *, ignore=(), temperature=0.1, pixel_threshold=
     else:
         out["suspect_class"] = out["likely_class"] = None
     return out
+
+
+def probabilities(stored, logits=False):
+    """Decoded (K, H, W) probabilities, with the per-pixel softmax for logits."""
+    values = np.ascontiguousarray(decode(stored))
+    if not logits:
+        return values
+    exp = np.exp(values - values.max(axis=0))
+    return exp / exp.sum(axis=0)
+
+
+def downsample(labels, stored, factor, *, ignore=(255,), logits=False):
+    """The F×F cell grid: (label, pred, s, p_pred) arrays; label -1 for empty cells.
+
+    Mean-pooled probabilities over the cell's scored pixels, renormalised (not at F=1);
+    label by majority vote, ties to the lowest class.
+    """
+    probs = probabilities(stored, logits)
+    n_classes, height, width = probs.shape
+    labels = np.asarray(labels).astype(np.int64)
+    valid = (labels >= 0) & (labels < n_classes) & ~np.isin(labels, list(ignore))
+    rows, cols = -(-height // factor), -(-width // factor)
+    out_label = np.full((rows, cols), -1)
+    out_pred = np.full((rows, cols), -1)
+    out_s = np.full((rows, cols), np.nan)
+    out_ppred = np.full((rows, cols), np.nan)
+    for i in range(rows):
+        for j in range(cols):
+            window = (slice(i * factor, (i + 1) * factor), slice(j * factor, (j + 1) * factor))
+            ok = valid[window]
+            if not ok.any():
+                continue
+            pooled = probs[(slice(None),) + window][:, ok].sum(axis=1)
+            if factor > 1:
+                pooled = pooled / pooled.sum()
+            label = int(np.argmax(np.bincount(labels[window][ok], minlength=n_classes)))
+            pred = int(np.argmax(pooled))
+            out_label[i, j], out_pred[i, j] = label, pred
+            out_s[i, j], out_ppred[i, j] = pooled[label], pooled[pred]
+    return out_label, out_pred, out_s, out_ppred
+
+
+def coco(label, pred, s):
+    """Mean over 8-connected (pred, label) components of their mean s, by flood fill."""
+    rows, cols = label.shape
+    seen = np.zeros((rows, cols), bool)
+    scores = []
+    for i in range(rows):
+        for j in range(cols):
+            if label[i, j] < 0 or seen[i, j]:
+                continue
+            stack, members = [(i, j)], []
+            seen[i, j] = True
+            while stack:
+                a, b = stack.pop()
+                members.append(s[a, b])
+                for da in (-1, 0, 1):
+                    for db in (-1, 0, 1):
+                        x, y = a + da, b + db
+                        if (0 <= x < rows and 0 <= y < cols and not seen[x, y]
+                                and label[x, y] == label[i, j] and pred[x, y] == pred[i, j]):
+                            seen[x, y] = True
+                            stack.append((x, y))
+            scores.append(np.mean(members))
+    return float(np.mean(scores)) if scores else np.nan
+
+
+def clc_flags(images, factor, *, ignore=(255,), logits=False):
+    """Confident-learning flags at full resolution for a dataset held in memory.
+
+    images: list of (labels (H, W), stored (K, H, W)). Thresholds, count and selection
+    over every cell of every image, as cleanlab's find_label_issues; ties in s are broken
+    by dataset order (image, then row-major cell). Returns one bool (H, W) mask per image.
+    """
+    grids = [downsample(l, p, factor, ignore=ignore, logits=logits) for l, p in images]
+    n_classes = images[0][1].shape[0]
+    label = np.concatenate([g[0].ravel() for g in grids])
+    pred = np.concatenate([g[1].ravel() for g in grids])
+    s = np.concatenate([g[2].ravel() for g in grids])
+    ppred = np.concatenate([g[3].ravel() for g in grids])
+    ok = label >= 0
+    t = np.array([s[ok & (label == k)].mean() if np.any(ok & (label == k)) else 0.0 for k in range(n_classes)])
+    t = np.maximum(t, 2e-6)
+    issue = ok & (pred != label) & (ppred >= t[np.where(ok, pred, 0)] - 1e-6)
+    n = int(issue.sum())
+    order = np.arange(s.size)
+    ranked = np.lexsort((order, np.where(ok, s, np.inf)))[:n]
+    chosen = np.zeros(s.size, bool)
+    chosen[ranked] = True
+    masks, offset = [], 0
+    for (labels, stored), grid in zip(images, grids):
+        cells = grid[0].size
+        cell_flags = chosen[offset:offset + cells].reshape(grid[0].shape)
+        offset += cells
+        height, width = labels.shape
+        full = np.repeat(np.repeat(cell_flags, factor, axis=0), factor, axis=1)[:height, :width]
+        lab = np.asarray(labels).astype(np.int64)
+        valid = (lab >= 0) & (lab < n_classes) & ~np.isin(lab, list(ignore))
+        argmax = decode(stored).argmax(axis=0)
+        masks.append(full & valid & (argmax != lab))
+    return masks

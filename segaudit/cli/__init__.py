@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from . import score  # noqa: F401  (registers the command)
+from . import findings  # noqa: F401  (each import registers its commands)
+from . import score  # noqa: F401
+from . import pack  # noqa: F401
 from . import review  # noqa: F401
 from ._app import app, stderr
 

@@ -1,0 +1,139 @@
+"""``segaudit pack``, ``segaudit pack-masks`` and ``segaudit info``: getting predictions in."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._app import app, fail, stderr
+from ._options import parse_classes
+
+
+class StoreDtype(str, Enum):
+    float16 = "float16"
+    float32 = "float32"
+    uint8 = "uint8"
+
+
+class Codec(str, Enum):  # the names of segaudit.writer.CODECS (kept literal: no zarr import here)
+    none = "none"
+    lz4 = "lz4"
+    zstd = "zstd"
+
+
+def _with_progress(show: bool, label: str, work):
+    """Run ``work(on_image)``, with a progress bar on stderr when ``show``."""
+    if not show:
+        return work(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=stderr, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+        return work(lambda done, total: progress.update(task, completed=done, total=total))
+
+
+@app.command()
+def pack(
+    source: Annotated[Path, typer.Argument(help="A directory of per-image .npy/.npz files (id = relative path without extension), or one (N, K, H, W) .npy file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The zarr store to write (per-image layout).")],
+    ids: Annotated[Optional[Path], typer.Option(help="For one (N, K, H, W) .npy: a text file with the N image ids, one per line, in array order.")] = None,
+    masks: Annotated[Optional[Path], typer.Option(help="For one (N, K, H, W) .npy: name the images by this masks directory's sorted ids (as 'segaudit score' pairs them).")] = None,
+    mask_suffix: Annotated[str, typer.Option(help="With --masks: use only masks whose name ends with this and strip it from the id, as for 'segaudit score'.")] = "",
+    classes: Annotated[Optional[str], typer.Option(help="Class names, comma-separated or a file (JSON list or one per line); stored as the 'classes' attribute.")] = None,
+    dtype: Annotated[StoreDtype, typer.Option(help="Stored dtype. float16 is exact to ~1e-3 relative per value; uint8 stores round(p*255) and shifts softmin by a few percent (see docs/predictions.md).")] = StoreDtype.float16,
+    logits: Annotated[bool, typer.Option("--logits", help="The arrays are logits (a softmax is applied per pixel when scoring); only finiteness is checked.")] = False,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="The source arrays are (H, W, K) / (N, H, W, K); they are stored as (K, H, W).")] = False,
+    codec: Annotated[Codec, typer.Option(help="Chunk compression: none (fastest to read), lz4 (blosc, byte shuffle) or zstd.")] = Codec.none,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing zarr store at --output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary; errors only.")] = False,
+) -> None:
+    """Pack numpy predictions into a zarr store that 'segaudit score' reads fast.
+
+    Every array is checked (shape, K, finite non-negative probabilities summing to 1).
+    The store is written beside --output and renamed into place when complete.
+    Exit codes: 0 written; 2 bad input or options (nothing written).
+    """
+    from ..errors import InputError
+
+    try:
+        class_names = parse_classes(classes)
+    except ValueError as exc:
+        raise fail(str(exc))
+    show = not quiet and stderr.is_terminal
+    try:
+        from ..pack import pack as pack_arrays
+
+        result = _with_progress(show, "packing", lambda on_image: pack_arrays(
+            source, output, ids=ids, masks=masks, mask_suffix=mask_suffix, classes=class_names,
+            dtype=dtype.value, logits=logits, channels_last=channels_last, codec=codec.value,
+            overwrite=overwrite, on_image=on_image,
+        ))
+    except InputError as exc:
+        raise fail(str(exc))
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror or exc}")
+    if not quiet:
+        from ..info import human_bytes
+
+        stderr.print(f"wrote {result.path} ({result.images} images, {result.detail}, "
+                     f"{human_bytes(result.bytes_on_disk)})", soft_wrap=True)
+
+
+@app.command("pack-masks")
+def pack_masks(
+    labels: Annotated[Path, typer.Argument(help="An (N, H, W) integer .npy (or .npz) of class indices.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write the PNG masks to (<id>.png).")],
+    ids: Annotated[Optional[Path], typer.Option(help="Text file with the N image ids, one per line, in array order. Default: 0, 1, ... zero-padded.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing directory of PNG masks at --output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary; errors only.")] = False,
+) -> None:
+    """Write an (N, H, W) label array as PNG masks: 8-bit L, or 16-bit I;16 if a value exceeds 255.
+
+    Exit codes: 0 written; 2 bad input or options (nothing written).
+    """
+    from ..errors import InputError
+
+    show = not quiet and stderr.is_terminal
+    try:
+        from ..pack import pack_masks as write_masks
+
+        result = _with_progress(show, "writing masks", lambda on_image: write_masks(
+            labels, output, ids=ids, overwrite=overwrite, on_image=on_image))
+    except InputError as exc:
+        raise fail(str(exc))
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror or exc}")
+    if not quiet:
+        from ..info import human_bytes
+
+        stderr.print(f"wrote {result.path} ({result.images} masks, {result.detail}, "
+                     f"{human_bytes(result.bytes_on_disk)})", soft_wrap=True)
+
+
+@app.command()
+def info(
+    store: Annotated[Path, typer.Argument(help="A zarr prediction store (per-image or stacked layout, zarr format 3 or 2).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON.")] = False,
+) -> None:
+    """Describe a prediction store: layout, images, classes, shapes, dtype, chunks, codec, size, completeness.
+
+    Exit codes: 0 described (even if 'segaudit score' would refuse the store: see 'readable');
+    2 not a zarr store.
+    """
+    from ..errors import InputError
+
+    try:
+        from ..info import format_info, inspect_store
+
+        description = inspect_store(store)
+    except InputError as exc:
+        raise fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(description, indent=2))
+    else:
+        typer.echo(format_info(description), nl=False)
