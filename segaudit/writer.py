@@ -23,7 +23,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError
-from .predictions import sum_tolerance
+from .predictions import decoding, sum_tolerance
 
 #: Root attribute: false while the store is being written, true after a clean close().
 COMPLETE_ATTR = "segaudit_complete"
@@ -111,13 +111,6 @@ def as_numpy(values: object, where: str) -> np.ndarray:
     return values
 
 
-def _decoded(block: np.ndarray) -> np.ndarray:
-    """Stored or given values as probabilities (uint8/uint16 are quantised)."""
-    if block.dtype.kind == "u":
-        return block / np.float32(np.iinfo(block.dtype).max)
-    return block
-
-
 def _first(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape))
 
@@ -126,16 +119,36 @@ class _BadValues(ValueError):
     """A block of one image fails the checks; the writer adds the store and image."""
 
 
+def input_sum_tolerance(given: np.dtype, stored: np.dtype, n_classes: int) -> float:
+    """How far the given values of a pixel may sum from 1 so the stored ones pass the reader.
+
+    The reader allows :func:`segaudit.predictions.sum_tolerance` of the stored dtype. Storing
+    a different dtype rounds each value: by at most half a step each for uint8/uint16
+    (K half steps in all), and by a relative 2**-11 (float16) or 2**-24 (float32) for
+    floats (at most twice that in all, the values summing to about 1). Summing in float32
+    adds up to K * 2**-24 more.
+    """
+    tolerance = sum_tolerance(stored, n_classes)
+    half_step = decoding(stored)[1]
+    if given != stored:
+        tolerance -= n_classes * half_step if stored.kind == "u" else 2 * half_step
+    if given.kind == "f" and given.itemsize < 8:
+        tolerance -= 2 * n_classes * 2.0**-24
+    return tolerance
+
+
 def _check_and_encode(block: np.ndarray, dtype: np.dtype, logits: bool, row0: int) -> np.ndarray:
     """Check a (K, rows, W) block of given values and return it in the stored dtype.
 
-    Probabilities must be finite, non-negative, and their stored values must sum to 1
-    within the tolerance the reader allows for the stored dtype; logits must be finite
-    (also after conversion: 70000 overflows float16).
+    Probabilities must be finite and non-negative, and sum to 1 closely enough that the
+    stored values pass the reader's check (:func:`input_sum_tolerance`). Logits must be
+    finite and fit in the stored dtype (70000 overflows float16). One sum and one min
+    over the block, then the conversion.
     """
     n_classes = block.shape[0]
     if block.dtype.kind == "f":
-        total = block.sum(axis=0, dtype=np.float64)  # NaN or inf anywhere makes a sum non-finite
+        # A NaN or inf anywhere makes the pixel's sum non-finite: one pass checks both.
+        total = block.sum(axis=0, dtype=np.float64 if block.dtype == np.float64 else np.float32)
         if not np.isfinite(total).all():
             bad = ~np.isfinite(block)
             if bad.any():  # (else finite logits so large their sum overflowed: fine)
@@ -145,37 +158,35 @@ def _check_and_encode(block: np.ndarray, dtype: np.dtype, logits: bool, row0: in
             k, r, c = _first(block < 0)
             raise _BadValues(f"negative probability {block[k, r, c]} at row {row0 + r}, column {c} (class {k})"
                              " (for logits use --logits / logits=True)")
+    else:  # uint8/uint16 quantised probabilities
+        total = block.sum(axis=0, dtype=np.float64) / np.iinfo(block.dtype).max
+    if logits:
+        if dtype.itemsize < block.dtype.itemsize:  # float64 -> float32 or -> float16, float32 -> float16
+            limit = float(np.finfo(dtype).max)
+            if block.max() > limit or block.min() < -limit:
+                k, r, c = _first(np.abs(block) > limit)
+                raise _BadValues(f"logit {block[k, r, c]} at row {row0 + r}, column {c} (class {k}) does not "
+                                 f"fit in {dtype} (store float32)")
     else:
-        total = None
+        deviation = np.abs(total - 1)
+        allowed = input_sum_tolerance(block.dtype, dtype, n_classes)
+        if deviation.max() > allowed:
+            r, c = _first(deviation > allowed)
+            what = "all probabilities 0" if total[r, c] == 0 else f"probabilities summing to {total[r, c]:.6g}, not 1"
+            raise _BadValues(f"{what} at row {row0 + r}, column {c} (for logits use --logits / logits=True)")
     if block.dtype == dtype:
-        stored = block
-    elif dtype.kind == "u":  # quantise: round(p * max), clipped so 1.0004 stays at max
+        return block
+    if dtype.kind == "u":  # quantise: round(p * max), clipped so 1.0004 stays at max
         top = np.iinfo(dtype).max
         work = np.float64 if block.dtype == np.float64 else np.float32
         scaled = block.astype(work)  # a copy, scaled in place
         scaled *= work(top / np.iinfo(block.dtype).max) if block.dtype.kind == "u" else work(top)
         np.rint(scaled, out=scaled)
-        np.clip(scaled, 0, top, out=scaled)
-        stored = scaled.astype(dtype)
-        total = None
-    else:
-        stored = _decoded(block).astype(dtype)
-        total = None
-    if logits:
-        if dtype.kind == "f" and not np.isfinite(stored).all():
-            k, r, c = _first(~np.isfinite(stored))
-            raise _BadValues(f"logit {block[k, r, c]} at row {row0 + r}, column {c} (class {k}) does not "
-                             f"fit in {dtype} (store float32)")
-        return stored
-    if total is None:
-        total = _decoded(stored).sum(axis=0, dtype=np.float64)
-    deviation = np.abs(total - 1.0)
-    if deviation.max() > sum_tolerance(dtype, n_classes):
-        r, c = _first(deviation > sum_tolerance(dtype, n_classes))
-        what = ("all probabilities 0" if total[r, c] == 0
-                else f"probabilities summing to {total[r, c]:.6g}, not 1")
-        raise _BadValues(f"{what} at row {row0 + r}, column {c} (for logits use --logits / logits=True)")
-    return stored
+        np.minimum(scaled, top, out=scaled)
+        return scaled.astype(dtype)
+    if block.dtype.kind == "u":
+        return (block / np.float64(np.iinfo(block.dtype).max)).astype(dtype)
+    return block.astype(dtype)
 
 
 class PredictionWriter:
