@@ -290,3 +290,19 @@ def flag_pass(dataset, factor: int, selection: Selection, *, prefetch: int = 4, 
         progress("clc: flagging", index + 1, len(dataset.pairs))
 
     walk(dataset, block, on_image_start=start, on_image_end=end, row_alignment=factor, prefetch=prefetch)
+
+
+def clc_from_baseline(dataset, record: dict, *, prefetch: int = 4, progress=None) -> ClcState:
+    """Flag with an earlier run's cut (see :meth:`ClcState.record`): one pass."""
+    factor = int(record["downsample"])
+    flagged = np.zeros(len(dataset.pairs), np.int64)
+    if record["cut_bits"] is None:  # the full run flagged nothing
+        selection = None
+    else:
+        # Every cell at or below the cut: ties at the cut cannot be ordered within a subset.
+        low = int(record["cut_bits"]) + 1
+        selection = Selection(low, low, 0)
+        flag_pass(dataset, factor, selection, prefetch=prefetch, progress=progress, flagged=flagged)
+    return ClcState(factor, np.asarray(record["thresholds"], float), int(record["issues"]),
+                    None if selection is None else Selection(low - 1, low, int(record["cut_ties"])),
+                    flagged, passes=2)

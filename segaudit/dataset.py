@@ -141,12 +141,13 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
 
 def _pair(
-    mask_files: list[masks_io.MaskFile], store: PredictionStore, allow_missing: bool
+    mask_files: list[masks_io.MaskFile], store: PredictionStore, allow_missing: bool, subset: bool = False,
 ) -> tuple[list[tuple[masks_io.MaskFile, str]], list[str], list[str]]:
     by_id = {m.image_id: m for m in mask_files}
     in_store = set(store.image_ids)
     no_prediction = [i for i in by_id if i not in in_store]
-    no_mask = sorted(in_store - by_id.keys())
+    # Scoring a subset, the other predictions are simply not asked for.
+    no_mask = [] if subset else sorted(in_store - by_id.keys())
     if (no_prediction or no_mask) and not allow_missing:
         problems = []
         if no_prediction:
@@ -157,7 +158,7 @@ def _pair(
                             + ", ".join(no_mask[:3]) + (" ..." if len(no_mask) > 3 else ""))
         raise InputError("; ".join(problems) + " (--allow-missing skips them)")
     pairs = [(m, m.image_id) for m in mask_files if m.image_id in in_store]
-    if not pairs:
+    if not pairs and not subset:
         raise InputError(f"no image id is in both the masks and {store.path}")
     return pairs, no_prediction, no_mask
 
@@ -176,20 +177,29 @@ def open_dataset(
     logits: bool | None = None,
     channels_last: bool | None = None,
     allow_missing: bool = False,
+    only: list[str] | None = None,
 ) -> Dataset:
     """Find the masks, open the store, pair them and check sizes (headers only).
 
-    Parameters are those of :func:`segaudit.score`. Raises InputError for any problem
-    that can be seen without decoding masks or predictions.
+    Parameters are those of :func:`segaudit.score`. ``only``: entries naming the images
+    to use (ids or mask paths, see :func:`segaudit.subset.resolve_only`). Raises
+    InputError for any problem that can be seen without decoding masks or predictions.
     """
     limit_malloc_arenas()
     mask_files = masks_io.find_masks(masks, mask_suffix)
+    deleted: list[str] = []
+    if only is not None:
+        from .subset import resolve_only
+
+        chosen, deleted = resolve_only(only, masks, mask_files, mask_suffix)
+        keep = set(chosen)
+        mask_files = [m for m in mask_files if m.image_id in keep]
     colour_map = masks_io.load_palette(palette) if palette else None
     store = open_predictions(predictions, classes=classes, logits=logits, channels_last=channels_last)
     ignore = resolve_ignore(ignore_index, store.n_classes)
     config = make_config(store.dtype, store.n_classes, ignore, store.logits, temperature,
                          pixel_threshold, methods, store.sum_tolerance)
-    pairs, no_prediction, no_mask = _pair(mask_files, store, allow_missing)
+    pairs, no_prediction, no_mask = _pair(mask_files, store, allow_missing, subset=only is not None)
 
     # Cheap checks first (PNG headers and array metadata), so a size mismatch in the
     # last image fails before minutes of scoring.
@@ -213,6 +223,8 @@ def open_dataset(
         "logits": store.logits,
         "channels_last": store.channels_last,
         "allow_missing": allow_missing,
+        "only": None if only is None else [image_id for _, image_id in pairs],
+        "only_deleted": deleted,
     }
     return Dataset(pairs=pairs, store=store, config=config, ignore=ignore, colour_map=colour_map,
                    options=options, skipped_masks=no_prediction, skipped_predictions=no_mask)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import errno
-import io
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
 
 from . import __version__
 from .errors import InputError
+from .formats import render
 from .scoring import ScoreRun
 
 RUN_RECORD_SUFFIX = ".run.json"
@@ -22,25 +20,24 @@ def csv_columns(methods: tuple[str, ...]) -> list[str]:
     return ["rank", "image", "score", *methods, "pixels", "low_pixels", "suspect_class", "likely_class"]
 
 
-def _number(value: float) -> str:
-    # repr is the shortest text that reads back to the same float: lossless and stable.
-    return "" if math.isnan(value) else repr(float(value))
+def ranking_rows(run: ScoreRun) -> list[list]:
+    """One row per image, worst first, in :func:`csv_columns` order."""
+    key = run.methods[0]
+    return [
+        [rank, result.image_id, result.scores[key], *(result.scores[m] for m in run.methods),
+         result.pixels, result.low_pixels,
+         run.class_name(result.suspect_class) or None, run.class_name(result.likely_class) or None]
+        for rank, result in enumerate(run.results, 1)
+    ]
+
+
+def ranking_text(run: ScoreRun, fmt: str = "csv") -> str:
+    """The ranking as CSV (byte-identical for the same input), JSON Lines or JSON."""
+    return render(csv_columns(run.methods), ranking_rows(run), fmt)
 
 
 def ranking_csv(run: ScoreRun) -> str:
-    """The ranking as CSV text, worst image first (byte-identical for the same input)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(csv_columns(run.methods))
-    key = run.methods[0]
-    for rank, result in enumerate(run.results, 1):
-        writer.writerow([
-            rank, result.image_id, _number(result.scores[key]),
-            *(_number(result.scores[m]) for m in run.methods),
-            result.pixels, result.low_pixels,
-            run.class_name(result.suspect_class), run.class_name(result.likely_class),
-        ])
-    return buffer.getvalue()
+    return ranking_text(run, "csv")
 
 
 def run_record(run: ScoreRun, csv_path: Path) -> dict:
@@ -111,7 +108,7 @@ def atomic_write_all(files: dict[Path, str | bytes]) -> None:
         raise
 
 
-def write_ranking(run: ScoreRun, csv_path: str | Path) -> Path:
+def write_ranking(run: ScoreRun, csv_path: str | Path, fmt: str = "csv") -> Path:
     """Write the CSV and its run record (``<stem>.run.json``); return the record's path.
 
     Both are written to temporary files first and renamed into place only when both are
@@ -120,5 +117,5 @@ def write_ranking(run: ScoreRun, csv_path: str | Path) -> Path:
     csv_path = Path(csv_path)
     record_path = run_record_path(csv_path)
     record = json.dumps(run_record(run, csv_path), indent=2, allow_nan=False) + "\n"
-    atomic_write_all({csv_path: ranking_csv(run), record_path: record})
+    atomic_write_all({csv_path: ranking_text(run, fmt), record_path: record})
     return record_path

@@ -292,6 +292,44 @@ def panel_size(height: int, width: int, max_width: int | None = DEFAULT_MAX_WIDT
     return height * factor, width * factor
 
 
+@dataclass(frozen=True)
+class PanelLayout:
+    """Where the panels of an overlay are: a title line above each, ``margin`` around and
+    between them, the caption strip below."""
+
+    panel_height: int
+    panel_width: int
+    font_size: int
+
+    @property
+    def margin(self) -> int:
+        return max(6, self.font_size // 2)
+
+    @property
+    def line(self) -> int:
+        return self.font_size + self.font_size // 2
+
+    @property
+    def top(self) -> int:
+        """y of the panels' first row."""
+        return self.margin + self.line
+
+    def box(self, n: int) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) of panel ``n``, right and bottom exclusive."""
+        left = self.margin + n * (self.panel_width + self.margin)
+        return left, self.top, left + self.panel_width, self.top + self.panel_height
+
+    def width(self, n_panels: int) -> int:
+        """Width of an overlay with ``n_panels`` panels."""
+        return 2 * self.margin + n_panels * self.panel_width + (n_panels - 1) * self.margin
+
+
+def panel_layout(height: int, width: int, max_width: int | None = DEFAULT_MAX_WIDTH) -> PanelLayout:
+    """The layout of an overlay of an image of ``height`` × ``width`` pixels."""
+    h, w = panel_size(height, width, max_width)
+    return PanelLayout(panel_height=h, panel_width=w, font_size=int(np.clip(w // 18, 13, 26)))
+
+
 def _nearest_index(n_out: int, n_in: int) -> np.ndarray:
     return np.minimum(((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.intp), n_in - 1)
 
@@ -388,8 +426,21 @@ def _fit(font, text: str, width: float) -> str:
     return text + "…"
 
 
-def _format_score(value: float) -> str:
-    return "no scored pixels" if math.isnan(value) else f"{value:.4g}"
+def format_score(value: float) -> str:
+    """A score for people: 4 decimals (tiny ones in e-notation), '' for none."""
+    if math.isnan(value):
+        return ""
+    return f"{value:.2e}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"
+
+
+def class_phrase(suspect: str, likely: str, quote: tuple[str, str] = ("“", "”")) -> str:
+    """How the ranking's suspect and likely classes read in a caption ('' when none)."""
+    if not suspect:
+        return ""
+    q0, q1 = quote
+    if suspect == likely:
+        return f"low pixels mostly {q0}{suspect}{q1}, which the model also predicts (unsure, not contradicting)"
+    return f"annotated {q0}{suspect}{q1}, looks like {q0}{likely}{q1}"
 
 
 @dataclass
@@ -455,7 +506,7 @@ def render_overlay(
     Returns
     -------
     PIL.Image.Image
-        RGB. Width = panels × w + gaps; the panels start at :func:`panel_origin`.
+        RGB; the panels are where :func:`panel_layout` says.
     """
     height, width = labels.shape
     if s.shape != labels.shape or predicted.shape != labels.shape:
@@ -499,18 +550,14 @@ def render_overlay(
     scored = int(s.size - np.count_nonzero(ignored))
     caption = caption or Caption(image_id="")
     k = colours.n_classes
-    present = np.zeros(k, bool)
-    present[np.unique(labels[~ignored & (labels < k)])] = True
-    present[np.unique(predicted[(predicted >= 0) & (predicted < k)])] = True
+    present = np.bincount(labels[~ignored & (labels < k)], minlength=k)[:k] > 0
+    present |= np.bincount(predicted[(predicted >= 0) & (predicted < k)], minlength=k)[:k] > 0
 
-    # Layout.
-    font_size = int(np.clip(w // 18, 13, 26))
+    layout = panel_layout(height, width, max_width)
+    font_size, margin, line = layout.font_size, layout.margin, layout.line
     font = _font(font_size)
     big = _font(font_size + 3)
-    line = font_size + font_size // 2
-    margin = max(6, font_size // 2)
-    gap = margin
-    total_width = margin * 2 + len(panels) * w + (len(panels) - 1) * gap
+    total_width = layout.width(len(panels))
     content_width = total_width - 2 * margin
     swatch = font_size
     item_gap = font_size
@@ -519,10 +566,10 @@ def render_overlay(
     if caption.rank is not None:
         head.append(_Item(f"#{caption.rank}"))
     head.append(_Item(caption.image_id or "(image)"))
-    facts = [_Item(f"{caption.method} {_format_score(caption.score)}"),
+    facts = [_Item(f"{caption.method} {format_score(caption.score) or 'none (no scored pixels)'}"),
              _Item(f"{low} of {scored} px with s < {threshold:g}" + (f" ({100 * low / scored:.1f} %)" if scored else ""))]
     if caption.suspect:
-        facts.append(_Item(f"annotated “{caption.suspect}”, looks like “{caption.likely}”"))
+        facts.append(_Item(class_phrase(caption.suspect, caption.likely)))
     if flags is not None:
         facts.append(_Item(f"{int(np.count_nonzero(flags))} px flagged"))
     legend = [_Item(colours.name(c), swatch=colours.colour(c)) for c in np.flatnonzero(present)]
@@ -535,20 +582,18 @@ def render_overlay(
     head_lines = _flow(head, big, content_width, swatch, item_gap)
     fact_lines = _flow(facts, font, content_width, swatch, item_gap * 2)
     legend_lines = _flow(legend, font, content_width, swatch, item_gap)
-    title_height = line
     caption_height = (len(head_lines) * (line + 3) + len(fact_lines) * line + margin // 2
                       + len(legend_lines) * line)
-    total_height = margin + title_height + h + margin + caption_height + margin
+    total_height = layout.top + h + margin + caption_height + margin
 
     canvas = Image.new("RGB", (total_width, total_height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    top = margin + title_height
     for n, (title, pixels) in enumerate(panels):
-        x = margin + n * (w + gap)
+        x, top, _, _ = layout.box(n)
         draw.text((x, margin), _fit(font, title, w), fill=MUTED, font=font)
         canvas.paste(Image.fromarray(np.ascontiguousarray(pixels)), (x, top))
 
-    y = top + h + margin
+    y = layout.top + h + margin
     for lines, line_font, height_step in ((head_lines, big, line + 3), (fact_lines, font, line)):
         for entries in lines:
             for item, x in entries:
@@ -566,14 +611,6 @@ def render_overlay(
     return canvas
 
 
-def panel_origin(image_size: tuple[int, int], labels_shape: tuple[int, int], n: int,
-                 max_width: int | None = DEFAULT_MAX_WIDTH) -> tuple[int, int, int, int]:
-    """(x, y, w, h) of panel ``n`` in an overlay of the given size (for tests and tools)."""
-    h, w = panel_size(*labels_shape, max_width)
-    font_size = int(np.clip(w // 18, 13, 26))
-    margin = max(6, font_size // 2)
-    line = font_size + font_size // 2
-    return margin + n * (w + margin), margin + line, w, h
 
 
 # --- the command: render the ranking's worst images ---------------------------------------

@@ -85,6 +85,9 @@ def load_array(path: str | Path, preferred: str = NPZ_PROBS) -> np.ndarray:
                     return archive[preferred]
                 listed = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "") if names else "no arrays"
                 raise InputError(f"{path}: holds {listed}; save one array, or name it '{preferred}'")
+        with open(path, "rb") as stream:
+            if stream.read(6) != b"\x93NUMPY":
+                raise InputError(f"cannot read {path}: not a .npy file")
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except InputError:
         raise

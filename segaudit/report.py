@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
-from .overlay import Ranking, RankedImage, overlay_name
+from .overlay import Ranking, RankedImage, class_phrase, format_score, overlay_name
 
 #: One row of the class-confusion summary: (annotated, seen instead, pixels, images, share).
 ConfusionRow = tuple[str, str, int, int, float]
@@ -154,9 +154,8 @@ def _facts(row: RankedImage, method: str, pixel_threshold: float | None) -> str:
         below = "?" if pixel_threshold is None else f"{pixel_threshold:g}"
         low = (f" · {row.low_pixels} of {row.pixels} px with s &lt; {esc(below)}"
                f" ({_percent(row.low_pixels, row.pixels):.1f} %)")
-    classes = (f" · annotated <b>{esc(row.suspect)}</b>, looks like <b>{esc(row.likely)}</b>"
-               if row.suspect else "")
-    return f'{esc(method)} <b>{esc(_number(row.score) or "none")}</b>{low}{classes}'
+    classes = class_phrase(esc(row.suspect), esc(row.likely), ("<b>", "</b>"))
+    return f'{esc(method)} <b>{esc(format_score(row.score) or "none")}</b>{low}' + (f" · {classes}" if classes else "")
 
 
 def _summary(ranking: Ranking, score_threshold: float) -> str:
@@ -185,7 +184,7 @@ def _summary(ranking: Ranking, score_threshold: float) -> str:
     ]
     if rows and not math.isnan(rows[0].score):
         items.append(("Worst image", f'<a href="#r{rows[0].rank}"><code>{esc(rows[0].image_id)}</code></a> '
-                                     f"({esc(_number(rows[0].score))})"))
+                                     f"({esc(format_score(rows[0].score))})"))
     if record.get("classes"):
         items.append(("Classes", f"{len(record['classes'])}: " + ", ".join(esc(c) for c in record["classes"])))
     elif record.get("n_classes"):
@@ -284,8 +283,8 @@ def _table(ranking: Ranking, top: int, score_threshold: float) -> str:
             return f'<td class="num" data-v="{value!r}">{esc(text if text is not None else value)}</td>'
 
         body.append(
-            f"<tr{flag}>{cell(row.rank)}<td>{link}</td>{cell(row.score, _number(row.score))}"
-            + "".join(cell(row.scores.get(m, math.nan), _number(row.scores.get(m, math.nan))) for m in extra)
+            f"<tr{flag}>{cell(row.rank)}<td>{link}</td>{cell(row.score, format_score(row.score))}"
+            + "".join(cell(row.scores.get(m, math.nan), format_score(row.scores.get(m, math.nan))) for m in extra)
             + f"{cell(row.pixels)}{cell(row.low_pixels)}{cell(share, _number(share, '.1f'))}"
             f"<td>{esc(row.suspect)}</td><td>{esc(row.likely)}</td></tr>"
         )
@@ -306,11 +305,12 @@ header { padding-top: 20px; }
 h1 { margin: 0 0 2px; font-size: 26px; }
 h2 { margin: 28px 0 10px; font-size: 20px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
 h3 { margin: 0 0 4px; font-size: 16px; }
+h3 code { font-size: 15px; }
 .sub { margin: 0; color: var(--muted); }
 code { font: 13px/1.3 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; overflow-wrap: anywhere; }
 a { color: var(--accent); }
 .summary { display: flex; flex-wrap: wrap; gap: 16px 40px; align-items: flex-start; }
-.summary dl { margin: 0; display: grid; grid-template-columns: max-content minmax(0, 560px); gap: 4px 16px; }
+.summary dl { margin: 0; display: grid; grid-template-columns: max-content minmax(0, 440px); gap: 4px 16px; }
 .summary dt { color: var(--muted); }
 .summary dd { margin: 0; overflow-wrap: anywhere; }
 figure { margin: 0; background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 8px; }

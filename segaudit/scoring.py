@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .clc import ClcState, _threshold_sums, confident_learning
+from .clc import ClcState, _threshold_sums, clc_from_baseline, confident_learning
 from .coco import coco_score
 from .dataset import Dataset, open_dataset
 from .downsample import grid_shape, pool
@@ -24,7 +24,7 @@ from .methods import SCORERS, check_methods
 from .passes import walk
 
 
-@dataclass(frozen=True)
+@dataclass
 class ImageResult:
     """One image's scores (NaN when it has no scored pixel) and its low-pixel summary."""
 
@@ -34,6 +34,7 @@ class ImageResult:
     low_pixels: int
     suspect_class: int | None  # annotated class holding most low pixels
     likely_class: int | None  # the predicted class most common among those pixels
+    flagged_pixels: int | None = None  # clc-flagged pixels, when clc was computed
 
 
 @dataclass
@@ -149,6 +150,8 @@ def score(
     channels_last: bool | None = None,
     allow_missing: bool = False,
     downsample: int = 4,
+    only: list[str] | None = None,
+    baseline: dict | None = None,
     prefetch: int = 4,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> ScoreRun:
@@ -184,6 +187,10 @@ def score(
     downsample : int
         Cell size F of the F×F grid that the dataset-wide methods clc and coco use
         (1 = full resolution).
+    only : list of str, optional
+        Score only these images: ids or mask paths (see :func:`segaudit.subset.resolve_only`).
+    baseline : dict, optional
+        The ``clc`` section of a full run's record, reused for clc (see :func:`score_dataset`).
     on_progress : callable, optional
         Called as ``on_progress(stage, done, total)`` after each image of each pass over
         the dataset (one pass, plus two or more for clc), for progress display.
@@ -202,24 +209,37 @@ def score(
     dataset = open_dataset(
         masks, predictions, methods=methods, temperature=temperature, pixel_threshold=pixel_threshold,
         ignore_index=ignore_index, mask_suffix=mask_suffix, palette=palette, classes=classes,
-        logits=logits, channels_last=channels_last, allow_missing=allow_missing,
+        logits=logits, channels_last=channels_last, allow_missing=allow_missing, only=only,
     )
-    return score_dataset(dataset, methods, downsample=downsample, prefetch=prefetch, on_progress=on_progress)
+    return score_dataset(dataset, methods, downsample=downsample, prefetch=prefetch, on_progress=on_progress,
+                         baseline=baseline)
 
 
 def score_dataset(dataset: Dataset, methods: tuple[str, ...], *, downsample: int = 4, prefetch: int = 4,
-                  on_progress: Callable[[str, int, int], None] | None = None) -> ScoreRun:
-    """Score an opened dataset (see :func:`score`; the kernel settings come with it)."""
+                  on_progress: Callable[[str, int, int], None] | None = None,
+                  baseline: dict | None = None) -> ScoreRun:
+    """Score an opened dataset (see :func:`score`; the kernel settings come with it).
+
+    ``baseline``: the ``clc`` section of an earlier full run's record. clc then flags
+    with that run's dataset-wide cut (cells with s at or below it; pixels whose argmax is
+    their label unflagged) and its downsampling, instead of counting over this dataset:
+    a subset is scored consistently with the full run, in two passes.
+    """
+    if baseline is not None:
+        downsample = int(baseline["downsample"])
     methods = check_methods(methods)
     if not isinstance(downsample, int) or isinstance(downsample, bool) or downsample < 1:
         raise InputError(f"--downsample must be a whole number >= 1, got {downsample}")
     progress = on_progress or (lambda stage, done, total: None)
     results = _per_image_pass(dataset, methods, downsample, prefetch, progress)
     clc_state = None
-    if "clc" in methods:
+    if "clc" in methods and baseline is not None:
+        clc_state = clc_from_baseline(dataset, baseline, prefetch=prefetch, progress=progress)
+    elif "clc" in methods:
         clc_state = confident_learning(dataset, downsample, results.threshold_sums, results.threshold_counts,
                                        prefetch=prefetch, progress=progress)
         for result, flagged in zip(results.images, clc_state.flagged):
+            result.flagged_pixels = int(flagged)
             result.scores["clc"] = 1.0 - int(flagged) / result.pixels if result.pixels else math.nan
     config = dataset.config
     return ScoreRun(

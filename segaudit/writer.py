@@ -173,7 +173,9 @@ def _check_and_encode(block: np.ndarray, dtype: np.dtype, logits: bool, row0: in
         if deviation.max() > allowed:
             r, c = _first(deviation > allowed)
             what = "all probabilities 0" if total[r, c] == 0 else f"probabilities summing to {total[r, c]:.6g}, not 1"
-            raise _BadValues(f"{what} at row {row0 + r}, column {c} (for logits use --logits / logits=True)")
+            hint = (f"{block.dtype} values: store them as {block.dtype}" if block.dtype.kind == "u"
+                    else "for logits use --logits / logits=True")
+            raise _BadValues(f"{what} at row {row0 + r}, column {c} ({hint})")
     if block.dtype == dtype:
         return block
     if dtype.kind == "u":  # quantise: round(p * max), clipped so 1.0004 stays at max
@@ -401,7 +403,7 @@ class PredictionWriter:
                                  f"expected {self._shape_text()}" + ("" if self.channels_last else " (channels_last?)"))
             self.n_classes = n_classes
         elif n_classes != self.n_classes:
-            named = "classes names" if self.classes is not None else "earlier images have"
+            named = "the class names give" if self.classes is not None else "earlier images have"
             raise InputError(f"{where}: {n_classes} classes (shape {array.shape}, {self._shape_text()}), "
                              f"but {named} K={self.n_classes}")
         if height == 0 or width == 0:

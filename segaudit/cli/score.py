@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from ._app import app, fail, stderr
+from ._app import EXIT_FINDINGS, app, fail, stderr
 from ._options import (
     AllowMissing, ChannelsLast, Classes, Downsample, IgnoreIndex, Logits, Masks, MaskSuffix, NoIgnore,
     Palette, PixelThreshold, Predictions, Quiet, input_options, with_progress,
 )
 
 
+Format = Annotated[str, typer.Option("--format", help="Output format: csv, jsonl (one JSON object per image) or json.")]
+
+
 @app.command()
 def score(
     masks: Masks,
     predictions: Predictions,
-    output: Annotated[str, typer.Option("--output", "-o", help="CSV to write, worst image first; '-' writes to stdout. A run record <stem>.run.json is written beside a file.")] = "ranking.csv",
+    output: Annotated[str, typer.Option("--output", "-o", help="Ranking to write, worst image first; '-' writes to stdout (logs go to stderr). A run record <stem>.run.json is written beside a file.")] = "ranking.csv",
     method: Annotated[str, typer.Option("--method", "-m", help="Scoring method, a comma list, or 'all' (softmin, cil, ccp, tccp, iou, clc, coco). The first ranks the images and fills the 'score' column. clc reads the store 3 times.")] = "softmin",
     temperature: Annotated[float, typer.Option(help="Softmin temperature (> 0): lower focuses on the worst pixels, higher approaches the mean.")] = 0.1,
     pixel_threshold: PixelThreshold = 0.5,
@@ -32,49 +36,110 @@ def score(
     logits: Logits = None,
     channels_last: ChannelsLast = None,
     allow_missing: AllowMissing = False,
-    top: Annotated[int, typer.Option(help="Rows of the summary table shown on a terminal.")] = 10,
+    only: Annotated[Optional[str], typer.Option(help="Score only the images listed in this file ('-' = stdin), one per line: image ids, or mask paths as 'git diff --name-only' prints them. Deleted masks are skipped with a note.")] = None,
+    baseline: Annotated[Optional[Path], typer.Option(help="Ranking of an earlier full run: reuse its dataset-wide clc cut and downsampling (from its run record), so a subset scores consistently with it.")] = None,
+    fail_under: Annotated[Optional[float], typer.Option(help="Gate: exit 1 if any image's score (the first method, or --fail-under-method) is below this; the images are listed on stderr.")] = None,
+    fail_under_method: Annotated[Optional[str], typer.Option(help="Gate --fail-under on this computed method instead of the first.")] = None,
+    max_flagged: Annotated[Optional[int], typer.Option(help="Gate: exit 1 if any image has more than N clc-flagged pixels (needs clc in --method).")] = None,
+    output_format: Format = "csv",
+    summary_md: Annotated[Optional[Path], typer.Option(help="Also write a Markdown summary (counts, gates, worst images) for $GITHUB_STEP_SUMMARY or a PR comment.")] = None,
+    top: Annotated[int, typer.Option(help="Rows of the terminal table and of the Markdown summary's worst images.")] = 10,
     quiet: Quiet = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the progress bar and table even when stderr is not a terminal.")] = False,
 ) -> None:
-    """Score every image and write a CSV ranking, most likely mislabeled first.
+    """Score every image and write a ranking, most likely mislabeled first.
 
-    Exit codes: 0 scored; 2 bad input or options (nothing written).
+    Exit codes: 0 scored, no gate failed; 1 scored, a gate failed (outputs written);
+    2 bad input or options (nothing written).
     """
     from ..errors import InputError
+    from ..formats import FORMATS
+    from ..gates import check_gates, make_gates
     from ..methods import parse_methods
 
-    if output != "-" and not Path(output).parent.is_dir():
-        raise fail(f"output directory does not exist: {Path(output).parent}")
+    for path in ([] if output == "-" else [Path(output)]) + ([summary_md] if summary_md else []):
+        if not path.parent.is_dir():
+            raise fail(f"output directory does not exist: {path.parent}")
+    if output_format not in FORMATS:
+        raise fail(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
     try:
         methods = parse_methods(method)
+        gates = make_gates(methods, fail_under, fail_under_method, max_flagged)
+        only_entries = _read_only(only)
+        baseline_clc = _read_baseline(baseline) if baseline and "clc" in methods else None
     except InputError as exc:
         raise fail(str(exc))
     inputs = input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
                            allow_missing)
-    show = not quiet and stderr.is_terminal
+    show = not quiet and (verbose or stderr.is_terminal)
     from ..scoring import score as score_images
 
     try:
         run = with_progress(show, score_images, masks, predictions, methods=methods, temperature=temperature,
-                            pixel_threshold=pixel_threshold, downsample=downsample, **inputs)
+                            pixel_threshold=pixel_threshold, downsample=downsample, only=only_entries,
+                            baseline=baseline_clc, **inputs)
     except InputError as exc:
         raise fail(str(exc))
 
-    from ..output import ranking_csv, write_ranking
+    from ..output import atomic_write_all, ranking_text, write_ranking
 
-    if output == "-":
-        sys.stdout.write(ranking_csv(run))
-        sys.stdout.flush()
-    else:
-        try:
-            write_ranking(run, output)
-        except OSError as exc:
-            raise fail(f"cannot write {output}: {exc.strerror or exc}")
+    gate_results = check_gates(run, gates)
+    try:
+        if output == "-":
+            sys.stdout.write(ranking_text(run, output_format))
+            sys.stdout.flush()
+        else:
+            write_ranking(run, output, output_format)
+        if summary_md:
+            from ..markdown import summary_markdown
+
+            atomic_write_all({summary_md: summary_markdown(run, gate_results, top)})
+    except OSError as exc:
+        raise fail(f"cannot write output: {exc.strerror or exc}")
     if not quiet:
         _notes(run, output)
-    if show:
+    if show and run.results:
         from ..tables import worst_table
 
         stderr.print(worst_table(run, top))
+    failed = [g for g in gate_results if not g.passed]
+    for result in failed:
+        listed = ", ".join(f"{image_id} ({value:.4g})" for image_id, value in result.failures[:20])
+        more = f" and {len(result.failures) - 20} more" if len(result.failures) > 20 else ""
+        stderr.print(f"gate failed: {result.gate.describe()}: {len(result.failures)} image(s): {listed}{more}",
+                     soft_wrap=True)
+    if failed:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def _read_only(only: str | None) -> list[str] | None:
+    from ..errors import InputError
+
+    if only is None:
+        return None
+    if only == "-":
+        return sys.stdin.read().splitlines()
+    try:
+        return Path(only).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read --only file {only}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _read_baseline(csv_path: Path) -> dict:
+    """The clc section of a full run's record (``<stem>.run.json`` beside the ranking)."""
+    from ..errors import InputError
+    from ..output import run_record_path
+
+    record_path = run_record_path(csv_path)
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"--baseline: no run record {record_path} beside {csv_path}") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--baseline: cannot read {record_path}: {exc}") from None
+    if not record.get("clc"):
+        raise InputError(f"--baseline: {record_path} has no clc results (score the full dataset with clc first)")
+    return record["clc"]
 
 
 def _notes(run, output: str) -> None:
@@ -92,5 +157,9 @@ def _notes(run, output: str) -> None:
             f"with an empty score: {', '.join(empty[:3])}" + (" ..." if len(empty) > 3 else ""),
             soft_wrap=True,
         )
+    deleted = run.options.get("only_deleted") or []
+    if deleted:
+        stderr.print(f"note: skipped {len(deleted)} deleted mask(s) listed by --only: {', '.join(deleted[:3])}"
+                     + (" ..." if len(deleted) > 3 else ""), soft_wrap=True)
     if output != "-":
         stderr.print(f"wrote {output} ({len(run.results)} images, ranked by {run.methods[0]})", soft_wrap=True)
