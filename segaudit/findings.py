@@ -21,6 +21,7 @@ import numpy as np
 from .clc import flag_pass
 from .dataset import Dataset, open_dataset
 from .errors import InputError
+from .formats import render
 from .output import atomic_write_all, safe_relative_path
 from .scoring import ScoreRun, score_dataset
 
@@ -75,17 +76,15 @@ def class_confusions(masks, predictions, *, downsample: int = 4, prefetch: int =
     return rows, run
 
 
+CONFUSION_COLUMNS = ["annotated", "predicted", "pixels", "images", "share"]
+
+
+def confusion_rows(rows: list[Confusion], class_name: Callable[[int], str]) -> list[list]:
+    return [[class_name(r.annotated), class_name(r.predicted), r.pixels, r.images, r.share] for r in rows]
+
+
 def confusions_csv(rows: list[Confusion], class_name: Callable[[int], str]) -> str:
-    lines = io.StringIO()
-    lines.write("annotated,predicted,pixels,images,share\n")
-    for row in rows:
-        lines.write(f"{_csv_field(class_name(row.annotated))},{_csv_field(class_name(row.predicted))},"
-                    f"{row.pixels},{row.images},{row.share!r}\n")
-    return lines.getvalue()
-
-
-def _csv_field(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"' if any(ch in text for ch in ',"\n') else text
+    return render(CONFUSION_COLUMNS, confusion_rows(rows, class_name), "csv")
 
 
 def _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs) -> tuple[ScoreRun, Dataset]:

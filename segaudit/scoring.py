@@ -238,6 +238,7 @@ def score_dataset(dataset: Dataset, methods: tuple[str, ...], *, downsample: int
     elif "clc" in methods:
         clc_state = confident_learning(dataset, downsample, results.threshold_sums, results.threshold_counts,
                                        prefetch=prefetch, progress=progress)
+    if clc_state is not None:
         for result, flagged in zip(results.images, clc_state.flagged):
             result.flagged_pixels = int(flagged)
             result.scores["clc"] = 1.0 - int(flagged) / result.pixels if result.pixels else math.nan

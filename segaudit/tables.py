@@ -43,3 +43,20 @@ def confusion_table(rows, run: ScoreRun, top: int = 20) -> Table:
         table.add_row(run.class_name(row.annotated), run.class_name(row.predicted), str(row.pixels),
                       str(row.images), share)
     return table
+
+
+def diff_table(changes, tolerance: float) -> Table:
+    """What changed between two rankings."""
+    table = Table(title=f"{len(changes.regressed)} regressed (fell by > {tolerance:g}), "
+                        f"{len(changes.new_under_gate)} new under the gate, {len(changes.added)} added, "
+                        f"{len(changes.removed)} removed (by {changes.method})")
+    for name, justify in (("image", "left"), ("change", "left"), ("base", "right"), ("head", "right"),
+                          ("delta", "right")):
+        table.add_column(name, justify=justify, overflow="fold" if name == "image" else "ellipsis")
+
+    def fmt(value):
+        return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+    for image_id, change, old, new, delta in changes.rows():
+        table.add_row(image_id, change, fmt(old), fmt(new), fmt(delta))
+    return table

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from . import findings  # noqa: F401  (each import registers its commands)
+from . import ci  # noqa: F401  (each import registers its commands)
+from . import findings  # noqa: F401
 from . import score  # noqa: F401
 from . import pack  # noqa: F401
 from . import review  # noqa: F401

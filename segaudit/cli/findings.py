@@ -64,6 +64,7 @@ def summary(
     predictions: Predictions,
     csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write every (annotated, predicted) row as CSV: annotated,predicted,pixels,images,share.")] = None,
     top: Annotated[int, typer.Option(help="Rows of the table shown.")] = 20,
+    output_format: Annotated[Optional[str], typer.Option("--format", help="Write every row to stdout as csv, jsonl or json instead of the table.")] = None,
     downsample: Downsample = 4,
     ignore_index: IgnoreIndex = None,
     no_ignore: NoIgnore = False,
@@ -84,8 +85,12 @@ def summary(
     from ..findings import class_confusions, confusions_csv
     from ..output import atomic_write_all
 
+    from ..formats import FORMATS
+
     if csv is not None and not csv.parent.is_dir():
         raise fail(f"output directory does not exist: {csv.parent}")
+    if output_format is not None and output_format not in FORMATS:
+        raise fail(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
     inputs = input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
                            allow_missing)
     try:
@@ -98,8 +103,16 @@ def summary(
             atomic_write_all({csv: confusions_csv(rows, run.class_name)})
         except OSError as exc:
             raise fail(f"cannot write {csv}: {exc.strerror or exc}")
-    from ..tables import confusion_table
+    if output_format:
+        import sys
 
+        from ..findings import CONFUSION_COLUMNS, confusion_rows
+        from ..formats import render
+
+        sys.stdout.write(render(CONFUSION_COLUMNS, confusion_rows(rows, run.class_name), output_format))
+        return
     from rich.console import Console
+
+    from ..tables import confusion_table
 
     Console(highlight=False).print(confusion_table(rows, run, top))
