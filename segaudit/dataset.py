@@ -17,7 +17,7 @@ import numpy as np
 
 from . import masks as masks_io
 from .errors import InputError
-from .kernel import MAX_CLASSES, BadProbabilities, ImageStats, KernelConfig, accumulate
+from .kernel import FLOAT, HALF, MAX_CLASSES, QUANTISED, BadProbabilities, ImageStats, KernelConfig, accumulate
 from .predictions import PredictionStore, decoding, open_predictions
 
 DEFAULT_IGNORE_INDEX = (255,)
@@ -101,8 +101,11 @@ def make_config(
         if value < n_classes:
             ignore_lut[value] = True
     lut, _ = decoding(store_dtype)
+    store_dtype = np.dtype(store_dtype)
+    mode = HALF if store_dtype == np.float16 else QUANTISED if store_dtype.kind == "u" else FLOAT
+    scale = 1.0 / np.iinfo(store_dtype).max if mode == QUANTISED else 1.0
     return KernelConfig(
-        n_classes=n_classes, lut=lut, ignore=ignore_lut, logits=logits,
+        n_classes=n_classes, lut=lut, mode=mode, scale=scale, ignore=ignore_lut, logits=logits,
         temperature=float(temperature), pixel_threshold=float(pixel_threshold),
         want_tccp="tccp" in methods, sum_tol=sum_tol,
     )

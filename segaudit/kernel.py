@@ -60,9 +60,64 @@ def _tccp_bin(p, thresholds):
     return b
 
 
+# How the kernel reads stored probabilities fast (the lookup table stays exact for s).
+FLOAT, HALF, QUANTISED = range(3)
+_HALF_SCALE = np.float32(2.0**112)  # float16 bits << 13, read as float32, times 2^112
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _scan_probabilities(probs, r, lut, mode, scale, lab, key, s_key, best_k, s, total, bits):
+    """Argmax, s and the row sums of stored probabilities, for one row; True if suspicious.
+
+    The argmax compares stored values directly (uint8/uint16, and float16 bit patterns,
+    order like their values when non-negative); sums use float16 decoded by bit
+    manipulation. All loops are branch-free selects, so they vectorise. A suspicious row
+    (a negative or non-finite value, or float16's -0.0) is settled on the exact path.
+    """
+    n_classes, _, width = probs.shape
+    f32 = bits.view(np.float32)
+    suspicious = False
+    largest = 0
+    for k in range(n_classes):
+        row = probs[k, r]
+        if k == 0:
+            for c in range(width):
+                key[c] = row[c]
+                best_k[c] = 0
+                s_key[c] = row[c]
+        else:
+            for c in range(width):
+                v = row[c]
+                greater = v > key[c]
+                key[c] = v if greater else key[c]
+                best_k[c] = k if greater else best_k[c]
+                s_key[c] = v if lab[c] == k else s_key[c]
+        if mode == HALF:
+            for c in range(width):
+                h = np.uint32(row[c])
+                largest = max(largest, h)
+                bits[c] = (h & np.uint32(0x7FFF)) << np.uint32(13)
+            for c in range(width):
+                value = np.float64(f32[c] * _HALF_SCALE)
+                total[c] = value if k == 0 else total[c] + value
+        else:
+            for c in range(width):
+                value = np.float64(row[c])
+                total[c] = value if k == 0 else total[c] + value
+                if mode == FLOAT:
+                    suspicious |= value < 0.0
+    if mode == HALF and largest > 0x7BFF:  # inf, nan, or a sign bit
+        suspicious = True
+    for c in range(width):
+        s[c] = _decode(s_key[c], lut)
+        if mode == QUANTISED:
+            total[c] *= scale
+    return suspicious
+
+
 @njit(cache=True, nogil=True)
 def _accumulate_rows(
-    probs, lut, labels, ignore, logits, tau, pixel_threshold, want_tccp, sum_tol,
+    probs, lut, mode, scale, labels, ignore, logits, tau, pixel_threshold, want_tccp, sum_tol,
     thresholds, totals, sums, class_counts, low_confusion, tccp_hist, s_out, pred_out, err,
 ):
     """Fold one block of rows into an image's accumulators.
@@ -79,6 +134,9 @@ def _accumulate_rows(
     total = np.empty(width)
     lab = np.empty(width, np.int64)
     valid = np.empty(width, np.bool_)
+    key = np.empty(width, probs.dtype)
+    s_key = np.empty(width, probs.dtype)
+    bits = np.empty(width, np.uint32)
     for r in range(n_rows):
         n_valid = 0
         for c in range(width):
@@ -99,26 +157,23 @@ def _accumulate_rows(
 
         # Pass over classes: argmax (ties keep the lowest class), s, and the row sums.
         suspicious = False
-        for k in range(n_classes):
-            for c in range(width):
-                v = _decode(probs[k, r, c], lut)
-                if v > best[c]:
-                    best[c] = v
-                    best_k[c] = k
-                if k == lab[c]:
-                    s[c] = v
-                if logits:
-                    suspicious |= not abs(v) < np.inf
-                else:
-                    total[c] += v
-                    suspicious |= v < 0.0
         if logits:
+            for k in range(n_classes):
+                for c in range(width):
+                    v = _decode(probs[k, r, c], lut)
+                    if v > best[c]:
+                        best[c] = v
+                        best_k[c] = k
+                    if k == lab[c]:
+                        s[c] = v
+                    suspicious |= not abs(v) < np.inf
             for k in range(n_classes):
                 for c in range(width):
                     total[c] += np.exp(_decode(probs[k, r, c], lut) - best[c])
             for c in range(width):
                 s[c] = np.exp(s[c] - best[c]) / total[c]
         else:
+            suspicious = _scan_probabilities(probs, r, lut, mode, scale, lab, key, s_key, best_k, s, total, bits)
             for c in range(width):
                 suspicious |= valid[c] and not abs(total[c] - 1.0) <= sum_tol
 
@@ -145,6 +200,19 @@ def _accumulate_rows(
                 if not logits and not abs(total[c] - 1.0) <= sum_tol:
                     err[0], err[1], err[2] = r, c, total[c]
                     return BAD_SUM
+            if not logits:
+                # Only valid rows get here: redo the argmax on decoded values (float16's
+                # -0.0 compares as a large bit pattern).
+                for c in range(width):
+                    top = -np.inf
+                    for k in range(n_classes):
+                        v = _decode(probs[k, r, c], lut)
+                        if v > top:
+                            top = v
+                            best_k[c] = k
+                if write_pred:
+                    for c in range(width):
+                        pred_out[r, c] = best_k[c]
 
         # Per-pixel tallies and the softmin sums, shifted by the largest exponent so far.
         row_min = np.inf
@@ -153,9 +221,9 @@ def _accumulate_rows(
                 row_min = s[c]
         top = (1.0 - row_min) / tau
         if top > sums[1]:
-            scale = np.exp(sums[1] - top)
-            sums[2] *= scale
-            sums[3] *= scale
+            rescale = np.exp(sums[1] - top)
+            sums[2] *= rescale
+            sums[3] *= rescale
             sums[1] = top
         shift = sums[1]
         for c in range(width):
@@ -206,6 +274,11 @@ class KernelConfig:
     lut : np.ndarray
         float64 lookup table for integer-stored values (index = stored value), or a
         1-element dummy for float storage.
+    mode : int
+        FLOAT (float32/float64), HALF (float16 passed as its uint16 bits) or QUANTISED
+        (uint8/uint16 probabilities).
+    scale : float
+        For QUANTISED, the probability of one step (1/255 or 1/65535).
     ignore : np.ndarray
         bool array of length K; True marks a class index that is ignored. Label values
         >= K are always skipped (callers validate that they are ignore indices).
@@ -223,6 +296,8 @@ class KernelConfig:
 
     n_classes: int
     lut: np.ndarray
+    mode: int
+    scale: float
     ignore: np.ndarray
     logits: bool
     temperature: float
@@ -309,7 +384,7 @@ def accumulate(
     """
     err = np.zeros(3)
     code = _accumulate_rows(
-        probs, config.lut, labels, config.ignore, config.logits, config.temperature,
+        probs, config.lut, config.mode, config.scale, labels, config.ignore, config.logits, config.temperature,
         config.pixel_threshold, config.want_tccp, config.sum_tol, TCCP_THRESHOLDS,
         stats.totals, stats.sums, stats.class_counts, stats.low_confusion, stats.tccp_hist,
         np.empty((0, 0)) if s_out is None else s_out,

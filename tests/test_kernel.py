@@ -211,3 +211,18 @@ def test_non_finite_logits_are_errors():
 
 def test_scorers_cover_every_method():
     assert set(SCORERS) == set(METHODS)
+
+
+def test_float16_negative_zero_does_not_win_the_argmax():
+    # float16 -0.0 has the largest bit pattern of all: the fast argmax on bit patterns
+    # must hand such rows to the exact path.
+    labels = np.zeros((1, 3), np.int32)
+    stored = np.array([[[-0.0, 0.25, 1.0]], [[1.0, 0.75, -0.0]]], np.float16)
+    pred = np.empty((1, 3), np.int32)
+    n_classes = 2
+    config = make_config(stored.dtype, n_classes, (255,), False, 0.1, 0.5, ("ccp",),
+                         sum_tolerance(stored.dtype, n_classes))
+    stats = ImageStats(n_classes)
+    accumulate(stats, stored.view(np.uint16), labels, config, pred_out=pred)
+    np.testing.assert_array_equal(pred, [[1, 1, 0]])
+    assert finish_image("x", stats, ("ccp",)).scores["ccp"] == pytest.approx(1 / 3)
