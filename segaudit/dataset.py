@@ -198,7 +198,8 @@ def open_dataset(
         keep = set(chosen)
         mask_files = [m for m in mask_files if m.image_id in keep]
     colour_map = masks_io.load_palette(palette) if palette else None
-    store = open_predictions(predictions, classes=classes, logits=logits, channels_last=channels_last)
+    store = open_predictions(predictions, classes=classes, logits=logits, channels_last=channels_last,
+                             only_ids=None if only is None else [m.image_id for m in mask_files])
     ignore = resolve_ignore(ignore_index, store.n_classes)
     config = make_config(store.dtype, store.n_classes, ignore, store.logits, temperature,
                          pixel_threshold, methods, store.sum_tolerance)

@@ -179,12 +179,20 @@ def _stacked_ids(path: Path, group, n_images: int) -> list[str]:
     return ids
 
 
+def _member(group, image_id: str):
+    try:
+        return group[image_id]
+    except KeyError:
+        return None
+
+
 def open_predictions(
     path: str | Path,
     *,
     classes: list[str] | None = None,
     logits: bool | None = None,
     channels_last: bool | None = None,
+    only_ids: list[str] | None = None,
 ) -> PredictionStore:
     """Open a prediction store and check its layout, shapes and attributes.
 
@@ -199,6 +207,8 @@ def open_predictions(
         (``"logits"`` or ``"probabilities"``, the default).
     channels_last : bool, optional
         Whether arrays are (H, W, K) / (N, H, W, K); overrides the ``channels_last`` attribute.
+    only_ids : list of str, optional
+        Open only these images' arrays (per-image layout), for scoring a subset quickly.
 
     Returns
     -------
@@ -240,7 +250,11 @@ def open_predictions(
         n_classes = stacked.shape[1:][class_axis]
     else:
         layout = "per-image"
-        for name, member in group.members(max_depth=None):
+        if not only_ids:  # everything (an empty subset still needs K and the dtype)
+            members = group.members(max_depth=None)
+        else:  # a subset: open just its arrays, not every array's metadata
+            members = [(i, _member(group, i)) for i in only_ids]
+        for name, member in members:
             if isinstance(member, zarr.Array):
                 if member.ndim != 3:
                     raise InputError(
@@ -249,6 +263,8 @@ def open_predictions(
                     )
                 arrays[name] = member
         if not arrays:
+            if only_ids is not None:
+                raise InputError(f"{path}: none of the {len(only_ids)} listed images has a prediction array")
             raise InputError(f"{path}: no prediction arrays found (expected one array per image id, or a 'probs' array)")
         ids = sorted(arrays)
         first = arrays[ids[0]]

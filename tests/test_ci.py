@@ -237,3 +237,11 @@ def test_pull_request_pipeline_names_exactly_the_broken_masks(tmp_path):
     assert sorted(r.split(",")[1] for r in (repo / "pr-ranking.csv").read_text().splitlines()[1:]) == [
         "scene03", "scene05", "scene08"]
     assert "❌ gate failed" in (repo / "pr-summary.md").read_text()
+
+
+def test_only_with_every_listed_mask_deleted_scores_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    result = score("--only", "-", "-o", tmp_path / "r.csv", "--fail-under", 0.5, input="fixtures/masks/gone.png\n")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.csv").read_text().splitlines() == [
+        "rank,image,score,softmin,pixels,low_pixels,suspect_class,likely_class"]
