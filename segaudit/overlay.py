@@ -21,11 +21,11 @@ drawn image's predictions through the same block reader and kernel as ``score``
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 import re
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +37,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .colours import ClassColours, class_colours
 from .errors import InputError
+from .output import atomic_write_all
 
 #: Photo file extensions looked for with ``--images`` (any letter case).
 PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -51,10 +52,12 @@ OUTLINE_COLOUR = (215, 215, 215)  # the annotation's class boundaries in the err
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
 MUTED = (90, 90, 90)
+FRAME = (200, 200, 200)  # 1 px around each panel, so white regions keep their edge
 ANNOTATION_ALPHA = 0.55  # class colours over the photo
 
 #: A per-image flag source: ``flags_for(image_id, labels, s, predicted)`` returns a boolean
-#: (H, W) mask of flagged pixels, or None. Hook for per-pixel methods (clc) once they exist.
+#: (H, W) mask of flagged pixels, or None. The hook for per-pixel methods such as clc; the
+#: command line passes none yet, so its error map comes from s alone.
 FlagSource = Callable[[str, np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
 
 
@@ -171,15 +174,14 @@ def select_images(ranking: Ranking, top: int, ids: Sequence[str] | None = None) 
     if not ids:
         return ranking.rows[:max(0, top)]
     by_id = ranking.by_id()
-    wanted: list[str] = []
+    wanted: dict[str, RankedImage] = {}
     for value in ids:
-        for image_id in ([value] if value in by_id else value.split(",")):
-            image_id = image_id.strip() if image_id not in by_id else image_id
+        # An id that holds a comma is taken whole when the ranking has it.
+        for image_id in ([value] if value in by_id else [part.strip() for part in value.split(",")]):
             if image_id not in by_id:
                 raise InputError(f"{ranking.path}: no image {image_id!r} in the ranking")
-            if image_id not in wanted:
-                wanted.append(image_id)
-    return sorted((by_id[i] for i in wanted), key=lambda r: r.rank)
+            wanted[image_id] = by_id[image_id]
+    return sorted(wanted.values(), key=lambda r: r.rank)
 
 
 # --- file names and atomic writes -----------------------------------------------------
@@ -201,24 +203,10 @@ OVERLAY_NAME = re.compile(r"^\d{4,}_.+\.png$")
 
 
 def save_png(image: Image.Image, path: Path, compress_level: int = 3) -> None:
-    """Write a PNG atomically: to a temporary beside ``path``, then rename into place.
-
-    An interrupted or failed write leaves the earlier file (if any) and no temporary.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            image.save(stream, format="PNG", compress_level=compress_level)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write a PNG atomically: to a temporary beside ``path``, then rename into place."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=compress_level)
+    atomic_write_all({Path(path): buffer.getvalue()})
 
 
 # --- photos -------------------------------------------------------------------------------
@@ -567,11 +555,11 @@ def render_overlay(
         head.append(_Item(f"#{caption.rank}"))
     head.append(_Item(caption.image_id or "(image)"))
     facts = [_Item(f"{caption.method} {format_score(caption.score) or 'none (no scored pixels)'}"),
-             _Item(f"{low} of {scored} px with s < {threshold:g}" + (f" ({100 * low / scored:.1f} %)" if scored else ""))]
+             _Item(f"{low:,} of {scored:,} px with s < {threshold:g}" + (f" ({100 * low / scored:.1f} %)" if scored else ""))]
     if caption.suspect:
         facts.append(_Item(class_phrase(caption.suspect, caption.likely)))
     if flags is not None:
-        facts.append(_Item(f"{int(np.count_nonzero(flags))} px flagged"))
+        facts.append(_Item(f"{int(np.count_nonzero(flags)):,} px flagged"))
     legend = [_Item(colours.name(c), swatch=colours.colour(c)) for c in np.flatnonzero(present)]
     if ignored.any():
         legend.append(_Item("ignored", swatch=colours.colour(k)))
@@ -591,6 +579,7 @@ def render_overlay(
     for n, (title, pixels) in enumerate(panels):
         x, top, _, _ = layout.box(n)
         draw.text((x, margin), _fit(font, title, w), fill=MUTED, font=font)
+        draw.rectangle((x - 1, top - 1, x + w, top + h), outline=FRAME)  # just outside the panel
         canvas.paste(Image.fromarray(np.ascontiguousarray(pixels)), (x, top))
 
     y = layout.top + h + margin
@@ -690,7 +679,10 @@ def write_overlays(
         ignore_index=None if ignore is None else tuple(ignore), mask_suffix=record.get("mask_suffix") or "",
         palette=record.get("palette"), classes=record.get("classes"), logits=record.get("logits"),
         channels_last=record.get("channels_last"), allow_missing=True,
+        only=[row.image_id for row in selected],  # open and check only what is drawn
     )
+    if flags_for is None:
+        flags_for = recorded_clc_flags(dataset, record)
     masks = {image_id: mask for mask, image_id in dataset.pairs}
     for row in selected:
         if row.image_id not in masks:
@@ -718,13 +710,14 @@ def write_overlays(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"output path is not a directory: {out}")
-    if selected:
-        first = masks[selected[0].image_id]
-        colours = class_colours(
-            dataset.store.n_classes, dataset.store.classes, mask_palette=mask_palette(first),
-            palette_file=palette if palette is not None else record.get("palette"), ignore=dataset.ignore,
-        )
-        run.colour_source = colours.source
+    # The colours come from the first drawn mask's own palette (all masks of a dataset
+    # normally share one), so every overlay of a run uses the same colours.
+    first = masks[selected[0].image_id] if selected else None
+    colours = class_colours(
+        dataset.store.n_classes, dataset.store.classes, mask_palette=mask_palette(first) if first else None,
+        palette_file=palette if palette is not None else record.get("palette"), ignore=dataset.ignore,
+    )
+    run.colour_source = colours.source
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -758,6 +751,30 @@ def write_overlays(
     run.stale = sorted(name for name in os.listdir(out)
                        if OVERLAY_NAME.match(name) and name not in expected_names)
     return run
+
+
+def recorded_clc_flags(dataset, record: dict) -> FlagSource | None:
+    """clc's flags for drawn images, when the scoring run computed clc: the pixels of cells
+    at or below the run's dataset-wide cut whose argmax is not their label (the rule
+    ``score --baseline`` uses), re-reading one image's predictions at a time."""
+    clc = record.get("clc")
+    if not clc or clc.get("cut_bits") is None:
+        return None
+    import dataclasses
+
+    from .clc import Selection, flag_pass
+
+    low = int(clc["cut_bits"]) + 1
+    masks = {image_id: mask for mask, image_id in dataset.pairs}
+
+    def flags(image_id, labels, s, predicted):
+        found = {}
+        single = dataclasses.replace(dataset, pairs=[(masks[image_id], image_id)])
+        flag_pass(single, int(clc["downsample"]), Selection(low, low, 0), prefetch=1,
+                  on_image=lambda index, _, flag_map, confusion: found.setdefault("map", flag_map))
+        return found["map"].astype(bool)
+
+    return flags
 
 
 def _safe(image_id: str) -> bool:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
-from .overlay import Ranking, RankedImage, class_phrase, format_score, overlay_name
+from .overlay import RankedImage, Ranking, class_phrase, format_score, overlay_name
 
 #: One row of the class-confusion summary: (annotated, seen instead, pixels, images, share).
 ConfusionRow = tuple[str, str, int, int, float]
@@ -75,6 +75,10 @@ def _number(value: float, digits: str = ".4g") -> str:
     return "" if math.isnan(value) else format(value, digits)
 
 
+def _count(value: int | None) -> str | None:
+    return None if value is None else f"{value:,}"
+
+
 def _percent(part: int | None, whole: int | None) -> float:
     return 100.0 * part / whole if part is not None and whole else math.nan
 
@@ -83,7 +87,7 @@ def _percent(part: int | None, whole: int | None) -> float:
 
 
 def histogram_svg(scores: Sequence[float], threshold: float | None = None, bins: int = 20,
-                  width: int = 640, height: int = 200) -> str:
+                  width: int = 520, height: int = 190) -> str:
     """An inline SVG histogram of the scores over [0, 1] (wider if scores fall outside)."""
     finite = [v for v in scores if not math.isnan(v)]
     low = min([0.0, *finite])
@@ -96,8 +100,8 @@ def histogram_svg(scores: Sequence[float], threshold: float | None = None, bins:
     left, right, top, bottom = 44, 12, 12, 30
     plot_w, plot_h = width - left - right, height - top - bottom
     bar_w = plot_w / bins
-    parts = [f'<svg class="histogram" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="histogram of image scores">']
+    parts = [(f'<svg class="histogram" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+              f'viewBox="0 0 {width} {height}" role="img" aria-label="histogram of image scores">')]
     parts.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" class="axis"/>')
     parts.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" class="axis"/>')
     for n, count in enumerate(counts):
@@ -151,8 +155,8 @@ def _facts(row: RankedImage, method: str, pixel_threshold: float | None) -> str:
     elif not row.pixels:
         low = " · no scored pixels"
     else:
-        below = "?" if pixel_threshold is None else f"{pixel_threshold:g}"
-        low = (f" · {row.low_pixels} of {row.pixels} px with s &lt; {esc(below)}"
+        which = "low" if pixel_threshold is None else f"with s &lt; {esc(f'{pixel_threshold:g}')}"
+        low = (f" · {row.low_pixels:,} of {row.pixels:,} px {which}"
                f" ({_percent(row.low_pixels, row.pixels):.1f} %)")
     classes = class_phrase(esc(row.suspect), esc(row.likely), ("<b>", "</b>"))
     return f'{esc(method)} <b>{esc(format_score(row.score) or "none")}</b>{low}' + (f" · {classes}" if classes else "")
@@ -179,12 +183,14 @@ def _summary(ranking: Ranking, score_threshold: float) -> str:
         (f"Scoring below {esc(f'{score_threshold:g}')}",
          f"<b>{below}</b> image(s)" + (f" ({100 * below / len(scored):.1f} %)" if scored else "")),
         ("Images with low-quality pixels",
-         f"{with_low} (pixels with s &lt; {esc(pixel_threshold if pixel_threshold is not None else '?')}: "
-         f"{low_pixels} of {pixels}" + (f", {100 * low_pixels / pixels:.2f} %)" if pixels else ")")),
+         f"{with_low} (pixels"
+         + ("" if pixel_threshold is None else f" with s &lt; {esc(f'{pixel_threshold:g}')}")
+         + f": {low_pixels:,} of {pixels:,}" + (f", {100 * low_pixels / pixels:.2f} %)" if pixels else ")")),
     ]
     if rows and not math.isnan(rows[0].score):
-        items.append(("Worst image", f'<a href="#r{rows[0].rank}"><code>{esc(rows[0].image_id)}</code></a> '
-                                     f"({esc(format_score(rows[0].score))})"))
+        worst = (f'<a href="#r{rows[0].rank}"><code>{esc(rows[0].image_id)}</code></a> '
+                 f"({esc(format_score(rows[0].score))})")
+        items.append(("Worst image", worst))
     if record.get("classes"):
         items.append(("Classes", f"{len(record['classes'])}: " + ", ".join(esc(c) for c in record["classes"])))
     elif record.get("n_classes"):
@@ -209,7 +215,7 @@ def _confusion_section(rows: Sequence[ConfusionRow]) -> str:
     """OPTIONAL SECTION: the class-confusion summary, rendered only when rows are given."""
     body = "".join(
         f"<tr><td>{esc(annotated)}</td><td>{esc(predicted)}</td>"
-        f'<td class="num" data-v="{pixels}">{pixels}</td><td class="num" data-v="{images}">{images}</td>'
+        f'<td class="num" data-v="{pixels}">{pixels:,}</td><td class="num" data-v="{images}">{images:,}</td>'
         f'<td class="num" data-v="{share!r}">{100 * share:.2f} %</td></tr>'
         for annotated, predicted, pixels, images, share in rows
     )
@@ -277,7 +283,7 @@ def _table(ranking: Ranking, top: int, score_threshold: float) -> str:
         flag = ' class="below"' if not math.isnan(row.score) and row.score < score_threshold else ""
         share = _percent(row.low_pixels, row.pixels)
 
-        def cell(value: float | int | None, text: str | None = None) -> str:
+        def cell(value: float | None, text: str | None = None) -> str:
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 return '<td class="num" data-v=""></td>'
             return f'<td class="num" data-v="{value!r}">{esc(text if text is not None else value)}</td>'
@@ -285,7 +291,8 @@ def _table(ranking: Ranking, top: int, score_threshold: float) -> str:
         body.append(
             f"<tr{flag}>{cell(row.rank)}<td>{link}</td>{cell(row.score, format_score(row.score))}"
             + "".join(cell(row.scores.get(m, math.nan), format_score(row.scores.get(m, math.nan))) for m in extra)
-            + f"{cell(row.pixels)}{cell(row.low_pixels)}{cell(share, _number(share, '.1f'))}"
+            + f"{cell(row.pixels, _count(row.pixels))}{cell(row.low_pixels, _count(row.low_pixels))}"
+            + f"{cell(share, _number(share, '.1f'))}"
             f"<td>{esc(row.suspect)}</td><td>{esc(row.likely)}</td></tr>"
         )
     return (f'<section id="all-images"><h2>All {len(ranking.rows)} images</h2>'
@@ -310,11 +317,11 @@ h3 code { font-size: 15px; }
 code { font: 13px/1.3 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; overflow-wrap: anywhere; }
 a { color: var(--accent); }
 .summary { display: flex; flex-wrap: wrap; gap: 16px 40px; align-items: flex-start; }
-.summary dl { margin: 0; display: grid; grid-template-columns: max-content minmax(0, 440px); gap: 4px 16px; }
+.summary dl { margin: 0; display: grid; grid-template-columns: max-content minmax(0, 420px); gap: 4px 16px; }
 .summary dt { color: var(--muted); }
 .summary dd { margin: 0; overflow-wrap: anywhere; }
 figure { margin: 0; background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 8px; }
-figcaption { color: var(--muted); font-size: 13px; max-width: 620px; }
+figcaption { color: var(--muted); font-size: 13px; max-width: 520px; }
 svg.histogram text { font: 11px system-ui, sans-serif; fill: var(--muted); }
 svg.histogram .axis { stroke: #888; }
 svg.histogram .bar { fill: #7a8ca3; }
@@ -383,7 +390,7 @@ def build_report(
     ranking: Ranking,
     *,
     overlays_dir: str | Path | None = "overlays",
-    top: int = 12,
+    top: int = 20,
     score_threshold: float = 0.1,
     confusions: Sequence[ConfusionRow] | None = None,
     thumb_width: int = 1600,
@@ -418,8 +425,8 @@ def build_report(
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>",
-        f'<header><h1>segaudit report</h1><p class="sub"><code>{esc(ranking.path.name)}</code> · '
-        f"{len(ranking.rows)} images ranked by {esc(ranking.method)}, most likely mislabeled first</p></header>",
+        (f'<header><h1>segaudit report</h1><p class="sub"><code>{esc(ranking.path.name)}</code> · '
+         f"{len(ranking.rows)} images ranked by {esc(ranking.method)}, most likely mislabeled first</p></header>"),
         "<main>",
         _summary(ranking, score_threshold),
     ]
@@ -429,8 +436,8 @@ def build_report(
         gallery,
         _table(ranking, top, score_threshold),
         "</main>",
-        f"<footer>Made by segaudit {esc(__version__)}. Scores are in [0, 1]; lower means more likely "
-        "mislabeled. s is the model's probability of the annotated class at a pixel.</footer>",
+        (f"<footer>Made by segaudit {esc(__version__)}. Scores are in [0, 1]; lower means more likely "
+         "mislabeled. s is the model's probability of the annotated class at a pixel.</footer>"),
         f"<script>{SCRIPT}</script>",
         "</body></html>",
         "",

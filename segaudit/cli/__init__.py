@@ -14,6 +14,7 @@ from . import findings  # noqa: F401
 from . import score  # noqa: F401
 from . import pack  # noqa: F401
 from . import review  # noqa: F401
+from . import evaluation  # noqa: F401
 from ._app import app, stderr
 
 __all__ = ["app", "main"]
@@ -24,6 +25,6 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        # Outputs are renamed into place only when complete, so nothing partial is left.
-        stderr.print("interrupted; no output written")
+        # Every file is renamed into place only when complete, so nothing partial is left.
+        stderr.print("interrupted; no partially written file was left")
         sys.exit(130)

@@ -84,7 +84,7 @@ def report(
     ranking: Annotated[Path, typer.Option("--ranking", "-r", help="Ranking CSV written by segaudit score (its run record is used when present).")] = Path("ranking.csv"),
     overlays: Annotated[Path, typer.Option(help="Directory of PNGs written by segaudit overlay; the gallery embeds them as thumbnails.")] = Path("overlays"),
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write (self-contained: images embedded, no network access).")] = Path("report.html"),
-    top: Annotated[int, typer.Option(help="Images in the gallery of worst images.")] = 12,
+    top: Annotated[int, typer.Option(help="Images in the gallery of worst images (as overlay --top).")] = 20,
     score_threshold: Annotated[float, typer.Option(help="The summary counts images scoring below this (and marks it on the histogram).")] = 0.1,
     confusions: Annotated[Optional[Path], typer.Option(help="CSV of class confusions (columns annotated,predicted,pixels,images,share) to show as a table.")] = None,
     thumb_width: Annotated[int, typer.Option(help="Overlays wider than this are scaled down to it for embedding.")] = 1600,
