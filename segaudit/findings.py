@@ -22,7 +22,7 @@ from .clc import flag_pass
 from .dataset import Dataset, open_dataset
 from .errors import InputError
 from .formats import render
-from .output import atomic_write_all, safe_relative_path
+from .files import atomic_write_all, safe_relative_path
 from .scoring import ScoreRun, score_dataset
 
 ISSUE_METHODS = ("clc", "threshold")

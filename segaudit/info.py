@@ -85,12 +85,22 @@ def inspect_store(path: str | Path) -> dict:
     Raises
     ------
     InputError
-        If the path is missing or not a zarr group.
+        If the path is missing, not a zarr group, or its metadata cannot be read.
     """
-    import zarr
-
     path = Path(path)
     group = _open_group(path)
+    try:
+        return _describe(path, group)
+    except InputError:
+        raise
+    except Exception as exc:  # malformed metadata deeper in the store: zarr raises many types
+        problem = " ".join(str(exc).split()) or "no details"
+        raise InputError(f"{path}: cannot read the store's metadata ({type(exc).__name__}: {problem})") from None
+
+
+def _describe(path: Path, group) -> dict:
+    import zarr
+
     attrs = dict(group.attrs)
     channels_last = attrs.get("channels_last", False) is True
     class_axis = -1 if channels_last else 0

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from . import __version__
-from .errors import InputError
+from .files import atomic_write_all
 from .formats import render
 from .scoring import ScoreRun
 
@@ -59,53 +56,6 @@ def run_record_path(csv_path: str | Path) -> Path:
     """``ranking.csv`` -> ``ranking.run.json``."""
     csv_path = Path(csv_path)
     return csv_path.with_name(csv_path.stem + RUN_RECORD_SUFFIX)
-
-
-def safe_relative_path(image_id: str, suffix: str = "") -> Path:
-    """The relative file path an image id maps to, refusing ids that would escape.
-
-    Output files are named after image ids; an id that is absolute, has an empty, ``.``
-    or ``..`` component, or holds a backslash or NUL could write outside the output
-    directory, so it is an InputError.
-    """
-    parts = image_id.split("/")
-    if (not image_id or image_id.startswith("/") or "\\" in image_id or "\0" in image_id
-            or any(part in ("", ".", "..") for part in parts)):
-        raise InputError(f"image id {image_id!r} cannot be used as an output file name (it could "
-                         "write outside the output directory)")
-    return Path(*parts[:-1], parts[-1] + suffix)
-
-
-def atomic_write_all(files: dict[Path, str | bytes]) -> None:
-    """Write every file to a temporary beside it, then rename them all into place.
-
-    Nothing is renamed until every temporary is complete, so a failed write (disk full,
-    a directory in the way) leaves none of the files changed and no temporaries behind.
-    """
-    for path in files:  # the one rename failure that is foreseeable: check it before writing
-        if path.is_dir():
-            raise IsADirectoryError(errno.EISDIR, f"{path} is a directory", str(path))
-    temporaries: dict[Path, str] = {}
-    try:
-        for path, text in files.items():
-            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            temporaries[path] = temporary
-            if isinstance(text, bytes):
-                with os.fdopen(handle, "wb") as stream:
-                    stream.write(text)
-            else:
-                with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-                    stream.write(text)
-            # mkstemp makes the file private (0600); give it the mode a plain open() would.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)
-        for path, temporary in temporaries.items():
-            os.replace(temporary, path)
-    except BaseException:
-        for temporary in temporaries.values():
-            Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def write_ranking(run: ScoreRun, csv_path: str | Path, fmt: str = "csv") -> Path:

@@ -37,7 +37,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .colours import ClassColours, class_colours
 from .errors import InputError
-from .output import atomic_write_all
+from .files import atomic_write_all
 
 #: Photo file extensions looked for with ``--images`` (any letter case).
 PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -193,7 +193,7 @@ def overlay_name(rank: int, image_id: str, digits: int = 4) -> str:
     InputError for ids that could write outside the output directory (see
     :func:`segaudit.output.safe_relative_path`).
     """
-    from .output import safe_relative_path
+    from .files import safe_relative_path
 
     safe_relative_path(image_id, ".png")
     return f"{rank:0{digits}d}_{image_id.replace('/', '__')}.png"
@@ -214,7 +214,7 @@ def save_png(image: Image.Image, path: Path, compress_level: int = 3) -> None:
 
 def find_photo(images_dir: Path, image_id: str, suffix: str = "") -> Path | None:
     """The photo of an image id: ``images_dir/<id><suffix>.<png|jpg|jpeg|tif|tiff>``, any case."""
-    from .output import safe_relative_path
+    from .files import safe_relative_path
 
     relative = safe_relative_path(image_id, suffix)
     folder = images_dir / relative.parent

@@ -366,7 +366,7 @@ def pack_masks(
     from PIL import Image
 
     with replacing(output, overwrite, _is_masks_directory, "directory of PNG masks") as temporary:
-        from .output import safe_relative_path
+        from .files import safe_relative_path
 
         for done, image_id in enumerate(image_ids, 1):
             path = temporary / safe_relative_path(image_id, ".png")

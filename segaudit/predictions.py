@@ -184,6 +184,9 @@ def _member(group, image_id: str):
         return group[image_id]
     except KeyError:
         return None
+    except Exception as exc:  # corrupt metadata
+        problem = " ".join(str(exc).split())
+        raise InputError(f"{group.store_path}/{image_id}: cannot open: {type(exc).__name__}: {problem}") from None
 
 
 def open_predictions(
@@ -251,7 +254,11 @@ def open_predictions(
     else:
         layout = "per-image"
         if not only_ids:  # everything (an empty subset still needs K and the dtype)
-            members = group.members(max_depth=None)
+            try:
+                members = list(group.members(max_depth=None))
+            except Exception as exc:  # corrupt metadata: zarr raises many types
+                problem = " ".join(str(exc).split())
+                raise InputError(f"{path}: cannot list the store's arrays: {type(exc).__name__}: {problem}") from None
         else:  # a subset: open just its arrays, not every array's metadata
             members = [(i, _member(group, i)) for i in only_ids]
         for name, member in members:

@@ -447,7 +447,7 @@ def build_report(
 
 def write_report(ranking: Ranking, output: str | Path, **options) -> ReportResult:
     """Build the report and write it atomically to ``output``; options as :func:`build_report`."""
-    from .output import atomic_write_all
+    from .files import atomic_write_all
 
     result = build_report(ranking, **options)
     atomic_write_all({Path(output): result.html})

@@ -70,7 +70,7 @@ def codec_arguments(codec: str, dtype: np.dtype) -> dict:
 
 def check_image_id(image_id: object, where: str) -> str:
     """An image id must be a string that names a node inside the store and nothing else."""
-    from .output import safe_relative_path
+    from .files import safe_relative_path
 
     if not isinstance(image_id, str):
         raise InputError(f"{where}: image ids must be strings, got {type(image_id).__name__} {image_id!r}")
@@ -83,7 +83,7 @@ def check_image_id(image_id: object, where: str) -> str:
         if part in _RESERVED_NAMES or part.startswith("__"):
             raise InputError(f"{where}: image id {image_id!r} cannot be stored ({part!r} is a name "
                              "zarr reserves)")
-    return image_id
+    return str(image_id)  # numpy's str_ too
 
 
 def as_numpy(values: object, where: str) -> np.ndarray:

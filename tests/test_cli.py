@@ -656,7 +656,7 @@ def test_executable_missing_store_exits_2(tmp_path, out):
 @pytest.mark.parametrize("image_id", ["../x", "a/../../x", "/etc/x", "a//b", "./a", "a\\b", ""])
 def test_ids_that_would_escape_the_output_directory_are_refused(image_id):
     from segaudit.errors import InputError
-    from segaudit.output import safe_relative_path
+    from segaudit.files import safe_relative_path
 
     with pytest.raises(InputError, match="cannot be used as an output file name"):
         safe_relative_path(image_id, ".png")
@@ -665,6 +665,6 @@ def test_ids_that_would_escape_the_output_directory_are_refused(image_id):
 def test_nested_ids_map_to_nested_paths():
     from pathlib import Path
 
-    from segaudit.output import safe_relative_path
+    from segaudit.files import safe_relative_path
 
     assert safe_relative_path("city/a.b", ".png") == Path("city") / "a.b.png"

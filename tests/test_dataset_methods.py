@@ -17,7 +17,6 @@ from segaudit.dataset import make_config, open_dataset
 from segaudit.downsample import pool
 from segaudit.findings import class_confusions, write_issue_masks
 from segaudit.predictions import sum_tolerance
-from segaudit.scoring import score
 from test_kernel import DTYPES, random_image
 
 

@@ -376,3 +376,12 @@ def test_pixel_maps_match_reference_on_the_fixtures():
     np.testing.assert_array_equal(s, expected["s"])
     np.testing.assert_array_equal(predicted, stored.astype(np.float64).argmax(axis=0))
     assert stats.pixels == expected["pixels"]
+
+
+def test_corrupt_array_metadata_is_one_line(tmp_path):
+    ds = make_dataset(tmp_path)
+    (ds.store / "city" / "a" / "zarr.json").write_text("{ not json")
+    with pytest.raises(InputError, match="cannot list the store's arrays"):
+        open_predictions(ds.store)
+    with pytest.raises(InputError, match="city/a: cannot open"):
+        open_predictions(ds.store, only_ids=["city/a"])

@@ -83,7 +83,7 @@ def summary(
     """
     from ..errors import InputError
     from ..findings import class_confusions, confusions_csv
-    from ..output import atomic_write_all
+    from ..files import atomic_write_all
 
     from ..formats import FORMATS
 

@@ -45,7 +45,7 @@ def pack(
     masks: Annotated[Optional[Path], typer.Option(help="For one (N, K, H, W) .npy: name the images by this masks directory's sorted ids (as 'segaudit score' pairs them).")] = None,
     mask_suffix: Annotated[str, typer.Option(help="With --masks: use only masks whose name ends with this and strip it from the id, as for 'segaudit score'.")] = "",
     classes: Annotated[Optional[str], typer.Option(help="Class names, comma-separated or a file (JSON list or one per line); stored as the 'classes' attribute.")] = None,
-    dtype: Annotated[StoreDtype, typer.Option(help="Stored dtype. float16 is exact to ~1e-3 relative per value; uint8 stores round(p*255) and shifts softmin by a few percent (see docs/predictions.md).")] = StoreDtype.float16,
+    dtype: Annotated[StoreDtype, typer.Option(help="Stored dtype. float16 rounds each value by at most 2^-11 relative (softmin moves ~1e-6); uint8 stores round(p*255) and shifts softmin of mislabeled images by a few percent (see docs/predictions.md).")] = StoreDtype.float16,
     logits: Annotated[bool, typer.Option("--logits", help="The arrays are logits (a softmax is applied per pixel when scoring); only finiteness is checked.")] = False,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="The source arrays are (H, W, K) / (N, H, W, K); they are stored as (K, H, W).")] = False,
     codec: Annotated[Codec, typer.Option(help="Chunk compression: none (fastest to read), lz4 (blosc, byte shuffle) or zstd.")] = Codec.none,

@@ -81,7 +81,8 @@ def score(
     except InputError as exc:
         raise fail(str(exc))
 
-    from ..output import atomic_write_all, ranking_text, write_ranking
+    from ..files import atomic_write_all
+    from ..output import ranking_text, write_ranking
 
     gate_results = check_gates(run, gates)
     try:
