@@ -12,6 +12,14 @@ from pathlib import Path
 
 from .errors import InputError
 
+RUN_RECORD_SUFFIX = ".run.json"
+
+
+def run_record_path(csv_path: str | Path) -> Path:
+    """``ranking.csv`` -> ``ranking.run.json``."""
+    csv_path = Path(csv_path)
+    return csv_path.with_name(csv_path.stem + RUN_RECORD_SUFFIX)
+
 
 def safe_relative_path(image_id: str, suffix: str = "") -> Path:
     """The relative file path an image id maps to, refusing ids that would escape.

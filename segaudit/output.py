@@ -6,12 +6,9 @@ import json
 from pathlib import Path
 
 from . import __version__
-from .files import atomic_write_all
+from .files import atomic_write_all, run_record_path
 from .formats import render
 from .scoring import ScoreRun
-
-RUN_RECORD_SUFFIX = ".run.json"
-
 
 def csv_columns(methods: tuple[str, ...]) -> list[str]:
     return ["rank", "image", "score", *methods, "pixels", "low_pixels", "suspect_class", "likely_class"]
@@ -50,12 +47,6 @@ def run_record(run: ScoreRun, csv_path: Path) -> dict:
         "skipped_predictions_without_mask": run.skipped_predictions,
         "clc": run.clc.record() if run.clc else None,
     }
-
-
-def run_record_path(csv_path: str | Path) -> Path:
-    """``ranking.csv`` -> ``ranking.run.json``."""
-    csv_path = Path(csv_path)
-    return csv_path.with_name(csv_path.stem + RUN_RECORD_SUFFIX)
 
 
 def write_ranking(run: ScoreRun, csv_path: str | Path, fmt: str = "csv") -> Path:

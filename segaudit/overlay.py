@@ -20,15 +20,11 @@ drawn image's predictions through the same block reader and kernel as ``score``
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import math
 import os
 import re
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +34,8 @@ from PIL import Image, ImageDraw, ImageFont
 from .colours import ClassColours, class_colours
 from .errors import InputError
 from .files import atomic_write_all
+from .passes import prefetched
+from .rankings import RankedImage, Ranking
 
 #: Photo file extensions looked for with ``--images`` (any letter case).
 PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -59,114 +57,6 @@ ANNOTATION_ALPHA = 0.55  # class colours over the photo
 #: (H, W) mask of flagged pixels, or None. The hook for per-pixel methods such as clc; the
 #: command line passes none yet, so its error map comes from s alone.
 FlagSource = Callable[[str, np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
-
-
-# --- the ranking and its run record -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RankedImage:
-    """One row of a ranking CSV."""
-
-    rank: int
-    image_id: str
-    score: float  # NaN when the image has no scored pixel
-    scores: dict[str, float]  # every method column
-    pixels: int | None
-    low_pixels: int | None
-    suspect: str
-    likely: str
-
-
-@dataclass
-class Ranking:
-    """A ranking CSV written by ``segaudit score`` and, when present, its run record."""
-
-    path: Path
-    rows: list[RankedImage]  # in file order (rank order)
-    methods: list[str]  # the method columns, ranking method first
-    record: dict | None
-    record_path: Path
-
-    @property
-    def method(self) -> str:
-        return self.methods[0] if self.methods else "score"
-
-    @property
-    def digits(self) -> int:
-        """Width of the zero-padded rank in overlay names, so that names sort by rank."""
-        return max(4, len(str(max((r.rank for r in self.rows), default=0))))
-
-    def by_id(self) -> dict[str, RankedImage]:
-        return {r.image_id: r for r in self.rows}
-
-
-def _float(text: str) -> float:
-    return float(text) if text.strip() else math.nan
-
-
-def _int(text: str | None) -> int | None:
-    return int(text) if text is not None and text.strip() else None
-
-
-def load_ranking(path: str | Path, *, need_record: bool = True) -> Ranking:
-    """Read a ranking CSV and its run record (``<stem>.run.json``).
-
-    InputError for a missing or malformed file; a missing run record is an error only
-    with ``need_record``.
-    """
-    from .output import run_record_path
-
-    path = Path(path)
-    record_path = run_record_path(path)
-    if not path.is_file():
-        raise InputError(f"ranking not found: {path} (run segaudit score first, or pass --ranking FILE)")
-    try:
-        with open(path, newline="", encoding="utf-8") as stream:
-            reader = csv.reader(stream)
-            header = next(reader, None)
-            lines = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{path}: cannot read ranking: {' '.join(str(exc).split())}") from None
-    if not header or not {"rank", "image", "score"} <= set(header):
-        raise InputError(f"{path}: not a segaudit ranking (needs the columns rank, image and score)")
-    column = {name: i for i, name in enumerate(header)}
-    end = column.get("pixels", len(header))
-    methods = [name for name in header[column["score"] + 1:end]]
-    rows: list[RankedImage] = []
-    seen: set[str] = set()
-    for line_no, values in enumerate(lines, 2):
-        if not values:
-            continue
-        if len(values) != len(header):
-            raise InputError(f"{path} line {line_no}: {len(values)} fields, the header has {len(header)}")
-        get = dict(zip(header, values))
-        try:
-            row = RankedImage(
-                rank=int(get["rank"]), image_id=get["image"], score=_float(get["score"]),
-                scores={m: _float(get[m]) for m in methods},
-                pixels=_int(get.get("pixels")), low_pixels=_int(get.get("low_pixels")),
-                suspect=get.get("suspect_class", ""), likely=get.get("likely_class", ""),
-            )
-        except ValueError as exc:
-            raise InputError(f"{path} line {line_no}: {exc}") from None
-        if row.image_id in seen:
-            raise InputError(f"{path} line {line_no}: image {row.image_id!r} is listed twice")
-        seen.add(row.image_id)
-        rows.append(row)
-    record = None
-    if record_path.is_file():
-        try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{record_path}: cannot read run record: {' '.join(str(exc).split())}") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{record_path}: not a segaudit run record (expected a JSON object)")
-    elif need_record:
-        raise InputError(f"run record not found: {record_path} (segaudit score writes it next to {path.name})")
-    if not methods and record and record.get("methods"):
-        methods = [str(m) for m in record["methods"]]
-    return Ranking(path=path, rows=rows, methods=methods, record=record, record_path=record_path)
 
 
 def select_images(ranking: Ranking, top: int, ids: Sequence[str] | None = None) -> list[RankedImage]:
@@ -616,22 +506,6 @@ class OverlayRun:
     colour_source: str = ""
 
 
-def _ordered(jobs: Iterable[Callable[[], object]], workers: int) -> Iterable[object]:
-    """Run jobs on ``workers`` threads, at most ``workers`` ahead, yielding results in order."""
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segaudit-overlay") as pool:
-        pending: deque = deque()
-        try:
-            for job in jobs:
-                pending.append(pool.submit(job))
-                if len(pending) >= workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
-
-
 def write_overlays(
     ranking: Ranking,
     out_dir: str | Path,
@@ -741,7 +615,7 @@ def write_overlays(
         return render
 
     workers = workers or min(2, os.cpu_count() or 1)
-    for done, path in enumerate(_ordered((job(row) for row in selected), workers), 1):
+    for done, path in enumerate(prefetched((job(row) for row in selected), workers, workers), 1):
         run.written.append(path)  # type: ignore[arg-type]
         if on_image:
             on_image(done, len(selected))

@@ -19,9 +19,9 @@ from .errors import InputError
 from .kernel import BadProbabilities
 
 
-def _prefetched(jobs: Iterable[Callable[[], object]], depth: int) -> Iterator[object]:
-    """Run jobs on two threads, at most ``depth`` ahead, yielding results in order."""
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="segaudit-read") as pool:
+def prefetched(jobs: Iterable[Callable[[], object]], depth: int, workers: int = 2) -> Iterator[object]:
+    """Run jobs on ``workers`` threads, at most ``depth`` ahead, yielding results in order."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segaudit-read") as pool:
         pending: deque = deque()
         jobs = iter(jobs)
         try:
@@ -71,7 +71,7 @@ def walk(
             for start, stop in blocks:
                 yield lambda image_id=image_id, start=start, stop=stop: dataset.read_block(image_id, start, stop)
 
-    reads = _prefetched(jobs(), max(1, prefetch))
+    reads = prefetched(jobs(), max(1, prefetch))
     try:
         for index, _, image_id, blocks in plan:
             labels = next(reads)

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
-from .overlay import RankedImage, Ranking, class_phrase, format_score, overlay_name
+from .overlay import class_phrase, format_score, overlay_name
+from .rankings import RankedImage, Ranking
 
 #: One row of the class-confusion summary: (annotated, seen instead, pixels, images, share).
 ConfusionRow = tuple[str, str, int, int, float]
@@ -400,7 +401,7 @@ def build_report(
     Parameters
     ----------
     ranking : Ranking
-        From :func:`segaudit.overlay.load_ranking`.
+        From :func:`segaudit.rankings.load_ranking`.
     overlays_dir : path, optional
         Where ``segaudit overlay`` wrote its PNGs; found by name (rank and id), so PNGs
         from another ranking are not picked up.

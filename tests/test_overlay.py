@@ -21,8 +21,9 @@ from typer.testing import CliRunner
 from datasets import FIXTURES, write_masks, write_store
 from segaudit.cli import app
 from segaudit.colours import CITYSCAPES, DISTINCT, class_colours, distinct_colours, usable_mask_palette
+from segaudit.rankings import load_ranking
 from segaudit.overlay import (
-    FLAG_COLOUR, load_ranking, overlay_name, panel_layout, panel_size, render_overlay, save_png,
+    FLAG_COLOUR, overlay_name, panel_layout, panel_size, render_overlay, save_png,
 )
 
 K = 3

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from datasets import FIXTURES
 from segaudit.cli import app
-from segaudit.overlay import load_ranking, overlay_name
+from segaudit.overlay import overlay_name
+from segaudit.rankings import load_ranking
 from segaudit.report import build_report, histogram_svg, load_confusions
 
 EVIL_ID = "<script>x</script>"

@@ -44,7 +44,8 @@ def overlay(
     Exit codes: 0 written; 2 bad input or options.
     """
     from ..errors import InputError
-    from ..overlay import load_ranking, write_overlays
+    from ..overlay import write_overlays
+    from ..rankings import load_ranking
 
     if top < 0:
         raise fail(f"--top must be >= 0, got {top}")
@@ -95,7 +96,7 @@ def report(
     Exit codes: 0 written; 2 bad input or options.
     """
     from ..errors import InputError
-    from ..overlay import load_ranking
+    from ..rankings import load_ranking
     from ..report import load_confusions, write_report
 
     if top < 0:

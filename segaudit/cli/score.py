@@ -129,7 +129,7 @@ def _read_only(only: str | None) -> list[str] | None:
 def _read_baseline(csv_path: Path) -> dict:
     """The clc section of a full run's record (``<stem>.run.json`` beside the ranking)."""
     from ..errors import InputError
-    from ..output import run_record_path
+    from ..files import run_record_path
 
     record_path = run_record_path(csv_path)
     try:
