@@ -33,7 +33,7 @@ from numba import njit
 
 from .errors import InputError
 from .masks import MaskFile, Palette, find_masks, load_palette, read_mask
-from .files import atomic_write_all, safe_relative_path
+from .files import atomic_write_all, read_class_names, safe_relative_path
 
 KINDS = ("drop", "swap", "shift")
 #: Knots of the periodic cubic spline f(angle) of a shift.
@@ -74,32 +74,6 @@ def parse_sigma(text: str | float | Sigma) -> Sigma:
     if not math.isfinite(value) or value <= 0:
         raise InputError(f"--sigma must be > 0, got {text!r}")
     return Sigma(value / 100 if relative else value, relative)
-
-
-def read_class_names(path: str | Path) -> list[str]:
-    """Class names from a file: a JSON list, or one name per line (position = class index)."""
-    import json
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"classes file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read classes file {path}: {exc}") from None
-    try:
-        names = json.loads(text)
-    except json.JSONDecodeError:
-        names = [line.strip() for line in text.splitlines() if line.strip()]
-    if not isinstance(names, list) or not names:
-        raise InputError(f"{path}: classes file must hold a JSON list or one class name per line")
-    names = [str(name) for name in names]
-    seen: dict[str, int] = {}
-    for index, name in enumerate(names):
-        if name in seen:
-            raise InputError(f"{path}: class name {name!r} is given twice (classes {seen[name]} and {index})")
-        seen[name] = index
-    return names
 
 
 def resolve_classes(tokens: Iterable[str | int] | None, names: list[str] | None,

@@ -6,6 +6,7 @@ Light on purpose (no numpy, no numba): every command that writes imports it.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -66,3 +67,27 @@ def atomic_write_all(files: dict[Path, str | bytes]) -> None:
         for temporary in temporaries.values():
             Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def read_class_names(path: str | Path) -> list[str]:
+    """Class names from a file: a JSON list, or one name per line (position = class index)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"classes file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read classes file {path}: {exc}") from None
+    try:
+        names = json.loads(text)
+    except json.JSONDecodeError:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not isinstance(names, list) or not names:
+        raise InputError(f"{path}: classes file must hold a JSON list or one class name per line")
+    names = [str(name) for name in names]
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in seen:
+            raise InputError(f"{path}: class name {name!r} is given twice (classes {seen[name]} and {index})")
+        seen[name] = index
+    return names

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -29,28 +28,21 @@ def parse_classes(value: str | None) -> list[str] | None:
     """``--classes``: a file (JSON list, or one name per line) or a comma-separated list."""
     if value is None:
         return None
-    path = Path(value)
-    if path.is_file():
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{path}: --classes file is not UTF-8 text ({exc.reason})") from None
-        try:
-            names = json.loads(text)
-        except json.JSONDecodeError:
-            names = [line.strip() for line in text.splitlines() if line.strip()]
-        if not isinstance(names, list):
-            raise ValueError(f"{path}: --classes file must hold a JSON list or one name per line")
-        return [str(name) for name in names]
+    if Path(value).is_file():
+        from ..files import read_class_names
+
+        return read_class_names(value)
     return [name.strip() for name in value.split(",")]
 
 
 def input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
                   allow_missing) -> dict:
     """The library's input keyword arguments from the shared options (exit 2 on bad --classes)."""
+    from ..errors import InputError
+
     try:
         class_names = parse_classes(classes)
-    except (ValueError, OSError) as exc:
+    except (InputError, OSError) as exc:
         raise fail(str(exc))
     return dict(
         ignore_index=() if no_ignore else ignore_index or None, mask_suffix=mask_suffix, palette=palette,
