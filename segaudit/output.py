@@ -30,10 +30,6 @@ def ranking_text(run: ScoreRun, fmt: str = "csv") -> str:
     return render(csv_columns(run.methods), ranking_rows(run), fmt)
 
 
-def ranking_csv(run: ScoreRun) -> str:
-    return ranking_text(run, "csv")
-
-
 def run_record(run: ScoreRun, csv_path: Path) -> dict:
     """What the run was, so later commands can work from the CSV alone."""
     return {

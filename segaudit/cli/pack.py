@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import app, fail, stderr
-from ._options import parse_classes
+from ._options import parse_classes, with_progress
 
 
 class StoreDtype(str, Enum):
@@ -26,15 +26,11 @@ class Codec(str, Enum):  # the names of segaudit.writer.CODECS (kept literal: no
 
 
 def _with_progress(show: bool, label: str, work):
-    """Run ``work(on_image)``, with a progress bar on stderr when ``show``."""
-    if not show:
-        return work(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """Run ``work(on_image)`` under the shared progress bar, labelled ``label``."""
+    def run(on_progress=None):
+        return work(None if on_progress is None else lambda done, total: on_progress(label, done, total))
 
-    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=stderr, transient=True) as progress:
-        task = progress.add_task(label, total=None)
-        return work(lambda done, total: progress.update(task, completed=done, total=total))
+    return with_progress(show, run)
 
 
 @app.command()
