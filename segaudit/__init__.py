@@ -18,13 +18,17 @@ _LAZY = {
     "ImageResult": "segaudit.scoring",
     "score_arrays": "segaudit.arrays",
     "get_label_quality_scores": "segaudit.compat",
+    "find_label_issues": "segaudit.compat",
     "write_ranking": "segaudit.output",
     "InputError": "segaudit.errors",
     "METHODS": "segaudit.methods",
     "PredictionWriter": "segaudit.writer",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [  # noqa: RUF022 (the order of _LAZY)
+    "__version__", "score", "ScoreRun", "ImageResult", "score_arrays", "get_label_quality_scores",
+    "find_label_issues", "write_ranking", "InputError", "METHODS", "PredictionWriter",
+]
 
 
 def __getattr__(name):

@@ -18,6 +18,7 @@ import numpy as np
 from . import masks as masks_io
 from .errors import InputError
 from .kernel import FLOAT, HALF, MAX_CLASSES, QUANTISED, BadProbabilities, ImageStats, KernelConfig, accumulate
+from .methods import DEFAULT_METHOD
 from .predictions import PredictionStore, decoding, open_predictions
 
 DEFAULT_IGNORE_INDEX = (255,)
@@ -61,7 +62,7 @@ class Dataset:
         labels = self.read_labels(mask)
         s = np.empty(labels.shape)
         predicted = np.empty(labels.shape, np.int32)
-        stats = ImageStats(self.store.n_classes)
+        stats = ImageStats(self.store.n_classes, image_pixels=labels.size)
         for start, stop in self.store.row_blocks(image_id):
             try:
                 accumulate(stats, self.read_block(image_id, start, stop), labels[start:stop], self.config,
@@ -107,7 +108,7 @@ def make_config(
     return KernelConfig(
         n_classes=n_classes, lut=lut, mode=mode, scale=scale, ignore=ignore_lut, logits=logits,
         temperature=float(temperature), pixel_threshold=float(pixel_threshold),
-        want_tccp="tccp" in methods, sum_tol=sum_tol,
+        want_tccp="tccp" in methods, sum_tol=sum_tol, want_scaled="rsoftmin" in methods,
     )
 
 
@@ -170,7 +171,7 @@ def open_dataset(
     masks: str | Path,
     predictions: str | Path,
     *,
-    methods: tuple[str, ...] = ("softmin",),
+    methods: tuple[str, ...] = (DEFAULT_METHOD,),
     temperature: float = 0.1,
     pixel_threshold: float = 0.5,
     ignore_index: Iterable[int] | None = None,

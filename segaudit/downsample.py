@@ -6,8 +6,12 @@ the lowest class; label values are never averaged). A cell with no scored pixel 
 ignored (label -1). At F = 1 a cell is its pixel, unchanged.
 
 The pooling kernel emits per cell only what the dataset-wide methods need: the label, the
-argmax of the pooled probabilities, s = pooled p[label] and pooled p[argmax]; and per
-pixel the full-resolution argmax, for re-checking flags.
+argmax of the pooled probabilities, s = pooled p[label], pooled p[argmax] and the number
+of scored pixels whose own argmax is not their label (the pixels a flag keeps); and, when
+asked, per pixel the full-resolution argmax, for flag maps.
+
+It runs class-major over contiguous rows, so that its loops vectorise, but adds in the
+order of a pixel-by-pixel loop: its results are bit-identical to one.
 """
 
 from __future__ import annotations
@@ -17,75 +21,226 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .kernel import KernelConfig, _decode
+from .kernel import _HALF_SCALE, HALF, KernelConfig, _decode
+
+# error_model="numpy": no zero check on divisions, which would stop vectorisation (a softmax
+# over an ignored pixel's garbage may divide by zero, harmlessly: it is not added).
+_kernel = njit(cache=True, nogil=True, error_model="numpy")
 
 
-@njit(cache=True, nogil=True)
-def _pool_rows(probs, lut, labels, ignore, logits, factor,
-               cell_label, cell_pred, cell_s, cell_ppred, pixel_pred):
+@_kernel
+def _half_bits(row, bits):
+    """float16 bit patterns (as uint16) to float32 bits that, times 2^112, are their values.
+
+    Branch-free, so it vectorises: exponent and mantissa move into float32's, inf and NaN
+    get float32's top exponent (the scaling keeps them), and the sign stays (-0.0 too).
+    """
+    for c in range(row.shape[0]):
+        h = np.uint32(row[c])
+        magnitude = h & np.uint32(0x7FFF)
+        top = np.uint32(0x70000000) if magnitude > np.uint32(0x7BFF) else np.uint32(0)
+        bits[c] = ((h & np.uint32(0x8000)) << np.uint32(16)) | ((magnitude << np.uint32(13)) + top)
+
+
+@_kernel
+def _decode_row(row, lut, mode, bits, values):
+    """One class's stored values of one row as float64, as ``kernel._decode`` (NaN payloads aside)."""
+    if mode == HALF:
+        _half_bits(row, bits)
+        f32 = bits.view(np.float32)
+        for c in range(row.shape[0]):
+            values[c] = np.float64(f32[c] * _HALF_SCALE)
+    else:
+        for c in range(row.shape[0]):
+            values[c] = _decode(row[c], lut)
+
+
+@_kernel
+def _scan_class(row, k, lut, mode, valid, bits, values, best, best_k):
+    """Decode class k's row into ``values`` (0.0 where ignored) and fold it into the argmax
+    (strictly greater: the first maximum wins).
+
+    The loop bodies are written out: a helper called per pixel does not vectorise.
+    """
+    if mode == HALF:
+        _half_bits(row, bits)
+        f32 = bits.view(np.float32)
+        for c in range(row.shape[0]):
+            v = np.float64(f32[c] * _HALF_SCALE)
+            greater = v > best[c]
+            best[c] = v if greater else best[c]
+            best_k[c] = k if greater else best_k[c]
+            values[c] = v if valid[c] else 0.0
+    else:
+        for c in range(row.shape[0]):
+            v = _decode(row[c], lut)
+            greater = v > best[c]
+            best[c] = v if greater else best[c]
+            best_k[c] = k if greater else best_k[c]
+            values[c] = v if valid[c] else 0.0
+
+
+@_kernel
+def _add_to_cells(values, factor, sums):
+    """sums[cell] += the row's values, columns ascending within each cell.
+
+    Ignored pixels hold +0.0, which leaves a sum unchanged (a sum that starts at +0.0 is
+    never -0.0), so adding it is bit-identical to skipping the pixel. Common factors get
+    a constant stride, which vectorises.
+    """
+    width = values.shape[0]
+    full = width // factor
+    if factor == 1:
+        for g in range(width):
+            sums[g] += values[g]
+    elif factor == 2:
+        for g in range(full):
+            sums[g] += values[2 * g]
+            sums[g] += values[2 * g + 1]
+    elif factor == 4:
+        for g in range(full):
+            sums[g] += values[4 * g]
+            sums[g] += values[4 * g + 1]
+            sums[g] += values[4 * g + 2]
+            sums[g] += values[4 * g + 3]
+    else:
+        for g in range(full):
+            for j in range(factor):
+                sums[g] += values[g * factor + j]
+    for c in range(full * factor, width):  # the edge cell
+        sums[full] += values[c]
+
+
+@_kernel
+def _row_labels(labels, ignore, n_classes, lab, valid):
+    """One row's labels and which of its pixels are scored."""
+    for c in range(labels.shape[0]):
+        label = labels[c]
+        lab[c] = label
+        valid[c] = label >= 0 and label < n_classes and not ignore[label]
+
+
+@_kernel
+def _pool_row(probs, r, lut, mode, logits, factor, valid, values, best, best_k, total, bits, sums):
+    """Row r's argmax (best_k) and its scored pixels' probabilities added to sums[class, cell].
+
+    Class-major over contiguous rows, so that the loops vectorise. Each float64 sum sees the
+    same additions in the same order as a pixel-by-pixel loop (rows, then columns
+    ascending), so the results are bit-identical to it.
+    """
+    n_classes, _, width = probs.shape
+    for c in range(width):
+        best[c] = -np.inf
+        best_k[c] = 0
+    if not logits:
+        for k in range(n_classes):
+            _scan_class(probs[k, r], k, lut, mode, valid, bits, values, best, best_k)
+            _add_to_cells(values, factor, sums[k])
+        return
+    # Logits: a softmax per pixel, shifted by its largest logit (the argmax's value).
+    for k in range(n_classes):
+        _scan_class(probs[k, r], k, lut, mode, valid, bits, values, best, best_k)
+    for c in range(width):
+        total[c] = 0.0
+    for k in range(n_classes):
+        _decode_row(probs[k, r], lut, mode, bits, values)
+        for c in range(width):
+            total[c] += np.exp(values[c] - best[c])
+    for k in range(n_classes):
+        _decode_row(probs[k, r], lut, mode, bits, values)
+        for c in range(width):
+            p = np.exp(values[c] - best[c]) / total[c]
+            values[c] = p if valid[c] else 0.0
+        _add_to_cells(values, factor, sums[k])
+
+
+@_kernel
+def _tally_row(lab, valid, best_k, factor, votes, mismatched):
+    """Per cell: label votes, and scored pixels whose own argmax is not their label."""
+    for c in range(lab.shape[0]):
+        if valid[c]:
+            g = c // factor
+            votes[lab[c], g] += 1
+            mismatched[g] += best_k[c] != lab[c]
+
+
+@_kernel
+def _finish_cells(gi, factor, sums, votes, mismatched, cell_label, cell_pred, cell_s, cell_ppred,
+                  cell_mismatched):
+    """Row gi of the cells from their sums[class, cell] and votes[class, cell].
+
+    Class-major, as a per-cell loop over the classes would: the first maximum wins both
+    argmaxes (so vote ties go to the lowest class), and the total adds classes in order.
+    """
+    n_classes, n_cols = sums.shape
+    label = np.zeros(n_cols, np.int64)
+    pred = np.zeros(n_cols, np.int64)
+    top_votes = votes[0].copy()
+    count = votes[0].copy()
+    top_sum = sums[0].copy()
+    total = sums[0].copy()  # 0.0 + sums[0], exactly
+    for k in range(1, n_classes):
+        for g in range(n_cols):
+            v = votes[k, g]
+            more = v > top_votes[g]
+            label[g] = k if more else label[g]
+            top_votes[g] = v if more else top_votes[g]
+            count[g] += v
+            x = sums[k, g]
+            greater = x > top_sum[g]
+            pred[g] = k if greater else pred[g]
+            top_sum[g] = x if greater else top_sum[g]
+            total[g] += x
+    for g in range(n_cols):
+        cell_mismatched[gi, g] = mismatched[g]
+        if count[g] == 0:
+            cell_label[gi, g] = -1
+            cell_pred[gi, g] = -1
+            cell_s[gi, g] = np.nan
+            cell_ppred[gi, g] = np.nan
+            continue
+        # At F = 1 the pixel's own values, untouched (cleanlab parity); else renormalised.
+        scale = 1.0 if factor == 1 else total[g]
+        cell_label[gi, g] = label[g]
+        cell_pred[gi, g] = pred[g]
+        cell_s[gi, g] = sums[label[g], g] / scale
+        cell_ppred[gi, g] = top_sum[g] / scale
+
+
+@_kernel
+def _pool_rows(probs, lut, mode, labels, ignore, logits, factor,
+               cell_label, cell_pred, cell_s, cell_ppred, cell_mismatched, pixel_pred):
     """Pool a block of rows (whose count is a multiple of ``factor``, but for the last).
 
     probs is [class, row, column]; outputs are (cell rows, cell columns) and, for
-    pixel_pred, (rows, columns).
+    pixel_pred, (rows, columns), or (0, 0) to skip it.
     """
     n_classes, n_rows, width = probs.shape
-    n_cell_rows, n_cell_cols = cell_label.shape
-    sums = np.zeros((n_cell_cols, n_classes))
-    votes = np.zeros((n_cell_cols, n_classes), np.int64)
-    counts = np.zeros(n_cell_cols, np.int64)
-    values = np.empty(n_classes)
-    for gi in range(n_cell_rows):
+    n_cols = cell_label.shape[1]
+    write_pred = pixel_pred.shape[0] > 0
+    sums = np.empty((n_classes, n_cols))
+    votes = np.empty((n_classes, n_cols), np.int64)
+    mismatched = np.empty(n_cols, np.int64)
+    values = np.empty(width)
+    best = np.empty(width)
+    best_k = np.empty(width, np.int32)
+    total = np.empty(width)
+    lab = np.empty(width, np.int32)
+    valid = np.empty(width, np.bool_)
+    bits = np.empty(width, np.uint32)
+    for gi in range(cell_label.shape[0]):
         sums[:] = 0.0
         votes[:] = 0
-        counts[:] = 0
+        mismatched[:] = 0
         for r in range(gi * factor, min((gi + 1) * factor, n_rows)):
-            for c in range(width):
-                best = -np.inf
-                best_k = 0
-                for k in range(n_classes):
-                    v = _decode(probs[k, r, c], lut)
-                    values[k] = v
-                    if v > best:
-                        best = v
-                        best_k = k
-                pixel_pred[r, c] = best_k
-                label = labels[r, c]
-                if label < 0 or label >= n_classes or ignore[label]:
-                    continue
-                if logits:
-                    total = 0.0
-                    for k in range(n_classes):
-                        values[k] = np.exp(values[k] - best)
-                        total += values[k]
-                    for k in range(n_classes):
-                        values[k] /= total
-                gj = c // factor
-                for k in range(n_classes):
-                    sums[gj, k] += values[k]
-                votes[gj, label] += 1
-                counts[gj] += 1
-        for gj in range(n_cell_cols):
-            if counts[gj] == 0:
-                cell_label[gi, gj] = -1
-                cell_pred[gi, gj] = -1
-                cell_s[gi, gj] = np.nan
-                cell_ppred[gi, gj] = np.nan
-                continue
-            label = 0
-            pred = 0
-            total = 0.0
-            for k in range(n_classes):
-                if votes[gj, k] > votes[gj, label]:
-                    label = k
-                if sums[gj, k] > sums[gj, pred]:
-                    pred = k
-                total += sums[gj, k]
-            # At F = 1 the pixel's own values, untouched (cleanlab parity); else renormalised.
-            scale = 1.0 if factor == 1 else total
-            cell_label[gi, gj] = label
-            cell_pred[gi, gj] = pred
-            cell_s[gi, gj] = sums[gj, label] / scale
-            cell_ppred[gi, gj] = sums[gj, pred] / scale
+            _row_labels(labels[r], ignore, n_classes, lab, valid)
+            _pool_row(probs, r, lut, mode, logits, factor, valid, values, best, best_k, total, bits, sums)
+            if write_pred:
+                for c in range(width):
+                    pixel_pred[r, c] = best_k[c]
+            _tally_row(lab, valid, best_k, factor, votes, mismatched)
+        _finish_cells(gi, factor, sums, votes, mismatched, cell_label, cell_pred, cell_s, cell_ppred,
+                      cell_mismatched)
 
 
 @dataclass
@@ -96,28 +251,34 @@ class Cells:
     pred: np.ndarray  # int32, argmax of the pooled probabilities
     s: np.ndarray  # float64, pooled p[label]
     p_pred: np.ndarray  # float64, pooled p[pred]
-    pixel_pred: np.ndarray  # int32 (rows, columns): full-resolution argmax
+    mismatched: np.ndarray  # int32, scored pixels whose own argmax is not their label
+    pixel_pred: np.ndarray | None  # (rows, columns): full-resolution argmax, when asked for
 
 
 def grid_shape(height: int, width: int, factor: int) -> tuple[int, int]:
     return -(-height // factor), -(-width // factor)
 
 
-def pool(probs: np.ndarray, labels: np.ndarray, config: KernelConfig, factor: int) -> Cells:
+def pool(probs: np.ndarray, labels: np.ndarray, config: KernelConfig, factor: int, *,
+         pixel_dtype=np.int32) -> Cells:
     """Pool a block of rows of stored values [class, row, column] to cells.
 
     The block must start at a row that is a multiple of ``factor``; its height must be a
-    multiple of ``factor`` unless it ends the image.
+    multiple of ``factor`` unless it ends the image. ``pixel_dtype``: integer dtype of the
+    full-resolution argmax (it must hold K - 1), or None not to return it.
     """
     rows, width = labels.shape
     cell_rows, cell_cols = grid_shape(rows, width, factor)
+    shape = (cell_rows, cell_cols)
     cells = Cells(
-        label=np.empty((cell_rows, cell_cols), np.int32),
-        pred=np.empty((cell_rows, cell_cols), np.int32),
-        s=np.empty((cell_rows, cell_cols)),
-        p_pred=np.empty((cell_rows, cell_cols)),
-        pixel_pred=np.empty((rows, width), np.int32),
+        label=np.empty(shape, np.int32),
+        pred=np.empty(shape, np.int32),
+        s=np.empty(shape),
+        p_pred=np.empty(shape),
+        mismatched=np.empty(shape, np.int32),
+        pixel_pred=None if pixel_dtype is None else np.empty((rows, width), pixel_dtype),
     )
-    _pool_rows(probs, config.lut, labels, config.ignore, config.logits, factor,
-               cells.label, cells.pred, cells.s, cells.p_pred, cells.pixel_pred)
+    pixel_pred = np.empty((0, 0), np.int32) if cells.pixel_pred is None else cells.pixel_pred
+    _pool_rows(probs, config.lut, config.mode, labels, config.ignore, config.logits, factor,
+               cells.label, cells.pred, cells.s, cells.p_pred, cells.mismatched, pixel_pred)
     return cells

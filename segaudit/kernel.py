@@ -16,6 +16,8 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from .temperature import scaled_temperature
+
 # Thresholds of thresholded CCP: 0.05, 0.10, ..., 0.95 (the nearest float64 to each).
 TCCP_THRESHOLDS = np.round(np.arange(1, 20) * 0.05, 2)
 N_TCCP_BINS = len(TCCP_THRESHOLDS) + 1
@@ -117,7 +119,7 @@ def _scan_probabilities(probs, r, lut, mode, scale, lab, key, s_key, best_k, s, 
 
 @njit(cache=True, nogil=True)
 def _accumulate_rows(
-    probs, lut, mode, scale, labels, ignore, logits, tau, pixel_threshold, want_tccp, sum_tol,
+    probs, lut, mode, scale, labels, ignore, logits, tau, tau_scaled, pixel_threshold, want_tccp, sum_tol,
     thresholds, totals, sums, class_counts, low_confusion, tccp_hist, s_out, pred_out, err,
 ):
     """Fold one block of rows into an image's accumulators.
@@ -226,6 +228,17 @@ def _accumulate_rows(
             sums[3] *= rescale
             sums[1] = top
         shift = sums[1]
+        # rsoftmin: the same sums at the image's own temperature (0 = not wanted).
+        scaled = tau_scaled > 0.0
+        shift_scaled = 0.0
+        if scaled:
+            top = (1.0 - row_min) / tau_scaled
+            if top > sums[4]:
+                rescale = np.exp(sums[4] - top)
+                sums[5] *= rescale
+                sums[6] *= rescale
+                sums[4] = top
+            shift_scaled = sums[4]
         for c in range(width):
             if not valid[c]:
                 continue
@@ -236,6 +249,10 @@ def _accumulate_rows(
             sums[0] += sc
             sums[2] += w
             sums[3] += sc * w
+            if scaled:
+                w = np.exp((1.0 - sc) / tau_scaled - shift_scaled)
+                sums[5] += w
+                sums[6] += sc * w
             totals[0] += 1
             class_counts[LABEL, label] += 1
             class_counts[PRED, pred] += 1
@@ -290,6 +307,9 @@ class KernelConfig:
         Pixels with s below it count as low-quality pixels.
     want_tccp : bool
         Fill the thresholded-CCP histograms (costs one more pass over the classes).
+    want_scaled : bool
+        Also sum the softmin at each image's size-scaled temperature, for ``rsoftmin``
+        (costs one more exp per pixel); see :func:`segaudit.temperature.scaled_temperature`.
     sum_tol : float
         How far a pixel's probabilities may sum from 1 (depends on the storage dtype).
     """
@@ -304,16 +324,19 @@ class KernelConfig:
     pixel_threshold: float
     want_tccp: bool
     sum_tol: float
+    want_scaled: bool = False
 
 
 class ImageStats:
     """Everything the per-image methods need about one image, filled block by block."""
 
-    __slots__ = ("totals", "sums", "class_counts", "low_confusion", "tccp_hist")
+    __slots__ = ("totals", "sums", "class_counts", "low_confusion", "tccp_hist", "image_pixels")
 
-    def __init__(self, n_classes: int):
+    def __init__(self, n_classes: int, image_pixels: int = 0):
+        self.image_pixels = image_pixels  # H * W, which sets rsoftmin's temperature
         self.totals = np.zeros(3, np.int64)  # scored pixels, argmax == label, low pixels
-        self.sums = np.array([0.0, -np.inf, 0.0, 0.0])  # sum s, softmin shift, weights, s*weights
+        # sum s; softmin shift, weights, s*weights; the same at the scaled temperature
+        self.sums = np.array([0.0, -np.inf, 0.0, 0.0, -np.inf, 0.0, 0.0])
         self.class_counts = np.zeros((3, n_classes), np.int64)  # LABEL, PRED, BOTH
         self.low_confusion = np.zeros((n_classes, n_classes), np.int64)  # [annotated, predicted]
         self.tccp_hist = np.zeros((2, n_classes, N_TCCP_BINS), np.int64)
@@ -383,8 +406,14 @@ def accumulate(
         For the first scored pixel with NaN/inf, negative values or a bad sum.
     """
     err = np.zeros(3)
+    tau_scaled = 0.0
+    if config.want_scaled:
+        if stats.image_pixels <= 0:
+            raise ValueError("rsoftmin needs the image's pixel count: ImageStats(n_classes, image_pixels=H * W)")
+        tau_scaled = scaled_temperature(config.temperature, stats.image_pixels)
     code = _accumulate_rows(
         probs, config.lut, config.mode, config.scale, labels, config.ignore, config.logits, config.temperature,
+        tau_scaled,
         config.pixel_threshold, config.want_tccp, config.sum_tol, TCCP_THRESHOLDS,
         stats.totals, stats.sums, stats.class_counts, stats.low_confusion, stats.tccp_hist,
         np.empty((0, 0)) if s_out is None else s_out,

@@ -14,14 +14,19 @@ import numpy as np
 from .errors import InputError
 from .kernel import BOTH, LABEL, PRED, ImageStats
 
-#: Methods scored from each image alone, in one pass.
-PER_IMAGE_METHODS = ("softmin", "cil", "ccp", "tccp", "iou")
+#: Methods scored from each image alone, in one pass. rsoftmin is segaudit's (the
+#: default); the others are the paper's.
+PER_IMAGE_METHODS = ("rsoftmin", "softmin", "cil", "ccp", "tccp", "iou")
 #: Methods on the downsampled grid; clc needs the whole dataset (extra passes).
 DATASET_METHODS = ("clc", "coco")
 #: Every method segaudit computes, in the order ``--method all`` lists them.
 METHODS = PER_IMAGE_METHODS + DATASET_METHODS
 
+#: The default ranking method (chosen by the detection benchmark, docs/methods.md).
+DEFAULT_METHOD = "rsoftmin"
+
 DESCRIPTIONS = {
+    "rsoftmin": "softmin at a temperature scaled to the image's size (= softmin's at 760x1280, warmer on smaller images)",
     "softmin": "soft minimum of the pixels' label likelihoods s (temperature --temperature)",
     "cil": "confidence in label: mean of s",
     "ccp": "correctly classified pixels: fraction with argmax == label",
@@ -68,6 +73,12 @@ def softmin(stats: ImageStats) -> float:
     return float(weighted / weights) if stats.pixels else math.nan
 
 
+def rsoftmin(stats: ImageStats) -> float:
+    """Softmin at the image's size-scaled temperature (:mod:`segaudit.temperature`)."""
+    weights, weighted = stats.sums[5], stats.sums[6]
+    return float(weighted / weights) if stats.pixels else math.nan
+
+
 def cil(stats: ImageStats) -> float:
     """Mean of s (paper eq. 5)."""
     return float(stats.sums[0] / stats.pixels) if stats.pixels else math.nan
@@ -108,4 +119,4 @@ def iou(stats: ImageStats) -> float:
     return float(np.mean(counts[BOTH][present] / union[present]))
 
 
-SCORERS = {"softmin": softmin, "cil": cil, "ccp": ccp, "tccp": tccp, "iou": iou}
+SCORERS = {"rsoftmin": rsoftmin, "softmin": softmin, "cil": cil, "ccp": ccp, "tccp": tccp, "iou": iou}

@@ -174,7 +174,7 @@ def _summary(ranking: Ranking, score_threshold: float) -> str:
     low_pixels = sum(r.low_pixels or 0 for r in rows)
     pixel_threshold = record.get("pixel_threshold")
     method = esc(ranking.method)
-    if ranking.method == "softmin" and "temperature" in record:
+    if ranking.method in ("softmin", "rsoftmin") and "temperature" in record:
         method += f" (temperature {esc(record['temperature'])})"
     others = [m for m in ranking.methods[1:]]
     items = [

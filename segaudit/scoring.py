@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .clc import ClcState, _threshold_sums, clc_from_baseline, confident_learning
+from .clc import (
+    CELL_FIELDS,
+    CellCache,
+    ClcState,
+    _threshold_sums,
+    cell_cache,
+    clc_from_baseline,
+    confident_learning,
+)
 from .coco import coco_score
 from .dataset import Dataset, open_dataset
 from .downsample import grid_shape, pool
 from .errors import InputError
 from .kernel import LABEL, ImageStats, accumulate
-from .methods import SCORERS, check_methods
+from .methods import DEFAULT_METHOD, SCORERS, check_methods
 from .passes import walk
 
 
@@ -96,37 +105,50 @@ class _PerImagePass:
     class_pixels: np.ndarray  # per class, scored pixels annotated k (full resolution)
 
 
-def _per_image_pass(dataset: Dataset, methods, factor: int, prefetch: int, progress) -> _PerImagePass:
-    """The first pass: every per-image method, coco, and clc's class thresholds."""
+def _per_image_pass(dataset: Dataset, methods, factor: int, prefetch: int, progress,
+                    cache: CellCache | None = None) -> _PerImagePass:
+    """The first pass: every per-image method, coco, and clc's class thresholds.
+
+    With ``cache``, each image's cells (and, if the cache keeps them, its pixels' argmax)
+    are spilled to it for clc's later passes.
+    """
     n_classes, config = dataset.store.n_classes, dataset.config
     need_cells = "clc" in methods or "coco" in methods
+    grids = ("label", "pred", "s") + (("p_pred", "mismatched") if cache is not None else ())
+    pixel_dtype = None if cache is None else cache.pixel_dtype
     sums, counts = np.zeros(n_classes), np.zeros(n_classes, np.int64)
     class_pixels = np.zeros(n_classes, np.int64)
     images: list[ImageResult] = []
     state = {}
 
     def start(index, image_id, labels):
-        state["stats"] = ImageStats(n_classes)
+        state["stats"] = ImageStats(n_classes, image_pixels=labels.size)
+        state["shape"] = labels.shape
         if need_cells:
             shape = grid_shape(*labels.shape, factor)
-            state["grid"] = (np.empty(shape, np.int32), np.empty(shape, np.int32), np.empty(shape))
+            state["grid"] = {name: np.empty(shape, CELL_FIELDS[name]) for name in grids}
 
     def block(index, image_id, b):
         accumulate(state["stats"], b.probs, b.labels, config, row_offset=b.start)
         if need_cells:
-            cells = pool(b.probs, b.labels, config, factor)
+            cells = pool(b.probs, b.labels, config, factor, pixel_dtype=pixel_dtype)
             rows = slice(b.start // factor, b.start // factor + cells.label.shape[0])
-            for grid, part in zip(state["grid"], (cells.label, cells.pred, cells.s)):
-                grid[rows] = part
+            for name, grid in state["grid"].items():
+                grid[rows] = getattr(cells, name)
+            if pixel_dtype is not None:
+                cache.add_pixels(cells.pixel_pred)
 
     def end(index, image_id):
         result = finish_image(image_id, state["stats"], methods)
         class_pixels[:] += state["stats"].class_counts[LABEL]
-        if "coco" in methods:
-            result.scores["coco"] = coco_score(*state["grid"])
-        if "clc" in methods:
-            label, _, s = state["grid"]
-            _threshold_sums(label, s, sums, counts)
+        if need_cells:
+            grid = state["grid"]
+            if "coco" in methods:
+                result.scores["coco"] = coco_score(grid["label"], grid["pred"], grid["s"])
+            if "clc" in methods:
+                _threshold_sums(grid["label"], grid["s"], sums, counts)
+            if cache is not None:
+                cache.add_image(*state["shape"], **grid)
         images.append(result)
         progress("scoring", index + 1, len(dataset.pairs))
 
@@ -139,7 +161,7 @@ def score(
     masks: str | Path,
     predictions: str | Path,
     *,
-    methods: tuple[str, ...] = ("softmin",),
+    methods: tuple[str, ...] = (DEFAULT_METHOD,),
     temperature: float = 0.1,
     pixel_threshold: float = 0.5,
     ignore_index: Iterable[int] | None = None,
@@ -215,15 +237,33 @@ def score(
                          baseline=baseline)
 
 
+def _passes(dataset: Dataset, methods, factor: int, prefetch: int, progress, baseline: dict | None,
+            cache: CellCache | None) -> tuple[_PerImagePass, ClcState | None]:
+    """The per-image pass, then clc's passes (over ``cache`` when there is one)."""
+    clc = "clc" in methods
+    results = _per_image_pass(dataset, methods, factor, prefetch, progress, cache if clc else None)
+    if clc and baseline is not None:
+        return results, clc_from_baseline(dataset, baseline, prefetch=prefetch, progress=progress, cache=cache)
+    if clc:
+        return results, confident_learning(dataset, factor, results.threshold_sums, results.threshold_counts,
+                                           prefetch=prefetch, progress=progress, cache=cache)
+    return results, None
+
+
 def score_dataset(dataset: Dataset, methods: tuple[str, ...], *, downsample: int = 4, prefetch: int = 4,
                   on_progress: Callable[[str, int, int], None] | None = None,
-                  baseline: dict | None = None) -> ScoreRun:
+                  baseline: dict | None = None, cache: CellCache | None = None) -> ScoreRun:
     """Score an opened dataset (see :func:`score`; the kernel settings come with it).
 
     ``baseline``: the ``clc`` section of an earlier full run's record. clc then flags
     with that run's dataset-wide cut (cells with s at or below it; pixels whose argmax is
     their label unflagged) and its downsampling, instead of counting over this dataset:
     a subset is scored consistently with the full run, in two passes.
+
+    ``cache``: an empty :class:`~segaudit.clc.CellCache` of ``dataset`` at this
+    downsampling, which clc's passes fill and read, left open for the caller's own passes
+    (flag maps, say). By default clc uses a temporary one, removed before returning, so
+    the store is read only once (unless the cells would not fit on disk).
     """
     if baseline is not None:
         downsample = int(baseline["downsample"])
@@ -231,13 +271,10 @@ def score_dataset(dataset: Dataset, methods: tuple[str, ...], *, downsample: int
     if not isinstance(downsample, int) or isinstance(downsample, bool) or downsample < 1:
         raise InputError(f"--downsample must be a whole number >= 1, got {downsample}")
     progress = on_progress or (lambda stage, done, total: None)
-    results = _per_image_pass(dataset, methods, downsample, prefetch, progress)
-    clc_state = None
-    if "clc" in methods and baseline is not None:
-        clc_state = clc_from_baseline(dataset, baseline, prefetch=prefetch, progress=progress)
-    elif "clc" in methods:
-        clc_state = confident_learning(dataset, downsample, results.threshold_sums, results.threshold_counts,
-                                       prefetch=prefetch, progress=progress)
+    with ExitStack() as temporary:
+        if cache is None and "clc" in methods:
+            cache = temporary.enter_context(cell_cache(dataset, downsample))
+        results, clc_state = _passes(dataset, methods, downsample, prefetch, progress, baseline, cache)
     if clc_state is not None:
         for result, flagged in zip(results.images, clc_state.flagged):
             result.flagged_pixels = int(flagged)

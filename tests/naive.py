@@ -7,6 +7,8 @@ Numba kernel is tested against these.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 THRESHOLDS = np.round(np.arange(1, 20) * 0.05, 2)  # 0.05, 0.10, ..., 0.95
@@ -19,6 +21,19 @@ def decode(stored: np.ndarray) -> np.ndarray:
     if stored.dtype == np.uint16:
         return stored / 65535.0
     return stored.astype(np.float64)
+
+
+def rsoftmin_temperature(pixels, temperature=0.1):
+    """rsoftmin's temperature on an image of ``pixels`` pixels: 1/t = 1/temperature + ln(sqrt(n / n0)),
+    n0 = 760 * 1280 (where it equals ``temperature``), with 1/t floored at 1."""
+    return 1.0 / max(1.0, 1.0 / temperature + np.log(np.sqrt(pixels / (760 * 1280))))
+
+
+def rsoftmin(s, pixels, temperature=0.1):
+    """Softmin of the scored pixels' s at the temperature of an image of ``pixels`` (H * W) pixels."""
+    exponent = (1 - s) / rsoftmin_temperature(pixels, temperature)
+    weights = np.exp(exponent - exponent.max())
+    return float(np.sum(s * weights) / np.sum(weights))
 
 
 def image_scores(labels, stored, *, ignore=(), temperature=0.1, pixel_threshold=0.5, logits=False):
@@ -47,13 +62,14 @@ def image_scores(labels, stored, *, ignore=(), temperature=0.1, pixel_threshold=
     n = s.size
     out = {"pixels": n, "s": s_map}
     if n == 0:
-        out.update(softmin=np.nan, cil=np.nan, ccp=np.nan, tccp=np.nan, iou=np.nan,
+        out.update(softmin=np.nan, rsoftmin=np.nan, cil=np.nan, ccp=np.nan, tccp=np.nan, iou=np.nan,
                    low_pixels=0, suspect_class=None, likely_class=None)
         return out
 
     exponent = (1 - s) / temperature
     weights = np.exp(exponent - exponent.max())
     out["softmin"] = float(np.sum(s * weights) / np.sum(weights))
+    out["rsoftmin"] = rsoftmin(s, labels.size, temperature)
     out["cil"] = float(np.mean(s))
     out["ccp"] = float(np.mean(pred == lab))
 
@@ -180,3 +196,63 @@ def clc_flags(images, factor, *, ignore=(255,), logits=False):
         argmax = decode(stored).argmax(axis=0)
         masks.append(full & valid & (argmax != lab))
     return masks
+
+
+def downsample_in_order(labels, stored, factor, *, ignore=(255,), logits=False):
+    """:func:`downsample` pixel by pixel, adding in the kernel's order, to compare bit for bit.
+
+    Per cell and class the pixels are added rows, then columns ascending; the argmax keeps
+    the first maximum and never picks NaN. Returns (label, pred, s, p_pred, mismatched,
+    argmax): mismatched counts a cell's scored pixels whose argmax is not their label,
+    argmax is the full-resolution argmax of every pixel.
+    """
+    values = decode(stored)
+    n_classes, height, width = values.shape
+    labels = np.asarray(labels).astype(np.int64)
+    rows, cols = -(-height // factor), -(-width // factor)
+    sums = [[[0.0] * n_classes for _ in range(cols)] for _ in range(rows)]
+    votes = np.zeros((rows, cols, n_classes), np.int64)
+    mismatched = np.zeros((rows, cols), np.int64)
+    argmax = np.zeros((height, width), np.int64)
+    for r in range(height):
+        for c in range(width):
+            column = [float(v) for v in values[:, r, c]]
+            best, best_k = -math.inf, 0
+            for k, v in enumerate(column):
+                if v > best:
+                    best, best_k = v, k
+            argmax[r, c] = best_k
+            label = int(labels[r, c])
+            if not 0 <= label < n_classes or label in ignore:
+                continue
+            if logits:
+                exps = [math.exp(v - best) for v in column]
+                total = 0.0
+                for e in exps:
+                    total += e
+                column = [e / total for e in exps]
+            cell = sums[r // factor][c // factor]
+            for k in range(n_classes):
+                cell[k] += column[k]
+            votes[r // factor, c // factor, label] += 1
+            mismatched[r // factor, c // factor] += best_k != label
+    out_label = np.full((rows, cols), -1)
+    out_pred = np.full((rows, cols), -1)
+    out_s = np.full((rows, cols), np.nan)
+    out_ppred = np.full((rows, cols), np.nan)
+    for i in range(rows):
+        for j in range(cols):
+            if not votes[i, j].any():
+                continue
+            cell = sums[i][j]
+            pred, total = 0, 0.0
+            for k in range(n_classes):
+                if cell[k] > cell[pred]:
+                    pred = k
+                total += cell[k]
+            scale = np.float64(1.0 if factor == 1 else total)
+            label = int(np.argmax(votes[i, j]))
+            out_label[i, j], out_pred[i, j] = label, pred
+            with np.errstate(divide="ignore", invalid="ignore"):  # all-zero cells: NaN, as the kernel
+                out_s[i, j], out_ppred[i, j] = cell[label] / scale, cell[pred] / scale
+    return out_label, out_pred, out_s, out_ppred, mismatched, argmax

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from naive import image_scores
+
 from segaudit import InputError, get_label_quality_scores, score_arrays
 from segaudit.methods import PER_IMAGE_METHODS as METHODS
 
@@ -54,3 +54,87 @@ def test_label_out_of_range_is_named():
     labels[1, 2, 3] = 7
     with pytest.raises(InputError, match=r"image 1: label values .*7 \(1 px\)"):
         score_arrays(labels, probs)
+
+
+# --- every method, the dataset-wide clc and coco included ------------------------------
+
+
+def blocky_dataset(seed, n=4, k=5, h=12, w=10, dtype="float32", ignore_value=None):
+    """Labels mostly agreeing with the argmax, some flipped, optionally some ignored."""
+    rng = np.random.default_rng(seed)
+    raw = rng.gamma(0.4, size=(n, k, h, w))
+    probs = (raw / raw.sum(axis=1, keepdims=True)).astype(dtype)
+    labels = np.where(rng.random((n, h, w)) < 0.25, rng.integers(0, k, size=(n, h, w)), probs.argmax(axis=1))
+    if ignore_value is not None:
+        labels[rng.random((n, h, w)) < 0.1] = ignore_value
+    return labels, probs
+
+
+@pytest.mark.parametrize("factor", [1, 3])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_all_methods_equal_scoring_the_same_data_as_a_store(tmp_path, factor, dtype):
+    from datasets import write_masks, write_store
+
+    from segaudit import score
+    from segaudit.methods import METHODS as ALL
+
+    labels, probs = blocky_dataset(5, dtype=dtype, ignore_value=255)
+    ids = [f"img{n}" for n in range(len(labels))]
+    write_masks(tmp_path / "masks", {i: labels[n].astype(np.uint8) for n, i in enumerate(ids)})
+    write_store(tmp_path / "preds.zarr", {i: probs[n] for n, i in enumerate(ids)}, row_chunk=3)
+    want = {r.image_id: r for r in score(tmp_path / "masks", tmp_path / "preds.zarr", methods=ALL,
+                                         downsample=factor).results}
+    got, _ = score_arrays(labels, probs, methods=ALL, ignore_index=(255,), image_ids=ids, downsample=factor)
+    assert [r.image_id for r in got] == ids  # input order, not ranked
+    for result in got:
+        expected = want[result.image_id]
+        assert result.flagged_pixels == expected.flagged_pixels
+        assert (result.pixels, result.low_pixels) == (expected.pixels, expected.low_pixels)
+        for method in ALL:
+            assert result.scores[method] == pytest.approx(expected.scores[method], rel=1e-12, nan_ok=True)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 4])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_clc_flags_equal_the_reference(seed, factor):
+    import naive
+
+    labels, probs = blocky_dataset(seed, n=3, h=9, w=13, dtype="float16", ignore_value=255)
+    results, _ = score_arrays(labels, probs, methods=("clc",), ignore_index=(255,), downsample=factor)
+    flags = naive.clc_flags(list(zip(labels, probs)), factor)
+    assert sum(f.sum() for f in flags) > 0
+    for result, flag in zip(results, flags):
+        assert result.flagged_pixels == int(flag.sum())
+        assert result.scores["clc"] == pytest.approx(1 - flag.sum() / result.pixels, rel=1e-12)
+
+
+def test_pixel_scores_with_dataset_methods_are_the_per_image_ones():
+    labels, probs = blocky_dataset(2)
+    _, alone = score_arrays(labels, probs, return_pixel_scores=True)
+    results, pixels = score_arrays(labels, probs, methods=("coco", "clc", "softmin"), return_pixel_scores=True)
+    np.testing.assert_array_equal(pixels, alone)
+    assert all(r.flagged_pixels is not None and not np.isnan(r.scores["coco"]) for r in results)
+
+
+def test_array_dataset_checks_ids_and_downsample():
+    labels, probs = blocky_dataset(0, n=2)
+    with pytest.raises(InputError, match="unique"):
+        score_arrays(labels, probs, image_ids=["a", "a"])
+    with pytest.raises(InputError, match="1 image ids for 2"):
+        score_arrays(labels, probs, image_ids=["a"])
+    with pytest.raises(InputError, match="downsample"):
+        score_arrays(labels, probs, methods=("clc",), downsample=0)
+
+
+def test_bad_label_in_a_dataset_method_names_the_image():
+    labels, probs = blocky_dataset(0, k=3)
+    labels[2, 0, 0] = 9
+    with pytest.raises(InputError, match=r"labels of image 2: label values .*9 \(1 px\)"):
+        score_arrays(labels, probs, methods=("clc",))
+
+
+def test_the_lazy_exports_are_all_listed():
+    import segaudit
+
+    assert set(segaudit.__all__) == {"__version__", *segaudit._LAZY}
+    assert segaudit.find_label_issues.__module__ == "segaudit.compat"

@@ -34,7 +34,7 @@ def test_fail_under_gate_exits_1_names_images_and_still_writes(tmp_path):
     result = score("--fail-under", 0.1, "-o", out, "--summary-md", tmp_path / "s.md")
     assert result.exit_code == 1
     line = [l for l in result.stderr.splitlines() if l.startswith("gate failed")]
-    assert len(line) == 1 and "softmin < 0.1: 4 image(s)" in line[0]
+    assert len(line) == 1 and "rsoftmin < 0.1: 4 image(s)" in line[0]
     assert all(image_id in line[0] for image_id in PLANTED)
     assert out.is_file() and (tmp_path / "r.run.json").is_file()
     summary = (tmp_path / "s.md").read_text()
@@ -244,4 +244,4 @@ def test_only_with_every_listed_mask_deleted_scores_nothing(tmp_path, monkeypatc
     result = score("--only", "-", "-o", tmp_path / "r.csv", "--fail-under", 0.5, input="fixtures/masks/gone.png\n")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r.csv").read_text().splitlines() == [
-        "rank,image,score,softmin,pixels,low_pixels,suspect_class,likely_class"]
+        "rank,image,score,rsoftmin,pixels,low_pixels,suspect_class,likely_class"]

@@ -24,8 +24,8 @@ from segaudit import __version__
 from segaudit.arrays import score_arrays
 from segaudit.cli import app
 
-ALL_COLUMNS = "rank,image,score,softmin,cil,ccp,tccp,iou,clc,coco,pixels,low_pixels,suspect_class,likely_class"
-METHOD_COLUMNS = ["softmin", "cil", "ccp", "tccp", "iou"]
+ALL_COLUMNS = "rank,image,score,rsoftmin,softmin,cil,ccp,tccp,iou,clc,coco,pixels,low_pixels,suspect_class,likely_class"
+METHOD_COLUMNS = ["rsoftmin", "softmin", "cil", "ccp", "tccp", "iou"]
 TRUTH = {row["image"]: row for row in csv.DictReader(open(FIXTURES / "truth.csv"))}
 PLANTED = {image for image, row in TRUTH.items() if row["is_error"] == "1"}
 
@@ -68,10 +68,10 @@ def test_default_output_is_ranking_csv_with_run_record(out, monkeypatch):
     result = ok(invoke(FIXTURES / "masks", FIXTURES / "preds.zarr"))
     assert sorted(os.listdir(out)) == ["ranking.csv", "ranking.run.json"]  # no temporaries left
     assert result.stdout == ""
-    assert "wrote ranking.csv (12 images, ranked by softmin)" in result.stderr
+    assert "wrote ranking.csv (12 images, ranked by rsoftmin)" in result.stderr
 
     text = (out / "ranking.csv").read_text()
-    assert text.splitlines()[0] == "rank,image,score,softmin,pixels,low_pixels,suspect_class,likely_class"
+    assert text.splitlines()[0] == "rank,image,score,rsoftmin,pixels,low_pixels,suspect_class,likely_class"
     rows = rows_of(text)
     assert [r["rank"] for r in rows] == [str(n) for n in range(1, 13)]
     assert sorted(r["image"] for r in rows) == sorted(TRUTH)
@@ -83,7 +83,7 @@ def test_default_output_is_ranking_csv_with_run_record(out, monkeypatch):
     assert record["masks"] == str((FIXTURES / "masks").resolve())
     assert record["predictions"] == str((FIXTURES / "preds.zarr").resolve())
     assert record["layout"] == "per-image"
-    assert record["methods"] == ["softmin"]
+    assert record["methods"] == ["rsoftmin"]
     assert record["temperature"] == 0.1 and record["pixel_threshold"] == 0.5
     assert record["ignore_index"] == [255]
     assert record["classes"] == ["unlabeled", "sky", "building", "road", "car"]
@@ -118,15 +118,15 @@ def test_dash_writes_csv_to_stdout_only(out, ds, monkeypatch):
     assert result.stdout == (out / "r.csv").read_text()
 
 
-def test_method_all_columns_and_score_is_softmin(out, ds):
+def test_method_all_columns_and_score_is_the_default_rsoftmin(out, ds):
     ok(invoke(ds.masks, ds.store, "--method", "all", "-o", out / "r.csv"))
     text = (out / "r.csv").read_text()
     assert text.splitlines()[0] == ALL_COLUMNS
     rows = rows_of(text)
     assert len(rows) == 3
-    assert all(r["score"] == r["softmin"] for r in rows)
-    softmin = [float(r["softmin"]) for r in rows]
-    assert softmin == sorted(softmin)
+    assert all(r["score"] == r["rsoftmin"] for r in rows)
+    rsoftmin = [float(r["rsoftmin"]) for r in rows]
+    assert rsoftmin == sorted(rsoftmin)
 
 
 def test_method_list_ranks_by_first_method(out, ds):
@@ -192,7 +192,7 @@ def test_images_with_every_pixel_ignored_rank_last_with_empty_score(out, ds):
     assert [r["image"] for r in rows] == ["city/b", "city/a", "other/c"]
     assert [r["rank"] for r in rows] == ["1", "2", "3"]
     for row in rows[1:]:
-        assert [row[c] for c in ("score", *METHOD_COLUMNS)] == [""] * 6
+        assert [row[c] for c in ("score", *METHOD_COLUMNS)] == [""] * (1 + len(METHOD_COLUMNS))
         assert (row["pixels"], row["low_pixels"], row["suspect_class"], row["likely_class"]) == ("0", "0", "", "")
     assert rows[0]["score"] != ""
     warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]

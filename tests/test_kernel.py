@@ -9,13 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from naive import image_scores
+from naive import image_scores, rsoftmin_temperature
 from segaudit.kernel import BadProbabilities, ImageStats, accumulate
 from segaudit.methods import PER_IMAGE_METHODS as METHODS
 from segaudit.methods import SCORERS
 from segaudit.predictions import sum_tolerance
 from segaudit.dataset import make_config
 from segaudit.scoring import finish_image
+from segaudit.temperature import scaled_temperature
 
 DTYPES = ["float16", "float32", "float64", "uint8", "uint16"]
 
@@ -56,7 +57,7 @@ def run_kernel(labels, stored, *, methods=METHODS, ignore=(255,), temperature=0.
         stored = np.moveaxis(np.ascontiguousarray(np.moveaxis(stored, 0, -1)), -1, 0)
     if stored.dtype == np.float16:
         stored = stored.view(np.uint16)
-    stats = ImageStats(n_classes)
+    stats = ImageStats(n_classes, image_pixels=height * width)
     s_out = np.empty((height, width)) if pixel_scores else None
     block_rows = block_rows or height
     for start in range(0, height, block_rows):
@@ -121,6 +122,39 @@ def test_softmin_is_exact_for_any_temperature(tau):
     expected = image_scores(labels, stored, temperature=tau)
     assert math.isfinite(result.scores["softmin"])
     assert result.scores["softmin"] == pytest.approx(expected["softmin"], rel=1e-11)
+
+
+@pytest.mark.parametrize("tau", [0.001, 0.1, 1.0, 10.0])
+@pytest.mark.parametrize("shape", [(1, 1), (48, 64), (760, 12)])
+def test_rsoftmin_is_softmin_at_the_scaled_temperature(tau, shape):
+    rng = np.random.default_rng(11)
+    labels, stored = random_image(rng, 5, *shape, "float32", ignore_fraction=0.1)
+    result, _ = run_kernel(labels, stored, temperature=tau, block_rows=7)
+    expected = image_scores(labels, stored, temperature=tau)
+    assert math.isfinite(result.scores["rsoftmin"])
+    assert result.scores["rsoftmin"] == pytest.approx(expected["rsoftmin"], rel=1e-11)
+    scaled = rsoftmin_temperature(labels.size, tau)
+    again, _ = run_kernel(labels, stored, temperature=scaled, methods=("softmin",))
+    assert result.scores["rsoftmin"] == pytest.approx(again.scores["softmin"], rel=1e-12)
+
+
+def test_rsoftmin_temperature_law():
+    # softmin's own temperature at the paper's 760 x 1280; warmer on smaller images, colder on
+    # larger; 1/t floored at 1.
+    assert scaled_temperature(0.1, 760 * 1280) == pytest.approx(0.1)
+    assert scaled_temperature(0.1, 96 * 128) == pytest.approx(1 / (10 + 0.5 * math.log(96 * 128 / 972800)))
+    assert scaled_temperature(0.1, 48 * 64) > scaled_temperature(0.1, 96 * 128) > 0.1
+    assert scaled_temperature(0.1, 1024 * 2048) == pytest.approx(0.0963, abs=1e-4)
+    assert scaled_temperature(5.0, 1) == 1.0
+    for pixels in (1, 10, 10**4, 10**8):
+        assert scaled_temperature(0.1, pixels) == pytest.approx(rsoftmin_temperature(pixels, 0.1), rel=1e-14)
+
+
+def test_rsoftmin_without_the_image_size_is_an_error():
+    labels, stored = random_image(np.random.default_rng(0), 3, 4, 4, "float32")
+    config = make_config(stored.dtype, 3, (255,), False, 0.1, 0.5, ("rsoftmin",), sum_tolerance(stored.dtype, 3))
+    with pytest.raises(ValueError, match="pixel count"):
+        accumulate(ImageStats(3), stored, labels, config)
 
 
 def test_blocks_do_not_change_results():

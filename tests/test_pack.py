@@ -106,7 +106,7 @@ def test_cleanlab_style_npy_round_trip_equals_cleanlab(tmp_path):
     ok(invoke("pack-masks", tmp_path / "labels.npy", "-o", tmp_path / "masks"))
     ok(invoke("pack", tmp_path / "pred_probs.npy", "--masks", tmp_path / "masks", "--dtype", "float32",
               "-o", tmp_path / "preds.zarr"))
-    ok(invoke("score", tmp_path / "masks", tmp_path / "preds.zarr", "-o", tmp_path / "ranking.csv"))
+    ok(invoke("score", tmp_path / "masks", tmp_path / "preds.zarr", "-m", "softmin", "-o", tmp_path / "ranking.csv"))
 
     theirs, _ = cleanlab_rank.get_label_quality_scores(labels, pred_probs, method="softmin", verbose=False)
     ours = {row["image"]: float(row["softmin"]) for row in read_csv((tmp_path / "ranking.csv").read_text())}

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
@@ -49,6 +51,8 @@ METHODS = {
     "coco": "Connected components (coco)",
     "softmin": "Softmin (softmin)",
 }
+#: segaudit's own methods, shown below the paper's in Tables 1-4.
+SEGAUDIT_METHODS = {"rsoftmin": "Resolution-scaled softmin (rsoftmin, segaudit's default)"}
 METRICS = {"auroc": "AUROC", "auprc": "AUPRC", "lift_at_t": "Lift@T (T = number of errors)",
            "lift_at_100": "Lift@100"}
 #: The paper's Tables 1-4, DeepLabV3+ column: metric -> method -> (drop, swap, shift).
@@ -105,6 +109,10 @@ def tables(results: dict) -> str:
         for row, (method, name) in enumerate(METHODS.items()):
             lines.append(f"| {name} | " + " | ".join(ours[k][row] for k in kinds) + " | "
                          + " | ".join(paper[k][row] for k in kinds) + " |")
+        for method, name in SEGAUDIT_METHODS.items():  # not in the paper: no bold, no paper column
+            if all(method in results[k]["evaluation"] for k in kinds):
+                lines.append(f"| {name} | " + " | ".join(f"{results[k]['evaluation'][method][metric]:.3f}"
+                                                         for k in kinds) + " | " + " | ".join("—" for _ in kinds) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -136,10 +144,11 @@ def summary(results: dict, meta: dict) -> str:
             parts.append(f"{heading.split(' ')[0]} {winners} ({top})")
         best.append(f"**{k}**: " + ", ".join(parts))
     return "\n".join([
+        f"Reference setting ({meta['reference']}, the one below in the paper's form). "
         f"Measured {meta['date']} with `{meta['command']}`: {meta['images']} scenes of "
         f"{meta['height']}x{meta['width']} pixels ({meta['images'] // 2} train / {meta['images'] // 2} validation), "
         f"U-Net with channels {meta['widths']}, {meta['epochs']} epochs, class-weight power {meta['balance']}, torch {meta['torch']} on {meta['threads']} CPU threads, segaudit {meta['segaudit']}. "
-        f"Total wall time **{meta['wall_seconds'] / 60:.1f} min** "
+        f"Total wall time of the whole grid **{meta['wall_seconds'] / 60:.1f} min** "
         f"(scenes {meta['stage_seconds']['scenes']:.0f} s, corrupt {meta['stage_seconds']['corrupt']:.0f} s, "
         f"training and prediction {meta['stage_seconds']['models']:.0f} s, score and evaluate "
         f"{meta['stage_seconds']['score']:.0f} s).",
@@ -149,6 +158,53 @@ def summary(results: dict, meta: dict) -> str:
         "Best method per metric (ties at the shown precision all listed): " + "; ".join(best) + ".",
         "",
     ])
+
+
+def grid_methods(grid: dict) -> list[str]:
+    """The paper's methods in table order, then any other method the runs evaluated."""
+    found = [m for cells in grid.values() for cell in cells.values() for m in cell["evaluation"]]
+    return [m for m in METHODS if m in found] + list(dict.fromkeys(m for m in found if m not in METHODS))
+
+
+def grid_tables(grid: dict, meta: dict) -> str:
+    """Every method's AUPRC and AUROC per cell (error type x resolution x model quality)."""
+    methods = grid_methods(grid)
+    kinds = list(CORRUPTIONS)
+    lines = ["### The grid: error type x resolution x model quality", "",
+             f"{len(grid) * len(kinds)} cells. The half-resolution settings use the same scenes and the same "
+             "planted errors, halved (photos 2x2-averaged, masks sampled); an image counts as an error at "
+             "half resolution only if its halved noisy mask still differs from the halved clean one.", "",
+             "| setting | model | " + " | ".join(f"mIoU {k}" for k in kinds) + " | "
+             + " | ".join(f"errors {k}" for k in kinds) + " |",
+             "|---|---|" + "---:|" * (2 * len(kinds))]
+    for name, setting in meta["settings"].items():
+        cells = grid[name]
+        model = cells[kinds[0]]["model"]
+        lines.append(f"| {name} | {setting['epochs']} epochs, channels {setting['widths']} "
+                     f"({model['parameters'] / 1000:.0f}k parameters) | "
+                     + " | ".join(f"{cells[k]['model']['miou']:.3f}" for k in kinds) + " | "
+                     + " | ".join(f"{cells[k]['evaluation_counts']['errors']} / {cells[k]['evaluation_counts']['images']}"
+                                  for k in kinds) + " |")
+    lines.append("")
+    for number, metric in ((5, "auprc"), (6, "auroc")):
+        lines += [f"**Table {number}. {METRICS[metric]} per cell** (best per cell in bold, worst in italics)", "",
+                  "| cell | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+        matrix = []
+        for name in meta["settings"]:
+            for kind in kinds:
+                values = [grid[name][kind]["evaluation"][m][metric] for m in methods]
+                matrix.append(values)
+                texts = _bold_best(values)
+                worst = min(f"{v:.3f}" for v in values)
+                texts = [f"*{t}*" if t == worst else t for t in texts]
+                lines.append(f"| {kind}, {name} | " + " | ".join(texts) + " |")
+        matrix = np.array(matrix)
+        lines.append("| **mean** | " + " | ".join(_bold_best(list(matrix.mean(0)))) + " |")
+        shown = np.round(matrix, 3)
+        lines.append("| cells where worst | " + " | ".join(
+            str(int((shown[:, j] == shown.min(1)).sum())) for j in range(len(methods))) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def write_docs(text: str) -> None:
@@ -164,26 +220,103 @@ def write_docs(text: str) -> None:
     atomic_write_all({path: new})
 
 
+def downsample_copy(source: Path, target: Path, ids: list[str], *, photos: bool) -> None:
+    """Halve a split's resolution: 2x2 mean for photos, the top-left pixel for masks (as ``scenes.py``)."""
+    from PIL import Image
+
+    for name in ("photos", "masks") if photos else ("masks",):
+        for image_id in ids:
+            image = Image.open(source / name / f"{image_id}.png")
+            path = target / name / f"{image_id}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if name == "photos":
+                rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
+                h, w = rgb.shape[0] // 2, rgb.shape[1] // 2
+                half = rgb[: 2 * h, : 2 * w].reshape(h, 2, w, 2, 3).mean(axis=(1, 3))
+                Image.fromarray(np.round(half).astype(np.uint8)).save(path)
+            else:
+                scenes.save_mask(np.asarray(image)[::2, ::2], path)
+
+
+def downsample_truth(clean: Path, noisy: Path, truth: Path, target: Path) -> None:
+    """truth.csv at half resolution: an image is an error iff its halved noisy mask differs from the halved clean one."""
+    from PIL import Image
+
+    lines = ["image,is_error,kind,classes"]
+    for line in truth.read_text().splitlines()[1:]:
+        image_id, _, kind, names = line.split(",", 3)
+        changed = not np.array_equal(np.asarray(Image.open(clean / f"{image_id}.png")),
+                                     np.asarray(Image.open(noisy / f"{image_id}.png")))
+        lines.append(f"{image_id},{int(changed)},{kind if changed else ''},{names if changed else ''}")
+    target.write_text("\n".join(lines) + "\n")
+
+
+def settings(args) -> dict[str, dict]:
+    """The grid's settings: resolution (drawn, halved) x model quality (``--epochs``/``--widths``, weak)."""
+    full = f"{args.height}x{args.width}"
+    half = f"{args.height // 2}x{args.width // 2}"
+    models = {"strong": (args.epochs, args.widths), "weak": (args.weak_epochs, args.weak_widths)}
+    grid = {}
+    for resolution in (full, half):
+        for quality, (epochs, widths) in models.items():
+            grid[f"{resolution} {quality}"] = {"resolution": resolution, "halved": resolution == half,
+                                               "quality": quality, "epochs": epochs, "widths": widths}
+    return grid
+
+
+def score_cell(cell: Path, masks: Path, truth: Path) -> dict:
+    cli("score", masks, cell / "preds.zarr", "--method", "all", "--allow-missing",
+        "-o", cell / "ranking.csv", "--quiet")
+    cli("evaluate", cell / "ranking.csv", truth, "--format", "json", "-o", cell / "evaluation.json")
+    document = json.loads((cell / "evaluation.json").read_text())
+    rows = {row["method"]: row for row in document["rows"]}
+    first = document["rows"][0]
+    return {"evaluation": {m: {x: rows[m][x] for x in METRICS} for m in rows},
+            "evaluation_counts": {x: first[x] for x in ("images", "errors", "top")}}
+
+
+def render(saved: dict) -> str:
+    meta, grid = saved["meta"], saved["results"]
+    reference = meta["reference"]
+    return (summary(grid[reference], meta) + "\n" + tables(grid[reference]) + "\n"
+            + grid_tables(grid, meta))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=HERE / "work", help="work directory (rebuilt)")
     parser.add_argument("--images", type=int, default=640)
-    parser.add_argument("--height", type=int, default=96)
-    parser.add_argument("--width", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--height", type=int, default=96, help="image height of the full-resolution settings")
+    parser.add_argument("--width", type=int, default=128, help="image width of the full-resolution settings")
+    parser.add_argument("--epochs", type=int, default=16, help="training epochs of the strong model")
+    parser.add_argument("--widths", default="12,24,48,96", help="U-Net channels per level of the strong model")
+    parser.add_argument("--weak-epochs", type=int, default=3, help="training epochs of the weak model")
+    parser.add_argument("--weak-widths", default="8,16,32,64", help="U-Net channels per level of the weak model")
     parser.add_argument("--balance", type=float, default=0.5,
                         help="class weights (mean frequency / frequency) ** BALANCE in the loss; 0 = plain cross-entropy")
-    parser.add_argument("--widths", default="12,24,48,96", help="U-Net channels per level")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     parser.add_argument("--from-results", action="store_true",
                         help="only re-render the tables from WORK/results.json (no scenes, training or scoring)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="keep WORK's scenes, masks and predictions; rerun only score and evaluate "
+                             "(after a change to segaudit's methods)")
     args = parser.parse_args()
-    if args.from_results:
-        saved = json.loads((args.work / "results.json").read_text())
-        text = summary(saved["results"], saved["meta"]) + "\n" + tables(saved["results"])
-        (args.work / "tables.md").write_text(text)
+    work = args.work
+    if args.from_results or args.rescore:
+        saved = json.loads((work / "results.json").read_text())
+        if args.rescore:
+            started = time.perf_counter()
+            for name, setting in saved["meta"]["settings"].items():
+                for kind in CORRUPTIONS:
+                    data = work / setting["resolution"] / kind
+                    saved["results"][name][kind].update(score_cell(data / setting["quality"], data / "masks",
+                                                                   data / "truth.csv"))
+            saved["meta"]["stage_seconds"]["score"] = time.perf_counter() - started
+            (work / "results.json").write_text(json.dumps(saved, indent=2) + "\n")
+        text = render(saved)
+        (work / "tables.md").write_text(text)
         if not args.no_docs:
             write_docs(text)
         print(text)
@@ -197,64 +330,75 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     stages = {}
-    work = args.work
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    grid = settings(args)
+    full = f"{args.height}x{args.width}"
+    half = f"{args.height // 2}x{args.width // 2}"
 
-    log(f"scenes: {args.images} images of {args.height}x{args.width}")
+    log(f"scenes: {args.images} images of {full}, and a copy halved to {half}")
     t = time.perf_counter()
-    ids = scenes.make(work / "clean", args.images, args.height, args.width, args.seed)
+    ids = scenes.make(work / full / "clean", args.images, args.height, args.width, args.seed)
     train_ids = [i for i in ids if i.startswith("train/")]
     val_ids = [i for i in ids if i.startswith("val/")]
     classes = scenes.CLASSES
+    downsample_copy(work / full / "clean", work / half / "clean", ids, photos=True)
+    (work / half / "clean" / "classes.txt").write_text((work / full / "clean" / "classes.txt").read_text())
     stages["scenes"] = time.perf_counter() - t
 
+    # Errors are planted once, at full resolution; the halved copies keep the same errors.
     t = time.perf_counter()
-    results: dict[str, dict] = {}
+    planted: dict[str, dict] = {}
     for kind, (rate, names, extra, seed) in CORRUPTIONS.items():
-        (work / kind).mkdir()
-        cli("corrupt", work / "clean" / "masks", "--out", work / kind / "masks", "--kind", kind,
-                 "--rate", rate, "--classes", names, "--classes-file", work / "clean" / "classes.txt",
-                 "--seed", seed, "--truth", work / kind / "truth.csv", *extra)
-        truth = (work / kind / "truth.csv").read_text().splitlines()[1:]
-        results[kind] = {"rate": rate, "classes": names, "options": extra, "seed": seed,
-                         "changed": sum(line.split(",")[1] == "1" for line in truth)}
+        source = work / full / kind
+        source.mkdir(parents=True)
+        cli("corrupt", work / full / "clean" / "masks", "--out", source / "masks", "--kind", kind,
+            "--rate", rate, "--classes", names, "--classes-file", work / full / "clean" / "classes.txt",
+            "--seed", seed, "--truth", source / "truth.csv", *extra)
+        downsample_copy(source, work / half / kind, ids, photos=False)
+        downsample_truth(work / half / "clean" / "masks", work / half / kind / "masks", source / "truth.csv",
+                         work / half / kind / "truth.csv")
+        planted[kind] = {"rate": rate, "classes": names, "options": extra, "seed": seed}
     stages["corrupt"] = time.perf_counter() - t
 
+    results: dict[str, dict] = {name: {} for name in grid}
     t = time.perf_counter()
-    for kind in CORRUPTIONS:
-        log(f"model for {kind}: training on {len(train_ids)} noisy images, predicting {len(val_ids)}")
-        results[kind]["model"] = train.train_and_predict(
-            work / "clean" / "photos", work / kind / "masks", work / "clean" / "masks", train_ids, val_ids,
-            work / kind / "preds.zarr", classes, epochs=args.epochs, balance=args.balance, seed=args.seed, log=log,
-            widths=tuple(int(w) for w in args.widths.split(",")))
-        log(f"  mIoU vs clean masks {results[kind]['model']['miou']:.3f}")
+    for name, setting in grid.items():
+        resolution = setting["resolution"]
+        for kind in CORRUPTIONS:
+            data = work / resolution / kind
+            truth = (data / "truth.csv").read_text().splitlines()[1:]
+            (data / setting["quality"]).mkdir(exist_ok=True)
+            log(f"{name} model for {kind}: training on {len(train_ids)} noisy images, predicting {len(val_ids)}")
+            model = train.train_and_predict(
+                work / resolution / "clean" / "photos", data / "masks", work / resolution / "clean" / "masks",
+                train_ids, val_ids, data / setting["quality"] / "preds.zarr", classes, epochs=setting["epochs"],
+                balance=args.balance, seed=args.seed, log=log,
+                widths=tuple(int(w) for w in setting["widths"].split(",")))
+            log(f"  mIoU vs clean masks {model['miou']:.3f}")
+            results[name][kind] = {**planted[kind], "model": model,
+                                   "changed": sum(line.split(",")[1] == "1" for line in truth)}
     stages["models"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    for kind in CORRUPTIONS:
-        cli("score", work / kind / "masks", work / kind / "preds.zarr", "--method", "all", "--allow-missing",
-                 "-o", work / kind / "ranking.csv", "--quiet")
-        cli("evaluate", work / kind / "ranking.csv", work / kind / "truth.csv", "--format", "json",
-                 "-o", work / kind / "evaluation.json")
-        document = json.loads((work / kind / "evaluation.json").read_text())
-        rows = {row["method"]: row for row in document["rows"]}
-        results[kind]["evaluation"] = {m: {x: rows[m][x] for x in METRICS} for m in METHODS}
-        first = document["rows"][0]
-        results[kind]["evaluation_counts"] = {x: first[x] for x in ("images", "errors", "top")}
+    for name, setting in grid.items():
+        for kind in CORRUPTIONS:
+            data = work / setting["resolution"] / kind
+            results[name][kind].update(score_cell(data / setting["quality"], data / "masks", data / "truth.csv"))
     stages["score"] = time.perf_counter() - t
 
     meta = {
         "date": time.strftime("%Y-%m-%d"),
         "command": "python benchmarks/detection/run.py",
         "images": args.images, "height": args.height, "width": args.width, "epochs": args.epochs,
-        "widths": args.widths, "balance": args.balance,
+        "widths": args.widths, "balance": args.balance, "settings": grid, "reference": f"{full} strong",
         "threads": args.threads, "torch": torch.__version__, "segaudit": segaudit.__version__,
         "python": platform.python_version(), "wall_seconds": time.perf_counter() - started,
         "stage_seconds": stages,
     }
-    text = summary(results, meta) + "\n" + tables(results)
-    (work / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    saved = {"meta": meta, "results": results}
+    (work / "results.json").write_text(json.dumps(saved, indent=2) + "\n")
+    text = render(saved)
     (work / "tables.md").write_text(text)
     if not args.no_docs:
         write_docs(text)

@@ -20,7 +20,7 @@ def issues(
     predictions: Predictions,
     out: Annotated[Path, typer.Option("--out", help="Directory for the issue masks; files mirror the mask ids (<out>/<id>.png).")] = Path("issues"),
     top: Annotated[Optional[int], typer.Option(help="Write only the N images with the largest flagged fraction (even with none flagged); default: every image with a flagged pixel.")] = None,
-    method: Annotated[str, typer.Option(help="clc: confident-learning flags (4 passes over the store); threshold: pixels with s below --pixel-threshold (2 passes).")] = "clc",
+    method: Annotated[str, typer.Option(help="clc: confident-learning flags (reads the store once, then a temporary cell cache); threshold: pixels with s below --pixel-threshold (2 passes).")] = "clc",
     pixel_threshold: PixelThreshold = 0.5,
     downsample: Downsample = 4,
     ignore_index: IgnoreIndex = None,
