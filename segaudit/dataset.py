@@ -108,7 +108,8 @@ def make_config(
     return KernelConfig(
         n_classes=n_classes, lut=lut, mode=mode, scale=scale, ignore=ignore_lut, logits=logits,
         temperature=float(temperature), pixel_threshold=float(pixel_threshold),
-        want_tccp="tccp" in methods, sum_tol=sum_tol, want_scaled="rsoftmin" in methods,
+        want_tccp="tccp" in methods, sum_tol=sum_tol, want_softmin="softmin" in methods,
+        want_scaled="rsoftmin" in methods,
     )
 
 

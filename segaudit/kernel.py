@@ -117,6 +117,18 @@ def _scan_probabilities(probs, r, lut, mode, scale, lab, key, s_key, best_k, s, 
     return suspicious
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _raise_shift(sums, at, top):
+    """Raise the softmin shift sums[at] to ``top`` if larger, rescaling its sums
+    sums[at + 1] (weights) and sums[at + 2] (s * weights); return the shift."""
+    if top > sums[at]:
+        rescale = np.exp(sums[at] - top)
+        sums[at + 1] *= rescale
+        sums[at + 2] *= rescale
+        sums[at] = top
+    return sums[at]
+
+
 @njit(cache=True, nogil=True)
 def _accumulate_rows(
     probs, lut, mode, scale, labels, ignore, logits, tau, tau_scaled, pixel_threshold, want_tccp, sum_tol,
@@ -221,34 +233,23 @@ def _accumulate_rows(
         for c in range(width):
             if valid[c] and s[c] < row_min:
                 row_min = s[c]
-        top = (1.0 - row_min) / tau
-        if top > sums[1]:
-            rescale = np.exp(sums[1] - top)
-            sums[2] *= rescale
-            sums[3] *= rescale
-            sums[1] = top
-        shift = sums[1]
-        # rsoftmin: the same sums at the image's own temperature (0 = not wanted).
+        # softmin and rsoftmin sums (a temperature of 0 = not wanted), each shifted by its
+        # largest exponent so far.
+        plain = tau > 0.0
         scaled = tau_scaled > 0.0
-        shift_scaled = 0.0
-        if scaled:
-            top = (1.0 - row_min) / tau_scaled
-            if top > sums[4]:
-                rescale = np.exp(sums[4] - top)
-                sums[5] *= rescale
-                sums[6] *= rescale
-                sums[4] = top
-            shift_scaled = sums[4]
+        shift = _raise_shift(sums, 1, (1.0 - row_min) / tau) if plain else 0.0
+        shift_scaled = _raise_shift(sums, 4, (1.0 - row_min) / tau_scaled) if scaled else 0.0
         for c in range(width):
             if not valid[c]:
                 continue
             sc = s[c]
             label = lab[c]
             pred = best_k[c]
-            w = np.exp((1.0 - sc) / tau - shift)
             sums[0] += sc
-            sums[2] += w
-            sums[3] += sc * w
+            if plain:
+                w = np.exp((1.0 - sc) / tau - shift)
+                sums[2] += w
+                sums[3] += sc * w
             if scaled:
                 w = np.exp((1.0 - sc) / tau_scaled - shift_scaled)
                 sums[5] += w
@@ -307,9 +308,11 @@ class KernelConfig:
         Pixels with s below it count as low-quality pixels.
     want_tccp : bool
         Fill the thresholded-CCP histograms (costs one more pass over the classes).
+    want_softmin : bool
+        Sum the softmin at ``temperature`` (one exp per pixel).
     want_scaled : bool
-        Also sum the softmin at each image's size-scaled temperature, for ``rsoftmin``
-        (costs one more exp per pixel); see :func:`segaudit.temperature.scaled_temperature`.
+        Sum the softmin at each image's size-scaled temperature, for ``rsoftmin`` (one exp
+        per pixel); see :func:`segaudit.temperature.scaled_temperature`.
     sum_tol : float
         How far a pixel's probabilities may sum from 1 (depends on the storage dtype).
     """
@@ -324,6 +327,7 @@ class KernelConfig:
     pixel_threshold: float
     want_tccp: bool
     sum_tol: float
+    want_softmin: bool = True
     want_scaled: bool = False
 
 
@@ -412,8 +416,8 @@ def accumulate(
             raise ValueError("rsoftmin needs the image's pixel count: ImageStats(n_classes, image_pixels=H * W)")
         tau_scaled = scaled_temperature(config.temperature, stats.image_pixels)
     code = _accumulate_rows(
-        probs, config.lut, config.mode, config.scale, labels, config.ignore, config.logits, config.temperature,
-        tau_scaled,
+        probs, config.lut, config.mode, config.scale, labels, config.ignore, config.logits,
+        config.temperature if config.want_softmin else 0.0, tau_scaled,
         config.pixel_threshold, config.want_tccp, config.sum_tol, TCCP_THRESHOLDS,
         stats.totals, stats.sums, stats.class_counts, stats.low_confusion, stats.tccp_hist,
         np.empty((0, 0)) if s_out is None else s_out,

@@ -136,6 +136,9 @@ def test_rsoftmin_is_softmin_at_the_scaled_temperature(tau, shape):
     scaled = rsoftmin_temperature(labels.size, tau)
     again, _ = run_kernel(labels, stored, temperature=scaled, methods=("softmin",))
     assert result.scores["rsoftmin"] == pytest.approx(again.scores["softmin"], rel=1e-12)
+    # Each sum is skipped when its method is not asked for; the other is unchanged.
+    alone, _ = run_kernel(labels, stored, temperature=tau, methods=("rsoftmin",), block_rows=7)
+    assert alone.scores == {"rsoftmin": result.scores["rsoftmin"]}
 
 
 def test_rsoftmin_temperature_law():

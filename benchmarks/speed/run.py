@@ -35,6 +35,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -120,18 +121,26 @@ def segaudit_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "segaudit"]
 
 
+#: GNU time reports the peak RSS of the command it runs. Our own child's ru_maxrss would not
+#: do: Linux counts the parent's pages mapped at fork/vfork into the child's high-water mark,
+#: and this process holds stores' chunks and in-memory arrays.
+GNU_TIME = Path("/usr/bin/time")
+
+
 def run_child(args: list[str]) -> tuple[float, float]:
-    """Run a command; return (wall seconds, the child's peak RSS in MB)."""
-    start = time.perf_counter()
-    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = child.stderr.read()
-    child.stderr.close()
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode not in (0, 1):  # 1 = a gate failed; there are no gates here
-        raise RuntimeError(f"{shlex.join(args)} exited with {child.returncode}:\n{stderr.decode(errors='replace')}")
-    return wall, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+    """Run a command; return (wall seconds, its peak RSS in MB)."""
+    if not GNU_TIME.exists():
+        raise SystemExit("benchmarks/speed/run.py needs GNU time (/usr/bin/time) to measure peak RSS")
+    with tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch) / "rss"
+        start = time.perf_counter()
+        done = subprocess.run([str(GNU_TIME), "-f", "%M", "-o", str(report), *args],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        wall = time.perf_counter() - start
+        if done.returncode not in (0, 1):  # 1 = a gate failed; there are no gates here
+            raise RuntimeError(f"{shlex.join(args)} exited with {done.returncode}:\n"
+                               f"{done.stderr.decode(errors='replace')}")
+        return wall, int(report.read_text().split()[-1]) / 1024  # %M is in KiB
 
 
 def score_args(masks: Path, store: Path, method: str, out: Path) -> list[str]:
@@ -436,7 +445,7 @@ def markdown(results: dict) -> str:
             "Raw read: a plain loop reading every chunk with zarr. `segaudit score` runs as a subprocess, "
             "start-up and PNG masks included; GB/s are decoded bytes over wall time."),
             "",
-            ("| store | images | GB (decoded / on disk) | raw read | softmin | softmin / raw read | all (7 methods) "
+            ("| store | images | GB (decoded / on disk) | raw read | softmin | softmin / raw read | all methods "
             "| all / softmin | peak RSS softmin / all |"),
             "|---|---|---|---|---|---|---|---|---|",
         ]
