@@ -91,3 +91,20 @@ def read_class_names(path: str | Path) -> list[str]:
             raise InputError(f"{path}: class name {name!r} is given twice (classes {seen[name]} and {index})")
         seen[name] = index
     return names
+
+
+def replace_generated_section(path: str | Path, begin: str, end: str, text: str, *, title: str) -> None:
+    """Put ``text`` between the ``begin`` and ``end`` marker lines of a Markdown file, atomically.
+
+    The rest of the file is kept. Without the markers they are appended with the text; a
+    missing file is created with the heading ``title``. Used by the benchmarks to rewrite
+    their measured sections of the docs.
+    """
+    path = Path(path)
+    old = path.read_text(encoding="utf-8") if path.exists() else f"# {title}\n"
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        new = head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1]
+    else:
+        new = old.rstrip("\n") + f"\n\n{begin}\n{text}\n{end}\n"
+    atomic_write_all({path: new})

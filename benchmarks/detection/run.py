@@ -208,16 +208,9 @@ def grid_tables(grid: dict, meta: dict) -> str:
 
 
 def write_docs(text: str) -> None:
-    from segaudit.files import atomic_write_all
+    from segaudit.files import replace_generated_section
 
-    path = REPO / "docs" / "benchmarks.md"
-    old = path.read_text() if path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + f"\n\n{BEGIN}\n{text}\n{END}\n"
-    atomic_write_all({path: new})
+    replace_generated_section(REPO / "docs" / "benchmarks.md", BEGIN, END, text, title="Benchmarks")
 
 
 def downsample_copy(source: Path, target: Path, ids: list[str], *, photos: bool) -> None:

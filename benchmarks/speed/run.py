@@ -500,15 +500,9 @@ def markdown(results: dict) -> str:
 
 
 def write_docs(path: Path, text: str) -> None:
-    from segaudit.files import atomic_write_all
+    from segaudit.files import replace_generated_section
 
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + f"\n\n{BEGIN}\n{text}\n{END}\n"
-    atomic_write_all({path: new})
+    replace_generated_section(path, BEGIN, END, text, title="Performance")
 
 
 def main(argv: list[str] | None = None) -> None:
