@@ -175,13 +175,14 @@ def _per_image_pass(dataset: ArrayDataset, methods: tuple[str, ...],
 
 
 def score_array_dataset(dataset: ArrayDataset, methods: Iterable[str], *, downsample: int = 4,
-                        return_pixel_scores: bool = False) -> tuple[ScoreRun, np.ndarray | None]:
+                        return_pixel_scores: bool = False, cache=None) -> tuple[ScoreRun, np.ndarray | None]:
     """Score an :class:`ArrayDataset`: results in input order, not ranked.
 
     Per-image methods alone take one pass (pixel scores included). With clc or coco the
     dataset goes through :func:`segaudit.scoring.score_dataset`, exactly as a store
-    would (``run.clc`` then holds confident learning's selection); pixel scores then
-    cost one more pass.
+    would (``run.clc`` then holds confident learning's selection; ``cache``, a
+    :class:`~segaudit.clc.CellCache`, is filled and left open for the caller's passes);
+    pixel scores then cost one more pass.
     """
     methods = check_methods(methods)
     n_images = len(dataset.pairs)
@@ -194,7 +195,7 @@ def score_array_dataset(dataset: ArrayDataset, methods: Iterable[str], *, downsa
                                 "temperature": dataset.config.temperature,
                                 "pixel_threshold": dataset.config.pixel_threshold})
         return run, pixel_scores
-    run = score_dataset(dataset, methods, downsample=downsample)
+    run = score_dataset(dataset, methods, downsample=downsample, cache=cache)
     position = {image_id: n for n, (_, image_id) in enumerate(dataset.pairs)}
     run.results.sort(key=lambda result: position[result.image_id])
     if pixel_scores is not None:

@@ -328,17 +328,20 @@ def cache_bytes(dataset, factor: int, pixels: bool) -> int:
 
 
 @contextmanager
-def cell_cache(dataset, factor: int, *, pixels: bool = False) -> Iterator[CellCache | None]:
+def cell_cache(dataset, factor: int, *, pixels: bool = False,
+               parent: str | Path | None = None) -> Iterator[CellCache | None]:
     """A temporary :class:`CellCache` for ``dataset``, removed on exit (errors too).
 
-    None when it would take more than ``DISK_SHARE`` of the free temporary space (F = 1
-    on a huge dataset, say): the later passes then re-read the store instead.
+    It lives in ``parent`` (default: the temporary directory). None when it would take
+    more than ``DISK_SHARE`` of the free space there (F = 1 on a huge dataset, say): the
+    later passes then re-read the store instead.
     """
-    free = shutil.disk_usage(tempfile.gettempdir()).free
+    parent = str(parent or tempfile.gettempdir())
+    free = shutil.disk_usage(parent).free
     if cache_bytes(dataset, factor, pixels) > DISK_SHARE * free:
         yield None
         return
-    with tempfile.TemporaryDirectory(prefix="segaudit-cells-") as directory:
+    with tempfile.TemporaryDirectory(prefix="segaudit-cells-", dir=parent) as directory:
         cache = CellCache(directory, dataset.store.n_classes, pixels)
         try:
             yield cache

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .arrays import ArrayDataset, array_dataset, score_array_dataset
 from .errors import InputError
 from .methods import PER_IMAGE_METHODS
+
+#: Where find_label_issues keeps its cell cache (Linux's tmpfs), if it exists.
+SHARED_MEMORY = Path("/dev/shm")
 
 #: cleanlab's method that scores an image by its share of confident-learning flags.
 NUM_PIXEL_ISSUES = "num_pixel_issues"
@@ -134,7 +138,7 @@ def find_label_issues(
     label_issues : np.ndarray
         bool (N, H, W), True where a pixel's label is likely wrong.
     """
-    from .clc import flag_pass
+    from .clc import cell_cache, flag_pass
 
     labels = np.asarray(labels)
     pred_probs = np.asarray(pred_probs)
@@ -155,17 +159,22 @@ def find_label_issues(
         ).astype(np.int32)
         dataset = _CellLabels(**{f.name: getattr(dataset, f.name) for f in dataclasses.fields(dataset)},
                               cell_labels=cell_labels, factor=factor)
-    run, _ = score_array_dataset(dataset, ("clc",), downsample=factor)
     issues = np.zeros(labels.shape, bool)
-    if run.clc.selection is None:  # no issue anywhere
-        return issues
-    if factor == 1:
-        def on_image(index, image_id, flag_map, confusion):
-            issues[index] = flag_map.view(bool)
+    # The cells and every pixel's argmax stay in a cell cache, so the flag maps need no
+    # second pooling of the arrays. The arrays are in memory already, so the cache goes to
+    # shared memory (tmpfs) where there is one, not to disk.
+    parent = SHARED_MEMORY if SHARED_MEMORY.is_dir() else None
+    with cell_cache(dataset, factor, pixels=True, parent=parent) as cache:
+        run, _ = score_array_dataset(dataset, ("clc",), downsample=factor, cache=cache)
+        if run.clc.selection is None:  # no issue anywhere
+            return issues
+        if factor == 1:
+            def on_image(index, image_id, flag_map, confusion):
+                issues[index] = flag_map.view(bool)
 
-        flag_pass(dataset, factor, run.clc.selection, on_image=on_image)
-    else:
-        _flag_cells(dataset, run.clc.selection, issues)
+            flag_pass(dataset, factor, run.clc.selection, on_image=on_image, cache=cache)
+        else:
+            _flag_cells(dataset, run.clc.selection, issues, cache)
     return issues
 
 
@@ -193,23 +202,37 @@ class _CellLabels(ArrayDataset):
         return np.repeat(np.repeat(cells, self.factor, axis=0), self.factor, axis=1)
 
 
-def _flag_cells(dataset: _CellLabels, selection, issues: np.ndarray) -> None:
+def _flag_cells(dataset: _CellLabels, selection, issues: np.ndarray, cache) -> None:
     """cleanlab's flags at F > 1: the selected cells, then every pixel of them whose own
     argmax is not its own label (the cell's label plays no part here)."""
-    from .downsample import pool
-
     if not selection.exact:
         raise AssertionError("confident learning's selection is exact once settled")
     low, take = np.uint64(selection.low), selection.take
     factor = dataset.factor
-    for index, image_id in dataset.pairs:
-        cells = pool(dataset.read_block(image_id, 0, issues.shape[1]), dataset.read_labels(index),
-                     dataset.config, factor)
-        bits = cells.s.view(np.uint64)
+    for index, s, pixel_pred in _cells_and_argmax(dataset, issues.shape[1:], cache):
+        bits = s.view(np.uint64)
         chosen = bits < low
         if take:
             ties = np.flatnonzero(bits.ravel() == low)[:take]  # row-major: dataset order
             chosen.ravel()[ties] = True
             take -= len(ties)
         full = np.repeat(np.repeat(chosen, factor, axis=0), factor, axis=1)
-        issues[index] = full & (cells.pixel_pred != dataset.labels[index])
+        issues[index] = full & (pixel_pred != dataset.labels[index])
+
+
+def _cells_and_argmax(dataset: _CellLabels, shape: tuple[int, int], cache):
+    """Per image, in order: (index, the cells' s (grid), every pixel's argmax), from the
+    cache when there is one, else by pooling the arrays again."""
+    from .downsample import grid_shape, pool
+
+    grid = grid_shape(*shape, dataset.factor)
+    if cache is None:
+        for index, image_id in dataset.pairs:
+            cells = pool(dataset.read_block(image_id, 0, shape[0]), dataset.read_labels(index),
+                         dataset.config, dataset.factor)
+            yield index, cells.s, cells.pixel_pred
+        return
+    for first, offsets, cells in cache.chunks(("s",)):
+        for i in range(len(offsets) - 1):
+            index = first + i
+            yield index, cells["s"][offsets[i]:offsets[i + 1]].reshape(grid), cache.pixel_pred(index)

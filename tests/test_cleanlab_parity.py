@@ -77,6 +77,24 @@ def test_find_label_issues_matches_cleanlab(dtype, downsample, seed, shape, cell
     np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.parametrize("downsample", [1, 4])
+def test_find_label_issues_without_room_for_the_cell_cache(downsample, monkeypatch):
+    # With no disk for the cache, the passes pool the arrays again: the same flags.
+    import contextlib
+
+    import segaudit.clc
+
+    _, pred_probs = random_dataset(0, 4, 5, 16, 24, "float32")
+    labels = noisy_labels(0, pred_probs)
+    cached = find_label_issues(labels, pred_probs, downsample=downsample)
+    monkeypatch.setattr(segaudit.clc, "cell_cache", lambda *args, **kwargs: contextlib.nullcontext(None))
+    uncached = find_label_issues(labels, pred_probs, downsample=downsample)
+    theirs = cleanlab_filter.find_label_issues(labels, pred_probs, downsample=downsample, n_jobs=1, verbose=False)
+    assert cached.sum() > 0
+    np.testing.assert_array_equal(uncached, cached)
+    np.testing.assert_array_equal(cached, theirs)
+
+
 def test_cells_take_cleanlabs_rounded_mean_label():
     # One 2x2 cell of classes 0 and 4: cleanlab labels the cell 2 (the rounded mean), a
     # class the model gives 0.02, so the cell is an issue and its pixels are flagged
