@@ -1,9 +1,11 @@
 """Generate a Cityscapes-sized synthetic dataset for timing ``segaudit score``.
 
     python benchmarks/make_dataset.py OUT_DIR --images 20 [--classes 19 --height 1024 --width 2048]
+        [--dtype float16|float32] [--codec none|default]
 
 Writes OUT_DIR/masks/*.png (8-bit, a few 255 ignore pixels) and OUT_DIR/preds.zarr
-(per-image layout, float16, uncompressed, chunks of 256 rows: ~20 MB each). The scenes are
+(per-image layout; by default float16, uncompressed, chunks of 256 rows: ~20 MB each; row
+chunks as segaudit's writer chooses them, at most 32 MB). The scenes are
 blocky random layouts and the "model" is a noisy softmax around the labels; only the
 sizes matter here, not realism.
 """
@@ -41,7 +43,11 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1024)
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    parser.add_argument("--codec", choices=("none", "default"), default="none",
+                        help="none: uncompressed; default: zarr's default codec")
     args = parser.parse_args()
+    from segaudit.writer import chunk_rows
 
     masks = args.out / "masks"
     store_path = args.out / "preds.zarr"
@@ -52,13 +58,16 @@ def main() -> None:
     group.attrs["classes"] = [f"class{k}" for k in range(args.classes)]
     rng = np.random.default_rng(args.seed)
     shape = (args.classes, args.height, args.width)
+    dtype = np.dtype(args.dtype)
+    rows = min(args.height, chunk_rows(args.classes, args.width, dtype.itemsize))
+    codec = {"compressors": None} if args.codec == "none" else {}  # {}: zarr's default codec
     for n in range(args.images):
         labels, probs = make_image(rng, args.classes, args.height, args.width)
         image_id = f"img{n:05d}"
         Image.fromarray(labels, mode="L").save(masks / f"{image_id}.png", compress_level=1)
-        array = group.create_array(image_id, shape=shape, chunks=(args.classes, 256, args.width),
-                                   dtype="float16", compressors=None)
-        array[:] = probs
+        array = group.create_array(image_id, shape=shape, chunks=(args.classes, rows, args.width),
+                                   dtype=dtype, **codec)
+        array[:] = probs.astype(dtype)
         print(f"\r{n + 1}/{args.images}", end="", flush=True)
     print(f"\nwrote {masks} and {store_path}")
 

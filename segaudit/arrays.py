@@ -16,11 +16,9 @@ import numpy as np
 
 from .dataset import Dataset, check_labels, make_config
 from .errors import InputError
-from .kernel import ImageStats, accumulate
-from .methods import DEFAULT_METHOD, PER_IMAGE_METHODS, check_methods
-from .passes import walk
+from .methods import DEFAULT_METHOD, check_methods
 from .predictions import check_dtype, sum_tolerance
-from .scoring import ImageResult, ScoreRun, finish_image, score_dataset
+from .scoring import ImageResult, ScoreRun, score_dataset
 
 #: What stands for the store's path in messages ("pred_probs/<image id>: ...").
 ARRAY_PATH = "pred_probs"
@@ -153,53 +151,23 @@ def array_dataset(
                         colour_map=None, options=options, labels=labels)
 
 
-def _per_image_pass(dataset: ArrayDataset, methods: tuple[str, ...],
-                    pixel_scores: np.ndarray | None) -> list[ImageResult]:
-    """Per-image methods (and s per pixel, when asked) in one pass, in input order."""
-    n_classes, config = dataset.store.n_classes, dataset.config
-    results: list[ImageResult] = []
-    state = {}
-
-    def start(index, image_id, labels):
-        state["stats"] = ImageStats(n_classes, image_pixels=labels.size)
-
-    def block(index, image_id, b):
-        s_out = None if pixel_scores is None else pixel_scores[index, b.start:b.stop]
-        accumulate(state["stats"], b.probs, b.labels, config, row_offset=b.start, s_out=s_out)
-
-    def end(index, image_id):
-        results.append(finish_image(image_id, state["stats"], methods))
-
-    walk(dataset, block, on_image_start=start, on_image_end=end)
-    return results
-
-
 def score_array_dataset(dataset: ArrayDataset, methods: Iterable[str], *, downsample: int = 4,
                         return_pixel_scores: bool = False, cache=None) -> tuple[ScoreRun, np.ndarray | None]:
     """Score an :class:`ArrayDataset`: results in input order, not ranked.
 
-    Per-image methods alone take one pass (pixel scores included). With clc or coco the
-    dataset goes through :func:`segaudit.scoring.score_dataset`, exactly as a store
-    would (``run.clc`` then holds confident learning's selection; ``cache``, a
-    :class:`~segaudit.clc.CellCache`, is filled and left open for the caller's passes);
-    pixel scores then cost one more pass.
+    The dataset goes through :func:`segaudit.scoring.score_dataset`, exactly as a store
+    would: one pass for the per-image methods and coco (pixel scores included), and clc's
+    passes over a cell cache (``run.clc`` then holds confident learning's selection;
+    ``cache``, a :class:`~segaudit.clc.CellCache`, is filled and left open for the
+    caller's passes).
     """
-    methods = check_methods(methods)
     n_images = len(dataset.pairs)
     height, width = dataset.store.stored.shape[2:]
     pixel_scores = np.empty((n_images, height, width)) if return_pixel_scores else None
-    if set(methods) <= set(PER_IMAGE_METHODS):
-        results = _per_image_pass(dataset, methods, pixel_scores)
-        run = ScoreRun(results=results, methods=methods, classes=dataset.store.classes,
-                       options={**dataset.options, "methods": list(methods),
-                                "temperature": dataset.config.temperature,
-                                "pixel_threshold": dataset.config.pixel_threshold})
-        return run, pixel_scores
-    run = score_dataset(dataset, methods, downsample=downsample, cache=cache)
+    run = score_dataset(dataset, check_methods(methods), downsample=downsample, cache=cache,
+                        pixel_scores=pixel_scores)
     position = {image_id: n for n, (_, image_id) in enumerate(dataset.pairs)}
     run.results.sort(key=lambda result: position[result.image_id])
-    if pixel_scores is not None:
-        _per_image_pass(dataset, (methods[0],), pixel_scores)
     return run, pixel_scores
 
 

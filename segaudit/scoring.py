@@ -106,11 +106,12 @@ class _PerImagePass:
 
 
 def _per_image_pass(dataset: Dataset, methods, factor: int, prefetch: int, progress,
-                    cache: CellCache | None = None) -> _PerImagePass:
+                    cache: CellCache | None = None, pixel_scores=None) -> _PerImagePass:
     """The first pass: every per-image method, coco, and clc's class thresholds.
 
     With ``cache``, each image's cells (and, if the cache keeps them, its pixels' argmax)
-    are spilled to it for clc's later passes.
+    are spilled to it for clc's later passes. With ``pixel_scores``, image n's s per pixel
+    (NaN where ignored) is written to ``pixel_scores[n]``, an (H, W) float64 array.
     """
     n_classes, config = dataset.store.n_classes, dataset.config
     need_cells = "clc" in methods or "coco" in methods
@@ -129,7 +130,8 @@ def _per_image_pass(dataset: Dataset, methods, factor: int, prefetch: int, progr
             state["grid"] = {name: np.empty(shape, CELL_FIELDS[name]) for name in grids}
 
     def block(index, image_id, b):
-        accumulate(state["stats"], b.probs, b.labels, config, row_offset=b.start)
+        s_out = None if pixel_scores is None else pixel_scores[index][b.start:b.stop]
+        accumulate(state["stats"], b.probs, b.labels, config, row_offset=b.start, s_out=s_out)
         if need_cells:
             cells = pool(b.probs, b.labels, config, factor, pixel_dtype=pixel_dtype)
             rows = slice(b.start // factor, b.start // factor + cells.label.shape[0])
@@ -238,10 +240,10 @@ def score(
 
 
 def _passes(dataset: Dataset, methods, factor: int, prefetch: int, progress, baseline: dict | None,
-            cache: CellCache | None) -> tuple[_PerImagePass, ClcState | None]:
+            cache: CellCache | None, pixel_scores) -> tuple[_PerImagePass, ClcState | None]:
     """The per-image pass, then clc's passes (over ``cache`` when there is one)."""
     clc = "clc" in methods
-    results = _per_image_pass(dataset, methods, factor, prefetch, progress, cache if clc else None)
+    results = _per_image_pass(dataset, methods, factor, prefetch, progress, cache if clc else None, pixel_scores)
     if clc and baseline is not None:
         return results, clc_from_baseline(dataset, baseline, prefetch=prefetch, progress=progress, cache=cache)
     if clc:
@@ -252,7 +254,8 @@ def _passes(dataset: Dataset, methods, factor: int, prefetch: int, progress, bas
 
 def score_dataset(dataset: Dataset, methods: tuple[str, ...], *, downsample: int = 4, prefetch: int = 4,
                   on_progress: Callable[[str, int, int], None] | None = None,
-                  baseline: dict | None = None, cache: CellCache | None = None) -> ScoreRun:
+                  baseline: dict | None = None, cache: CellCache | None = None,
+                  pixel_scores=None) -> ScoreRun:
     """Score an opened dataset (see :func:`score`; the kernel settings come with it).
 
     ``baseline``: the ``clc`` section of an earlier full run's record. clc then flags
@@ -264,6 +267,9 @@ def score_dataset(dataset: Dataset, methods: tuple[str, ...], *, downsample: int
     downsampling, which clc's passes fill and read, left open for the caller's own passes
     (flag maps, say). By default clc uses a temporary one, removed before returning, so
     the store is read only once (unless the cells would not fit on disk).
+
+    ``pixel_scores``: indexed by image position in ``dataset.pairs``, (H, W) float64
+    arrays that receive each pixel's s (NaN where ignored) during the first pass.
     """
     if baseline is not None:
         downsample = int(baseline["downsample"])
@@ -274,7 +280,8 @@ def score_dataset(dataset: Dataset, methods: tuple[str, ...], *, downsample: int
     with ExitStack() as temporary:
         if cache is None and "clc" in methods:
             cache = temporary.enter_context(cell_cache(dataset, downsample))
-        results, clc_state = _passes(dataset, methods, downsample, prefetch, progress, baseline, cache)
+        results, clc_state = _passes(dataset, methods, downsample, prefetch, progress, baseline, cache,
+                                     pixel_scores)
     if clc_state is not None:
         for result, flagged in zip(results.images, clc_state.flagged):
             result.flagged_pixels = int(flagged)

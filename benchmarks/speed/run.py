@@ -154,37 +154,13 @@ def store_bytes(images: int, classes: int, height: int, width: int, itemsize: in
     return images * classes * height * width * itemsize
 
 
-def generate_float16(directory: Path, images: int, args) -> None:
-    """``benchmarks/make_dataset.py`` as it is: float16, uncompressed, 256-row chunks."""
+def generate(directory: Path, images: int, dtype: str, args) -> None:
+    """``benchmarks/make_dataset.py``: float16 uncompressed, or float32 with zarr's default codec."""
+    codec = "none" if dtype == "float16" else "default"
     subprocess.run([sys.executable, str(MAKE_DATASET), str(directory), "--images", str(images),
                     "--classes", str(args.classes), "--height", str(args.height), "--width", str(args.width),
-                    "--seed", str(args.seed)], check=True, stdout=subprocess.DEVNULL)
-
-
-def generate_float32(directory: Path, images: int, args) -> None:
-    """The same images (make_dataset's generator and seed) as float32 with zarr's default codec,
-    in the row chunks segaudit's writer would choose (at most 32 MB)."""
-    import zarr
-    from PIL import Image
-
-    from segaudit.writer import chunk_rows
-
-    make_image = load_make_dataset().make_image
-    masks, store = directory / "masks", directory / "preds.zarr"
-    shutil.rmtree(masks, ignore_errors=True)
-    shutil.rmtree(store, ignore_errors=True)
-    masks.mkdir(parents=True)
-    group = zarr.open_group(str(store), mode="w", zarr_format=3)
-    group.attrs["classes"] = [f"class{k}" for k in range(args.classes)]
-    rng = np.random.default_rng(args.seed)
-    rows = min(args.height, chunk_rows(args.classes, args.width, 4))
-    for n in range(images):
-        labels, probs = make_image(rng, args.classes, args.height, args.width)
-        image_id = f"img{n:05d}"
-        Image.fromarray(labels, mode="L").save(masks / f"{image_id}.png", compress_level=1)
-        array = group.create_array(image_id, shape=probs.shape, chunks=(args.classes, rows, args.width),
-                                   dtype="float32")  # no compressors argument: zarr's default codec
-        array[:] = probs.astype(np.float32)
+                    "--seed", str(args.seed), "--dtype", dtype, "--codec", codec],
+                   check=True, stdout=subprocess.DEVNULL)
 
 
 def raw_read(store: Path) -> tuple[float, int]:
@@ -217,7 +193,7 @@ def measure_store(name: str, dtype: str, images: int, args, work: Path) -> dict:
         if need * 1.1 > free:
             raise SystemExit(f"{name}: needs about {need / 1e9:.1f} GB, {free / 1e9:.1f} GB free in {work}")
         log(f"{name}: generating {images} images ({need / 1e9:.1f} GB of {dtype})")
-        (generate_float16 if dtype == "float16" else generate_float32)(directory, images, args)
+        generate(directory, images, dtype, args)
         marker.write_text(json.dumps(params))
     masks, store = directory / "masks", directory / "preds.zarr"
     on_disk = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
