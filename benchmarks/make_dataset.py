@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--codec", choices=("none", "default"), default="none",
                         help="none: uncompressed; default: zarr's default codec")
     args = parser.parse_args()
-    from segaudit.writer import chunk_rows
+    from segaudit.io.writer import chunk_rows
 
     masks = args.out / "masks"
     store_path = args.out / "preds.zarr"

@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import segaudit.writer as writer_module
-from segaudit.arrays import score_arrays
-from segaudit.pack import directory_bytes, pack
-from segaudit.predictions import open_predictions
-from segaudit.scoring import score
-from segaudit.writer import PredictionWriter
+import segaudit.io.writer as writer_module
+from segaudit.api import score_arrays
+from segaudit.io.pack import directory_bytes, pack
+from segaudit.io.predictions import open_predictions
+from segaudit.engine import score
+from segaudit.io.writer import PredictionWriter
 
 MB = 1e6
 

@@ -32,7 +32,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from segaudit import PredictionWriter
-from segaudit.masks import find_masks, read_mask
+from segaudit.io.masks import find_masks, read_mask
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)

@@ -13,16 +13,16 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _LAZY = {
-    "score": "segaudit.scoring",
-    "ScoreRun": "segaudit.scoring",
-    "ImageResult": "segaudit.scoring",
-    "score_arrays": "segaudit.arrays",
+    "score": "segaudit.engine",
+    "ScoreRun": "segaudit.engine",
+    "ImageResult": "segaudit.engine",
+    "score_arrays": "segaudit.api",
     "get_label_quality_scores": "segaudit.compat",
     "find_label_issues": "segaudit.compat",
-    "write_ranking": "segaudit.output",
+    "write_ranking": "segaudit.outputs.ranking",
     "InputError": "segaudit.errors",
     "METHODS": "segaudit.methods",
-    "PredictionWriter": "segaudit.writer",
+    "PredictionWriter": "segaudit.io.writer",
 }
 
 __all__ = [  # noqa: RUF022 (the order of _LAZY)

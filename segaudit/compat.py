@@ -4,7 +4,7 @@
 - :func:`find_label_issues` for ``cleanlab.segmentation.filter.find_label_issues``.
 
 Both run segaudit's streaming kernels over views of the caller's arrays (see
-:mod:`segaudit.arrays`), without cleanlab's (N, K, H, W) temporaries or its per-pixel
+:mod:`segaudit.api`), without cleanlab's (N, K, H, W) temporaries or its per-pixel
 Python objects.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .arrays import ArrayDataset, array_dataset, score_array_dataset
+from .api import ArrayDataset, array_dataset, score_array_dataset
 from .errors import InputError
 from .methods import PER_IMAGE_METHODS
 
@@ -109,7 +109,7 @@ def find_label_issues(
     At ``downsample`` F > 1 the cells are cleanlab's: the F×F mean of the probabilities,
     renormalised, and the *rounded mean of the class indices* as the cell's label (which
     can be a class none of its pixels has; ``segaudit score`` takes the majority label
-    instead, see :mod:`segaudit.downsample`).
+    instead, see :mod:`segaudit.core.pooling`).
 
     Where the flags can still differ from cleanlab's (see docs/performance.md):
 
@@ -138,7 +138,7 @@ def find_label_issues(
     label_issues : np.ndarray
         bool (N, H, W), True where a pixel's label is likely wrong.
     """
-    from .clc import cell_cache, flag_pass
+    from .methods.clc import cell_cache, flag_pass
 
     labels = np.asarray(labels)
     pred_probs = np.asarray(pred_probs)
@@ -190,7 +190,7 @@ def _check_classes(dataset: ArrayDataset) -> None:
 class _CellLabels(ArrayDataset):
     """Labels read as cleanlab's cell labels, each repeated over its cell's F×F pixels.
 
-    The pooling of :mod:`segaudit.downsample` then gives every cell that label (its
+    The pooling of :mod:`segaudit.core.pooling` then gives every cell that label (its
     pixels' only one), so thresholds, the issue count and the selection are cleanlab's.
     """
 
@@ -223,7 +223,7 @@ def _flag_cells(dataset: _CellLabels, selection, issues: np.ndarray, cache) -> N
 def _cells_and_argmax(dataset: _CellLabels, shape: tuple[int, int], cache):
     """Per image, in order: (index, the cells' s (grid), every pixel's argmax), from the
     cache when there is one, else by pooling the arrays again."""
-    from .downsample import grid_shape, pool
+    from .core.pooling import grid_shape, pool
 
     grid = grid_shape(*shape, dataset.factor)
     if cache is None:

@@ -22,8 +22,8 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from segaudit.evaluate import auroc, average_precision  # noqa: E402
-from segaudit.predictions import open_predictions  # noqa: E402
+from segaudit.evaluation.evaluate import auroc, average_precision  # noqa: E402
+from segaudit.io.predictions import open_predictions  # noqa: E402
 
 
 def softmin(s: np.ndarray, tau: float, weights: np.ndarray | None = None) -> float:

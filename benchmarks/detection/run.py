@@ -208,7 +208,7 @@ def grid_tables(grid: dict, meta: dict) -> str:
 
 
 def write_docs(text: str) -> None:
-    from segaudit.files import replace_generated_section
+    from segaudit.io.files import replace_generated_section
 
     replace_generated_section(REPO / "docs" / "benchmarks.md", BEGIN, END, text, title="Benchmarks")
 

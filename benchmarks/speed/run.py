@@ -476,7 +476,7 @@ def markdown(results: dict) -> str:
 
 
 def write_docs(path: Path, text: str) -> None:
-    from segaudit.files import replace_generated_section
+    from segaudit.io.files import replace_generated_section
 
     replace_generated_section(path, BEGIN, END, text, title="Performance")
 
@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> None:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
 
-    from segaudit.files import atomic_write_all
+    from segaudit.io.files import atomic_write_all
 
     started = time.perf_counter()
     results = {

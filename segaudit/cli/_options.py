@@ -29,7 +29,7 @@ def parse_classes(value: str | None) -> list[str] | None:
     if value is None:
         return None
     if Path(value).is_file():
-        from ..files import read_class_names
+        from ..io.files import read_class_names
 
         return read_class_names(value)
     return [name.strip() for name in value.split(",")]

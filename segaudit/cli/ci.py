@@ -35,7 +35,7 @@ def check(
 
     Exit codes: 0 valid; 2 problems found (one line each on stderr).
     """
-    from ..check import check as check_dataset
+    from ..ci.check import check as check_dataset
     from ..errors import InputError
 
     inputs = input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
@@ -68,9 +68,9 @@ def diff(
 
     Exit codes: 0 nothing regressed; 1 something regressed; 2 bad input.
     """
-    from ..diffing import DIFF_COLUMNS, diff_rankings, read_ranking
+    from ..ci.diff import DIFF_COLUMNS, diff_rankings, read_ranking
     from ..errors import InputError
-    from ..formats import FORMATS, render
+    from ..io.tables import FORMATS, render
 
     if output_format is not None and output_format not in FORMATS:
         raise fail(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
@@ -81,7 +81,7 @@ def diff(
     if output_format:
         sys.stdout.write(render(DIFF_COLUMNS, changes.rows(), output_format))
     elif not quiet:
-        from ..tables import diff_table
+        from ..outputs.terminal import diff_table
 
         stderr.print(diff_table(changes, tolerance))
     if changes.failed:

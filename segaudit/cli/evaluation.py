@@ -54,7 +54,7 @@ def corrupt(
     Unchanged masks are copied byte for byte; changed ones keep their PNG mode and palette.
     Exit codes: 0 written; 2 bad input or options (nothing written).
     """
-    from ..corrupt import corrupt_masks
+    from ..evaluation.corrupt import corrupt_masks
     from ..errors import InputError
 
     ignore = () if no_ignore else tuple(ignore_index or (255,))
@@ -91,8 +91,8 @@ def evaluate(
     Exit codes: 0 evaluated; 2 bad input or options.
     """
     from ..errors import InputError
-    from ..evaluate import evaluate as evaluate_ranking
-    from ..evaluate import evaluation_table, evaluation_text
+    from ..evaluation.evaluate import evaluate as evaluate_ranking
+    from ..evaluation.evaluate import evaluation_table, evaluation_text
 
     if output is not None and not output.parent.is_dir():
         raise fail(f"output directory does not exist: {output.parent}")
@@ -121,7 +121,7 @@ def evaluate(
             sys.stdout.write(text)
             sys.stdout.flush()
         else:
-            from ..files import atomic_write_all
+            from ..io.files import atomic_write_all
 
             try:
                 atomic_write_all({output: text})

@@ -38,7 +38,7 @@ def issues(
     Exit codes: 0 written; 2 bad input or options.
     """
     from ..errors import InputError
-    from ..findings import write_issue_masks
+    from ..outputs.findings import write_issue_masks
 
     if top is not None and top < 1:
         raise fail(f"--top must be at least 1, got {top}")
@@ -82,10 +82,10 @@ def summary(
     Reads the store 4 times. Exit codes: 0 done; 2 bad input or options.
     """
     from ..errors import InputError
-    from ..findings import class_confusions, confusions_csv
-    from ..files import atomic_write_all
+    from ..outputs.findings import class_confusions, confusions_csv
+    from ..io.files import atomic_write_all
 
-    from ..formats import FORMATS
+    from ..io.tables import FORMATS
 
     if csv is not None and not csv.parent.is_dir():
         raise fail(f"output directory does not exist: {csv.parent}")
@@ -106,13 +106,13 @@ def summary(
     if output_format:
         import sys
 
-        from ..findings import CONFUSION_COLUMNS, confusion_rows
-        from ..formats import render
+        from ..outputs.findings import CONFUSION_COLUMNS, confusion_rows
+        from ..io.tables import render
 
         sys.stdout.write(render(CONFUSION_COLUMNS, confusion_rows(rows, run.class_name), output_format))
         return
     from rich.console import Console
 
-    from ..tables import confusion_table
+    from ..outputs.terminal import confusion_table
 
     Console(highlight=False).print(confusion_table(rows, run, top))

@@ -19,7 +19,7 @@ class StoreDtype(str, Enum):
     uint8 = "uint8"
 
 
-class Codec(str, Enum):  # the names of segaudit.writer.CODECS (kept literal: no zarr import here)
+class Codec(str, Enum):  # the names of segaudit.io.writer.CODECS (kept literal: no zarr import here)
     none = "none"
     lz4 = "lz4"
     zstd = "zstd"
@@ -62,7 +62,7 @@ def pack(
         raise fail(str(exc))
     show = not quiet and stderr.is_terminal
     try:
-        from ..pack import pack as pack_arrays
+        from ..io.pack import pack as pack_arrays
 
         result = _with_progress(show, "packing", lambda on_image: pack_arrays(
             source, output, ids=ids, masks=masks, mask_suffix=mask_suffix, classes=class_names,
@@ -74,7 +74,7 @@ def pack(
     except OSError as exc:
         raise fail(f"cannot write {output}: {exc.strerror or exc}")
     if not quiet:
-        from ..info import human_bytes
+        from ..io.info import human_bytes
 
         stderr.print(f"wrote {result.path} ({result.images} images, {result.detail}, "
                      f"{human_bytes(result.bytes_on_disk)})", soft_wrap=True)
@@ -96,7 +96,7 @@ def pack_masks(
 
     show = not quiet and stderr.is_terminal
     try:
-        from ..pack import pack_masks as write_masks
+        from ..io.pack import pack_masks as write_masks
 
         result = _with_progress(show, "writing masks", lambda on_image: write_masks(
             labels, output, ids=ids, overwrite=overwrite, on_image=on_image))
@@ -105,7 +105,7 @@ def pack_masks(
     except OSError as exc:
         raise fail(f"cannot write {output}: {exc.strerror or exc}")
     if not quiet:
-        from ..info import human_bytes
+        from ..io.info import human_bytes
 
         stderr.print(f"wrote {result.path} ({result.images} masks, {result.detail}, "
                      f"{human_bytes(result.bytes_on_disk)})", soft_wrap=True)
@@ -124,7 +124,7 @@ def info(
     from ..errors import InputError
 
     try:
-        from ..info import format_info, inspect_store
+        from ..io.info import format_info, inspect_store
 
         description = inspect_store(store)
     except InputError as exc:

@@ -44,8 +44,8 @@ def overlay(
     Exit codes: 0 written; 2 bad input or options.
     """
     from ..errors import InputError
-    from ..overlay import write_overlays
-    from ..rankings import load_ranking
+    from ..outputs.overlay import write_overlays
+    from ..io.rankings import load_ranking
 
     if top < 0:
         raise fail(f"--top must be >= 0, got {top}")
@@ -96,8 +96,8 @@ def report(
     Exit codes: 0 written; 2 bad input or options.
     """
     from ..errors import InputError
-    from ..rankings import load_ranking
-    from ..report import load_confusions, write_report
+    from ..io.rankings import load_ranking
+    from ..outputs.report import load_confusions, write_report
 
     if top < 0:
         raise fail(f"--top must be >= 0, got {top}")

@@ -53,8 +53,8 @@ def score(
     2 bad input or options (nothing written).
     """
     from ..errors import InputError
-    from ..formats import FORMATS
-    from ..gates import check_gates, make_gates
+    from ..io.tables import FORMATS
+    from ..ci.gates import check_gates, make_gates
     from ..methods import parse_methods
 
     for path in ([] if output == "-" else [Path(output)]) + ([summary_md] if summary_md else []):
@@ -72,7 +72,7 @@ def score(
     inputs = input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
                            allow_missing)
     show = not quiet and (verbose or stderr.is_terminal)
-    from ..scoring import score as score_images
+    from ..engine import score as score_images
 
     try:
         run = with_progress(show, score_images, masks, predictions, methods=methods, temperature=temperature,
@@ -81,8 +81,8 @@ def score(
     except InputError as exc:
         raise fail(str(exc))
 
-    from ..files import atomic_write_all
-    from ..output import ranking_text, write_ranking
+    from ..io.files import atomic_write_all
+    from ..outputs.ranking import ranking_text, write_ranking
 
     gate_results = check_gates(run, gates)
     try:
@@ -92,7 +92,7 @@ def score(
         else:
             write_ranking(run, output, output_format)
         if summary_md:
-            from ..markdown import summary_markdown
+            from ..outputs.markdown import summary_markdown
 
             atomic_write_all({summary_md: summary_markdown(run, gate_results, top)})
     except OSError as exc:
@@ -100,7 +100,7 @@ def score(
     if not quiet:
         _notes(run, output)
     if show and run.results:
-        from ..tables import worst_table
+        from ..outputs.terminal import worst_table
 
         stderr.print(worst_table(run, top))
     failed = [g for g in gate_results if not g.passed]
@@ -129,7 +129,7 @@ def _read_only(only: str | None) -> list[str] | None:
 def _read_baseline(csv_path: Path) -> dict:
     """The clc section of a full run's record (``<stem>.run.json`` beside the ranking)."""
     from ..errors import InputError
-    from ..files import run_record_path
+    from ..io.files import run_record_path
 
     record_path = run_record_path(csv_path)
     try:

@@ -1,0 +1,1 @@
+"""What a dataset's CI runs: gates, diff, check."""

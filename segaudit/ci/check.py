@@ -1,0 +1,56 @@
+"""``segaudit check``: validate a dataset without scoring it.
+
+Pairing and sizes come from PNG headers and array metadata; every mask is decoded and its
+label values checked; a sample of prediction blocks is read and checked for finite,
+non-negative probabilities that sum to 1. Problems are collected rather than stopping at
+the first, so one run lists them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..core.dataset import open_dataset
+from ..errors import InputError
+from ..core.kernel import BadProbabilities, ImageStats, accumulate
+
+
+@dataclass
+class CheckReport:
+    images: int = 0
+    n_classes: int = 0
+    blocks_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, **inputs) -> CheckReport:
+    """Validate pairing, sizes, label ranges and a sample of prediction blocks.
+
+    Raises InputError for problems that stop everything (a missing store, unpaired
+    files, a size mismatch); returns the others in ``CheckReport.problems``.
+    """
+    dataset = open_dataset(masks, predictions, methods=("softmin",), **inputs)
+    store = dataset.store
+    report = CheckReport(images=len(dataset.pairs), n_classes=store.n_classes)
+    # An even spread of images, each contributing the first of its row blocks.
+    step = max(1, len(dataset.pairs) // max(1, sample_blocks))
+    sampled = set(range(0, len(dataset.pairs), step)[:sample_blocks]) if sample_blocks > 0 else set()
+    for index, (mask, image_id) in enumerate(dataset.pairs):
+        try:
+            labels = dataset.read_labels(mask)
+        except InputError as exc:
+            report.problems.append(str(exc))
+            continue
+        if index in sampled:
+            start, stop = store.row_blocks(image_id)[0]
+            try:
+                accumulate(ImageStats(store.n_classes), dataset.read_block(image_id, start, stop),
+                           labels[start:stop], dataset.config, row_offset=start)
+            except BadProbabilities as exc:
+                report.problems.append(f"{store.path}/{image_id}: {exc}")
+            except InputError as exc:
+                report.problems.append(str(exc))
+            report.blocks_checked += 1
+        if on_progress:
+            on_progress("checking", index + 1, len(dataset.pairs))
+    return report

@@ -1,0 +1,1 @@
+"""The engine's machinery: datasets, passes, the fused kernel, pooling. No method names."""

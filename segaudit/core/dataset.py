@@ -1,0 +1,236 @@
+"""A dataset: annotation masks paired with their predictions, checked and ready to read.
+
+Every command that reads masks and predictions opens them here, so pairing, size checks,
+label validation, the ignore indices and the kernel settings are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..io import masks as masks_io
+from ..errors import InputError
+from .kernel import FLOAT, HALF, MAX_CLASSES, QUANTISED, BadProbabilities, ImageStats, KernelConfig, accumulate
+from ..methods import DEFAULT_METHOD
+from ..io.predictions import PredictionStore, decoding, open_predictions
+
+DEFAULT_IGNORE_INDEX = (255,)
+
+
+@dataclass
+class Dataset:
+    """Masks paired with predictions. Use :func:`open_dataset` to make one."""
+
+    pairs: list[tuple[masks_io.MaskFile, str]]  # (mask, image id), sorted by id
+    store: PredictionStore
+    config: KernelConfig
+    ignore: tuple[int, ...]
+    colour_map: dict | None
+    options: dict  # the inputs, as recorded in the run record
+    skipped_masks: list[str] = field(default_factory=list)  # masks with no prediction
+    skipped_predictions: list[str] = field(default_factory=list)  # predictions with no mask
+
+    def read_labels(self, mask: masks_io.MaskFile) -> np.ndarray:
+        """The mask's int32 labels, every value a class or an ignore index."""
+        labels = masks_io.read_mask(mask, self.colour_map)
+        check_labels(labels, self.store.n_classes, self.ignore, str(mask.path))
+        return labels
+
+    def read_block(self, image_id: str, start: int, stop: int) -> np.ndarray:
+        """Stored prediction values of rows [start, stop), as [class, row, column]."""
+        try:
+            return self.store.read_rows(image_id, start, stop)
+        except Exception as exc:  # a corrupt or unreadable chunk: zarr and codecs raise many types
+            problem = " ".join(str(exc).split()) or "no details"
+            raise InputError(
+                f"{self.store.path}/{image_id}: cannot read rows {start}-{stop}: {type(exc).__name__}: {problem}"
+            ) from None
+
+    def pixel_maps(self, mask: masks_io.MaskFile, image_id: str):
+        """One image at full resolution: labels, s per pixel (NaN where ignored), argmax.
+
+        Returns ``(labels, s, predicted, stats)``; memory is one image's maps, the
+        predictions are streamed in row blocks as for scoring.
+        """
+        labels = self.read_labels(mask)
+        s = np.empty(labels.shape)
+        predicted = np.empty(labels.shape, np.int32)
+        stats = ImageStats(self.store.n_classes, image_pixels=labels.size)
+        for start, stop in self.store.row_blocks(image_id):
+            try:
+                accumulate(stats, self.read_block(image_id, start, stop), labels[start:stop], self.config,
+                           row_offset=start, s_out=s[start:stop], pred_out=predicted[start:stop])
+            except BadProbabilities as exc:
+                raise InputError(f"{self.store.path}/{image_id}: {exc}") from None
+        return labels, s, predicted, stats
+
+
+def resolve_ignore(ignore_index: Iterable[int] | None, n_classes: int) -> tuple[int, ...]:
+    """The ignore indices in force; the default 255 must not hide a real class."""
+    if ignore_index is None:
+        if n_classes > DEFAULT_IGNORE_INDEX[0]:
+            raise InputError(
+                f"the predictions have K={n_classes} classes, so the default ignore index 255 "
+                "is a real class; pass --ignore-index N for your unlabeled value, or --no-ignore"
+            )
+        return DEFAULT_IGNORE_INDEX
+    values = tuple(sorted({int(v) for v in ignore_index}))
+    if any(v < 0 for v in values):
+        raise InputError(f"ignore indices must be >= 0, got {values}")
+    return values
+
+
+def make_config(
+    store_dtype: np.dtype, n_classes: int, ignore: tuple[int, ...], logits: bool,
+    temperature: float, pixel_threshold: float, methods: tuple[str, ...], sum_tol: float,
+) -> KernelConfig:
+    if not temperature > 0 or not math.isfinite(temperature):
+        raise InputError(f"--temperature must be a positive number, got {temperature}")
+    if not 0.0 <= pixel_threshold <= 1.0:
+        raise InputError(f"--pixel-threshold must be between 0 and 1, got {pixel_threshold}")
+    if n_classes > MAX_CLASSES:
+        raise InputError(f"K={n_classes} classes: segaudit supports at most {MAX_CLASSES}")
+    ignore_lut = np.zeros(n_classes, np.bool_)
+    for value in ignore:
+        if value < n_classes:
+            ignore_lut[value] = True
+    lut, _ = decoding(store_dtype)
+    store_dtype = np.dtype(store_dtype)
+    mode = HALF if store_dtype == np.float16 else QUANTISED if store_dtype.kind == "u" else FLOAT
+    scale = 1.0 / np.iinfo(store_dtype).max if mode == QUANTISED else 1.0
+    return KernelConfig(
+        n_classes=n_classes, lut=lut, mode=mode, scale=scale, ignore=ignore_lut, logits=logits,
+        temperature=float(temperature), pixel_threshold=float(pixel_threshold),
+        want_tccp="tccp" in methods, sum_tol=sum_tol, want_softmin="softmin" in methods,
+        want_scaled="rsoftmin" in methods,
+    )
+
+
+def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], where: str) -> None:
+    """Every label value must be a class (< K) or an ignore index."""
+    if labels.size == 0 or int(labels.max()) < n_classes:
+        return
+    bad = labels >= n_classes
+    if ignore:
+        bad &= ~np.isin(labels, ignore)
+    if bad.any():
+        values, counts = np.unique(labels[bad], return_counts=True)
+        listed = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:3].tolist(), counts[:3].tolist()))
+        raise InputError(
+            f"{where}: label values not below K={n_classes} and not ignored: {listed}"
+            + (f" and {len(values) - 3} more" if len(values) > 3 else "")
+        )
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas (no-op elsewhere).
+
+    Row blocks are freed and reallocated by several reader threads (ours and zarr's); each
+    thread's arena would otherwise keep its own few blocks, and peak memory would grow with
+    the thread count instead of staying at the prefetch depth.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
+def _pair(
+    mask_files: list[masks_io.MaskFile], store: PredictionStore, allow_missing: bool, subset: bool = False,
+) -> tuple[list[tuple[masks_io.MaskFile, str]], list[str], list[str]]:
+    by_id = {m.image_id: m for m in mask_files}
+    in_store = set(store.image_ids)
+    no_prediction = [i for i in by_id if i not in in_store]
+    # Scoring a subset, the other predictions are simply not asked for.
+    no_mask = [] if subset else sorted(in_store - by_id.keys())
+    if (no_prediction or no_mask) and not allow_missing:
+        problems = []
+        if no_prediction:
+            problems.append(f"{len(no_prediction)} mask(s) with no prediction in {store.path}: "
+                            + ", ".join(no_prediction[:3]) + (" ..." if len(no_prediction) > 3 else ""))
+        if no_mask:
+            problems.append(f"{len(no_mask)} prediction(s) with no mask: "
+                            + ", ".join(no_mask[:3]) + (" ..." if len(no_mask) > 3 else ""))
+        raise InputError("; ".join(problems) + " (--allow-missing skips them)")
+    pairs = [(m, m.image_id) for m in mask_files if m.image_id in in_store]
+    if not pairs and not subset:
+        raise InputError(f"no image id is in both the masks and {store.path}")
+    return pairs, no_prediction, no_mask
+
+
+def open_dataset(
+    masks: str | Path,
+    predictions: str | Path,
+    *,
+    methods: tuple[str, ...] = (DEFAULT_METHOD,),
+    temperature: float = 0.1,
+    pixel_threshold: float = 0.5,
+    ignore_index: Iterable[int] | None = None,
+    mask_suffix: str = "",
+    palette: str | Path | None = None,
+    classes: list[str] | None = None,
+    logits: bool | None = None,
+    channels_last: bool | None = None,
+    allow_missing: bool = False,
+    only: list[str] | None = None,
+) -> Dataset:
+    """Find the masks, open the store, pair them and check sizes (headers only).
+
+    Parameters are those of :func:`segaudit.score`. ``only``: entries naming the images
+    to use (ids or mask paths, see :func:`segaudit.io.subset.resolve_only`). Raises
+    InputError for any problem that can be seen without decoding masks or predictions.
+    """
+    limit_malloc_arenas()
+    mask_files = masks_io.find_masks(masks, mask_suffix)
+    deleted: list[str] = []
+    if only is not None:
+        from ..io.subset import resolve_only
+
+        chosen, deleted = resolve_only(only, masks, mask_files, mask_suffix)
+        keep = set(chosen)
+        mask_files = [m for m in mask_files if m.image_id in keep]
+    colour_map = masks_io.load_palette(palette) if palette else None
+    store = open_predictions(predictions, classes=classes, logits=logits, channels_last=channels_last,
+                             only_ids=None if only is None else [m.image_id for m in mask_files])
+    ignore = resolve_ignore(ignore_index, store.n_classes)
+    config = make_config(store.dtype, store.n_classes, ignore, store.logits, temperature,
+                         pixel_threshold, methods, store.sum_tolerance)
+    pairs, no_prediction, no_mask = _pair(mask_files, store, allow_missing, subset=only is not None)
+
+    # Cheap checks first (PNG headers and array metadata), so a size mismatch in the
+    # last image fails before minutes of scoring.
+    for mask, image_id in pairs:
+        mask_hw = masks_io.mask_shape(mask, colour_map)
+        pred_hw = store.image_shape(image_id)
+        if tuple(mask_hw) != tuple(pred_hw):
+            raise InputError(
+                f"{mask.path}: mask is {mask_hw[0]}x{mask_hw[1]} (HxW) but its prediction "
+                f"{image_id} is {pred_hw[0]}x{pred_hw[1]}"
+            )
+    options = {
+        "masks": str(Path(masks).resolve()),
+        "predictions": str(Path(predictions).resolve()),
+        "layout": store.layout,
+        "ignore_index": list(ignore),
+        "mask_suffix": mask_suffix,
+        "palette": str(Path(palette).resolve()) if palette else None,
+        "classes": store.classes,
+        "n_classes": store.n_classes,
+        "logits": store.logits,
+        "channels_last": store.channels_last,
+        "allow_missing": allow_missing,
+        "only": None if only is None else [image_id for _, image_id in pairs],
+        "only_deleted": deleted,
+    }
+    return Dataset(pairs=pairs, store=store, config=config, ignore=ignore, colour_map=colour_map,
+                   options=options, skipped_masks=no_prediction, skipped_predictions=no_mask)

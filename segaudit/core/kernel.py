@@ -1,0 +1,427 @@
+"""The fused per-block scoring kernel and the per-image accumulators it fills.
+
+One pass over a block of rows of one image computes everything every per-image method
+needs: the label likelihood s = p[label] of each scored pixel, the argmax prediction,
+per-class counts, the softmin sums (with an online max-shift, exact for any temperature),
+the low-quality pixel tallies and, when asked for, the per-class threshold histograms of
+thresholded CCP. Only these small accumulators outlive a block, so memory does not grow
+with the image count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+from .temperature import scaled_temperature
+
+# Thresholds of thresholded CCP: 0.05, 0.10, ..., 0.95 (the nearest float64 to each).
+TCCP_THRESHOLDS = np.round(np.arange(1, 20) * 0.05, 2)
+N_TCCP_BINS = len(TCCP_THRESHOLDS) + 1
+
+# Rows of ImageStats.class_counts.
+LABEL, PRED, BOTH = range(3)
+
+#: ImageStats keeps a K x K count of the low pixels' (annotated, predicted) classes
+#: (32 MB at the limit).
+MAX_CLASSES = 2048
+
+# Error codes the kernel returns for the first bad scored pixel of a block.
+OK, NOT_FINITE, NEGATIVE, BAD_SUM = range(4)
+
+
+def _decode(raw, lut):
+    """Turn one stored value into a float64 probability (or logit)."""
+
+
+@overload(_decode, inline="always")
+def _decode_impl(raw, lut):
+    # Integer storage (uint8/uint16 quantised probabilities, float16 viewed as uint16) goes
+    # through a small lookup table: exact, and far faster than converting a whole block.
+    if isinstance(raw, types.Integer):
+        return lambda raw, lut: lut[raw]
+    return lambda raw, lut: np.float64(raw)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tccp_bin(p, thresholds):
+    """Number of thresholds strictly below p, i.e. the t with p > thresholds[:t] only."""
+    n = thresholds.shape[0]
+    b = int(p * (n + 1))
+    if b < 0:
+        b = 0
+    elif b > n:
+        b = n
+    while b > 0 and not p > thresholds[b - 1]:
+        b -= 1
+    while b < n and p > thresholds[b]:
+        b += 1
+    return b
+
+
+# How the kernel reads stored probabilities fast (the lookup table stays exact for s).
+FLOAT, HALF, QUANTISED = range(3)
+_HALF_SCALE = np.float32(2.0**112)  # float16 bits << 13, read as float32, times 2^112
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _scan_probabilities(probs, r, lut, mode, scale, lab, key, s_key, best_k, s, total, bits):
+    """Argmax, s and the row sums of stored probabilities, for one row; True if suspicious.
+
+    The argmax compares stored values directly (uint8/uint16, and float16 bit patterns,
+    order like their values when non-negative); sums use float16 decoded by bit
+    manipulation. All loops are branch-free selects, so they vectorise. A suspicious row
+    (a negative or non-finite value, or float16's -0.0) is settled on the exact path.
+    """
+    n_classes, _, width = probs.shape
+    f32 = bits.view(np.float32)
+    suspicious = False
+    largest = 0
+    for k in range(n_classes):
+        row = probs[k, r]
+        if k == 0:
+            for c in range(width):
+                key[c] = row[c]
+                best_k[c] = 0
+                s_key[c] = row[c]
+        else:
+            for c in range(width):
+                v = row[c]
+                greater = v > key[c]
+                key[c] = v if greater else key[c]
+                best_k[c] = k if greater else best_k[c]
+                s_key[c] = v if lab[c] == k else s_key[c]
+        if mode == HALF:
+            for c in range(width):
+                h = np.uint32(row[c])
+                largest = max(largest, h)
+                bits[c] = (h & np.uint32(0x7FFF)) << np.uint32(13)
+            for c in range(width):
+                value = np.float64(f32[c] * _HALF_SCALE)
+                total[c] = value if k == 0 else total[c] + value
+        else:
+            for c in range(width):
+                value = np.float64(row[c])
+                total[c] = value if k == 0 else total[c] + value
+                if mode == FLOAT:
+                    suspicious |= value < 0.0
+    if mode == HALF and largest > 0x7BFF:  # inf, nan, or a sign bit
+        suspicious = True
+    for c in range(width):
+        s[c] = _decode(s_key[c], lut)
+        if mode == QUANTISED:
+            total[c] *= scale
+    return suspicious
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _raise_shift(sums, at, top):
+    """Raise the softmin shift sums[at] to ``top`` if larger, rescaling its sums
+    sums[at + 1] (weights) and sums[at + 2] (s * weights); return the shift."""
+    if top > sums[at]:
+        rescale = np.exp(sums[at] - top)
+        sums[at + 1] *= rescale
+        sums[at + 2] *= rescale
+        sums[at] = top
+    return sums[at]
+
+
+@njit(cache=True, nogil=True)
+def _accumulate_rows(
+    probs, lut, mode, scale, labels, ignore, logits, tau, tau_scaled, pixel_threshold, want_tccp, sum_tol,
+    thresholds, totals, sums, class_counts, low_confusion, tccp_hist, s_out, pred_out, err,
+):
+    """Fold one block of rows into an image's accumulators.
+
+    probs is indexed [class, row, column]; labels is int32 [row, column]. Returns OK or
+    the code of the first bad scored pixel, with err = (row, column, value).
+    """
+    n_classes, n_rows, width = probs.shape
+    write_s = s_out.shape[0] > 0
+    write_pred = pred_out.shape[0] > 0
+    best = np.empty(width)
+    best_k = np.empty(width, np.int64)
+    s = np.empty(width)
+    total = np.empty(width)
+    lab = np.empty(width, np.int64)
+    valid = np.empty(width, np.bool_)
+    key = np.empty(width, probs.dtype)
+    s_key = np.empty(width, probs.dtype)
+    bits = np.empty(width, np.uint32)
+    for r in range(n_rows):
+        n_valid = 0
+        for c in range(width):
+            label = labels[r, c]
+            ok = label >= 0 and label < n_classes and not ignore[label]
+            valid[c] = ok
+            lab[c] = label
+            best[c] = -np.inf
+            best_k[c] = 0
+            s[c] = 0.0
+            total[c] = 0.0
+            n_valid += ok
+        if write_s:
+            for c in range(width):
+                s_out[r, c] = np.nan
+        if n_valid == 0 and not write_pred:
+            continue
+
+        # Pass over classes: argmax (ties keep the lowest class), s, and the row sums.
+        suspicious = False
+        if logits:
+            for k in range(n_classes):
+                for c in range(width):
+                    v = _decode(probs[k, r, c], lut)
+                    if v > best[c]:
+                        best[c] = v
+                        best_k[c] = k
+                    if k == lab[c]:
+                        s[c] = v
+                    suspicious |= not abs(v) < np.inf
+            for k in range(n_classes):
+                for c in range(width):
+                    total[c] += np.exp(_decode(probs[k, r, c], lut) - best[c])
+            for c in range(width):
+                s[c] = np.exp(s[c] - best[c]) / total[c]
+        else:
+            suspicious = _scan_probabilities(probs, r, lut, mode, scale, lab, key, s_key, best_k, s, total, bits)
+            for c in range(width):
+                suspicious |= valid[c] and not abs(total[c] - 1.0) <= sum_tol
+
+        if write_pred:
+            for c in range(width):
+                pred_out[r, c] = best_k[c]
+
+        if suspicious:
+            # Cold path: find the first scored pixel that is really bad (ignored pixels may
+            # hold anything).
+            for c in range(width):
+                if not valid[c]:
+                    continue
+                for k in range(n_classes):
+                    v = _decode(probs[k, r, c], lut)
+                    code = OK
+                    if v != v or abs(v) == np.inf:
+                        code = NOT_FINITE
+                    elif not logits and v < 0.0:
+                        code = NEGATIVE
+                    if code != OK:
+                        err[0], err[1], err[2] = r, c, v
+                        return code
+                if not logits and not abs(total[c] - 1.0) <= sum_tol:
+                    err[0], err[1], err[2] = r, c, total[c]
+                    return BAD_SUM
+            if not logits:
+                # Only valid rows get here: redo the argmax on decoded values (float16's
+                # -0.0 compares as a large bit pattern).
+                for c in range(width):
+                    top = -np.inf
+                    for k in range(n_classes):
+                        v = _decode(probs[k, r, c], lut)
+                        if v > top:
+                            top = v
+                            best_k[c] = k
+                if write_pred:
+                    for c in range(width):
+                        pred_out[r, c] = best_k[c]
+
+        # Per-pixel tallies and the softmin sums, shifted by the largest exponent so far.
+        row_min = np.inf
+        for c in range(width):
+            if valid[c] and s[c] < row_min:
+                row_min = s[c]
+        # softmin and rsoftmin sums (a temperature of 0 = not wanted), each shifted by its
+        # largest exponent so far.
+        plain = tau > 0.0
+        scaled = tau_scaled > 0.0
+        shift = _raise_shift(sums, 1, (1.0 - row_min) / tau) if plain else 0.0
+        shift_scaled = _raise_shift(sums, 4, (1.0 - row_min) / tau_scaled) if scaled else 0.0
+        for c in range(width):
+            if not valid[c]:
+                continue
+            sc = s[c]
+            label = lab[c]
+            pred = best_k[c]
+            sums[0] += sc
+            if plain:
+                w = np.exp((1.0 - sc) / tau - shift)
+                sums[2] += w
+                sums[3] += sc * w
+            if scaled:
+                w = np.exp((1.0 - sc) / tau_scaled - shift_scaled)
+                sums[5] += w
+                sums[6] += sc * w
+            totals[0] += 1
+            class_counts[LABEL, label] += 1
+            class_counts[PRED, pred] += 1
+            if pred == label:
+                totals[1] += 1
+                class_counts[BOTH, label] += 1
+            if sc < pixel_threshold:
+                totals[2] += 1
+                low_confusion[label, pred] += 1
+            if write_s:
+                s_out[r, c] = sc
+
+        if want_tccp:
+            for k in range(n_classes):
+                for c in range(width):
+                    if not valid[c]:
+                        continue
+                    p = _decode(probs[k, r, c], lut)
+                    if logits:
+                        p = np.exp(p - best[c]) / total[c]
+                    b = _tccp_bin(p, thresholds)
+                    tccp_hist[0, k, b] += 1
+                    if lab[c] == k:
+                        tccp_hist[1, k, b] += 1
+    return OK
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """What stays fixed across every block of a run.
+
+    Parameters
+    ----------
+    n_classes : int
+        K, the number of classes in the predictions.
+    lut : np.ndarray
+        float64 lookup table for integer-stored values (index = stored value), or a
+        1-element dummy for float storage.
+    mode : int
+        FLOAT (float32/float64), HALF (float16 passed as its uint16 bits) or QUANTISED
+        (uint8/uint16 probabilities).
+    scale : float
+        For QUANTISED, the probability of one step (1/255 or 1/65535).
+    ignore : np.ndarray
+        bool array of length K; True marks a class index that is ignored. Label values
+        >= K are always skipped (callers validate that they are ignore indices).
+    logits : bool
+        The stored values are logits: a per-pixel softmax is applied on the fly.
+    temperature : float
+        Softmin temperature, > 0.
+    pixel_threshold : float
+        Pixels with s below it count as low-quality pixels.
+    want_tccp : bool
+        Fill the thresholded-CCP histograms (costs one more pass over the classes).
+    want_softmin : bool
+        Sum the softmin at ``temperature`` (one exp per pixel).
+    want_scaled : bool
+        Sum the softmin at each image's size-scaled temperature, for ``rsoftmin`` (one exp
+        per pixel); see :func:`segaudit.core.temperature.scaled_temperature`.
+    sum_tol : float
+        How far a pixel's probabilities may sum from 1 (depends on the storage dtype).
+    """
+
+    n_classes: int
+    lut: np.ndarray
+    mode: int
+    scale: float
+    ignore: np.ndarray
+    logits: bool
+    temperature: float
+    pixel_threshold: float
+    want_tccp: bool
+    sum_tol: float
+    want_softmin: bool = True
+    want_scaled: bool = False
+
+
+class ImageStats:
+    """Everything the per-image methods need about one image, filled block by block."""
+
+    __slots__ = ("totals", "sums", "class_counts", "low_confusion", "tccp_hist", "image_pixels")
+
+    def __init__(self, n_classes: int, image_pixels: int = 0):
+        self.image_pixels = image_pixels  # H * W, which sets rsoftmin's temperature
+        self.totals = np.zeros(3, np.int64)  # scored pixels, argmax == label, low pixels
+        # sum s; softmin shift, weights, s*weights; the same at the scaled temperature
+        self.sums = np.array([0.0, -np.inf, 0.0, 0.0, -np.inf, 0.0, 0.0])
+        self.class_counts = np.zeros((3, n_classes), np.int64)  # LABEL, PRED, BOTH
+        self.low_confusion = np.zeros((n_classes, n_classes), np.int64)  # [annotated, predicted]
+        self.tccp_hist = np.zeros((2, n_classes, N_TCCP_BINS), np.int64)
+
+    @property
+    def pixels(self) -> int:
+        return int(self.totals[0])
+
+    @property
+    def correct(self) -> int:
+        return int(self.totals[1])
+
+    @property
+    def low_pixels(self) -> int:
+        return int(self.totals[2])
+
+
+class BadProbabilities(ValueError):
+    """A scored pixel's stored values are not usable probabilities (or logits)."""
+
+    def __init__(self, code: int, row: int, col: int, value: float, logits: bool):
+        if code == NOT_FINITE:
+            what = f"non-finite value {value}"
+        elif code == NEGATIVE:
+            what = f"negative probability {value}"
+        elif value == 0:
+            what = "all probabilities 0 (an unwritten chunk or image?)"
+        else:
+            what = f"probabilities summing to {value:.6g}, not 1"
+        hint = "" if logits or value == 0 else " (if the store holds logits, pass --logits)"
+        super().__init__(f"{what} at row {row}, column {col}{hint}")
+        self.row, self.col = row, col
+
+
+def accumulate(
+    stats: ImageStats,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    config: KernelConfig,
+    row_offset: int = 0,
+    s_out: np.ndarray | None = None,
+    pred_out: np.ndarray | None = None,
+) -> None:
+    """Fold a block of rows into ``stats``.
+
+    Parameters
+    ----------
+    stats : ImageStats
+        The image's accumulators, updated in place.
+    probs : np.ndarray
+        Stored values indexed [class, row, column] (any strides), dtype uint8, uint16
+        (float16 must be passed as its uint16 view with the matching lut), float32 or float64.
+    labels : np.ndarray
+        int32 class indices of the same rows, shape (rows, columns).
+    config : KernelConfig
+    row_offset : int
+        Row of the block's first row in the image, for error messages.
+    s_out : np.ndarray, optional
+        float64 (rows, columns) array that receives s per pixel (NaN where ignored).
+    pred_out : np.ndarray, optional
+        int32 (rows, columns) array that receives the argmax class of every pixel
+        (ignored pixels included).
+
+    Raises
+    ------
+    BadProbabilities
+        For the first scored pixel with NaN/inf, negative values or a bad sum.
+    """
+    err = np.zeros(3)
+    tau_scaled = 0.0
+    if config.want_scaled:
+        if stats.image_pixels <= 0:
+            raise ValueError("rsoftmin needs the image's pixel count: ImageStats(n_classes, image_pixels=H * W)")
+        tau_scaled = scaled_temperature(config.temperature, stats.image_pixels)
+    code = _accumulate_rows(
+        probs, config.lut, config.mode, config.scale, labels, config.ignore, config.logits,
+        config.temperature if config.want_softmin else 0.0, tau_scaled,
+        config.pixel_threshold, config.want_tccp, config.sum_tol, TCCP_THRESHOLDS,
+        stats.totals, stats.sums, stats.class_counts, stats.low_confusion, stats.tccp_hist,
+        np.empty((0, 0)) if s_out is None else s_out,
+        np.empty((0, 0), np.int32) if pred_out is None else pred_out, err,
+    )
+    if code != OK:
+        raise BadProbabilities(code, int(err[0]) + row_offset, int(err[1]), err[2], config.logits)

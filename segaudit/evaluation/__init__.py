@@ -1,0 +1,1 @@
+"""Measuring detection quality: planting errors (corrupt) and evaluating rankings."""

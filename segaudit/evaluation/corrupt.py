@@ -1,0 +1,540 @@
+"""Planting annotation errors in a copy of a mask set: ``segaudit corrupt``.
+
+The three kinds of error of the paper's benchmark (section 4.1):
+
+- **drop**: every pixel of a chosen class becomes the unlabeled class;
+- **swap**: two chosen classes exchange their pixels across the whole image;
+- **shift**: the outline of every region (8-connected component) of a chosen class is
+  perturbed radially from the region's bounding-box centre by f(angle), a periodic cubic
+  spline through 5 Gaussian samples, and the region is refilled; lost pixels become the
+  unlabeled class, gained pixels are taken from whatever class held them.
+
+A random ``rate`` of *all* images is changed, chosen among the images where the chosen
+class(es) occur; the run is deterministic for a seed. Unchanged masks are copied byte for
+byte; changed masks keep their source's PNG mode, palette and transparency. The output
+directory is built beside its final place and renamed into it only when complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from ..errors import InputError
+from ..io.masks import MaskFile, Palette, find_masks, load_palette, read_mask
+from ..io.files import atomic_write_all, read_class_names, safe_relative_path
+
+KINDS = ("drop", "swap", "shift")
+#: Knots of the periodic cubic spline f(angle) of a shift.
+SHIFT_KNOTS = 5
+DEFAULT_SIGMA = "10%"
+
+Progress = Callable[[str, int, int], None]
+
+
+# --- options -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sigma:
+    """Standard deviation of a shift's radial displacement: pixels, or a fraction of the region's size."""
+
+    value: float
+    relative: bool  # value is a fraction of the region's size (mean of its bounding box's sides)
+
+    def pixels(self, height: int, width: int) -> float:
+        return self.value * (height + width) / 2 if self.relative else self.value
+
+    def __str__(self) -> str:
+        return f"{self.value * 100:g}%" if self.relative else f"{self.value:g}"
+
+
+def parse_sigma(text: str | float | Sigma) -> Sigma:
+    """``"3"`` (pixels) or ``"10%"`` (of the region's size) -> :class:`Sigma`."""
+    if isinstance(text, Sigma):
+        return text
+    raw = str(text).strip()
+    relative = raw.endswith("%")
+    try:
+        value = float(raw[:-1] if relative else raw)
+    except ValueError:
+        raise InputError(f"--sigma must be pixels (e.g. 3) or a percentage of the region size (e.g. 10%), "
+                         f"got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"--sigma must be > 0, got {text!r}")
+    return Sigma(value / 100 if relative else value, relative)
+
+
+def resolve_classes(tokens: Iterable[str | int] | None, names: list[str] | None,
+                    names_file: str | Path | None = None) -> list[int] | None:
+    """Class indices for ``--classes``: each entry is an index or a name from ``names``.
+
+    Unknown names, names without a classes file, and indices outside ``names`` are
+    InputErrors. Duplicates are dropped; the order is kept.
+    """
+    if tokens is None:
+        return None
+    where = f" in {names_file}" if names_file else ""
+    result: list[int] = []
+    for token in tokens:
+        text = str(token).strip()
+        if not text:
+            continue
+        if re.fullmatch(r"\d+", text):
+            index = int(text)
+            if names is not None and index >= len(names):
+                raise InputError(f"class {index} is out of range: {len(names)} classes{where}")
+        elif names is None:
+            raise InputError(f"class name {text!r} needs --classes-file (a JSON list or one name per line); "
+                             "or give class indices")
+        elif text in names:
+            index = names.index(text)
+        else:
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            raise InputError(f"unknown class {text!r}: not among the {len(names)} classes{where} ({shown})")
+        if index not in result:
+            result.append(index)
+    if not result:
+        raise InputError("--classes is empty")
+    return result
+
+
+# --- the periodic cubic spline f(angle) --------------------------------------
+
+
+def periodic_cubic(samples: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """The periodic cubic spline through ``samples`` at equally spaced angles, evaluated at ``angles``.
+
+    The knots are at 2*pi*i/n, i = 0..n-1; the spline is C2 and 2*pi-periodic. Its second
+    derivatives M solve the cyclic system M[i-1] + 4 M[i] + M[i+1] = 6 (y[i-1] - 2 y[i] + y[i+1]) / h^2.
+    """
+    y = np.asarray(samples, dtype=np.float64)
+    n = y.size
+    h = 2 * math.pi / n
+    system = 4 * np.eye(n) + np.roll(np.eye(n), 1, axis=1) + np.roll(np.eye(n), -1, axis=1)
+    m = np.linalg.solve(system, 6 * (np.roll(y, 1) - 2 * y + np.roll(y, -1)) / h**2)
+    position = np.mod(np.asarray(angles, dtype=np.float64), 2 * math.pi) / h
+    i = np.minimum(np.floor(position).astype(np.int64), n - 1)
+    t = position - i
+    j = (i + 1) % n
+    return ((1 - t) * y[i] + t * y[j]
+            + h * h / 6 * (((1 - t) ** 3 - (1 - t)) * m[i] + (t**3 - t) * m[j]))
+
+
+# --- the three kinds of error on a label array --------------------------------
+
+
+def drop(labels: np.ndarray, cls: int, unlabeled: int) -> np.ndarray:
+    """Every pixel of ``cls`` becomes ``unlabeled``."""
+    return np.where(labels == cls, unlabeled, labels).astype(labels.dtype, copy=False)
+
+
+def swap(labels: np.ndarray, a: int, b: int) -> np.ndarray:
+    """Classes ``a`` and ``b`` exchange their pixels."""
+    out = labels.copy()
+    out[labels == a] = b
+    out[labels == b] = a
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _find(parent, i):
+    root = i
+    while parent[root] != root:
+        root = parent[root]
+    while parent[i] != root:
+        parent[i], i = root, parent[i]
+    return root
+
+
+@njit(cache=True, nogil=True)
+def _components(mask):
+    """8-connected components of a boolean mask: (int32 map, 0 = background, 1..n; n)."""
+    rows, cols = mask.shape
+    parent = np.arange(rows * cols)
+    for i in range(rows):
+        for j in range(cols):
+            if not mask[i, j]:
+                continue
+            here = i * cols + j
+            for di, dj in ((0, -1), (-1, -1), (-1, 0), (-1, 1)):
+                ni, nj = i + di, j + dj
+                if ni < 0 or nj < 0 or nj >= cols or not mask[ni, nj]:
+                    continue
+                a, b = _find(parent, here), _find(parent, ni * cols + nj)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    out = np.zeros((rows, cols), np.int32)
+    number = np.zeros(rows * cols, np.int32)
+    n = 0
+    for i in range(rows):
+        for j in range(cols):
+            if mask[i, j]:
+                root = _find(parent, i * cols + j)
+                if number[root] == 0:
+                    n += 1
+                    number[root] = n
+                out[i, j] = number[root]
+    return out, n
+
+
+def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a boolean (H, W) mask: an int32 map (0 = background) and their count."""
+    return _components(np.ascontiguousarray(mask, dtype=np.bool_))
+
+
+def shifted_region(regions: np.ndarray, region: int, samples: np.ndarray,
+                   bbox: tuple[int, int, int, int] | None = None) -> tuple[tuple[slice, slice], np.ndarray]:
+    """The pixels of one region after its outline moves radially by f(angle).
+
+    ``regions`` is the component map, ``samples`` the spline's knot values in pixels.
+    A pixel at radius r and angle a from the bounding-box centre is in the new region when
+    the point at radius r - f(a) on the same ray is in the old one (nearest pixel; a
+    negative radius samples the centre). Points beyond the image edge sample the edge, so
+    a region touching the border keeps touching it. Returns the window (bounding box grown
+    by the largest displacement) and the new region inside it. ``bbox`` is the region's
+    (top, bottom, left, right), inclusive, when already known.
+    """
+    height, width = regions.shape
+    if bbox is None:
+        rows, cols = np.nonzero(regions == region)
+        bbox = (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max()))
+    y0, y1, x0, x1 = bbox
+    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+    reach = math.ceil(np.abs(periodic_cubic(samples, np.linspace(0, 2 * math.pi, 721))).max()) + 2
+    window = (slice(max(0, y0 - reach), min(height, y1 + reach + 1)),
+              slice(max(0, x0 - reach), min(width, x1 + reach + 1)))
+    yy, xx = np.mgrid[window]
+    dy, dx = yy - cy, xx - cx
+    radius = np.hypot(dy, dx)
+    source = radius - periodic_cubic(samples, np.arctan2(dy, dx))
+    scale = np.divide(np.maximum(source, 0.0), radius, out=np.zeros_like(radius), where=radius > 0)
+    sy = np.clip(np.rint(cy + dy * scale), 0, height - 1).astype(np.intp)
+    sx = np.clip(np.rint(cx + dx * scale), 0, width - 1).astype(np.intp)
+    return window, regions[sy, sx] == region
+
+
+def shift(labels: np.ndarray, cls: int, unlabeled: int, rng: np.random.Generator, sigma: Sigma,
+          ignored: np.ndarray | None = None) -> np.ndarray:
+    """Perturb the outline of every region of ``cls``; lost pixels become ``unlabeled``.
+
+    Each region draws its own 5 Gaussian samples (standard deviation ``sigma``, in pixels
+    or relative to the region's size). Gained pixels take ``cls`` from whatever class
+    held them, except pixels in ``ignored``, which never change.
+    """
+    old = labels == cls
+    regions, n = components(old)
+    new = np.zeros_like(old)
+    if n:
+        index = np.arange(1, n + 1)
+        flat = regions.ravel()
+        order = np.argsort(flat, kind="stable")
+        starts = np.searchsorted(flat[order], index)
+        stops = np.searchsorted(flat[order], index, side="right")
+    for region in range(1, n + 1):
+        where = order[starts[region - 1]:stops[region - 1]]
+        rows, cols = np.divmod(where, labels.shape[1])
+        bbox = (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max()))
+        size = sigma.pixels(bbox[1] - bbox[0] + 1, bbox[3] - bbox[2] + 1)
+        samples = rng.normal(0.0, size, SHIFT_KNOTS)
+        window, inside = shifted_region(regions, region, samples, bbox)
+        new[window] |= inside
+    out = labels.copy()
+    out[old & ~new] = unlabeled
+    gained = new & ~old
+    if ignored is not None:
+        gained &= ~ignored
+    out[gained] = cls
+    return out
+
+
+# --- writing a mask like its source --------------------------------------------
+
+
+def _colour_of(palette: Palette) -> dict[int, tuple[int, int, int]]:
+    """Class -> the first colour (in file order) that maps to it."""
+    colours: dict[int, tuple[int, int, int]] = {}
+    for colour, cls in palette.items():
+        colours.setdefault(cls, colour)
+    return colours
+
+
+def encode_like(mask: MaskFile, old: np.ndarray, new: np.ndarray, palette: Palette | None) -> bytes:
+    """PNG bytes of ``new`` in the mode of ``mask``'s file (same palette, transparency, bit layout).
+
+    For RGB/RGBA masks only the changed pixels are recoloured (first colour of their class
+    in ``palette``); alpha and every other pixel keep their values.
+    """
+    from PIL import Image
+
+    with Image.open(mask.path) as img:
+        img.load()
+        mode = img.mode
+        values = np.unique(new[new != old]) if (new != old).any() else np.zeros(0, np.int64)
+        limit = {"1": 1, "L": 255, "P": 255, "I": 2**31 - 1}.get(mode, 65535)
+        if values.size and int(values.max()) > limit:
+            raise InputError(f"{mask.path}: class {int(values.max())} does not fit a mode {mode} PNG "
+                             f"(at most {limit})")
+        if mode in ("RGB", "RGBA"):
+            assert palette is not None  # read_mask needed it
+            colours = _colour_of(palette)
+            missing = [int(v) for v in values if int(v) not in colours]
+            if missing:
+                raise InputError(f"{mask.path}: class {missing[0]} has no colour in the --palette file")
+            pixels = np.array(img)
+            changed = new != old
+            lut = np.array([colours.get(int(v), (0, 0, 0)) for v in values], np.uint8).reshape(-1, 3)
+            pixels[changed, :3] = lut[np.searchsorted(values, new[changed])]
+            result = Image.fromarray(pixels)
+        else:
+            if mode == "P" and values.size:
+                entries = len(img.getpalette() or []) // 3
+                if int(values.max()) >= entries:
+                    raise InputError(f"{mask.path}: class {int(values.max())} has no entry in the PNG's "
+                                     f"palette ({entries} colours)")
+            result = img.copy()
+            if mode == "1":
+                data = np.packbits(new.astype(bool), axis=1).tobytes()
+            elif mode in ("L", "P"):
+                data = new.astype(np.uint8).tobytes()
+            elif mode == "I":
+                data = new.astype(np.int32).tobytes()
+            else:  # I;16 family
+                dtype = {"I;16B": ">u2", "I;16N": "=u2"}.get(mode, "<u2")
+                data = new.astype(dtype).tobytes()
+            result.frombytes(data)
+        options = {}
+        if "transparency" in img.info and result.mode == mode:
+            options["transparency"] = img.info["transparency"]
+        buffer = io.BytesIO()
+        result.save(buffer, format="PNG", **options)
+    return buffer.getvalue()
+
+
+# --- the dataset-level run -------------------------------------------------------
+
+
+@dataclass
+class CorruptionRun:
+    """What ``corrupt_masks`` did."""
+
+    kind: str
+    rate: float
+    seed: int
+    images: int  # masks found
+    eligible: int  # images where the chosen class(es) occur
+    target: int  # round(rate * images)
+    changed: dict[str, tuple[int, ...]] = field(default_factory=dict)  # image id -> classes changed
+    class_names: list[str] | None = None
+
+    def class_text(self, classes: Sequence[int]) -> str:
+        names = self.class_names
+        return ";".join(names[c] if names is not None and c < len(names) else str(c) for c in classes)
+
+
+def truth_csv(run: CorruptionRun, image_ids: Sequence[str]) -> str:
+    """``image,is_error,kind,classes``: one row per image, sorted by id."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image", "is_error", "kind", "classes"])
+    for image_id in sorted(image_ids):
+        if image_id in run.changed:
+            writer.writerow([image_id, 1, run.kind, run.class_text(run.changed[image_id])])
+        else:
+            writer.writerow([image_id, 0, "", ""])
+    return buffer.getvalue()
+
+
+def _present(labels: np.ndarray, excluded: set[int], min_pixels: int) -> set[int]:
+    values, counts = np.unique(labels, return_counts=True)
+    return {int(v) for v, c in zip(values, counts) if c >= min_pixels and int(v) not in excluded}
+
+
+def _options_for(kind: str, present: set[int], chosen: list[int] | None) -> list[tuple[int, ...]]:
+    """The class choices possible in one image: single classes, or (a, b) pairs for swap."""
+    candidates = [c for c in chosen if c in present] if chosen is not None else sorted(present)
+    if kind != "swap":
+        return [(c,) for c in candidates]
+    return [(a, b) for n, a in enumerate(candidates) for b in candidates[n + 1:]]
+
+
+def _apply(kind: str, labels: np.ndarray, classes: tuple[int, ...], unlabeled: int, rng, sigma: Sigma,
+           ignore: tuple[int, ...]) -> np.ndarray:
+    if kind == "drop":
+        return drop(labels, classes[0], unlabeled)
+    if kind == "swap":
+        return swap(labels, classes[0], classes[1])
+    ignored = np.isin(labels, ignore) if ignore else None
+    return shift(labels, classes[0], unlabeled, rng, sigma, ignored)
+
+
+def _check_out(masks_dir: Path, out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"output directory {out} already exists and is not empty; choose a new one")
+    if not out.parent.is_dir():
+        raise InputError(f"output directory's parent does not exist: {out.parent}")
+    root, target = masks_dir.resolve(), out.resolve()
+    if target == root or root in target.parents:
+        raise InputError(f"output directory {out} is inside the masks directory {masks_dir}")
+
+
+def corrupt_masks(
+    masks: str | Path,
+    out: str | Path,
+    *,
+    kind: str,
+    rate: float,
+    seed: int = 0,
+    classes: Sequence[str | int] | None = None,
+    class_names: list[str] | None = None,
+    classes_file: str | Path | None = None,
+    unlabeled: int = 0,
+    ignore_index: Sequence[int] = (255,),
+    sigma: str | float | Sigma = DEFAULT_SIGMA,
+    min_pixels: int = 1,
+    mask_suffix: str = "",
+    palette: str | Path | Palette | None = None,
+    truth: str | Path | None = None,
+    on_progress: Progress | None = None,
+) -> CorruptionRun:
+    """Copy a mask set to ``out`` and plant ``kind`` errors in ``rate`` of its images.
+
+    Parameters
+    ----------
+    masks, out : path
+        Source masks directory and the new one (must not exist, or be empty).
+    kind : {"drop", "swap", "shift"}
+        The kind of error (see the module docstring).
+    rate : float
+        Fraction of *all* images to change, in [0, 1]; round(rate * N) images are changed
+        if that many are eligible, else every eligible image.
+    seed : int
+        Same seed, same inputs: byte-identical output.
+    classes : list of names or indices, optional
+        The classes errors may involve; default every class but ``unlabeled`` and the
+        ignored values. Names need ``class_names`` (or ``classes_file``). Per image, one
+        class present (a pair both present, for swap) is chosen at random.
+    unlabeled : int
+        The class dropped and lost pixels become.
+    ignore_index : sequence of int
+        Label values never chosen and never changed.
+    sigma : "3" (pixels) or "10%" (of the region's size)
+        Standard deviation of the 5 radial displacement samples of a shift.
+    min_pixels : int
+        A class counts as present in an image only with at least this many pixels.
+    mask_suffix, palette
+        As for ``segaudit score``; copies keep their file names.
+    truth : path, optional
+        Where to write ``image,is_error,kind,classes`` for every image.
+    """
+    if kind not in KINDS:
+        raise InputError(f"unknown --kind {kind!r} (use one of {', '.join(KINDS)})")
+    if not (isinstance(rate, (int, float)) and 0 <= rate <= 1):
+        raise InputError(f"--rate must be between 0 and 1, got {rate}")
+    if min_pixels < 1:
+        raise InputError(f"--min-pixels must be at least 1, got {min_pixels}")
+    if unlabeled < 0:
+        raise InputError(f"--unlabeled must be a class index >= 0, got {unlabeled}")
+    ignore = tuple(sorted({int(v) for v in ignore_index}))
+    if unlabeled in ignore:
+        raise InputError(f"the unlabeled class {unlabeled} is also an ignored value")
+    sigma = parse_sigma(sigma)
+    if class_names is None and classes_file is not None:
+        class_names = read_class_names(classes_file)
+    if class_names is not None and unlabeled >= len(class_names):
+        raise InputError(f"--unlabeled {unlabeled} is out of range: {len(class_names)} classes")
+    chosen = resolve_classes(classes, class_names, classes_file)
+    excluded = {unlabeled, *ignore}
+    if chosen is not None:
+        bad = [c for c in chosen if c in excluded]
+        if bad:
+            what = "the unlabeled class" if bad[0] == unlabeled else "an ignored value"
+            raise InputError(f"class {bad[0]} cannot be corrupted: it is {what}")
+        if kind == "swap" and len(chosen) < 2:
+            raise InputError("swap needs at least two classes in --classes")
+    if palette is not None and not isinstance(palette, dict):
+        palette = load_palette(palette)
+    masks_dir, out = Path(masks), Path(out)
+    files = find_masks(masks_dir, mask_suffix)
+    _check_out(masks_dir, out)
+    if truth is not None and not Path(truth).parent.is_dir():
+        raise InputError(f"directory of the truth file does not exist: {Path(truth).parent}")
+    if truth is not None and Path(truth).is_dir():
+        raise InputError(f"truth file {truth} is a directory")
+    for mask in files:
+        safe_relative_path(mask.path.relative_to(masks_dir).as_posix())
+
+    # Pass 1: which images can take the error (and validate every mask before writing).
+    options: list[list[tuple[int, ...]]] = []
+    for n, mask in enumerate(files):
+        options.append(_options_for(kind, _present(read_mask(mask, palette), excluded, min_pixels), chosen))
+        if on_progress:
+            on_progress("checking", n + 1, len(files))
+    eligible = [n for n, found in enumerate(options) if found]
+    target = min(math.floor(rate * len(files) + 0.5), len(files))
+
+    run = CorruptionRun(kind=kind, rate=float(rate), seed=seed, images=len(files), eligible=len(eligible),
+                        target=target, class_names=class_names)
+
+    def plan(n: int) -> tuple[tuple[int, ...], np.random.Generator]:
+        rng = np.random.default_rng([seed, KINDS.index(kind), n])
+        choice = options[n][int(rng.integers(len(options[n])))]
+        return choice, rng
+
+    # Candidates in a seeded random order; a shift that moves no pixel passes its turn on.
+    order = np.random.default_rng([seed, KINDS.index(kind)]).permutation(eligible).tolist() if eligible else []
+    selected: dict[int, tuple[int, ...]] = {}
+    for n in order:
+        if len(selected) == target:
+            break
+        choice, rng = plan(n)
+        if kind == "shift":
+            labels = read_mask(files[n], palette)
+            if np.array_equal(_apply(kind, labels, choice, unlabeled, rng, sigma, ignore), labels):
+                continue
+        selected[n] = choice
+
+    # Pass 2: write into a temporary directory beside the output, then rename it into place.
+    temporary = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o777 & ~umask)
+        for n, mask in enumerate(files):
+            target_path = temporary / mask.path.relative_to(masks_dir)
+            target_path.parent.mkdir(parents=True, exist_ok=True)
+            if n in selected:
+                choice, rng = plan(n)
+                labels = read_mask(mask, palette)
+                new = _apply(kind, labels, choice, unlabeled, rng, sigma, ignore)
+                data = encode_like(mask, labels, new, palette)
+                run.changed[mask.image_id] = choice
+            else:
+                data = mask.path.read_bytes()
+            atomic_write_all({target_path: data})
+            if on_progress:
+                on_progress("writing", n + 1, len(files))
+        if out.exists():
+            out.rmdir()
+        os.replace(temporary, out)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    if truth is not None:
+        try:
+            atomic_write_all({Path(truth): truth_csv(run, [m.image_id for m in files])})
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+    return run

@@ -1,0 +1,1 @@
+"""Inputs: reading masks and prediction stores, writing stores, atomic files, tables."""

@@ -1,0 +1,110 @@
+"""Files named after image ids, and writing files so that none is ever left half-written.
+
+Light on purpose (no numpy, no numba): every command that writes imports it.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import InputError
+
+RUN_RECORD_SUFFIX = ".run.json"
+
+
+def run_record_path(csv_path: str | Path) -> Path:
+    """``ranking.csv`` -> ``ranking.run.json``."""
+    csv_path = Path(csv_path)
+    return csv_path.with_name(csv_path.stem + RUN_RECORD_SUFFIX)
+
+
+def safe_relative_path(image_id: str, suffix: str = "") -> Path:
+    """The relative file path an image id maps to, refusing ids that would escape.
+
+    Output files are named after image ids; an id that is absolute, has an empty, ``.``
+    or ``..`` component, or holds a backslash or NUL could write outside the output
+    directory, so it is an InputError.
+    """
+    parts = image_id.split("/")
+    if (not image_id or image_id.startswith("/") or "\\" in image_id or "\0" in image_id
+            or any(part in ("", ".", "..") for part in parts)):
+        raise InputError(f"image id {image_id!r} cannot be used as an output file name (it could "
+                         "write outside the output directory)")
+    return Path(*parts[:-1], parts[-1] + suffix)
+
+
+def atomic_write_all(files: dict[Path, str | bytes]) -> None:
+    """Write every file to a temporary beside it, then rename them all into place.
+
+    Nothing is renamed until every temporary is complete, so a failed write (disk full,
+    a directory in the way) leaves none of the files changed and no temporaries behind.
+    """
+    for path in files:  # the one rename failure that is foreseeable: check it before writing
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, f"{path} is a directory", str(path))
+    temporaries: dict[Path, str] = {}
+    try:
+        for path, text in files.items():
+            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temporaries[path] = temporary
+            if isinstance(text, bytes):
+                with os.fdopen(handle, "wb") as stream:
+                    stream.write(text)
+            else:
+                with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+                    stream.write(text)
+            # mkstemp makes the file private (0600); give it the mode a plain open() would.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)
+        for path, temporary in temporaries.items():
+            os.replace(temporary, path)
+    except BaseException:
+        for temporary in temporaries.values():
+            Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_class_names(path: str | Path) -> list[str]:
+    """Class names from a file: a JSON list, or one name per line (position = class index)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"classes file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read classes file {path}: {exc}") from None
+    try:
+        names = json.loads(text)
+    except json.JSONDecodeError:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not isinstance(names, list) or not names:
+        raise InputError(f"{path}: classes file must hold a JSON list or one class name per line")
+    names = [str(name) for name in names]
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in seen:
+            raise InputError(f"{path}: class name {name!r} is given twice (classes {seen[name]} and {index})")
+        seen[name] = index
+    return names
+
+
+def replace_generated_section(path: str | Path, begin: str, end: str, text: str, *, title: str) -> None:
+    """Put ``text`` between the ``begin`` and ``end`` marker lines of a Markdown file, atomically.
+
+    The rest of the file is kept. Without the markers they are appended with the text; a
+    missing file is created with the heading ``title``. Used by the benchmarks to rewrite
+    their measured sections of the docs.
+    """
+    path = Path(path)
+    old = path.read_text(encoding="utf-8") if path.exists() else f"# {title}\n"
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        new = head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1]
+    else:
+        new = old.rstrip("\n") + f"\n\n{begin}\n{text}\n{end}\n"
+    atomic_write_all({path: new})

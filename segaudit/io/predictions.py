@@ -1,0 +1,310 @@
+"""Reading predicted class probabilities from a zarr store, in row blocks.
+
+Two layouts (see docs/formats.md):
+
+- per-image: one array per image id at the path equal to the id, shaped (K, H, W)
+  (or (H, W, K) with the ``channels_last`` attribute);
+- stacked: one array ``probs`` shaped (N, K, H, W) (or (N, H, W, K)) and a group
+  attribute ``image_ids`` listing the N ids in array order.
+
+Blocks are read aligned to the store's row chunks and handed to the kernel as
+[class, row, column] views of the stored values: no float64 copies, float16 is viewed as
+uint16 and decoded through a lookup table inside the kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+#: Row blocks are grown to about this many bytes; kept under glibc's 32 MB mmap
+#: threshold so the buffers are reused instead of page-faulting on every read.
+BLOCK_BYTES = 16 * 2**20
+
+STACKED_ARRAY = "probs"
+
+# Half a quantisation step per class, plus slack, is how far a pixel's stored
+# probabilities may sum from 1.
+_SUM_SLACK = 1e-3
+_STEP = {
+    np.dtype(np.uint8): 1 / 255,
+    np.dtype(np.uint16): 1 / 65535,
+    np.dtype(np.float16): 2.0**-10,
+    np.dtype(np.float32): 2.0**-23,
+    np.dtype(np.float64): 2.0**-52,
+}
+
+
+def decoding(dtype: np.dtype) -> tuple[np.ndarray, float]:
+    """Lookup table and row-sum tolerance for a stored dtype (see :func:`kernel.accumulate`).
+
+    Returns the float64 table indexed by the stored integer (uint8, uint16, or float16's
+    bit pattern), or a 1-element dummy for float32/float64, and the tolerance per class
+    count (multiply by K).
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        lut = np.arange(256) / 255.0
+    elif dtype == np.uint16:
+        lut = np.arange(65536) / 65535.0
+    elif dtype == np.float16:
+        lut = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float64)
+    else:
+        lut = np.zeros(1)
+    return lut, _STEP[dtype] / 2
+
+
+def sum_tolerance(dtype: np.dtype, n_classes: int) -> float:
+    """How far a pixel's K stored probabilities may sum from 1: slack plus half a step each."""
+    return _SUM_SLACK + n_classes * decoding(dtype)[1]
+
+
+@dataclass
+class PredictionStore:
+    """An opened prediction store. Use :func:`open_predictions` to make one."""
+
+    path: Path
+    layout: str  # "per-image" or "stacked"
+    image_ids: list[str]
+    n_classes: int
+    classes: list[str] | None
+    logits: bool
+    channels_last: bool
+    dtype: np.dtype
+    _arrays: dict = field(repr=False, default_factory=dict)  # id -> array (per-image)
+    _stacked: object = field(repr=False, default=None)
+    _index: dict = field(repr=False, default_factory=dict)  # id -> position (stacked)
+
+    @property
+    def sum_tolerance(self) -> float:
+        return sum_tolerance(self.dtype, self.n_classes)
+
+    def image_shape(self, image_id: str) -> tuple[int, int]:
+        """(H, W) of one image's predictions."""
+        shape = self._array_of(image_id).shape
+        if self.layout == "stacked":
+            shape = shape[1:]
+        return tuple(shape[:2]) if self.channels_last else tuple(shape[1:])
+
+    def row_blocks(self, image_id: str, block_bytes: int | None = None, align: int = 1) -> list[tuple[int, int]]:
+        """Row ranges [start, stop) that cover the image, aligned to the store's row chunks.
+
+        With ``align``, every block starts at a multiple of it (a downsampling factor).
+        """
+        block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
+        array = self._array_of(image_id)
+        height, width = self.image_shape(image_id)
+        chunk_rows = math.lcm(array.chunks[self._row_axis], align)
+        row_bytes = self.n_classes * width * self.dtype.itemsize
+        rows = chunk_rows * max(1, block_bytes // max(1, chunk_rows * row_bytes))
+        return [(start, min(start + rows, height)) for start in range(0, height, rows)]
+
+    def read_rows(self, image_id: str, start: int, stop: int) -> np.ndarray:
+        """Stored values of rows [start, stop) as a [class, row, column] view."""
+        array = self._array_of(image_id)
+        if self.layout == "stacked":
+            block = array[(self._index[image_id],) + self._rows(start, stop)]
+        else:
+            block = array[self._rows(start, stop)]
+        if self.channels_last:
+            block = np.moveaxis(block, -1, 0)
+        if not block.dtype.isnative:
+            block = block.astype(block.dtype.newbyteorder("="))
+        if block.dtype == np.float16:
+            block = block.view(np.uint16)
+        return block
+
+    @property
+    def _row_axis(self) -> int:
+        return (0 if self.channels_last else 1) + (self.layout == "stacked")
+
+    def _rows(self, start: int, stop: int) -> tuple:
+        rows = slice(start, stop)
+        return (rows, slice(None), slice(None)) if self.channels_last else (slice(None), rows, slice(None))
+
+    def _array_of(self, image_id: str):
+        if self.layout == "stacked":
+            return self._stacked
+        return self._arrays[image_id]
+
+
+def _native(dtype) -> np.dtype:
+    """zarr v2 stores may be big-endian ('>f4'): the same values, byte-swapped when read."""
+    return np.dtype(dtype).newbyteorder("=")
+
+
+def check_dtype(dtype, where: str) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in _STEP:
+        raise InputError(
+            f"{where}: dtype {dtype} is not supported (use float16, float32, float64, "
+            "or uint8/uint16 quantised probabilities)"
+        )
+    return dtype
+
+
+def _open_group(path: Path):
+    import zarr
+
+    if not path.exists():
+        raise InputError(f"prediction store not found: {path}")
+    try:
+        return zarr.open_group(str(path), mode="r")
+    except Exception as exc:  # zarr raises several types for "not a group"
+        raise InputError(f"{path}: not a zarr group ({type(exc).__name__}: {exc})") from None
+
+
+def _stacked_ids(path: Path, group, n_images: int) -> list[str]:
+    ids = group.attrs.get("image_ids")
+    if ids is None:
+        raise InputError(
+            f"{path}: stacked layout ('{STACKED_ARRAY}' array) needs a group attribute "
+            "'image_ids' listing the image ids in array order"
+        )
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise InputError(f"{path}: attribute 'image_ids' must be a list of strings")
+    if len(ids) != n_images:
+        raise InputError(
+            f"{path}: 'image_ids' lists {len(ids)} ids but '{STACKED_ARRAY}' holds {n_images} images"
+        )
+    seen: set[str] = set()
+    duplicates = sorted({i for i in ids if i in seen or seen.add(i)})
+    if duplicates:
+        raise InputError(f"{path}: duplicate image ids in 'image_ids': {', '.join(duplicates[:5])}")
+    return ids
+
+
+def _member(group, image_id: str):
+    try:
+        return group[image_id]
+    except KeyError:
+        return None
+    except Exception as exc:  # corrupt metadata
+        problem = " ".join(str(exc).split())
+        raise InputError(f"{group.store_path}/{image_id}: cannot open: {type(exc).__name__}: {problem}") from None
+
+
+def open_predictions(
+    path: str | Path,
+    *,
+    classes: list[str] | None = None,
+    logits: bool | None = None,
+    channels_last: bool | None = None,
+    only_ids: list[str] | None = None,
+) -> PredictionStore:
+    """Open a prediction store and check its layout, shapes and attributes.
+
+    Parameters
+    ----------
+    path : str or Path
+        The zarr store (zarr format 3, or 2).
+    classes : list of str, optional
+        Class names; overrides the store's ``classes`` attribute. Its length must be K.
+    logits : bool, optional
+        Whether the store holds logits; overrides the ``kind`` attribute
+        (``"logits"`` or ``"probabilities"``, the default).
+    channels_last : bool, optional
+        Whether arrays are (H, W, K) / (N, H, W, K); overrides the ``channels_last`` attribute.
+    only_ids : list of str, optional
+        Open only these images' arrays (per-image layout), for scoring a subset quickly.
+
+    Returns
+    -------
+    PredictionStore
+
+    Raises
+    ------
+    InputError
+        For a missing or malformed store, one line naming the store and the problem.
+    """
+    path = Path(path)
+    group = _open_group(path)
+    attrs = dict(group.attrs)
+    if attrs.get("segaudit_complete") is False:  # set by PredictionWriter until a clean close()
+        reason = attrs.get("segaudit_incomplete") or "its writer never finished (the process stopped before close())"
+        raise InputError(f"{path}: incomplete store: {reason}; write it again")
+    if channels_last is None:
+        channels_last = attrs.get("channels_last", False)
+        if not isinstance(channels_last, bool):
+            raise InputError(f"{path}: attribute 'channels_last' must be true or false, not {channels_last!r}")
+    if logits is None:
+        kind = attrs.get("kind", "probabilities")
+        if kind not in ("probabilities", "logits"):
+            raise InputError(f"{path}: attribute 'kind' must be 'probabilities' or 'logits', not {kind!r}")
+        logits = kind == "logits"
+    class_axis = -1 if channels_last else 0
+
+    import zarr
+
+    arrays: dict[str, object] = {}
+    stacked = None
+    index: dict[str, int] = {}
+    if STACKED_ARRAY in group and isinstance(group[STACKED_ARRAY], zarr.Array) and group[STACKED_ARRAY].ndim == 4:
+        layout = "stacked"
+        stacked = group[STACKED_ARRAY]
+        ids = _stacked_ids(path, group, stacked.shape[0])
+        index = {image_id: n for n, image_id in enumerate(ids)}
+        dtype = check_dtype(_native(stacked.dtype), f"{path}/{STACKED_ARRAY}")
+        n_classes = stacked.shape[1:][class_axis]
+    else:
+        layout = "per-image"
+        if not only_ids:  # everything (an empty subset still needs K and the dtype)
+            try:
+                members = list(group.members(max_depth=None))
+            except Exception as exc:  # corrupt metadata: zarr raises many types
+                problem = " ".join(str(exc).split())
+                raise InputError(f"{path}: cannot list the store's arrays: {type(exc).__name__}: {problem}") from None
+        else:  # a subset: open just its arrays, not every array's metadata
+            members = [(i, _member(group, i)) for i in only_ids]
+        for name, member in members:
+            if isinstance(member, zarr.Array):
+                if member.ndim != 3:
+                    raise InputError(
+                        f"{path}/{name}: expected a (K, H, W) array, got shape {member.shape}"
+                        + (" (a stacked store needs image_ids and a 4-D 'probs' array)" if member.ndim == 4 else "")
+                    )
+                arrays[name] = member
+        if not arrays:
+            if only_ids is not None:
+                raise InputError(f"{path}: none of the {len(only_ids)} listed images has a prediction array")
+            raise InputError(f"{path}: no prediction arrays found (expected one array per image id, or a 'probs' array)")
+        ids = sorted(arrays)
+        first = arrays[ids[0]]
+        dtype = check_dtype(_native(first.dtype), f"{path}/{ids[0]}")
+        n_classes = first.shape[class_axis]
+        for image_id in ids:
+            array = arrays[image_id]
+            if array.shape[class_axis] != n_classes:
+                raise InputError(
+                    f"{path}/{image_id}: {array.shape[class_axis]} classes, but {ids[0]} has {n_classes}"
+                    + ("" if channels_last else " (for (H, W, K) arrays pass --channels-last)")
+                )
+            if _native(array.dtype) != dtype:
+                raise InputError(f"{path}/{image_id}: dtype {array.dtype}, but {ids[0]} has {dtype}")
+
+    if n_classes < 2:
+        raise InputError(
+            f"{path}: predictions have {n_classes} class(es) along the class axis; "
+            + ("is the store channels-first? drop --channels-last" if channels_last else "for (H, W, K) arrays pass --channels-last")
+        )
+    if classes is None:
+        classes = attrs.get("classes")
+        where = "attribute 'classes'"
+    else:
+        where = "--classes"
+    if classes is not None:
+        classes = [str(name) for name in classes]
+        if len(classes) != n_classes:
+            raise InputError(f"{path}: {where} names {len(classes)} classes but the predictions have K={n_classes}")
+    if logits and dtype.kind == "u":
+        raise InputError(f"{path}: logits cannot be stored as {dtype} (quantised probabilities)")
+    return PredictionStore(
+        path=path, layout=layout, image_ids=list(ids), n_classes=int(n_classes), classes=classes,
+        logits=bool(logits), channels_last=bool(channels_last), dtype=dtype,
+        _arrays=arrays, _stacked=stacked, _index=index,
+    )

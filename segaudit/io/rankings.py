@@ -1,0 +1,135 @@
+"""Reading a ranking written by ``segaudit score`` (csv, jsonl or json) and its run record."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from .files import run_record_path
+
+
+@dataclass(frozen=True)
+class RankedImage:
+    """One row of a ranking CSV."""
+
+    rank: int
+    image_id: str
+    score: float  # NaN when the image has no scored pixel
+    scores: dict[str, float]  # every method column
+    pixels: int | None
+    low_pixels: int | None
+    suspect: str
+    likely: str
+
+
+@dataclass
+class Ranking:
+    """A ranking CSV written by ``segaudit score`` and, when present, its run record."""
+
+    path: Path
+    rows: list[RankedImage]  # in file order (rank order)
+    methods: list[str]  # the method columns, ranking method first
+    record: dict | None
+    record_path: Path
+
+    @property
+    def method(self) -> str:
+        return self.methods[0] if self.methods else "score"
+
+    @property
+    def digits(self) -> int:
+        """Width of the zero-padded rank in overlay names, so that names sort by rank."""
+        return max(4, len(str(max((r.rank for r in self.rows), default=0))))
+
+    def by_id(self) -> dict[str, RankedImage]:
+        return {r.image_id: r for r in self.rows}
+
+
+def _float(text: str) -> float:
+    return float(text) if text.strip() else math.nan
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.strip() else None
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value)
+
+
+def _table(text: str) -> tuple[list[str] | None, list[list[str]]]:
+    """Header and rows (as text) of a ranking in any ``--format``: csv, jsonl or json."""
+    if not text.lstrip().startswith("{"):
+        reader = csv.reader(text.splitlines())
+        return next(reader, None), list(reader)
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        document = None  # several JSON objects, one per line
+    if isinstance(document, dict) and "columns" in document:
+        header, records = list(document["columns"]), document["rows"]
+    else:
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        header = list(records[0]) if records else None
+    return header, [[_text(record.get(name)) for name in header] for record in records]
+
+
+def load_ranking(path: str | Path, *, need_record: bool = True) -> Ranking:
+    """Read a ranking CSV and its run record (``<stem>.run.json``).
+
+    InputError for a missing or malformed file; a missing run record is an error only
+    with ``need_record``.
+    """
+    path = Path(path)
+    record_path = run_record_path(path)
+    if not path.is_file():
+        raise InputError(f"ranking not found: {path} (run segaudit score first, or pass --ranking FILE)")
+    try:
+        header, lines = _table(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: cannot read ranking: {' '.join(str(exc).split())}") from None
+    if not header or not {"rank", "image", "score"} <= set(header):
+        raise InputError(f"{path}: not a segaudit ranking (needs the columns rank, image and score)")
+    column = {name: i for i, name in enumerate(header)}
+    end = column.get("pixels", len(header))
+    methods = [name for name in header[column["score"] + 1:end]]
+    rows: list[RankedImage] = []
+    seen: set[str] = set()
+    for line_no, values in enumerate(lines, 2):
+        if not values:
+            continue
+        if len(values) != len(header):
+            raise InputError(f"{path} line {line_no}: {len(values)} fields, the header has {len(header)}")
+        get = dict(zip(header, values))
+        try:
+            row = RankedImage(
+                rank=int(get["rank"]), image_id=get["image"], score=_float(get["score"]),
+                scores={m: _float(get[m]) for m in methods},
+                pixels=_int(get.get("pixels")), low_pixels=_int(get.get("low_pixels")),
+                suspect=get.get("suspect_class", ""), likely=get.get("likely_class", ""),
+            )
+        except ValueError as exc:
+            raise InputError(f"{path} line {line_no}: {exc}") from None
+        if row.image_id in seen:
+            raise InputError(f"{path} line {line_no}: image {row.image_id!r} is listed twice")
+        seen.add(row.image_id)
+        rows.append(row)
+    record = None
+    if record_path.is_file():
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{record_path}: cannot read run record: {' '.join(str(exc).split())}") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{record_path}: not a segaudit run record (expected a JSON object)")
+    elif need_record:
+        raise InputError(f"run record not found: {record_path} (segaudit score writes it next to {path.name})")
+    if not methods and record and record.get("methods"):
+        methods = [str(m) for m in record["methods"]]
+    return Ranking(path=path, rows=rows, methods=methods, record=record, record_path=record_path)
+
+

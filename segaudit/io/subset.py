@@ -1,0 +1,68 @@
+"""``--only``: the images a pull request changed, given as ids or as the mask paths that
+``git diff --name-only`` prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+from .masks import MaskFile
+
+
+def _git_root(directory: Path) -> Path | None:
+    for parent in (directory, *directory.parents):
+        if (parent / ".git").exists():
+            return parent
+    return None
+
+
+def resolve_only(entries: list[str], masks_dir: str | Path, mask_files: list[MaskFile],
+                 suffix: str = "") -> tuple[list[str], list[str]]:
+    """Image ids for ``entries``, and the entries that name masks no longer on disk.
+
+    An entry is an image id, or a path to a mask PNG relative to the current directory,
+    the masks directory or the root of the git repository holding it. A path inside the
+    masks directory whose file is gone (a deleted mask) is returned as deleted; anything
+    else that names no mask is an InputError.
+    """
+    masks_dir = Path(masks_dir).resolve()
+    ids = {m.image_id for m in mask_files}
+    bases = [Path.cwd(), masks_dir]
+    root = _git_root(masks_dir)
+    if root is not None:
+        bases.append(root)
+    chosen: list[str] = []
+    deleted: list[str] = []
+    unknown: list[str] = []
+    for entry in (e.strip() for e in entries):
+        if not entry:
+            continue
+        if entry in ids:
+            chosen.append(entry)
+            continue
+        image_id = None
+        for base in bases:
+            path = (base / entry).resolve()
+            if path.suffix.lower() != ".png" or not path.is_relative_to(masks_dir):
+                continue
+            stem = path.relative_to(masks_dir).with_suffix("").as_posix()
+            if suffix and stem.endswith(suffix):
+                stem = stem[: -len(suffix)]
+            if stem in ids:
+                image_id = stem
+            elif not path.exists():
+                image_id = ""  # a deleted mask
+            if image_id is not None:
+                break
+        if image_id:
+            chosen.append(image_id)
+        elif image_id == "":
+            deleted.append(entry)
+        else:
+            unknown.append(entry)
+    if unknown:
+        raise InputError(
+            f"--only: {len(unknown)} entr{'y' if len(unknown) == 1 else 'ies'} name no mask in {masks_dir}: "
+            + ", ".join(unknown[:3]) + (" ..." if len(unknown) > 3 else "")
+        )
+    return sorted(set(chosen)), deleted

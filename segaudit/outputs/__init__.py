@@ -1,0 +1,1 @@
+"""Outputs: the ranking CSV, terminal tables, Markdown, overlays, the HTML report, issue masks."""

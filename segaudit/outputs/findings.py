@@ -1,0 +1,161 @@
+"""Which pixels are wrong, and which class mix-ups dominate: pixel issue masks and the
+class-confusion summary.
+
+Both rest on the flags of confident learning (``clc``): a scoring run finds the exact
+selection, and one more pass hands out each image's full-resolution flag map. The store
+is read once: the later passes read the cells and the pixels' argmax that the scoring
+pass spilled to a temporary cache (and the masks again). Issue masks can instead use the
+simple rule s < threshold (two passes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..methods.clc import CellCache, cell_cache, flag_pass
+from ..core.dataset import Dataset, open_dataset
+from ..errors import InputError
+from ..io.files import atomic_write_all, safe_relative_path
+from ..io.tables import render
+from ..engine import ScoreRun, score_dataset
+
+ISSUE_METHODS = ("clc", "threshold")
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Flagged pixels annotated ``annotated`` that the model sees as ``predicted``."""
+
+    annotated: int
+    predicted: int
+    pixels: int
+    images: int  # images with at least one such pixel
+    share: float  # pixels / all scored pixels annotated ``annotated``
+
+
+def _flag_maps(run: ScoreRun, dataset: Dataset, on_image: Callable, prefetch: int, progress,
+               cache: CellCache | None) -> None:
+    """The exact clc flag pass over the dataset of ``run`` (over its cache, if any)."""
+    if run.clc.selection is None:  # nothing flagged anywhere
+        for index, (mask, image_id) in enumerate(dataset.pairs):
+            on_image(index, image_id, None, None)
+        return
+    flag_pass(dataset, run.clc.downsample, run.clc.selection, prefetch=prefetch, progress=progress,
+              on_image=on_image, cache=cache)
+
+
+def class_confusions(masks, predictions, *, downsample: int = 4, prefetch: int = 4, on_progress=None,
+                     **inputs) -> tuple[list[Confusion], ScoreRun]:
+    """Over all clc-flagged pixels: (annotated → predicted) counts, worst first.
+
+    ``inputs`` are :func:`segaudit.score`'s input options (ignore_index, mask_suffix,
+    palette, classes, logits, channels_last, allow_missing). Four passes, one over the
+    store (see the module's docstring).
+    """
+    with _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs) as (run, dataset, cache):
+        n_classes = dataset.store.n_classes
+        pixels = np.zeros((n_classes, n_classes), np.int64)
+        images = np.zeros((n_classes, n_classes), np.int64)
+
+        def add(index, image_id, flag_map, confusion):
+            if confusion is not None:
+                pixels[:] += confusion
+                images[:] += confusion > 0
+
+        _flag_maps(run, dataset, add, prefetch, on_progress, cache)
+    rows = [
+        Confusion(int(a), int(p), int(pixels[a, p]), int(images[a, p]),
+                  float(pixels[a, p] / run.class_pixels[a]) if run.class_pixels[a] else math.nan)
+        for a, p in zip(*np.nonzero(pixels))
+    ]
+    rows.sort(key=lambda row: (-row.pixels, row.annotated, row.predicted))
+    return rows, run
+
+
+CONFUSION_COLUMNS = ["annotated", "predicted", "pixels", "images", "share"]
+
+
+def confusion_rows(rows: list[Confusion], class_name: Callable[[int], str]) -> list[list]:
+    return [[class_name(r.annotated), class_name(r.predicted), r.pixels, r.images, r.share] for r in rows]
+
+
+def confusions_csv(rows: list[Confusion], class_name: Callable[[int], str]) -> str:
+    return render(CONFUSION_COLUMNS, confusion_rows(rows, class_name), "csv")
+
+
+@contextmanager
+def _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs
+             ) -> Iterator[tuple[ScoreRun, Dataset, CellCache | None]]:
+    """Score clc, with a cell cache that keeps the pixels' argmax for the flag maps; it
+    is removed on exit. Without one (too big for the disk) the flag maps re-read the store."""
+    dataset = open_dataset(masks, predictions, methods=("clc",), **inputs)
+    with cell_cache(dataset, downsample, pixels=True) as cache:
+        run = score_dataset(dataset, ("clc",), downsample=downsample, prefetch=prefetch, on_progress=on_progress,
+                            cache=cache)
+        yield run, dataset, cache
+
+
+def write_issue_masks(
+    masks, predictions, out_dir: str | Path, *, method: str = "clc", top: int | None = None,
+    pixel_threshold: float = 0.5, downsample: int = 4, prefetch: int = 4, on_progress=None, **inputs,
+) -> tuple[list[tuple[str, int]], ScoreRun]:
+    """Write a full-resolution PNG (0 = fine, 255 = flagged) per image with flagged pixels.
+
+    With ``top``, only the ``top`` images with the largest flagged fraction (ties by id),
+    whether or not they have flagged pixels. Files mirror the mask ids under
+    ``out_dir``. Returns the (image id, flagged pixels) written, and the scoring run.
+    """
+    if method not in ISSUE_METHODS:
+        raise InputError(f"unknown issue method {method!r}; choose clc or threshold")
+    out_dir = Path(out_dir)
+    with ExitStack() as stack:
+        if method == "clc":
+            # The cache (with the pixels' argmax) stays until the flag maps are written.
+            run, dataset, cache = stack.enter_context(_clc_run(masks, predictions, downsample, prefetch, on_progress,
+                                                               inputs))
+            flagged = {image_id: int(n) for (_, image_id), n in zip(dataset.pairs, run.clc.flagged)}
+        else:
+            dataset = open_dataset(masks, predictions, methods=("cil",), pixel_threshold=pixel_threshold, **inputs)
+            run = score_dataset(dataset, ("cil",), prefetch=prefetch, on_progress=on_progress)
+            flagged = {r.image_id: r.low_pixels for r in run.results}
+        pixels = {r.image_id: r.pixels for r in run.results}
+        if top is None:
+            chosen = {i for i, n in flagged.items() if n}
+        else:
+            ranked = sorted(flagged, key=lambda i: (-(flagged[i] / pixels[i]) if pixels[i] else 0.0, i))
+            chosen = set(ranked[:top])
+        targets = {image_id: out_dir / safe_relative_path(image_id, ".png") for image_id in chosen}
+        written: list[tuple[str, int]] = []
+
+        def write(image_id: str, flag_map: np.ndarray | None, shape) -> None:
+            from PIL import Image
+
+            target = targets[image_id]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            image = np.zeros(shape, np.uint8) if flag_map is None else flag_map * np.uint8(255)
+            buffer = io.BytesIO()
+            Image.fromarray(image, mode="L").save(buffer, format="PNG", optimize=False)
+            atomic_write_all({target: buffer.getvalue()})
+            written.append((image_id, int(np.count_nonzero(image))))
+
+        if method == "clc":
+            def on_image(index, image_id, flag_map, confusion):
+                if image_id in targets:
+                    write(image_id, flag_map, dataset.store.image_shape(image_id))
+
+            _flag_maps(run, dataset, on_image, prefetch, on_progress, cache)
+        else:
+            subset = dataclasses.replace(dataset, pairs=[p for p in dataset.pairs if p[1] in targets])
+            for mask, image_id in subset.pairs:
+                _, s, _, _ = subset.pixel_maps(mask, image_id)
+                write(image_id, (s < pixel_threshold).astype(np.uint8), s.shape)
+    written.sort()
+    return written, run

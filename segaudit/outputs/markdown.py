@@ -1,0 +1,54 @@
+"""A Markdown summary of a run for ``$GITHUB_STEP_SUMMARY`` or a pull-request comment."""
+
+from __future__ import annotations
+
+import math
+
+from ..ci.gates import GateResult
+from ..engine import ScoreRun
+
+
+def _cell(text: str) -> str:
+    # Ids and class names come from files: keep them from breaking the table.
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def summary_markdown(run: ScoreRun, gates: list[GateResult], worst: int = 10) -> str:
+    """Counts, failed gates with their images, and the worst images with their classes."""
+    key = run.methods[0]
+    failed = [g for g in gates if not g.passed]
+    status = "❌ gate failed" if failed else ("✅ all gates passed" if gates else "scored")
+    lines = [f"## segaudit: {status}", ""]
+    lines.append(f"- images scored: {len(run.results)} (ranked by `{key}`; methods: "
+                 + ", ".join(f"`{m}`" for m in run.methods) + ")")
+    if run.options.get("only") is not None:
+        lines.append(f"- subset: {len(run.options['only'])} changed image(s)"
+                     + (f", {len(run.options['only_deleted'])} deleted mask(s) skipped"
+                        if run.options.get("only_deleted") else ""))
+    if run.empty_images:
+        lines.append(f"- images with no scored pixel: {len(run.empty_images)}")
+    lines.append("")
+    if gates:
+        lines.append("### Gates")
+        lines.append("")
+        for result in gates:
+            mark = "✅" if result.passed else "❌"
+            lines.append(f"- {mark} `{result.gate.describe()}`: {len(result.failures)} image(s)")
+            for image_id, value in result.failures[:worst]:
+                lines.append(f"  - `{_cell(image_id)}`: {value:.4g}")
+            if len(result.failures) > worst:
+                lines.append(f"  - … and {len(result.failures) - worst} more")
+        lines.append("")
+    if run.results:
+        lines.append(f"### Worst {min(worst, len(run.results))} images")
+        lines.append("")
+        lines.append("| rank | image | " + " | ".join(run.methods) + " | low pixels | annotated → model sees |")
+        lines.append("|---:|---|" + "---:|" * len(run.methods) + "---:|---|")
+        for rank, result in enumerate(run.results[:worst], 1):
+            scores = " | ".join("—" if math.isnan(result.scores[m]) else f"{result.scores[m]:.4f}"
+                                for m in run.methods)
+            classes = (f"{_cell(run.class_name(result.suspect_class))} → {_cell(run.class_name(result.likely_class))}"
+                       if result.low_pixels else "")
+            lines.append(f"| {rank} | `{_cell(result.image_id)}` | {scores} | {result.low_pixels} | {classes} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,659 @@
+"""Error-highlight overlays: one PNG per image that shows a reviewer where the suspect pixels are.
+
+Each PNG holds, side by side,
+
+1. the photo (without photos: the annotation in class colours),
+2. the annotation in class colours over the photo (left out without photos: it would repeat 1),
+3. the model's argmax prediction in class colours (over the photo when there is one),
+4. the error map: pixels whose label quality s is below the pixel threshold (and, when
+   given, pixels flagged by a per-pixel method such as clc) in a strong colour over a
+   dimmed grey copy of the photo or annotation,
+
+and a caption strip: rank, image id, score and method, low pixels, the suspect and likely
+classes from the ranking, and a legend of the class colours that appear.
+
+Rendering (:func:`render_overlay`) is numpy + Pillow only. :func:`write_overlays` reads the
+ranking and its run record, reopens the dataset the ranking was scored on and streams each
+drawn image's predictions through the same block reader and kernel as ``score``
+(:meth:`segaudit.core.dataset.Dataset.pixel_maps`); only the images it draws are decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .colours import ClassColours, class_colours
+from ..errors import InputError
+from ..io.files import atomic_write_all
+from ..core.passes import prefetched
+from ..io.rankings import RankedImage, Ranking
+
+#: Photo file extensions looked for with ``--images`` (any letter case).
+PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: Images whose longer side is below this are enlarged by a whole factor (nearest neighbour).
+SMALL_SIDE = 256
+#: Default ``--max-width``: wider panels are downscaled to this width.
+DEFAULT_MAX_WIDTH = 1024
+
+LOW_COLOUR = (255, 0, 110)  # s below the threshold: hot pink-red, no class palette is this loud over grey
+FLAG_COLOUR = (255, 200, 0)  # flagged by a per-pixel method only (e.g. clc): amber
+OUTLINE_COLOUR = (215, 215, 215)  # the annotation's class boundaries in the error map
+BACKGROUND = (255, 255, 255)
+TEXT = (20, 20, 20)
+MUTED = (90, 90, 90)
+FRAME = (200, 200, 200)  # 1 px around each panel, so white regions keep their edge
+ANNOTATION_ALPHA = 0.55  # class colours over the photo
+
+#: A per-image flag source: ``flags_for(image_id, labels, s, predicted)`` returns a boolean
+#: (H, W) mask of flagged pixels, or None. The hook for per-pixel methods such as clc; the
+#: command line passes none yet, so its error map comes from s alone.
+FlagSource = Callable[[str, np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
+
+
+def select_images(ranking: Ranking, top: int, ids: Sequence[str] | None = None) -> list[RankedImage]:
+    """The rows to draw: the given ids (each may be a comma list), else the ``top`` first rows."""
+    if not ids:
+        return ranking.rows[:max(0, top)]
+    by_id = ranking.by_id()
+    wanted: dict[str, RankedImage] = {}
+    for value in ids:
+        # An id that holds a comma is taken whole when the ranking has it.
+        for image_id in ([value] if value in by_id else [part.strip() for part in value.split(",")]):
+            if image_id not in by_id:
+                raise InputError(f"{ranking.path}: no image {image_id!r} in the ranking")
+            wanted[image_id] = by_id[image_id]
+    return sorted(wanted.values(), key=lambda r: r.rank)
+
+
+# --- file names and atomic writes -----------------------------------------------------
+
+
+def overlay_name(rank: int, image_id: str, digits: int = 4) -> str:
+    """``0001_city_a__0003.png``: zero-padded rank, then the id with ``/`` as ``__``.
+
+    InputError for ids that could write outside the output directory (see
+    :func:`segaudit.outputs.ranking.safe_relative_path`).
+    """
+    from ..io.files import safe_relative_path
+
+    safe_relative_path(image_id, ".png")
+    return f"{rank:0{digits}d}_{image_id.replace('/', '__')}.png"
+
+
+OVERLAY_NAME = re.compile(r"^\d{4,}_.+\.png$")
+
+
+def save_png(image: Image.Image, path: Path, compress_level: int = 3) -> None:
+    """Write a PNG atomically: to a temporary beside ``path``, then rename into place."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=compress_level)
+    atomic_write_all({Path(path): buffer.getvalue()})
+
+
+# --- photos -------------------------------------------------------------------------------
+
+
+def find_photo(images_dir: Path, image_id: str, suffix: str = "") -> Path | None:
+    """The photo of an image id: ``images_dir/<id><suffix>.<png|jpg|jpeg|tif|tiff>``, any case."""
+    from ..io.files import safe_relative_path
+
+    relative = safe_relative_path(image_id, suffix)
+    folder = images_dir / relative.parent
+    stem = relative.name
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return None
+    for name in names:
+        if name.startswith(stem) and name[len(stem):].lower() in PHOTO_EXTENSIONS:
+            return folder / name
+    return None
+
+
+def photo_size(path: Path) -> tuple[int, int]:
+    """(height, width) of a photo from its header."""
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except Exception as exc:  # Pillow raises many types for unreadable files
+        raise InputError(f"cannot read photo {path}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+
+
+def load_photo(path: Path) -> Image.Image:
+    """A photo as an 8-bit RGB image (16-bit and float images are stretched to 0-255)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+                values = np.asarray(img, dtype=np.float64)
+                low, high = np.nanpercentile(values, [0.5, 99.5]) if values.size else (0.0, 1.0)
+                scaled = np.clip((values - low) / max(high - low, 1e-12) * 255, 0, 255)
+                return Image.fromarray(scaled.astype(np.uint8)).convert("RGB")
+            return img.convert("RGB")
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"cannot read photo {path}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caption:
+    """What the caption strip says about an image (from the ranking CSV)."""
+
+    image_id: str
+    rank: int | None = None
+    score: float = math.nan
+    method: str = "score"
+    suspect: str = ""
+    likely: str = ""
+
+
+def panel_size(height: int, width: int, max_width: int | None = DEFAULT_MAX_WIDTH) -> tuple[int, int]:
+    """(h, w) of one panel: small images enlarged by a whole factor, wide ones cut to max_width."""
+    if max_width and width > max_width:
+        return max(1, round(height * max_width / width)), max_width
+    factor = max(1, SMALL_SIDE // max(height, width))
+    if max_width:
+        factor = max(1, min(factor, max_width // width))
+    return height * factor, width * factor
+
+
+@dataclass(frozen=True)
+class PanelLayout:
+    """Where the panels of an overlay are: a title line above each, ``margin`` around and
+    between them, the caption strip below."""
+
+    panel_height: int
+    panel_width: int
+    font_size: int
+
+    @property
+    def margin(self) -> int:
+        return max(6, self.font_size // 2)
+
+    @property
+    def line(self) -> int:
+        return self.font_size + self.font_size // 2
+
+    @property
+    def top(self) -> int:
+        """y of the panels' first row."""
+        return self.margin + self.line
+
+    def box(self, n: int) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) of panel ``n``, right and bottom exclusive."""
+        left = self.margin + n * (self.panel_width + self.margin)
+        return left, self.top, left + self.panel_width, self.top + self.panel_height
+
+    def width(self, n_panels: int) -> int:
+        """Width of an overlay with ``n_panels`` panels."""
+        return 2 * self.margin + n_panels * self.panel_width + (n_panels - 1) * self.margin
+
+
+def panel_layout(height: int, width: int, max_width: int | None = DEFAULT_MAX_WIDTH) -> PanelLayout:
+    """The layout of an overlay of an image of ``height`` × ``width`` pixels."""
+    h, w = panel_size(height, width, max_width)
+    return PanelLayout(panel_height=h, panel_width=w, font_size=int(np.clip(w // 18, 13, 26)))
+
+
+def _nearest_index(n_out: int, n_in: int) -> np.ndarray:
+    return np.minimum(((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.intp), n_in - 1)
+
+
+def resize_nearest(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of a 2-D map (labels keep their exact values)."""
+    if array.shape[:2] == (height, width):
+        return array
+    return array[_nearest_index(height, array.shape[0])][:, _nearest_index(width, array.shape[1])]
+
+
+def _pool(array: np.ndarray, ufunc: np.ufunc, height: int, width: int) -> np.ndarray:
+    """Reduce blocks with ``ufunc`` where shrinking, repeat (nearest) where enlarging."""
+    for axis, n_out in ((0, height), (1, width)):
+        n_in = array.shape[axis]
+        if n_out < n_in:
+            starts = (np.arange(n_out) * (n_in / n_out)).astype(np.intp)
+            array = ufunc.reduceat(array, starts, axis=axis)
+        elif n_out > n_in:
+            array = np.take(array, _nearest_index(n_out, n_in), axis=axis)
+    return array
+
+
+def min_pool(s: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize s keeping each output pixel's lowest s (NaN only where every pixel is ignored),
+    so that a small low region stays visible however far the image is shrunk."""
+    return _pool(s, np.fmin, height, width)
+
+
+def any_pool(flags: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a boolean mask: an output pixel is set if any pixel it covers is set."""
+    return _pool(flags.astype(np.uint8), np.maximum, height, width).astype(bool)
+
+
+def _blend(base: np.ndarray, colour: np.ndarray, alpha: float | np.ndarray) -> np.ndarray:
+    alpha = np.asarray(alpha, dtype=np.float32)
+    if alpha.ndim and alpha.ndim == base.ndim - 1:  # one alpha per pixel
+        alpha = alpha[..., None]
+    mixed = base.astype(np.float32) * (1 - alpha) + colour.astype(np.float32) * alpha
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+
+
+def _dimmed_grey(rgb: np.ndarray) -> np.ndarray:
+    grey = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    dim = (50 + grey * 0.5).astype(np.uint8)
+    return np.repeat(dim[..., None], 3, axis=2)
+
+
+def boundaries(labels: np.ndarray) -> np.ndarray:
+    """Pixels whose right or lower neighbour has another label (1 px class outlines)."""
+    edge = np.zeros(labels.shape, bool)
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    return edge
+
+
+def error_map(base: np.ndarray, s: np.ndarray, threshold: float, flags: np.ndarray | None = None,
+              outline: np.ndarray | None = None) -> np.ndarray:
+    """The error panel: ``base`` dimmed to grey, ``outline`` (the annotation's class
+    boundaries) in light grey; s < threshold in :data:`LOW_COLOUR` (the lower s, the more
+    opaque, at least 70 %); flagged-only pixels in :data:`FLAG_COLOUR`."""
+    out = _dimmed_grey(base)
+    if outline is not None:
+        out[outline] = OUTLINE_COLOUR
+    with np.errstate(invalid="ignore"):
+        low = s < threshold
+    if flags is not None:
+        flagged = flags & ~low
+        out[flagged] = FLAG_COLOUR
+    if low.any():
+        severity = 1.0 - s[low] / threshold if threshold > 0 else np.ones(int(low.sum()))
+        alpha = 0.7 + 0.3 * np.clip(severity, 0, 1)
+        out[low] = _blend(out[low], np.array(LOW_COLOUR, np.uint8), alpha)
+    return out
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType: fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _text_width(font, text: str) -> float:
+    return font.getlength(text)
+
+
+def _fit(font, text: str, width: float) -> str:
+    """Cut ``text`` with an ellipsis so that it fits ``width`` pixels."""
+    if _text_width(font, text) <= width:
+        return text
+    while text and _text_width(font, text + "…") > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def format_score(value: float) -> str:
+    """A score for people: 4 decimals (tiny ones in e-notation), '' for none."""
+    if math.isnan(value):
+        return ""
+    return f"{value:.2e}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"
+
+
+def class_phrase(suspect: str, likely: str, quote: tuple[str, str] = ("“", "”")) -> str:
+    """How the ranking's suspect and likely classes read in a caption ('' when none)."""
+    if not suspect:
+        return ""
+    q0, q1 = quote
+    if suspect == likely:
+        return f"low pixels mostly {q0}{suspect}{q1}, which the model also predicts (unsure, not contradicting)"
+    return f"annotated {q0}{suspect}{q1}, looks like {q0}{likely}{q1}"
+
+
+@dataclass
+class _Item:
+    """A caption element: text, optionally preceded by a colour swatch."""
+
+    text: str
+    swatch: tuple[int, int, int] | None = None
+    colour: tuple[int, int, int] = TEXT
+
+
+def _flow(items: list[_Item], font, width: float, swatch: int, gap: int) -> list[list[tuple[_Item, float]]]:
+    """Greedy line breaking: items with their x offsets, as lines no wider than ``width``."""
+    lines: list[list[tuple[_Item, float]]] = [[]]
+    x = 0.0
+    for item in items:
+        item_width = _text_width(font, item.text) + (swatch + gap // 2 if item.swatch else 0)
+        if lines[-1] and x + item_width > width:
+            lines.append([])
+            x = 0.0
+        lines[-1].append((item, x))
+        x += item_width + gap
+    return lines
+
+
+def render_overlay(
+    labels: np.ndarray,
+    s: np.ndarray,
+    predicted: np.ndarray,
+    colours: ClassColours,
+    *,
+    threshold: float,
+    photo: Image.Image | np.ndarray | None = None,
+    flags: np.ndarray | None = None,
+    caption: Caption | None = None,
+    max_width: int | None = DEFAULT_MAX_WIDTH,
+) -> Image.Image:
+    """Draw one image's review overlay.
+
+    Parameters
+    ----------
+    labels : (H, W) int array
+        The annotation (class indices; values >= K are ignore indices).
+    s : (H, W) float array
+        The model's probability of the annotated class per pixel, NaN where ignored.
+    predicted : (H, W) int array
+        The argmax class per pixel.
+    colours : ClassColours
+        The class colours (:func:`segaudit.outputs.colours.class_colours`).
+    threshold : float
+        Pixels with s below it are highlighted in the error map.
+    photo : PIL image or (H, W, 3) uint8 array, optional
+        The original photo, the same size as the mask. Without it there are three panels.
+    flags : (H, W) bool array, optional
+        Pixels flagged by a per-pixel method (e.g. confident learning); drawn in the
+        error map in :data:`FLAG_COLOUR` where s is not already low.
+    caption : Caption, optional
+        Rank, id, score and classes for the caption strip (the id alone by default).
+    max_width : int or None
+        Panels wider than this are downscaled (nearest for label maps, lowest s per
+        output pixel for the error map); 0 or None keeps full resolution.
+
+    Returns
+    -------
+    PIL.Image.Image
+        RGB; the panels are where :func:`panel_layout` says.
+    """
+    height, width = labels.shape
+    if s.shape != labels.shape or predicted.shape != labels.shape:
+        raise ValueError(f"labels {labels.shape}, s {s.shape} and predicted {predicted.shape} differ")
+    if flags is not None and flags.shape != labels.shape:
+        raise ValueError(f"flags {flags.shape} and labels {labels.shape} differ")
+    h, w = panel_size(height, width, max_width)
+    ignored = np.isnan(s)
+    small_labels = resize_nearest(labels, h, w)
+    small_ignored = resize_nearest(ignored, h, w)
+    small_pred = resize_nearest(predicted, h, w)
+    small_s = min_pool(s, h, w)
+    small_flags = any_pool(flags, h, w) if flags is not None else None
+
+    annotation = colours.paint(small_labels, small_ignored)
+    prediction = colours.paint(small_pred)
+    panels: list[tuple[str, np.ndarray]]
+    if photo is not None:
+        image = photo if isinstance(photo, Image.Image) else Image.fromarray(np.asarray(photo, np.uint8))
+        if image.size != (width, height):
+            raise ValueError(f"photo is {image.size[1]}x{image.size[0]} but the mask is {height}x{width}")
+        if (w, h) != (width, height):
+            shrink = w < width
+            image = image.convert("RGB").resize(
+                (w, h), Image.Resampling.LANCZOS if shrink else Image.Resampling.NEAREST,
+                reducing_gap=3.0 if shrink else None,
+            )
+        base = np.asarray(image.convert("RGB"))
+        panels = [("photo", base), ("annotation", _blend(base, annotation, ANNOTATION_ALPHA)),
+                  ("prediction (argmax)", _blend(base, prediction, ANNOTATION_ALPHA))]
+    else:
+        base = annotation
+        panels = [("annotation", annotation), ("prediction (argmax)", prediction)]
+    error_title = f"error map: s < {threshold:g}" + (" or flagged" if flags is not None else "")
+    panels.append((error_title, error_map(base, small_s, threshold, small_flags, boundaries(small_labels))))
+
+    # Caption content, counted at full resolution.
+    with np.errstate(invalid="ignore"):
+        low_mask = s < threshold
+    low = int(np.count_nonzero(low_mask))
+    scored = int(s.size - np.count_nonzero(ignored))
+    caption = caption or Caption(image_id="")
+    k = colours.n_classes
+    present = np.bincount(labels[~ignored & (labels < k)], minlength=k)[:k] > 0
+    present |= np.bincount(predicted[(predicted >= 0) & (predicted < k)], minlength=k)[:k] > 0
+
+    layout = panel_layout(height, width, max_width)
+    font_size, margin, line = layout.font_size, layout.margin, layout.line
+    font = _font(font_size)
+    big = _font(font_size + 3)
+    total_width = layout.width(len(panels))
+    content_width = total_width - 2 * margin
+    swatch = font_size
+    item_gap = font_size
+
+    head = []
+    if caption.rank is not None:
+        head.append(_Item(f"#{caption.rank}"))
+    head.append(_Item(caption.image_id or "(image)"))
+    facts = [_Item(f"{caption.method} {format_score(caption.score) or 'none (no scored pixels)'}"),
+             _Item(f"{low:,} of {scored:,} px with s < {threshold:g}" + (f" ({100 * low / scored:.1f} %)" if scored else ""))]
+    if caption.suspect:
+        facts.append(_Item(class_phrase(caption.suspect, caption.likely)))
+    if flags is not None:
+        facts.append(_Item(f"{int(np.count_nonzero(flags)):,} px flagged"))
+    legend = [_Item(colours.name(c), swatch=colours.colour(c)) for c in np.flatnonzero(present)]
+    if ignored.any():
+        legend.append(_Item("ignored", swatch=colours.colour(k)))
+    legend.append(_Item(f"s < {threshold:g}", swatch=LOW_COLOUR, colour=MUTED))
+    if flags is not None:
+        legend.append(_Item("flagged", swatch=FLAG_COLOUR, colour=MUTED))
+
+    head_lines = _flow(head, big, content_width, swatch, item_gap)
+    fact_lines = _flow(facts, font, content_width, swatch, item_gap * 2)
+    legend_lines = _flow(legend, font, content_width, swatch, item_gap)
+    caption_height = (len(head_lines) * (line + 3) + len(fact_lines) * line + margin // 2
+                      + len(legend_lines) * line)
+    total_height = layout.top + h + margin + caption_height + margin
+
+    canvas = Image.new("RGB", (total_width, total_height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    for n, (title, pixels) in enumerate(panels):
+        x, top, _, _ = layout.box(n)
+        draw.text((x, margin), _fit(font, title, w), fill=MUTED, font=font)
+        draw.rectangle((x - 1, top - 1, x + w, top + h), outline=FRAME)  # just outside the panel
+        canvas.paste(Image.fromarray(np.ascontiguousarray(pixels)), (x, top))
+
+    y = layout.top + h + margin
+    for lines, line_font, height_step in ((head_lines, big, line + 3), (fact_lines, font, line)):
+        for entries in lines:
+            for item, x in entries:
+                draw.text((margin + x, y), _fit(line_font, item.text, content_width - x), fill=item.colour, font=line_font)
+            y += height_step
+    y += margin // 2
+    for entries in legend_lines:
+        for item, x in entries:
+            sx = margin + x
+            if item.swatch is not None:
+                draw.rectangle((sx, y + 1, sx + swatch - 1, y + swatch), fill=item.swatch, outline=(60, 60, 60))
+                sx += swatch + item_gap // 2
+            draw.text((sx, y), item.text, fill=item.colour, font=font)
+        y += line
+    return canvas
+
+
+
+
+# --- the command: render the ranking's worst images ---------------------------------------
+
+
+@dataclass
+class OverlayRun:
+    """What :func:`write_overlays` did."""
+
+    written: list[Path] = field(default_factory=list)
+    missing_photos: list[str] = field(default_factory=list)  # ids with no photo in --images
+    stale: list[str] = field(default_factory=list)  # other overlay PNGs in the output directory
+    threshold: float = 0.5
+    colour_source: str = ""
+
+
+def write_overlays(
+    ranking: Ranking,
+    out_dir: str | Path,
+    *,
+    top: int = 20,
+    ids: Sequence[str] | None = None,
+    images: str | Path | None = None,
+    image_suffix: str = "",
+    pixel_threshold: float | None = None,
+    max_width: int | None = DEFAULT_MAX_WIDTH,
+    palette: str | Path | None = None,
+    flags_for: FlagSource | None = None,
+    workers: int | None = None,
+    on_image: Callable[[int, int], None] | None = None,
+) -> OverlayRun:
+    """Render the overlays of a ranking's worst images (or of ``ids``) into ``out_dir``.
+
+    The masks, predictions and reading options come from the ranking's run record;
+    ``pixel_threshold`` defaults to the recorded one, ``palette`` (colours only) to the
+    recorded ``--palette``. ``flags_for`` supplies per-pixel flags per image (None: s only).
+    Every check that needs no pixel data (ids, names, pairing, photo sizes) is done before
+    the first PNG is written. InputError for bad input.
+    """
+    from ..core.dataset import open_dataset
+    from ..io.masks import mask_palette
+
+    record = ranking.record
+    if record is None:
+        raise InputError(f"run record not found: {ranking.record_path}")
+    for key in ("masks", "predictions"):
+        if not isinstance(record.get(key), str):
+            raise InputError(f"{ranking.record_path}: no '{key}' path in the run record")
+    threshold = record.get("pixel_threshold", 0.5) if pixel_threshold is None else pixel_threshold
+    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise InputError(f"--pixel-threshold must be between 0 and 1, got {threshold}")
+    if max_width is not None and max_width < 0:
+        raise InputError(f"--max-width must be 0 (full size) or a positive number of pixels, got {max_width}")
+    selected = select_images(ranking, top, ids)
+    names = {row.image_id: overlay_name(row.rank, row.image_id, ranking.digits) for row in selected}
+
+    ignore = record.get("ignore_index")
+    dataset = open_dataset(
+        record["masks"], record["predictions"], methods=("softmin",),
+        temperature=record.get("temperature", 0.1), pixel_threshold=float(threshold),
+        ignore_index=None if ignore is None else tuple(ignore), mask_suffix=record.get("mask_suffix") or "",
+        palette=record.get("palette"), classes=record.get("classes"), logits=record.get("logits"),
+        channels_last=record.get("channels_last"), allow_missing=True,
+        only=[row.image_id for row in selected],  # open and check only what is drawn
+    )
+    if flags_for is None:
+        flags_for = recorded_clc_flags(dataset, record)
+    masks = {image_id: mask for mask, image_id in dataset.pairs}
+    for row in selected:
+        if row.image_id not in masks:
+            raise InputError(f"{row.image_id} (rank {row.rank} in {ranking.path}) has no mask in "
+                             f"{record['masks']} or no prediction in {record['predictions']}")
+
+    run = OverlayRun(threshold=float(threshold))
+    photos: dict[str, Path | None] = {}
+    if images is not None:
+        images = Path(images)
+        if not images.is_dir():
+            raise InputError(f"photo directory not found: {images}")
+        for row in selected:
+            photo = find_photo(images, row.image_id, image_suffix)
+            photos[row.image_id] = photo
+            if photo is None:
+                run.missing_photos.append(row.image_id)
+                continue
+            expected = dataset.store.image_shape(row.image_id)
+            found = photo_size(photo)
+            if found != tuple(expected):
+                raise InputError(f"{photo}: photo is {found[0]}x{found[1]} (HxW) but its mask "
+                                 f"{row.image_id} is {expected[0]}x{expected[1]}")
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output path is not a directory: {out}")
+    # The colours come from the first drawn mask's own palette (all masks of a dataset
+    # normally share one), so every overlay of a run uses the same colours.
+    first = masks[selected[0].image_id] if selected else None
+    colours = class_colours(
+        dataset.store.n_classes, dataset.store.classes, mask_palette=mask_palette(first) if first else None,
+        palette_file=palette if palette is not None else record.get("palette"), ignore=dataset.ignore,
+    )
+    run.colour_source = colours.source
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
+
+    def job(row: RankedImage) -> Callable[[], Path]:
+        def render() -> Path:
+            labels, s, predicted, _ = dataset.pixel_maps(masks[row.image_id], row.image_id)
+            flags = flags_for(row.image_id, labels, s, predicted) if flags_for else None
+            photo_path = photos.get(row.image_id)
+            photo = load_photo(photo_path) if photo_path is not None else None
+            caption = Caption(image_id=row.image_id, rank=row.rank, score=row.score,
+                              method=ranking.method, suspect=row.suspect, likely=row.likely)
+            image = render_overlay(labels, s, predicted, colours, threshold=float(threshold), photo=photo,
+                                   flags=flags, caption=caption, max_width=max_width)
+            del labels, s, predicted
+            path = out / names[row.image_id]
+            save_png(image, path)
+            return path
+
+        return render
+
+    workers = workers or min(2, os.cpu_count() or 1)
+    for done, path in enumerate(prefetched((job(row) for row in selected), workers, workers), 1):
+        run.written.append(path)  # type: ignore[arg-type]
+        if on_image:
+            on_image(done, len(selected))
+
+    expected_names = {overlay_name(r.rank, r.image_id, ranking.digits) for r in ranking.rows
+                      if _safe(r.image_id)}
+    run.stale = sorted(name for name in os.listdir(out)
+                       if OVERLAY_NAME.match(name) and name not in expected_names)
+    return run
+
+
+def recorded_clc_flags(dataset, record: dict) -> FlagSource | None:
+    """clc's flags for drawn images, when the scoring run computed clc: the pixels of cells
+    at or below the run's dataset-wide cut whose argmax is not their label (the rule
+    ``score --baseline`` uses), re-reading one image's predictions at a time."""
+    clc = record.get("clc")
+    if not clc or clc.get("cut_bits") is None:
+        return None
+    import dataclasses
+
+    from ..methods.clc import Selection, flag_pass
+
+    low = int(clc["cut_bits"]) + 1
+    masks = {image_id: mask for mask, image_id in dataset.pairs}
+
+    def flags(image_id, labels, s, predicted):
+        found = {}
+        single = dataclasses.replace(dataset, pairs=[(masks[image_id], image_id)])
+        flag_pass(single, int(clc["downsample"]), Selection(low, low, 0), prefetch=1,
+                  on_image=lambda index, _, flag_map, confusion: found.setdefault("map", flag_map))
+        return found["map"].astype(bool)
+
+    return flags
+
+
+def _safe(image_id: str) -> bool:
+    try:
+        overlay_name(1, image_id)
+    except InputError:
+        return False
+    return True

@@ -1,0 +1,270 @@
+"""``segaudit report``: the HTML's structure, escaping, embedded thumbnails, the optional
+class-confusion section and the command's defaults and errors.
+
+The HTML is checked with the standard library's parser (no browser needed).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from datasets import FIXTURES
+from segaudit.cli import app
+from segaudit.outputs.overlay import overlay_name
+from segaudit.io.rankings import load_ranking
+from segaudit.outputs.report import build_report, histogram_svg, load_confusions
+
+EVIL_ID = "<script>x</script>"
+AMP_CLASS = "cars & trucks"
+VOID = {"meta", "img", "br", "hr", "input", "link", "source", "wbr", "col", "area", "base", "embed", "track"}
+SVG_LEAVES = {"line", "rect", "path", "circle"}
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [*map(str, args)])
+
+
+def ok(result):
+    assert result.exit_code == 0, result.output
+    return result
+
+
+class Page(HTMLParser):
+    """Collects tags, attributes and text; checks that every element is closed in order."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "script":
+            self._in_script = True
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            return
+        if tag == "script":
+            self._in_script = False
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+            return
+        self.stack.pop()
+
+    def handle_data(self, data):
+        (self.scripts if self._in_script else self.text).append(data)
+
+    def find(self, tag: str, **attrs) -> list[dict]:
+        return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in attrs.items())]
+
+
+def write_ranking(directory: Path, rows: list[tuple], record: dict | None = None, methods=("softmin",)) -> Path:
+    """A ranking CSV by hand: rows of (image, score, pixels, low_pixels, suspect, likely)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    import csv
+
+    path = directory / "ranking.csv"
+    with open(path, "w", newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(["rank", "image", "score", *methods, "pixels", "low_pixels", "suspect_class", "likely_class"])
+        for rank, (image, score, pixels, low, suspect, likely) in enumerate(rows, 1):
+            writer.writerow([rank, image, score, *([score] * len(methods)), pixels, low, suspect, likely])
+    if record is not None:
+        (directory / "ranking.run.json").write_text(json.dumps(record))
+    return path
+
+
+ROWS = [
+    (EVIL_ID, 0.01, 100, 60, AMP_CLASS, "road"),
+    ("city/a", 0.05, 100, 20, "road", AMP_CLASS),
+    ("city/b", 0.4, 100, 2, "road", "road"),
+    ("city/c", 0.8, 100, 0, "", ""),
+    ("empty", "", 0, 0, "", ""),
+]
+RECORD = {"command": "score", "masks": "/data/m<asks>", "predictions": "/data/p.zarr", "methods": ["softmin"],
+          "temperature": 0.1, "pixel_threshold": 0.5, "classes": ["road", AMP_CLASS], "n_classes": 2}
+
+
+@pytest.fixture
+def ranking(tmp_path):
+    return load_ranking(write_ranking(tmp_path / "run", ROWS, RECORD), need_record=False)
+
+
+def test_structure_and_escaping(ranking):
+    text = build_report(ranking, overlays_dir=None, top=3).html
+    page = Page(text)
+    assert page.errors == [] and page.stack == []
+    assert text.startswith("<!DOCTYPE html>")
+    # escaping: the id and the class name appear only escaped
+    assert EVIL_ID not in text and "&lt;script&gt;x&lt;/script&gt;" in text
+    assert AMP_CLASS not in text and "cars &amp; trucks" in text
+    assert "/data/m&lt;asks&gt;" in text
+    assert len(page.find("script")) == 1  # ours, at the end
+    joined = " ".join(page.text)
+    assert EVIL_ID in joined and AMP_CLASS in joined  # ... and read back as the original text
+    # sections
+    ids = [a.get("id") for t, a in page.tags if t == "section"]
+    assert ids == ["summary", "gallery", "all-images"]
+    assert len(page.find("article")) == 3
+    table = [a for t, a in page.tags if t == "table" and a.get("id") == "ranking"]
+    assert table and "sortable" in table[0]["class"]
+    assert text.count("<tr") == 1 + len(ROWS)  # header + one row per image
+    assert page.find("meta", **{"http-equiv": "Content-Security-Policy"})
+
+
+def test_self_contained(ranking):
+    text = build_report(ranking, overlays_dir=None).html
+    page = Page(text)
+    for tag, attrs in page.tags:
+        for name in ("src", "href"):
+            if name in attrs:
+                assert attrs[name].startswith(("data:", "#")), (tag, attrs)
+        assert tag not in ("link", "iframe", "object")
+    assert not re.search(r"url\(|@import|https?://(?!www\.w3\.org/2000/svg)", text)
+
+
+def test_summary_counts_and_histogram(ranking):
+    text = build_report(ranking, overlays_dir=None, score_threshold=0.1).html
+    assert "Images scored</dt><dd>4 (+1 with no scored pixel)" in text
+    assert "Scoring below 0.1</dt><dd><b>2</b> image(s) (50.0 %)" in text
+    svg = histogram_svg([0.01, 0.05, 0.4, 0.8, float("nan")], 0.1, bins=10)
+    assert svg.count("<rect") == 10
+    assert svg.count('class="bar low"') == 1  # only the [0, 0.1) bin is left of the line
+    assert "0–0.1: 2 image(s)" in svg
+
+
+def test_table_rows_sort_by_numbers_and_keep_empty_cells(ranking):
+    text = build_report(ranking, overlays_dir=None).html
+    page = Page(text)
+    assert page.errors == []
+    ranks = re.findall(r'<tr(?: class="below")?><td class="num" data-v="([^"]*)">', text)
+    assert ranks == ["1", "2", "3", "4", "5"]
+    assert 'data-v="">' in text  # the image without a score
+    assert 'class="below"' in text
+    assert text.count('href="#r') >= 3  # gallery links from the table
+
+
+def test_gallery_embeds_overlays_as_png_thumbnails(ranking, tmp_path):
+    overlays = tmp_path / "overlays"
+    overlays.mkdir()
+    Image.new("RGB", (3000, 500), (10, 200, 30)).save(overlays / overlay_name(2, "city/a"))
+    Image.new("RGB", (300, 50), (10, 200, 30)).save(overlays / overlay_name(3, "city/b"))
+    Image.new("RGB", (30, 5)).save(overlays / "0001_city__other.png")  # not from this ranking
+    result = build_report(ranking, overlays_dir=overlays, top=3, thumb_width=1000)
+    assert (result.gallery, result.missing_overlays) == (3, 1)  # the evil id has no overlay name
+    images = Page(result.html).find("img")
+    assert len(images) == 2
+    sizes = []
+    for attrs in images:
+        assert attrs["src"].startswith("data:image/png;base64,")
+        data = base64.b64decode(attrs["src"].split(",", 1)[1])
+        with Image.open(io.BytesIO(data)) as img:
+            assert img.format == "PNG"
+            sizes.append(img.size)
+        assert (int(attrs["width"]), int(attrs["height"])) == sizes[-1]
+    assert sizes == [(1000, 167), (300, 50)]  # scaled down to thumb_width, small ones kept
+
+
+def test_confusion_section_only_when_given(ranking, tmp_path):
+    assert 'id="confusions"' not in build_report(ranking, overlays_dir=None).html
+    rows = [(AMP_CLASS, "road", 1200, 3, 0.25), ("<b>", "sky", 5, 1, 0.001)]
+    text = build_report(ranking, overlays_dir=None, confusions=rows).html
+    page = Page(text)
+    assert page.errors == []
+    assert [a.get("id") for t, a in page.tags if t == "section"] == ["summary", "confusions", "gallery", "all-images"]
+    assert "<td>cars &amp; trucks</td><td>road</td>" in text and "<td>&lt;b&gt;</td>" in text
+    assert "25.00 %" in text
+    assert "optional section: class confusions" in text
+
+
+def test_load_confusions(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text('annotated,predicted,pixels,images,share\n"cars, trucks",road,10,2,0.5\n')
+    assert load_confusions(path) == [("cars, trucks", "road", 10, 2, 0.5)]
+    path.write_text("annotated,predicted,pixels\nx,y,1\n")
+    from segaudit.errors import InputError
+
+    with pytest.raises(InputError, match="missing column"):
+        load_confusions(path)
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def test_report_after_score_and_overlay_with_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ok(invoke("score", FIXTURES / "masks", FIXTURES / "preds.zarr", "-q", "--method", "softmin,cil"))
+    ok(invoke("overlay", "--top", "5", "-q"))
+    result = ok(invoke("report"))
+    assert "wrote report.html (12 images, 12 in the gallery)" in result.stderr
+    assert "7 of the 12 gallery image(s) have no overlay" in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["overlays", "ranking.csv", "ranking.run.json", "report.html"]
+    page = Page((tmp_path / "report.html").read_text())
+    assert page.errors == []
+    assert len(page.find("img")) == 5
+    assert "cil" in " ".join(page.text)
+
+
+def test_report_with_confusions_option(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_ranking(tmp_path, ROWS[:2], RECORD)
+    (tmp_path / "conf.csv").write_text("annotated,predicted,pixels,images,share\ncar,road,4,1,0.1\n")
+    ok(invoke("report", "--confusions", "conf.csv", "-o", "r.html", "-q"))
+    assert 'id="confusions"' in (tmp_path / "r.html").read_text()
+    result = invoke("report", "--confusions", "missing.csv", "-o", "r2.html")
+    assert result.exit_code == 2 and result.stderr.splitlines() == ["error: confusion summary not found: missing.csv"]
+
+
+def test_report_without_run_record_still_works(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_ranking(tmp_path, ROWS)
+    result = ok(invoke("report", "--overlays", "nowhere"))
+    assert "note: no run record" in result.stderr
+    assert "no run record found" in (tmp_path / "report.html").read_text()
+
+
+def test_report_missing_ranking_is_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("report")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.splitlines() == ["error: ranking not found: ranking.csv (run segaudit score first, or pass --ranking FILE)"]
+    assert os.listdir(tmp_path) == []
+
+
+def test_report_rejects_a_csv_that_is_not_a_ranking(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ranking.csv").write_text("a,b\n1,2\n")
+    result = invoke("report")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == ["error: ranking.csv: not a segaudit ranking (needs the columns rank, image and score)"]
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_report_is_written_atomically(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_ranking(tmp_path, ROWS, RECORD)
+    ok(invoke("report", "-q"))
+    ok(invoke("report", "-q"))  # replaced in place
+    assert sorted(os.listdir(tmp_path)) == ["ranking.csv", "ranking.run.json", "report.html"]
