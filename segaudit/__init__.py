@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "score": "segaudit.engine",
-    "ScoreRun": "segaudit.engine",
-    "ImageResult": "segaudit.engine",
+    "ScoreRun": "segaudit.results",
+    "ImageResult": "segaudit.results",
     "score_arrays": "segaudit.api",
     "get_label_quality_scores": "segaudit.compat",
     "find_label_issues": "segaudit.compat",

@@ -18,7 +18,8 @@ from .core.dataset import Dataset, check_labels, make_config
 from .errors import InputError
 from .methods import DEFAULT_METHOD, check_methods
 from .io.predictions import check_dtype, sum_tolerance
-from .engine import ImageResult, ScoreRun, score_dataset
+from .engine import score_dataset
+from .results import ImageResult, ScoreRun
 
 #: What stands for the store's path in messages ("pred_probs/<image id>: ...").
 ARRAY_PATH = "pred_probs"

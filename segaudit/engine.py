@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,55 +18,19 @@ import numpy as np
 from .methods.clc import (
     CELL_FIELDS,
     CellCache,
-    ClcState,
     _threshold_sums,
     cell_cache,
     clc_from_baseline,
     confident_learning,
 )
 from .methods.coco import coco_score
+from .results import ClcState, ImageResult, ScoreRun
 from .core.dataset import Dataset, open_dataset
 from .core.pooling import grid_shape, pool
 from .errors import InputError
 from .core.kernel import LABEL, ImageStats, accumulate
 from .methods import DEFAULT_METHOD, SCORERS, check_methods
 from .core.passes import walk
-
-
-@dataclass
-class ImageResult:
-    """One image's scores (NaN when it has no scored pixel) and its low-pixel summary."""
-
-    image_id: str
-    scores: dict[str, float]
-    pixels: int
-    low_pixels: int
-    suspect_class: int | None  # annotated class holding most low pixels
-    likely_class: int | None  # the predicted class most common among those pixels
-    flagged_pixels: int | None = None  # clc-flagged pixels, when clc was computed
-
-
-@dataclass
-class ScoreRun:
-    """The ranked results of a run and what the run was."""
-
-    results: list[ImageResult]  # worst first
-    methods: tuple[str, ...]
-    classes: list[str] | None
-    options: dict
-    skipped_masks: list[str] = field(default_factory=list)  # masks with no prediction
-    skipped_predictions: list[str] = field(default_factory=list)  # predictions with no mask
-    clc: ClcState | None = None  # what confident learning found, when clc was computed
-    class_pixels: np.ndarray | None = None  # per class, scored pixels annotated with it
-
-    @property
-    def empty_images(self) -> list[str]:
-        return [r.image_id for r in self.results if r.pixels == 0]
-
-    def class_name(self, index: int | None) -> str:
-        if index is None:
-            return ""
-        return self.classes[index] if self.classes else str(index)
 
 
 def rank_results(results: Iterable[ImageResult], key: str) -> list[ImageResult]:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import InputError
-from ..engine import ScoreRun
+from ..results import ScoreRun
 
 
 @dataclass(frozen=True)

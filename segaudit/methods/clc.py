@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from ..results import ClcState, Selection
+
 THRESHOLD_FLOOR = 2e-6  # cleanlab's CONFIDENT_THRESHOLDS_LOWER_BOUND
 THRESHOLD_MARGIN = 1e-6  # cleanlab's FLOATING_POINT_COMPARISON
 FIRST_BITS = 20
@@ -140,19 +142,6 @@ def _map_flags(certain, labels, pixel_pred, ignore, factor, flag_map, confusion)
                     confusion[label, pixel_pred[r, c]] += 1
 
 
-@dataclass
-class Selection:
-    """Which cells the flagging pass flags: s bits below ``low``, and ``take`` of [low, high)."""
-
-    low: int
-    high: int
-    take: int
-
-    @property
-    def exact(self) -> bool:
-        return self.high - self.low == 1
-
-
 def select_from_histogram(histogram: np.ndarray, rank: int, prefix: int, prefix_bits: int, bits: int):
     """The bin holding the rank-th smallest (0-based) and the rank within it.
 
@@ -195,29 +184,6 @@ class Candidates:
         cut = int(bits[order[-1]])
         ties = int(np.sum(bits[order] == np.uint64(cut)))
         return image[chosen], pixels[chosen], Selection(cut, cut + 1, ties)
-
-
-@dataclass
-class ClcState:
-    """What confident learning found over the dataset."""
-
-    downsample: int
-    thresholds: np.ndarray  # t_k per class
-    issues: int  # n, the number of cells flagged
-    selection: Selection | None  # the exact rule that flags those cells (None when n = 0)
-    flagged: np.ndarray  # flagged full-resolution pixels per image, in dataset order
-    passes: int  # passes over the data (store or cell cache), the per-image pass included
-
-    def record(self) -> dict:
-        """For the run record: enough to flag the same pixels again without the counting."""
-        return {
-            "downsample": self.downsample,
-            "thresholds": self.thresholds.tolist(),
-            "issues": self.issues,
-            "cut_bits": None if self.selection is None else self.selection.low,
-            "cut_ties": None if self.selection is None else self.selection.take,
-            "passes": self.passes,
-        }
 
 
 #: Per cell, what the passes after the per-image pass need (dtype as :class:`Cells`).

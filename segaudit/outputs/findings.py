@@ -25,7 +25,8 @@ from ..core.dataset import Dataset, open_dataset
 from ..errors import InputError
 from ..io.files import atomic_write_all, safe_relative_path
 from ..io.tables import render
-from ..engine import ScoreRun, score_dataset
+from ..engine import score_dataset
+from ..results import ScoreRun
 
 ISSUE_METHODS = ("clc", "threshold")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..ci.gates import GateResult
-from ..engine import ScoreRun
+from ..results import ScoreRun
 
 
 def _cell(text: str) -> str:

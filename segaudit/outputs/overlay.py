@@ -636,7 +636,8 @@ def recorded_clc_flags(dataset, record: dict) -> FlagSource | None:
         return None
     import dataclasses
 
-    from ..methods.clc import Selection, flag_pass
+    from ..methods.clc import flag_pass
+    from ..results import Selection
 
     low = int(clc["cut_bits"]) + 1
     masks = {image_id: mask for mask, image_id in dataset.pairs}

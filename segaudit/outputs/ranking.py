@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import __version__
 from ..io.files import atomic_write_all, run_record_path
 from ..io.tables import render
-from ..engine import ScoreRun
+from ..results import ScoreRun
 
 def csv_columns(methods: tuple[str, ...]) -> list[str]:
     return ["rank", "image", "score", *methods, "pixels", "low_pixels", "suspect_class", "likely_class"]

@@ -6,7 +6,7 @@ import math
 
 from rich.table import Table
 
-from ..engine import ScoreRun
+from ..results import ScoreRun
 
 
 def worst_table(run: ScoreRun, rows: int = 10) -> Table:
