@@ -40,7 +40,7 @@ import segaudit.io.writer as writer_module
 from segaudit.api import score_arrays
 from segaudit.io.pack import directory_bytes, pack
 from segaudit.io.predictions import open_predictions
-from segaudit.engine import score
+from segaudit.api import score
 from segaudit.io.writer import PredictionWriter
 
 MB = 1e6

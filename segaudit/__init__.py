@@ -13,7 +13,7 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _LAZY = {
-    "score": "segaudit.engine",
+    "score": "segaudit.api",
     "ScoreRun": "segaudit.results",
     "ImageResult": "segaudit.results",
     "score_arrays": "segaudit.api",

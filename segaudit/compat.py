@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .api import ArrayDataset, array_dataset, score_array_dataset
+from .api import score_array_dataset
+from .core.arrays import ArrayDataset, array_dataset
 from .errors import InputError
 from .methods import PER_IMAGE_METHODS
 
@@ -82,8 +83,8 @@ def get_label_quality_scores(
     if method not in PER_IMAGE_METHODS:
         raise ValueError(f"method {method!r} is not available; use one of "
                          f"{', '.join(PER_IMAGE_METHODS + (NUM_PIXEL_ISSUES,))}")
-    dataset = array_dataset(labels, pred_probs, methods=(method,), temperature=temperature)
-    run, pixel_scores = score_array_dataset(dataset, (method,), return_pixel_scores=True)
+    dataset = array_dataset(labels, pred_probs)
+    run, pixel_scores = score_array_dataset(dataset, (method,), temperature=temperature, return_pixel_scores=True)
     return np.array([r.scores[method] for r in run.results], dtype=np.float64), pixel_scores
 
 
@@ -138,14 +139,15 @@ def find_label_issues(
     label_issues : np.ndarray
         bool (N, H, W), True where a pixel's label is likely wrong.
     """
-    from .methods.clc import cell_cache, flag_pass
+    from .core.cells import cell_cache
+    from .methods.clc import flag_pass
 
     labels = np.asarray(labels)
     pred_probs = np.asarray(pred_probs)
     if not isinstance(downsample, (int, np.integer)) or isinstance(downsample, bool) or downsample < 1:
         raise ValueError(f"downsample must be a whole number >= 1, got {downsample!r}")
     factor = int(downsample)
-    dataset = array_dataset(labels, pred_probs, methods=("clc",))
+    dataset = array_dataset(labels, pred_probs)
     _check_classes(dataset)
     if factor > 1:
         height, width = dataset.store.image_shape(None)
@@ -229,7 +231,7 @@ def _cells_and_argmax(dataset: _CellLabels, shape: tuple[int, int], cache):
     if cache is None:
         for index, image_id in dataset.pairs:
             cells = pool(dataset.read_block(image_id, 0, shape[0]), dataset.read_labels(index),
-                         dataset.config, dataset.factor)
+                         dataset.decoding, dataset.factor)
             yield index, cells.s, cells.pixel_pred
         return
     for first, offsets, cells in cache.chunks(("s",)):

@@ -1,8 +1,11 @@
-"""Scoring a dataset: pair masks with predictions, stream blocks through the kernel.
+"""The engine: stream a dataset through the fused kernel for the methods asked for.
 
 The data flow is one-way: masks and prediction blocks are read ahead on worker threads,
 the fused kernel folds each block into that image's accumulators, and each finished
-image leaves only its scores behind.
+image leaves only its scores behind. The methods declare what they need
+(:class:`~segaudit.methods.base.Method`); the engine turns that into the kernel's
+configuration, the temperatures each image sums at, the cells to pool and the
+dataset-wide passes to run.
 """
 
 from __future__ import annotations
@@ -11,26 +14,29 @@ import math
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from .methods.clc import (
-    CELL_FIELDS,
-    CellCache,
-    _threshold_sums,
-    cell_cache,
-    clc_from_baseline,
-    confident_learning,
-)
-from .methods.coco import coco_score
-from .results import ClcState, ImageResult, ScoreRun
-from .core.dataset import Dataset, open_dataset
+from .core.cells import CELL_FIELDS, CellCache, cell_cache
+from .core.dataset import Dataset
+from .core.kernel import LABEL, Decoding, ImageStats, KernelConfig, accumulate, check_pixel_threshold, check_temperature
+from .core.passes import walk
 from .core.pooling import grid_shape, pool
 from .errors import InputError
-from .core.kernel import LABEL, ImageStats, accumulate
-from .methods import DEFAULT_METHOD, SCORERS, check_methods
-from .core.passes import walk
+from .methods import Method, Settings, resolve
+from .results import ClcState, ImageResult, ScoreRun
+
+
+def kernel_config(decoding: Decoding, methods: Iterable[Method], pixel_threshold: float = 0.5) -> KernelConfig:
+    """What the fused kernel accumulates for ``methods``."""
+    return KernelConfig(decoding, pixel_threshold=float(pixel_threshold),
+                        want_tccp=any(m.tccp_histograms for m in methods))
+
+
+def image_stats(n_classes: int, pixels: int, methods: Iterable[Method], settings: Settings) -> ImageStats:
+    """Empty accumulators for an image of ``pixels`` pixels, with every softmin temperature ``methods`` ask for."""
+    temperatures = [m.temperature(settings, pixels) for m in methods if m.temperature is not None]
+    return ImageStats(n_classes, image_pixels=pixels, temperatures=temperatures)
 
 
 def rank_results(results: Iterable[ImageResult], key: str) -> list[ImageResult]:
@@ -43,8 +49,14 @@ def rank_results(results: Iterable[ImageResult], key: str) -> list[ImageResult]:
     return sorted(results, key=order)
 
 
-def finish_image(image_id: str, stats: ImageStats, methods: tuple[str, ...]) -> ImageResult:
-    """Turn an image's accumulators into its result row (per-image methods only)."""
+def finish_image(image_id: str, stats: ImageStats, methods: Iterable[str | Method],
+                 settings: Settings | None = None) -> ImageResult:
+    """Turn an image's accumulators into its result row (per-image methods only).
+
+    ``stats`` must hold the softmin temperatures of ``methods`` (see :func:`image_stats`).
+    """
+    settings = settings or Settings()
+    methods = resolve(m if isinstance(m, str) else m.name for m in methods)
     low = stats.low_pixels
     suspect = likely = None
     if low:
@@ -53,7 +65,7 @@ def finish_image(image_id: str, stats: ImageStats, methods: tuple[str, ...]) -> 
         likely = int(np.argmax(stats.low_confusion[suspect]))
     return ImageResult(
         image_id=image_id,
-        scores={method: SCORERS[method](stats) for method in methods if method in SCORERS},
+        scores={m.name: m.finish(stats, settings) for m in methods if m.per_image},
         pixels=stats.pixels,
         low_pixels=low,
         suspect_class=suspect,
@@ -64,30 +76,31 @@ def finish_image(image_id: str, stats: ImageStats, methods: tuple[str, ...]) -> 
 @dataclass
 class _PerImagePass:
     images: list[ImageResult]
-    threshold_sums: np.ndarray  # clc: per class, sum of s over cells annotated k
-    threshold_counts: np.ndarray  # clc: per class, cells annotated k
+    dataset_passes: dict[str, object]  # name -> the DatasetPass of each dataset-wide method
     class_pixels: np.ndarray  # per class, scored pixels annotated k (full resolution)
 
 
-def _per_image_pass(dataset: Dataset, methods, factor: int, prefetch: int, progress,
-                    cache: CellCache | None = None, pixel_scores=None) -> _PerImagePass:
-    """The first pass: every per-image method, coco, and clc's class thresholds.
+def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Settings, factor: int, prefetch: int,
+                    progress, cache: CellCache | None = None, pixel_scores=None) -> _PerImagePass:
+    """The first pass: every per-image method, every cell score, and what dataset-wide methods need of it.
 
     With ``cache``, each image's cells (and, if the cache keeps them, its pixels' argmax)
     are spilled to it for clc's later passes. With ``pixel_scores``, image n's s per pixel
     (NaN where ignored) is written to ``pixel_scores[n]``, an (H, W) float64 array.
     """
-    n_classes, config = dataset.store.n_classes, dataset.config
-    need_cells = "clc" in methods or "coco" in methods
+    n_classes = dataset.store.n_classes
+    config = kernel_config(dataset.decoding, methods, settings.pixel_threshold)
+    need_cells = any(m.needs_cells for m in methods)
+    cell_methods = [m for m in methods if m.cell_score is not None]
+    dataset_passes = {m.name: m.dataset_pass(n_classes) for m in methods if m.dataset_pass is not None}
     grids = ("label", "pred", "s") + (("p_pred", "mismatched") if cache is not None else ())
     pixel_dtype = None if cache is None else cache.pixel_dtype
-    sums, counts = np.zeros(n_classes), np.zeros(n_classes, np.int64)
     class_pixels = np.zeros(n_classes, np.int64)
     images: list[ImageResult] = []
     state = {}
 
     def start(index, image_id, labels):
-        state["stats"] = ImageStats(n_classes, image_pixels=labels.size)
+        state["stats"] = image_stats(n_classes, labels.size, methods, settings)
         state["shape"] = labels.shape
         if need_cells:
             shape = grid_shape(*labels.shape, factor)
@@ -97,7 +110,7 @@ def _per_image_pass(dataset: Dataset, methods, factor: int, prefetch: int, progr
         s_out = None if pixel_scores is None else pixel_scores[index][b.start:b.stop]
         accumulate(state["stats"], b.probs, b.labels, config, row_offset=b.start, s_out=s_out)
         if need_cells:
-            cells = pool(b.probs, b.labels, config, factor, pixel_dtype=pixel_dtype)
+            cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=pixel_dtype)
             rows = slice(b.start // factor, b.start // factor + cells.label.shape[0])
             for name, grid in state["grid"].items():
                 grid[rows] = getattr(cells, name)
@@ -105,14 +118,14 @@ def _per_image_pass(dataset: Dataset, methods, factor: int, prefetch: int, progr
                 cache.add_pixels(cells.pixel_pred)
 
     def end(index, image_id):
-        result = finish_image(image_id, state["stats"], methods)
+        result = finish_image(image_id, state["stats"], methods, settings)
         class_pixels[:] += state["stats"].class_counts[LABEL]
         if need_cells:
             grid = state["grid"]
-            if "coco" in methods:
-                result.scores["coco"] = coco_score(grid["label"], grid["pred"], grid["s"])
-            if "clc" in methods:
-                _threshold_sums(grid["label"], grid["s"], sums, counts)
+            for method in cell_methods:
+                result.scores[method.name] = method.cell_score(grid)
+            for passes in dataset_passes.values():
+                passes.add_image(grid)
             if cache is not None:
                 cache.add_image(*state["shape"], **grid)
         images.append(result)
@@ -120,114 +133,22 @@ def _per_image_pass(dataset: Dataset, methods, factor: int, prefetch: int, progr
 
     walk(dataset, block, on_image_start=start, on_image_end=end,
          row_alignment=factor if need_cells else 1, prefetch=prefetch)
-    return _PerImagePass(images, sums, counts, class_pixels)
+    return _PerImagePass(images, dataset_passes, class_pixels)
 
 
-def score(
-    masks: str | Path,
-    predictions: str | Path,
-    *,
-    methods: tuple[str, ...] = (DEFAULT_METHOD,),
-    temperature: float = 0.1,
-    pixel_threshold: float = 0.5,
-    ignore_index: Iterable[int] | None = None,
-    mask_suffix: str = "",
-    palette: str | Path | None = None,
-    classes: list[str] | None = None,
-    logits: bool | None = None,
-    channels_last: bool | None = None,
-    allow_missing: bool = False,
-    downsample: int = 4,
-    only: list[str] | None = None,
-    baseline: dict | None = None,
-    prefetch: int = 4,
-    on_progress: Callable[[str, int, int], None] | None = None,
-) -> ScoreRun:
-    """Score every image of a dataset and rank them worst first.
-
-    Parameters
-    ----------
-    masks : str or Path
-        Directory searched recursively for annotation PNGs (see docs/formats.md).
-    predictions : str or Path
-        Zarr store of predicted class probabilities (per-image or stacked layout).
-    methods : tuple of str
-        Methods from :data:`segaudit.methods.METHODS`; the first is the ranking key.
-    temperature : float
-        Softmin temperature τ > 0.
-    pixel_threshold : float
-        Pixels whose label likelihood s is below it are counted as ``low_pixels``.
-    ignore_index : iterable of int, optional
-        Label values that take no part in any score. None means the default 255.
-    mask_suffix : str
-        Only masks whose file name (without .png) ends with it are used; it is stripped
-        from the image id.
-    palette : str or Path, optional
-        JSON palette mapping colours to classes, needed for RGB/RGBA masks.
-    classes : list of str, optional
-        Class names, overriding the store's ``classes`` attribute.
-    logits, channels_last : bool, optional
-        Override the store's ``kind`` and ``channels_last`` attributes.
-    allow_missing : bool
-        Skip masks without predictions and predictions without masks instead of failing.
-    prefetch : int
-        How many reads (masks or row blocks) may be in flight ahead of the kernel.
-    downsample : int
-        Cell size F of the F×F grid that the dataset-wide methods clc and coco use
-        (1 = full resolution).
-    only : list of str, optional
-        Score only these images: ids or mask paths (see :func:`segaudit.io.subset.resolve_only`).
-    baseline : dict, optional
-        The ``clc`` section of a full run's record, reused for clc (see :func:`score_dataset`).
-    on_progress : callable, optional
-        Called as ``on_progress(stage, done, total)`` after each image of each pass over
-        the dataset (one pass, plus two or more for clc), for progress display.
-
-    Returns
-    -------
-    ScoreRun
-        Results ranked worst first, plus what was skipped and the options used.
-
-    Raises
-    ------
-    InputError
-        For any bad input, before any result is returned.
-    """
-    methods = check_methods(methods)
-    dataset = open_dataset(
-        masks, predictions, methods=methods, temperature=temperature, pixel_threshold=pixel_threshold,
-        ignore_index=ignore_index, mask_suffix=mask_suffix, palette=palette, classes=classes,
-        logits=logits, channels_last=channels_last, allow_missing=allow_missing, only=only,
-    )
-    return score_dataset(dataset, methods, downsample=downsample, prefetch=prefetch, on_progress=on_progress,
-                         baseline=baseline)
-
-
-def _passes(dataset: Dataset, methods, factor: int, prefetch: int, progress, baseline: dict | None,
-            cache: CellCache | None, pixel_scores) -> tuple[_PerImagePass, ClcState | None]:
-    """The per-image pass, then clc's passes (over ``cache`` when there is one)."""
-    clc = "clc" in methods
-    results = _per_image_pass(dataset, methods, factor, prefetch, progress, cache if clc else None, pixel_scores)
-    if clc and baseline is not None:
-        return results, clc_from_baseline(dataset, baseline, prefetch=prefetch, progress=progress, cache=cache)
-    if clc:
-        return results, confident_learning(dataset, factor, results.threshold_sums, results.threshold_counts,
-                                           prefetch=prefetch, progress=progress, cache=cache)
-    return results, None
-
-
-def score_dataset(dataset: Dataset, methods: tuple[str, ...], *, downsample: int = 4, prefetch: int = 4,
+def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: float = 0.1,
+                  pixel_threshold: float = 0.5, downsample: int = 4, prefetch: int = 4,
                   on_progress: Callable[[str, int, int], None] | None = None,
                   baseline: dict | None = None, cache: CellCache | None = None,
                   pixel_scores=None) -> ScoreRun:
-    """Score an opened dataset (see :func:`score`; the kernel settings come with it).
+    """Score an opened dataset (see :func:`segaudit.score` for the parameters).
 
     ``baseline``: the ``clc`` section of an earlier full run's record. clc then flags
     with that run's dataset-wide cut (cells with s at or below it; pixels whose argmax is
     their label unflagged) and its downsampling, instead of counting over this dataset:
     a subset is scored consistently with the full run, in two passes.
 
-    ``cache``: an empty :class:`~segaudit.methods.clc.CellCache` of ``dataset`` at this
+    ``cache``: an empty :class:`~segaudit.core.cells.CellCache` of ``dataset`` at this
     downsampling, which clc's passes fill and read, left open for the caller's own passes
     (flag maps, say). By default clc uses a temporary one, removed before returning, so
     the store is read only once (unless the cells would not fit on disk).
@@ -235,30 +156,37 @@ def score_dataset(dataset: Dataset, methods: tuple[str, ...], *, downsample: int
     ``pixel_scores``: indexed by image position in ``dataset.pairs``, (H, W) float64
     arrays that receive each pixel's s (NaN where ignored) during the first pass.
     """
+    names = tuple(methods)
+    chosen = resolve(names)
+    settings = Settings(temperature=check_temperature(temperature),
+                        pixel_threshold=check_pixel_threshold(pixel_threshold))
     if baseline is not None:
         downsample = int(baseline["downsample"])
-    methods = check_methods(methods)
     if not isinstance(downsample, int) or isinstance(downsample, bool) or downsample < 1:
         raise InputError(f"--downsample must be a whole number >= 1, got {downsample}")
     progress = on_progress or (lambda stage, done, total: None)
+    dataset_wide = any(m.dataset_pass is not None for m in chosen)
+    states: dict[str, ClcState] = {}
     with ExitStack() as temporary:
-        if cache is None and "clc" in methods:
+        if cache is None and dataset_wide:
             cache = temporary.enter_context(cell_cache(dataset, downsample))
-        results, clc_state = _passes(dataset, methods, downsample, prefetch, progress, baseline, cache,
-                                     pixel_scores)
-    if clc_state is not None:
-        for result, flagged in zip(results.images, clc_state.flagged):
-            result.flagged_pixels = int(flagged)
-            result.scores["clc"] = 1.0 - int(flagged) / result.pixels if result.pixels else math.nan
-    config = dataset.config
+        first = _per_image_pass(dataset, chosen, settings, downsample, prefetch, progress,
+                                cache if dataset_wide else None, pixel_scores)
+        for name, passes in first.dataset_passes.items():
+            outcome = passes.finish(dataset, downsample, prefetch=prefetch, progress=progress, cache=cache,
+                                    baseline=baseline)
+            for result, flagged in zip(first.images, outcome.flagged):
+                result.flagged_pixels = int(flagged)
+                result.scores[name] = 1.0 - int(flagged) / result.pixels if result.pixels else math.nan
+            states[name] = outcome.state
     return ScoreRun(
-        results=rank_results(results.images, methods[0]),
-        methods=methods,
+        results=rank_results(first.images, names[0]),
+        methods=names,
         classes=dataset.store.classes,
-        options={**dataset.options, "methods": list(methods), "temperature": config.temperature,
-                 "pixel_threshold": config.pixel_threshold, "downsample": downsample},
+        options={**dataset.options, "methods": list(names), "temperature": settings.temperature,
+                 "pixel_threshold": settings.pixel_threshold, "downsample": downsample},
         skipped_masks=dataset.skipped_masks,
         skipped_predictions=dataset.skipped_predictions,
-        clc=clc_state,
-        class_pixels=results.class_pixels,
+        clc=states.get("clc"),
+        class_pixels=first.class_pixels,
     )

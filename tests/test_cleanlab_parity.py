@@ -87,7 +87,7 @@ def test_find_label_issues_without_room_for_the_cell_cache(downsample, monkeypat
     _, pred_probs = random_dataset(0, 4, 5, 16, 24, "float32")
     labels = noisy_labels(0, pred_probs)
     cached = find_label_issues(labels, pred_probs, downsample=downsample)
-    monkeypatch.setattr(segaudit.methods.clc, "cell_cache", lambda *args, **kwargs: contextlib.nullcontext(None))
+    monkeypatch.setattr(segaudit.core.cells, "cell_cache", lambda *args, **kwargs: contextlib.nullcontext(None))
     uncached = find_label_issues(labels, pred_probs, downsample=downsample)
     theirs = cleanlab_filter.find_label_issues(labels, pred_probs, downsample=downsample, n_jobs=1, verbose=False)
     assert cached.sum() > 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..core.dataset import open_dataset
 from ..errors import InputError
-from ..core.kernel import BadProbabilities, ImageStats, accumulate
+from ..core.kernel import BadProbabilities, ImageStats, KernelConfig, accumulate
 
 
 @dataclass
@@ -29,7 +29,7 @@ def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, **in
     Raises InputError for problems that stop everything (a missing store, unpaired
     files, a size mismatch); returns the others in ``CheckReport.problems``.
     """
-    dataset = open_dataset(masks, predictions, methods=("softmin",), **inputs)
+    dataset = open_dataset(masks, predictions, **inputs)
     store = dataset.store
     report = CheckReport(images=len(dataset.pairs), n_classes=store.n_classes)
     # An even spread of images, each contributing the first of its row blocks.
@@ -45,7 +45,7 @@ def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, **in
             start, stop = store.row_blocks(image_id)[0]
             try:
                 accumulate(ImageStats(store.n_classes), dataset.read_block(image_id, start, stop),
-                           labels[start:stop], dataset.config, row_offset=start)
+                           labels[start:stop], KernelConfig(dataset.decoding), row_offset=start)
             except BadProbabilities as exc:
                 report.problems.append(f"{store.path}/{image_id}: {exc}")
             except InputError as exc:

@@ -72,7 +72,7 @@ def score(
     inputs = input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
                            allow_missing)
     show = not quiet and (verbose or stderr.is_terminal)
-    from ..engine import score as score_images
+    from ..api import score as score_images
 
     try:
         run = with_progress(show, score_images, masks, predictions, methods=methods, temperature=temperature,

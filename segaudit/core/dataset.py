@@ -1,13 +1,13 @@
 """A dataset: annotation masks paired with their predictions, checked and ready to read.
 
 Every command that reads masks and predictions opens them here, so pairing, size checks,
-label validation, the ignore indices and the kernel settings are the same everywhere.
+label validation, the ignore indices and the decoding of stored values are the same
+everywhere. What to accumulate (which methods) is the engine's business, not the dataset's.
 """
 
 from __future__ import annotations
 
 import ctypes
-import math
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,9 +17,10 @@ import numpy as np
 
 from ..io import masks as masks_io
 from ..errors import InputError
-from .kernel import FLOAT, HALF, MAX_CLASSES, QUANTISED, BadProbabilities, ImageStats, KernelConfig, accumulate
-from ..methods import DEFAULT_METHOD
-from ..io.predictions import PredictionStore, decoding, open_predictions
+from .kernel import (FLOAT, HALF, MAX_CLASSES, QUANTISED, BadProbabilities, Decoding, ImageStats, KernelConfig,
+                     accumulate)
+from ..io.predictions import PredictionStore, open_predictions
+from ..io.predictions import decoding as lookup_table
 
 DEFAULT_IGNORE_INDEX = (255,)
 
@@ -30,7 +31,7 @@ class Dataset:
 
     pairs: list[tuple[masks_io.MaskFile, str]]  # (mask, image id), sorted by id
     store: PredictionStore
-    config: KernelConfig
+    decoding: Decoding
     ignore: tuple[int, ...]
     colour_map: dict | None
     options: dict  # the inputs, as recorded in the run record
@@ -63,9 +64,10 @@ class Dataset:
         s = np.empty(labels.shape)
         predicted = np.empty(labels.shape, np.int32)
         stats = ImageStats(self.store.n_classes, image_pixels=labels.size)
+        config = KernelConfig(self.decoding)
         for start, stop in self.store.row_blocks(image_id):
             try:
-                accumulate(stats, self.read_block(image_id, start, stop), labels[start:stop], self.config,
+                accumulate(stats, self.read_block(image_id, start, stop), labels[start:stop], config,
                            row_offset=start, s_out=s[start:stop], pred_out=predicted[start:stop])
             except BadProbabilities as exc:
                 raise InputError(f"{self.store.path}/{image_id}: {exc}") from None
@@ -87,30 +89,21 @@ def resolve_ignore(ignore_index: Iterable[int] | None, n_classes: int) -> tuple[
     return values
 
 
-def make_config(
-    store_dtype: np.dtype, n_classes: int, ignore: tuple[int, ...], logits: bool,
-    temperature: float, pixel_threshold: float, methods: tuple[str, ...], sum_tol: float,
-) -> KernelConfig:
-    if not temperature > 0 or not math.isfinite(temperature):
-        raise InputError(f"--temperature must be a positive number, got {temperature}")
-    if not 0.0 <= pixel_threshold <= 1.0:
-        raise InputError(f"--pixel-threshold must be between 0 and 1, got {pixel_threshold}")
+def make_decoding(store_dtype: np.dtype, n_classes: int, ignore: tuple[int, ...], logits: bool,
+                  sum_tol: float) -> Decoding:
+    """How the kernel reads a store of ``store_dtype`` with K = ``n_classes`` and these ignore indices."""
     if n_classes > MAX_CLASSES:
         raise InputError(f"K={n_classes} classes: segaudit supports at most {MAX_CLASSES}")
     ignore_lut = np.zeros(n_classes, np.bool_)
     for value in ignore:
         if value < n_classes:
             ignore_lut[value] = True
-    lut, _ = decoding(store_dtype)
+    lut, _ = lookup_table(store_dtype)
     store_dtype = np.dtype(store_dtype)
     mode = HALF if store_dtype == np.float16 else QUANTISED if store_dtype.kind == "u" else FLOAT
     scale = 1.0 / np.iinfo(store_dtype).max if mode == QUANTISED else 1.0
-    return KernelConfig(
-        n_classes=n_classes, lut=lut, mode=mode, scale=scale, ignore=ignore_lut, logits=logits,
-        temperature=float(temperature), pixel_threshold=float(pixel_threshold),
-        want_tccp="tccp" in methods, sum_tol=sum_tol, want_softmin="softmin" in methods,
-        want_scaled="rsoftmin" in methods,
-    )
+    return Decoding(n_classes=n_classes, lut=lut, mode=mode, scale=scale, ignore=ignore_lut, logits=logits,
+                    sum_tol=sum_tol)
 
 
 def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], where: str) -> None:
@@ -172,9 +165,6 @@ def open_dataset(
     masks: str | Path,
     predictions: str | Path,
     *,
-    methods: tuple[str, ...] = (DEFAULT_METHOD,),
-    temperature: float = 0.1,
-    pixel_threshold: float = 0.5,
     ignore_index: Iterable[int] | None = None,
     mask_suffix: str = "",
     palette: str | Path | None = None,
@@ -203,8 +193,7 @@ def open_dataset(
     store = open_predictions(predictions, classes=classes, logits=logits, channels_last=channels_last,
                              only_ids=None if only is None else [m.image_id for m in mask_files])
     ignore = resolve_ignore(ignore_index, store.n_classes)
-    config = make_config(store.dtype, store.n_classes, ignore, store.logits, temperature,
-                         pixel_threshold, methods, store.sum_tolerance)
+    decoding = make_decoding(store.dtype, store.n_classes, ignore, store.logits, store.sum_tolerance)
     pairs, no_prediction, no_mask = _pair(mask_files, store, allow_missing, subset=only is not None)
 
     # Cheap checks first (PNG headers and array metadata), so a size mismatch in the
@@ -232,5 +221,5 @@ def open_dataset(
         "only": None if only is None else [image_id for _, image_id in pairs],
         "only_deleted": deleted,
     }
-    return Dataset(pairs=pairs, store=store, config=config, ignore=ignore, colour_map=colour_map,
+    return Dataset(pairs=pairs, store=store, decoding=decoding, ignore=ignore, colour_map=colour_map,
                    options=options, skipped_masks=no_prediction, skipped_predictions=no_mask)

@@ -2,21 +2,25 @@
 
 One pass over a block of rows of one image computes everything every per-image method
 needs: the label likelihood s = p[label] of each scored pixel, the argmax prediction,
-per-class counts, the softmin sums (with an online max-shift, exact for any temperature),
-the low-quality pixel tallies and, when asked for, the per-class threshold histograms of
-thresholded CCP. Only these small accumulators outlive a block, so memory does not grow
+per-class counts, softmin sums at each temperature the image asks for (with an online
+max-shift, exact for any temperature), the low-quality pixel tallies and, when asked for,
+the per-class threshold histograms of thresholded CCP. The kernel knows no method names:
+the engine turns the methods' needs into a :class:`KernelConfig` and the temperatures of
+each image's :class:`ImageStats`. Only these small accumulators outlive a block, so memory does not grow
 with the image count.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from .temperature import scaled_temperature
+from ..errors import InputError
+
 
 # Thresholds of thresholded CCP: 0.05, 0.10, ..., 0.95 (the nearest float64 to each).
 TCCP_THRESHOLDS = np.round(np.arange(1, 20) * 0.05, 2)
@@ -118,28 +122,31 @@ def _scan_probabilities(probs, r, lut, mode, scale, lab, key, s_key, best_k, s, 
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _raise_shift(sums, at, top):
-    """Raise the softmin shift sums[at] to ``top`` if larger, rescaling its sums
-    sums[at + 1] (weights) and sums[at + 2] (s * weights); return the shift."""
-    if top > sums[at]:
-        rescale = np.exp(sums[at] - top)
-        sums[at + 1] *= rescale
-        sums[at + 2] *= rescale
-        sums[at] = top
-    return sums[at]
+def _raise_shift(soft, j, top):
+    """Raise the shift soft[j, 0] of softmin j to ``top`` if larger, rescaling its sums
+    soft[j, 1] (weights) and soft[j, 2] (s * weights); return the shift."""
+    if top > soft[j, 0]:
+        rescale = np.exp(soft[j, 0] - top)
+        soft[j, 1] *= rescale
+        soft[j, 2] *= rescale
+        soft[j, 0] = top
+    return soft[j, 0]
 
 
 @njit(cache=True, nogil=True)
 def _accumulate_rows(
-    probs, lut, mode, scale, labels, ignore, logits, tau, tau_scaled, pixel_threshold, want_tccp, sum_tol,
-    thresholds, totals, sums, class_counts, low_confusion, tccp_hist, s_out, pred_out, err,
+    probs, lut, mode, scale, labels, ignore, logits, taus, pixel_threshold, want_tccp, sum_tol,
+    thresholds, totals, sums, soft, class_counts, low_confusion, tccp_hist, s_out, pred_out, err,
 ):
     """Fold one block of rows into an image's accumulators.
 
-    probs is indexed [class, row, column]; labels is int32 [row, column]. Returns OK or
-    the code of the first bad scored pixel, with err = (row, column, value).
+    probs is indexed [class, row, column]; labels is int32 [row, column]; soft[j] holds
+    the softmin sums at temperature taus[j]. Returns OK or the code of the first bad
+    scored pixel, with err = (row, column, value).
     """
     n_classes, n_rows, width = probs.shape
+    n_taus = taus.shape[0]
+    shifts = np.empty(n_taus)
     write_s = s_out.shape[0] > 0
     write_pred = pred_out.shape[0] > 0
     best = np.empty(width)
@@ -233,12 +240,9 @@ def _accumulate_rows(
         for c in range(width):
             if valid[c] and s[c] < row_min:
                 row_min = s[c]
-        # softmin and rsoftmin sums (a temperature of 0 = not wanted), each shifted by its
-        # largest exponent so far.
-        plain = tau > 0.0
-        scaled = tau_scaled > 0.0
-        shift = _raise_shift(sums, 1, (1.0 - row_min) / tau) if plain else 0.0
-        shift_scaled = _raise_shift(sums, 4, (1.0 - row_min) / tau_scaled) if scaled else 0.0
+        # The softmin sums at each temperature, each shifted by its largest exponent so far.
+        for j in range(n_taus):
+            shifts[j] = _raise_shift(soft, j, (1.0 - row_min) / taus[j])
         for c in range(width):
             if not valid[c]:
                 continue
@@ -246,14 +250,10 @@ def _accumulate_rows(
             label = lab[c]
             pred = best_k[c]
             sums[0] += sc
-            if plain:
-                w = np.exp((1.0 - sc) / tau - shift)
-                sums[2] += w
-                sums[3] += sc * w
-            if scaled:
-                w = np.exp((1.0 - sc) / tau_scaled - shift_scaled)
-                sums[5] += w
-                sums[6] += sc * w
+            for j in range(n_taus):
+                w = np.exp((1.0 - sc) / taus[j] - shifts[j])
+                soft[j, 1] += w
+                soft[j, 2] += sc * w
             totals[0] += 1
             class_counts[LABEL, label] += 1
             class_counts[PRED, pred] += 1
@@ -282,8 +282,8 @@ def _accumulate_rows(
 
 
 @dataclass(frozen=True)
-class KernelConfig:
-    """What stays fixed across every block of a run.
+class Decoding:
+    """How a dataset's stored values become probabilities, and which labels are scored.
 
     Parameters
     ----------
@@ -302,17 +302,6 @@ class KernelConfig:
         >= K are always skipped (callers validate that they are ignore indices).
     logits : bool
         The stored values are logits: a per-pixel softmax is applied on the fly.
-    temperature : float
-        Softmin temperature, > 0.
-    pixel_threshold : float
-        Pixels with s below it count as low-quality pixels.
-    want_tccp : bool
-        Fill the thresholded-CCP histograms (costs one more pass over the classes).
-    want_softmin : bool
-        Sum the softmin at ``temperature`` (one exp per pixel).
-    want_scaled : bool
-        Sum the softmin at each image's size-scaled temperature, for ``rsoftmin`` (one exp
-        per pixel); see :func:`segaudit.core.temperature.scaled_temperature`.
     sum_tol : float
         How far a pixel's probabilities may sum from 1 (depends on the storage dtype).
     """
@@ -323,24 +312,47 @@ class KernelConfig:
     scale: float
     ignore: np.ndarray
     logits: bool
-    temperature: float
-    pixel_threshold: float
-    want_tccp: bool
     sum_tol: float
-    want_softmin: bool = True
-    want_scaled: bool = False
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """What stays fixed across every block of a run: the decoding and what to accumulate.
+
+    Built by the engine from the methods' needs (:func:`segaudit.engine.kernel_config`).
+
+    Parameters
+    ----------
+    decoding : Decoding
+    pixel_threshold : float
+        Pixels with s below it count as low-quality pixels.
+    want_tccp : bool
+        Fill the thresholded-CCP histograms (costs one more pass over the classes).
+    """
+
+    decoding: Decoding
+    pixel_threshold: float = 0.5
+    want_tccp: bool = False
 
 
 class ImageStats:
-    """Everything the per-image methods need about one image, filled block by block."""
+    """Everything the per-image methods need about one image, filled block by block.
 
-    __slots__ = ("totals", "sums", "class_counts", "low_confusion", "tccp_hist", "image_pixels")
+    ``temperatures``: the softmin temperatures to sum at (one exp per pixel each);
+    :meth:`softmin` reads the result at one of them.
+    """
 
-    def __init__(self, n_classes: int, image_pixels: int = 0):
-        self.image_pixels = image_pixels  # H * W, which sets rsoftmin's temperature
+    __slots__ = ("totals", "sums", "temperatures", "soft", "class_counts", "low_confusion", "tccp_hist",
+                 "image_pixels")
+
+    def __init__(self, n_classes: int, image_pixels: int = 0, temperatures=()):
+        self.image_pixels = image_pixels  # H * W
         self.totals = np.zeros(3, np.int64)  # scored pixels, argmax == label, low pixels
-        # sum s; softmin shift, weights, s*weights; the same at the scaled temperature
-        self.sums = np.array([0.0, -np.inf, 0.0, 0.0, -np.inf, 0.0, 0.0])
+        self.sums = np.zeros(1)  # sum of s
+        self.temperatures = np.array(sorted(set(float(t) for t in temperatures)), np.float64)
+        # Per temperature: softmin shift, weights, s * weights.
+        self.soft = np.zeros((len(self.temperatures), 3))
+        self.soft[:, 0] = -np.inf
         self.class_counts = np.zeros((3, n_classes), np.int64)  # LABEL, PRED, BOTH
         self.low_confusion = np.zeros((n_classes, n_classes), np.int64)  # [annotated, predicted]
         self.tccp_hist = np.zeros((2, n_classes, N_TCCP_BINS), np.int64)
@@ -356,6 +368,17 @@ class ImageStats:
     @property
     def low_pixels(self) -> int:
         return int(self.totals[2])
+
+    @property
+    def sum_s(self) -> float:
+        return float(self.sums[0])
+
+    def softmin(self, temperature: float) -> float:
+        """Σ s·exp((1−s)/τ) / Σ exp((1−s)/τ) at one of :attr:`temperatures`; NaN with no pixel."""
+        if not self.pixels:
+            return math.nan
+        (index,) = np.flatnonzero(self.temperatures == temperature)
+        return float(self.soft[index, 2] / self.soft[index, 1])
 
 
 class BadProbabilities(ValueError):
@@ -410,18 +433,27 @@ def accumulate(
         For the first scored pixel with NaN/inf, negative values or a bad sum.
     """
     err = np.zeros(3)
-    tau_scaled = 0.0
-    if config.want_scaled:
-        if stats.image_pixels <= 0:
-            raise ValueError("rsoftmin needs the image's pixel count: ImageStats(n_classes, image_pixels=H * W)")
-        tau_scaled = scaled_temperature(config.temperature, stats.image_pixels)
+    decoding = config.decoding
     code = _accumulate_rows(
-        probs, config.lut, config.mode, config.scale, labels, config.ignore, config.logits,
-        config.temperature if config.want_softmin else 0.0, tau_scaled,
-        config.pixel_threshold, config.want_tccp, config.sum_tol, TCCP_THRESHOLDS,
-        stats.totals, stats.sums, stats.class_counts, stats.low_confusion, stats.tccp_hist,
+        probs, decoding.lut, decoding.mode, decoding.scale, labels, decoding.ignore, decoding.logits,
+        stats.temperatures, config.pixel_threshold, config.want_tccp, decoding.sum_tol, TCCP_THRESHOLDS,
+        stats.totals, stats.sums, stats.soft, stats.class_counts, stats.low_confusion, stats.tccp_hist,
         np.empty((0, 0)) if s_out is None else s_out,
         np.empty((0, 0), np.int32) if pred_out is None else pred_out, err,
     )
     if code != OK:
-        raise BadProbabilities(code, int(err[0]) + row_offset, int(err[1]), err[2], config.logits)
+        raise BadProbabilities(code, int(err[0]) + row_offset, int(err[1]), err[2], decoding.logits)
+
+
+def check_temperature(temperature: float) -> float:
+    """Softmin's temperature, which must be a positive finite number."""
+    if not temperature > 0 or not math.isfinite(temperature):
+        raise InputError(f"--temperature must be a positive number, got {temperature}")
+    return float(temperature)
+
+
+def check_pixel_threshold(pixel_threshold: float) -> float:
+    """The low-pixel threshold, which must lie in [0, 1]."""
+    if not 0.0 <= pixel_threshold <= 1.0:
+        raise InputError(f"--pixel-threshold must be between 0 and 1, got {pixel_threshold}")
+    return float(pixel_threshold)

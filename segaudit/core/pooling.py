@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .kernel import _HALF_SCALE, HALF, KernelConfig, _decode
+from .kernel import _HALF_SCALE, HALF, Decoding, _decode
 
 # error_model="numpy": no zero check on divisions, which would stop vectorisation (a softmax
 # over an ignored pixel's garbage may divide by zero, harmlessly: it is not added).
@@ -259,7 +259,7 @@ def grid_shape(height: int, width: int, factor: int) -> tuple[int, int]:
     return -(-height // factor), -(-width // factor)
 
 
-def pool(probs: np.ndarray, labels: np.ndarray, config: KernelConfig, factor: int, *,
+def pool(probs: np.ndarray, labels: np.ndarray, decoding: Decoding, factor: int, *,
          pixel_dtype=np.int32) -> Cells:
     """Pool a block of rows of stored values [class, row, column] to cells.
 
@@ -279,6 +279,6 @@ def pool(probs: np.ndarray, labels: np.ndarray, config: KernelConfig, factor: in
         pixel_pred=None if pixel_dtype is None else np.empty((rows, width), pixel_dtype),
     )
     pixel_pred = np.empty((0, 0), np.int32) if cells.pixel_pred is None else cells.pixel_pred
-    _pool_rows(probs, config.lut, config.mode, labels, config.ignore, config.logits, factor,
+    _pool_rows(probs, decoding.lut, decoding.mode, labels, decoding.ignore, decoding.logits, factor,
                cells.label, cells.pred, cells.s, cells.p_pred, cells.mismatched, pixel_pred)
     return cells

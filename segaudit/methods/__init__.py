@@ -1,40 +1,49 @@
-"""Per-image label quality scores, finished from the kernel's accumulators.
+"""The scoring methods: one module each, found by this registry.
 
 Every score lies in [0, 1]; lower means the annotation is more likely wrong. An image
-with no scored pixel gets NaN.
+with no scored pixel gets NaN. Each module of this package that defines ``METHOD`` (a
+:class:`~segaudit.methods.base.Method`) is a method; adding one means adding its module
+(see docs/development.md).
 """
 
 from __future__ import annotations
 
-import math
+import importlib
+import pkgutil
 from collections.abc import Iterable
 
-import numpy as np
-
 from ..errors import InputError
-from ..core.kernel import BOTH, LABEL, PRED, ImageStats
+from .base import Method, Settings
 
-#: Methods scored from each image alone, in one pass. rsoftmin is segaudit's (the
-#: default); the others are the paper's.
-PER_IMAGE_METHODS = ("rsoftmin", "softmin", "cil", "ccp", "tccp", "iou")
+__all__ = ["DATASET_METHODS", "DEFAULT_METHOD", "METHODS", "PER_IMAGE_METHODS", "REGISTRY", "SCORERS", "Method",
+           "Settings", "check_methods", "parse_methods", "resolve"]
+
+
+def _discover() -> dict[str, Method]:
+    found = []
+    for module in pkgutil.iter_modules(__path__):
+        method = getattr(importlib.import_module(f"{__name__}.{module.name}"), "METHOD", None)
+        if isinstance(method, Method):
+            found.append(method)
+    return {m.name: m for m in sorted(found, key=lambda m: (m.order, m.name))}
+
+
+#: Every method by name, in the order ``--method all`` lists them.
+REGISTRY: dict[str, Method] = _discover()
+METHODS = tuple(REGISTRY)
+#: Methods scored from each image alone, in one pass.
+PER_IMAGE_METHODS = tuple(name for name, m in REGISTRY.items() if m.per_image)
 #: Methods on the downsampled grid; clc needs the whole dataset (extra passes).
-DATASET_METHODS = ("clc", "coco")
-#: Every method segaudit computes, in the order ``--method all`` lists them.
-METHODS = PER_IMAGE_METHODS + DATASET_METHODS
+DATASET_METHODS = tuple(name for name, m in REGISTRY.items() if m.needs_cells)
+#: Per-image methods' finishing functions, by name.
+SCORERS = {name: m.finish for name, m in REGISTRY.items() if m.per_image}
 
 #: The default ranking method (chosen by the detection benchmark, docs/methods.md).
 DEFAULT_METHOD = "rsoftmin"
 
-DESCRIPTIONS = {
-    "rsoftmin": "softmin at a temperature scaled to the image's size (= softmin's at 760x1280, warmer on smaller images)",
-    "softmin": "soft minimum of the pixels' label likelihoods s (temperature --temperature)",
-    "cil": "confidence in label: mean of s",
-    "ccp": "correctly classified pixels: fraction with argmax == label",
-    "tccp": "thresholded CCP: per-class accuracy at its best threshold, mean over classes",
-    "iou": "mean IoU of argmax and annotation over the classes present in either",
-    "clc": "confident learning: 1 - fraction of pixels flagged over the whole dataset",
-    "coco": "connected components of (argmax, label) on the downsampled grid: mean component score",
-}
+
+def _unknown(name: str) -> InputError:
+    return InputError(f"unknown method {name!r}; choose from " + ", ".join(METHODS) + " or all")
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
@@ -47,12 +56,9 @@ def parse_methods(text: str) -> tuple[str, ...]:
         raise InputError("--method is empty; choose from " + ", ".join(METHODS) + " or all")
     chosen: list[str] = []
     for name in names:
-        expanded = METHODS if name == "all" else (name,)
-        for method in expanded:
-            if method not in METHODS:
-                raise InputError(
-                    f"unknown method {method!r}; choose from " + ", ".join(METHODS) + " or all"
-                )
+        for method in METHODS if name == "all" else (name,):
+            if method not in REGISTRY:
+                raise _unknown(method)
             if method not in chosen:
                 chosen.append(method)
     return tuple(chosen)
@@ -61,62 +67,12 @@ def parse_methods(text: str) -> tuple[str, ...]:
 def check_methods(methods: Iterable[str]) -> tuple[str, ...]:
     """Methods as a tuple, each one known; the first is the ranking key."""
     methods = tuple(methods)
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in REGISTRY]
     if not methods or unknown:
         raise InputError(f"unknown or no methods {unknown or list(methods)}; choose from " + ", ".join(METHODS))
     return methods
 
 
-def softmin(stats: ImageStats) -> float:
-    """Σ s·exp((1−s)/τ) / Σ exp((1−s)/τ) over the scored pixels (paper eq. 6)."""
-    weights, weighted = stats.sums[2], stats.sums[3]
-    return float(weighted / weights) if stats.pixels else math.nan
-
-
-def rsoftmin(stats: ImageStats) -> float:
-    """Softmin at the image's size-scaled temperature (:mod:`segaudit.core.temperature`)."""
-    weights, weighted = stats.sums[5], stats.sums[6]
-    return float(weighted / weights) if stats.pixels else math.nan
-
-
-def cil(stats: ImageStats) -> float:
-    """Mean of s (paper eq. 5)."""
-    return float(stats.sums[0] / stats.pixels) if stats.pixels else math.nan
-
-
-def ccp(stats: ImageStats) -> float:
-    """Fraction of scored pixels whose argmax is the annotated class (paper eq. 1)."""
-    return stats.correct / stats.pixels if stats.pixels else math.nan
-
-
-def tccp(stats: ImageStats) -> float:
-    """Thresholded CCP (paper eqs. 2–4, in the reading the text describes).
-
-    For class k and threshold τ, acc_k(τ) is the fraction of scored pixels where
-    (p_k > τ) equals (label == k); each class takes its best τ of 0.05, 0.10, ..., 0.95
-    and the score is the mean over all K classes.
-    """
-    n = stats.pixels
-    if not n:
-        return math.nan
-    positive = stats.tccp_hist[1]  # label == k, by bin of p_k
-    negative = stats.tccp_hist[0] - positive  # label != k
-    # Bin b holds the pixels with p_k above exactly b thresholds, so at threshold t
-    # the pixels with p_k > τ_t are the bins t+1 and up.
-    positive_above = np.cumsum(positive[:, ::-1], axis=1)[:, ::-1][:, 1:]
-    negative_at_or_below = np.cumsum(negative, axis=1)[:, :-1]
-    accuracy = (positive_above + negative_at_or_below) / n
-    return float(accuracy.max(axis=1).mean())
-
-
-def iou(stats: ImageStats) -> float:
-    """Mean over classes present in the annotation or the argmax of |P∧l| / |P∨l|."""
-    if not stats.pixels:
-        return math.nan
-    counts = stats.class_counts
-    union = counts[LABEL] + counts[PRED] - counts[BOTH]
-    present = union > 0
-    return float(np.mean(counts[BOTH][present] / union[present]))
-
-
-SCORERS = {"rsoftmin": rsoftmin, "softmin": softmin, "cil": cil, "ccp": ccp, "tccp": tccp, "iou": iou}
+def resolve(methods: Iterable[str]) -> tuple[Method, ...]:
+    """The :class:`Method` of each name (checked), in the given order."""
+    return tuple(REGISTRY[name] for name in check_methods(methods))

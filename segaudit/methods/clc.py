@@ -25,17 +25,12 @@ one (it would not fit on disk) they re-read the store.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 from numba import njit
 
+from ..core.cells import CellCache
 from ..results import ClcState, Selection
+from .base import DatasetOutcome, Method
 
 THRESHOLD_FLOOR = 2e-6  # cleanlab's CONFIDENT_THRESHOLDS_LOWER_BOUND
 THRESHOLD_MARGIN = 1e-6  # cleanlab's FLOATING_POINT_COMPARISON
@@ -186,135 +181,6 @@ class Candidates:
         return image[chosen], pixels[chosen], Selection(cut, cut + 1, ties)
 
 
-#: Per cell, what the passes after the per-image pass need (dtype as :class:`Cells`).
-CELL_FIELDS = {"label": np.int32, "pred": np.int32, "s": np.float64, "p_pred": np.float64,
-               "mismatched": np.int32}
-CELL_BYTES = sum(np.dtype(t).itemsize for t in CELL_FIELDS.values())
-CHUNK_CELLS = 1 << 18  # cells read back at a time (whole images; 7 MB)
-DISK_SHARE = 0.5  # the cache may take at most this share of the free temporary space
-
-
-def pixel_dtype(n_classes: int) -> np.dtype:
-    """The smallest integer dtype holding every class index."""
-    return np.dtype(np.uint8 if n_classes <= 256 else np.int16)
-
-
-class CellCache:
-    """Every image's cells, spilled to disk by the per-image pass for clc's later passes.
-
-    Reading them back costs far less than reading and pooling the store again. Per cell:
-    label, pred, s, p_pred and the scored pixels whose argmax is not their label (all that
-    counting, selecting and flagging need); with ``pixels``, also every pixel's argmax,
-    for full-resolution flag maps. Images are appended in dataset order and read back in
-    chunks of whole images, so memory stays bounded whatever the number of images.
-    """
-
-    def __init__(self, directory: str | Path, n_classes: int, pixels: bool = False):
-        self.directory = Path(directory)
-        self.pixel_dtype = pixel_dtype(n_classes) if pixels else None
-        names = list(CELL_FIELDS) + (["pixel_pred"] if pixels else [])
-        self._files = ExitStack()  # every file the cache opens, closed by close()
-        self._writers = {name: self._files.enter_context(self._open(name, "wb")) for name in names}
-        self._cell_offsets = [0]  # per image, its first cell; then the total
-        self._pixel_offsets = [0]
-        self._pixel_shapes: list[tuple[int, int]] = []
-        self._pixel_reader = None
-
-    def _open(self, name: str, mode: str):
-        return open(self.directory / f"{name}.bin", mode)
-
-    @property
-    def images(self) -> int:
-        return len(self._cell_offsets) - 1
-
-    def add_pixels(self, pixel_pred: np.ndarray) -> None:
-        """Append rows of the current image's full-resolution argmax (with ``pixels``)."""
-        self._writers["pixel_pred"].write(np.ascontiguousarray(pixel_pred, self.pixel_dtype).data)
-
-    def add_image(self, height: int, width: int, **cells: np.ndarray) -> None:
-        """Append one image's cell grids (keyword per :data:`CELL_FIELDS`), after its pixels."""
-        for name, dtype in CELL_FIELDS.items():
-            self._writers[name].write(np.ascontiguousarray(cells[name], dtype).data)
-        self._cell_offsets.append(self._cell_offsets[-1] + cells["label"].size)
-        if self.pixel_dtype is not None:
-            self._pixel_offsets.append(self._pixel_offsets[-1] + height * width)
-            self._pixel_shapes.append((height, width))
-
-    def _seal(self) -> None:
-        for writer in self._writers.values():
-            writer.close()
-
-    def chunks(self, names: tuple[str, ...], max_cells: int | None = None
-               ) -> Iterator[tuple[int, np.ndarray, dict[str, np.ndarray]]]:
-        """Read the cells back in dataset order, whole images at a time.
-
-        Yields (first image, cell offsets of its images from the chunk's start (one more
-        than the images), {name: flat array}).
-        """
-        self._seal()
-        max_cells = max_cells or CHUNK_CELLS
-        offsets = np.asarray(self._cell_offsets, np.int64)
-        with ExitStack() as files:
-            readers = {name: files.enter_context(self._open(name, "rb")) for name in names}
-            first = 0
-            while first < self.images:
-                # At least one image, then as many as fit.
-                stop = max(first + 1, int(np.searchsorted(offsets, offsets[first] + max_cells, "right")) - 1)
-                stop = min(stop, self.images)
-                count = int(offsets[stop] - offsets[first])
-                arrays = {name: np.fromfile(readers[name], CELL_FIELDS[name], count) for name in names}
-                yield first, offsets[first:stop + 1] - offsets[first], arrays
-                first = stop
-
-    def pixel_pred(self, index: int) -> np.ndarray:
-        """Image ``index``'s full-resolution argmax (with ``pixels``)."""
-        self._seal()
-        if self._pixel_reader is None:
-            self._pixel_reader = self._files.enter_context(self._open("pixel_pred", "rb"))
-        self._pixel_reader.seek(self._pixel_offsets[index] * self.pixel_dtype.itemsize)
-        count = self._pixel_offsets[index + 1] - self._pixel_offsets[index]
-        return np.fromfile(self._pixel_reader, self.pixel_dtype, count).reshape(self._pixel_shapes[index])
-
-    def close(self) -> None:
-        self._files.close()
-
-
-def cache_bytes(dataset, factor: int, pixels: bool) -> int:
-    """Disk space a :class:`CellCache` of ``dataset`` takes."""
-    from ..core.pooling import grid_shape
-
-    total = 0
-    for _, image_id in dataset.pairs:
-        height, width = dataset.store.image_shape(image_id)
-        rows, cols = grid_shape(height, width, factor)
-        total += rows * cols * CELL_BYTES
-        if pixels:
-            total += height * width * pixel_dtype(dataset.store.n_classes).itemsize
-    return total
-
-
-@contextmanager
-def cell_cache(dataset, factor: int, *, pixels: bool = False,
-               parent: str | Path | None = None) -> Iterator[CellCache | None]:
-    """A temporary :class:`CellCache` for ``dataset``, removed on exit (errors too).
-
-    It lives in ``parent`` (default: the temporary directory). None when it would take
-    more than ``DISK_SHARE`` of the free space there (F = 1 on a huge dataset, say): the
-    later passes then re-read the store instead.
-    """
-    parent = str(parent or tempfile.gettempdir())
-    free = shutil.disk_usage(parent).free
-    if cache_bytes(dataset, factor, pixels) > DISK_SHARE * free:
-        yield None
-        return
-    with tempfile.TemporaryDirectory(prefix="segaudit-cells-", dir=parent) as directory:
-        cache = CellCache(directory, dataset.store.n_classes, pixels)
-        try:
-            yield cache
-        finally:
-            cache.close()
-
-
 def confident_learning(dataset, factor: int, threshold_sums: np.ndarray, threshold_counts: np.ndarray,
                        *, prefetch: int = 4, progress=None, cache: CellCache | None = None) -> ClcState:
     """Count, select and flag (the passes after the per-image pass, which gave the sums).
@@ -385,7 +251,7 @@ def _cells_from_store(dataset, factor: int, prefetch: int, on_cells, on_image_en
     from ..core.passes import walk
 
     def block(index, image_id, b):
-        cells = pool(b.probs, b.labels, dataset.config, factor, pixel_dtype=None)
+        cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=None)
         on_cells(cells.label.ravel(), cells.pred.ravel(), cells.s.ravel(), cells.p_pred.ravel())
 
     walk(dataset, block, on_image_end=lambda index, _: on_image_end(index), row_alignment=factor,
@@ -430,7 +296,7 @@ def _flag_store(dataset, factor: int, flag, on_image, done, prefetch: int) -> No
     from ..core.pooling import pool
     from ..core.passes import walk
 
-    config = dataset.config
+    decoding = dataset.decoding
     n_classes = dataset.store.n_classes
     state = {}
 
@@ -440,11 +306,11 @@ def _flag_store(dataset, factor: int, flag, on_image, done, prefetch: int) -> No
             state["confusion"] = np.zeros((n_classes, n_classes), np.int64)
 
     def block(index, image_id, b):
-        cells = pool(b.probs, b.labels, config, factor, pixel_dtype=np.int32 if on_image else None)
+        cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=np.int32 if on_image else None)
         certain = np.empty(cells.label.size if on_image else 0, np.bool_)
         flag(index, cells.label.ravel(), cells.s.ravel(), cells.mismatched.ravel(), certain)
         if on_image:
-            _map_flags(certain.reshape(cells.label.shape), b.labels, cells.pixel_pred, config.ignore, factor,
+            _map_flags(certain.reshape(cells.label.shape), b.labels, cells.pixel_pred, decoding.ignore, factor,
                        state["map"][b.start:b.stop], state["confusion"])
 
     def end(index, image_id):
@@ -488,7 +354,7 @@ def _hand_out_map(dataset, factor: int, index: int, certain: np.ndarray, labels:
     n_classes = dataset.store.n_classes
     flag_map = np.zeros(labels.shape, np.uint8)
     confusion = np.zeros((n_classes, n_classes), np.int64)
-    _map_flags(certain.reshape(grid_shape(*labels.shape, factor)), labels, pixel_pred, dataset.config.ignore,
+    _map_flags(certain.reshape(grid_shape(*labels.shape, factor)), labels, pixel_pred, dataset.decoding.ignore,
                factor, flag_map, confusion)
     on_image(index, dataset.pairs[index][1], flag_map, confusion)
 
@@ -509,3 +375,31 @@ def clc_from_baseline(dataset, record: dict, *, prefetch: int = 4, progress=None
     return ClcState(factor, np.asarray(record["thresholds"], float), int(record["issues"]),
                     None if selection is None else Selection(low - 1, low, int(record["cut_ties"])),
                     flagged, passes=2)
+
+
+class ConfidentLearningPass:
+    """clc across a run: class thresholds from the first pass, then counting and flagging."""
+
+    def __init__(self, n_classes: int):
+        self.sums = np.zeros(n_classes)
+        self.counts = np.zeros(n_classes, np.int64)
+
+    def add_image(self, cells: dict[str, np.ndarray]) -> None:
+        _threshold_sums(cells["label"], cells["s"], self.sums, self.counts)
+
+    def finish(self, dataset, factor: int, *, prefetch: int, progress, cache, baseline) -> DatasetOutcome:
+        if baseline is not None:
+            state = clc_from_baseline(dataset, baseline, prefetch=prefetch, progress=progress, cache=cache)
+        else:
+            state = confident_learning(dataset, factor, self.sums, self.counts, prefetch=prefetch,
+                                       progress=progress, cache=cache)
+        return DatasetOutcome(state.flagged, state)
+
+
+METHOD = Method(
+    name="clc",
+    order=70,
+    summary="confident learning: 1 - fraction of pixels flagged over the whole dataset",
+    reference="paper eq. 7",
+    dataset_pass=ConfidentLearningPass,
+)

@@ -12,6 +12,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .base import Method
+
 
 @njit(cache=True, nogil=True, inline="always")
 def _find(parent, i):
@@ -64,3 +66,12 @@ def coco_score(label: np.ndarray, pred: np.ndarray, s: np.ndarray) -> float:
     """The coco score of one image's cell grid (label -1 = ignored cell)."""
     value = float(_coco(label, pred, s))
     return math.nan if math.isnan(value) else value
+
+
+METHOD = Method(
+    name="coco",
+    order=80,
+    summary="connected components of (argmax, label) on the downsampled grid: mean component score",
+    reference="paper section 3.7",
+    cell_score=lambda cells: coco_score(cells["label"], cells["pred"], cells["s"]),
+)

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..methods.clc import CellCache, cell_cache, flag_pass
+from ..core.cells import CellCache, cell_cache
+from ..core.kernel import check_pixel_threshold
+from ..methods.clc import flag_pass
 from ..core.dataset import Dataset, open_dataset
 from ..errors import InputError
 from ..io.files import atomic_write_all, safe_relative_path
@@ -97,7 +99,7 @@ def _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs
              ) -> Iterator[tuple[ScoreRun, Dataset, CellCache | None]]:
     """Score clc, with a cell cache that keeps the pixels' argmax for the flag maps; it
     is removed on exit. Without one (too big for the disk) the flag maps re-read the store."""
-    dataset = open_dataset(masks, predictions, methods=("clc",), **inputs)
+    dataset = open_dataset(masks, predictions, **inputs)
     with cell_cache(dataset, downsample, pixels=True) as cache:
         run = score_dataset(dataset, ("clc",), downsample=downsample, prefetch=prefetch, on_progress=on_progress,
                             cache=cache)
@@ -124,8 +126,10 @@ def write_issue_masks(
                                                                inputs))
             flagged = {image_id: int(n) for (_, image_id), n in zip(dataset.pairs, run.clc.flagged)}
         else:
-            dataset = open_dataset(masks, predictions, methods=("cil",), pixel_threshold=pixel_threshold, **inputs)
-            run = score_dataset(dataset, ("cil",), prefetch=prefetch, on_progress=on_progress)
+            check_pixel_threshold(pixel_threshold)
+            dataset = open_dataset(masks, predictions, **inputs)
+            run = score_dataset(dataset, ("cil",), pixel_threshold=pixel_threshold, prefetch=prefetch,
+                                on_progress=on_progress)
             flagged = {r.image_id: r.low_pixels for r in run.results}
         pixels = {r.image_id: r.pixels for r in run.results}
         if top is None:

@@ -548,8 +548,7 @@ def write_overlays(
 
     ignore = record.get("ignore_index")
     dataset = open_dataset(
-        record["masks"], record["predictions"], methods=("softmin",),
-        temperature=record.get("temperature", 0.1), pixel_threshold=float(threshold),
+        record["masks"], record["predictions"],
         ignore_index=None if ignore is None else tuple(ignore), mask_suffix=record.get("mask_suffix") or "",
         palette=record.get("palette"), classes=record.get("classes"), logits=record.get("logits"),
         channels_last=record.get("channels_last"), allow_missing=True,

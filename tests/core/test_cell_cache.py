@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from datasets import FIXTURES, make_dataset, write_masks, write_store
 
+from segaudit.core import cells as cells_module
 from segaudit.methods import clc as clc_module
 from segaudit.core.dataset import open_dataset
 from segaudit.outputs.findings import class_confusions, write_issue_masks
@@ -29,7 +30,7 @@ def run_summary(run):
 
 
 def score(ds, factor, **options):
-    dataset = open_dataset(ds.masks, ds.store, methods=METHODS)
+    dataset = open_dataset(ds.masks, ds.store)
     return score_dataset(dataset, METHODS, downsample=factor, **options)
 
 
@@ -37,7 +38,7 @@ def score(ds, factor, **options):
 def no_cache(monkeypatch):
     """Make every cache 'too big for the disk': the passes re-read the store."""
     def off():
-        monkeypatch.setattr(clc_module, "DISK_SHARE", 0.0)
+        monkeypatch.setattr(cells_module, "DISK_SHARE", 0.0)
     return off
 
 
@@ -46,7 +47,7 @@ def no_cache(monkeypatch):
 def test_cache_gives_the_store_passes_results(tmp_path, monkeypatch, no_cache, factor, chunk):
     ds = five_images(tmp_path)
     if chunk:
-        monkeypatch.setattr(clc_module, "CHUNK_CELLS", chunk)
+        monkeypatch.setattr(cells_module, "CHUNK_CELLS", chunk)
     cached = run_summary(score(ds, factor))
     assert cached[1]["issues"] > 0
     no_cache()
@@ -58,7 +59,7 @@ def test_cache_with_radix_refinement_and_ties(tmp_path, monkeypatch, no_cache):
     # passes (over the cache) down to one exact value, where dataset order breaks ties.
     ds = five_images(tmp_path, dtype="uint8")
     monkeypatch.setattr(clc_module, "MAX_CANDIDATES", 0)
-    monkeypatch.setattr(clc_module, "CHUNK_CELLS", 40)
+    monkeypatch.setattr(cells_module, "CHUNK_CELLS", 40)
     cached = run_summary(score(ds, 1))
     assert cached[1]["passes"] > 3 and cached[3].exact
     no_cache()
@@ -68,7 +69,7 @@ def test_cache_with_radix_refinement_and_ties(tmp_path, monkeypatch, no_cache):
 def test_cache_with_a_baseline(tmp_path, no_cache):
     ds = five_images(tmp_path)
     baseline = score(ds, 2).clc.record()
-    dataset = open_dataset(ds.masks, ds.store, methods=METHODS, only=["b/c", "e"])
+    dataset = open_dataset(ds.masks, ds.store, only=["b/c", "e"])
     cached = run_summary(score_dataset(dataset, METHODS, baseline=baseline))
     no_cache()
     assert run_summary(score_dataset(dataset, METHODS, baseline=baseline)) == cached
@@ -85,8 +86,8 @@ def test_issues_and_summary_read_the_pixels_from_the_cache(tmp_path, monkeypatch
     cached = findings(tmp_path / "cached")
     assert cached[0] and cached[2]
     # Cells cached, but no room for the pixels: the flag maps re-read the store.
-    real_bytes = clc_module.cache_bytes
-    monkeypatch.setattr(clc_module, "cache_bytes",
+    real_bytes = cells_module.cache_bytes
+    monkeypatch.setattr(cells_module, "cache_bytes",
                         lambda dataset, factor, pixels: 1 << 62 if pixels else real_bytes(dataset, factor, pixels))
     assert findings(tmp_path / "cells only") == cached
     no_cache()
@@ -109,7 +110,7 @@ def test_cache_exists_during_the_run_and_not_after(tmp_path, temp_dir):
     def progress(stage, done, total):
         seen.update((stage, p.name.startswith("segaudit-cells-")) for p in temp_dir.iterdir())
 
-    dataset = open_dataset(ds.masks, ds.store, methods=METHODS)
+    dataset = open_dataset(ds.masks, ds.store)
     score_dataset(dataset, METHODS, on_progress=progress)
     assert ("clc: counting", True) in seen
     assert not list(temp_dir.iterdir())
@@ -128,13 +129,13 @@ def test_cache_is_removed_on_errors_and_interrupts(tmp_path, temp_dir):
     from segaudit.errors import InputError
 
     ds = nan_in_fourth_image(tmp_path / "data")
-    dataset = open_dataset(ds.masks, ds.store, methods=METHODS)
+    dataset = open_dataset(ds.masks, ds.store)
     with pytest.raises(InputError, match="preds.zarr/e"):
         score_dataset(dataset, METHODS)
     assert not list(temp_dir.iterdir())
 
     ds = five_images(tmp_path / "good")
-    dataset = open_dataset(ds.masks, ds.store, methods=METHODS)
+    dataset = open_dataset(ds.masks, ds.store)
 
     def interrupt(stage, done, total):
         if stage == "clc: counting":
@@ -147,7 +148,7 @@ def test_cache_is_removed_on_errors_and_interrupts(tmp_path, temp_dir):
 
 def test_no_cache_without_clc(tmp_path, temp_dir):
     ds = five_images(tmp_path / "data")
-    dataset = open_dataset(ds.masks, ds.store, methods=("softmin", "coco"))
+    dataset = open_dataset(ds.masks, ds.store)
     seen = []
     score_dataset(dataset, ("softmin", "coco"), on_progress=lambda *_: seen.extend(temp_dir.iterdir()))
     assert not seen

@@ -14,9 +14,10 @@ from segaudit.core.kernel import BadProbabilities, ImageStats, accumulate
 from segaudit.methods import PER_IMAGE_METHODS as METHODS
 from segaudit.methods import SCORERS
 from segaudit.io.predictions import sum_tolerance
-from segaudit.core.dataset import make_config
-from segaudit.engine import finish_image
-from segaudit.core.temperature import scaled_temperature
+from segaudit.core.dataset import make_decoding
+from segaudit.engine import finish_image, image_stats, kernel_config
+from segaudit.methods import Settings, resolve
+from segaudit.methods.rsoftmin import scaled_temperature
 
 DTYPES = ["float16", "float32", "float64", "uint8", "uint16"]
 
@@ -51,20 +52,21 @@ def run_kernel(labels, stored, *, methods=METHODS, ignore=(255,), temperature=0.
                logits=False, block_rows=None, channels_last=False, pixel_scores=False):
     """Score one image through the kernel in row blocks, as the store reader feeds it."""
     n_classes, height, width = stored.shape
-    config = make_config(stored.dtype, n_classes, tuple(ignore), logits, temperature, pixel_threshold,
-                         tuple(methods), sum_tolerance(stored.dtype, n_classes))
+    decoding = make_decoding(stored.dtype, n_classes, tuple(ignore), logits, sum_tolerance(stored.dtype, n_classes))
+    config = kernel_config(decoding, resolve(methods), pixel_threshold)
+    settings = Settings(temperature=temperature, pixel_threshold=pixel_threshold)
     if channels_last:  # stored (H, W, K) and viewed back as [class, row, column]
         stored = np.moveaxis(np.ascontiguousarray(np.moveaxis(stored, 0, -1)), -1, 0)
     if stored.dtype == np.float16:
         stored = stored.view(np.uint16)
-    stats = ImageStats(n_classes, image_pixels=height * width)
+    stats = image_stats(n_classes, height * width, resolve(methods), settings)
     s_out = np.empty((height, width)) if pixel_scores else None
     block_rows = block_rows or height
     for start in range(0, height, block_rows):
         stop = min(start + block_rows, height)
         accumulate(stats, stored[:, start:stop], labels[start:stop], config, row_offset=start,
                    s_out=None if s_out is None else s_out[start:stop])
-    return finish_image("x", stats, tuple(methods)), s_out
+    return finish_image("x", stats, tuple(methods), settings), s_out
 
 
 def assert_matches(result, expected, s_out=None, logits=False):
@@ -155,9 +157,10 @@ def test_rsoftmin_temperature_law():
 
 def test_rsoftmin_without_the_image_size_is_an_error():
     labels, stored = random_image(np.random.default_rng(0), 3, 4, 4, "float32")
-    config = make_config(stored.dtype, 3, (255,), False, 0.1, 0.5, ("rsoftmin",), sum_tolerance(stored.dtype, 3))
+    config = kernel_config(make_decoding(stored.dtype, 3, (255,), False, sum_tolerance(stored.dtype, 3)),
+                           resolve(("rsoftmin",)))
     with pytest.raises(ValueError, match="pixel count"):
-        accumulate(ImageStats(3), stored, labels, config)
+        accumulate(image_stats(3, 0, resolve(("rsoftmin",)), Settings()), stored, labels, config)
 
 
 def test_blocks_do_not_change_results():
@@ -257,8 +260,8 @@ def test_float16_negative_zero_does_not_win_the_argmax():
     stored = np.array([[[-0.0, 0.25, 1.0]], [[1.0, 0.75, -0.0]]], np.float16)
     pred = np.empty((1, 3), np.int32)
     n_classes = 2
-    config = make_config(stored.dtype, n_classes, (255,), False, 0.1, 0.5, ("ccp",),
-                         sum_tolerance(stored.dtype, n_classes))
+    config = kernel_config(make_decoding(stored.dtype, n_classes, (255,), False,
+                                         sum_tolerance(stored.dtype, n_classes)), resolve(("ccp",)))
     stats = ImageStats(n_classes)
     accumulate(stats, stored.view(np.uint16), labels, config, pred_out=pred)
     np.testing.assert_array_equal(pred, [[1, 1, 0]])

@@ -26,7 +26,7 @@ from segaudit.io.masks import find_masks, read_mask
 from segaudit.methods import PER_IMAGE_METHODS as METHODS
 from segaudit.io.pack import pack, pack_masks
 from segaudit.io.predictions import open_predictions
-from segaudit.engine import score
+from segaudit.api import score
 
 K = 4
 IDS = ["city/a", "city/b", "other/c"]

@@ -18,7 +18,7 @@ from segaudit.api import score_arrays
 from segaudit.errors import InputError
 from segaudit.methods import PER_IMAGE_METHODS as METHODS
 from segaudit.io.predictions import open_predictions
-from segaudit.engine import score
+from segaudit.api import score
 
 
 def by_id(run):

@@ -22,7 +22,7 @@ from segaudit.cli import app
 from segaudit.errors import InputError
 from segaudit.methods import PER_IMAGE_METHODS as METHODS
 from segaudit.io.predictions import open_predictions, sum_tolerance
-from segaudit.engine import score
+from segaudit.api import score
 from segaudit.io.writer import CHUNK_BYTES, chunk_rows, input_sum_tolerance
 
 K = 4

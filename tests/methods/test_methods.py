@@ -13,7 +13,7 @@ import naive
 from datasets import make_dataset, quantise
 from segaudit.methods import clc as clc_module
 from segaudit.methods.coco import coco_score
-from segaudit.core.dataset import make_config, open_dataset
+from segaudit.core.dataset import make_decoding, open_dataset
 from segaudit.core.pooling import pool
 from segaudit.outputs.findings import class_confusions, write_issue_masks
 from segaudit.io.predictions import sum_tolerance
@@ -21,8 +21,8 @@ from test_kernel import DTYPES, random_image
 
 
 def config_for(stored, ignore=(255,), logits=False):
-    return make_config(stored.dtype, stored.shape[0], tuple(ignore), logits, 0.1, 0.5, ("clc",),
-                       sum_tolerance(stored.dtype, stored.shape[0]))
+    return make_decoding(stored.dtype, stored.shape[0], tuple(ignore), logits,
+                         sum_tolerance(stored.dtype, stored.shape[0]))
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -151,7 +151,7 @@ def test_coco_joins_diagonal_neighbours():
 
 def dataset_flags(ds, factor, **options):
     """Our clc flag maps (full resolution) and scores for an on-disk test dataset."""
-    dataset = open_dataset(ds.masks, ds.store, methods=("clc",), **options)
+    dataset = open_dataset(ds.masks, ds.store, **options)
     from segaudit.engine import score_dataset
 
     run = score_dataset(dataset, ("clc",), downsample=factor)

@@ -1,4 +1,4 @@
-"""rsoftmin's temperature: softmin's, scaled to the image's size.
+"""rsoftmin: softmin at a temperature scaled to the image's size.
 
 Softmin (paper eq. 6) at temperature τ lets a pixel with s = 0 outweigh a pixel with
 s = 1 by e^{1/τ}; once more than about n·e^{-1/τ} of an image's n pixels are confidently
@@ -17,6 +17,8 @@ rsoftmin is the paper's softmin; at 1024 × 2048, τ(n) = 0.096; at 96 × 128, 0
 from __future__ import annotations
 
 import math
+
+from .base import Method, Settings
 
 #: n₀: pixels of the images the paper's τ = 0.1 was chosen on (SYNTHIA, 760 × 1280).
 REFERENCE_PIXELS = 760 * 1280
@@ -39,5 +41,21 @@ def scaled_temperature(temperature: float, pixels: int) -> float:
     float
         τ(n) with 1/τ(n) = max(1, 1/τ + ½·ln(n / n₀)).
     """
+    if pixels <= 0:
+        raise ValueError("rsoftmin needs the image's pixel count: H * W > 0")
     inverse = 1.0 / temperature + 0.5 * math.log(pixels / REFERENCE_PIXELS)
     return 1.0 / max(inverse, 1.0)
+
+
+def _temperature(settings: Settings, pixels: int) -> float:
+    return scaled_temperature(settings.temperature, pixels)
+
+
+METHOD = Method(
+    name="rsoftmin",
+    order=10,
+    summary="softmin at a temperature scaled to the image's size (= softmin's at 760x1280, warmer on smaller images)",
+    reference="segaudit",
+    finish=lambda stats, settings: stats.softmin(_temperature(settings, stats.image_pixels)),
+    temperature=_temperature,
+)
