@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import sys
 
-from . import ci  # noqa: F401  (each import registers its commands)
-from . import findings  # noqa: F401
+from . import check  # noqa: F401  (each import registers its command)
+from . import diff  # noqa: F401
+from . import issues  # noqa: F401
+from . import summary  # noqa: F401
 from . import score  # noqa: F401
 from . import pack  # noqa: F401
-from . import review  # noqa: F401
-from . import evaluation  # noqa: F401
+from . import pack_masks  # noqa: F401
+from . import info  # noqa: F401
+from . import overlay  # noqa: F401
+from . import report  # noqa: F401
+from . import corrupt  # noqa: F401
+from . import evaluate  # noqa: F401
 from ._app import app, stderr
 
 __all__ = ["app", "main"]

@@ -1,8 +1,7 @@
-"""``segaudit pack``, ``segaudit pack-masks`` and ``segaudit info``: getting predictions in."""
+"""``segaudit pack``: pack numpy predictions into a zarr store."""
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -78,58 +77,3 @@ def pack(
 
         stderr.print(f"wrote {result.path} ({result.images} images, {result.detail}, "
                      f"{human_bytes(result.bytes_on_disk)})", soft_wrap=True)
-
-
-@app.command("pack-masks")
-def pack_masks(
-    labels: Annotated[Path, typer.Argument(help="An (N, H, W) integer .npy (or .npz) of class indices.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write the PNG masks to (<id>.png).")],
-    ids: Annotated[Optional[Path], typer.Option(help="Text file with the N image ids, one per line, in array order. Default: 0, 1, ... zero-padded.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing directory of PNG masks at --output.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary; errors only.")] = False,
-) -> None:
-    """Write an (N, H, W) label array as PNG masks: 8-bit L, or 16-bit I;16 if a value exceeds 255.
-
-    Exit codes: 0 written; 2 bad input or options (nothing written).
-    """
-    from ..errors import InputError
-
-    show = not quiet and stderr.is_terminal
-    try:
-        from ..io.pack import pack_masks as write_masks
-
-        result = _with_progress(show, "writing masks", lambda on_image: write_masks(
-            labels, output, ids=ids, overwrite=overwrite, on_image=on_image))
-    except InputError as exc:
-        raise fail(str(exc))
-    except OSError as exc:
-        raise fail(f"cannot write {output}: {exc.strerror or exc}")
-    if not quiet:
-        from ..io.info import human_bytes
-
-        stderr.print(f"wrote {result.path} ({result.images} masks, {result.detail}, "
-                     f"{human_bytes(result.bytes_on_disk)})", soft_wrap=True)
-
-
-@app.command()
-def info(
-    store: Annotated[Path, typer.Argument(help="A zarr prediction store (per-image or stacked layout, zarr format 3 or 2).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON.")] = False,
-) -> None:
-    """Describe a prediction store: layout, images, classes, shapes, dtype, chunks, codec, size, completeness.
-
-    Exit codes: 0 described (even if 'segaudit score' would refuse the store: see 'readable');
-    2 not a zarr store.
-    """
-    from ..errors import InputError
-
-    try:
-        from ..io.info import format_info, inspect_store
-
-        description = inspect_store(store)
-    except InputError as exc:
-        raise fail(str(exc))
-    if as_json:
-        typer.echo(json.dumps(description, indent=2))
-    else:
-        typer.echo(format_info(description), nl=False)

@@ -1,9 +1,8 @@
-"""``segaudit corrupt`` (plant known errors in a copy of a mask set) and ``segaudit evaluate``
-(how well a ranking finds them): the paper's benchmark protocol as two commands."""
+"""``segaudit corrupt``: plant known errors in a copy of a mask set (the first half of the
+paper's benchmark protocol; ``segaudit evaluate`` is the second)."""
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,6 +12,7 @@ import typer
 from ._app import app, fail, stderr
 from ._options import Masks, MaskSuffix, Palette, Quiet, with_progress
 
+
 KeepIndex = Annotated[Optional[list[int]], typer.Option("--ignore-index", help="Label value that is never chosen and never changed (ignore pixels); repeat for several. Default 255.")]
 NoKeep = Annotated[bool, typer.Option("--no-ignore", help="No ignore value: every label value may be chosen or changed.")]
 
@@ -21,13 +21,6 @@ class Kind(str, Enum):
     drop = "drop"
     swap = "swap"
     shift = "shift"
-
-
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    jsonl = "jsonl"
-    json = "json"
 
 
 @app.command()
@@ -76,57 +69,3 @@ def corrupt(
                      f"these classes; changed {changed} instead of {run.target}", soft_wrap=True)
     stderr.print(f"changed {changed} of {run.images} image(s) ({run.kind}, {changed / run.images:.1%}); "
                  f"copied {run.images - changed} unchanged; wrote {out} and {truth}", soft_wrap=True)
-
-
-@app.command()
-def evaluate(
-    ranking: Annotated[Path, typer.Argument(help="Ranking written by segaudit score (CSV, JSON or JSONL; --method all gives every method); every column but rank, image, pixels, low_pixels, suspect_class, likely_class is a score, lower = more likely error.")],
-    truth: Annotated[Path, typer.Argument(help="CSV image,is_error,kind,classes (segaudit corrupt --truth writes it).")],
-    output_format: Annotated[Optional[Format], typer.Option("--format", help="table (best per metric in bold), or csv, jsonl, json with the columns method,auroc,auprc,lift_at_t,lift_at_100,images,errors,top. Default: table on a terminal, csv otherwise.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr; errors only.")] = False,
-) -> None:
-    """AUROC, AUPRC, Lift@T (T = number of true errors) and Lift@100 of every score column.
-
-    Exit codes: 0 evaluated; 2 bad input or options.
-    """
-    from ..errors import InputError
-    from ..evaluation.evaluate import evaluate as evaluate_ranking
-    from ..evaluation.evaluate import evaluation_table, evaluation_text
-
-    if output is not None and not output.parent.is_dir():
-        raise fail(f"output directory does not exist: {output.parent}")
-    try:
-        result = evaluate_ranking(ranking, truth)
-    except InputError as exc:
-        raise fail(str(exc))
-    if output_format is None:
-        output_format = Format.table if output is None and sys.stdout.isatty() else Format.csv
-    if output_format is Format.table:
-        from rich.console import Console
-
-        if output is None:
-            Console(highlight=False).print(evaluation_table(result))
-            text = None
-        else:
-            import io
-
-            console = Console(record=True, file=io.StringIO(), width=120, highlight=False)
-            console.print(evaluation_table(result))
-            text = console.export_text()
-    else:
-        text = evaluation_text(result, output_format.value)
-    if text is not None:
-        if output is None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        else:
-            from ..io.files import atomic_write_all
-
-            try:
-                atomic_write_all({output: text})
-            except OSError as exc:
-                raise fail(f"cannot write {output}: {exc.strerror or exc}")
-    if not quiet and result.truth_only:
-        stderr.print(f"note: {len(result.truth_only)} truth row(s) have no ranking row and were left out "
-                     f"(e.g. {result.truth_only[0]})", soft_wrap=True)

@@ -1,8 +1,7 @@
-"""``segaudit overlay`` and ``segaudit report``: what a reviewer looks at after ``score``.
+"""``segaudit overlay``: what a reviewer looks at after ``score``.
 
-Both work from the ranking CSV and the run record ``score`` writes beside it, so right
-after ``segaudit score masks/ preds.zarr`` they need no arguments.
-"""
+It works from the ranking CSV and the run record ``score`` writes beside it, so right
+after ``segaudit score masks/ preds.zarr`` it needs no arguments."""
 
 from __future__ import annotations
 
@@ -78,48 +77,3 @@ def overlay(
                      f"(e.g. {run.stale[0]})", soft_wrap=True)
     stderr.print(f"wrote {len(run.written)} overlay(s) to {out} (pixels with s < {run.threshold:g} highlighted)",
                  soft_wrap=True)
-
-
-@app.command()
-def report(
-    ranking: Annotated[Path, typer.Option("--ranking", "-r", help="Ranking CSV written by segaudit score (its run record is used when present).")] = Path("ranking.csv"),
-    overlays: Annotated[Path, typer.Option(help="Directory of PNGs written by segaudit overlay; the gallery embeds them as thumbnails.")] = Path("overlays"),
-    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write (self-contained: images embedded, no network access).")] = Path("report.html"),
-    top: Annotated[int, typer.Option(help="Images in the gallery of worst images (as overlay --top).")] = 20,
-    score_threshold: Annotated[float, typer.Option(help="The summary counts images scoring below this (and marks it on the histogram).")] = 0.1,
-    confusions: Annotated[Optional[Path], typer.Option(help="CSV of class confusions (columns annotated,predicted,pixels,images,share) to show as a table.")] = None,
-    thumb_width: Annotated[int, typer.Option(help="Overlays wider than this are scaled down to it for embedding.")] = 1600,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes; errors only.")] = False,
-) -> None:
-    """Write one self-contained HTML report: summary, histogram, gallery of the worst images, sortable table.
-
-    Exit codes: 0 written; 2 bad input or options.
-    """
-    from ..errors import InputError
-    from ..io.rankings import load_ranking
-    from ..outputs.report import load_confusions, write_report
-
-    if top < 0:
-        raise fail(f"--top must be >= 0, got {top}")
-    if thumb_width < 16:
-        raise fail(f"--thumb-width must be at least 16, got {thumb_width}")
-    if not output.parent.is_dir():
-        raise fail(f"output directory does not exist: {output.parent}")
-    try:
-        loaded = load_ranking(ranking, need_record=False)
-        rows = load_confusions(confusions) if confusions is not None else None
-        result = write_report(loaded, output, overlays_dir=overlays, top=top, score_threshold=score_threshold,
-                              confusions=rows, thumb_width=thumb_width)
-    except InputError as exc:
-        raise fail(str(exc))
-    except OSError as exc:
-        raise fail(f"cannot write {output}: {exc.strerror or exc}")
-    if quiet:
-        return
-    if loaded.record is None:
-        stderr.print(f"note: no run record {loaded.record_path}; the summary omits the inputs and options",
-                     soft_wrap=True)
-    if result.missing_overlays:
-        stderr.print(f"note: {result.missing_overlays} of the {result.gallery} gallery image(s) have no overlay "
-                     f"in {overlays} (run segaudit overlay --top {top})", soft_wrap=True)
-    stderr.print(f"wrote {output} ({len(loaded.rows)} images, {result.gallery} in the gallery)", soft_wrap=True)

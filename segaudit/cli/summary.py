@@ -1,4 +1,4 @@
-"""``segaudit issues`` (pixel issue masks) and ``segaudit summary`` (class confusions)."""
+"""``segaudit summary``: class confusions."""
 
 from __future__ import annotations
 
@@ -10,52 +10,8 @@ import typer
 from ._app import app, fail, stderr
 from ._options import (
     AllowMissing, ChannelsLast, Classes, Downsample, IgnoreIndex, Logits, Masks, MaskSuffix, NoIgnore,
-    Palette, PixelThreshold, Predictions, Quiet, input_options, with_progress,
+    Palette, Predictions, Quiet, input_options, with_progress,
 )
-
-
-@app.command()
-def issues(
-    masks: Masks,
-    predictions: Predictions,
-    out: Annotated[Path, typer.Option("--out", help="Directory for the issue masks; files mirror the mask ids (<out>/<id>.png).")] = Path("issues"),
-    top: Annotated[Optional[int], typer.Option(help="Write only the N images with the largest flagged fraction (even with none flagged); default: every image with a flagged pixel.")] = None,
-    method: Annotated[str, typer.Option(help="clc: confident-learning flags (reads the store once, then a temporary cell cache); threshold: pixels with s below --pixel-threshold (2 passes).")] = "clc",
-    pixel_threshold: PixelThreshold = 0.5,
-    downsample: Downsample = 4,
-    ignore_index: IgnoreIndex = None,
-    no_ignore: NoIgnore = False,
-    mask_suffix: MaskSuffix = "",
-    palette: Palette = None,
-    classes: Classes = None,
-    logits: Logits = None,
-    channels_last: ChannelsLast = None,
-    allow_missing: AllowMissing = False,
-    quiet: Quiet = False,
-) -> None:
-    """Write full-resolution PNGs marking the suspect pixels: 0 = fine, 255 = flagged.
-
-    Exit codes: 0 written; 2 bad input or options.
-    """
-    from ..errors import InputError
-    from ..outputs.findings import write_issue_masks
-
-    if top is not None and top < 1:
-        raise fail(f"--top must be at least 1, got {top}")
-    inputs = input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
-                           allow_missing)
-    try:
-        written, run = with_progress(not quiet and stderr.is_terminal, write_issue_masks, masks, predictions,
-                                     out, method=method, top=top, pixel_threshold=pixel_threshold,
-                                     downsample=downsample, **inputs)
-    except InputError as exc:
-        raise fail(str(exc))
-    except OSError as exc:
-        raise fail(f"cannot write to {out}: {exc.strerror or exc}")
-    if not quiet:
-        flagged = sum(pixels for _, pixels in written)
-        stderr.print(f"wrote {len(written)} issue mask(s) to {out} ({flagged} flagged pixels, method {method})",
-                     soft_wrap=True)
 
 
 @app.command()

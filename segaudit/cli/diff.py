@@ -1,0 +1,46 @@
+"""``segaudit diff``: compare two rankings, as a dataset's CI pipeline runs it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._app import EXIT_FINDINGS, app, fail, stderr
+from ._options import Quiet
+
+
+@app.command()
+def diff(
+    base: Annotated[Path, typer.Argument(help="Ranking of the base (e.g. main).")],
+    head: Annotated[Path, typer.Argument(help="Ranking of the change (e.g. the pull request).")],
+    tolerance: Annotated[float, typer.Option(help="An image regressed if its score fell by more than this.")] = 0.05,
+    fail_under: Annotated[Optional[float], typer.Option(help="New images scoring below this also fail.")] = None,
+    output_format: Annotated[Optional[str], typer.Option("--format", help="Write the changes to stdout as csv, jsonl or json instead of a table.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Compare two rankings: images whose score fell by more than --tolerance, new images
+    under --fail-under, added and removed images.
+
+    Exit codes: 0 nothing regressed; 1 something regressed; 2 bad input.
+    """
+    from ..ci.diff import DIFF_COLUMNS, diff_rankings, read_ranking
+    from ..errors import InputError
+    from ..io.tables import FORMATS, render
+
+    if output_format is not None and output_format not in FORMATS:
+        raise fail(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
+    try:
+        changes = diff_rankings(read_ranking(base), read_ranking(head), tolerance=tolerance, fail_under=fail_under)
+    except InputError as exc:
+        raise fail(str(exc))
+    if output_format:
+        sys.stdout.write(render(DIFF_COLUMNS, changes.rows(), output_format))
+    elif not quiet:
+        from ..outputs.terminal import diff_table
+
+        stderr.print(diff_table(changes, tolerance))
+    if changes.failed:
+        raise typer.Exit(EXIT_FINDINGS)

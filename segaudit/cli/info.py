@@ -1,0 +1,35 @@
+"""``segaudit info``: describe a prediction store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._app import app, fail
+
+
+@app.command()
+def info(
+    store: Annotated[Path, typer.Argument(help="A zarr prediction store (per-image or stacked layout, zarr format 3 or 2).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON.")] = False,
+) -> None:
+    """Describe a prediction store: layout, images, classes, shapes, dtype, chunks, codec, size, completeness.
+
+    Exit codes: 0 described (even if 'segaudit score' would refuse the store: see 'readable');
+    2 not a zarr store.
+    """
+    from ..errors import InputError
+
+    try:
+        from ..io.info import format_info, inspect_store
+
+        description = inspect_store(store)
+    except InputError as exc:
+        raise fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(description, indent=2))
+    else:
+        typer.echo(format_info(description), nl=False)

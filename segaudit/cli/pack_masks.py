@@ -1,0 +1,42 @@
+"""``segaudit pack-masks``: write an (N, H, W) label array as PNG masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._app import app, fail, stderr
+from .pack import _with_progress
+
+
+@app.command("pack-masks")
+def pack_masks(
+    labels: Annotated[Path, typer.Argument(help="An (N, H, W) integer .npy (or .npz) of class indices.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write the PNG masks to (<id>.png).")],
+    ids: Annotated[Optional[Path], typer.Option(help="Text file with the N image ids, one per line, in array order. Default: 0, 1, ... zero-padded.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing directory of PNG masks at --output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary; errors only.")] = False,
+) -> None:
+    """Write an (N, H, W) label array as PNG masks: 8-bit L, or 16-bit I;16 if a value exceeds 255.
+
+    Exit codes: 0 written; 2 bad input or options (nothing written).
+    """
+    from ..errors import InputError
+
+    show = not quiet and stderr.is_terminal
+    try:
+        from ..io.pack import pack_masks as write_masks
+
+        result = _with_progress(show, "writing masks", lambda on_image: write_masks(
+            labels, output, ids=ids, overwrite=overwrite, on_image=on_image))
+    except InputError as exc:
+        raise fail(str(exc))
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror or exc}")
+    if not quiet:
+        from ..io.info import human_bytes
+
+        stderr.print(f"wrote {result.path} ({result.images} masks, {result.detail}, "
+                     f"{human_bytes(result.bytes_on_disk)})", soft_wrap=True)
