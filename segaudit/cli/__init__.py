@@ -2,28 +2,37 @@
 
 Only typer and rich are imported at start-up; numba, zarr and the scoring code are
 imported inside the commands, so ``--help`` and usage errors are instant. Each command
-lives in its own module and registers itself on the shared app.
+lives in its own module, whose ``command`` function declares its options and calls the
+library; :data:`COMMANDS` names them and registers them on the shared app.
 """
 
 from __future__ import annotations
 
 import sys
 
-from . import check  # noqa: F401  (each import registers its command)
-from . import diff  # noqa: F401
-from . import issues  # noqa: F401
-from . import summary  # noqa: F401
-from . import score  # noqa: F401
-from . import pack  # noqa: F401
-from . import pack_masks  # noqa: F401
-from . import info  # noqa: F401
-from . import overlay  # noqa: F401
-from . import report  # noqa: F401
-from . import corrupt  # noqa: F401
-from . import evaluate  # noqa: F401
+from . import check, corrupt, diff, evaluate, info, issues, overlay, pack, pack_masks, report, score, summary
 from ._app import app, stderr
 
-__all__ = ["app", "main"]
+__all__ = ["COMMANDS", "app", "main"]
+
+#: Every command's name and module, in the order ``segaudit --help`` lists them.
+COMMANDS = {
+    "check": check,
+    "diff": diff,
+    "issues": issues,
+    "summary": summary,
+    "score": score,
+    "pack": pack,
+    "pack-masks": pack_masks,
+    "info": info,
+    "overlay": overlay,
+    "report": report,
+    "corrupt": corrupt,
+    "evaluate": evaluate,
+}
+
+for _name, _module in COMMANDS.items():
+    app.command(_name)(_module.command)
 
 
 def main() -> None:

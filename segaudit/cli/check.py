@@ -6,15 +6,14 @@ from typing import Annotated
 
 import typer
 
-from ._app import EXIT_INPUT, app, fail, stderr
+from ._app import EXIT_INPUT, fail, stderr
 from ._options import (
     AllowMissing, ChannelsLast, Classes, IgnoreIndex, Logits, Masks, MaskSuffix, NoIgnore, Palette,
     Predictions, Quiet, input_options, with_progress,
 )
 
 
-@app.command()
-def check(
+def command(
     masks: Masks,
     predictions: Predictions,
     sample: Annotated[int, typer.Option(help="Prediction blocks to read and check for probability sanity, spread over the images (0 = none).")] = 32,

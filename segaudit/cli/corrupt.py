@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import app, fail, stderr
+from ._app import fail, stderr
 from ._options import Masks, MaskSuffix, Palette, Quiet, with_progress
 
 
@@ -23,8 +23,7 @@ class Kind(str, Enum):
     shift = "shift"
 
 
-@app.command()
-def corrupt(
+def command(
     masks: Masks,
     out: Annotated[Path, typer.Option("--out", help="New directory for the copy (must not exist, or be empty); file names are kept.")],
     kind: Annotated[Kind, typer.Option(help="drop: a class's pixels become --unlabeled; swap: two classes exchange their pixels; shift: a class's region outlines are perturbed.")],

@@ -8,12 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_FINDINGS, app, fail, stderr
+from ._app import EXIT_FINDINGS, fail, stderr
 from ._options import Quiet
 
 
-@app.command()
-def diff(
+def command(
     base: Annotated[Path, typer.Argument(help="Ranking of the base (e.g. main).")],
     head: Annotated[Path, typer.Argument(help="Ranking of the change (e.g. the pull request).")],
     tolerance: Annotated[float, typer.Option(help="An image regressed if its score fell by more than this.")] = 0.05,

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import app, fail, stderr
+from ._app import fail, stderr
 
 
 class Format(str, Enum):
@@ -19,8 +19,7 @@ class Format(str, Enum):
     json = "json"
 
 
-@app.command()
-def evaluate(
+def command(
     ranking: Annotated[Path, typer.Argument(help="Ranking written by segaudit score (CSV, JSON or JSONL; --method all gives every method); every column but rank, image, pixels, low_pixels, suspect_class, likely_class is a score, lower = more likely error.")],
     truth: Annotated[Path, typer.Argument(help="CSV image,is_error,kind,classes (segaudit corrupt --truth writes it).")],
     output_format: Annotated[Optional[Format], typer.Option("--format", help="table (best per metric in bold), or csv, jsonl, json with the columns method,auroc,auprc,lift_at_t,lift_at_100,images,errors,top. Default: table on a terminal, csv otherwise.")] = None,

@@ -8,11 +8,10 @@ from typing import Annotated
 
 import typer
 
-from ._app import app, fail
+from ._app import fail
 
 
-@app.command()
-def info(
+def command(
     store: Annotated[Path, typer.Argument(help="A zarr prediction store (per-image or stacked layout, zarr format 3 or 2).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON.")] = False,
 ) -> None:

@@ -7,15 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import app, fail, stderr
+from ._app import fail, stderr
 from ._options import (
     AllowMissing, ChannelsLast, Classes, Downsample, IgnoreIndex, Logits, Masks, MaskSuffix, NoIgnore,
     Palette, PixelThreshold, Predictions, Quiet, input_options, with_progress,
 )
 
 
-@app.command()
-def issues(
+def command(
     masks: Masks,
     predictions: Predictions,
     out: Annotated[Path, typer.Option("--out", help="Directory for the issue masks; files mirror the mask ids (<out>/<id>.png).")] = Path("issues"),

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import app, fail, stderr
+from ._app import fail, stderr
 
 
 def _progress(show: bool, label: str):
@@ -25,8 +25,7 @@ def _progress(show: bool, label: str):
     return progress, lambda done, total: progress.update(task, completed=done, total=total)
 
 
-@app.command()
-def overlay(
+def command(
     ranking: Annotated[Path, typer.Option("--ranking", "-r", help="Ranking CSV written by segaudit score; its run record <stem>.run.json names the masks, predictions and options.")] = Path("ranking.csv"),
     top: Annotated[int, typer.Option(help="Render the N worst images of the ranking.")] = 20,
     ids: Annotated[Optional[list[str]], typer.Option("--ids", help="Render these image ids instead of the top N (repeatable, or comma-separated).")] = None,

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import app, fail, stderr
+from ._app import fail, stderr
 from ._options import parse_classes, with_progress
 
 
@@ -32,8 +32,7 @@ def _with_progress(show: bool, label: str, work):
     return with_progress(show, run)
 
 
-@app.command()
-def pack(
+def command(
     source: Annotated[Path, typer.Argument(help="A directory of per-image .npy/.npz files (id = relative path without extension), or one (N, K, H, W) .npy file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The zarr store to write (per-image layout).")],
     ids: Annotated[Optional[Path], typer.Option(help="For one (N, K, H, W) .npy: a text file with the N image ids, one per line, in array order.")] = None,

@@ -7,12 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import app, fail, stderr
+from ._app import fail, stderr
 from .pack import _with_progress
 
 
-@app.command("pack-masks")
-def pack_masks(
+def command(
     labels: Annotated[Path, typer.Argument(help="An (N, H, W) integer .npy (or .npz) of class indices.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write the PNG masks to (<id>.png).")],
     ids: Annotated[Optional[Path], typer.Option(help="Text file with the N image ids, one per line, in array order. Default: 0, 1, ... zero-padded.")] = None,

@@ -8,11 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import app, fail, stderr
+from ._app import fail, stderr
 
 
-@app.command()
-def report(
+def command(
     ranking: Annotated[Path, typer.Option("--ranking", "-r", help="Ranking CSV written by segaudit score (its run record is used when present).")] = Path("ranking.csv"),
     overlays: Annotated[Path, typer.Option(help="Directory of PNGs written by segaudit overlay; the gallery embeds them as thumbnails.")] = Path("overlays"),
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write (self-contained: images embedded, no network access).")] = Path("report.html"),

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_FINDINGS, app, fail, stderr
+from ._app import EXIT_FINDINGS, fail, stderr
 from ._options import (
     AllowMissing, ChannelsLast, Classes, Downsample, IgnoreIndex, Logits, Masks, MaskSuffix, NoIgnore,
     Palette, PixelThreshold, Predictions, Quiet, input_options, with_progress,
@@ -19,8 +19,7 @@ from ._options import (
 Format = Annotated[str, typer.Option("--format", help="Output format: csv, jsonl (one JSON object per image) or json.")]
 
 
-@app.command()
-def score(
+def command(
     masks: Masks,
     predictions: Predictions,
     output: Annotated[str, typer.Option("--output", "-o", help="Ranking to write, worst image first; '-' writes to stdout (logs go to stderr). A run record <stem>.run.json is written beside a file.")] = "ranking.csv",

@@ -7,15 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import app, fail, stderr
+from ._app import fail, stderr
 from ._options import (
     AllowMissing, ChannelsLast, Classes, Downsample, IgnoreIndex, Logits, Masks, MaskSuffix, NoIgnore,
     Palette, Predictions, Quiet, input_options, with_progress,
 )
 
 
-@app.command()
-def summary(
+def command(
     masks: Masks,
     predictions: Predictions,
     csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write every (annotated, predicted) row as CSV: annotated,predicted,pixels,images,share.")] = None,

@@ -598,6 +598,17 @@ def test_every_score_option_is_in_its_help():
         assert option in result.output, option
 
 
+def test_every_command_module_is_registered():
+    import pkgutil
+
+    import segaudit.cli
+    from segaudit.cli import COMMANDS
+
+    modules = {info.name for info in pkgutil.iter_modules(segaudit.cli.__path__) if not info.name.startswith("_")}
+    assert {module.__name__.rsplit(".", 1)[1] for module in COMMANDS.values()} == modules
+    assert list(typer.main.get_command(app).commands) == list(COMMANDS)
+
+
 @pytest.mark.parametrize("args", [["--help"], ["score", "--help"], ["--version"]])
 def test_help_does_not_import_numba_or_zarr(args):
     code = (
