@@ -1,7 +1,11 @@
-"""The shared Typer app, console and error exit of the command line."""
+"""The shared Typer app of the command line and what every command uses: the stderr
+console, the error exit and the progress bar."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
@@ -42,3 +46,40 @@ def fail(message: str) -> typer.Exit:
 
     stderr.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
     return typer.Exit(EXIT_INPUT)
+
+
+def interactive(quiet: bool, verbose: bool = False) -> bool:
+    """Whether to draw progress bars and tables: not --quiet, and stderr is a terminal (or --verbose)."""
+    return not quiet and (verbose or stderr.is_terminal)
+
+
+@dataclass(frozen=True)
+class ProgressCallbacks:
+    """A progress bar's callbacks in the library's two conventions; both None when no bar is drawn."""
+
+    on_progress: Callable[[str, int, int], None] | None = None  # (stage, done, total)
+    on_image: Callable[[int, int], None] | None = None  # (done, total)
+
+
+@contextmanager
+def progress(show: bool, label: str = "reading") -> Iterator[ProgressCallbacks]:
+    """A transient progress bar on stderr while the block runs, if ``show``.
+
+    The bar is labelled ``label`` until an ``on_progress`` call names the stage.
+    """
+    if not show:
+        yield ProgressCallbacks()
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        def on_image(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield ProgressCallbacks(on_progress, on_image)

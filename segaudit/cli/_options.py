@@ -1,4 +1,4 @@
-"""Options shared by the commands that read masks and predictions, and their progress bar."""
+"""Options shared by the commands that read masks and predictions."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail, stderr
+from ._app import fail
 
 Masks = Annotated[Path, typer.Argument(help="Directory of annotation PNGs, searched recursively; pixel value = class index.")]
 Predictions = Annotated[Path, typer.Argument(help="Zarr store of predicted class probabilities (per-image or stacked layout).")]
@@ -49,18 +49,3 @@ def input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits
         classes=class_names, logits=logits, channels_last=channels_last, allow_missing=allow_missing,
     )
 
-
-def with_progress(show: bool, function, *args, **kwargs):
-    """Call ``function(*args, on_progress=..., **kwargs)`` under a progress bar on stderr."""
-    if not show:
-        return function(*args, **kwargs)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=stderr, transient=True) as progress:
-        task = progress.add_task("reading", total=None)
-
-        def update(stage: str, done: int, total: int) -> None:
-            progress.update(task, description=stage, completed=done, total=total)
-
-        return function(*args, on_progress=update, **kwargs)

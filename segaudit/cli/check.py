@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
-from ._app import EXIT_INPUT, fail, stderr
+from ._app import EXIT_INPUT, fail, interactive, progress, stderr
 from ._options import (
     AllowMissing, ChannelsLast, Classes, IgnoreIndex, Logits, Masks, MaskSuffix, NoIgnore, Palette,
-    Predictions, Quiet, input_options, with_progress,
+    Predictions, Quiet, input_options,
 )
 
 
@@ -38,8 +38,8 @@ def command(
     inputs = input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
                            allow_missing)
     try:
-        report = with_progress(not quiet and stderr.is_terminal, check_dataset, masks, predictions,
-                               sample_blocks=sample, **inputs)
+        with progress(interactive(quiet)) as bar:
+            report = check_dataset(masks, predictions, sample_blocks=sample, on_progress=bar.on_progress, **inputs)
     except InputError as exc:
         raise fail(str(exc))
     for problem in report.problems:

@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail, stderr
-from ._options import Masks, MaskSuffix, Palette, Quiet, with_progress
+from ._app import fail, interactive, progress, stderr
+from ._options import Masks, MaskSuffix, Palette, Quiet
 
 
 KeepIndex = Annotated[Optional[list[int]], typer.Option("--ignore-index", help="Label value that is never chosen and never changed (ignore pixels); repeat for several. Default 255.")]
@@ -52,10 +52,11 @@ def command(
     ignore = () if no_ignore else tuple(ignore_index or (255,))
     tokens = classes.split(",") if classes is not None else None
     try:
-        run = with_progress(not quiet and stderr.is_terminal, corrupt_masks, masks, out, kind=kind.value,
-                            rate=rate, seed=seed, classes=tokens, classes_file=classes_file, unlabeled=unlabeled,
-                            ignore_index=ignore, sigma=sigma, min_pixels=min_pixels, mask_suffix=mask_suffix,
-                            palette=palette, truth=truth)
+        with progress(interactive(quiet)) as bar:
+            run = corrupt_masks(masks, out, kind=kind.value, rate=rate, seed=seed, classes=tokens,
+                                classes_file=classes_file, unlabeled=unlabeled, ignore_index=ignore, sigma=sigma,
+                                min_pixels=min_pixels, mask_suffix=mask_suffix, palette=palette, truth=truth,
+                                on_progress=bar.on_progress)
     except InputError as exc:
         raise fail(str(exc))
     except OSError as exc:

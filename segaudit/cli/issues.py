@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail, stderr
+from ._app import fail, interactive, progress, stderr
 from ._options import (
     AllowMissing, ChannelsLast, Classes, Downsample, IgnoreIndex, Logits, Masks, MaskSuffix, NoIgnore,
-    Palette, PixelThreshold, Predictions, Quiet, input_options, with_progress,
+    Palette, PixelThreshold, Predictions, Quiet, input_options,
 )
 
 
@@ -44,9 +44,10 @@ def command(
     inputs = input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
                            allow_missing)
     try:
-        written, run = with_progress(not quiet and stderr.is_terminal, write_issue_masks, masks, predictions,
-                                     out, method=method, top=top, pixel_threshold=pixel_threshold,
-                                     downsample=downsample, **inputs)
+        with progress(interactive(quiet)) as bar:
+            written, run = write_issue_masks(masks, predictions, out, method=method, top=top,
+                                             pixel_threshold=pixel_threshold, downsample=downsample,
+                                             on_progress=bar.on_progress, **inputs)
     except InputError as exc:
         raise fail(str(exc))
     except OSError as exc:

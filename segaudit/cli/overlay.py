@@ -10,19 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail, stderr
-
-
-def _progress(show: bool, label: str):
-    """A rich progress bar on a terminal (a callback ``update(done, total)``), else None."""
-    if not show:
-        return None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=stderr, transient=True)
-    task = progress.add_task(label, total=None)
-    return progress, lambda done, total: progress.update(task, completed=done, total=total)
+from ._app import fail, interactive, progress, stderr
 
 
 def command(
@@ -47,19 +35,12 @@ def command(
 
     if top < 0:
         raise fail(f"--top must be >= 0, got {top}")
-    show = not quiet and stderr.is_terminal
-    progress, update = _progress(show, "drawing")
     try:
         loaded = load_ranking(ranking, need_record=True)
-        if progress:
-            progress.start()
-        try:
+        with progress(interactive(quiet), "drawing") as bar:
             run = write_overlays(loaded, out, top=top, ids=ids, images=images, image_suffix=image_suffix,
                                  pixel_threshold=pixel_threshold, max_width=max_width, palette=palette,
-                                 on_image=update)
-        finally:
-            if progress:
-                progress.stop()
+                                 on_image=bar.on_image)
     except InputError as exc:
         raise fail(str(exc))
     except OSError as exc:

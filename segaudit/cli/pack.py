@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail, stderr
-from ._options import parse_classes, with_progress
+from ._app import fail, interactive, progress, stderr
+from ._options import parse_classes
 
 
 class StoreDtype(str, Enum):
@@ -22,14 +22,6 @@ class Codec(str, Enum):  # the names of segaudit.io.writer.CODECS (kept literal:
     none = "none"
     lz4 = "lz4"
     zstd = "zstd"
-
-
-def _with_progress(show: bool, label: str, work):
-    """Run ``work(on_image)`` under the shared progress bar, labelled ``label``."""
-    def run(on_progress=None):
-        return work(None if on_progress is None else lambda done, total: on_progress(label, done, total))
-
-    return with_progress(show, run)
 
 
 def command(
@@ -58,15 +50,13 @@ def command(
         class_names = parse_classes(classes)
     except ValueError as exc:
         raise fail(str(exc))
-    show = not quiet and stderr.is_terminal
     try:
         from ..io.pack import pack as pack_arrays
 
-        result = _with_progress(show, "packing", lambda on_image: pack_arrays(
-            source, output, ids=ids, masks=masks, mask_suffix=mask_suffix, classes=class_names,
-            dtype=dtype.value, logits=logits, channels_last=channels_last, codec=codec.value,
-            overwrite=overwrite, on_image=on_image,
-        ))
+        with progress(interactive(quiet), "packing") as bar:
+            result = pack_arrays(source, output, ids=ids, masks=masks, mask_suffix=mask_suffix, classes=class_names,
+                                 dtype=dtype.value, logits=logits, channels_last=channels_last, codec=codec.value,
+                                 overwrite=overwrite, on_image=bar.on_image)
     except InputError as exc:
         raise fail(str(exc))
     except OSError as exc:

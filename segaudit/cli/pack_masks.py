@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail, stderr
-from .pack import _with_progress
+from ._app import fail, interactive, progress, stderr
 
 
 def command(
@@ -24,12 +23,11 @@ def command(
     """
     from ..errors import InputError
 
-    show = not quiet and stderr.is_terminal
     try:
         from ..io.pack import pack_masks as write_masks
 
-        result = _with_progress(show, "writing masks", lambda on_image: write_masks(
-            labels, output, ids=ids, overwrite=overwrite, on_image=on_image))
+        with progress(interactive(quiet), "writing masks") as bar:
+            result = write_masks(labels, output, ids=ids, overwrite=overwrite, on_image=bar.on_image)
     except InputError as exc:
         raise fail(str(exc))
     except OSError as exc:

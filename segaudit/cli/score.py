@@ -9,10 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_FINDINGS, fail, stderr
+from ._app import EXIT_FINDINGS, fail, interactive, progress, stderr
 from ._options import (
     AllowMissing, ChannelsLast, Classes, Downsample, IgnoreIndex, Logits, Masks, MaskSuffix, NoIgnore,
-    Palette, PixelThreshold, Predictions, Quiet, input_options, with_progress,
+    Palette, PixelThreshold, Predictions, Quiet, input_options,
 )
 
 
@@ -70,13 +70,14 @@ def command(
         raise fail(str(exc))
     inputs = input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
                            allow_missing)
-    show = not quiet and (verbose or stderr.is_terminal)
+    show = interactive(quiet, verbose)
     from ..api import score as score_images
 
     try:
-        run = with_progress(show, score_images, masks, predictions, methods=methods, temperature=temperature,
-                            pixel_threshold=pixel_threshold, downsample=downsample, only=only_entries,
-                            baseline=baseline_clc, **inputs)
+        with progress(show) as bar:
+            run = score_images(masks, predictions, methods=methods, temperature=temperature,
+                               pixel_threshold=pixel_threshold, downsample=downsample, only=only_entries,
+                               baseline=baseline_clc, on_progress=bar.on_progress, **inputs)
     except InputError as exc:
         raise fail(str(exc))
 

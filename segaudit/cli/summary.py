@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail, stderr
+from ._app import fail, interactive, progress
 from ._options import (
     AllowMissing, ChannelsLast, Classes, Downsample, IgnoreIndex, Logits, Masks, MaskSuffix, NoIgnore,
-    Palette, Predictions, Quiet, input_options, with_progress,
+    Palette, Predictions, Quiet, input_options,
 )
 
 
@@ -49,8 +49,9 @@ def command(
     inputs = input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
                            allow_missing)
     try:
-        rows, run = with_progress(not quiet and stderr.is_terminal, class_confusions, masks, predictions,
-                                  downsample=downsample, **inputs)
+        with progress(interactive(quiet)) as bar:
+            rows, run = class_confusions(masks, predictions, downsample=downsample, on_progress=bar.on_progress,
+                                         **inputs)
     except InputError as exc:
         raise fail(str(exc))
     if csv is not None:

@@ -598,6 +598,21 @@ def test_every_score_option_is_in_its_help():
         assert option in result.output, option
 
 
+def test_progress_bar_on_a_terminal(monkeypatch, out):
+    from segaudit.cli import _app
+
+    with _app.progress(False) as bar:
+        assert bar.on_progress is None and bar.on_image is None
+    monkeypatch.setattr(_app.stderr, "_force_terminal", True)
+    assert _app.interactive(quiet=False) and not _app.interactive(quiet=True)
+    with _app.progress(True, "drawing") as bar:
+        bar.on_image(1, 2)
+        bar.on_progress("scoring", 2, 2)
+    result = invoke(FIXTURES / "masks", FIXTURES / "preds.zarr", "-o", out / "r.csv")
+    assert result.exit_code == 0, result.output
+    assert len(read_csv((out / "r.csv").read_text())) == 12
+
+
 def test_every_command_module_is_registered():
     import pkgutil
 
