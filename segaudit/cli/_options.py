@@ -1,7 +1,12 @@
-"""Options shared by the commands that read masks and predictions."""
+"""Options shared by several commands, and :class:`InputOptions`, the arguments and options
+of every command that reads a masks directory and a prediction store, declared once."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import typing
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,27 +30,78 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, tab
 
 
 def parse_classes(value: str | None) -> list[str] | None:
-    """``--classes``: a file (JSON list, or one name per line) or a comma-separated list."""
-    if value is None:
-        return None
-    if Path(value).is_file():
-        from ..io.files import read_class_names
-
-        return read_class_names(value)
-    return [name.strip() for name in value.split(",")]
-
-
-def input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
-                  allow_missing) -> dict:
-    """The library's input keyword arguments from the shared options (exit 2 on bad --classes)."""
+    """``--classes``: a file (JSON list, or one name per line) or a comma-separated list; exit 2
+    if the file cannot be read."""
     from ..errors import InputError
 
-    try:
-        class_names = parse_classes(classes)
-    except (InputError, OSError) as exc:
-        raise fail(str(exc))
-    return dict(
-        ignore_index=() if no_ignore else ignore_index or None, mask_suffix=mask_suffix, palette=palette,
-        classes=class_names, logits=logits, channels_last=channels_last, allow_missing=allow_missing,
-    )
+    if value is None:
+        return None
+    if not Path(value).is_file():
+        return [name.strip() for name in value.split(",")]
+    from ..io.files import read_class_names
 
+    try:
+        return read_class_names(value)
+    except InputError as exc:
+        raise fail(str(exc))
+
+
+@dataclasses.dataclass(frozen=True)
+class InputOptions:
+    """The masks and predictions arguments and the input options, as a command receives them.
+
+    A command decorated with :func:`reads_inputs` declares one parameter ``inputs:
+    InputOptions`` and gets these fields as its first two arguments and, in the place of
+    ``inputs``, its options; their types below are their command-line declarations.
+    """
+
+    masks: Masks
+    predictions: Predictions
+    ignore_index: IgnoreIndex = None
+    no_ignore: NoIgnore = False
+    mask_suffix: MaskSuffix = ""
+    palette: Palette = None
+    classes: Classes = None
+    logits: Logits = None
+    channels_last: ChannelsLast = None
+    allow_missing: AllowMissing = False
+
+    def keywords(self) -> dict:
+        """The keyword arguments of the library's readers (:func:`segaudit.engine.score`,
+        ``open_dataset`` and those built on them) but masks and predictions; exit 2 on a bad
+        --classes file."""
+        return dict(
+            ignore_index=() if self.no_ignore else self.ignore_index or None, mask_suffix=self.mask_suffix,
+            palette=self.palette, classes=parse_classes(self.classes), logits=self.logits,
+            channels_last=self.channels_last, allow_missing=self.allow_missing,
+        )
+
+
+def reads_inputs(command):
+    """Declare the :class:`InputOptions` on ``command`` in place of its ``inputs`` parameter.
+
+    Typer sees masks and predictions as the first two arguments and the input options where
+    ``inputs`` stands; ``command`` is called with them gathered into one InputOptions.
+    """
+    declared = typing.get_type_hints(InputOptions, include_extras=True)
+    fields = [
+        inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, annotation=declared[field.name],
+                          default=inspect.Parameter.empty if field.default is dataclasses.MISSING else field.default)
+        for field in dataclasses.fields(InputOptions)
+    ]
+    arguments = [field for field in fields if field.default is inspect.Parameter.empty]
+    options = [field for field in fields if field.default is not inspect.Parameter.empty]
+    signature = inspect.signature(command, eval_str=True)
+    parameters = list(arguments)
+    for parameter in signature.parameters.values():
+        parameters.extend(options if parameter.name == "inputs" else [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)])
+    names = [field.name for field in fields]
+
+    @functools.wraps(command)
+    def wrapper(**values):
+        inputs = InputOptions(**{name: values.pop(name) for name in names})
+        return command(inputs=inputs, **values)
+
+    wrapper.__signature__ = signature.replace(parameters=parameters)
+    wrapper.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+    return wrapper

@@ -7,24 +7,14 @@ from typing import Annotated
 import typer
 
 from ._app import EXIT_INPUT, fail, interactive, progress, stderr
-from ._options import (
-    AllowMissing, ChannelsLast, Classes, IgnoreIndex, Logits, Masks, MaskSuffix, NoIgnore, Palette,
-    Predictions, Quiet, input_options,
-)
+from ._options import InputOptions, Quiet, reads_inputs
 
 
+@reads_inputs
 def command(
-    masks: Masks,
-    predictions: Predictions,
+    *,
     sample: Annotated[int, typer.Option(help="Prediction blocks to read and check for probability sanity, spread over the images (0 = none).")] = 32,
-    ignore_index: IgnoreIndex = None,
-    no_ignore: NoIgnore = False,
-    mask_suffix: MaskSuffix = "",
-    palette: Palette = None,
-    classes: Classes = None,
-    logits: Logits = None,
-    channels_last: ChannelsLast = None,
-    allow_missing: AllowMissing = False,
+    inputs: InputOptions,
     quiet: Quiet = False,
 ) -> None:
     """Validate a dataset without scoring it: pairing, sizes, every mask's label values, and
@@ -35,11 +25,11 @@ def command(
     from ..ci.check import check as check_dataset
     from ..errors import InputError
 
-    inputs = input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
-                           allow_missing)
+    keywords = inputs.keywords()
     try:
         with progress(interactive(quiet)) as bar:
-            report = check_dataset(masks, predictions, sample_blocks=sample, on_progress=bar.on_progress, **inputs)
+            report = check_dataset(inputs.masks, inputs.predictions, sample_blocks=sample,
+                                   on_progress=bar.on_progress, **keywords)
     except InputError as exc:
         raise fail(str(exc))
     for problem in report.problems:

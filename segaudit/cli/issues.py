@@ -8,28 +8,18 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import fail, interactive, progress, stderr
-from ._options import (
-    AllowMissing, ChannelsLast, Classes, Downsample, IgnoreIndex, Logits, Masks, MaskSuffix, NoIgnore,
-    Palette, PixelThreshold, Predictions, Quiet, input_options,
-)
+from ._options import Downsample, InputOptions, PixelThreshold, Quiet, reads_inputs
 
 
+@reads_inputs
 def command(
-    masks: Masks,
-    predictions: Predictions,
+    *,
     out: Annotated[Path, typer.Option("--out", help="Directory for the issue masks; files mirror the mask ids (<out>/<id>.png).")] = Path("issues"),
     top: Annotated[Optional[int], typer.Option(help="Write only the N images with the largest flagged fraction (even with none flagged); default: every image with a flagged pixel.")] = None,
     method: Annotated[str, typer.Option(help="clc: confident-learning flags (reads the store once, then a temporary cell cache); threshold: pixels with s below --pixel-threshold (2 passes).")] = "clc",
     pixel_threshold: PixelThreshold = 0.5,
     downsample: Downsample = 4,
-    ignore_index: IgnoreIndex = None,
-    no_ignore: NoIgnore = False,
-    mask_suffix: MaskSuffix = "",
-    palette: Palette = None,
-    classes: Classes = None,
-    logits: Logits = None,
-    channels_last: ChannelsLast = None,
-    allow_missing: AllowMissing = False,
+    inputs: InputOptions,
     quiet: Quiet = False,
 ) -> None:
     """Write full-resolution PNGs marking the suspect pixels: 0 = fine, 255 = flagged.
@@ -41,13 +31,12 @@ def command(
 
     if top is not None and top < 1:
         raise fail(f"--top must be at least 1, got {top}")
-    inputs = input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
-                           allow_missing)
+    keywords = inputs.keywords()
     try:
         with progress(interactive(quiet)) as bar:
-            written, run = write_issue_masks(masks, predictions, out, method=method, top=top,
+            written, run = write_issue_masks(inputs.masks, inputs.predictions, out, method=method, top=top,
                                              pixel_threshold=pixel_threshold, downsample=downsample,
-                                             on_progress=bar.on_progress, **inputs)
+                                             on_progress=bar.on_progress, **keywords)
     except InputError as exc:
         raise fail(str(exc))
     except OSError as exc:

@@ -46,10 +46,7 @@ def command(
     """
     from ..errors import InputError
 
-    try:
-        class_names = parse_classes(classes)
-    except ValueError as exc:
-        raise fail(str(exc))
+    class_names = parse_classes(classes)
     try:
         from ..io.pack import pack as pack_arrays
 

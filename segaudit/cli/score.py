@@ -10,31 +10,21 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import EXIT_FINDINGS, fail, interactive, progress, stderr
-from ._options import (
-    AllowMissing, ChannelsLast, Classes, Downsample, IgnoreIndex, Logits, Masks, MaskSuffix, NoIgnore,
-    Palette, PixelThreshold, Predictions, Quiet, input_options,
-)
+from ._options import Downsample, InputOptions, PixelThreshold, Quiet, reads_inputs
 
 
 Format = Annotated[str, typer.Option("--format", help="Output format: csv, jsonl (one JSON object per image) or json.")]
 
 
+@reads_inputs
 def command(
-    masks: Masks,
-    predictions: Predictions,
+    *,
     output: Annotated[str, typer.Option("--output", "-o", help="Ranking to write, worst image first; '-' writes to stdout (logs go to stderr). A run record <stem>.run.json is written beside a file.")] = "ranking.csv",
     method: Annotated[str, typer.Option("--method", "-m", help="Scoring method, a comma list, or 'all' (rsoftmin, softmin, cil, ccp, tccp, iou, clc, coco). The first ranks the images and fills the 'score' column. rsoftmin (default) is softmin at a temperature scaled to the image size; softmin is the paper's. clc adds two passes over a temporary cell cache (the store is read once).")] = "rsoftmin",
     temperature: Annotated[float, typer.Option(help="Softmin temperature (> 0): lower focuses on the worst pixels, higher approaches the mean. rsoftmin uses it on 760x1280 images and scales it to each image's size.")] = 0.1,
     pixel_threshold: PixelThreshold = 0.5,
     downsample: Downsample = 4,
-    ignore_index: IgnoreIndex = None,
-    no_ignore: NoIgnore = False,
-    mask_suffix: MaskSuffix = "",
-    palette: Palette = None,
-    classes: Classes = None,
-    logits: Logits = None,
-    channels_last: ChannelsLast = None,
-    allow_missing: AllowMissing = False,
+    inputs: InputOptions,
     only: Annotated[Optional[str], typer.Option(help="Score only the images listed in this file ('-' = stdin), one per line: image ids, or mask paths as 'git diff --name-only' prints them. Deleted masks are skipped with a note.")] = None,
     baseline: Annotated[Optional[Path], typer.Option(help="Ranking of an earlier full run: reuse its dataset-wide clc cut and downsampling (from its run record), so a subset scores consistently with it.")] = None,
     fail_under: Annotated[Optional[float], typer.Option(help="Gate: exit 1 if any image's score (the first method, or --fail-under-method) is below this; the images are listed on stderr.")] = None,
@@ -68,16 +58,15 @@ def command(
         baseline_clc = _read_baseline(baseline) if baseline and "clc" in methods else None
     except InputError as exc:
         raise fail(str(exc))
-    inputs = input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
-                           allow_missing)
+    keywords = inputs.keywords()
     show = interactive(quiet, verbose)
     from ..api import score as score_images
 
     try:
         with progress(show) as bar:
-            run = score_images(masks, predictions, methods=methods, temperature=temperature,
+            run = score_images(inputs.masks, inputs.predictions, methods=methods, temperature=temperature,
                                pixel_threshold=pixel_threshold, downsample=downsample, only=only_entries,
-                               baseline=baseline_clc, on_progress=bar.on_progress, **inputs)
+                               baseline=baseline_clc, on_progress=bar.on_progress, **keywords)
     except InputError as exc:
         raise fail(str(exc))
 

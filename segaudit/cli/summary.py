@@ -8,27 +8,17 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import fail, interactive, progress
-from ._options import (
-    AllowMissing, ChannelsLast, Classes, Downsample, IgnoreIndex, Logits, Masks, MaskSuffix, NoIgnore,
-    Palette, Predictions, Quiet, input_options,
-)
+from ._options import Downsample, InputOptions, Quiet, reads_inputs
 
 
+@reads_inputs
 def command(
-    masks: Masks,
-    predictions: Predictions,
+    *,
     csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write every (annotated, predicted) row as CSV: annotated,predicted,pixels,images,share.")] = None,
     top: Annotated[int, typer.Option(help="Rows of the table shown.")] = 20,
     output_format: Annotated[Optional[str], typer.Option("--format", help="Write every row to stdout as csv, jsonl or json instead of the table.")] = None,
     downsample: Downsample = 4,
-    ignore_index: IgnoreIndex = None,
-    no_ignore: NoIgnore = False,
-    mask_suffix: MaskSuffix = "",
-    palette: Palette = None,
-    classes: Classes = None,
-    logits: Logits = None,
-    channels_last: ChannelsLast = None,
-    allow_missing: AllowMissing = False,
+    inputs: InputOptions,
     quiet: Quiet = False,
 ) -> None:
     """Which class mix-ups dominate: over all confident-learning flagged pixels, the
@@ -46,12 +36,11 @@ def command(
         raise fail(f"output directory does not exist: {csv.parent}")
     if output_format is not None and output_format not in FORMATS:
         raise fail(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
-    inputs = input_options(ignore_index, no_ignore, mask_suffix, palette, classes, logits, channels_last,
-                           allow_missing)
+    keywords = inputs.keywords()
     try:
         with progress(interactive(quiet)) as bar:
-            rows, run = class_confusions(masks, predictions, downsample=downsample, on_progress=bar.on_progress,
-                                         **inputs)
+            rows, run = class_confusions(inputs.masks, inputs.predictions, downsample=downsample,
+                                         on_progress=bar.on_progress, **keywords)
     except InputError as exc:
         raise fail(str(exc))
     if csv is not None:

@@ -613,6 +613,17 @@ def test_progress_bar_on_a_terminal(monkeypatch, out):
     assert len(read_csv((out / "r.csv").read_text())) == 12
 
 
+@pytest.mark.parametrize("name", ["score", "check", "issues", "summary"])
+def test_every_reader_has_the_input_options(name):
+    import dataclasses
+
+    from segaudit.cli._options import InputOptions
+
+    command = typer.main.get_command(app).commands[name]
+    assert [param.name for param in command.params[:2]] == ["masks", "predictions"]
+    assert {field.name for field in dataclasses.fields(InputOptions)} <= {param.name for param in command.params}
+
+
 def test_every_command_module_is_registered():
     import pkgutil
 
