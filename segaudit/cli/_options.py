@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import inspect
 import typing
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -27,6 +28,15 @@ Logits = Annotated[Optional[bool], typer.Option("--logits/--probabilities", help
 ChannelsLast = Annotated[Optional[bool], typer.Option("--channels-last/--channels-first", help="Arrays are (H, W, K) / (N, H, W, K); overrides the store's 'channels_last' attribute.")]
 AllowMissing = Annotated[bool, typer.Option(help="Skip masks without predictions and predictions without masks (and say how many) instead of failing.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, tables or notes; errors only.")]
+
+
+class OutputFormat(str, Enum):
+    """``--format`` of the commands that write a table, as ``segaudit.io.tables.FORMATS``
+    (literal here so that --help imports nothing more; a test checks that they agree)."""
+
+    csv = "csv"
+    jsonl = "jsonl"
+    json = "json"
 
 
 def parse_classes(value: str | None) -> list[str] | None:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import EXIT_FINDINGS, fail, stderr
-from ._options import Quiet
+from ._options import OutputFormat, Quiet
 
 
 def command(
@@ -17,7 +17,7 @@ def command(
     head: Annotated[Path, typer.Argument(help="Ranking of the change (e.g. the pull request).")],
     tolerance: Annotated[float, typer.Option(help="An image regressed if its score fell by more than this.")] = 0.05,
     fail_under: Annotated[Optional[float], typer.Option(help="New images scoring below this also fail.")] = None,
-    output_format: Annotated[Optional[str], typer.Option("--format", help="Write the changes to stdout as csv, jsonl or json instead of a table.")] = None,
+    output_format: Annotated[Optional[OutputFormat], typer.Option("--format", help="Write the changes to stdout as csv, jsonl or json instead of a table.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Compare two rankings: images whose score fell by more than --tolerance, new images
@@ -27,16 +27,14 @@ def command(
     """
     from ..ci.diff import DIFF_COLUMNS, diff_rankings, read_ranking
     from ..errors import InputError
-    from ..io.tables import FORMATS, render
+    from ..io.tables import render
 
-    if output_format is not None and output_format not in FORMATS:
-        raise fail(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
     try:
         changes = diff_rankings(read_ranking(base), read_ranking(head), tolerance=tolerance, fail_under=fail_under)
     except InputError as exc:
         raise fail(str(exc))
     if output_format:
-        sys.stdout.write(render(DIFF_COLUMNS, changes.rows(), output_format))
+        sys.stdout.write(render(DIFF_COLUMNS, changes.rows(), output_format.value))
     elif not quiet:
         from ..outputs.terminal import diff_table
 

@@ -10,10 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import EXIT_FINDINGS, fail, interactive, progress, stderr
-from ._options import Downsample, InputOptions, PixelThreshold, Quiet, reads_inputs
-
-
-Format = Annotated[str, typer.Option("--format", help="Output format: csv, jsonl (one JSON object per image) or json.")]
+from ._options import Downsample, InputOptions, OutputFormat, PixelThreshold, Quiet, reads_inputs
 
 
 @reads_inputs
@@ -30,7 +27,7 @@ def command(
     fail_under: Annotated[Optional[float], typer.Option(help="Gate: exit 1 if any image's score (the first method, or --fail-under-method) is below this; the images are listed on stderr.")] = None,
     fail_under_method: Annotated[Optional[str], typer.Option(help="Gate --fail-under on this computed method instead of the first.")] = None,
     max_flagged: Annotated[Optional[int], typer.Option(help="Gate: exit 1 if any image has more than N clc-flagged pixels (needs clc in --method).")] = None,
-    output_format: Format = "csv",
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format: csv, jsonl (one JSON object per image) or json.")] = OutputFormat.csv,
     summary_md: Annotated[Optional[Path], typer.Option(help="Also write a Markdown summary (counts, gates, worst images) for $GITHUB_STEP_SUMMARY or a PR comment.")] = None,
     top: Annotated[int, typer.Option(help="Rows of the terminal table and of the Markdown summary's worst images.")] = 10,
     quiet: Quiet = False,
@@ -42,15 +39,12 @@ def command(
     2 bad input or options (nothing written).
     """
     from ..errors import InputError
-    from ..io.tables import FORMATS
     from ..ci.gates import check_gates, make_gates
     from ..methods import parse_methods
 
     for path in ([] if output == "-" else [Path(output)]) + ([summary_md] if summary_md else []):
         if not path.parent.is_dir():
             raise fail(f"output directory does not exist: {path.parent}")
-    if output_format not in FORMATS:
-        raise fail(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
     try:
         methods = parse_methods(method)
         gates = make_gates(methods, fail_under, fail_under_method, max_flagged)
@@ -76,10 +70,10 @@ def command(
     gate_results = check_gates(run, gates)
     try:
         if output == "-":
-            sys.stdout.write(ranking_text(run, output_format))
+            sys.stdout.write(ranking_text(run, output_format.value))
             sys.stdout.flush()
         else:
-            write_ranking(run, output, output_format)
+            write_ranking(run, output, output_format.value)
         if summary_md:
             from ..outputs.markdown import summary_markdown
 

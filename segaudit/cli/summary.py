@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import fail, interactive, progress
-from ._options import Downsample, InputOptions, Quiet, reads_inputs
+from ._options import Downsample, InputOptions, OutputFormat, Quiet, reads_inputs
 
 
 @reads_inputs
@@ -16,7 +16,7 @@ def command(
     *,
     csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write every (annotated, predicted) row as CSV: annotated,predicted,pixels,images,share.")] = None,
     top: Annotated[int, typer.Option(help="Rows of the table shown.")] = 20,
-    output_format: Annotated[Optional[str], typer.Option("--format", help="Write every row to stdout as csv, jsonl or json instead of the table.")] = None,
+    output_format: Annotated[Optional[OutputFormat], typer.Option("--format", help="Write every row to stdout as csv, jsonl or json instead of the table.")] = None,
     downsample: Downsample = 4,
     inputs: InputOptions,
     quiet: Quiet = False,
@@ -30,12 +30,8 @@ def command(
     from ..outputs.findings import class_confusions, confusions_csv
     from ..io.files import atomic_write_all
 
-    from ..io.tables import FORMATS
-
     if csv is not None and not csv.parent.is_dir():
         raise fail(f"output directory does not exist: {csv.parent}")
-    if output_format is not None and output_format not in FORMATS:
-        raise fail(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
     keywords = inputs.keywords()
     try:
         with progress(interactive(quiet)) as bar:
@@ -54,7 +50,7 @@ def command(
         from ..outputs.findings import CONFUSION_COLUMNS, confusion_rows
         from ..io.tables import render
 
-        sys.stdout.write(render(CONFUSION_COLUMNS, confusion_rows(rows, run.class_name), output_format))
+        sys.stdout.write(render(CONFUSION_COLUMNS, confusion_rows(rows, run.class_name), output_format.value))
         return
     from rich.console import Console
 

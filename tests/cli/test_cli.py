@@ -624,6 +624,16 @@ def test_every_reader_has_the_input_options(name):
     assert {field.name for field in dataclasses.fields(InputOptions)} <= {param.name for param in command.params}
 
 
+def test_output_format_choices_are_the_table_formats():
+    from segaudit.cli._options import OutputFormat
+    from segaudit.io.tables import FORMATS
+
+    assert tuple(fmt.value for fmt in OutputFormat) == FORMATS
+    for name in ["score", "diff", "summary"]:
+        help_text = CliRunner().invoke(app, [name, "--help"]).output
+        assert "csv|jsonl|json" in help_text, name
+
+
 def test_every_command_module_is_registered():
     import pkgutil
 
