@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -46,6 +47,33 @@ def fail(message: str) -> typer.Exit:
 
     stderr.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
     return typer.Exit(EXIT_INPUT)
+
+
+@contextmanager
+def exit_on_error(writing: str | None = None, *, name_file: bool = False) -> Iterator[None]:
+    """Turn the library's InputError raised in the block into a one-line error and exit 2.
+
+    With ``writing``, an OSError too, as ``cannot write <writing>: <reason>`` (followed by
+    the file's name if ``name_file``).
+    """
+    from ..errors import InputError
+
+    try:
+        yield
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        if writing is None:
+            raise
+        where = f" ({exc.filename})" if name_file and exc.filename else ""
+        raise fail(f"cannot write {writing}: {exc.strerror or exc}{where}") from None
+
+
+def require_parent_dirs(*paths: Path | None) -> None:
+    """Exit 2 unless the directory of every output file given (None: not asked for) exists."""
+    for path in paths:
+        if path is not None and not path.parent.is_dir():
+            raise fail(f"output directory does not exist: {path.parent}")
 
 
 def interactive(quiet: bool, verbose: bool = False) -> bool:

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail
+from ._app import exit_on_error
 
 Masks = Annotated[Path, typer.Argument(help="Directory of annotation PNGs, searched recursively; pixel value = class index.")]
 Predictions = Annotated[Path, typer.Argument(help="Zarr store of predicted class probabilities (per-image or stacked layout).")]
@@ -42,18 +42,14 @@ class OutputFormat(str, Enum):
 def parse_classes(value: str | None) -> list[str] | None:
     """``--classes``: a file (JSON list, or one name per line) or a comma-separated list; exit 2
     if the file cannot be read."""
-    from ..errors import InputError
-
     if value is None:
         return None
     if not Path(value).is_file():
         return [name.strip() for name in value.split(",")]
     from ..io.files import read_class_names
 
-    try:
+    with exit_on_error():
         return read_class_names(value)
-    except InputError as exc:
-        raise fail(str(exc))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,18 +89,18 @@ def reads_inputs(command):
     Typer sees masks and predictions as the first two arguments and the input options where
     ``inputs`` stands; ``command`` is called with them gathered into one InputOptions.
     """
+    keyword = inspect.Parameter.KEYWORD_ONLY
     declared = typing.get_type_hints(InputOptions, include_extras=True)
-    fields = [
-        inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, annotation=declared[field.name],
-                          default=inspect.Parameter.empty if field.default is dataclasses.MISSING else field.default)
-        for field in dataclasses.fields(InputOptions)
-    ]
+    fields = [inspect.Parameter(field.name, keyword, annotation=declared[field.name],
+                                default=inspect.Parameter.empty if field.default is dataclasses.MISSING else field.default)
+              for field in dataclasses.fields(InputOptions)]
     arguments = [field for field in fields if field.default is inspect.Parameter.empty]
     options = [field for field in fields if field.default is not inspect.Parameter.empty]
     signature = inspect.signature(command, eval_str=True)
+    assert "inputs" in signature.parameters, f"{command.__module__} declares no 'inputs' parameter"
     parameters = list(arguments)
     for parameter in signature.parameters.values():
-        parameters.extend(options if parameter.name == "inputs" else [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)])
+        parameters.extend(options if parameter.name == "inputs" else [parameter.replace(kind=keyword)])
     names = [field.name for field in fields]
 
     @functools.wraps(command)

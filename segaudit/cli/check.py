@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import EXIT_INPUT, fail, interactive, progress, stderr
+from ._app import EXIT_INPUT, exit_on_error, interactive, progress, stderr
 from ._options import InputOptions, Quiet, reads_inputs
 
 
@@ -23,15 +23,11 @@ def command(
     Exit codes: 0 valid; 2 problems found (one line each on stderr).
     """
     from ..ci.check import check as check_dataset
-    from ..errors import InputError
 
     keywords = inputs.keywords()
-    try:
-        with progress(interactive(quiet)) as bar:
-            report = check_dataset(inputs.masks, inputs.predictions, sample_blocks=sample,
-                                   on_progress=bar.on_progress, **keywords)
-    except InputError as exc:
-        raise fail(str(exc))
+    with exit_on_error(), progress(interactive(quiet)) as bar:
+        report = check_dataset(inputs.masks, inputs.predictions, sample_blocks=sample, on_progress=bar.on_progress,
+                               **keywords)
     for problem in report.problems:
         stderr.print(f"error: {problem}", soft_wrap=True)
     if report.problems:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail, interactive, progress, stderr
+from ._app import exit_on_error, interactive, progress, stderr
 from ._options import Masks, MaskSuffix, Palette, Quiet
 
 
@@ -47,20 +47,14 @@ def command(
     Exit codes: 0 written; 2 bad input or options (nothing written).
     """
     from ..evaluation.corrupt import corrupt_masks
-    from ..errors import InputError
 
     ignore = () if no_ignore else tuple(ignore_index or (255,))
     tokens = classes.split(",") if classes is not None else None
-    try:
-        with progress(interactive(quiet)) as bar:
-            run = corrupt_masks(masks, out, kind=kind.value, rate=rate, seed=seed, classes=tokens,
-                                classes_file=classes_file, unlabeled=unlabeled, ignore_index=ignore, sigma=sigma,
-                                min_pixels=min_pixels, mask_suffix=mask_suffix, palette=palette, truth=truth,
-                                on_progress=bar.on_progress)
-    except InputError as exc:
-        raise fail(str(exc))
-    except OSError as exc:
-        raise fail(f"cannot write {out}: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""))
+    with exit_on_error(str(out), name_file=True), progress(interactive(quiet)) as bar:
+        run = corrupt_masks(masks, out, kind=kind.value, rate=rate, seed=seed, classes=tokens,
+                            classes_file=classes_file, unlabeled=unlabeled, ignore_index=ignore, sigma=sigma,
+                            min_pixels=min_pixels, mask_suffix=mask_suffix, palette=palette, truth=truth,
+                            on_progress=bar.on_progress)
     if quiet:
         return
     changed = len(run.changed)

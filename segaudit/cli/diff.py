@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_FINDINGS, fail, stderr
+from ._app import EXIT_FINDINGS, exit_on_error, stderr
 from ._options import OutputFormat, Quiet
 
 
@@ -26,13 +26,10 @@ def command(
     Exit codes: 0 nothing regressed; 1 something regressed; 2 bad input.
     """
     from ..ci.diff import DIFF_COLUMNS, diff_rankings, read_ranking
-    from ..errors import InputError
     from ..io.tables import render
 
-    try:
+    with exit_on_error():
         changes = diff_rankings(read_ranking(base), read_ranking(head), tolerance=tolerance, fail_under=fail_under)
-    except InputError as exc:
-        raise fail(str(exc))
     if output_format:
         sys.stdout.write(render(DIFF_COLUMNS, changes.rows(), output_format.value))
     elif not quiet:

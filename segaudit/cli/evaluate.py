@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail, stderr
+from ._app import exit_on_error, require_parent_dirs, stderr
 
 
 class Format(str, Enum):
@@ -30,16 +30,12 @@ def command(
 
     Exit codes: 0 evaluated; 2 bad input or options.
     """
-    from ..errors import InputError
     from ..evaluation.evaluate import evaluate as evaluate_ranking
     from ..evaluation.evaluate import evaluation_table, evaluation_text
 
-    if output is not None and not output.parent.is_dir():
-        raise fail(f"output directory does not exist: {output.parent}")
-    try:
+    require_parent_dirs(output)
+    with exit_on_error():
         result = evaluate_ranking(ranking, truth)
-    except InputError as exc:
-        raise fail(str(exc))
     if output_format is None:
         output_format = Format.table if output is None and sys.stdout.isatty() else Format.csv
     if output_format is Format.table:
@@ -63,10 +59,8 @@ def command(
         else:
             from ..io.files import atomic_write_all
 
-            try:
+            with exit_on_error(str(output)):
                 atomic_write_all({output: text})
-            except OSError as exc:
-                raise fail(f"cannot write {output}: {exc.strerror or exc}")
     if not quiet and result.truth_only:
         stderr.print(f"note: {len(result.truth_only)} truth row(s) have no ranking row and were left out "
                      f"(e.g. {result.truth_only[0]})", soft_wrap=True)

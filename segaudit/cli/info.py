@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import fail
+from ._app import exit_on_error
 
 
 def command(
@@ -20,14 +20,10 @@ def command(
     Exit codes: 0 described (even if 'segaudit score' would refuse the store: see 'readable');
     2 not a zarr store.
     """
-    from ..errors import InputError
-
-    try:
+    with exit_on_error():
         from ..io.info import format_info, inspect_store
 
         description = inspect_store(store)
-    except InputError as exc:
-        raise fail(str(exc))
     if as_json:
         typer.echo(json.dumps(description, indent=2))
     else:

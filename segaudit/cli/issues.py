@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail, interactive, progress, stderr
+from ._app import exit_on_error, fail, interactive, progress, stderr
 from ._options import Downsample, InputOptions, PixelThreshold, Quiet, reads_inputs
 
 
@@ -26,21 +26,15 @@ def command(
 
     Exit codes: 0 written; 2 bad input or options.
     """
-    from ..errors import InputError
     from ..outputs.findings import write_issue_masks
 
     if top is not None and top < 1:
         raise fail(f"--top must be at least 1, got {top}")
     keywords = inputs.keywords()
-    try:
-        with progress(interactive(quiet)) as bar:
-            written, run = write_issue_masks(inputs.masks, inputs.predictions, out, method=method, top=top,
-                                             pixel_threshold=pixel_threshold, downsample=downsample,
-                                             on_progress=bar.on_progress, **keywords)
-    except InputError as exc:
-        raise fail(str(exc))
-    except OSError as exc:
-        raise fail(f"cannot write to {out}: {exc.strerror or exc}")
+    with exit_on_error(f"to {out}"), progress(interactive(quiet)) as bar:
+        written, run = write_issue_masks(inputs.masks, inputs.predictions, out, method=method, top=top,
+                                         pixel_threshold=pixel_threshold, downsample=downsample,
+                                         on_progress=bar.on_progress, **keywords)
     if not quiet:
         flagged = sum(pixels for _, pixels in written)
         stderr.print(f"wrote {len(written)} issue mask(s) to {out} ({flagged} flagged pixels, method {method})",

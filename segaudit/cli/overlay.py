@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail, interactive, progress, stderr
+from ._app import exit_on_error, fail, interactive, progress, stderr
 
 
 def command(
@@ -29,23 +29,17 @@ def command(
 
     Exit codes: 0 written; 2 bad input or options.
     """
-    from ..errors import InputError
     from ..outputs.overlay import write_overlays
     from ..io.rankings import load_ranking
 
     if top < 0:
         raise fail(f"--top must be >= 0, got {top}")
-    try:
+    with exit_on_error(f"overlays to {out}", name_file=True):
         loaded = load_ranking(ranking, need_record=True)
         with progress(interactive(quiet), "drawing") as bar:
             run = write_overlays(loaded, out, top=top, ids=ids, images=images, image_suffix=image_suffix,
                                  pixel_threshold=pixel_threshold, max_width=max_width, palette=palette,
                                  on_image=bar.on_image)
-    except InputError as exc:
-        raise fail(str(exc))
-    except OSError as exc:
-        raise fail(f"cannot write overlays to {out}: {exc.strerror or exc}"
-                   + (f" ({exc.filename})" if exc.filename else ""))
     if quiet:
         return
     if run.missing_photos:

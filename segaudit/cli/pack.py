@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail, interactive, progress, stderr
+from ._app import exit_on_error, interactive, progress, stderr
 from ._options import parse_classes
 
 
@@ -44,20 +44,14 @@ def command(
     The store is written beside --output and renamed into place when complete.
     Exit codes: 0 written; 2 bad input or options (nothing written).
     """
-    from ..errors import InputError
-
     class_names = parse_classes(classes)
-    try:
+    with exit_on_error(str(output)):
         from ..io.pack import pack as pack_arrays
 
         with progress(interactive(quiet), "packing") as bar:
             result = pack_arrays(source, output, ids=ids, masks=masks, mask_suffix=mask_suffix, classes=class_names,
                                  dtype=dtype.value, logits=logits, channels_last=channels_last, codec=codec.value,
                                  overwrite=overwrite, on_image=bar.on_image)
-    except InputError as exc:
-        raise fail(str(exc))
-    except OSError as exc:
-        raise fail(f"cannot write {output}: {exc.strerror or exc}")
     if not quiet:
         from ..io.info import human_bytes
 

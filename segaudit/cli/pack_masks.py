@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail, interactive, progress, stderr
+from ._app import exit_on_error, interactive, progress, stderr
 
 
 def command(
@@ -21,17 +21,11 @@ def command(
 
     Exit codes: 0 written; 2 bad input or options (nothing written).
     """
-    from ..errors import InputError
-
-    try:
+    with exit_on_error(str(output)):
         from ..io.pack import pack_masks as write_masks
 
         with progress(interactive(quiet), "writing masks") as bar:
             result = write_masks(labels, output, ids=ids, overwrite=overwrite, on_image=bar.on_image)
-    except InputError as exc:
-        raise fail(str(exc))
-    except OSError as exc:
-        raise fail(f"cannot write {output}: {exc.strerror or exc}")
     if not quiet:
         from ..io.info import human_bytes
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail, stderr
+from ._app import exit_on_error, fail, require_parent_dirs, stderr
 
 
 def command(
@@ -25,7 +25,6 @@ def command(
 
     Exit codes: 0 written; 2 bad input or options.
     """
-    from ..errors import InputError
     from ..io.rankings import load_ranking
     from ..outputs.report import load_confusions, write_report
 
@@ -33,17 +32,12 @@ def command(
         raise fail(f"--top must be >= 0, got {top}")
     if thumb_width < 16:
         raise fail(f"--thumb-width must be at least 16, got {thumb_width}")
-    if not output.parent.is_dir():
-        raise fail(f"output directory does not exist: {output.parent}")
-    try:
+    require_parent_dirs(output)
+    with exit_on_error(str(output)):
         loaded = load_ranking(ranking, need_record=False)
         rows = load_confusions(confusions) if confusions is not None else None
         result = write_report(loaded, output, overlays_dir=overlays, top=top, score_threshold=score_threshold,
                               confusions=rows, thumb_width=thumb_width)
-    except InputError as exc:
-        raise fail(str(exc))
-    except OSError as exc:
-        raise fail(f"cannot write {output}: {exc.strerror or exc}")
     if quiet:
         return
     if loaded.record is None:

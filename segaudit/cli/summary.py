@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import fail, interactive, progress
+from ._app import exit_on_error, interactive, progress, require_parent_dirs
 from ._options import Downsample, InputOptions, OutputFormat, Quiet, reads_inputs
 
 
@@ -26,24 +26,17 @@ def command(
 
     Reads the store 4 times. Exit codes: 0 done; 2 bad input or options.
     """
-    from ..errors import InputError
     from ..outputs.findings import class_confusions, confusions_csv
     from ..io.files import atomic_write_all
 
-    if csv is not None and not csv.parent.is_dir():
-        raise fail(f"output directory does not exist: {csv.parent}")
+    require_parent_dirs(csv)
     keywords = inputs.keywords()
-    try:
-        with progress(interactive(quiet)) as bar:
-            rows, run = class_confusions(inputs.masks, inputs.predictions, downsample=downsample,
-                                         on_progress=bar.on_progress, **keywords)
-    except InputError as exc:
-        raise fail(str(exc))
+    with exit_on_error(), progress(interactive(quiet)) as bar:
+        rows, run = class_confusions(inputs.masks, inputs.predictions, downsample=downsample,
+                                     on_progress=bar.on_progress, **keywords)
     if csv is not None:
-        try:
+        with exit_on_error(str(csv)):
             atomic_write_all({csv: confusions_csv(rows, run.class_name)})
-        except OSError as exc:
-            raise fail(f"cannot write {csv}: {exc.strerror or exc}")
     if output_format:
         import sys
 
