@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_FINDINGS, fail, interactive, progress, stderr
+from ._app import EXIT_FINDINGS, exit_on_error, interactive, progress, require_parent_dirs, stderr
 from ._options import Downsample, InputOptions, OutputFormat, PixelThreshold, Quiet, reads_inputs
 
 
@@ -38,54 +38,63 @@ def command(
     Exit codes: 0 scored, no gate failed; 1 scored, a gate failed (outputs written);
     2 bad input or options (nothing written).
     """
-    from ..errors import InputError
-    from ..ci.gates import check_gates, make_gates
-    from ..methods import parse_methods
+    from ..api import score as score_images
+    from ..ci.gates import check_gates
 
-    for path in ([] if output == "-" else [Path(output)]) + ([summary_md] if summary_md else []):
-        if not path.parent.is_dir():
-            raise fail(f"output directory does not exist: {path.parent}")
-    try:
-        methods = parse_methods(method)
-        gates = make_gates(methods, fail_under, fail_under_method, max_flagged)
-        only_entries = _read_only(only)
-        baseline_clc = _read_baseline(baseline) if baseline and "clc" in methods else None
-    except InputError as exc:
-        raise fail(str(exc))
+    require_parent_dirs(None if output == "-" else Path(output), summary_md)
+    with exit_on_error():
+        methods, gates, only_entries, baseline_clc = _parse_options(method, fail_under, fail_under_method,
+                                                                    max_flagged, only, baseline)
     keywords = inputs.keywords()
     show = interactive(quiet, verbose)
-    from ..api import score as score_images
-
-    try:
-        with progress(show) as bar:
-            run = score_images(inputs.masks, inputs.predictions, methods=methods, temperature=temperature,
-                               pixel_threshold=pixel_threshold, downsample=downsample, only=only_entries,
-                               baseline=baseline_clc, on_progress=bar.on_progress, **keywords)
-    except InputError as exc:
-        raise fail(str(exc))
-
-    from ..io.files import atomic_write_all
-    from ..outputs.ranking import ranking_text, write_ranking
-
+    with exit_on_error(), progress(show) as bar:
+        run = score_images(inputs.masks, inputs.predictions, methods=methods, temperature=temperature,
+                           pixel_threshold=pixel_threshold, downsample=downsample, only=only_entries,
+                           baseline=baseline_clc, on_progress=bar.on_progress, **keywords)
     gate_results = check_gates(run, gates)
-    try:
-        if output == "-":
-            sys.stdout.write(ranking_text(run, output_format.value))
-            sys.stdout.flush()
-        else:
-            write_ranking(run, output, output_format.value)
-        if summary_md:
-            from ..outputs.markdown import summary_markdown
-
-            atomic_write_all({summary_md: summary_markdown(run, gate_results, top)})
-    except OSError as exc:
-        raise fail(f"cannot write output: {exc.strerror or exc}")
+    with exit_on_error("output"):
+        _write_outputs(run, output, output_format, summary_md, gate_results, top)
     if not quiet:
         _notes(run, output)
     if show and run.results:
         from ..outputs.terminal import worst_table
 
         stderr.print(worst_table(run, top))
+    _exit_on_failed_gates(gate_results)
+
+
+def _parse_options(method: str, fail_under: float | None, fail_under_method: str | None, max_flagged: int | None,
+                   only: str | None, baseline: Path | None):
+    """The methods, gates, --only entries and --baseline clc section (InputError if one is bad)."""
+    from ..ci.gates import make_gates
+    from ..methods import parse_methods
+
+    methods = parse_methods(method)
+    gates = make_gates(methods, fail_under, fail_under_method, max_flagged)
+    only_entries = _read_only(only)
+    baseline_clc = _read_baseline(baseline) if baseline and "clc" in methods else None
+    return methods, gates, only_entries, baseline_clc
+
+
+def _write_outputs(run, output: str, output_format: OutputFormat, summary_md: Path | None, gate_results,
+                   top: int) -> None:
+    """The ranking (a file with its run record, or stdout for '-') and the --summary-md file."""
+    from ..outputs.ranking import ranking_text, write_ranking
+
+    if output == "-":
+        sys.stdout.write(ranking_text(run, output_format.value))
+        sys.stdout.flush()
+    else:
+        write_ranking(run, output, output_format.value)
+    if summary_md:
+        from ..io.files import atomic_write_all
+        from ..outputs.markdown import summary_markdown
+
+        atomic_write_all({summary_md: summary_markdown(run, gate_results, top)})
+
+
+def _exit_on_failed_gates(gate_results) -> None:
+    """List every failed gate's images on stderr and exit 1 if a gate failed."""
     failed = [g for g in gate_results if not g.passed]
     for result in failed:
         listed = ", ".join(f"{image_id} ({value:.4g})" for image_id, value in result.failures[:20])
