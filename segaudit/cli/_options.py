@@ -15,6 +15,17 @@ import typer
 
 from ._app import exit_on_error
 
+
+def method_names() -> list[str]:
+    """The scoring methods' names, read from the modules of segaudit/methods without importing
+    them (so that ``--help`` loads no numba)."""
+    import importlib.util
+    import pkgutil
+
+    spec = importlib.util.find_spec("segaudit.methods")
+    modules = pkgutil.iter_modules(spec.submodule_search_locations)
+    return sorted(m.name for m in modules if not m.name.startswith("_") and m.name != "base")
+
 Masks = Annotated[Path, typer.Argument(help="Directory of annotation PNGs, searched recursively; pixel value = class index.")]
 Predictions = Annotated[Path, typer.Argument(help="Zarr store of predicted class probabilities (per-image or stacked layout).")]
 PixelThreshold = Annotated[float, typer.Option(help="Pixels whose probability of the annotated class is below this are low-quality pixels.")]

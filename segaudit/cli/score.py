@@ -10,14 +10,14 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import EXIT_FINDINGS, exit_on_error, interactive, progress, require_parent_dirs, stderr
-from ._options import Downsample, InputOptions, OutputFormat, PixelThreshold, Quiet, reads_inputs
+from ._options import Downsample, InputOptions, OutputFormat, PixelThreshold, Quiet, method_names, reads_inputs
 
 
 @reads_inputs
 def command(
     *,
     output: Annotated[str, typer.Option("--output", "-o", help="Ranking to write, worst image first; '-' writes to stdout (logs go to stderr). A run record <stem>.run.json is written beside a file.")] = "ranking.csv",
-    method: Annotated[str, typer.Option("--method", "-m", help="Scoring method, a comma list, or 'all' (rsoftmin, softmin, cil, ccp, tccp, iou, clc, coco). The first ranks the images and fills the 'score' column. rsoftmin (default) is softmin at a temperature scaled to the image size; softmin is the paper's. clc adds two passes over a temporary cell cache (the store is read once).")] = "rsoftmin",
+    method: Annotated[str, typer.Option("--method", "-m", help="Scoring method, a comma list, or 'all' (" + ", ".join(method_names()) + "). The first ranks the images and fills the 'score' column. rsoftmin (default) is softmin at a temperature scaled to the image size; softmin is the paper's. clc adds two passes over a temporary cell cache (the store is read once).")] = "rsoftmin",
     temperature: Annotated[float, typer.Option(help="Softmin temperature (> 0): lower focuses on the worst pixels, higher approaches the mean. rsoftmin uses it on 760x1280 images and scales it to each image's size.")] = 0.1,
     pixel_threshold: PixelThreshold = 0.5,
     downsample: Downsample = 4,
