@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import masks as masks_io
-from ..errors import InputError
+from ..errors import InputError, one_line
 from .kernel import (FLOAT, HALF, MAX_CLASSES, QUANTISED, BadProbabilities, Decoding, ImageStats, KernelConfig,
                      accumulate)
 from ..io.predictions import PredictionStore, open_predictions
@@ -49,7 +49,7 @@ class Dataset:
         try:
             return self.store.read_rows(image_id, start, stop)
         except Exception as exc:  # a corrupt or unreadable chunk: zarr and codecs raise many types
-            problem = " ".join(str(exc).split()) or "no details"
+            problem = one_line(exc, "no details")
             raise InputError(
                 f"{self.store.path}/{image_id}: cannot read rows {start}-{stop}: {type(exc).__name__}: {problem}"
             ) from None

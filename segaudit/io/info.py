@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 from .predictions import STACKED_ARRAY, _open_group, open_predictions
 from .writer import COMPLETE_ATTR, INCOMPLETE_ATTR, WRITER_ATTR
 
@@ -94,7 +94,7 @@ def inspect_store(path: str | Path) -> dict:
     except InputError:
         raise
     except Exception as exc:  # malformed metadata deeper in the store: zarr raises many types
-        problem = " ".join(str(exc).split()) or "no details"
+        problem = one_line(exc, "no details")
         raise InputError(f"{path}: cannot read the store's metadata ({type(exc).__name__}: {problem})") from None
 
 

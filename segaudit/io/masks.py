@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from segaudit.errors import InputError
+from ..errors import InputError, one_line
 
 Palette = dict[tuple[int, int, int], int]
 
@@ -128,7 +128,7 @@ def load_palette(path: str | Path) -> Palette:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:  # ValueError covers JSON and UTF-8 decoding errors
-        raise InputError(f"{path}: cannot read palette JSON: {_one_line(e)}") from None
+        raise InputError(f"{path}: cannot read palette JSON: {one_line(e, type(e).__name__)}") from None
 
     if isinstance(data, list):
         pairs = list(zip(data, range(len(data))))
@@ -159,10 +159,6 @@ def load_palette(path: str | Path) -> Palette:
     return palette
 
 
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _open(mask: MaskFile) -> Image.Image:
     """Open a mask and check it is a PNG; this reads only the header."""
     try:
@@ -170,7 +166,7 @@ def _open(mask: MaskFile) -> Image.Image:
     except UnidentifiedImageError:
         raise InputError(f"cannot read mask {mask.path}: not a PNG file") from None
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, ... on bad headers
-        raise InputError(f"cannot read mask {mask.path}: {_one_line(e)}") from None
+        raise InputError(f"cannot read mask {mask.path}: {one_line(e, type(e).__name__)}") from None
     if img.format != "PNG":
         img.close()
         raise InputError(f"cannot read mask {mask.path}: not a PNG file (found {img.format})")
@@ -222,7 +218,7 @@ def read_mask(mask: MaskFile, palette: Palette | None = None) -> np.ndarray:
         try:
             img.load()  # decoding happens here: truncated or corrupt data raises now
         except Exception as e:  # OSError, SyntaxError, ValueError, zlib errors, ...
-            raise InputError(f"cannot read mask {mask.path}: {_one_line(e)}") from None
+            raise InputError(f"cannot read mask {mask.path}: {one_line(e, type(e).__name__)}") from None
         return _classes(img, mask, palette)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 from .writer import DEFAULT_CODEC, DEFAULT_DTYPE, PredictionWriter, check_image_id, is_zarr_store
 
 SOURCE_SUFFIXES = (".npy", ".npz")
@@ -41,10 +41,6 @@ class PackResult:
 
 
 # --- inputs -----------------------------------------------------------------------
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def find_sources(directory: str | Path) -> list[tuple[str, Path]]:
@@ -92,7 +88,7 @@ def load_array(path: str | Path, preferred: str = NPZ_PROBS) -> np.ndarray:
     except InputError:
         raise
     except Exception as exc:  # OSError, ValueError (pickled objects, bad header), zipfile errors
-        raise InputError(f"cannot read {path}: {_one_line(exc)}") from None
+        raise InputError(f"cannot read {path}: {one_line(exc, type(exc).__name__)}") from None
 
 
 def read_ids(path: str | Path) -> list[str]:

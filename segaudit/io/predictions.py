@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 
 #: Row blocks are grown to about this many bytes; kept under glibc's 32 MB mmap
 #: threshold so the buffers are reused instead of page-faulting on every read.
@@ -185,7 +185,7 @@ def _member(group, image_id: str):
     except KeyError:
         return None
     except Exception as exc:  # corrupt metadata
-        problem = " ".join(str(exc).split())
+        problem = one_line(exc)
         raise InputError(f"{group.store_path}/{image_id}: cannot open: {type(exc).__name__}: {problem}") from None
 
 
@@ -257,7 +257,7 @@ def open_predictions(
             try:
                 members = list(group.members(max_depth=None))
             except Exception as exc:  # corrupt metadata: zarr raises many types
-                problem = " ".join(str(exc).split())
+                problem = one_line(exc)
                 raise InputError(f"{path}: cannot list the store's arrays: {type(exc).__name__}: {problem}") from None
         else:  # a subset: open just its arrays, not every array's metadata
             members = [(i, _member(group, i)) for i in only_ids]

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 from .files import run_record_path
 
 
@@ -91,7 +91,7 @@ def load_ranking(path: str | Path, *, need_record: bool = True) -> Ranking:
     try:
         header, lines = _table(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, csv.Error, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: cannot read ranking: {' '.join(str(exc).split())}") from None
+        raise InputError(f"{path}: cannot read ranking: {one_line(exc)}") from None
     if not header or not {"rank", "image", "score"} <= set(header):
         raise InputError(f"{path}: not a segaudit ranking (needs the columns rank, image and score)")
     column = {name: i for i, name in enumerate(header)}
@@ -123,7 +123,7 @@ def load_ranking(path: str | Path, *, need_record: bool = True) -> Ranking:
         try:
             record = json.loads(record_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise InputError(f"{record_path}: cannot read run record: {' '.join(str(exc).split())}") from None
+            raise InputError(f"{record_path}: cannot read run record: {one_line(exc)}") from None
         if not isinstance(record, dict):
             raise InputError(f"{record_path}: not a segaudit run record (expected a JSON object)")
     elif need_record:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..errors import InputError
+from ..errors import InputError, one_line
 from .predictions import decoding, sum_tolerance
 
 #: Root attribute: false while the store is being written, true after a clean close().
@@ -99,7 +99,7 @@ def as_numpy(values: object, where: str) -> np.ndarray:
             values = np.asarray(values)
         except Exception as exc:  # torch raises TypeError/RuntimeError (e.g. bfloat16)
             raise InputError(f"{where}: cannot convert {type(values).__name__} to a numpy array "
-                             f"({' '.join(str(exc).split())}); pass float32 values") from None
+                             f"({one_line(exc)}); pass float32 values") from None
     dtype = values.dtype
     if dtype.kind != "f" and dtype not in (np.uint8, np.uint16):
         raise InputError(f"{where}: dtype {dtype} is not probabilities (pass floats, or uint8/uint16 "
@@ -360,7 +360,7 @@ class PredictionWriter:
     # --- internals -------------------------------------------------------------
 
     def _mark_incomplete(self, reason: str) -> None:
-        reason = " ".join(reason.split())
+        reason = one_line(reason)
         if len(reason) > 300:
             reason = reason[:297] + "..."
         try:

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .colours import ClassColours, class_colours
-from ..errors import InputError
+from ..errors import InputError, one_line
 from ..io.files import atomic_write_all
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
@@ -125,7 +125,7 @@ def photo_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as img:
             return img.height, img.width
     except Exception as exc:  # Pillow raises many types for unreadable files
-        raise InputError(f"cannot read photo {path}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+        raise InputError(f"cannot read photo {path}: {one_line(exc, type(exc).__name__)}") from None
 
 
 def load_photo(path: Path) -> Image.Image:
@@ -142,7 +142,7 @@ def load_photo(path: Path) -> Image.Image:
     except InputError:
         raise
     except Exception as exc:
-        raise InputError(f"cannot read photo {path}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+        raise InputError(f"cannot read photo {path}: {one_line(exc, type(exc).__name__)}") from None
 
 
 # --- rendering ----------------------------------------------------------------------------

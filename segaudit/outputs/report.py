@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 from .overlay import class_phrase, format_score, overlay_name
 from ..io.rankings import RankedImage, Ranking
 
@@ -68,7 +68,7 @@ def load_confusions(path: str | Path) -> list[ConfusionRow]:
                 except (TypeError, ValueError) as exc:
                     raise InputError(f"{path} line {line_no}: {exc}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{path}: cannot read confusion summary: {' '.join(str(exc).split())}") from None
+        raise InputError(f"{path}: cannot read confusion summary: {one_line(exc)}") from None
     return rows
 
 
