@@ -24,7 +24,7 @@ from .core.passes import walk
 from .core.pooling import grid_shape, pool
 from .errors import InputError
 from .methods import Method, Settings, resolve
-from .results import ClcState, ImageResult, ScoreRun
+from .results import ClcRecord, ClcState, ImageResult, ScoreRun
 
 
 def kernel_config(decoding: Decoding, methods: Iterable[Method], pixel_threshold: float = 0.5) -> KernelConfig:
@@ -139,7 +139,7 @@ def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Set
 def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: float = 0.1,
                   pixel_threshold: float = 0.5, downsample: int = 4, prefetch: int = 4,
                   on_progress: Callable[[str, int, int], None] | None = None,
-                  baseline: dict | None = None, cache: CellCache | None = None,
+                  baseline: ClcRecord | dict | None = None, cache: CellCache | None = None,
                   pixel_scores=None) -> ScoreRun:
     """Score an opened dataset (see :func:`segaudit.score` for the parameters).
 
@@ -161,7 +161,8 @@ def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: floa
     settings = Settings(temperature=check_temperature(temperature),
                         pixel_threshold=check_pixel_threshold(pixel_threshold))
     if baseline is not None:
-        downsample = int(baseline["downsample"])
+        baseline = ClcRecord.coerce(baseline)
+        downsample = baseline.downsample
     if not isinstance(downsample, int) or isinstance(downsample, bool) or downsample < 1:
         raise InputError(f"--downsample must be a whole number >= 1, got {downsample}")
     progress = on_progress or (lambda stage, done, total: None)

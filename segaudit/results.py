@@ -1,14 +1,26 @@
 """What a run produces: per-image results, the ranked run, and what confident learning found.
 
 These types sit below the engine and every writer, so that outputs need not import the
-engine to read a run.
+engine to read a run. :class:`RunRecord` is the run record (``<stem>.run.json``) written
+beside a ranking: written only by :meth:`RunRecord.to_json` and read only by
+:meth:`RunRecord.from_dict`, which checks every field.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+
+from .errors import InputError
+
+#: The columns of the class-confusion summary (written by ``segaudit summary``, read by
+#: ``segaudit report --confusions``).
+CONFUSION_COLUMNS = ("annotated", "predicted", "pixels", "images", "share")
 
 
 @dataclass
@@ -35,16 +47,16 @@ class ClcState:
     flagged: np.ndarray  # flagged full-resolution pixels per image, in dataset order
     passes: int  # passes over the data (store or cell cache), the per-image pass included
 
-    def record(self) -> dict:
+    def record(self) -> ClcRecord:
         """For the run record: enough to flag the same pixels again without the counting."""
-        return {
-            "downsample": self.downsample,
-            "thresholds": self.thresholds.tolist(),
-            "issues": self.issues,
-            "cut_bits": None if self.selection is None else self.selection.low,
-            "cut_ties": None if self.selection is None else self.selection.take,
-            "passes": self.passes,
-        }
+        return ClcRecord(
+            downsample=self.downsample,
+            thresholds=tuple(self.thresholds.tolist()),
+            issues=self.issues,
+            cut_bits=None if self.selection is None else self.selection.low,
+            cut_ties=None if self.selection is None else self.selection.take,
+            passes=self.passes,
+        )
 
 
 @dataclass
@@ -81,3 +93,226 @@ class ScoreRun:
         if index is None:
             return ""
         return self.classes[index] if self.classes else str(index)
+
+
+# --- the run record ---------------------------------------------------------------------
+
+
+def _is_whole(value, minimum: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_list_of(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda value: isinstance(value, list) and all(check(v) for v in value)
+
+
+_TEXT = (lambda v: isinstance(v, str), "text")
+_TEXTS = (_is_list_of(lambda v: isinstance(v, str)), "a list of text")
+_FLAG = (lambda v: isinstance(v, bool), "true or false")
+_NUMBER = (_is_number, "a number")
+_COUNT = (_is_whole, "a whole number >= 0")
+_POSITIVE = (lambda v: _is_whole(v, 1), "a whole number >= 1")
+_COUNTS = (_is_list_of(_is_whole), "a list of whole numbers >= 0")
+_NUMBERS = (_is_list_of(_is_number), "a list of numbers")
+
+
+class _Reader:
+    """The fields of one JSON object of a run record; every error names the file and field."""
+
+    def __init__(self, data, source: str | Path, prefix: str = ""):
+        self.source, self.prefix = source, prefix
+        if not isinstance(data, dict):
+            if prefix:
+                self.fail(prefix.rstrip("."), "a JSON object", data)
+            raise InputError(f"{source}: not a segaudit run record (expected a JSON object)")
+        self.data = data
+
+    def fail(self, name: str, expected: str, value) -> None:
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise InputError(f"{self.source}: malformed run record: '{name}' must be {expected}, got {shown}")
+
+    def get(self, name: str, kind: tuple[Callable[[object], bool], str], *, required: bool = False,
+            nullable: bool = True):
+        """The field's value (lists as tuples); None when it is absent (and not required)."""
+        if name not in self.data:
+            if required:
+                raise InputError(f"{self.source}: malformed run record: no '{self.prefix}{name}' field")
+            return None
+        value = self.data[name]
+        check, expected = kind
+        if value is None and nullable:
+            return None
+        if not check(value):
+            self.fail(self.prefix + name, expected + (" or null" if nullable else ""), value)
+        return tuple(value) if isinstance(value, list) else value
+
+
+def _json_ready(value):
+    return list(value) if isinstance(value, tuple) else value.to_dict() if hasattr(value, "to_dict") else value
+
+
+@dataclass(frozen=True)
+class ClcRecord:
+    """The clc section of a run record: an earlier run's dataset-wide cut, enough to flag
+    the same pixels again without the counting (``score --baseline``, ``overlay``)."""
+
+    downsample: int
+    thresholds: tuple[float, ...]  # t_k per class
+    issues: int
+    cut_bits: int | None  # the cut: s bits of the last flagged cell (None when nothing was flagged)
+    cut_ties: int | None  # cells flagged at exactly the cut
+    passes: int
+
+    @property
+    def selection(self) -> Selection | None:
+        """The run's exact rule (None when it flagged nothing)."""
+        if self.cut_bits is None:
+            return None
+        return Selection(self.cut_bits, self.cut_bits + 1, self.cut_ties)
+
+    @property
+    def at_or_below_cut(self) -> Selection | None:
+        """Every cell at or below the cut (ties at the cut cannot be ordered within a
+        subset or a single image); None when the run flagged nothing."""
+        if self.cut_bits is None:
+            return None
+        return Selection(self.cut_bits + 1, self.cut_bits + 1, 0)
+
+    def to_dict(self) -> dict:
+        return {f.name: _json_ready(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data, source: str | Path = "run record") -> ClcRecord:
+        """Check and read a clc section; InputError naming ``source`` and the field."""
+        read = _Reader(data, source, "clc.")
+        record = cls(
+            downsample=read.get("downsample", _POSITIVE, required=True, nullable=False),
+            thresholds=read.get("thresholds", _NUMBERS, required=True, nullable=False),
+            issues=read.get("issues", _COUNT, required=True, nullable=False),
+            cut_bits=read.get("cut_bits", _COUNT, required=True),
+            cut_ties=read.get("cut_ties", _COUNT, required=True),
+            passes=read.get("passes", _COUNT, required=True, nullable=False),
+        )
+        if (record.cut_bits is None) != (record.cut_ties is None):
+            read.fail("clc.cut_ties", "null exactly when 'clc.cut_bits' is null", record.cut_ties)
+        return record
+
+    @classmethod
+    def coerce(cls, value: ClcRecord | dict) -> ClcRecord:
+        """A ClcRecord from itself or from the clc section of a run record as a dict."""
+        return value if isinstance(value, ClcRecord) else cls.from_dict(value, "baseline")
+
+
+#: The scoring options a run records (``ScoreRun.options``), in the record's order; how
+#: each is checked when read.
+_OPTIONS = {
+    "masks": _TEXT, "predictions": _TEXT, "layout": _TEXT, "ignore_index": _COUNTS, "mask_suffix": _TEXT,
+    "palette": _TEXT, "classes": _TEXTS, "n_classes": _POSITIVE, "logits": _FLAG, "channels_last": _FLAG,
+    "allow_missing": _FLAG, "only": _TEXTS, "only_deleted": _TEXTS, "methods": _TEXTS,
+    "temperature": _NUMBER, "pixel_threshold": _NUMBER, "downsample": _POSITIVE,
+}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a scoring run was (``<stem>.run.json`` beside its ranking), so that later
+    commands can work from the ranking alone.
+
+    Every field may be None in a record read from a file: older or hand-written records
+    leave fields out. The JSON keys are the field names, in this order.
+    """
+
+    #: The layout of the record this segaudit writes and reads. It is not written (the
+    #: record's bytes stay those of earlier versions); a record that carries a
+    #: ``record_version`` above it is refused.
+    RECORD_VERSION: ClassVar[int] = 1
+
+    segaudit_version: str | None = None
+    command: str | None = None
+    ranking: str | None = None  # the ranking's file name
+    masks: str | None = None  # absolute paths
+    predictions: str | None = None
+    layout: str | None = None
+    ignore_index: tuple[int, ...] | None = None
+    mask_suffix: str | None = None
+    palette: str | None = None
+    classes: tuple[str, ...] | None = None
+    n_classes: int | None = None
+    logits: bool | None = None
+    channels_last: bool | None = None
+    allow_missing: bool | None = None
+    only: tuple[str, ...] | None = None
+    only_deleted: tuple[str, ...] | None = None
+    methods: tuple[str, ...] | None = None
+    temperature: float | None = None
+    pixel_threshold: float | None = None
+    downsample: int | None = None
+    images_scored: int | None = None
+    images_without_scored_pixels: tuple[str, ...] | None = None
+    skipped_masks_without_prediction: tuple[str, ...] | None = None
+    skipped_predictions_without_mask: tuple[str, ...] | None = None
+    clc: ClcRecord | None = None
+    #: Fields the record leaves out: options the run did not have (an in-memory dataset
+    #: has no mask suffix), or keys missing from the file read.
+    absent: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """The record's JSON keys, in order."""
+        return tuple(f.name for f in fields(cls) if f.name != "absent")
+
+    @classmethod
+    def from_run(cls, run: ScoreRun, ranking: str) -> RunRecord:
+        """The record of ``run``, whose ranking is the file named ``ranking``."""
+        from . import __version__
+
+        unknown = [name for name in run.options if name not in _OPTIONS]
+        if unknown:
+            raise TypeError(f"run options {unknown} have no field in RunRecord")
+        return cls(
+            segaudit_version=__version__, command="score", ranking=ranking,
+            **{name: tuple(value) if isinstance(value, list) else value for name, value in run.options.items()},
+            images_scored=len(run.results),
+            images_without_scored_pixels=tuple(run.empty_images),
+            skipped_masks_without_prediction=tuple(run.skipped_masks),
+            skipped_predictions_without_mask=tuple(run.skipped_predictions),
+            clc=run.clc.record() if run.clc else None,
+            absent=frozenset(name for name in _OPTIONS if name not in run.options),
+        )
+
+    def to_dict(self) -> dict:
+        return {name: _json_ready(getattr(self, name)) for name in self.keys() if name not in self.absent}
+
+    def to_json(self) -> str:
+        """The record as written beside a ranking (the same bytes for the same run)."""
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data, source: str | Path = "run record") -> RunRecord:
+        """Check and read a parsed run record; InputError naming ``source`` and the field.
+
+        Absent fields are None; keys this version does not know are ignored.
+        """
+        read = _Reader(data, source)
+        version = read.get("record_version", _POSITIVE)
+        if version is not None and version > cls.RECORD_VERSION:
+            raise InputError(f"{source}: run record version {version} is newer than this segaudit reads "
+                             f"({cls.RECORD_VERSION}); upgrade segaudit")
+        clc = data.get("clc")
+        return cls(
+            segaudit_version=read.get("segaudit_version", _TEXT),
+            command=read.get("command", _TEXT),
+            ranking=read.get("ranking", _TEXT),
+            **{name: read.get(name, kind) for name, kind in _OPTIONS.items()},
+            images_scored=read.get("images_scored", _COUNT),
+            images_without_scored_pixels=read.get("images_without_scored_pixels", _TEXTS),
+            skipped_masks_without_prediction=read.get("skipped_masks_without_prediction", _TEXTS),
+            skipped_predictions_without_mask=read.get("skipped_predictions_without_mask", _TEXTS),
+            clc=None if clc is None else ClcRecord.from_dict(clc, source),
+            absent=frozenset(name for name in cls.keys() if name not in data),
+        )

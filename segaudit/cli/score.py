@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -118,21 +117,22 @@ def _read_only(only: str | None) -> list[str] | None:
         raise InputError(f"cannot read --only file {only}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
-def _read_baseline(csv_path: Path) -> dict:
+def _read_baseline(csv_path: Path):
     """The clc section of a full run's record (``<stem>.run.json`` beside the ranking)."""
     from ..errors import InputError
     from ..io.files import run_record_path
+    from ..io.rankings import read_run_record
 
     record_path = run_record_path(csv_path)
+    if not record_path.exists():
+        raise InputError(f"--baseline: no run record {record_path} beside {csv_path}")
     try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"--baseline: no run record {record_path} beside {csv_path}") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"--baseline: cannot read {record_path}: {exc}") from None
-    if not record.get("clc"):
+        record = read_run_record(record_path)
+    except InputError as exc:
+        raise InputError(f"--baseline: {exc}") from None
+    if record.clc is None:
         raise InputError(f"--baseline: {record_path} has no clc results (score the full dataset with clc first)")
-    return record["clc"]
+    return record.clc
 
 
 def _notes(run, output: str) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, one_line
+from ..results import RunRecord
 from .files import run_record_path
 
 
@@ -33,7 +34,7 @@ class Ranking:
     path: Path
     rows: list[RankedImage]  # in file order (rank order)
     methods: list[str]  # the method columns, ranking method first
-    record: dict | None
+    record: RunRecord | None
     record_path: Path
 
     @property
@@ -120,16 +121,21 @@ def load_ranking(path: str | Path, *, need_record: bool = True) -> Ranking:
         rows.append(row)
     record = None
     if record_path.is_file():
-        try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{record_path}: cannot read run record: {one_line(exc)}") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{record_path}: not a segaudit run record (expected a JSON object)")
+        record = read_run_record(record_path)
     elif need_record:
         raise InputError(f"run record not found: {record_path} (segaudit score writes it next to {path.name})")
-    if not methods and record and record.get("methods"):
-        methods = [str(m) for m in record["methods"]]
+    if not methods and record and record.methods:
+        methods = list(record.methods)
     return Ranking(path=path, rows=rows, methods=methods, record=record, record_path=record_path)
 
+
+def read_run_record(path: str | Path) -> RunRecord:
+    """Read and check a run record (``<stem>.run.json``); InputError naming the file and,
+    for a malformed field, the field."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read run record: {one_line(exc)}") from None
+    return RunRecord.from_dict(data, path)
 

@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from ..core.cells import CellCache
-from ..results import ClcState, Selection
+from ..results import ClcRecord, ClcState, Selection
 from .base import DatasetOutcome, Method
 
 THRESHOLD_FLOOR = 2e-6  # cleanlab's CONFIDENT_THRESHOLDS_LOWER_BOUND
@@ -359,21 +359,16 @@ def _hand_out_map(dataset, factor: int, index: int, certain: np.ndarray, labels:
     on_image(index, dataset.pairs[index][1], flag_map, confusion)
 
 
-def clc_from_baseline(dataset, record: dict, *, prefetch: int = 4, progress=None,
+def clc_from_baseline(dataset, record: ClcRecord, *, prefetch: int = 4, progress=None,
                       cache: CellCache | None = None) -> ClcState:
     """Flag with an earlier run's cut (see :meth:`ClcState.record`): one pass, over
     ``cache`` when given (filled by the per-image pass), else over the store."""
-    factor = int(record["downsample"])
     flagged = np.zeros(len(dataset.pairs), np.int64)
-    if record["cut_bits"] is None:  # the full run flagged nothing
-        selection = None
-    else:
-        # Every cell at or below the cut: ties at the cut cannot be ordered within a subset.
-        low = int(record["cut_bits"]) + 1
-        selection = Selection(low, low, 0)
-        flag_pass(dataset, factor, selection, prefetch=prefetch, progress=progress, flagged=flagged, cache=cache)
-    return ClcState(factor, np.asarray(record["thresholds"], float), int(record["issues"]),
-                    None if selection is None else Selection(low - 1, low, int(record["cut_ties"])),
+    selection = record.at_or_below_cut  # None: the full run flagged nothing
+    if selection is not None:
+        flag_pass(dataset, record.downsample, selection, prefetch=prefetch, progress=progress, flagged=flagged,
+                  cache=cache)
+    return ClcState(record.downsample, np.asarray(record.thresholds, float), record.issues, record.selection,
                     flagged, passes=2)
 
 

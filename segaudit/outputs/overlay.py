@@ -36,6 +36,7 @@ from ..errors import InputError, one_line
 from ..io.files import atomic_write_all
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
+from ..results import RunRecord
 
 #: Photo file extensions looked for with ``--images`` (any letter case).
 PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -535,10 +536,11 @@ def write_overlays(
     record = ranking.record
     if record is None:
         raise InputError(f"run record not found: {ranking.record_path}")
-    for key in ("masks", "predictions"):
-        if not isinstance(record.get(key), str):
+    for key, value in (("masks", record.masks), ("predictions", record.predictions)):
+        if value is None:
             raise InputError(f"{ranking.record_path}: no '{key}' path in the run record")
-    threshold = record.get("pixel_threshold", 0.5) if pixel_threshold is None else pixel_threshold
+    recorded = 0.5 if record.pixel_threshold is None else record.pixel_threshold
+    threshold = recorded if pixel_threshold is None else pixel_threshold
     if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         raise InputError(f"--pixel-threshold must be between 0 and 1, got {threshold}")
     if max_width is not None and max_width < 0:
@@ -546,12 +548,11 @@ def write_overlays(
     selected = select_images(ranking, top, ids)
     names = {row.image_id: overlay_name(row.rank, row.image_id, ranking.digits) for row in selected}
 
-    ignore = record.get("ignore_index")
     dataset = open_dataset(
-        record["masks"], record["predictions"],
-        ignore_index=None if ignore is None else tuple(ignore), mask_suffix=record.get("mask_suffix") or "",
-        palette=record.get("palette"), classes=record.get("classes"), logits=record.get("logits"),
-        channels_last=record.get("channels_last"), allow_missing=True,
+        record.masks, record.predictions,
+        ignore_index=record.ignore_index, mask_suffix=record.mask_suffix or "",
+        palette=record.palette, classes=None if record.classes is None else list(record.classes),
+        logits=record.logits, channels_last=record.channels_last, allow_missing=True,
         only=[row.image_id for row in selected],  # open and check only what is drawn
     )
     if flags_for is None:
@@ -560,7 +561,7 @@ def write_overlays(
     for row in selected:
         if row.image_id not in masks:
             raise InputError(f"{row.image_id} (rank {row.rank} in {ranking.path}) has no mask in "
-                             f"{record['masks']} or no prediction in {record['predictions']}")
+                             f"{record.masks} or no prediction in {record.predictions}")
 
     run = OverlayRun(threshold=float(threshold))
     photos: dict[str, Path | None] = {}
@@ -588,7 +589,7 @@ def write_overlays(
     first = masks[selected[0].image_id] if selected else None
     colours = class_colours(
         dataset.store.n_classes, dataset.store.classes, mask_palette=mask_palette(first) if first else None,
-        palette_file=palette if palette is not None else record.get("palette"), ignore=dataset.ignore,
+        palette_file=palette if palette is not None else record.palette, ignore=dataset.ignore,
     )
     run.colour_source = colours.source
     try:
@@ -626,25 +627,24 @@ def write_overlays(
     return run
 
 
-def recorded_clc_flags(dataset, record: dict) -> FlagSource | None:
+def recorded_clc_flags(dataset, record: RunRecord) -> FlagSource | None:
     """clc's flags for drawn images, when the scoring run computed clc: the pixels of cells
     at or below the run's dataset-wide cut whose argmax is not their label (the rule
     ``score --baseline`` uses), re-reading one image's predictions at a time."""
-    clc = record.get("clc")
-    if not clc or clc.get("cut_bits") is None:
+    clc = record.clc
+    selection = None if clc is None else clc.at_or_below_cut
+    if selection is None:
         return None
     import dataclasses
 
     from ..methods.clc import flag_pass
-    from ..results import Selection
 
-    low = int(clc["cut_bits"]) + 1
     masks = {image_id: mask for mask, image_id in dataset.pairs}
 
     def flags(image_id, labels, s, predicted):
         found = {}
         single = dataclasses.replace(dataset, pairs=[(masks[image_id], image_id)])
-        flag_pass(single, int(clc["downsample"]), Selection(low, low, 0), prefetch=1,
+        flag_pass(single, clc.downsample, selection, prefetch=1,
                   on_image=lambda index, _, flag_map, confusion: found.setdefault("map", flag_map))
         return found["map"].astype(bool)
 

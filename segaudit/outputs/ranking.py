@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .. import __version__
 from ..io.files import atomic_write_all, run_record_path
 from ..io.tables import render
-from ..results import ScoreRun
+from ..results import RunRecord, ScoreRun
+
 
 def csv_columns(methods: tuple[str, ...]) -> list[str]:
     return ["rank", "image", "score", *methods, "pixels", "low_pixels", "suspect_class", "likely_class"]
@@ -30,21 +29,6 @@ def ranking_text(run: ScoreRun, fmt: str = "csv") -> str:
     return render(csv_columns(run.methods), ranking_rows(run), fmt)
 
 
-def run_record(run: ScoreRun, csv_path: Path) -> dict:
-    """What the run was, so later commands can work from the CSV alone."""
-    return {
-        "segaudit_version": __version__,
-        "command": "score",
-        "ranking": csv_path.name,
-        **run.options,
-        "images_scored": len(run.results),
-        "images_without_scored_pixels": run.empty_images,
-        "skipped_masks_without_prediction": run.skipped_masks,
-        "skipped_predictions_without_mask": run.skipped_predictions,
-        "clc": run.clc.record() if run.clc else None,
-    }
-
-
 def write_ranking(run: ScoreRun, csv_path: str | Path, fmt: str = "csv") -> Path:
     """Write the CSV and its run record (``<stem>.run.json``); return the record's path.
 
@@ -53,6 +37,6 @@ def write_ranking(run: ScoreRun, csv_path: str | Path, fmt: str = "csv") -> Path
     """
     csv_path = Path(csv_path)
     record_path = run_record_path(csv_path)
-    record = json.dumps(run_record(run, csv_path), indent=2, allow_nan=False) + "\n"
-    atomic_write_all({csv_path: ranking_text(run, fmt), record_path: record})
+    record = RunRecord.from_run(run, csv_path.name)
+    atomic_write_all({csv_path: ranking_text(run, fmt), record_path: record.to_json()})
     return record_path

@@ -28,6 +28,7 @@ from pathlib import Path
 from ..errors import InputError, one_line
 from .overlay import class_phrase, format_score, overlay_name
 from ..io.rankings import RankedImage, Ranking
+from ..results import RunRecord
 
 #: One row of the class-confusion summary: (annotated, seen instead, pixels, images, share).
 ConfusionRow = tuple[str, str, int, int, float]
@@ -165,17 +166,17 @@ def _facts(row: RankedImage, method: str, pixel_threshold: float | None) -> str:
 
 def _summary(ranking: Ranking, score_threshold: float) -> str:
     rows = ranking.rows
-    record = ranking.record or {}
+    record = ranking.record or RunRecord()
     scores = [r.score for r in rows]
     scored = [v for v in scores if not math.isnan(v)]
     below = sum(v < score_threshold for v in scored)
     with_low = sum(1 for r in rows if r.low_pixels)
     pixels = sum(r.pixels or 0 for r in rows)
     low_pixels = sum(r.low_pixels or 0 for r in rows)
-    pixel_threshold = record.get("pixel_threshold")
+    pixel_threshold = record.pixel_threshold
     method = esc(ranking.method)
-    if ranking.method in ("softmin", "rsoftmin") and "temperature" in record:
-        method += f" (temperature {esc(record['temperature'])})"
+    if ranking.method in ("softmin", "rsoftmin") and record.temperature is not None:
+        method += f" (temperature {esc(record.temperature)})"
     others = [m for m in ranking.methods[1:]]
     items = [
         ("Images scored", f"{len(scored)}" + (f" (+{len(rows) - len(scored)} with no scored pixel)"
@@ -192,13 +193,13 @@ def _summary(ranking: Ranking, score_threshold: float) -> str:
         worst = (f'<a href="#r{rows[0].rank}"><code>{esc(rows[0].image_id)}</code></a> '
                  f"({esc(format_score(rows[0].score))})")
         items.append(("Worst image", worst))
-    if record.get("classes"):
-        items.append(("Classes", f"{len(record['classes'])}: " + ", ".join(esc(c) for c in record["classes"])))
-    elif record.get("n_classes"):
-        items.append(("Classes", esc(record["n_classes"])))
-    for key, label in (("masks", "Masks"), ("predictions", "Predictions")):
-        if record.get(key):
-            items.append((label, f"<code>{esc(record[key])}</code>"))
+    if record.classes:
+        items.append(("Classes", f"{len(record.classes)}: " + ", ".join(esc(c) for c in record.classes)))
+    elif record.n_classes:
+        items.append(("Classes", esc(record.n_classes)))
+    for path, label in ((record.masks, "Masks"), (record.predictions, "Predictions")):
+        if path:
+            items.append((label, f"<code>{esc(path)}</code>"))
     items.append(("Ranking", f"<code>{esc(ranking.path)}</code>"
                   + ("" if ranking.record else " (no run record found)")))
     listing = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in items)
@@ -233,8 +234,7 @@ def _confusion_section(rows: Sequence[ConfusionRow]) -> str:
 
 
 def _gallery(ranking: Ranking, overlays_dir: Path | None, top: int, thumb_width: int) -> tuple[str, int, int]:
-    record = ranking.record or {}
-    pixel_threshold = record.get("pixel_threshold")
+    pixel_threshold = ranking.record.pixel_threshold if ranking.record else None
     cards = []
     missing = 0
     chosen = ranking.rows[:top]

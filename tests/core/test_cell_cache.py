@@ -26,7 +26,7 @@ def five_images(root, **options):
 def run_summary(run):
     """Everything a run reports, comparable with ==."""
     rows = [(r.image_id, r.scores, r.pixels, r.flagged_pixels) for r in run.results]
-    return rows, run.clc.record(), run.clc.flagged.tolist(), run.clc.selection
+    return rows, run.clc.record().to_dict(), run.clc.flagged.tolist(), run.clc.selection
 
 
 def score(ds, factor, **options):

@@ -461,6 +461,7 @@ def test_recorded_clc_flags_mark_the_issue_pixels(tmp_path):
 
     from segaudit.cli import app
     from segaudit.core.dataset import open_dataset
+    from segaudit.io.rankings import read_run_record
     from segaudit.outputs.overlay import recorded_clc_flags
 
     fixtures = Path(__file__).resolve().parents[2] / "fixtures"
@@ -470,7 +471,7 @@ def test_recorded_clc_flags_mark_the_issue_pixels(tmp_path):
     written = CliRunner().invoke(app, ["issues", str(fixtures / "masks"), str(fixtures / "preds.zarr"),
                                        "--out", str(tmp_path / "issues")])
     assert written.exit_code == 0, written.output
-    record = json.loads((tmp_path / "r.run.json").read_text())
+    record = read_run_record(tmp_path / "r.run.json")
     dataset = open_dataset(fixtures / "masks", fixtures / "preds.zarr", only=["city_b/0002", "city_a/0001"])
     flags_for = recorded_clc_flags(dataset, record)
     for mask, image_id in dataset.pairs:
