@@ -19,9 +19,6 @@ An image with an empty score (no scored pixel) counts as the least suspicious.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..io.tables import Table, read_table, render
 
 #: The metrics, in table order: key -> heading.
 METRICS = {"auroc": "AUROC", "auprc": "AUPRC", "lift_at_t": "Lift@T", "lift_at_100": "Lift@100"}
@@ -112,78 +110,29 @@ def lift_at(is_error, scores, top: int) -> float:
 # --- reading the inputs ------------------------------------------------------------
 
 
-def _json_rows(text: str, path: Path, what: str) -> tuple[list[str], list[dict]]:
-    """Rows of a JSON document ``{"columns": [...], "rows": [{...}, ...]}`` or of JSON Lines."""
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
-        document = None
-    if isinstance(document, dict) and isinstance(document.get("rows"), list):
-        rows = document["rows"]
-        header = [str(c) for c in document.get("columns") or (rows[0] if rows else [])]
-    else:
-        rows = []
-        for line, raw in enumerate(text.splitlines(), 1):
-            if raw.strip():
-                try:
-                    rows.append(json.loads(raw))
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}, line {line}: {what} is neither CSV nor JSON ({exc.msg})") from None
-        header = list(rows[0]) if rows else []
-    for line, row in enumerate(rows, 1):
-        if not isinstance(row, dict) or set(row) != set(header):
-            raise InputError(f"{path}: {what} row {line} does not have the columns {','.join(header)}")
-    return header, rows
+def _read_rows(path: Path, what: str) -> Table:
+    """A CSV, JSON (``{"columns", "rows"}``) or JSON Lines table with a unique ``image`` column."""
+    table = read_table(path, what, unique="image")
+    if "image" not in table.header:
+        raise InputError(f"{path}: {what} has no 'image' column (header: {','.join(table.header) or 'empty'})")
+    return table
 
 
-def _read_rows(path: Path, what: str) -> tuple[list[str], list[dict]]:
-    """Header and rows of a CSV, JSON (``{"columns", "rows"}``) or JSON Lines table."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{what} not found: {path}") from None
-    except IsADirectoryError:
-        raise InputError(f"{what} {path} is a directory") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {what} {path}: {exc}") from None
-    if text.lstrip().startswith("{"):
-        header, rows = _json_rows(text, path, what)
-        first_line = 1
-    else:
-        reader = csv.DictReader(io.StringIO(text))
-        header = [name.strip() for name in (reader.fieldnames or [])]
-        reader.fieldnames = header
-        rows = list(reader)
-        first_line = 2
-        for line, row in enumerate(rows, first_line):
-            if None in row or any(value is None for value in row.values()):
-                raise InputError(f"{path}, line {line}: expected {len(header)} fields")
-    if "image" not in header:
-        raise InputError(f"{path}: {what} has no 'image' column (header: {','.join(header) or 'empty'})")
-    seen: set[str] = set()
-    for line, row in enumerate(rows, first_line):
-        row["image"] = image = str(row["image"])
-        if image in seen:
-            raise InputError(f"{path}, row {line}: image {image!r} is listed twice")
-        seen.add(image)
-    return header, rows
-
-
-def _text(value) -> str:
-    return "" if value is None else str(value).strip()
+def _text(value: str | None) -> str:
+    return "" if value is None else value.strip()
 
 
 def load_truth(path: str | Path) -> dict[str, tuple[bool, str]]:
     """``truth.csv`` -> {image: (is_error, kind)}; ``is_error`` is 0/1 (or false/true)."""
     path = Path(path)
-    header, rows = _read_rows(path, "truth file")
-    if "is_error" not in header:
-        raise InputError(f"{path}: truth file has no 'is_error' column (header: {','.join(header)})")
+    table = _read_rows(path, "truth file")
+    if "is_error" not in table.header:
+        raise InputError(f"{path}: truth file has no 'is_error' column (header: {','.join(table.header)})")
     truth = {}
-    for line, row in enumerate(rows, 2):
+    for index, row in enumerate(table.rows):
         value = _text(row["is_error"]).lower()
         if value not in ("0", "1", "true", "false"):
-            raise InputError(f"{path}, line {line}: is_error must be 0 or 1, got {row['is_error']!r}")
+            raise table.error(index, f"is_error must be 0 or 1, got {row['is_error']!r}")
         truth[row["image"]] = (value in ("1", "true"), _text(row.get("kind")))
     return truth
 
@@ -197,26 +146,26 @@ def load_ranking(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
     present (it repeats the first of them).
     """
     path = Path(path)
-    header, rows = _read_rows(path, "ranking")
-    columns = [name for name in header if name not in NOT_SCORES]
+    table = _read_rows(path, "ranking")
+    columns = [name for name in table.header if name not in NOT_SCORES]
     if len(columns) > 1 and "score" in columns:
         columns.remove("score")
     if not columns:
-        raise InputError(f"{path}: ranking has no score column (header: {','.join(header)})")
-    if not rows:
+        raise InputError(f"{path}: ranking has no score column (header: {','.join(table.header)})")
+    if not table.rows:
         raise InputError(f"{path}: ranking has no rows")
-    scores = {name: np.empty(len(rows)) for name in columns}
-    for line, row in enumerate(rows, 2):
+    scores = {name: np.empty(len(table.rows)) for name in columns}
+    for index, row in enumerate(table.rows):
         for name in columns:
             text = _text(row[name])
             try:
                 value = float(text) if text else math.nan
             except ValueError:
-                raise InputError(f"{path}, line {line}: column {name!r} is not a number: {text!r}") from None
+                raise table.error(index, f"column {name!r} is not a number: {text!r}") from None
             if math.isinf(value):
-                raise InputError(f"{path}, line {line}: column {name!r} is infinite")
-            scores[name][line - 2] = value
-    return [row["image"] for row in rows], scores
+                raise table.error(index, f"column {name!r} is infinite")
+            scores[name][index] = value
+    return [row["image"] for row in table.rows], scores
 
 
 # --- the evaluation ------------------------------------------------------------------
@@ -314,8 +263,6 @@ def evaluation_rows(evaluation: Evaluation) -> list[list]:
 
 def evaluation_text(evaluation: Evaluation, fmt: str = "csv") -> str:
     """The evaluation as csv, jsonl or json (:mod:`segaudit.io.tables`, like every ``--format``)."""
-    from ..io.tables import render
-
     return render(EVALUATION_COLUMNS, evaluation_rows(evaluation), fmt)
 
 

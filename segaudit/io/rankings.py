@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 from ..errors import InputError, one_line
 from ..results import RunRecord
 from .files import run_record_path
+from .tables import read_table
 
 
 @dataclass(frozen=True)
@@ -58,27 +58,6 @@ def _int(text: str | None) -> int | None:
     return int(text) if text is not None and text.strip() else None
 
 
-def _text(value) -> str:
-    return "" if value is None else str(value)
-
-
-def _table(text: str) -> tuple[list[str] | None, list[list[str]]]:
-    """Header and rows (as text) of a ranking in any ``--format``: csv, jsonl or json."""
-    if not text.lstrip().startswith("{"):
-        reader = csv.reader(text.splitlines())
-        return next(reader, None), list(reader)
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
-        document = None  # several JSON objects, one per line
-    if isinstance(document, dict) and "columns" in document:
-        header, records = list(document["columns"]), document["rows"]
-    else:
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        header = list(records[0]) if records else None
-    return header, [[_text(record.get(name)) for name in header] for record in records]
-
-
 def load_ranking(path: str | Path, *, need_record: bool = True) -> Ranking:
     """Read a ranking CSV and its run record (``<stem>.run.json``).
 
@@ -89,36 +68,24 @@ def load_ranking(path: str | Path, *, need_record: bool = True) -> Ranking:
     record_path = run_record_path(path)
     if not path.is_file():
         raise InputError(f"ranking not found: {path} (run segaudit score first, or pass --ranking FILE)")
-    try:
-        header, lines = _table(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, csv.Error, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: cannot read ranking: {one_line(exc)}") from None
+    table = read_table(path, "ranking", unique="image")
+    header = table.header
     if not header or not {"rank", "image", "score"} <= set(header):
         raise InputError(f"{path}: not a segaudit ranking (needs the columns rank, image and score)")
     column = {name: i for i, name in enumerate(header)}
     end = column.get("pixels", len(header))
     methods = [name for name in header[column["score"] + 1:end]]
     rows: list[RankedImage] = []
-    seen: set[str] = set()
-    for line_no, values in enumerate(lines, 2):
-        if not values:
-            continue
-        if len(values) != len(header):
-            raise InputError(f"{path} line {line_no}: {len(values)} fields, the header has {len(header)}")
-        get = dict(zip(header, values))
+    for index, get in enumerate(table.rows):
         try:
-            row = RankedImage(
+            rows.append(RankedImage(
                 rank=int(get["rank"]), image_id=get["image"], score=_float(get["score"]),
                 scores={m: _float(get[m]) for m in methods},
                 pixels=_int(get.get("pixels")), low_pixels=_int(get.get("low_pixels")),
                 suspect=get.get("suspect_class", ""), likely=get.get("likely_class", ""),
-            )
+            ))
         except ValueError as exc:
-            raise InputError(f"{path} line {line_no}: {exc}") from None
-        if row.image_id in seen:
-            raise InputError(f"{path} line {line_no}: image {row.image_id!r} is listed twice")
-        seen.add(row.image_id)
-        rows.append(row)
+            raise table.error(index, str(exc)) from None
     record = None
     if record_path.is_file():
         record = read_run_record(record_path)

@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..io.files import atomic_write_all, safe_relative_path
 from ..io.tables import render
 from ..engine import score_dataset
-from ..results import ScoreRun
+from ..results import CONFUSION_COLUMNS, ScoreRun
 
 ISSUE_METHODS = ("clc", "threshold")
 
@@ -81,9 +81,6 @@ def class_confusions(masks, predictions, *, downsample: int = 4, prefetch: int =
     ]
     rows.sort(key=lambda row: (-row.pixels, row.annotated, row.predicted))
     return rows, run
-
-
-CONFUSION_COLUMNS = ["annotated", "predicted", "pixels", "images", "share"]
 
 
 def confusion_rows(rows: list[Confusion], class_name: Callable[[int], str]) -> list[list]:

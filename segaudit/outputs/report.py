@@ -17,7 +17,6 @@ Every string that comes from a file (image ids, class names, paths) is HTML-esca
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import math
@@ -25,14 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError, one_line
+from ..errors import InputError
 from .overlay import class_phrase, format_score, overlay_name
 from ..io.rankings import RankedImage, Ranking
-from ..results import RunRecord
+from ..io.tables import read_table
+from ..results import CONFUSION_COLUMNS, RunRecord
 
 #: One row of the class-confusion summary: (annotated, seen instead, pixels, images, share).
 ConfusionRow = tuple[str, str, int, int, float]
-CONFUSION_COLUMNS = ("annotated", "predicted", "pixels", "images", "share")
 
 
 @dataclass
@@ -50,26 +49,20 @@ def esc(value: object) -> str:
 
 
 def load_confusions(path: str | Path) -> list[ConfusionRow]:
-    """Read a class-confusion CSV (columns annotated,predicted,pixels,images,share)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"confusion summary not found: {path}")
-    try:
-        with open(path, newline="", encoding="utf-8") as stream:
-            reader = csv.DictReader(stream)
-            missing = [c for c in CONFUSION_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InputError(f"{path}: missing column(s) {', '.join(missing)} "
-                                 f"(expected {','.join(CONFUSION_COLUMNS)})")
-            rows = []
-            for line_no, row in enumerate(reader, 2):
-                try:
-                    rows.append((row["annotated"], row["predicted"], int(row["pixels"]), int(row["images"]),
-                                 float(row["share"])))
-                except (TypeError, ValueError) as exc:
-                    raise InputError(f"{path} line {line_no}: {exc}") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{path}: cannot read confusion summary: {one_line(exc)}") from None
+    """Read a class-confusion summary (columns annotated,predicted,pixels,images,share) in
+    any of the ``--format``s ``segaudit summary`` writes."""
+    table = read_table(path, "confusion summary")
+    missing = [c for c in CONFUSION_COLUMNS if c not in table.header]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} "
+                         f"(expected {','.join(CONFUSION_COLUMNS)})")
+    rows = []
+    for index, row in enumerate(table.rows):
+        try:
+            rows.append((row["annotated"], row["predicted"], int(row["pixels"]), int(row["images"]),
+                         float(row["share"])))
+        except ValueError as exc:
+            raise table.error(index, str(exc)) from None
     return rows
 
 

@@ -93,3 +93,12 @@ def test_a_baseline_may_be_a_dict_or_a_record(scored):
     plain = segaudit.score(FIXTURES / "masks", FIXTURES / "preds.zarr", baseline=record.clc.to_dict(), **inputs)
     assert [r.flagged_pixels for r in typed.results] == [r.flagged_pixels for r in plain.results]
     assert typed.clc.record() == plain.clc.record()
+
+
+def test_ranking_in_every_format(scored, tmp_path):
+    csv_rows = load_ranking(scored / "r.csv").rows
+    for fmt in ("jsonl", "json"):
+        result = CliRunner().invoke(app, ["score", str(FIXTURES / "masks"), str(FIXTURES / "preds.zarr"),
+                                          "-m", "softmin,clc", "-o", str(tmp_path / f"r.{fmt}"), "--format", fmt, "-q"])
+        assert result.exit_code == 0, result.output
+        assert load_ranking(tmp_path / f"r.{fmt}").rows == csv_rows
