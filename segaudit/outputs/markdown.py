@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 from ..ci.gates import GateResult
 from ..results import ScoreRun
+from .text import format_score
 
 
 def _cell(text: str) -> str:
@@ -45,8 +44,7 @@ def summary_markdown(run: ScoreRun, gates: list[GateResult], worst: int = 10) ->
         lines.append("| rank | image | " + " | ".join(run.methods) + " | low pixels | annotated → model sees |")
         lines.append("|---:|---|" + "---:|" * len(run.methods) + "---:|---|")
         for rank, result in enumerate(run.results[:worst], 1):
-            scores = " | ".join("—" if math.isnan(result.scores[m]) else f"{result.scores[m]:.4f}"
-                                for m in run.methods)
+            scores = " | ".join(format_score(result.scores[m], missing="—", fixed=True) for m in run.methods)
             classes = (f"{_cell(run.class_name(result.suspect_class))} → {_cell(run.class_name(result.likely_class))}"
                        if result.low_pixels else "")
             lines.append(f"| {rank} | `{_cell(result.image_id)}` | {scores} | {result.low_pixels} | {classes} |")

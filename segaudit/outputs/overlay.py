@@ -23,7 +23,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .colours import ClassColours, class_colours
+from .text import OVERLAY_NAME, class_phrase, format_score, overlay_name
 from ..errors import InputError, one_line
 from ..io.files import atomic_write_all
 from ..core.passes import prefetched
@@ -76,21 +76,6 @@ def select_images(ranking: Ranking, top: int, ids: Sequence[str] | None = None) 
 
 
 # --- file names and atomic writes -----------------------------------------------------
-
-
-def overlay_name(rank: int, image_id: str, digits: int = 4) -> str:
-    """``0001_city_a__0003.png``: zero-padded rank, then the id with ``/`` as ``__``.
-
-    InputError for ids that could write outside the output directory (see
-    :func:`segaudit.outputs.ranking.safe_relative_path`).
-    """
-    from ..io.files import safe_relative_path
-
-    safe_relative_path(image_id, ".png")
-    return f"{rank:0{digits}d}_{image_id.replace('/', '__')}.png"
-
-
-OVERLAY_NAME = re.compile(r"^\d{4,}_.+\.png$")
 
 
 def save_png(image: Image.Image, path: Path, compress_level: int = 3) -> None:
@@ -303,23 +288,6 @@ def _fit(font, text: str, width: float) -> str:
     while text and _text_width(font, text + "…") > width:
         text = text[:-1]
     return text + "…"
-
-
-def format_score(value: float) -> str:
-    """A score for people: 4 decimals (tiny ones in e-notation), '' for none."""
-    if math.isnan(value):
-        return ""
-    return f"{value:.2e}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"
-
-
-def class_phrase(suspect: str, likely: str, quote: tuple[str, str] = ("“", "”")) -> str:
-    """How the ranking's suspect and likely classes read in a caption ('' when none)."""
-    if not suspect:
-        return ""
-    q0, q1 = quote
-    if suspect == likely:
-        return f"low pixels mostly {q0}{suspect}{q1}, which the model also predicts (unsure, not contradicting)"
-    return f"annotated {q0}{suspect}{q1}, looks like {q0}{likely}{q1}"
 
 
 @dataclass

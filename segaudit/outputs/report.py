@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from .overlay import class_phrase, format_score, overlay_name
+from .text import class_phrase, format_score, overlay_name
 from ..io.rankings import RankedImage, Ranking
 from ..io.tables import read_table
 from ..results import CONFUSION_COLUMNS, RunRecord

@@ -7,6 +7,7 @@ import math
 from rich.table import Table
 
 from ..results import ScoreRun
+from .text import format_score
 
 
 def worst_table(run: ScoreRun, rows: int = 10) -> Table:
@@ -19,7 +20,7 @@ def worst_table(run: ScoreRun, rows: int = 10) -> Table:
     table.add_column("low px", justify="right")
     table.add_column("suspect → likely")
     for rank, result in enumerate(run.results[:rows], 1):
-        scores = ["—" if math.isnan(result.scores[m]) else f"{result.scores[m]:.4f}" for m in run.methods]
+        scores = [format_score(result.scores[m], missing="—", fixed=True) for m in run.methods]
         classes = (
             f"{run.class_name(result.suspect_class)} → {run.class_name(result.likely_class)}"
             if result.low_pixels else ""
@@ -54,9 +55,6 @@ def diff_table(changes, tolerance: float) -> Table:
                           ("delta", "right")):
         table.add_column(name, justify=justify, overflow="fold" if name == "image" else "ellipsis")
 
-    def fmt(value):
-        return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
-
     for image_id, change, old, new, delta in changes.rows():
-        table.add_row(image_id, change, fmt(old), fmt(new), fmt(delta))
+        table.add_row(image_id, change, *(format_score(v, missing="—", fixed=True) for v in (old, new, delta)))
     return table
