@@ -32,6 +32,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import InputError
+from ..core.components import component_roots
 from ..io.masks import MaskFile, Palette, find_masks, load_palette, read_mask
 from ..io.files import atomic_write_all, read_class_names, safe_relative_path
 
@@ -149,39 +150,15 @@ def swap(labels: np.ndarray, a: int, b: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _find(parent, i):
-    root = i
-    while parent[root] != root:
-        root = parent[root]
-    while parent[i] != root:
-        parent[i], i = root, parent[i]
-    return root
-
-
-@njit(cache=True, nogil=True)
-def _components(mask):
-    """8-connected components of a boolean mask: (int32 map, 0 = background, 1..n; n)."""
-    rows, cols = mask.shape
-    parent = np.arange(rows * cols)
-    for i in range(rows):
-        for j in range(cols):
-            if not mask[i, j]:
-                continue
-            here = i * cols + j
-            for di, dj in ((0, -1), (-1, -1), (-1, 0), (-1, 1)):
-                ni, nj = i + di, j + dj
-                if ni < 0 or nj < 0 or nj >= cols or not mask[ni, nj]:
-                    continue
-                a, b = _find(parent, here), _find(parent, ni * cols + nj)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
+def _numbered(roots, rows, cols):
+    """Components numbered 1..n in row-major order of their first cell (0 = background)."""
     out = np.zeros((rows, cols), np.int32)
     number = np.zeros(rows * cols, np.int32)
     n = 0
     for i in range(rows):
         for j in range(cols):
-            if mask[i, j]:
-                root = _find(parent, i * cols + j)
+            root = roots[i * cols + j]
+            if root >= 0:
                 if number[root] == 0:
                     n += 1
                     number[root] = n
@@ -191,7 +168,8 @@ def _components(mask):
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """8-connected components of a boolean (H, W) mask: an int32 map (0 = background) and their count."""
-    return _components(np.ascontiguousarray(mask, dtype=np.bool_))
+    inside = np.where(np.asarray(mask, dtype=np.bool_), 0, -1).astype(np.int8)
+    return _numbered(component_roots(inside, inside), *inside.shape)
 
 
 def shifted_region(regions: np.ndarray, region: int, samples: np.ndarray,

@@ -2,7 +2,8 @@
 
 Components are the maximal 8-connected regions of cells sharing the same (argmax, label)
 pair; a component's score is the mean of its cells' pooled p[label]; the image's score is
-the mean over its components. Labelled with a union-find in Numba, one image at a time.
+the mean over its components. Labelled with the union-find of
+:mod:`segaudit.core.components`, one image at a time.
 """
 
 from __future__ import annotations
@@ -12,17 +13,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ..core.components import component_roots
 from .base import Method
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _find(parent, i):
-    root = i
-    while parent[root] != root:
-        root = parent[root]
-    while parent[i] != root:  # path compression
-        parent[i], i = root, parent[i]
-    return root
 
 
 @njit(cache=True, nogil=True)
@@ -30,27 +22,13 @@ def _coco(label, pred, s):
     """Mean over components of the mean s of their cells; NaN with no scored cell."""
     rows, cols = label.shape
     n = rows * cols
-    parent = np.arange(n)
-    for i in range(rows):
-        for j in range(cols):
-            if label[i, j] < 0:
-                continue
-            here = i * cols + j
-            # Earlier neighbours of the 8-neighbourhood: left, and the three above.
-            for di, dj in ((0, -1), (-1, -1), (-1, 0), (-1, 1)):
-                ni, nj = i + di, j + dj
-                if ni < 0 or nj < 0 or nj >= cols:
-                    continue
-                if label[ni, nj] == label[i, j] and pred[ni, nj] == pred[i, j]:
-                    a, b = _find(parent, here), _find(parent, ni * cols + nj)
-                    if a != b:
-                        parent[max(a, b)] = min(a, b)
+    roots = component_roots(label, pred)
     total = np.zeros(n)
     size = np.zeros(n, np.int64)
     for i in range(rows):
         for j in range(cols):
             if label[i, j] >= 0:
-                root = _find(parent, i * cols + j)
+                root = roots[i * cols + j]
                 total[root] += s[i, j]
                 size[root] += 1
     score_sum = 0.0
