@@ -47,7 +47,7 @@ def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, **in
                 accumulate(ImageStats(store.n_classes), dataset.read_block(image_id, start, stop),
                            labels[start:stop], KernelConfig(dataset.decoding), row_offset=start)
             except BadProbabilities as exc:
-                report.problems.append(f"{store.path}/{image_id}: {exc}")
+                report.problems.append(str(dataset.probabilities_error(image_id, exc)))
             except InputError as exc:
                 report.problems.append(str(exc))
             report.blocks_checked += 1

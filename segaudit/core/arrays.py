@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.predictions import check_dtype, sum_tolerance
-from .dataset import Dataset, check_labels, make_decoding
+from .dataset import Dataset, check_ignore, check_labels, make_decoding
 
 
 #: What stands for the store's path in messages ("pred_probs/<image id>: ...").
@@ -123,9 +123,7 @@ def array_dataset(
         raise InputError("image_ids must be unique")
     if classes is not None and len(classes) != n_classes:
         raise InputError(f"{len(classes)} class names for K={n_classes} classes")
-    ignore = tuple(sorted({int(v) for v in ignore_index}))
-    if any(v < 0 for v in ignore):
-        raise InputError(f"ignore indices must be >= 0, got {ignore}")
+    ignore = check_ignore(ignore_index)
     decoding = make_decoding(dtype, n_classes, ignore, logits, sum_tolerance(dtype, n_classes))
     stored = pred_probs.view(np.uint16) if dtype == np.float16 else pred_probs
     store = ArrayStore(stored=stored, image_ids=image_ids, n_classes=int(n_classes),

@@ -70,8 +70,12 @@ class Dataset:
                 accumulate(stats, self.read_block(image_id, start, stop), labels[start:stop], config,
                            row_offset=start, s_out=s[start:stop], pred_out=predicted[start:stop])
             except BadProbabilities as exc:
-                raise InputError(f"{self.store.path}/{image_id}: {exc}") from None
+                raise self.probabilities_error(image_id, exc) from None
         return labels, s, predicted, stats
+
+    def probabilities_error(self, image_id: str, exc: BadProbabilities) -> InputError:
+        """The InputError for an image whose stored values are not usable probabilities."""
+        return InputError(f"{self.store.path}/{image_id}: {exc}")
 
 
 def resolve_ignore(ignore_index: Iterable[int] | None, n_classes: int) -> tuple[int, ...]:
@@ -83,6 +87,11 @@ def resolve_ignore(ignore_index: Iterable[int] | None, n_classes: int) -> tuple[
                 "is a real class; pass --ignore-index N for your unlabeled value, or --no-ignore"
             )
         return DEFAULT_IGNORE_INDEX
+    return check_ignore(ignore_index)
+
+
+def check_ignore(ignore_index: Iterable[int]) -> tuple[int, ...]:
+    """Given ignore indices, sorted and without repeats; InputError for a negative one."""
     values = tuple(sorted({int(v) for v in ignore_index}))
     if any(v < 0 for v in values):
         raise InputError(f"ignore indices must be >= 0, got {values}")

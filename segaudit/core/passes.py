@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dataset import Dataset
-from ..errors import InputError
 from .kernel import BadProbabilities
 
 
@@ -81,7 +80,7 @@ def walk(
                 try:
                     on_block(index, image_id, Block(start, stop, next(reads), labels[start:stop]))
                 except BadProbabilities as exc:
-                    raise InputError(f"{store.path}/{image_id}: {exc}") from None
+                    raise dataset.probabilities_error(image_id, exc) from None
             if on_image_end:
                 on_image_end(index, image_id)
     finally:
