@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, one_line
-from .predictions import STACKED_ARRAY, _open_group, open_predictions
+from .predictions import STACKED_ARRAY, _open_group, open_predictions, stacked_array
 from .writer import COMPLETE_ATTR, INCOMPLETE_ATTR, WRITER_ATTR
 
 _BLOSC_SHUFFLE = {-1: "auto", 0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}
@@ -106,9 +106,9 @@ def _describe(path: Path, group) -> dict:
     class_axis = -1 if channels_last else 0
 
     arrays: dict[str, object] = {}
-    if STACKED_ARRAY in group and isinstance(group[STACKED_ARRAY], zarr.Array) and group[STACKED_ARRAY].ndim == 4:
+    stacked = stacked_array(group)
+    if stacked is not None:
         layout = "stacked"
-        stacked = group[STACKED_ARRAY]
         arrays[STACKED_ARRAY] = stacked
         n_images = int(stacked.shape[0])
         per_image = [list(stacked.shape[1:])]

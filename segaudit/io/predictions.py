@@ -159,6 +159,14 @@ def _open_group(path: Path):
         raise InputError(f"{path}: not a zarr group ({type(exc).__name__}: {exc})") from None
 
 
+def stacked_array(group):
+    """The stacked layout's 4-D ``probs`` array, or None when the store is per-image."""
+    import zarr
+
+    member = group[STACKED_ARRAY] if STACKED_ARRAY in group else None
+    return member if isinstance(member, zarr.Array) and member.ndim == 4 else None
+
+
 def _stacked_ids(path: Path, group, n_images: int) -> list[str]:
     ids = group.attrs.get("image_ids")
     if ids is None:
@@ -242,11 +250,10 @@ def open_predictions(
     import zarr
 
     arrays: dict[str, object] = {}
-    stacked = None
     index: dict[str, int] = {}
-    if STACKED_ARRAY in group and isinstance(group[STACKED_ARRAY], zarr.Array) and group[STACKED_ARRAY].ndim == 4:
+    stacked = stacked_array(group)
+    if stacked is not None:
         layout = "stacked"
-        stacked = group[STACKED_ARRAY]
         ids = _stacked_ids(path, group, stacked.shape[0])
         index = {image_id: n for n, image_id in enumerate(ids)}
         dtype = check_dtype(_native(stacked.dtype), f"{path}/{STACKED_ARRAY}")
