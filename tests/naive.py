@@ -1,8 +1,9 @@
 """Plain-numpy reference implementations of every per-image score.
 
 Slow and obviously correct: whole-image arrays, one formula per score, written from the
-paper (../shared/reference/paper.md, sections 3.1-3.6) and the issue's definitions. The
-Numba kernel is tested against these.
+paper (Lad & Mueller, *Estimating label quality and errors in semantic segmentation data
+via any model*, 2023, sections 3.1-3.6; the README's methods table lists them) and the
+issue's definitions. The Numba kernel is tested against these.
 """
 
 from __future__ import annotations
