@@ -146,7 +146,6 @@ def _accumulate_rows(
     """
     n_classes, n_rows, width = probs.shape
     n_taus = taus.shape[0]
-    shifts = np.empty(n_taus)
     write_s = s_out.shape[0] > 0
     write_pred = pred_out.shape[0] > 0
     best = np.empty(width)
@@ -240,9 +239,21 @@ def _accumulate_rows(
         for c in range(width):
             if valid[c] and s[c] < row_min:
                 row_min = s[c]
-        # The softmin sums at each temperature, each shifted by its largest exponent so far.
+        # The softmin sums at each temperature, each shifted by its largest exponent so far:
+        # one loop over the row per temperature, summing in pixel order into locals.
         for j in range(n_taus):
-            shifts[j] = _raise_shift(soft, j, (1.0 - row_min) / taus[j])
+            tau = taus[j]
+            shift = _raise_shift(soft, j, (1.0 - row_min) / tau)
+            weights = soft[j, 1]
+            weighted = soft[j, 2]
+            for c in range(width):
+                if valid[c]:
+                    sc = s[c]
+                    w = np.exp((1.0 - sc) / tau - shift)
+                    weights += w
+                    weighted += sc * w
+            soft[j, 1] = weights
+            soft[j, 2] = weighted
         for c in range(width):
             if not valid[c]:
                 continue
@@ -250,10 +261,6 @@ def _accumulate_rows(
             label = lab[c]
             pred = best_k[c]
             sums[0] += sc
-            for j in range(n_taus):
-                w = np.exp((1.0 - sc) / taus[j] - shifts[j])
-                soft[j, 1] += w
-                soft[j, 2] += sc * w
             totals[0] += 1
             class_counts[LABEL, label] += 1
             class_counts[PRED, pred] += 1
