@@ -56,7 +56,9 @@ def finish_image(image_id: str, stats: ImageStats, methods: Iterable[str | Metho
     ``stats`` must hold the softmin temperatures of ``methods`` (see :func:`image_stats`).
     """
     settings = settings or Settings()
-    methods = resolve(m if isinstance(m, str) else m.name for m in methods)
+    methods = tuple(methods)
+    if not all(isinstance(m, Method) for m in methods):
+        methods = resolve(m if isinstance(m, str) else m.name for m in methods)
     low = stats.low_pixels
     suspect = likely = None
     if low:
