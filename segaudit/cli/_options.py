@@ -83,6 +83,12 @@ class InputOptions:
     channels_last: ChannelsLast = None
     allow_missing: AllowMissing = False
 
+    def reads(self) -> dict[str, object]:
+        """The paths this command reads, by description, for ``refuse_overwriting_inputs``."""
+        classes = self.classes if self.classes is not None and Path(self.classes).is_file() else None
+        return {"masks directory": self.masks, "prediction store": self.predictions,
+                "--palette file": self.palette, "--classes file": classes}
+
     def keywords(self) -> dict:
         """The keyword arguments of the library's readers (:func:`segaudit.engine.score`,
         ``open_dataset`` and those built on them) but masks and predictions; exit 2 on a bad

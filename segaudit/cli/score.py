@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_FINDINGS, exit_on_error, interactive, progress, require_parent_dirs, stderr
+from ._app import (EXIT_FINDINGS, exit_on_error, interactive, progress, refuse_overwriting_inputs,
+                   require_parent_dirs, stderr)
 from ._options import Downsample, InputOptions, OutputFormat, PixelThreshold, Quiet, method_names, reads_inputs
 
 
@@ -40,7 +41,14 @@ def command(
     from ..api import score as score_images
     from ..ci.gates import check_gates
 
+    from ..io.files import run_record_path
+
     require_parent_dirs(None if output == "-" else Path(output), summary_md)
+    refuse_overwriting_inputs(
+        {**inputs.reads(), "--only file": only, "--baseline ranking": baseline,
+         "--baseline run record": baseline and run_record_path(baseline)},
+        {"--output": output, "run record": None if output == "-" else run_record_path(output),
+         "--summary-md": summary_md})
     with exit_on_error():
         methods, gates, only_entries, baseline_clc = _parse_options(method, fail_under, fail_under_method,
                                                                     max_flagged, only, baseline)

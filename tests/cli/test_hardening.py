@@ -1,0 +1,111 @@
+"""Hardening: no command writes over what it reads, signals clean up, no tracebacks.
+
+Every refusal is ``error: <one line>`` on stderr, exit 2, and nothing written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from datasets import FIXTURES, make_dataset
+from segaudit.cli import app
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file and symlink under ``root`` with a hash of its contents."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            found[str(path.relative_to(root))] = "link:" + os.readlink(path)
+        elif path.is_file():
+            found[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            found[str(path.relative_to(root))] = "dir"
+    return found
+
+
+def refused(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    """The bundled fixtures copied into tmp, a ranking of them, a classes file; cwd = tmp."""
+    shutil.copytree(FIXTURES / "masks", tmp_path / "masks")
+    shutil.copytree(FIXTURES / "preds.zarr", tmp_path / "preds.zarr")
+    shutil.copy(FIXTURES / "truth.csv", tmp_path / "truth.csv")
+    (tmp_path / "classes.txt").write_text("a\nb\nc\nd\ne\nf\ng\nh\n")
+    monkeypatch.chdir(tmp_path)
+    result = run("score", "masks", "preds.zarr", "-o", "ranking.csv", "-m", "all", "-q")
+    assert result.exit_code == 0, result.output
+    return tmp_path
+
+
+def first_mask(root: Path) -> Path:
+    return sorted((root / "masks").rglob("*.png"))[0].relative_to(root)
+
+
+OVERWRITES = {
+    "score -o mask": lambda w: ["score", "masks", "preds.zarr", "-o", first_mask(w)],
+    "score -o store metadata": lambda w: ["score", "masks", "preds.zarr", "-o", "preds.zarr/zarr.json"],
+    "score -o classes file": lambda w: ["score", "masks", "preds.zarr", "--classes", "classes.txt", "-o", "classes.txt"],
+    "score -o masks dir": lambda w: ["score", "masks", "preds.zarr", "-o", "masks"],
+    "score --summary-md mask": lambda w: ["score", "masks", "preds.zarr", "-o", "r2.csv", "--summary-md", first_mask(w)],
+    "score -o baseline": lambda w: ["score", "masks", "preds.zarr", "-m", "clc", "--baseline", "ranking.csv",
+                                    "-o", "ranking.csv"],
+    "summary --csv mask": lambda w: ["summary", "masks", "preds.zarr", "--csv", first_mask(w)],
+    "corrupt --truth mask": lambda w: ["corrupt", "masks", "--out", "bad", "--kind", "drop", "--rate", "0.5",
+                                       "--truth", first_mask(w)],
+    "corrupt --out parent of masks": lambda w: ["corrupt", "masks/..", "--out", ".", "--kind", "drop", "--rate",
+                                                "0.5", "--truth", "t.csv"],
+    "issues --out masks": lambda w: ["issues", "masks", "preds.zarr", "--out", "masks"],
+    "issues --out in store": lambda w: ["issues", "masks", "preds.zarr", "--out", "preds.zarr/x"],
+    "report -o ranking": lambda w: ["report", "-r", "ranking.csv", "-o", "ranking.csv"],
+    "report -o run record": lambda w: ["report", "-r", "ranking.csv", "-o", "ranking.run.json"],
+    "evaluate -o ranking": lambda w: ["evaluate", "ranking.csv", "truth.csv", "-o", "ranking.csv"],
+    "evaluate -o truth": lambda w: ["evaluate", "ranking.csv", "truth.csv", "-o", "truth.csv"],
+    "overlay --out masks": lambda w: ["overlay", "-r", "ranking.csv", "--out", "masks", "--top", "2"],
+    "overlay --out store": lambda w: ["overlay", "-r", "ranking.csv", "--out", "preds.zarr", "--top", "2"],
+    "pack-masks -o over its labels": lambda w: ["pack-masks", "labels.npy", "-o", ".", "--overwrite"],
+}
+
+
+@pytest.mark.parametrize("name", OVERWRITES)
+def test_no_command_writes_over_its_inputs(work, name):
+    import numpy as np
+
+    np.save(work / "labels.npy", np.zeros((2, 4, 4), np.uint8))
+    before = snapshot(work)
+    refused(run(*OVERWRITES[name](work)), "refusing to write over an input")
+    assert snapshot(work) == before
+
+
+def test_symlinked_output_onto_an_input_is_refused(work):
+    (work / "link.csv").symlink_to(work / first_mask(work))
+    before = snapshot(work)
+    refused(run("score", "masks", "preds.zarr", "-o", "link.csv"), "refusing to write over an input")
+    assert snapshot(work) == before
+
+
+def test_outputs_beside_the_inputs_are_still_written(work):
+    result = run("score", "masks", "preds.zarr", "-o", "masks.csv", "-q", "--summary-md", "summary.md")
+    assert result.exit_code == 0, result.output
+    assert (work / "masks.csv").is_file() and (work / "summary.md").is_file()
