@@ -8,7 +8,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import InputError
@@ -86,6 +90,24 @@ def contained_path(directory: str | Path, relative: str | Path) -> Path:
     return path
 
 
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while the block runs (in the main thread, on POSIX).
+
+    For creating a temporary and recording it for clean-up in one step: a signal arriving
+    in between would otherwise leave it behind. The signal is handled right after.
+    """
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def atomic_write_all(files: dict[Path, str | bytes]) -> None:
     """Write every file to a temporary beside it, then rename them all into place.
 
@@ -98,8 +120,9 @@ def atomic_write_all(files: dict[Path, str | bytes]) -> None:
     temporaries: dict[Path, str] = {}
     try:
         for path, text in files.items():
-            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            temporaries[path] = temporary
+            with signals_deferred():
+                handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                temporaries[path] = temporary
             if isinstance(text, bytes):
                 with os.fdopen(handle, "wb") as stream:
                     stream.write(text)
