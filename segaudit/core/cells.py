@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..io.files import signals_deferred
 from .pooling import grid_shape
 
@@ -166,6 +167,8 @@ def cell_cache(dataset, factor: int, *, pixels: bool = False,
     more than ``DISK_SHARE`` of the free space there (F = 1 on a huge dataset, say): the
     later passes then re-read the store instead.
     """
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+        raise InputError(f"--downsample must be a whole number >= 1, got {factor}")
     parent = str(parent or tempfile.gettempdir())
     remove_stale_caches(parent)
     free = shutil.disk_usage(parent).free

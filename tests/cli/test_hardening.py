@@ -109,3 +109,87 @@ def test_outputs_beside_the_inputs_are_still_written(work):
     result = run("score", "masks", "preds.zarr", "-o", "masks.csv", "-q", "--summary-md", "summary.md")
     assert result.exit_code == 0, result.output
     assert (work / "masks.csv").is_file() and (work / "summary.md").is_file()
+
+
+# --- (3) one line and exit 2, never a traceback ----------------------------------------
+
+
+def _store_with(work: Path, edit) -> Path:
+    """A copy of the fixture store whose first array's zarr.json (or the group's) is edited."""
+    import json
+
+    store = work / "edited.zarr"
+    shutil.copytree(work / "preds.zarr", store)
+    edit(store, json)
+    return store
+
+
+def _arrays(store, json):
+    return [p for p in sorted(store.rglob("zarr.json")) if json.loads(p.read_text())["node_type"] == "array"]
+
+
+def _classes_42(store, json):
+    meta = json.loads((store / "zarr.json").read_text())
+    meta.setdefault("attributes", {})["classes"] = 42
+    (store / "zarr.json").write_text(json.dumps(meta))
+
+
+def _chunk_zero(store, json):
+    path = _arrays(store, json)[0]
+    meta = json.loads(path.read_text())
+    meta["chunk_grid"]["configuration"]["chunk_shape"][1] = 0
+    path.write_text(json.dumps(meta))
+
+
+def _grid_mismatch(store, json):
+    for path in _arrays(store, json):
+        meta = json.loads(path.read_text())
+        meta["chunk_grid"]["configuration"]["chunk_shape"][1] //= 4
+        path.write_text(json.dumps(meta))
+
+
+def _bad_array_json(store, json):
+    _arrays(store, json)[0].write_text('{"zarr_format": 3, "node_type": "array", "shape": [')
+
+
+@pytest.mark.parametrize("edit, fragment", [(_classes_42, "'classes' must be a list"),
+                                            (_chunk_zero, "chunk shape"),
+                                            (_grid_mismatch, "cannot read rows"),
+                                            (_bad_array_json, "JSONDecodeError")])
+def test_malformed_store_metadata_is_one_line(work, edit, fragment):
+    store = _store_with(work, edit)
+    for _ in range(3):  # the asyncio noise came in some runs only
+        result = run("score", "masks", store, "-o", "x.csv")
+        refused(result, fragment)
+        assert not (work / "x.csv").exists()
+
+
+@pytest.mark.parametrize("args", [["score", "masks", "preds.zarr", "-m", "clc", "--downsample", "99999999999999999999"],
+                                  ["issues", "masks", "preds.zarr", "--downsample", "0", "--out", "iss"],
+                                  ["summary", "masks", "preds.zarr", "--downsample", "0"]])
+def test_downsample_out_of_range_is_one_line(work, args):
+    before = snapshot(work)
+    refused(run(*args), "--downsample must be a whole number")
+    assert snapshot(work) == before
+
+
+def test_issue_masks_refuse_downsample_zero_in_the_library(work):
+    from segaudit.errors import InputError
+    from segaudit.outputs.findings import write_issue_masks
+
+    with pytest.raises(InputError, match="--downsample"):
+        write_issue_masks(work / "masks", work / "preds.zarr", work / "iss", downsample=0)
+    assert not (work / "iss").exists()
+
+
+@pytest.mark.parametrize("field, value", [("ignore_index", "abc"), ("ignore_index", [1.5]), ("clc", 7),
+                                          ("clc", {"downsample": "x"})])
+def test_overlay_with_a_malformed_run_record_is_one_line(work, field, value):
+    import json
+
+    record = work / "ranking.run.json"
+    data = json.loads(record.read_text())
+    data[field] = value
+    record.write_text(json.dumps(data))
+    refused(run("overlay", "-r", "ranking.csv", "--out", "ov", "--top", "2"), field)
+    assert not (work / "ov").exists()
