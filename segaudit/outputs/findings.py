@@ -134,7 +134,7 @@ def write_issue_masks(
         else:
             ranked = sorted(flagged, key=lambda i: (-(flagged[i] / pixels[i]) if pixels[i] else 0.0, i))
             chosen = set(ranked[:top])
-        targets = {image_id: out_dir / safe_relative_path(image_id, ".png") for image_id in chosen}
+        targets = {image_id: contained_path(out_dir, safe_relative_path(image_id, ".png")) for image_id in chosen}
         for target in targets.values():
             refuse_overwriting_inputs({"masks directory": masks, "prediction store": predictions},
                                       {"issue mask": target})

@@ -193,3 +193,33 @@ def test_overlay_with_a_malformed_run_record_is_one_line(work, field, value):
     record.write_text(json.dumps(data))
     refused(run("overlay", "-r", "ranking.csv", "--out", "ov", "--top", "2"), field)
     assert not (work / "ov").exists()
+
+
+# --- (4) escapes -------------------------------------------------------------------------
+
+
+def test_issue_masks_do_not_follow_a_symlink_out_of_the_output_directory(work, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    (work / "iss").mkdir()
+    ids = [line.split(",")[1] for line in (work / "ranking.csv").read_text().splitlines()[1:]]
+    folder = ids[0].split("/")[0]
+    (work / "iss" / folder).symlink_to(outside, target_is_directory=True)
+    before = snapshot(work)
+    refused(run("issues", "masks", "preds.zarr", "--out", "iss", "--top", str(len(ids))), "leads outside")
+    assert os.listdir(outside) == []
+    assert snapshot(work) == before
+
+
+def test_summary_md_escapes_class_names_and_image_ids(tmp_path):
+    from markdown_it import MarkdownIt
+
+    ds = make_dataset(tmp_path / "d", ids=("a`b/x", "c``d/y|z", "plain"), flip_fraction=0.6)
+    classes = "<b>road</b>,<img src=x onerror=alert(1)>,*sky*,[car](http://x)"
+    summary = tmp_path / "summary.md"
+    result = run("score", ds.masks, ds.store, "-o", tmp_path / "r.csv", "--classes", classes, "--summary-md",
+                 summary, "-q")
+    assert result.exit_code == 0, result.output
+    html = MarkdownIt("commonmark").enable("table").render(summary.read_text())
+    assert "<b>" not in html and "<img" not in html and "<em>" not in html and "<a " not in html
+    for image_id in ("a`b/x", "c``d/y|z", "plain"):
+        assert f"<code>{image_id.replace('<', '&lt;')}</code>" in html, (image_id, html)
