@@ -223,3 +223,24 @@ def test_summary_md_escapes_class_names_and_image_ids(tmp_path):
     assert "<b>" not in html and "<img" not in html and "<em>" not in html and "<a " not in html
     for image_id in ("a`b/x", "c``d/y|z", "plain"):
         assert f"<code>{image_id.replace('<', '&lt;')}</code>" in html, (image_id, html)
+
+
+# --- (5) hangs and environment ------------------------------------------------------------
+
+
+def test_a_fifo_where_a_mask_should_be_is_refused_not_read(work):
+    import subprocess
+    import sys
+
+    import segaudit
+
+    fifo = work / "masks" / "city_a" / "fifo.png"
+    os.mkfifo(fifo)
+    env = dict(os.environ, PYTHONPATH=str(Path(segaudit.__file__).resolve().parent.parent))
+    for command in (["score", "masks", "preds.zarr", "-o", "x.csv"], ["check", "masks", "preds.zarr"]):
+        done = subprocess.run([sys.executable, "-m", "segaudit", *command], capture_output=True, text=True,
+                              timeout=120, env=env)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == [f"error: {Path('masks/city_a/fifo.png')}: not a regular file "
+                                            "(a mask must be a PNG file)"]
+    assert not (work / "x.csv").exists()
