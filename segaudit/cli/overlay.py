@@ -35,6 +35,10 @@ def command(
     if top < 0:
         raise fail(f"--top must be >= 0, got {top}")
     with exit_on_error(f"overlays to {out}", name_file=True):
+        if palette is not None:  # read it now, whichever colours are used in the end
+            from ..io.masks import load_palette
+
+            load_palette(palette)
         loaded = load_ranking(ranking, need_record=True)
         record = loaded.record
         refuse_overwriting_inputs({"ranking": ranking, "run record": loaded.record_path, "masks directory": record.masks,

@@ -244,3 +244,29 @@ def test_a_fifo_where_a_mask_should_be_is_refused_not_read(work):
         assert done.stderr.splitlines() == [f"error: {Path('masks/city_a/fifo.png')}: not a regular file "
                                             "(a mask must be a PNG file)"]
     assert not (work / "x.csv").exists()
+
+
+# --- (6) options that passed silently ------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["score", "masks", "preds.zarr", "-o", "x.csv", "--top", "-1"], "--top must be >= 0"),
+    (["summary", "masks", "preds.zarr", "--top", "-1"], "--top must be >= 0"),
+    (["check", "masks", "preds.zarr", "--sample", "-1"], "--sample must be >= 0"),
+    (["score", "masks", "preds.zarr", "-o", "x.csv", "--fail-under", "nan"], "--fail-under must be a finite"),
+    (["score", "masks", "preds.zarr", "-o", "x.csv", "--baseline", "nope.csv"], "needs clc in --method"),
+    (["overlay", "-r", "ranking.csv", "--out", "ov", "--palette", "classes.txt"], "classes.txt"),
+])
+def test_bad_option_values_are_refused(work, args, fragment):
+    before = snapshot(work)
+    refused(run(*args), fragment)
+    assert snapshot(work) == before
+
+
+def test_evaluate_refuses_a_nan_score(work):
+    lines = (work / "ranking.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[header.index("cil")] = "nan"
+    (work / "ranking.csv").write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    refused(run("evaluate", "ranking.csv", "truth.csv"), "'cil' is 'nan'")
