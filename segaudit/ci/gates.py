@@ -39,6 +39,8 @@ def make_gates(methods: tuple[str, ...], fail_under: float | None, fail_under_me
     gates = []
     if fail_under_method is not None and fail_under is None:
         raise InputError("--fail-under-method needs --fail-under")
+    if fail_under is not None and not math.isfinite(fail_under):
+        raise InputError(f"--fail-under must be a finite number, got {fail_under}")
     if fail_under is not None:
         method = fail_under_method or methods[0]
         if method not in methods:

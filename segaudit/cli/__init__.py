@@ -35,11 +35,35 @@ for _name, _module in COMMANDS.items():
     app.command(_name)(_module.command)
 
 
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so that it unwinds like Ctrl-C: every temporary
+    file, directory and cell cache is removed on the way out."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main() -> None:
-    """Entry point of the ``segaudit`` executable."""
+    """Entry point of the ``segaudit`` executable.
+
+    SIGINT (Ctrl-C) exits 130 and SIGTERM (CI runners, ``timeout``, Kubernetes) 143, both
+    after the temporaries are cleaned up; files are renamed into place only when complete.
+    """
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except KeyboardInterrupt:
-        # Every file is renamed into place only when complete, so nothing partial is left.
-        stderr.print("interrupted; no partially written file was left")
-        sys.exit(130)
+        _interrupted(130)
+    except Terminated:
+        _interrupted(143)
+
+
+def _interrupted(code: int) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not break the message
+    stderr.print("interrupted; no partially written file was left")
+    sys.exit(code)

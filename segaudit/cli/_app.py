@@ -69,6 +69,15 @@ def exit_on_error(writing: str | None = None, *, name_file: bool = False) -> Ite
         raise fail(f"cannot write {writing}: {exc.strerror or exc}{where}") from None
 
 
+def refuse_overwriting_inputs(reads: dict[str, object], writes: dict[str, object],
+                              replaced: tuple[str, ...] = ()) -> None:
+    """Exit 2 (nothing written) if an output would land on or inside something the command reads."""
+    from ..io.files import refuse_overwriting_inputs as refuse
+
+    with exit_on_error():
+        refuse(reads, writes, replaced)
+
+
 def require_parent_dirs(*paths: Path | None) -> None:
     """Exit 2 unless the directory of every output file given (None: not asked for) exists."""
     for path in paths:

@@ -29,7 +29,18 @@ def method_names() -> list[str]:
 Masks = Annotated[Path, typer.Argument(help="Directory of annotation PNGs, searched recursively; pixel value = class index.")]
 Predictions = Annotated[Path, typer.Argument(help="Zarr store of predicted class probabilities (per-image or stacked layout).")]
 PixelThreshold = Annotated[float, typer.Option(help="Pixels whose probability of the annotated class is below this are low-quality pixels.")]
-Downsample = Annotated[int, typer.Option(help="Cell size F of the FxF grid that clc and coco work on (1 = full resolution).")]
+MAX_DOWNSAMPLE = 1 << 16
+
+
+def _check_downsample(value: int) -> int:
+    from ._app import fail
+
+    if not 1 <= value <= MAX_DOWNSAMPLE:
+        raise fail(f"--downsample must be a whole number from 1 to {MAX_DOWNSAMPLE}, got {value}")
+    return value
+
+
+Downsample = Annotated[int, typer.Option(callback=_check_downsample, help="Cell size F of the FxF grid that clc and coco work on (1 = full resolution).")]
 IgnoreIndex = Annotated[Optional[list[int]], typer.Option("--ignore-index", help="Label value that takes no part in any score; repeat for several. Default 255.")]
 NoIgnore = Annotated[bool, typer.Option("--no-ignore", help="Score every label value (no ignore index).")]
 MaskSuffix = Annotated[str, typer.Option(help="Use only masks whose name ends with this (before .png) and strip it from the image id, e.g. _gtFine_labelIds.")]
@@ -82,6 +93,12 @@ class InputOptions:
     logits: Logits = None
     channels_last: ChannelsLast = None
     allow_missing: AllowMissing = False
+
+    def reads(self) -> dict[str, object]:
+        """The paths this command reads, by description, for ``refuse_overwriting_inputs``."""
+        classes = self.classes if self.classes is not None and Path(self.classes).is_file() else None
+        return {"masks directory": self.masks, "prediction store": self.predictions,
+                "--palette file": self.palette, "--classes file": classes}
 
     def keywords(self) -> dict:
         """The keyword arguments of the library's readers (:func:`segaudit.engine.score`,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import EXIT_INPUT, exit_on_error, interactive, progress, stderr
+from ._app import EXIT_INPUT, exit_on_error, fail, interactive, progress, stderr
 from ._options import InputOptions, Quiet, reads_inputs
 
 
@@ -24,6 +24,8 @@ def command(
     """
     from ..ci.check import check as check_dataset
 
+    if sample < 0:
+        raise fail(f"--sample must be >= 0, got {sample}")
     keywords = inputs.keywords()
     with exit_on_error(), progress(interactive(quiet)) as bar:
         report = check_dataset(inputs.masks, inputs.predictions, sample_blocks=sample, on_progress=bar.on_progress,

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, interactive, progress, stderr
+from ._app import exit_on_error, interactive, progress, refuse_overwriting_inputs, stderr
 from ._options import Masks, MaskSuffix, Palette, Quiet
 
 
@@ -48,6 +48,8 @@ def command(
     """
     from ..evaluation.corrupt import corrupt_masks
 
+    refuse_overwriting_inputs({"masks directory": masks, "--classes-file": classes_file, "--palette file": palette},
+                              {"--out": out, "--truth": truth}, replaced=("--out",))
     ignore = () if no_ignore else tuple(ignore_index or (255,))
     tokens = classes.split(",") if classes is not None else None
     with exit_on_error(str(out), name_file=True), progress(interactive(quiet)) as bar:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, require_parent_dirs, stderr
+from ._app import exit_on_error, refuse_overwriting_inputs, require_parent_dirs, stderr
 
 
 class Format(str, Enum):
@@ -34,6 +34,7 @@ def command(
     from ..evaluation.evaluate import evaluation_table, evaluation_text
 
     require_parent_dirs(output)
+    refuse_overwriting_inputs({"ranking": ranking, "truth file": truth}, {"--output": output})
     with exit_on_error():
         result = evaluate_ranking(ranking, truth)
     if output_format is None:

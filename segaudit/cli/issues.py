@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, fail, interactive, progress, stderr
+from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, stderr
 from ._options import Downsample, InputOptions, PixelThreshold, Quiet, reads_inputs
 
 
@@ -30,6 +30,7 @@ def command(
 
     if top is not None and top < 1:
         raise fail(f"--top must be at least 1, got {top}")
+    refuse_overwriting_inputs(inputs.reads(), {"--out": out})
     keywords = inputs.keywords()
     with exit_on_error(f"to {out}"), progress(interactive(quiet)) as bar:
         written, run = write_issue_masks(inputs.masks, inputs.predictions, out, method=method, top=top,

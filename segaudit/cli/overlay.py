@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, fail, interactive, progress, stderr
+from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, stderr
 
 
 def command(
@@ -35,7 +35,15 @@ def command(
     if top < 0:
         raise fail(f"--top must be >= 0, got {top}")
     with exit_on_error(f"overlays to {out}", name_file=True):
+        if palette is not None:  # read it now, whichever colours are used in the end
+            from ..io.masks import load_palette
+
+            load_palette(palette)
         loaded = load_ranking(ranking, need_record=True)
+        record = loaded.record
+        refuse_overwriting_inputs({"ranking": ranking, "run record": loaded.record_path, "masks directory": record.masks,
+                                   "prediction store": record.predictions, "photo directory": images,
+                                   "--palette file": palette, "recorded palette": record.palette}, {"--out": out})
         with progress(interactive(quiet), "drawing") as bar:
             run = write_overlays(loaded, out, top=top, ids=ids, images=images, image_suffix=image_suffix,
                                  pixel_threshold=pixel_threshold, max_width=max_width, palette=palette,

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, interactive, progress, stderr
+from ._app import exit_on_error, interactive, progress, refuse_overwriting_inputs, stderr
 from ._options import parse_classes
 
 
@@ -44,6 +44,9 @@ def command(
     The store is written beside --output and renamed into place when complete.
     Exit codes: 0 written; 2 bad input or options (nothing written).
     """
+    refuse_overwriting_inputs({"source": source, "--ids file": ids, "masks directory": masks,
+                               "--classes file": classes if classes is not None and Path(classes).is_file() else None},
+                              {"--output": output}, replaced=("--output",))
     class_names = parse_classes(classes)
     with exit_on_error(str(output)):
         from ..io.pack import pack as pack_arrays

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, interactive, progress, stderr
+from ._app import exit_on_error, interactive, progress, refuse_overwriting_inputs, stderr
 
 
 def command(
@@ -21,6 +21,8 @@ def command(
 
     Exit codes: 0 written; 2 bad input or options (nothing written).
     """
+    refuse_overwriting_inputs({"labels file": labels, "--ids file": ids}, {"--output": output},
+                              replaced=("--output",))
     with exit_on_error(str(output)):
         from ..io.pack import pack_masks as write_masks
 

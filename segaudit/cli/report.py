@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, fail, require_parent_dirs, stderr
+from ._app import exit_on_error, fail, refuse_overwriting_inputs, require_parent_dirs, stderr
 
 
 def command(
@@ -32,7 +32,11 @@ def command(
         raise fail(f"--top must be >= 0, got {top}")
     if thumb_width < 16:
         raise fail(f"--thumb-width must be at least 16, got {thumb_width}")
+    from ..io.files import run_record_path
+
     require_parent_dirs(output)
+    refuse_overwriting_inputs({"ranking": ranking, "run record": run_record_path(ranking), "overlays directory": overlays,
+                               "--confusions file": confusions}, {"--output": output})
     with exit_on_error(str(output)):
         loaded = load_ranking(ranking, need_record=False)
         rows = load_confusions(confusions) if confusions is not None else None

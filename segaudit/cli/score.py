@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_FINDINGS, exit_on_error, interactive, progress, require_parent_dirs, stderr
+from ._app import (EXIT_FINDINGS, exit_on_error, fail, interactive, progress, refuse_overwriting_inputs,
+                   require_parent_dirs, stderr)
 from ._options import Downsample, InputOptions, OutputFormat, PixelThreshold, Quiet, method_names, reads_inputs
 
 
@@ -40,7 +41,16 @@ def command(
     from ..api import score as score_images
     from ..ci.gates import check_gates
 
+    from ..io.files import run_record_path
+
+    if top < 0:
+        raise fail(f"--top must be >= 0, got {top}")
     require_parent_dirs(None if output == "-" else Path(output), summary_md)
+    refuse_overwriting_inputs(
+        {**inputs.reads(), "--only file": only, "--baseline ranking": baseline,
+         "--baseline run record": baseline and run_record_path(baseline)},
+        {"--output": output, "run record": None if output == "-" else run_record_path(output),
+         "--summary-md": summary_md})
     with exit_on_error():
         methods, gates, only_entries, baseline_clc = _parse_options(method, fail_under, fail_under_method,
                                                                     max_flagged, only, baseline)
@@ -66,12 +76,15 @@ def _parse_options(method: str, fail_under: float | None, fail_under_method: str
                    only: str | None, baseline: Path | None):
     """The methods, gates, --only entries and --baseline clc section (InputError if one is bad)."""
     from ..ci.gates import make_gates
+    from ..errors import InputError
     from ..methods import parse_methods
 
     methods = parse_methods(method)
     gates = make_gates(methods, fail_under, fail_under_method, max_flagged)
     only_entries = _read_only(only)
-    baseline_clc = _read_baseline(baseline) if baseline and "clc" in methods else None
+    if baseline is not None and "clc" not in methods:
+        raise InputError("--baseline reuses the baseline's clc cut: it needs clc in --method")
+    baseline_clc = _read_baseline(baseline) if baseline else None
     return methods, gates, only_entries, baseline_clc
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, interactive, progress, require_parent_dirs
+from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, require_parent_dirs
 from ._options import Downsample, InputOptions, OutputFormat, Quiet, reads_inputs
 
 
@@ -29,7 +29,10 @@ def command(
     from ..outputs.findings import class_confusions, confusions_csv
     from ..io.files import atomic_write_all
 
+    if top < 0:
+        raise fail(f"--top must be >= 0, got {top}")
     require_parent_dirs(csv)
+    refuse_overwriting_inputs(inputs.reads(), {"--csv": csv})
     keywords = inputs.keywords()
     with exit_on_error(), progress(interactive(quiet)) as bar:
         rows, run = class_confusions(inputs.masks, inputs.predictions, downsample=downsample,

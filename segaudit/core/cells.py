@@ -6,6 +6,8 @@ the cells back from this cache costs far less than reading and pooling the store
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
+from ..io.files import signals_deferred
 from .pooling import grid_shape
 
 
@@ -122,6 +126,38 @@ def cache_bytes(dataset, factor: int, pixels: bool) -> int:
     return total
 
 
+CACHE_PREFIX = "segaudit-cells-"  # then the owner's process id, "-" and a random suffix
+_CACHE_NAME = re.compile(re.escape(CACHE_PREFIX) + r"(\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: another user's live process
+        return True
+    return True
+
+
+def remove_stale_caches(parent: str | Path) -> list[Path]:
+    """Remove the cell caches in ``parent`` left by processes that no longer run (killed
+    with SIGKILL, say, which no clean-up survives); returns them."""
+    removed = []
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in entries:
+        match = _CACHE_NAME.match(name)
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+            path = Path(parent) / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
 @contextmanager
 def cell_cache(dataset, factor: int, *, pixels: bool = False,
                parent: str | Path | None = None) -> Iterator[CellCache | None]:
@@ -131,14 +167,22 @@ def cell_cache(dataset, factor: int, *, pixels: bool = False,
     more than ``DISK_SHARE`` of the free space there (F = 1 on a huge dataset, say): the
     later passes then re-read the store instead.
     """
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+        raise InputError(f"--downsample must be a whole number >= 1, got {factor}")
     parent = str(parent or tempfile.gettempdir())
+    remove_stale_caches(parent)
     free = shutil.disk_usage(parent).free
     if cache_bytes(dataset, factor, pixels) > DISK_SHARE * free:
         yield None
         return
-    with tempfile.TemporaryDirectory(prefix="segaudit-cells-", dir=parent) as directory:
+    directory = cache = None
+    try:
+        with signals_deferred():  # no SIGTERM between creating the directory and owning it
+            directory = tempfile.mkdtemp(prefix=f"{CACHE_PREFIX}{os.getpid()}-", dir=parent)
         cache = CellCache(directory, dataset.store.n_classes, pixels)
-        try:
-            yield cache
-        finally:
+        yield cache
+    finally:
+        if cache is not None:
             cache.close()
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)

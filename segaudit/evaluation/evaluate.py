@@ -164,6 +164,9 @@ def load_ranking(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
                 raise table.error(index, f"column {name!r} is not a number: {text!r}") from None
             if math.isinf(value):
                 raise table.error(index, f"column {name!r} is infinite")
+            if text and math.isnan(value):  # an empty cell is the one way to say "no score"
+                raise table.error(index, f"column {name!r} is {text!r} (leave the cell empty for an image "
+                                         "with no scored pixel)")
             scores[name][index] = value
     return [row["image"] for row in table.rows], scores
 

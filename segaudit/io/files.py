@@ -8,7 +8,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import InputError
@@ -37,6 +41,73 @@ def safe_relative_path(image_id: str, suffix: str = "") -> Path:
     return Path(*parts[:-1], parts[-1] + suffix)
 
 
+def _real(path) -> Path:
+    """``path`` made absolute with every symlink resolved (whether or not it exists)."""
+    return Path(os.path.realpath(os.path.abspath(os.fspath(path))))
+
+
+def _within(path: Path, directory: Path) -> bool:
+    return path == directory or directory in path.parents
+
+
+def refuse_overwriting_inputs(reads: dict[str, object], writes: dict[str, object],
+                              replaced: tuple[str, ...] = ()) -> None:
+    """InputError unless every output of a command stays clear of everything it reads.
+
+    ``reads`` and ``writes`` map a description (``"masks directory"``, ``"--output"``) to
+    a path (None: not given; ``"-"``: stdin or stdout). After resolving symlinks, an
+    output may not be an input, nor lie inside an input (a masks directory, a store, a
+    directory of overlays); the outputs named in ``replaced`` (directories that are
+    replaced whole) may not contain an input either. Called by every command that writes,
+    before anything is written.
+    """
+    read_paths = [(what, path, _real(path)) for what, path in reads.items() if path not in (None, "-")]
+    for label, target in writes.items():
+        if target in (None, "-"):
+            continue
+        real = _real(target)
+        for what, path, source in read_paths:
+            if real == source:
+                relation = "is"
+            elif _within(real, source):
+                relation = "is inside"
+            elif label in replaced and _within(source, real):
+                relation = "contains"
+            else:
+                continue
+            raise InputError(f"{label} {target} {relation} the {what} {path}: refusing to write over an input")
+
+
+def contained_path(directory: str | Path, relative: str | Path) -> Path:
+    """``directory / relative``, refusing one that a symlink inside ``directory`` leads out of it."""
+    directory = Path(directory)
+    path = directory / relative
+    real_dir = _real(directory)
+    # The file itself may not exist yet: resolve its directory (symlinked folders escape).
+    if not _within(_real(path.parent), real_dir) or (path.is_symlink() and not _within(_real(path), real_dir)):
+        raise InputError(f"{path} leads outside the output directory {directory} (through a symlink): "
+                         "refusing to write there")
+    return path
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while the block runs (in the main thread, on POSIX).
+
+    For creating a temporary and recording it for clean-up in one step: a signal arriving
+    in between would otherwise leave it behind. The signal is handled right after.
+    """
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def atomic_write_all(files: dict[Path, str | bytes]) -> None:
     """Write every file to a temporary beside it, then rename them all into place.
 
@@ -49,8 +120,9 @@ def atomic_write_all(files: dict[Path, str | bytes]) -> None:
     temporaries: dict[Path, str] = {}
     try:
         for path, text in files.items():
-            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            temporaries[path] = temporary
+            with signals_deferred():
+                handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                temporaries[path] = temporary
             if isinstance(text, bytes):
                 with os.fdopen(handle, "wb") as stream:
                     stream.write(text)

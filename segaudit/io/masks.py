@@ -68,6 +68,8 @@ def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
                 skipped += 1
                 continue
             path = Path(dirpath) / name
+            if not path.is_file():  # a FIFO or device would block or never end when read
+                raise InputError(f"{path}: not a regular file (a mask must be a PNG file)")
             rel = path.relative_to(root).parent.as_posix()
             stem = stem[: len(stem) - len(suffix)]
             image_id = stem if rel == "." else f"{rel}/{stem}"

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, one_line
+from .files import signals_deferred
 from .writer import DEFAULT_CODEC, DEFAULT_DTYPE, PredictionWriter, check_image_id, is_zarr_store
 
 SOURCE_SUFFIXES = (".npy", ".npz")
@@ -147,28 +148,32 @@ def replacing(target: str | Path, overwrite: bool, replaceable: Callable[[Path],
             raise InputError(f"{target} already exists (pass --overwrite to replace it)")
         if not replaceable(target):
             raise InputError(f"refusing to replace {target}: it is not a {what}")
+    temporary = None
     try:
-        temporary = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-    except OSError as exc:
-        raise InputError(f"cannot write in {target.parent}: {exc.strerror or exc}") from None
-    try:
+        try:
+            with signals_deferred():
+                temporary = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+        except OSError as exc:
+            raise InputError(f"cannot write in {target.parent}: {exc.strerror or exc}") from None
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o777 & ~umask)  # mkdtemp makes it private (0700)
         yield temporary
-        if target.exists() or target.is_symlink():
-            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
-            os.replace(target, old)  # onto the empty directory mkdtemp made
-            try:
+        with signals_deferred():  # the swap is not interrupted half-way
+            if target.exists() or target.is_symlink():
+                old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
+                os.replace(target, old)  # onto the empty directory mkdtemp made
+                try:
+                    os.replace(temporary, target)
+                except BaseException:
+                    os.replace(old, target)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+            else:
                 os.replace(temporary, target)
-            except BaseException:
-                os.replace(old, target)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(temporary, target)
     except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
         raise
 
 

@@ -197,6 +197,16 @@ def _member(group, image_id: str):
         raise InputError(f"{group.store_path}/{image_id}: cannot open: {type(exc).__name__}: {problem}") from None
 
 
+def _check_chunks(array, where: str) -> None:
+    """InputError unless every chunk length of ``array`` is a positive whole number."""
+    try:
+        chunks = tuple(array.chunks)
+    except Exception as exc:  # zarr raises many types for a malformed chunk grid
+        raise InputError(f"{where}: unreadable chunk grid: {type(exc).__name__}: {one_line(exc)}") from None
+    if len(chunks) != array.ndim or not all(isinstance(c, int) and c >= 1 for c in chunks):
+        raise InputError(f"{where}: chunk shape {list(chunks)} has a length that is not a positive whole number")
+
+
 def open_predictions(
     path: str | Path,
     *,
@@ -257,6 +267,7 @@ def open_predictions(
         ids = _stacked_ids(path, group, stacked.shape[0])
         index = {image_id: n for n, image_id in enumerate(ids)}
         dtype = check_dtype(_native(stacked.dtype), f"{path}/{STACKED_ARRAY}")
+        _check_chunks(stacked, f"{path}/{STACKED_ARRAY}")
         n_classes = stacked.shape[1:][class_axis]
     else:
         layout = "per-image"
@@ -286,6 +297,7 @@ def open_predictions(
         n_classes = first.shape[class_axis]
         for image_id in ids:
             array = arrays[image_id]
+            _check_chunks(array, f"{path}/{image_id}")
             if array.shape[class_axis] != n_classes:
                 raise InputError(
                     f"{path}/{image_id}: {array.shape[class_axis]} classes, but {ids[0]} has {n_classes}"
@@ -305,6 +317,8 @@ def open_predictions(
     else:
         where = "--classes"
     if classes is not None:
+        if not isinstance(classes, (list, tuple)) or not all(isinstance(n, (str, int, float)) for n in classes):
+            raise InputError(f"{path}: {where} must be a list of class names, got {one_line(repr(classes))[:80]}")
         classes = [str(name) for name in classes]
         if len(classes) != n_classes:
             raise InputError(f"{path}: {where} names {len(classes)} classes but the predictions have K={n_classes}")

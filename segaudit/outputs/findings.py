@@ -25,7 +25,7 @@ from ..core.kernel import check_pixel_threshold
 from ..methods.clc import flag_pass
 from ..core.dataset import Dataset, open_dataset
 from ..errors import InputError
-from ..io.files import atomic_write_all, safe_relative_path
+from ..io.files import atomic_write_all, contained_path, refuse_overwriting_inputs, safe_relative_path
 from ..io.tables import render
 from ..engine import score_dataset
 from ..results import CONFUSION_COLUMNS, ScoreRun
@@ -134,7 +134,10 @@ def write_issue_masks(
         else:
             ranked = sorted(flagged, key=lambda i: (-(flagged[i] / pixels[i]) if pixels[i] else 0.0, i))
             chosen = set(ranked[:top])
-        targets = {image_id: out_dir / safe_relative_path(image_id, ".png") for image_id in chosen}
+        targets = {image_id: contained_path(out_dir, safe_relative_path(image_id, ".png")) for image_id in chosen}
+        for target in targets.values():
+            refuse_overwriting_inputs({"masks directory": masks, "prediction store": predictions},
+                                      {"issue mask": target})
         written: list[tuple[str, int]] = []
 
         def write(image_id: str, flag_map: np.ndarray | None, shape) -> None:

@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
+import re
+
 from ..ci.gates import GateResult
 from ..results import ScoreRun
 from .text import format_score
 
 
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]{}()#+\-.!|~<>&])")
+
+
 def _cell(text: str) -> str:
-    # Ids and class names come from files: keep them from breaking the table.
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Plain text (a class name) from a file: no Markdown, no HTML, no table break.
+
+    Every ASCII punctuation character Markdown or HTML could act on is backslash-escaped
+    (GitHub renders ``\\<`` as ``<``); line breaks become spaces.
+    """
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
+def _code(text: str) -> str:
+    """``text`` (an image id) as a code span it cannot break out of.
+
+    The fence is one backtick longer than the longest run inside; a space pads text that
+    starts or ends with a backtick; ``|`` is escaped for tables (GitHub honours ``\\|``
+    inside code spans in tables); line breaks become spaces. Code spans show HTML as text.
+    """
+    text = " ".join(str(text).splitlines())
+    runs = [len(run) for run in re.findall("`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
 
 
 def summary_markdown(run: ScoreRun, gates: list[GateResult], worst: int = 10) -> str:
@@ -34,7 +57,7 @@ def summary_markdown(run: ScoreRun, gates: list[GateResult], worst: int = 10) ->
             mark = "✅" if result.passed else "❌"
             lines.append(f"- {mark} `{result.gate.describe()}`: {len(result.failures)} image(s)")
             for image_id, value in result.failures[:worst]:
-                lines.append(f"  - `{_cell(image_id)}`: {value:.4g}")
+                lines.append(f"  - {_code(image_id)}: {value:.4g}")
             if len(result.failures) > worst:
                 lines.append(f"  - … and {len(result.failures) - worst} more")
         lines.append("")
@@ -47,6 +70,6 @@ def summary_markdown(run: ScoreRun, gates: list[GateResult], worst: int = 10) ->
             scores = " | ".join(format_score(result.scores[m], missing="—", fixed=True) for m in run.methods)
             classes = (f"{_cell(run.class_name(result.suspect_class))} → {_cell(run.class_name(result.likely_class))}"
                        if result.low_pixels else "")
-            lines.append(f"| {rank} | `{_cell(result.image_id)}` | {scores} | {result.low_pixels} | {classes} |")
+            lines.append(f"| {rank} | {_code(result.image_id)} | {scores} | {result.low_pixels} | {classes} |")
         lines.append("")
     return "\n".join(lines)

@@ -20,9 +20,13 @@ drawn image's predictions through the same block reader and kernel as ``score``
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +37,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .colours import ClassColours, class_colours
 from .text import OVERLAY_NAME, class_phrase, format_score, overlay_name
 from ..errors import InputError, one_line
-from ..io.files import atomic_write_all
+from ..io.files import atomic_write_all, signals_deferred
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
 from ..results import RunRecord
@@ -560,8 +564,13 @@ def write_overlays(
         palette_file=palette if palette is not None else record.palette, ignore=dataset.ignore,
     )
     run.colour_source = colours.source
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
+        # Every PNG is drawn into a temporary folder inside ``out`` and moved in only when all
+        # are complete: an interrupted or failed run (Ctrl-C, SIGTERM, a full disk) leaves none.
+        with signals_deferred():
+            staging = Path(tempfile.mkdtemp(dir=out, prefix=".segaudit-overlays-", suffix=".tmp"))
     except OSError as exc:
         raise InputError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
 
@@ -576,17 +585,29 @@ def write_overlays(
             image = render_overlay(labels, s, predicted, colours, threshold=float(threshold), photo=photo,
                                    flags=flags, caption=caption, max_width=max_width)
             del labels, s, predicted
-            path = out / names[row.image_id]
-            save_png(image, path)
-            return path
+            save_png(image, staging / names[row.image_id])
+            return out / names[row.image_id]
 
         return render
 
     workers = workers or min(2, os.cpu_count() or 1)
-    for done, path in enumerate(prefetched((job(row) for row in selected), workers, workers), 1):
-        run.written.append(path)  # type: ignore[arg-type]
-        if on_image:
-            on_image(done, len(selected))
+    try:
+        for done, path in enumerate(prefetched((job(row) for row in selected), workers, workers), 1):
+            run.written.append(path)  # type: ignore[arg-type]
+            if on_image:
+                on_image(done, len(selected))
+        for path in run.written:  # the one foreseeable rename failure, checked before any rename
+            if path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, f"{path} is a directory", str(path))
+        for path in run.written:
+            os.replace(staging / path.name, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            if created and not any(out.iterdir()):
+                out.rmdir()
+        raise
+    staging.rmdir()
 
     expected_names = {overlay_name(r.rank, r.image_id, ranking.digits) for r in ranking.rows
                       if _safe(r.image_id)}
