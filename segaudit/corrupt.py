@@ -609,7 +609,8 @@ def corrupt_masks(
         ignored values. Names need ``class_names`` (or ``classes_file``). Per image, one
         class present (a pair both present, for swap) is chosen at random.
     unlabeled : int
-        The class dropped and lost pixels become.
+        The class dropped and lost pixels become; never chosen. It may be an ignored value
+        when no pixel becomes it (swap, boundary, or ``fill="nearest"``).
     ignore_index : sequence of int
         Label values never chosen and never changed.
     sigma : "3" (pixels) or "10%" (of the region's size; of the image's mean side for boundary)
@@ -640,7 +641,8 @@ def corrupt_masks(
     if unlabeled < 0:
         raise InputError(f"--unlabeled must be a class index >= 0, got {unlabeled}")
     ignore = tuple(sorted({int(v) for v in ignore_index}))
-    if unlabeled in ignore:
+    uses_unlabeled = kind in ("drop", "shift") and fill == "unlabeled"
+    if unlabeled in ignore and uses_unlabeled:  # otherwise --unlabeled only keeps the class from being chosen
         raise InputError(f"the unlabeled class {unlabeled} is also an ignored value")
     sigma = parse_sigma(sigma if sigma is not None else DEFAULT_BOUNDARY_SIGMA if kind == "boundary"
                         else DEFAULT_SIGMA)

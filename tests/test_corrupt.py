@@ -293,6 +293,22 @@ def test_drop_and_shift_fill_nearest():
         np.testing.assert_array_equal(near[~lost], plain[~lost])
 
 
+def test_unlabeled_may_be_the_ignore_value_when_nothing_becomes_it(tmp_path):
+    labels = {f"i{n}": blocky_labels(np.random.default_rng(n)) for n in range(4)}
+    for image_id, lab in labels.items():
+        lab[:2] = 4  # 4 plays the void: unlabeled and ignored, as CamVid's 11
+        write_mask(tmp_path / "m" / f"{image_id}.png", lab, "L")
+    for kind, extra in (("boundary", []), ("drop", ["--fill", "nearest"]), ("swap", [])):
+        ok(invoke(tmp_path / "m", "--out", tmp_path / kind, "--kind", kind, "--rate", 1, "--unlabeled", 4,
+                  "--ignore-index", 4, "--truth", tmp_path / f"{kind}.csv", *extra))
+        for image_id, lab in labels.items():
+            new = np.asarray(Image.open(tmp_path / kind / f"{image_id}.png"))
+            assert (new[lab == 4] == 4).all()
+    result = invoke(tmp_path / "m", "--out", tmp_path / "x", "--kind", "drop", "--rate", 1, "--unlabeled", 4,
+                    "--ignore-index", 4, "--truth", tmp_path / "x.csv")
+    assert result.exit_code == 2 and "also an ignored value" in result.stderr
+
+
 def test_boundary_on_the_fixtures(tmp_path, classes_file):
     def run(name, seed, *extra):
         ok(invoke(FIXTURES / "masks", "--out", tmp_path / name, "--kind", "boundary", "--rate", 0.5,
