@@ -29,7 +29,7 @@ wrong along boundaries and in hard regions of every clean image.
 3. **Models** (``train.StemUNet``): the U-Net of ``train.py`` behind a strided stem, so it
    runs at 90x120 at both resolutions (stride 4 at 480x360, stride 2 at 240x180) and its
    logits are upsampled bilinearly (a DeepLab-style output stride, with its boundary blur).
-   Strong: channels 16-128, 30 epochs; weak: channels 8-64, 6 epochs. Cross-entropy with
+   Strong: channels 16-128, 20 epochs; weak: channels 8-64, 5 epochs. Cross-entropy with
    class weights (mean frequency / frequency) ** 0.5 and ``ignore_index=11``, AdamW, one-cycle,
    flips; no pretrained weights. 2-fold: each image's probabilities come from the model
    trained on the other fold (the two folds train in parallel, one torch thread each).
@@ -281,9 +281,9 @@ def main() -> None:
                         "(0 = all 701; for smoke tests)")
     parser.add_argument("--rate", type=float, default=0.5, help="rate of segaudit corrupt inside each kind's group")
     parser.add_argument("--folds", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs of the strong model")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs of the strong model")
     parser.add_argument("--widths", default="16,32,64,128", help="U-Net channels per level of the strong model")
-    parser.add_argument("--weak-epochs", type=int, default=6, help="training epochs of the weak model")
+    parser.add_argument("--weak-epochs", type=int, default=5, help="training epochs of the weak model")
     parser.add_argument("--weak-widths", default="8,16,32,64", help="U-Net channels per level of the weak model")
     parser.add_argument("--balance", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (split between the folds' workers)")
