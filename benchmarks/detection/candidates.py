@@ -138,7 +138,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--out", type=Path, help="write every figure as JSON here")
+    parser.add_argument("--synthetic", type=Path, help="issue 15: a finished run.py work directory (the synthetic grid)")
+    parser.add_argument("--camvid", type=Path, help="issue 15: a camvid.py work directory (the CamVid grid)")
     args = parser.parse_args()
+    if args.synthetic or args.camvid:
+        explore(args.synthetic, args.camvid, args.out)
+        return
     meta = json.loads((args.work / "results.json").read_text())["meta"]
     table: dict[str, dict[str, tuple[float, float]]] = {}
     for name, setting in meta["settings"].items():
@@ -169,6 +174,302 @@ def main() -> None:
         print("  cells: " + " | ".join(cells))
     if args.out:
         args.out.write_text(json.dumps(table, indent=1))
+
+
+
+# --- issue 15: a new default from BOTH grids (synthetic + CamVid), streaming-computable candidates ---
+#
+#     python benchmarks/detection/candidates.py --synthetic /work/runs/synthetic --camvid /work/runs/camvid
+#
+# Every candidate is built from what one fused pass over the pixels can accumulate per image
+# (sums, a histogram of s, per-class counts and sums), plus at most a cheap second pass over
+# per-image summaries or over the 4x4 cell grid (majority label, renormalised mean
+# probabilities), and dataset-wide quantities (the confident-learning thresholds t_k, the
+# median fraction of low pixels). The paper's seven methods are read from segaudit's own
+# evaluation of each cell, not recomputed.
+
+PAPER_METHODS = ("ccp", "tccp", "cil", "clc", "iou", "coco", "softmin")
+CELL = 4
+
+
+def _cells(labels: np.ndarray, probs: np.ndarray, valid: np.ndarray, n_classes: int):
+    """The 4x4 cell grid: majority label (-1 = no labelled pixel), renormalised mean probabilities."""
+    k, h, w = probs.shape
+    ph, pw = -h % CELL, -w % CELL
+    lab = np.pad(np.where(valid, labels, n_classes), ((0, ph), (0, pw)), constant_values=n_classes)
+    p = np.pad(probs * valid[None], ((0, 0), (0, ph), (0, pw)))
+    gh, gw = lab.shape[0] // CELL, lab.shape[1] // CELL
+    counts = np.zeros((n_classes + 1, gh, gw))
+    for c in range(n_classes + 1):
+        counts[c] = (lab == c).reshape(gh, CELL, gw, CELL).sum(axis=(1, 3))
+    majority = counts[:n_classes].argmax(0)
+    labelled = counts[:n_classes].sum(0)
+    majority[labelled == 0] = -1
+    mean = p.reshape(k, gh, CELL, gw, CELL).sum(axis=(2, 4))
+    total = mean.sum(0)
+    mean = np.divide(mean, total, out=np.full_like(mean, 1.0 / k), where=total > 0)
+    purity = np.divide(counts[:n_classes].max(0), labelled, out=np.zeros_like(labelled), where=labelled > 0)
+    return majority, mean, purity
+
+
+def _largest_component(mask: np.ndarray) -> int:
+    from segaudit.corrupt import components
+
+    regions, n = components(mask)
+    return int(np.bincount(regions.ravel())[1:].max()) if n else 0
+
+
+def image_features(image_ids, read, n_classes: int, ignore: int) -> dict:
+    """Per-image arrays every candidate is computed from (one pass over each image's pixels)."""
+    feats = {"s": [], "match": [], "band1": [], "band2": [], "band3": [], "cell_s": [], "cell_match": [],
+             "cell_label": [], "cell_pure": []}
+    class_sum, class_count = np.zeros(n_classes), np.zeros(n_classes)
+    cell_sum, cell_count = np.zeros(n_classes), np.zeros(n_classes)
+    for image_id in image_ids:
+        labels, probs = read(image_id)
+        valid = labels != ignore
+        lab = np.where(valid, labels, 0)
+        s = np.take_along_axis(probs, lab[None], 0)[0]
+        pred = probs.argmax(0)
+        feats["s"].append(np.where(valid, s, np.nan).astype(np.float32))
+        feats["match"].append(((pred == lab) | ~valid))
+        feats["lab"] = None
+        for width in (1, 2, 3):
+            feats[f"band{width}"].append(boundary(np.where(valid, labels, -1), width))
+        np.add.at(class_sum, lab[valid], s[valid])
+        np.add.at(class_count, lab[valid], 1)
+        majority, mean, purity = _cells(labels, probs, valid, n_classes)
+        has = majority >= 0
+        cs = np.where(has, np.take_along_axis(mean, np.maximum(majority, 0)[None], 0)[0], np.nan)
+        feats["cell_s"].append(cs.astype(np.float32))
+        feats["cell_match"].append((mean.argmax(0) == majority) | ~has)
+        feats["cell_label"].append(majority.astype(np.int16))
+        feats["cell_pure"].append(purity >= 1.0)
+        np.add.at(cell_sum, majority[has], cs[has])
+        np.add.at(cell_count, majority[has], 1)
+        feats.setdefault("labels", []).append(np.where(valid, labels, -1).astype(np.int16))
+    feats["t"] = class_sum / np.maximum(class_count, 1)
+    feats["t_cell"] = cell_sum / np.maximum(cell_count, 1)
+    del feats["lab"]
+    return feats
+
+
+def _softmin_nan(values: np.ndarray, tau: float) -> float:
+    v = values[~np.isnan(values)]
+    return softmin(v.astype(np.float64), tau) if v.size else 1.0
+
+
+def dataset_tau(fractions: np.ndarray, quantile: float = 0.5, floor: float = 1e-6) -> float:
+    """tau = 1 / ln(1 / f~): f~ the quantile of the per-image fraction of low pixels.
+
+    Softmin at tau gives the pixels at s ~ 0 a weight e^(1/tau) times that of pixels at s ~ 1,
+    so it saturates (score ~ 0) once an image's fraction of such pixels exceeds ~e^(-1/tau).
+    Tying e^(-1/tau) to the dataset's typical fraction keeps the typical clean image on the
+    steep part of the curve instead of at 0.
+    """
+    f = max(float(np.quantile(fractions, quantile)), floor)
+    return 1.0 / np.log(1.0 / f)
+
+
+def new_candidates(feats: dict) -> dict[str, np.ndarray]:
+    """Every candidate's score per image (lower = more suspicious)."""
+    s_all, t, t_cell = feats["s"], feats["t"], feats["t_cell"]
+    n_images = len(s_all)
+    low = np.array([np.nanmean(s < 0.5) if np.isfinite(s).any() else 0.0 for s in s_all])
+    wrong = np.array([1 - m[np.isfinite(s)].mean() if np.isfinite(s).any() else 0.0
+                      for s, m in zip(s_all, feats["match"])])
+    cell_low = np.array([np.nanmean(c < 0.5) if np.isfinite(c).any() else 0.0 for c in feats["cell_s"]])
+    taus = {q: dataset_tau(low, q) for q in (0.25, 0.5, 0.75, 0.9)}
+    tau_wrong = dataset_tau(wrong, 0.5)
+    tau_cell = {q: dataset_tau(cell_low, q) for q in (0.5, 0.75)}
+    out: dict[str, list] = {}
+
+    def add(name, value):
+        out.setdefault(name, []).append(float(value))
+
+    for i in range(n_images):
+        s = s_all[i]
+        flat = s[np.isfinite(s)].astype(np.float64)
+        labels = feats["labels"][i]
+        add("cil (recomputed)", flat.mean() if flat.size else 1.0)
+        add("ccp (recomputed)", feats["match"][i][np.isfinite(s)].mean() if flat.size else 1.0)
+        for tau in (0.05, 0.1, 0.2, 0.3, 0.5, 1.0):
+            add(f"softmin tau={tau}", softmin(flat, tau) if flat.size else 1.0)
+        for q, tau in taus.items():
+            add(f"softmin tau=1/ln(1/q{int(q * 100)}(low frac))", softmin(flat, tau) if flat.size else 1.0)
+        add("softmin tau=1/ln(1/median(wrong frac))", softmin(flat, tau_wrong) if flat.size else 1.0)
+        # Class-calibrated self-confidence: s / t_k, capped at 1.
+        calibrated = np.minimum(1.0, s / t[np.maximum(labels, 0)])
+        cflat = calibrated[np.isfinite(calibrated)].astype(np.float64)
+        add("calibrated cil", cflat.mean() if cflat.size else 1.0)
+        add("calibrated softmin tau=0.1", softmin(cflat, 0.1) if cflat.size else 1.0)
+        add("calibrated softmin tau=median", softmin(cflat, taus[0.5]) if cflat.size else 1.0)
+        # Annotation-boundary band discounted.
+        for width in (1, 2, 3):
+            inner = ~feats[f"band{width}"][i] & np.isfinite(s)
+            v = s[inner].astype(np.float64)
+            add(f"no-band{width} softmin tau=0.1", softmin(v, 0.1) if v.size else 1.0)
+            add(f"no-band{width} softmin tau=median", softmin(v, taus[0.5]) if v.size else 1.0)
+            add(f"no-band{width} cil", v.mean() if v.size else 1.0)
+            add(f"no-band{width} ccp", feats["match"][i][inner].mean() if v.size else 1.0)
+        # The 4x4 cell grid.
+        cs = feats["cell_s"][i]
+        cflat_cells = cs[np.isfinite(cs)].astype(np.float64)
+        has = np.isfinite(cs)
+        add("cell softmin tau=0.1", softmin(cflat_cells, 0.1) if cflat_cells.size else 1.0)
+        add("cell softmin tau=median(cell low)", softmin(cflat_cells, tau_cell[0.5]) if cflat_cells.size else 1.0)
+        add("cell softmin tau=q75(cell low)", softmin(cflat_cells, tau_cell[0.75]) if cflat_cells.size else 1.0)
+        mismatch = ~feats["cell_match"][i] & has
+        cal_cells = np.where(has, cs / np.maximum(t_cell[np.maximum(feats["cell_label"][i], 0)], 1e-6), np.inf)
+        flagged = (cal_cells < 1.0) & mismatch  # confident-learning style: below the class threshold AND another class wins
+        n_cells = max(int(has.sum()), 1)
+        add("cell mismatch fraction", 1 - mismatch.sum() / n_cells)
+        add("cell largest mismatch component", 1 - _largest_component(mismatch) / n_cells)
+        add("cell largest flagged component", 1 - _largest_component(flagged) / n_cells)
+        pure = feats["cell_pure"][i] & has
+        add("pure-cell mismatch fraction", 1 - (mismatch & pure).sum() / n_cells)
+        add("pure-cell largest mismatch component", 1 - _largest_component(mismatch & pure) / n_cells)
+        pv = cs[pure].astype(np.float64)
+        add("pure-cell softmin tau=median(cell low)", softmin(pv, tau_cell[0.5]) if pv.size else 1.0)
+        add("pure-cell cil", pv.mean() if pv.size else 1.0)
+    scores = {k: np.asarray(v, float) for k, v in out.items()}
+    scores["_tau_median"] = np.full(n_images, taus[0.5])
+    return scores
+
+
+def _rank(values: np.ndarray) -> np.ndarray:
+    """Average ranks in [0, 1], lowest value = 0 (ties share)."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    # ties: average
+    uniq, inverse = np.unique(values, return_inverse=True)
+    sums = np.bincount(inverse, ranks)
+    counts = np.bincount(inverse)
+    return (sums / counts)[inverse] / max(len(values) - 1, 1)
+
+
+def combos(scores: dict[str, np.ndarray], segaudit_scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rank means of complementary methods (a cheap pass over per-image summaries)."""
+    both = {**segaudit_scores, **scores}
+    pairs = [("cil", "clc"), ("softmin", "cil"), ("ccp", "clc"), ("cil", "coco"),
+             ("softmin tau=1/ln(1/q50(low frac))", "clc"), ("softmin tau=1/ln(1/q50(low frac))", "cil"),
+             ("calibrated cil", "clc"), ("cell largest flagged component", "cil")]
+    out = {}
+    for a, b in pairs:
+        if a in both and b in both:
+            out[f"rank mean ({a}, {b})"] = (_rank(both[a]) + _rank(both[b])) / 2
+    return out
+
+
+def _ranking_scores(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    import csv
+
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    ids = [r["image"] for r in rows]
+    skip = {"rank", "image", "pixels", "low_pixels", "suspect_class", "likely_class", "score"}
+    columns = [c for c in rows[0] if c not in skip]
+    return ids, {c: np.array([float(r[c]) if r[c] not in ("", None) else np.inf for r in rows]) for c in columns}
+
+
+def _reader(masks: Path, store):
+    def read(image_id):
+        h, _ = store.image_shape(image_id)
+        probs = store.read_rows(image_id, 0, h)
+        probs = probs.view(np.float16).astype(np.float32) if probs.dtype == np.uint16 else probs.astype(np.float32)
+        labels = np.asarray(Image.open(masks / f"{image_id}.png")).astype(np.int64)
+        return labels, probs
+    return read
+
+
+def grid_models(synthetic: Path | None, camvid: Path | None):
+    """(name, masks, store, ignore, [(cell name, ranking ids subset or None, truth, evaluation)])."""
+    if synthetic is not None:
+        meta = json.loads((synthetic / "results.json").read_text())["meta"]
+        for name, setting in meta["settings"].items():
+            for kind in ("drop", "swap", "shift"):
+                data = synthetic / setting["resolution"] / kind
+                cell = data / setting["quality"]
+                yield (f"synthetic {kind}, {name}", data / "masks", cell, 255,
+                       [(f"synthetic {kind}, {name}", cell / "ranking.csv", data / "truth.csv", cell / "evaluation.json")])
+    if camvid is not None:
+        meta = json.loads((camvid / "results.json").read_text())["meta"]
+        for name, setting in meta["settings"].items():
+            cell = camvid / setting["resolution"] / setting["quality"]
+            if not (cell / "ranking.csv").exists():
+                continue
+            masks = camvid / setting["resolution"] / "noisy"
+            yield (f"camvid {name}", masks, cell, 11,
+                   [(f"camvid {kind}, {name}", cell / kind / "ranking.csv", cell / kind / "truth.csv",
+                     cell / kind / "evaluation.json") for kind in ("drop", "swap", "shift", "boundary")])
+
+
+def explore(synthetic: Path | None, camvid: Path | None, out: Path | None) -> None:
+    from segaudit.predictions import open_predictions
+
+    table: dict[str, dict[str, float]] = {}
+    auroc_table: dict[str, dict[str, float]] = {}
+    extra: dict[str, dict] = {}
+    for model, masks, cell, ignore, cells in grid_models(synthetic, camvid):
+        store = open_predictions(cell / "preds.zarr")
+        ids = list(store.image_ids)
+        feats = image_features(ids, _reader(masks, store), len(store.classes), ignore)
+        scores = new_candidates(feats)
+        tau = float(scores.pop("_tau_median")[0])
+        # segaudit's own methods, for the rank combinations (whole-model ranking)
+        whole = cell / "ranking.csv"
+        rank_ids, seg = _ranking_scores(whole)
+        position = {i: n for n, i in enumerate(rank_ids)}
+        seg = {m: v[[position[i] for i in ids]] for m, v in seg.items()}
+        scores.update(combos(scores, seg))
+        index = {i: n for n, i in enumerate(ids)}
+        for name, ranking, truth, evaluation in cells:
+            truth_rows = {}
+            for line in truth.read_text().splitlines()[1:]:
+                image_id, is_error = line.split(",")[:2]
+                truth_rows[image_id] = is_error == "1"
+            subset = [i for i in _ranking_scores(ranking)[0]]
+            is_error = np.array([truth_rows[i] for i in subset])
+            rows = [index[i] for i in subset]
+            document = json.loads(evaluation.read_text())
+            for row in document["rows"]:
+                table.setdefault(f"[segaudit] {row['method']}", {})[name] = row["auprc"]
+                auroc_table.setdefault(f"[segaudit] {row['method']}", {})[name] = row["auroc"]
+            for method, values in scores.items():
+                table.setdefault(method, {})[name] = average_precision(is_error, values[rows])
+                auroc_table.setdefault(method, {})[name] = auroc(is_error, values[rows])
+            extra[name] = {"tau_median": tau, "errors": int(is_error.sum()), "images": len(subset)}
+        print(f"done {model} (dataset tau {tau:.3f})", file=sys.stderr, flush=True)
+    report(table, auroc_table, extra)
+    if out:
+        out.write_text(json.dumps({"auprc": table, "auroc": auroc_table, "cells": extra}, indent=1))
+
+
+def report(table, auroc_table, extra) -> None:
+    cells = list(table["[segaudit] softmin"])
+    paper = np.array([[table[f"[segaudit] {m}"][c] for c in cells] for m in PAPER_METHODS])
+    best_cell = paper.max(0)
+    best_mean = paper.mean(1).max()
+    best_method = PAPER_METHODS[int(paper.mean(1).argmax())]
+    print(f"{len(cells)} cells; best paper method by mean AUPRC: {best_method} ({best_mean:.3f}); "
+          f"target mean >= {best_mean + 0.05:.3f}\n")
+    rows = []
+    for method, row in table.items():
+        values = np.array([row[c] for c in cells])
+        shortfall = best_cell - values
+        rows.append((method, values.mean(), shortfall.max(), int((shortfall > 0.01).sum()),
+                     np.mean([auroc_table[method][c] for c in cells]), values))
+    rows.sort(key=lambda r: (r[3], r[2]))
+    print("| candidate | mean AUPRC | worst-cell shortfall | cells failing 0.01 | mean AUROC | "
+          + " | ".join(cells) + " |")
+    print("|---|---:|---:|---:|---:|" + "---:|" * len(cells))
+    for method, mean, worst, failing, mean_auroc, values in rows:
+        print(f"| {method} | {mean:.3f} | {worst:+.3f} | {failing} | {mean_auroc:.3f} | "
+              + " | ".join(f"{v:.3f}" for v in values) + " |")
+    print("| (best paper method per cell) | " + f"{best_cell.mean():.3f} | | | | "
+          + " | ".join(f"{v:.3f}" for v in best_cell) + " |")
+    print("\ndataset tau (median rule) per cell: " + ", ".join(f"{c}: {extra[c]['tau_median']:.3f}" for c in cells))
 
 
 if __name__ == "__main__":
