@@ -7,6 +7,18 @@ every cell of the grid (error type x resolution x model quality) it computes eac
 candidate score from the stored predictions and prints its AUPRC and AUROC, plus the mean
 over cells and the number of cells where it is the worst. Candidates that win here are
 then implemented in segaudit's kernel and measured again by ``run.py --rescore``.
+
+Issue 15 (a default that also works on real data) runs it over both grids at once:
+
+    python benchmarks/detection/candidates.py --synthetic WORK_OF_RUN_PY --camvid WORK_OF_CAMVID_PY \
+        [--cache DIR] [--out candidates.json]
+
+It reads the predictions of the 12 synthetic cells (ignore index 255) and of the 4 CamVid
+models (ignore index 11; each model's 701 images are one scoring run, evaluated per kind as
+``camvid.py`` does), computes the streaming-computable candidates of ``new_candidates`` and
+prints, per candidate, the mean AUPRC over the 28 cells, the worst-cell shortfall against the
+best of the paper's seven methods (read from segaudit's own evaluation of each cell), the
+number of cells more than 0.01 below it, and every cell's AUPRC.
 """
 
 from __future__ import annotations
@@ -140,9 +152,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write every figure as JSON here")
     parser.add_argument("--synthetic", type=Path, help="issue 15: a finished run.py work directory (the synthetic grid)")
     parser.add_argument("--camvid", type=Path, help="issue 15: a camvid.py work directory (the CamVid grid)")
+    parser.add_argument("--cache", type=Path, help="issue 15: keep each model's per-image arrays here (pickles)")
     args = parser.parse_args()
     if args.synthetic or args.camvid:
-        explore(args.synthetic, args.camvid, args.out)
+        explore(args.synthetic, args.camvid, args.out, args.cache)
         return
     meta = json.loads((args.work / "results.json").read_text())["meta"]
     table: dict[str, dict[str, tuple[float, float]]] = {}
@@ -219,119 +232,146 @@ def _largest_component(mask: np.ndarray) -> int:
     return int(np.bincount(regions.ravel())[1:].max()) if n else 0
 
 
+BINS = 512  # per-image histogram of s: counts and sums per bin (softmin at any tau from it)
+LEVELS = 4  # Chebyshev distance to the nearest annotation boundary: 0, 1, 2, >= 3
+
+
+def _levels(labels: np.ndarray) -> np.ndarray:
+    """0 on annotation-boundary pixels (a 4-neighbour with another value, void included), then 1, 2, 3+."""
+    level = np.full(labels.shape, LEVELS - 1, np.int8)
+    for width in range(LEVELS - 1, 0, -1):
+        level[boundary(labels, width)] = width - 1
+    return level
+
+
 def image_features(image_ids, read, n_classes: int, ignore: int) -> dict:
-    """Per-image arrays every candidate is computed from (one pass over each image's pixels)."""
-    feats = {"s": [], "match": [], "band1": [], "band2": [], "band3": [], "cell_s": [], "cell_match": [],
-             "cell_label": [], "cell_pure": []}
-    class_sum, class_count = np.zeros(n_classes), np.zeros(n_classes)
-    cell_sum, cell_count = np.zeros(n_classes), np.zeros(n_classes)
+    """Per-image accumulators every candidate is computed from: one fused pass over each image's pixels.
+
+    Per image: counts and sums of s per (boundary level, annotated class, bin of s) and
+    mismatch counts per (level, class), which is what a streaming kernel can accumulate; and
+    the 4x4 cell grid (majority label, renormalised mean probabilities), as clc/coco use.
+    """
+    K = n_classes
+    feats = {"N": [], "S": [], "M": [], "cell_s": [], "cell_match": [], "cell_label": [], "cell_pure": []}
+    cell_sum, cell_count = np.zeros(K), np.zeros(K)
     for image_id in image_ids:
         labels, probs = read(image_id)
         valid = labels != ignore
         lab = np.where(valid, labels, 0)
-        s = np.take_along_axis(probs, lab[None], 0)[0]
+        s = np.take_along_axis(probs, lab[None], 0)[0].astype(np.float64)
         pred = probs.argmax(0)
-        feats["s"].append(np.where(valid, s, np.nan).astype(np.float32))
-        feats["match"].append(((pred == lab) | ~valid))
-        feats["lab"] = None
-        for width in (1, 2, 3):
-            feats[f"band{width}"].append(boundary(np.where(valid, labels, -1), width))
-        np.add.at(class_sum, lab[valid], s[valid])
-        np.add.at(class_count, lab[valid], 1)
-        majority, mean, purity = _cells(labels, probs, valid, n_classes)
+        level = _levels(np.where(valid, labels, -1))
+        b = np.minimum((s * BINS).astype(np.int64), BINS - 1)
+        group = (level.astype(np.int64) * K + lab)[valid]
+        index = group * BINS + b[valid]
+        size = LEVELS * K * BINS
+        feats["N"].append(np.bincount(index, minlength=size).astype(np.float32).reshape(LEVELS, K, BINS))
+        feats["S"].append(np.bincount(index, weights=s[valid], minlength=size).astype(np.float32)
+                          .reshape(LEVELS, K, BINS))
+        feats["M"].append(np.bincount(group, weights=(pred != lab)[valid], minlength=LEVELS * K)
+                          .reshape(LEVELS, K))
+        majority, mean, purity = _cells(labels, probs, valid, K)
         has = majority >= 0
         cs = np.where(has, np.take_along_axis(mean, np.maximum(majority, 0)[None], 0)[0], np.nan)
         feats["cell_s"].append(cs.astype(np.float32))
         feats["cell_match"].append((mean.argmax(0) == majority) | ~has)
-        feats["cell_label"].append(majority.astype(np.int16))
+        feats["cell_label"].append(majority.astype(np.int8))
         feats["cell_pure"].append(purity >= 1.0)
-        np.add.at(cell_sum, majority[has], cs[has])
-        np.add.at(cell_count, majority[has], 1)
-        feats.setdefault("labels", []).append(np.where(valid, labels, -1).astype(np.int16))
-    feats["t"] = class_sum / np.maximum(class_count, 1)
+        cell_sum += np.bincount(majority[has], weights=cs[has], minlength=K)
+        cell_count += np.bincount(majority[has], minlength=K)
+    N = np.stack(feats["N"])
+    S = np.stack(feats["S"])
+    feats["N"], feats["S"], feats["M"] = N, S, np.stack(feats["M"])
+    feats["t"] = S.sum((0, 1, 3)) / np.maximum(N.sum((0, 1, 3)), 1)  # confident learning's t_k over pixels
     feats["t_cell"] = cell_sum / np.maximum(cell_count, 1)
-    del feats["lab"]
+    feats["pixels"] = N.sum((1, 2, 3))
     return feats
 
 
-def _softmin_nan(values: np.ndarray, tau: float) -> float:
-    v = values[~np.isnan(values)]
-    return softmin(v.astype(np.float64), tau) if v.size else 1.0
-
-
 def dataset_tau(fractions: np.ndarray, quantile: float = 0.5, floor: float = 1e-6) -> float:
-    """tau = 1 / ln(1 / f~): f~ the quantile of the per-image fraction of low pixels.
+    """tau = 1 / ln(1 / f~): f~ the quantile of the per-image fraction of low pixels (s < 0.5).
 
     Softmin at tau gives the pixels at s ~ 0 a weight e^(1/tau) times that of pixels at s ~ 1,
     so it saturates (score ~ 0) once an image's fraction of such pixels exceeds ~e^(-1/tau).
     Tying e^(-1/tau) to the dataset's typical fraction keeps the typical clean image on the
     steep part of the curve instead of at 0.
     """
-    f = max(float(np.quantile(fractions, quantile)), floor)
+    f = min(max(float(np.quantile(fractions, quantile)), floor), 0.5)
     return 1.0 / np.log(1.0 / f)
 
 
+def hist_softmin(N: np.ndarray, S: np.ndarray, tau: float) -> float:
+    """Softmin at ``tau`` from counts and sums of s per bin (each bin at its mean s)."""
+    keep = N > 0
+    if not keep.any():
+        return 1.0
+    n, total = N[keep].astype(np.float64), S[keep].astype(np.float64)
+    mean = total / n
+    w = np.exp(-(mean - mean.min()) / tau)
+    return float(np.sum(total * w) / np.sum(n * w))
+
+
+def _cells_softmin(values: np.ndarray, tau: float) -> float:
+    v = values[np.isfinite(values)].astype(np.float64)
+    return softmin(v, tau) if v.size else 1.0
+
+
 def new_candidates(feats: dict) -> dict[str, np.ndarray]:
-    """Every candidate's score per image (lower = more suspicious)."""
-    s_all, t, t_cell = feats["s"], feats["t"], feats["t_cell"]
-    n_images = len(s_all)
-    low = np.array([np.nanmean(s < 0.5) if np.isfinite(s).any() else 0.0 for s in s_all])
-    wrong = np.array([1 - m[np.isfinite(s)].mean() if np.isfinite(s).any() else 0.0
-                      for s, m in zip(s_all, feats["match"])])
-    cell_low = np.array([np.nanmean(c < 0.5) if np.isfinite(c).any() else 0.0 for c in feats["cell_s"]])
-    taus = {q: dataset_tau(low, q) for q in (0.25, 0.5, 0.75, 0.9)}
-    tau_wrong = dataset_tau(wrong, 0.5)
-    tau_cell = {q: dataset_tau(cell_low, q) for q in (0.5, 0.75)}
+    """Every candidate's score per image (lower = more suspicious), from the accumulators only."""
+    N, S, M, t, t_cell = feats["N"], feats["S"], feats["M"], feats["t"], feats["t_cell"]
+    n_images, _, K, B = N.shape
+    centre = (np.arange(B) + 0.5) / B
+    pixels = np.maximum(N.sum((1, 2, 3)), 1)
+    low = N[..., : B // 2].sum((1, 2, 3)) / pixels  # fraction of pixels with s < 0.5
+    wrong = M.sum((1, 2)) / pixels
+    taus = {q: dataset_tau(low, q) for q in (0.5, 0.75, 0.9)}
+    # Class-calibrated s' = min(1, s / t_k): each (class, bin) at min(1, mean s of the bin / t_k).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bin_mean = np.where(N > 0, S / np.maximum(N, 1), centre)
+    calibrated = np.minimum(1.0, bin_mean / np.maximum(t, 1e-6)[None, None, :, None]) * N
     out: dict[str, list] = {}
 
     def add(name, value):
         out.setdefault(name, []).append(float(value))
 
     for i in range(n_images):
-        s = s_all[i]
-        flat = s[np.isfinite(s)].astype(np.float64)
-        labels = feats["labels"][i]
-        add("cil (recomputed)", flat.mean() if flat.size else 1.0)
-        add("ccp (recomputed)", feats["match"][i][np.isfinite(s)].mean() if flat.size else 1.0)
-        for tau in (0.05, 0.1, 0.2, 0.3, 0.5, 1.0):
-            add(f"softmin tau={tau}", softmin(flat, tau) if flat.size else 1.0)
+        n_all, s_all = N[i].sum((0, 1)), S[i].sum((0, 1))
+        add("cil (recomputed)", s_all.sum() / max(n_all.sum(), 1))
+        add("ccp (recomputed)", 1 - wrong[i])
+        for tau in (0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5):
+            add(f"softmin tau={tau}", hist_softmin(n_all, s_all, tau))
+        rs_tau = 1 / (10 + 0.5 * np.log(pixels[i] / (760 * 1280)))
+        add("rsoftmin (recomputed)", hist_softmin(n_all, s_all, rs_tau))
         for q, tau in taus.items():
-            add(f"softmin tau=1/ln(1/q{int(q * 100)}(low frac))", softmin(flat, tau) if flat.size else 1.0)
-        add("softmin tau=1/ln(1/median(wrong frac))", softmin(flat, tau_wrong) if flat.size else 1.0)
-        # Class-calibrated self-confidence: s / t_k, capped at 1.
-        calibrated = np.minimum(1.0, s / t[np.maximum(labels, 0)])
-        cflat = calibrated[np.isfinite(calibrated)].astype(np.float64)
-        add("calibrated cil", cflat.mean() if cflat.size else 1.0)
-        add("calibrated softmin tau=0.1", softmin(cflat, 0.1) if cflat.size else 1.0)
-        add("calibrated softmin tau=median", softmin(cflat, taus[0.5]) if cflat.size else 1.0)
-        # Annotation-boundary band discounted.
+            add(f"softmin tau=1/ln(1/q{int(q * 100)}(low fraction))", hist_softmin(n_all, s_all, tau))
+        cal_n, cal_s = N[i].reshape(-1), calibrated[i].reshape(-1)
+        for tau in (0.05, 0.1, 0.15, 0.2):
+            add(f"calibrated softmin tau={tau}", hist_softmin(cal_n, cal_s, tau))
+        add("calibrated rsoftmin", hist_softmin(cal_n, cal_s, rs_tau))
+        add("calibrated cil", cal_s.sum() / max(cal_n.sum(), 1))
         for width in (1, 2, 3):
-            inner = ~feats[f"band{width}"][i] & np.isfinite(s)
-            v = s[inner].astype(np.float64)
-            add(f"no-band{width} softmin tau=0.1", softmin(v, 0.1) if v.size else 1.0)
-            add(f"no-band{width} softmin tau=median", softmin(v, taus[0.5]) if v.size else 1.0)
-            add(f"no-band{width} cil", v.mean() if v.size else 1.0)
-            add(f"no-band{width} ccp", feats["match"][i][inner].mean() if v.size else 1.0)
-        # The 4x4 cell grid.
+            n_in, s_in = N[i, width:].sum((0, 1)), S[i, width:].sum((0, 1))
+            add(f"no-band{width} softmin tau=0.1", hist_softmin(n_in, s_in, 0.1))
+            add(f"no-band{width} cil", s_in.sum() / max(n_in.sum(), 1))
+            add(f"no-band{width} ccp", 1 - M[i, width:].sum() / max(n_in.sum(), 1))
+            add(f"no-band{width} calibrated softmin tau=0.1",
+                hist_softmin(N[i, width:].reshape(-1), calibrated[i, width:].reshape(-1), 0.1))
         cs = feats["cell_s"][i]
-        cflat_cells = cs[np.isfinite(cs)].astype(np.float64)
         has = np.isfinite(cs)
-        add("cell softmin tau=0.1", softmin(cflat_cells, 0.1) if cflat_cells.size else 1.0)
-        add("cell softmin tau=median(cell low)", softmin(cflat_cells, tau_cell[0.5]) if cflat_cells.size else 1.0)
-        add("cell softmin tau=q75(cell low)", softmin(cflat_cells, tau_cell[0.75]) if cflat_cells.size else 1.0)
+        for tau in (0.05, 0.1, 0.2):
+            add(f"cell softmin tau={tau}", _cells_softmin(cs, tau))
+        cal_cells = np.where(has, np.minimum(1.0, cs / np.maximum(t_cell[np.maximum(feats["cell_label"][i], 0)], 1e-6)),
+                             np.nan)
+        add("calibrated cell softmin tau=0.1", _cells_softmin(cal_cells, 0.1))
         mismatch = ~feats["cell_match"][i] & has
-        cal_cells = np.where(has, cs / np.maximum(t_cell[np.maximum(feats["cell_label"][i], 0)], 1e-6), np.inf)
-        flagged = (cal_cells < 1.0) & mismatch  # confident-learning style: below the class threshold AND another class wins
+        flagged = (cal_cells < 1.0) & mismatch
         n_cells = max(int(has.sum()), 1)
         add("cell mismatch fraction", 1 - mismatch.sum() / n_cells)
         add("cell largest mismatch component", 1 - _largest_component(mismatch) / n_cells)
         add("cell largest flagged component", 1 - _largest_component(flagged) / n_cells)
         pure = feats["cell_pure"][i] & has
         add("pure-cell mismatch fraction", 1 - (mismatch & pure).sum() / n_cells)
-        add("pure-cell largest mismatch component", 1 - _largest_component(mismatch & pure) / n_cells)
-        pv = cs[pure].astype(np.float64)
-        add("pure-cell softmin tau=median(cell low)", softmin(pv, tau_cell[0.5]) if pv.size else 1.0)
-        add("pure-cell cil", pv.mean() if pv.size else 1.0)
+        add("pure-cell softmin tau=0.1", _cells_softmin(np.where(pure, cs, np.nan), 0.1))
     scores = {k: np.asarray(v, float) for k, v in out.items()}
     scores["_tau_median"] = np.full(n_images, taus[0.5])
     return scores
@@ -352,9 +392,9 @@ def _rank(values: np.ndarray) -> np.ndarray:
 def combos(scores: dict[str, np.ndarray], segaudit_scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Rank means of complementary methods (a cheap pass over per-image summaries)."""
     both = {**segaudit_scores, **scores}
-    pairs = [("cil", "clc"), ("softmin", "cil"), ("ccp", "clc"), ("cil", "coco"),
-             ("softmin tau=1/ln(1/q50(low frac))", "clc"), ("softmin tau=1/ln(1/q50(low frac))", "cil"),
-             ("calibrated cil", "clc"), ("cell largest flagged component", "cil")]
+    pairs = [("cil", "clc"), ("softmin", "cil"), ("ccp", "clc"), ("softmin", "clc"), ("rsoftmin", "clc"),
+             ("calibrated softmin tau=0.1", "clc"), ("softmin", "coco"), ("calibrated softmin tau=0.1", "cil"),
+             ("cell softmin tau=0.1", "clc")]
     out = {}
     for a, b in pairs:
         if a in both and b in both:
@@ -383,42 +423,86 @@ def _reader(masks: Path, store):
     return read
 
 
-def grid_models(synthetic: Path | None, camvid: Path | None):
-    """(name, masks, store, ignore, [(cell name, ranking ids subset or None, truth, evaluation)])."""
+def _shadow_score(cell: Path, masks: Path, truth: Path, shadow: Path) -> tuple[Path, Path]:
+    """A synthetic cell's ranking and evaluation: the run's own, or (while the grid is still
+    running) ``segaudit score``/``evaluate`` with run.py's options, written under ``shadow``."""
+    import subprocess
+
+    if (cell / "evaluation.json").exists() and (cell / "ranking.csv").exists():
+        return cell / "ranking.csv", cell / "evaluation.json"
+    target = shadow / cell.relative_to(cell.parents[2])
+    target.mkdir(parents=True, exist_ok=True)
+    if not (target / "evaluation.json").exists():
+        run = [sys.executable, "-m", "segaudit"]
+        subprocess.run(run + ["score", str(masks), str(cell / "preds.zarr"), "--method", "all", "--allow-missing",
+                              "-o", str(target / "ranking.csv"), "--quiet"], check=True)
+        subprocess.run(run + ["evaluate", str(target / "ranking.csv"), str(truth), "--format", "json", "-o",
+                              str(target / "evaluation.json"), "--quiet"], check=True)
+    return target / "ranking.csv", target / "evaluation.json"
+
+
+def _complete(store: Path) -> bool:
+    try:
+        return json.loads((store / "zarr.json").read_text()).get("attributes", {}).get("segaudit_complete", False)
+    except (OSError, ValueError):
+        return False
+
+
+def grid_models(synthetic: Path | None, camvid: Path | None, shadow: Path | None = None):
+    """(name, masks, cell, ignore, whole-model ranking, [(cell name, ranking, truth, evaluation)]).
+
+    Cells whose predictions are not (yet) complete are skipped.
+    """
     if synthetic is not None:
-        meta = json.loads((synthetic / "results.json").read_text())["meta"]
-        for name, setting in meta["settings"].items():
+        settings = {f"{r} {q}": {"resolution": r, "quality": q} for r in ("96x128", "48x64") for q in ("strong", "weak")}
+        if (synthetic / "results.json").exists():
+            settings = json.loads((synthetic / "results.json").read_text())["meta"]["settings"]
+        for name, setting in settings.items():
             for kind in ("drop", "swap", "shift"):
                 data = synthetic / setting["resolution"] / kind
                 cell = data / setting["quality"]
-                yield (f"synthetic {kind}, {name}", data / "masks", cell, 255,
-                       [(f"synthetic {kind}, {name}", cell / "ranking.csv", data / "truth.csv", cell / "evaluation.json")])
+                if not _complete(cell / "preds.zarr"):
+                    print(f"skipped synthetic {kind}, {name}: no complete predictions yet", file=sys.stderr)
+                    continue
+                ranking, evaluation = _shadow_score(cell, data / "masks", data / "truth.csv",
+                                                    shadow or synthetic.parent / "synthetic-shadow")
+                yield (f"synthetic {kind}, {name}", data / "masks", cell, 255, ranking,
+                       [(f"synthetic {kind}, {name}", ranking, data / "truth.csv", evaluation)])
     if camvid is not None:
         meta = json.loads((camvid / "results.json").read_text())["meta"]
         for name, setting in meta["settings"].items():
             cell = camvid / setting["resolution"] / setting["quality"]
-            if not (cell / "ranking.csv").exists():
+            if not (cell / "drop" / "evaluation.json").exists():
                 continue
             masks = camvid / setting["resolution"] / "noisy"
-            yield (f"camvid {name}", masks, cell, 11,
+            yield (f"camvid {name}", masks, cell, 11, cell / "ranking.csv",
                    [(f"camvid {kind}, {name}", cell / kind / "ranking.csv", cell / kind / "truth.csv",
                      cell / kind / "evaluation.json") for kind in ("drop", "swap", "shift", "boundary")])
 
 
-def explore(synthetic: Path | None, camvid: Path | None, out: Path | None) -> None:
+def explore(synthetic: Path | None, camvid: Path | None, out: Path | None, cache: Path | None = None) -> None:
+    import hashlib
+    import pickle
+
     from segaudit.predictions import open_predictions
 
     table: dict[str, dict[str, float]] = {}
     auroc_table: dict[str, dict[str, float]] = {}
     extra: dict[str, dict] = {}
-    for model, masks, cell, ignore, cells in grid_models(synthetic, camvid):
+    for model, masks, cell, ignore, whole, cells in grid_models(synthetic, camvid):
         store = open_predictions(cell / "preds.zarr")
         ids = list(store.image_ids)
-        feats = image_features(ids, _reader(masks, store), len(store.classes), ignore)
+        key = cache / (hashlib.sha1(str(cell.resolve()).encode()).hexdigest()[:16] + ".pkl") if cache else None
+        if key is not None and key.exists() and key.stat().st_mtime > (cell / "preds.zarr").stat().st_mtime:
+            feats = pickle.loads(key.read_bytes())
+        else:
+            feats = image_features(ids, _reader(masks, store), len(store.classes), ignore)
+            if key is not None:
+                key.parent.mkdir(parents=True, exist_ok=True)
+                key.write_bytes(pickle.dumps(feats, protocol=5))
         scores = new_candidates(feats)
         tau = float(scores.pop("_tau_median")[0])
         # segaudit's own methods, for the rank combinations (whole-model ranking)
-        whole = cell / "ranking.csv"
         rank_ids, seg = _ranking_scores(whole)
         position = {i: n for n, i in enumerate(rank_ids)}
         seg = {m: v[[position[i] for i in ids]] for m, v in seg.items()}
