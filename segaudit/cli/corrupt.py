@@ -21,19 +21,27 @@ class Kind(str, Enum):
     drop = "drop"
     swap = "swap"
     shift = "shift"
+    boundary = "boundary"
+
+
+class Fill(str, Enum):
+    unlabeled = "unlabeled"
+    nearest = "nearest"
 
 
 def command(
     masks: Masks,
     out: Annotated[Path, typer.Option("--out", help="New directory for the copy (must not exist, or be empty); file names are kept.")],
-    kind: Annotated[Kind, typer.Option(help="drop: a class's pixels become --unlabeled; swap: two classes exchange their pixels; shift: a class's region outlines are perturbed.")],
+    kind: Annotated[Kind, typer.Option(help="drop: a class's pixels become --unlabeled; swap: two classes exchange their pixels; shift: a class's region outlines are perturbed; boundary: a class's boundaries move by a one-sided random walk (real annotators' biased, spatially correlated noise).")],
     rate: Annotated[float, typer.Option(help="Fraction of ALL images to change, chosen among those where the class(es) occur.")],
     truth: Annotated[Path, typer.Option(help="CSV to write: image,is_error,kind,classes for every image.")],
     classes: Annotated[Optional[str], typer.Option(help="Comma list of the classes errors may involve: indices, or names from --classes-file. Default: every class but --unlabeled and the ignored values.")] = None,
     classes_file: Annotated[Optional[Path], typer.Option(help="Class names (JSON list or one per line; position = class index) for --classes and truth.csv.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed and inputs give byte-identical output.")] = 0,
     unlabeled: Annotated[int, typer.Option(help="The unlabeled class: what drop and lost shift pixels become.")] = 0,
-    sigma: Annotated[str, typer.Option(help="shift: standard deviation of the 5 radial displacement samples, in pixels (3) or as a percentage of the region's size (10%).")] = "10%",
+    sigma: Annotated[Optional[str], typer.Option(help="shift: standard deviation of the 5 radial displacement samples, in pixels (3) or as a percentage of the region's size (default 10%). boundary: the mean displacement, in pixels or as a percentage of the image's mean side (default 1%).")] = None,
+    correlation: Annotated[float, typer.Option(help="boundary: correlation length of the displacement's random walk along the boundary, in boundary pixels.")] = 20.0,
+    fill: Annotated[Fill, typer.Option(help="drop and shift: what lost pixels become: the --unlabeled class, or the class of the nearest pixel outside (for mask sets whose unlabeled class is ignored). boundary always uses the nearest.")] = Fill.unlabeled,
     min_pixels: Annotated[int, typer.Option(help="A class counts as present in an image only with at least this many pixels.")] = 1,
     ignore_index: KeepIndex = None,
     no_ignore: NoKeep = False,
@@ -41,7 +49,7 @@ def command(
     palette: Palette = None,
     quiet: Quiet = False,
 ) -> None:
-    """Copy a mask set and plant drop, swap or shift errors in a random fraction of its images.
+    """Copy a mask set and plant drop, swap, shift or boundary errors in a random fraction of its images.
 
     Unchanged masks are copied byte for byte; changed ones keep their PNG mode and palette.
     Exit codes: 0 written; 2 bad input or options (nothing written).
@@ -54,7 +62,7 @@ def command(
     tokens = classes.split(",") if classes is not None else None
     with exit_on_error(str(out), name_file=True), progress(interactive(quiet)) as bar:
         run = corrupt_masks(masks, out, kind=kind.value, rate=rate, seed=seed, classes=tokens,
-                            classes_file=classes_file, unlabeled=unlabeled, ignore_index=ignore, sigma=sigma,
+                            classes_file=classes_file, unlabeled=unlabeled, ignore_index=ignore, sigma=sigma, correlation=correlation, fill=fill.value,
                             min_pixels=min_pixels, mask_suffix=mask_suffix, palette=palette, truth=truth,
                             on_progress=bar.on_progress)
     if quiet:

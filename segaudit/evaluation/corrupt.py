@@ -9,6 +9,20 @@ The three kinds of error of the paper's benchmark (section 4.1):
   spline through 5 Gaussian samples, and the region is refilled; lost pixels become the
   unlabeled class, gained pixels are taken from whatever class held them.
 
+And a fourth, the spatially correlated and biased boundary noise of real annotators (Yao et
+al., ICLR 2023, "Learning to segment from noisy annotations: a spatial correction approach"):
+
+- **boundary**: every class boundary of a chosen class moves by a displacement that follows a
+  random walk along the boundary (an AR(1) walk over a depth-first traversal of the boundary
+  pixels, mean ``sigma``, standard deviation ``sigma / 2``, correlation length
+  ``correlation`` boundary pixels), outward in half of the images and inward in the other
+  half: mostly one-sided, as an annotator who draws a class consistently too large or too
+  small. Gained pixels take the class (ignored pixels never do); lost pixels take the class
+  of the nearest pixel outside it (the class across the boundary).
+
+``fill="nearest"`` gives drop and shift the same rule for lost pixels, for mask sets whose
+unlabeled class is an ignore value (a drop into an ignored class is invisible to any score).
+
 A random ``rate`` of *all* images is changed, chosen among the images where the chosen
 class(es) occur; the run is deterministic for a seed. Unchanged masks are copied byte for
 byte; changed masks keep their source's PNG mode, palette and transparency. The output
@@ -36,10 +50,15 @@ from ..core.components import component_roots
 from ..io.masks import MaskFile, Palette, find_masks, load_palette, read_mask
 from ..io.files import atomic_write_all, read_class_names, safe_relative_path
 
-KINDS = ("drop", "swap", "shift")
+KINDS = ("drop", "swap", "shift", "boundary")  # append only: the index seeds each kind's generator
+FILLS = ("unlabeled", "nearest")
 #: Knots of the periodic cubic spline f(angle) of a shift.
 SHIFT_KNOTS = 5
 DEFAULT_SIGMA = "10%"
+#: A boundary's mean displacement: 1 % of the image's mean side (4 pixels at 480x360).
+DEFAULT_BOUNDARY_SIGMA = "1%"
+#: Correlation length of a boundary's random walk, in boundary pixels.
+DEFAULT_CORRELATION = 20.0
 
 Progress = Callable[[str, int, int], None]
 
@@ -49,7 +68,7 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class Sigma:
-    """Standard deviation of a shift's radial displacement: pixels, or a fraction of the region's size."""
+    """A displacement scale: pixels, or a fraction of a size (a shift's region, a boundary's image)."""
 
     value: float
     relative: bool  # value is a fraction of the region's size (mean of its bounding box's sides)
@@ -136,8 +155,10 @@ def periodic_cubic(samples: np.ndarray, angles: np.ndarray) -> np.ndarray:
 # --- the three kinds of error on a label array --------------------------------
 
 
-def drop(labels: np.ndarray, cls: int, unlabeled: int) -> np.ndarray:
-    """Every pixel of ``cls`` becomes ``unlabeled``."""
+def drop(labels: np.ndarray, cls: int, unlabeled: int, fill: str = "unlabeled") -> np.ndarray:
+    """Every pixel of ``cls`` becomes ``unlabeled`` (``fill="nearest"``: the label of the nearest other pixel)."""
+    if fill == "nearest":
+        return nearest_outside(labels == cls, labels).astype(labels.dtype, copy=False)
     return np.where(labels == cls, unlabeled, labels).astype(labels.dtype, copy=False)
 
 
@@ -204,12 +225,13 @@ def shifted_region(regions: np.ndarray, region: int, samples: np.ndarray,
 
 
 def shift(labels: np.ndarray, cls: int, unlabeled: int, rng: np.random.Generator, sigma: Sigma,
-          ignored: np.ndarray | None = None) -> np.ndarray:
+          ignored: np.ndarray | None = None, fill: str = "unlabeled") -> np.ndarray:
     """Perturb the outline of every region of ``cls``; lost pixels become ``unlabeled``.
 
     Each region draws its own 5 Gaussian samples (standard deviation ``sigma``, in pixels
     or relative to the region's size). Gained pixels take ``cls`` from whatever class
-    held them, except pixels in ``ignored``, which never change.
+    held them, except pixels in ``ignored``, which never change. ``fill="nearest"``: lost
+    pixels take the label of the nearest pixel outside ``cls`` instead.
     """
     old = labels == cls
     regions, n = components(old)
@@ -229,8 +251,165 @@ def shift(labels: np.ndarray, cls: int, unlabeled: int, rng: np.random.Generator
         window, inside = shifted_region(regions, region, samples, bbox)
         new[window] |= inside
     out = labels.copy()
-    out[old & ~new] = unlabeled
+    if fill == "nearest":
+        lost = old & ~new
+        if lost.any():
+            out[lost] = nearest_outside(old, labels)[lost]
+    else:
+        out[old & ~new] = unlabeled
     gained = new & ~old
+    if ignored is not None:
+        gained &= ~ignored
+    out[gained] = cls
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _nearest_outside(mask, labels):
+    """For every pixel of ``mask``: the label of a nearest pixel outside it (4-connected BFS).
+
+    Pixels outside the mask keep their own label. The BFS starts from the mask pixels that
+    touch the outside, in raster order, so the result is deterministic.
+    """
+    rows, cols = mask.shape
+    fill = labels.copy()
+    seen = ~mask
+    queue = np.empty(rows * cols, np.int64)
+    head = tail = 0
+    for i in range(rows):
+        for j in range(cols):
+            if not mask[i, j]:
+                continue
+            for di, dj in ((-1, 0), (0, -1), (0, 1), (1, 0)):
+                ni, nj = i + di, j + dj
+                if 0 <= ni < rows and 0 <= nj < cols and not mask[ni, nj]:
+                    fill[i, j] = labels[ni, nj]
+                    seen[i, j] = True
+                    queue[tail] = i * cols + j
+                    tail += 1
+                    break
+    while head < tail:
+        here = queue[head]
+        head += 1
+        i, j = here // cols, here % cols
+        for di, dj in ((-1, 0), (0, -1), (0, 1), (1, 0)):
+            ni, nj = i + di, j + dj
+            if 0 <= ni < rows and 0 <= nj < cols and not seen[ni, nj]:
+                seen[ni, nj] = True
+                fill[ni, nj] = fill[i, j]
+                queue[tail] = ni * cols + nj
+                tail += 1
+    return fill
+
+
+def nearest_outside(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``labels`` with every pixel of ``mask`` replaced by the label of a nearest pixel outside it."""
+    return _nearest_outside(np.ascontiguousarray(mask, dtype=np.bool_), np.ascontiguousarray(labels))
+
+
+def boundary_pixels(mask: np.ndarray) -> np.ndarray:
+    """Pixels of ``mask`` with a 4-neighbour outside it (the image edge is not a boundary)."""
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return mask & ~inner
+
+
+@njit(cache=True, nogil=True)
+def _walk(edge, eps, mean, spread, rho):
+    """The displacement of every pixel of ``edge``: an AR(1) random walk over a depth-first traversal.
+
+    Pixels are discovered from an 8-neighbour already on the walk; a pixel's value is
+    mean + rho * (its discoverer's value - mean) + spread * sqrt(1 - rho^2) * eps[k], k the
+    discovery count; each 8-connected piece of the boundary starts at mean + spread * eps[k].
+    Non-edge pixels are NaN.
+    """
+    rows, cols = edge.shape
+    value = np.full((rows, cols), np.nan)
+    stack = np.empty(rows * cols, np.int64)
+    step = spread * math.sqrt(1.0 - rho * rho)
+    k = 0
+    for i0 in range(rows):
+        for j0 in range(cols):
+            if not edge[i0, j0] or not math.isnan(value[i0, j0]):
+                continue
+            value[i0, j0] = mean + spread * eps[k]
+            k += 1
+            top = 0
+            stack[top] = i0 * cols + j0
+            top += 1
+            while top:
+                top -= 1
+                here = stack[top]
+                i, j = here // cols, here % cols
+                for di, dj in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
+                    ni, nj = i + di, j + dj
+                    if 0 <= ni < rows and 0 <= nj < cols and edge[ni, nj] and math.isnan(value[ni, nj]):
+                        value[ni, nj] = mean + rho * (value[i, j] - mean) + step * eps[k]
+                        k += 1
+                        stack[top] = ni * cols + nj
+                        top += 1
+    return value
+
+
+@njit(cache=True, nogil=True)
+def _paint(mask, value):
+    """Grow ``mask`` by a disc of radius d around each edge pixel with d > 0; shrink it by d < 0.
+
+    Returns (gained, lost): pixels outside the mask within distance d of an edge pixel with
+    d > 0, and pixels of the mask closer than |d| to an edge pixel with d < 0.
+    """
+    rows, cols = mask.shape
+    gained = np.zeros((rows, cols), np.bool_)
+    lost = np.zeros((rows, cols), np.bool_)
+    for i in range(rows):
+        for j in range(cols):
+            d = value[i, j]
+            if math.isnan(d) or d == 0:
+                continue
+            r = abs(d)
+            reach = int(math.ceil(r))
+            for ni in range(max(0, i - reach), min(rows, i + reach + 1)):
+                for nj in range(max(0, j - reach), min(cols, j + reach + 1)):
+                    dist2 = (ni - i) ** 2 + (nj - j) ** 2
+                    if d > 0 and dist2 <= r * r and not mask[ni, nj]:
+                        gained[ni, nj] = True
+                    elif d < 0 and dist2 < r * r and mask[ni, nj]:
+                        lost[ni, nj] = True
+    return gained, lost
+
+
+def boundary_displacement(mask: np.ndarray, rng: np.random.Generator, mean: float,
+                          correlation: float = DEFAULT_CORRELATION) -> np.ndarray:
+    """Signed displacement (pixels, > 0 outward) of every boundary pixel of ``mask``; NaN elsewhere.
+
+    One side for the whole image, outward or inward with probability 1/2; along the boundary
+    an AR(1) walk with mean ``mean``, standard deviation ``mean / 2`` and correlation
+    exp(-1 / ``correlation``) between a pixel and the one it was reached from.
+    """
+    edge = boundary_pixels(mask)
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    eps = rng.standard_normal(int(edge.sum()))
+    rho = math.exp(-1.0 / correlation)
+    return side * _walk(edge, eps, float(mean), float(mean) / 2, rho)
+
+
+def move_boundary(labels: np.ndarray, cls: int, rng: np.random.Generator, sigma: Sigma,
+                  correlation: float = DEFAULT_CORRELATION, ignored: np.ndarray | None = None) -> np.ndarray:
+    """Move every boundary of ``cls`` by a one-sided, spatially correlated random walk.
+
+    The mean displacement is ``sigma`` (pixels, or a fraction of the image's mean side).
+    Gained pixels take ``cls`` except pixels in ``ignored``; lost pixels take the label of
+    the nearest pixel outside ``cls``.
+    """
+    old = labels == cls
+    value = boundary_displacement(old, rng, sigma.pixels(*labels.shape), correlation)
+    gained, lost = _paint(old, value)
+    out = labels.copy()
+    if lost.any():
+        out[lost] = nearest_outside(old, labels)[lost]
     if ignored is not None:
         gained &= ~ignored
     out[gained] = cls
@@ -348,13 +527,15 @@ def _options_for(kind: str, present: set[int], chosen: list[int] | None) -> list
 
 
 def _apply(kind: str, labels: np.ndarray, classes: tuple[int, ...], unlabeled: int, rng, sigma: Sigma,
-           ignore: tuple[int, ...]) -> np.ndarray:
+           ignore: tuple[int, ...], fill: str = "unlabeled", correlation: float = DEFAULT_CORRELATION) -> np.ndarray:
     if kind == "drop":
-        return drop(labels, classes[0], unlabeled)
+        return drop(labels, classes[0], unlabeled, fill)
     if kind == "swap":
         return swap(labels, classes[0], classes[1])
     ignored = np.isin(labels, ignore) if ignore else None
-    return shift(labels, classes[0], unlabeled, rng, sigma, ignored)
+    if kind == "boundary":
+        return move_boundary(labels, classes[0], rng, sigma, correlation, ignored)
+    return shift(labels, classes[0], unlabeled, rng, sigma, ignored, fill)
 
 
 def _check_out(masks_dir: Path, out: Path) -> None:
@@ -379,7 +560,9 @@ def corrupt_masks(
     classes_file: str | Path | None = None,
     unlabeled: int = 0,
     ignore_index: Sequence[int] = (255,),
-    sigma: str | float | Sigma = DEFAULT_SIGMA,
+    sigma: str | float | Sigma | None = None,
+    correlation: float = DEFAULT_CORRELATION,
+    fill: str = "unlabeled",
     min_pixels: int = 1,
     mask_suffix: str = "",
     palette: str | Path | Palette | None = None,
@@ -392,7 +575,7 @@ def corrupt_masks(
     ----------
     masks, out : path
         Source masks directory and the new one (must not exist, or be empty).
-    kind : {"drop", "swap", "shift"}
+    kind : {"drop", "swap", "shift", "boundary"}
         The kind of error (see the module docstring).
     rate : float
         Fraction of *all* images to change, in [0, 1]; round(rate * N) images are changed
@@ -404,11 +587,18 @@ def corrupt_masks(
         ignored values. Names need ``class_names`` (or ``classes_file``). Per image, one
         class present (a pair both present, for swap) is chosen at random.
     unlabeled : int
-        The class dropped and lost pixels become.
+        The class dropped and lost pixels become; never chosen. It may be an ignored value
+        when no pixel becomes it (swap, boundary, or ``fill="nearest"``).
     ignore_index : sequence of int
         Label values never chosen and never changed.
-    sigma : "3" (pixels) or "10%" (of the region's size)
-        Standard deviation of the 5 radial displacement samples of a shift.
+    sigma : "3" (pixels) or "10%" (of the region's size; of the image's mean side for boundary)
+        Standard deviation of the 5 radial displacement samples of a shift (default 10 %);
+        the mean displacement of a boundary (default 1 %).
+    correlation : float
+        boundary: correlation length of the walk along the boundary, in boundary pixels.
+    fill : {"unlabeled", "nearest"}
+        drop and shift: what lost pixels become, ``unlabeled`` or the label of the nearest
+        pixel outside the class (boundary always uses the nearest).
     min_pixels : int
         A class counts as present in an image only with at least this many pixels.
     mask_suffix, palette
@@ -420,14 +610,20 @@ def corrupt_masks(
         raise InputError(f"unknown --kind {kind!r} (use one of {', '.join(KINDS)})")
     if not (isinstance(rate, (int, float)) and 0 <= rate <= 1):
         raise InputError(f"--rate must be between 0 and 1, got {rate}")
+    if fill not in FILLS:
+        raise InputError(f"unknown --fill {fill!r} (use one of {', '.join(FILLS)})")
+    if not (isinstance(correlation, (int, float)) and math.isfinite(correlation) and correlation > 0):
+        raise InputError(f"--correlation must be > 0, got {correlation}")
     if min_pixels < 1:
         raise InputError(f"--min-pixels must be at least 1, got {min_pixels}")
     if unlabeled < 0:
         raise InputError(f"--unlabeled must be a class index >= 0, got {unlabeled}")
     ignore = tuple(sorted({int(v) for v in ignore_index}))
-    if unlabeled in ignore:
+    uses_unlabeled = kind in ("drop", "shift") and fill == "unlabeled"
+    if unlabeled in ignore and uses_unlabeled:  # otherwise --unlabeled only keeps the class from being chosen
         raise InputError(f"the unlabeled class {unlabeled} is also an ignored value")
-    sigma = parse_sigma(sigma)
+    sigma = parse_sigma(sigma if sigma is not None else DEFAULT_BOUNDARY_SIGMA if kind == "boundary"
+                        else DEFAULT_SIGMA)
     if class_names is None and classes_file is not None:
         class_names = read_class_names(classes_file)
     if class_names is not None and unlabeled >= len(class_names):
@@ -470,16 +666,16 @@ def corrupt_masks(
         choice = options[n][int(rng.integers(len(options[n])))]
         return choice, rng
 
-    # Candidates in a seeded random order; a shift that moves no pixel passes its turn on.
+    # Candidates in a seeded random order; a shift or boundary that moves no pixel passes its turn on.
     order = np.random.default_rng([seed, KINDS.index(kind)]).permutation(eligible).tolist() if eligible else []
     selected: dict[int, tuple[int, ...]] = {}
     for n in order:
         if len(selected) == target:
             break
         choice, rng = plan(n)
-        if kind == "shift":
+        if kind in ("shift", "boundary"):
             labels = read_mask(files[n], palette)
-            if np.array_equal(_apply(kind, labels, choice, unlabeled, rng, sigma, ignore), labels):
+            if np.array_equal(_apply(kind, labels, choice, unlabeled, rng, sigma, ignore, fill, correlation), labels):
                 continue
         selected[n] = choice
 
@@ -495,7 +691,7 @@ def corrupt_masks(
             if n in selected:
                 choice, rng = plan(n)
                 labels = read_mask(mask, palette)
-                new = _apply(kind, labels, choice, unlabeled, rng, sigma, ignore)
+                new = _apply(kind, labels, choice, unlabeled, rng, sigma, ignore, fill, correlation)
                 data = encode_like(mask, labels, new, palette)
                 run.changed[mask.image_id] = choice
             else:

@@ -1,4 +1,4 @@
-"""``segaudit corrupt``: the three kinds of error, the copy, determinism and bad input."""
+"""``segaudit corrupt``: the four kinds of error, the copy, determinism and bad input."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from datasets import FIXTURES, write_mask
 from segaudit.cli import app
 from segaudit.evaluation.corrupt import (
-    Sigma, components, corrupt_masks, drop, parse_sigma, periodic_cubic, resolve_classes, shift, swap,
+    Sigma, boundary_displacement, boundary_pixels, components, corrupt_masks, drop, move_boundary,
+    nearest_outside, parse_sigma, periodic_cubic, resolve_classes, shift, swap,
 )
 from segaudit.errors import InputError
 from segaudit.io.masks import MaskFile, find_masks, read_mask
@@ -153,6 +154,195 @@ def test_shift_keeps_a_region_touching_the_border_on_the_border():
         assert (new[0] == SKY).all()
 
 
+# --- boundary: a one-sided random walk of the class boundaries ---------------------------------
+
+
+def naive_edge(mask: np.ndarray) -> np.ndarray:
+    """Plain numpy: pixels of the mask with a 4-neighbour (inside the image) outside it."""
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    for i, j in zip(*np.nonzero(mask)):
+        out[i, j] = any(0 <= i + di < h and 0 <= j + dj < w and not mask[i + di, j + dj]
+                        for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1)))
+    return out
+
+
+def naive_manhattan_fill(mask: np.ndarray, labels: np.ndarray):
+    """Plain numpy: per mask pixel, the set of labels of the outside pixels at the least |di| + |dj|."""
+    outside = np.argwhere(~mask)
+    result = {}
+    for i, j in zip(*np.nonzero(mask)):
+        d = np.abs(outside - (i, j)).sum(1)
+        result[(i, j)] = set(labels[tuple(outside[d == d.min()].T)].tolist())
+    return result
+
+
+class Walk:
+    """A stand-in generator: side from ``random`` (< 0.5 = outward), walk noise all ``noise``."""
+
+    def __init__(self, outward: bool, noise: float = 0.0):
+        self.outward, self.noise = outward, noise
+
+    def random(self):
+        return 0.25 if self.outward else 0.75
+
+    def standard_normal(self, size):
+        return np.full(size, self.noise)
+
+
+def test_boundary_pixels_and_nearest_outside_match_plain_numpy():
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        labels = blocky_labels(rng, 24, 32)
+        labels[rng.random(labels.shape) < 0.05] = 4
+        mask = labels == 2
+        np.testing.assert_array_equal(boundary_pixels(mask), naive_edge(mask))
+        filled = nearest_outside(mask, labels)
+        np.testing.assert_array_equal(filled[~mask], labels[~mask])
+        for (i, j), allowed in naive_manhattan_fill(mask, labels).items():
+            assert filled[i, j] in allowed
+
+
+@pytest.mark.parametrize("outward", [True, False])
+def test_boundary_with_a_constant_walk_is_a_dilation_or_erosion_by_sigma(outward):
+    """Zero walk noise: every boundary pixel moves by sigma; compare with a plain-numpy disc dilation/erosion."""
+    labels = np.full((40, 48), ROAD, np.int32)
+    labels[10:28, 12:36] = CAR
+    labels[18:22, 20:24] = SKY  # a hole
+    labels[:, :4] = 255
+    mask = labels == CAR
+    new = move_boundary(labels, CAR, Walk(outward), Sigma(3.0, False), ignored=labels == 255)
+    edge = np.argwhere(naive_edge(mask))
+    yy, xx = np.mgrid[0:40, 0:48]
+    dist2 = ((yy[..., None] - edge[:, 0]) ** 2 + (xx[..., None] - edge[:, 1]) ** 2).min(-1)
+    expected = labels.copy()
+    if outward:
+        expected[~mask & (dist2 <= 9) & (labels != 255)] = CAR
+    else:
+        lost = mask & (dist2 < 9)
+        for (i, j), allowed in naive_manhattan_fill(mask, labels).items():
+            if lost[i, j]:
+                assert new[i, j] in allowed
+        expected[lost] = new[lost]
+        assert set(np.unique(new[lost])) == {ROAD, SKY}  # the classes across the boundary
+    np.testing.assert_array_equal(new, expected)
+
+
+def test_boundary_walk_is_one_sided_and_correlated_along_the_boundary():
+    yy, xx = np.mgrid[0:400, 0:400]
+    mask = (yy - 200) ** 2 + (xx - 200) ** 2 <= 150 ** 2
+    sides, same = [], []
+    for seed in range(8):
+        value = boundary_displacement(mask, np.random.default_rng(seed), 4.0, correlation=20.0)
+        edge = boundary_pixels(mask)
+        assert np.isnan(value[~edge]).all() and not np.isnan(value[edge]).any()
+        d = value[edge]
+        side = np.sign(np.median(d))
+        sides.append(side)
+        same.append((np.sign(d) == side).mean())
+        assert abs(np.abs(d).mean() - 4.0) < 1.5
+        # 8-neighbouring boundary pixels move together: their differences are far below the spread.
+        right = edge[:, :-1] & edge[:, 1:]
+        steps = np.abs(value[:, :-1][right] - value[:, 1:][right])
+        assert np.median(steps) < 0.5 * d.std()
+    assert set(sides) == {-1.0, 1.0}  # both sides occur
+    assert min(same) > 0.8 and np.mean(same) > 0.93  # mostly one-sided (2.3 % other-sided in theory)
+
+
+def test_boundary_lost_pixels_take_the_class_across_and_ignored_pixels_never_change():
+    rng = np.random.default_rng(9)
+    for trial in range(20):
+        labels = blocky_labels(rng)
+        labels[:, :3] = 255
+        ignored = labels == 255
+        cls = int(rng.integers(1, 5))
+        new = move_boundary(labels, cls, np.random.default_rng(trial), Sigma(3.0, False), ignored=ignored)
+        changed = new != labels
+        assert not changed[ignored].any()
+        gained = changed & (labels != cls)
+        lost = changed & (labels == cls)
+        assert (new[gained] == cls).all()
+        assert (new[lost] != cls).all()
+        # Lost pixels take labels that border the class; nothing outside a band of the old boundary changes.
+        assert set(np.unique(new[lost])) <= set(np.unique(labels[labels != cls]))
+        edge = np.argwhere(naive_edge(labels == cls))
+        if changed.any():
+            where = np.argwhere(changed)
+            near = np.abs(where[:, None] - edge[None]).max(-1).min(1)
+            assert near.max() <= 3 * 3.0 + 2
+        again = move_boundary(labels, cls, np.random.default_rng(trial), Sigma(3.0, False), ignored=ignored)
+        np.testing.assert_array_equal(new, again)
+
+
+def test_drop_and_shift_fill_nearest():
+    labels = np.array([[1, 1, 2, 2, 3],
+                       [1, 4, 4, 2, 3],
+                       [1, 4, 4, 4, 3]], np.int32)
+    new = drop(labels, 4, 0, fill="nearest")
+    assert not (new == 4).any()
+    for (i, j), allowed in naive_manhattan_fill(labels == 4, labels).items():
+        assert new[i, j] in allowed
+    rng = np.random.default_rng(1)
+    for trial in range(10):
+        lab = blocky_labels(rng)
+        plain = shift(lab, 2, UNLABELED, np.random.default_rng(trial), Sigma(0.3, True))
+        near = shift(lab, 2, UNLABELED, np.random.default_rng(trial), Sigma(0.3, True), fill="nearest")
+        lost = (lab == 2) & (plain != 2)
+        np.testing.assert_array_equal((near == 2), (plain == 2))  # the same new outline
+        assert (near[lost] != 2).all()
+        np.testing.assert_array_equal(near[~lost], plain[~lost])
+
+
+def test_unlabeled_may_be_the_ignore_value_when_nothing_becomes_it(tmp_path):
+    labels = {f"i{n}": blocky_labels(np.random.default_rng(n)) for n in range(4)}
+    for image_id, lab in labels.items():
+        lab[:2] = 4  # 4 plays the void: unlabeled and ignored, as CamVid's 11
+        write_mask(tmp_path / "m" / f"{image_id}.png", lab, "L")
+    for kind, extra in (("boundary", []), ("drop", ["--fill", "nearest"]), ("swap", [])):
+        ok(invoke(tmp_path / "m", "--out", tmp_path / kind, "--kind", kind, "--rate", 1, "--unlabeled", 4,
+                  "--ignore-index", 4, "--truth", tmp_path / f"{kind}.csv", *extra))
+        for image_id, lab in labels.items():
+            new = np.asarray(Image.open(tmp_path / kind / f"{image_id}.png"))
+            assert (new[lab == 4] == 4).all()
+    result = invoke(tmp_path / "m", "--out", tmp_path / "x", "--kind", "drop", "--rate", 1, "--unlabeled", 4,
+                    "--ignore-index", 4, "--truth", tmp_path / "x.csv")
+    assert result.exit_code == 2 and "also an ignored value" in result.stderr
+
+
+def test_boundary_on_the_fixtures(tmp_path, classes_file):
+    def run(name, seed, *extra):
+        ok(invoke(FIXTURES / "masks", "--out", tmp_path / name, "--kind", "boundary", "--rate", 0.5,
+                  "--seed", seed, "--truth", tmp_path / f"{name}.csv", "--classes-file", classes_file, *extra))
+        return {p.relative_to(tmp_path / name): p.read_bytes() for p in (tmp_path / name).rglob("*.png")}
+
+    first, again = run("a", 5), run("b", 5)
+    assert first == again
+    rows = truth_rows(tmp_path / "a.csv")
+    changed = {i for i, row in rows.items() if row["is_error"] == "1"}
+    assert len(changed) == 6
+    originals = fixture_labels()
+    for image, row in rows.items():
+        assert row["kind"] in ("boundary", "")
+        new = read_mask(MaskFile(image, tmp_path / "a" / f"{image}.png"))
+        assert (image in changed) == (not np.array_equal(new, originals[image]))
+        if image in changed:
+            cls = CLASSES.index(row["classes"])
+            moved = new != originals[image]
+            assert ((new == cls) | (originals[image] == cls))[moved].all()  # only the chosen class's boundary moves
+    assert run("c", 5, "--sigma", "2", "--correlation", "5") != first
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--correlation", "0"], "--correlation must be > 0"),
+    (["--fill", "bogus"], "bogus"),
+])
+def test_boundary_bad_options(tmp_path, args, message):
+    result = invoke(FIXTURES / "masks", "--out", tmp_path / "n", "--kind", "boundary", "--rate", "0.5",
+                    "--truth", tmp_path / "t.csv", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr or message in result.output
+
+
 def test_parse_sigma():
     assert parse_sigma("3") == Sigma(3.0, False)
     assert parse_sigma("10%") == Sigma(0.1, True)
@@ -241,13 +431,19 @@ def test_ignored_pixels_never_change(tmp_path):
         lab[:, -2:] = 255
     for image_id, lab in labels.items():
         write_mask(tmp_path / "m" / f"{image_id}.png", lab, "L")
-    for kind in ("drop", "shift"):
-        ok(invoke(tmp_path / "m", "--out", tmp_path / kind, "--kind", kind, "--rate", 1, "--sigma", "40%",
+    for kind in ("drop", "shift", "boundary"):
+        sigma = "3" if kind == "boundary" else "40%"
+        ok(invoke(tmp_path / "m", "--out", tmp_path / kind, "--kind", kind, "--rate", 1, "--sigma", sigma,
                   "--truth", tmp_path / f"{kind}.csv"))
         for image_id, lab in labels.items():
             new = np.asarray(Image.open(tmp_path / kind / f"{image_id}.png"))
             assert (new[lab == 255] == 255).all()
-            assert not ((new == 255) & (lab != 255)).any()
+            if kind == "boundary":  # a boundary with the ignored pixels that moves inward hands pixels to them
+                became = np.argwhere((new == 255) & (lab != 255))
+                keep = np.argwhere(lab == 255)
+                assert all(np.abs(keep - p).max(1).min() <= 3 * 3 + 2 for p in became)
+            else:
+                assert not ((new == 255) & (lab != 255)).any()
 
 
 @pytest.mark.parametrize("mode", ["L", "I;16"])
