@@ -36,6 +36,7 @@ def score(
     allow_missing: bool = False,
     downsample: int = 4,
     only: list[str] | None = None,
+    label_map: str | Path | dict | None = None,
     baseline: dict | None = None,
     prefetch: int = 4,
     on_progress: Callable[[str, int, int], None] | None = None,
@@ -74,6 +75,11 @@ def score(
         (1 = full resolution).
     only : list of str, optional
         Score only these images: ids or mask paths (see :func:`segaudit.io.subset.resolve_only`).
+    label_map : str, Path or dict, optional
+        Mask values -> class indices, applied as masks are read: a built-in name
+        (``"cityscapes"``, ``"ade20k"``, ``"coco-stuff"``), a JSON or CSV file, or a dict
+        ``{value: class or None}`` (None = ignored). Every mask value must be covered
+        (see docs/formats.md).
     baseline : dict, optional
         The ``clc`` section of a full run's record, reused for clc (see :func:`score_dataset`).
     on_progress : callable, optional
@@ -95,7 +101,7 @@ def score(
     check_pixel_threshold(pixel_threshold)
     dataset = open_dataset(
         masks, predictions, ignore_index=ignore_index, mask_suffix=mask_suffix, palette=palette, classes=classes,
-        logits=logits, channels_last=channels_last, allow_missing=allow_missing, only=only,
+        logits=logits, channels_last=channels_last, allow_missing=allow_missing, only=only, label_map=label_map,
     )
     return score_dataset(dataset, methods, temperature=temperature, pixel_threshold=pixel_threshold,
                          downsample=downsample, prefetch=prefetch, on_progress=on_progress, baseline=baseline)

@@ -118,6 +118,10 @@ _COUNT = (_is_whole, "a whole number >= 0")
 _POSITIVE = (lambda v: _is_whole(v, 1), "a whole number >= 1")
 _COUNTS = (_is_list_of(_is_whole), "a list of whole numbers >= 0")
 _NUMBERS = (_is_list_of(_is_number), "a list of numbers")
+# --label-map: a built-in name or a file's path, or a mapping given to the API (value -> class or null).
+_LABEL_MAP = (lambda v: isinstance(v, str) or (isinstance(v, dict) and all(
+    k.isdigit() and (c is None or _is_whole(c)) for k, c in v.items())),
+    "text or an object of mask value -> class index or null")
 
 
 class _Reader:
@@ -212,7 +216,8 @@ class ClcRecord:
 #: each is checked when read.
 _OPTIONS = {
     "masks": _TEXT, "predictions": _TEXT, "layout": _TEXT, "ignore_index": _COUNTS, "mask_suffix": _TEXT,
-    "palette": _TEXT, "classes": _TEXTS, "n_classes": _POSITIVE, "logits": _FLAG, "channels_last": _FLAG,
+    "palette": _TEXT, "label_map": _LABEL_MAP, "classes": _TEXTS, "n_classes": _POSITIVE, "logits": _FLAG,
+    "channels_last": _FLAG,
     "allow_missing": _FLAG, "only": _TEXTS, "only_deleted": _TEXTS, "methods": _TEXTS,
     "temperature": _NUMBER, "pixel_threshold": _NUMBER, "downsample": _POSITIVE,
 }
@@ -241,6 +246,7 @@ class RunRecord:
     ignore_index: tuple[int, ...] | None = None
     mask_suffix: str | None = None
     palette: str | None = None
+    label_map: str | dict | None = None  # only in the records of runs with --label-map
     classes: tuple[str, ...] | None = None
     n_classes: int | None = None
     logits: bool | None = None

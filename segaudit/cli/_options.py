@@ -44,6 +44,7 @@ Downsample = Annotated[int, typer.Option(callback=_check_downsample, help="Cell 
 IgnoreIndex = Annotated[Optional[list[int]], typer.Option("--ignore-index", help="Label value that takes no part in any score; repeat for several. Default 255.")]
 NoIgnore = Annotated[bool, typer.Option("--no-ignore", help="Score every label value (no ignore index).")]
 MaskSuffix = Annotated[str, typer.Option(help="Use only masks whose name ends with this (before .png) and strip it from the image id, e.g. _gtFine_labelIds.")]
+LabelMapOption = Annotated[Optional[str], typer.Option("--label-map", help="Translate mask values to class indices as masks are read: a built-in map (cityscapes: labelIds -> 19 trainIds; ade20k: 0 ignored, k -> k-1; coco-stuff: 182 ids -> 171 classes) or a JSON object / 2-column CSV of value -> class or ignore.")]
 Palette = Annotated[Optional[Path], typer.Option(help="JSON list or mapping of colours to class indices; needed for RGB/RGBA masks.")]
 Classes = Annotated[Optional[str], typer.Option(help="Class names, comma-separated or a file (JSON list or one per line); overrides the store's 'classes' attribute.")]
 Logits = Annotated[Optional[bool], typer.Option("--logits/--probabilities", help="The store holds logits (softmax applied per pixel) or probabilities; overrides its 'kind' attribute.")]
@@ -89,6 +90,7 @@ class InputOptions:
     no_ignore: NoIgnore = False
     mask_suffix: MaskSuffix = ""
     palette: Palette = None
+    label_map: LabelMapOption = None
     classes: Classes = None
     logits: Logits = None
     channels_last: ChannelsLast = None
@@ -97,8 +99,9 @@ class InputOptions:
     def reads(self) -> dict[str, object]:
         """The paths this command reads, by description, for ``refuse_overwriting_inputs``."""
         classes = self.classes if self.classes is not None and Path(self.classes).is_file() else None
+        label_map = self.label_map if self.label_map is not None and Path(self.label_map).is_file() else None
         return {"masks directory": self.masks, "prediction store": self.predictions,
-                "--palette file": self.palette, "--classes file": classes}
+                "--palette file": self.palette, "--classes file": classes, "--label-map file": label_map}
 
     def keywords(self) -> dict:
         """The keyword arguments of the library's readers (:func:`segaudit.engine.score`,
@@ -107,7 +110,7 @@ class InputOptions:
         return dict(
             ignore_index=() if self.no_ignore else self.ignore_index or None, mask_suffix=self.mask_suffix,
             palette=self.palette, classes=parse_classes(self.classes), logits=self.logits,
-            channels_last=self.channels_last, allow_missing=self.allow_missing,
+            channels_last=self.channels_last, allow_missing=self.allow_missing, label_map=self.label_map,
         )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import masks as masks_io
+from ..io.label_maps import LabelLookup, LabelMap, load_label_map
 from ..errors import InputError, one_line
 from .kernel import (FLOAT, HALF, MAX_CLASSES, QUANTISED, BadProbabilities, Decoding, ImageStats, KernelConfig,
                      accumulate)
@@ -37,11 +38,13 @@ class Dataset:
     options: dict  # the inputs, as recorded in the run record
     skipped_masks: list[str] = field(default_factory=list)  # masks with no prediction
     skipped_predictions: list[str] = field(default_factory=list)  # predictions with no mask
+    label_map: LabelLookup | None = None  # --label-map, checked against K and the ignore indices
 
     def read_labels(self, mask: masks_io.MaskFile) -> np.ndarray:
         """The mask's int32 labels, every value a class or an ignore index."""
-        labels = masks_io.read_mask(mask, self.colour_map)
-        check_labels(labels, self.store.n_classes, self.ignore, str(mask.path))
+        labels = masks_io.read_mask(mask, self.colour_map, self.label_map)
+        if self.label_map is None:  # a label map's classes were checked when it was opened
+            check_labels(labels, self.store.n_classes, self.ignore, str(mask.path), hint=LABEL_MAP_HINT)
         return labels
 
     def read_block(self, image_id: str, start: int, stop: int) -> np.ndarray:
@@ -115,8 +118,11 @@ def make_decoding(store_dtype: np.dtype, n_classes: int, ignore: tuple[int, ...]
                     sum_tol=sum_tol)
 
 
-def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], where: str) -> None:
-    """Every label value must be a class (< K) or an ignore index."""
+LABEL_MAP_HINT = " (masks numbered in another convention? --label-map translates them, see docs/formats.md)"
+
+
+def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], where: str, hint: str = "") -> None:
+    """Every label value must be a class (< K) or an ignore index; ``hint`` ends the error."""
     if labels.size == 0 or int(labels.max()) < n_classes:
         return
     bad = labels >= n_classes
@@ -127,7 +133,7 @@ def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], wh
         listed = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:3].tolist(), counts[:3].tolist()))
         raise InputError(
             f"{where}: label values not below K={n_classes} and not ignored: {listed}"
-            + (f" and {len(values) - 3} more" if len(values) > 3 else "")
+            + (f" and {len(values) - 3} more" if len(values) > 3 else "") + hint
         )
 
 
@@ -182,6 +188,7 @@ def open_dataset(
     channels_last: bool | None = None,
     allow_missing: bool = False,
     only: list[str] | None = None,
+    label_map: str | Path | dict | LabelMap | None = None,
 ) -> Dataset:
     """Find the masks, open the store, pair them and check sizes (headers only).
 
@@ -199,10 +206,12 @@ def open_dataset(
         keep = set(chosen)
         mask_files = [m for m in mask_files if m.image_id in keep]
     colour_map = masks_io.load_palette(palette) if palette else None
+    label_map = None if label_map is None else load_label_map(label_map)
     store = open_predictions(predictions, classes=classes, logits=logits, channels_last=channels_last,
                              only_ids=None if only is None else [m.image_id for m in mask_files])
     ignore = resolve_ignore(ignore_index, store.n_classes)
     decoding = make_decoding(store.dtype, store.n_classes, ignore, store.logits, store.sum_tolerance)
+    lookup = None if label_map is None else label_map.lookup(store.n_classes, ignore)
     pairs, no_prediction, no_mask = _pair(mask_files, store, allow_missing, subset=only is not None)
 
     # Cheap checks first (PNG headers and array metadata), so a size mismatch in the
@@ -222,6 +231,8 @@ def open_dataset(
         "ignore_index": list(ignore),
         "mask_suffix": mask_suffix,
         "palette": str(Path(palette).resolve()) if palette else None,
+        # Only a run with a label map records one, so that other records keep their bytes.
+        **({} if label_map is None else {"label_map": label_map.record()}),
         "classes": store.classes,
         "n_classes": store.n_classes,
         "logits": store.logits,
@@ -231,4 +242,4 @@ def open_dataset(
         "only_deleted": deleted,
     }
     return Dataset(pairs=pairs, store=store, decoding=decoding, ignore=ignore, colour_map=colour_map,
-                   options=options, skipped_masks=no_prediction, skipped_predictions=no_mask)
+                   options=options, skipped_masks=no_prediction, skipped_predictions=no_mask, label_map=lookup)

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError, one_line
+from .label_maps import LabelLookup
 
 Palette = dict[tuple[int, int, int], int]
 
@@ -197,7 +198,7 @@ def mask_shape(mask: MaskFile, palette: Palette | None = None) -> tuple[int, int
         return img.height, img.width
 
 
-def read_mask(mask: MaskFile, palette: Palette | None = None) -> np.ndarray:
+def read_mask(mask: MaskFile, palette: Palette | None = None, label_map: LabelLookup | None = None) -> np.ndarray:
     """Decode a mask into class indices.
 
     Parameters
@@ -206,6 +207,9 @@ def read_mask(mask: MaskFile, palette: Palette | None = None) -> np.ndarray:
         The mask to read.
     palette : dict, optional
         ``{(r, g, b): class}``; required for RGB/RGBA masks, ignored otherwise.
+    label_map : LabelLookup, optional
+        Applied to the decoded values (``--label-map``): each becomes its class or the
+        ignore value; a value the map does not cover is an InputError.
 
     Returns
     -------
@@ -221,7 +225,8 @@ def read_mask(mask: MaskFile, palette: Palette | None = None) -> np.ndarray:
             img.load()  # decoding happens here: truncated or corrupt data raises now
         except Exception as e:  # OSError, SyntaxError, ValueError, zlib errors, ...
             raise InputError(f"cannot read mask {mask.path}: {one_line(e, type(e).__name__)}") from None
-        return _classes(img, mask, palette)
+        labels = _classes(img, mask, palette)
+    return labels if label_map is None else label_map.apply(labels, str(mask.path))
 
 
 def _classes(img: Image.Image, mask: MaskFile, palette: Palette | None) -> np.ndarray:

@@ -325,6 +325,9 @@ def default_ids(n_images: int) -> list[str]:
     return [f"{n:0{width}d}" for n in range(n_images)]
 
 
+PACKED_IGNORE = 255  # what pack-masks writes for values a label map ignores
+
+
 def pack_masks(
     labels: str | Path,
     output: str | Path,
@@ -332,8 +335,12 @@ def pack_masks(
     ids: str | Path | list[str] | None = None,
     overwrite: bool = False,
     on_image: Callable[[int, int], None] | None = None,
+    label_map: str | Path | dict | None = None,
 ) -> PackResult:
     """Write an (N, H, W) integer label array as PNG masks, one per image id, atomically.
+
+    ``label_map`` (see :mod:`segaudit.io.label_maps`) translates the values first; values
+    it maps to ignore are written as 255, segaudit's default ignore index.
 
     Masks are 8-bit ``L`` PNGs, or 16-bit ``I;16`` when a value exceeds 255; the mask of
     id ``city/a`` is ``output/city/a.png``. Without ``ids`` the ids are ``0``, ``1``, ...
@@ -360,6 +367,13 @@ def pack_masks(
     low, high = int(array.min()), int(array.max())
     if low < 0:
         raise InputError(f"{labels_path}: negative label value {low}")
+    if label_map is not None:
+        from .label_maps import load_label_map
+
+        # ade20k's range follows the largest value; classes are not checked (there is no K here).
+        lookup = load_label_map(label_map).lookup(max(high, 1), (PACKED_IGNORE,), check_classes=False)
+        array = np.stack([lookup.apply(image, f"{labels_path}[{n}]") for n, image in enumerate(array)])
+        high = int(array.max())
     if high > 65535:
         raise InputError(f"{labels_path}: label value {high} does not fit in a 16-bit PNG (at most 65535)")
     stored = np.uint8 if high <= 255 else np.uint16
