@@ -525,6 +525,7 @@ def write_overlays(
         ignore_index=record.ignore_index, mask_suffix=record.mask_suffix or "",
         palette=record.palette, classes=None if record.classes is None else list(record.classes),
         logits=record.logits, channels_last=record.channels_last, allow_missing=True,
+        label_map=record.label_map,  # masks read as score read them
         only=[row.image_id for row in selected],  # open and check only what is drawn
     )
     if flags_for is None:

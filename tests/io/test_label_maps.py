@@ -240,3 +240,15 @@ def test_pack_masks_applies_a_label_map(tmp_path):
                                       "--label-map", "cityscapes"])
     assert result.exit_code == 2 and "bad.npy[0]: mask values not in label map cityscapes" in result.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_overlay_reads_the_masks_with_the_recorded_label_map(shifted, tmp_path):
+    root, _ = shifted
+    runner = CliRunner()
+    result = runner.invoke(app, ["score", str(root / "masks"), str(root / "preds.zarr"), "--label-map", "ade20k",
+                                 "-o", str(tmp_path / "r.csv"), "-q"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["overlay", "-r", str(tmp_path / "r.csv"), "-o", str(tmp_path / "overlays"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "overlays").glob("*.png"))) == 2
+
