@@ -22,6 +22,7 @@ from .core.dataset import Dataset
 from .core.kernel import LABEL, Decoding, ImageStats, KernelConfig, accumulate, check_pixel_threshold, check_temperature
 from .core.passes import walk
 from .core.pooling import grid_shape, pool
+from .core.sanity import ClassSpaceCheck
 from .errors import InputError
 from .methods import Method, Settings, resolve
 from .results import ClcRecord, ClcState, ImageResult, ScoreRun
@@ -80,6 +81,7 @@ class _PerImagePass:
     images: list[ImageResult]
     dataset_passes: dict[str, object]  # name -> the DatasetPass of each dataset-wide method
     class_pixels: np.ndarray  # per class, scored pixels annotated k (full resolution)
+    class_space: ClassSpaceCheck  # do the labels and the predictions share a class space?
 
 
 def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Settings, factor: int, prefetch: int,
@@ -98,6 +100,7 @@ def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Set
     grids = ("label", "pred", "s") + (("p_pred", "mismatched") if cache is not None else ())
     pixel_dtype = None if cache is None else cache.pixel_dtype
     class_pixels = np.zeros(n_classes, np.int64)
+    class_space = ClassSpaceCheck(n_classes)
     images: list[ImageResult] = []
     state = {}
 
@@ -122,6 +125,7 @@ def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Set
     def end(index, image_id):
         result = finish_image(image_id, state["stats"], methods, settings)
         class_pixels[:] += state["stats"].class_counts[LABEL]
+        class_space.add_image(state["stats"])
         if need_cells:
             grid = state["grid"]
             for method in cell_methods:
@@ -135,7 +139,7 @@ def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Set
 
     walk(dataset, block, on_image_start=start, on_image_end=end,
          row_alignment=factor if need_cells else 1, prefetch=prefetch)
-    return _PerImagePass(images, dataset_passes, class_pixels)
+    return _PerImagePass(images, dataset_passes, class_pixels, class_space)
 
 
 def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: float = 0.1,
@@ -192,4 +196,5 @@ def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: floa
         skipped_predictions=dataset.skipped_predictions,
         clc=states.get("clc"),
         class_pixels=first.class_pixels,
+        warnings=first.class_space.warnings(dataset.store.classes),
     )

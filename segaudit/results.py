@@ -84,6 +84,7 @@ class ScoreRun:
     skipped_predictions: list[str] = field(default_factory=list)  # predictions with no mask
     clc: ClcState | None = None  # what confident learning found, when clc was computed
     class_pixels: np.ndarray | None = None  # per class, scored pixels annotated with it
+    warnings: list[str] = field(default_factory=list)  # dataset-level problems found after scoring
 
     @property
     def empty_images(self) -> list[str]:
@@ -263,6 +264,9 @@ class RunRecord:
     skipped_masks_without_prediction: tuple[str, ...] | None = None
     skipped_predictions_without_mask: tuple[str, ...] | None = None
     clc: ClcRecord | None = None
+    #: What the dataset-level checks found (labels and predictions in different class
+    #: spaces); written only when there is a warning, so other records keep their bytes.
+    warnings: tuple[str, ...] | None = None
     #: Fields the record leaves out: options the run did not have (an in-memory dataset
     #: has no mask suffix), or keys missing from the file read.
     absent: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -288,7 +292,9 @@ class RunRecord:
             skipped_masks_without_prediction=tuple(run.skipped_masks),
             skipped_predictions_without_mask=tuple(run.skipped_predictions),
             clc=run.clc.record() if run.clc else None,
-            absent=frozenset(name for name in _OPTIONS if name not in run.options),
+            warnings=tuple(run.warnings),
+            absent=frozenset([name for name in _OPTIONS if name not in run.options]
+                             + ([] if run.warnings else ["warnings"])),
         )
 
     def to_dict(self) -> dict:
@@ -320,5 +326,6 @@ class RunRecord:
             skipped_masks_without_prediction=read.get("skipped_masks_without_prediction", _TEXTS),
             skipped_predictions_without_mask=read.get("skipped_predictions_without_mask", _TEXTS),
             clc=None if clc is None else ClcRecord.from_dict(clc, source),
+            warnings=read.get("warnings", _TEXTS),
             absent=frozenset(name for name in cls.keys() if name not in data),
         )

@@ -27,6 +27,7 @@ def command(
     fail_under: Annotated[Optional[float], typer.Option(help="Gate: exit 1 if any image's score (the first method, or --fail-under-method) is below this; the images are listed on stderr.")] = None,
     fail_under_method: Annotated[Optional[str], typer.Option(help="Gate --fail-under on this computed method instead of the first.")] = None,
     max_flagged: Annotated[Optional[int], typer.Option(help="Gate: exit 1 if any image has more than N clc-flagged pixels (needs clc in --method).")] = None,
+    fail_on_warning: Annotated[bool, typer.Option("--fail-on-warning", help="Gate: exit 1 if the dataset-level check warns (labels and predictions do not look like the same class space, e.g. masks needing --label-map).")] = False,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format: csv, jsonl (one JSON object per image) or json.")] = OutputFormat.csv,
     summary_md: Annotated[Optional[Path], typer.Option(help="Also write a Markdown summary (counts, gates, worst images) for $GITHUB_STEP_SUMMARY or a PR comment.")] = None,
     top: Annotated[int, typer.Option(help="Rows of the terminal table and of the Markdown summary's worst images.")] = 10,
@@ -65,10 +66,18 @@ def command(
         _write_outputs(run, output, output_format, summary_md, gate_results, top)
     if not quiet:
         _notes(run, output)
+        if not fail_on_warning:  # the gate prints them
+            for warning in run.warnings:
+                stderr.print(f"warning: {warning}", soft_wrap=True)
     if show and run.results:
         from ..outputs.terminal import worst_table
 
         stderr.print(worst_table(run, top))
+    if fail_on_warning and run.warnings:
+        for warning in run.warnings:
+            stderr.print(f"gate failed: --fail-on-warning: {warning}", soft_wrap=True)
+        _exit_on_failed_gates(gate_results)  # the other gates' failures too
+        raise typer.Exit(EXIT_FINDINGS)
     _exit_on_failed_gates(gate_results)
 
 
