@@ -245,3 +245,30 @@ def test_only_with_every_listed_mask_deleted_scores_nothing(tmp_path, monkeypatc
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r.csv").read_text().splitlines() == [
         "rank,image,score,rsoftmin,pixels,low_pixels,suspect_class,likely_class"]
+
+
+def test_diff_compares_a_subset_ranking_on_its_images_only(tmp_path, monkeypatch):
+    """The README's PR recipe: main's full ranking against an --only run."""
+    masks = tmp_path / "masks"
+    shutil.copytree(FIXTURES / "masks", masks)
+    monkeypatch.chdir(tmp_path)
+    main = tmp_path / "main.csv"
+    preds = FIXTURES / "preds.zarr"
+    assert run("score", masks, preds, "-m", "softmin,clc", "-o", main).exit_code == 0
+    (masks / "city_a" / "0001.png").unlink()  # the PR deletes one mask and re-saves another
+    pr = tmp_path / "pr.csv"
+    result = run("score", masks, preds, "--only", "-", "--baseline", main, "-m", "softmin,clc", "-o", pr,
+                 "--allow-missing", input="masks/city_a/0001.png\nmasks/city_a/0005.png\n")
+    assert result.exit_code == 0, result.stderr
+    result = run("diff", main, pr, "--format", "csv")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[1:] == [f"city_a/0001,removed,{load_score(main, 'city_a/0001')},,"]
+    assert "10 image(s) outside the --only subset were not compared" in result.stderr
+    # A full head against a full base still reports what is gone.
+    assert "removed" in run("diff", main, write_ranking(tmp_path / "one.csv", [("city_a/0005", 0.9)])).stderr
+
+
+def load_score(path, image_id):
+    from segaudit.io.rankings import load_ranking
+
+    return load_ranking(path).by_id()[image_id].score
