@@ -17,6 +17,7 @@ _LAZY = {
     "ScoreRun": "segaudit.results",
     "ImageResult": "segaudit.results",
     "score_arrays": "segaudit.api",
+    "score_arrays_run": "segaudit.api",
     "get_label_quality_scores": "segaudit.compat",
     "find_label_issues": "segaudit.compat",
     "write_ranking": "segaudit.outputs.ranking",
@@ -26,7 +27,8 @@ _LAZY = {
 }
 
 __all__ = [  # noqa: RUF022 (the order of _LAZY)
-    "__version__", "score", "ScoreRun", "ImageResult", "score_arrays", "get_label_quality_scores",
+    "__version__", "score", "ScoreRun", "ImageResult", "score_arrays", "score_arrays_run",
+    "get_label_quality_scores",
     "find_label_issues", "write_ranking", "InputError", "METHODS", "PredictionWriter",
 ]
 

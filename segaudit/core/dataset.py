@@ -90,9 +90,20 @@ def resolve_ignore(ignore_index: Iterable[int] | None, n_classes: int) -> tuple[
     return check_ignore(ignore_index)
 
 
-def check_ignore(ignore_index: Iterable[int]) -> tuple[int, ...]:
-    """Given ignore indices, sorted and without repeats; InputError for a negative one."""
-    values = tuple(sorted({int(v) for v in ignore_index}))
+def check_ignore(ignore_index: int | Iterable[int] | None) -> tuple[int, ...]:
+    """Given ignore indices (one int, an iterable of ints, or None for none), sorted and
+    without repeats; InputError for a negative or non-integer one."""
+    if ignore_index is None:
+        return ()
+    if isinstance(ignore_index, (int, np.integer)) and not isinstance(ignore_index, bool):
+        ignore_index = (ignore_index,)
+    try:
+        given = list(ignore_index)
+    except TypeError:
+        raise InputError(f"ignore_index must be an int or an iterable of ints, got {ignore_index!r}") from None
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in given):
+        raise InputError(f"ignore_index must be an int or an iterable of ints, got {ignore_index!r}")
+    values = tuple(sorted({int(v) for v in given}))
     if any(v < 0 for v in values):
         raise InputError(f"ignore indices must be >= 0, got {values}")
     return values

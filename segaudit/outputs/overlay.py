@@ -508,6 +508,10 @@ def write_overlays(
     record = ranking.record
     if record is None:
         raise InputError(f"run record not found: {ranking.record_path}")
+    if record.masks is None and record.predictions is None and record.layout == "arrays":
+        raise InputError(f"{ranking.path} comes from arrays in memory (segaudit.score_arrays_run): overlays need "
+                         "masks and a prediction store on disk (write them with segaudit pack / PredictionWriter "
+                         "and run segaudit score); segaudit report works without them")
     for key, value in (("masks", record.masks), ("predictions", record.predictions)):
         if value is None:
             raise InputError(f"{ranking.record_path}: no '{key}' path in the run record")
