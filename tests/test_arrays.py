@@ -178,3 +178,19 @@ def test_an_in_memory_run_reaches_the_ranking_the_report_and_a_clear_overlay_ref
     assert result.exit_code == 2
     assert "overlays need masks and a prediction store on disk" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_get_label_quality_scores_takes_ignore_index_and_refuses_unknown_keywords():
+    labels, probs = dataset()
+    labels[0, :2] = 255
+    scores, pixels = get_label_quality_scores(labels, probs, ignore_index=255)
+    expected = [image_scores(labels[n], probs[n], ignore=(255,))["softmin"] for n in range(len(labels))]
+    np.testing.assert_allclose(scores, expected, rtol=1e-12)
+    assert np.isnan(pixels[0, :2]).all() and not np.isnan(pixels[1:]).any()
+    # cleanlab's own keywords are still accepted (temperature and downsample through its **kwargs).
+    get_label_quality_scores(labels % 6, probs, temperature=0.2, downsample=1, batch_size=2, n_jobs=1, verbose=True)
+    get_label_quality_scores(labels % 6, probs, method="num_pixel_issues", downsample=1)
+    with pytest.raises(TypeError, match="unexpected keyword argument.*'ignore_label', 'temprature'"):
+        get_label_quality_scores(labels, probs, temprature=0.2, ignore_label=255)
+    with pytest.raises(ValueError, match="ignore_index is not available"):
+        get_label_quality_scores(labels, probs, method="num_pixel_issues", ignore_index=255)
