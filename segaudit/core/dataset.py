@@ -8,6 +8,7 @@ everywhere. What to accumulate (which methods) is the engine's business, not the
 from __future__ import annotations
 
 import ctypes
+import math
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,10 +20,13 @@ from ..io import masks as masks_io
 from ..errors import InputError, one_line
 from .kernel import (FLOAT, HALF, MAX_CLASSES, QUANTISED, BadProbabilities, Decoding, ImageStats, KernelConfig,
                      accumulate)
-from ..io.predictions import PredictionStore, open_predictions
+from ..io.predictions import PredictionStore, open_predictions, sum_hint
 from ..io.predictions import decoding as lookup_table
 
 DEFAULT_IGNORE_INDEX = (255,)
+
+#: How the kernel's BadProbabilities ends when the sum is off (replaced by a better hint).
+_LOGITS_HINT = " (if the store holds logits, pass --logits)"
 
 
 @dataclass
@@ -74,8 +78,21 @@ class Dataset:
         return labels, s, predicted, stats
 
     def probabilities_error(self, image_id: str, exc: BadProbabilities) -> InputError:
-        """The InputError for an image whose stored values are not usable probabilities."""
-        return InputError(f"{self.store.path}/{image_id}: {exc}")
+        """The InputError for an image whose stored values are not usable probabilities,
+        with a better hint than logits when the values say more (uint8 values cast to
+        float, a channels-last array read as channels-first)."""
+        message = str(exc)
+        if message.endswith(_LOGITS_HINT) and self.decoding.mode == FLOAT:
+            try:
+                rows = np.asarray(self.read_block(image_id, exc.row, exc.row + 1))
+                total = float(rows[:, 0, exc.col].sum(dtype=np.float64))
+            except Exception:  # noqa: BLE001 (a hint is a nicety: keep the original error)
+                rows = None
+            if rows is not None and math.isfinite(total):
+                hint = sum_hint(total, self.store.n_classes, rows)
+                if hint:
+                    message = message[: -len(_LOGITS_HINT)] + f" ({hint})"
+        return InputError(f"{self.store.path}/{image_id}: {message}")
 
 
 def resolve_ignore(ignore_index: Iterable[int] | None, n_classes: int) -> tuple[int, ...]:
