@@ -68,7 +68,7 @@ def command(
     if show and run.results:
         from ..outputs.terminal import worst_table
 
-        stderr.print(worst_table(run, top))
+        stderr.print(worst_table(run, top, width=stderr.width))
     _exit_on_failed_gates(gate_results)
 
 
