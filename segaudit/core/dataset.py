@@ -210,12 +210,16 @@ def open_dataset(
     channels_last: bool | None = None,
     allow_missing: bool = False,
     only: list[str] | None = None,
+    problems: list[str] | None = None,
 ) -> Dataset:
     """Find the masks, open the store, pair them and check sizes (headers only).
 
     Parameters are those of :func:`segaudit.score`. ``only``: entries naming the images
     to use (ids or mask paths, see :func:`segaudit.io.subset.resolve_only`). Raises
-    InputError for any problem that can be seen without decoding masks or predictions.
+    InputError for any problem that can be seen without decoding masks or predictions;
+    with a ``problems`` list, an image whose mask cannot be read or whose size differs
+    from its prediction's is appended to it instead (and left out of the dataset), so
+    that ``segaudit check`` lists every one.
     """
     limit_malloc_arenas()
     mask_files = masks_io.find_masks(masks, mask_suffix)
@@ -235,14 +239,23 @@ def open_dataset(
 
     # Cheap checks first (PNG headers and array metadata), so a size mismatch in the
     # last image fails before minutes of scoring.
+    checked = []
     for mask, image_id in pairs:
-        mask_hw = masks_io.mask_shape(mask, colour_map)
-        pred_hw = store.image_shape(image_id)
-        if tuple(mask_hw) != tuple(pred_hw):
-            raise InputError(
-                f"{mask.path}: mask is {mask_hw[0]}x{mask_hw[1]} (HxW) but its prediction "
-                f"{image_id} is {pred_hw[0]}x{pred_hw[1]}"
-            )
+        try:
+            mask_hw = masks_io.mask_shape(mask, colour_map)
+            pred_hw = store.image_shape(image_id)
+            if tuple(mask_hw) != tuple(pred_hw):
+                raise InputError(
+                    f"{mask.path}: mask is {mask_hw[0]}x{mask_hw[1]} (HxW) but its prediction "
+                    f"{image_id} is {pred_hw[0]}x{pred_hw[1]}"
+                )
+        except InputError as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))
+            continue
+        checked.append((mask, image_id))
+    pairs = checked
     options = {
         "masks": str(Path(masks).resolve()),
         "predictions": str(Path(predictions).resolve()),
