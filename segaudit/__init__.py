@@ -10,7 +10,13 @@ numba or zarr::
 
 from importlib import import_module
 
+from .core.numba_cache import ensure_numba_cache
+
 __version__ = "0.1.0"
+
+# Before any kernel is compiled: a writable place for Numba's cache (a read-only install
+# without a writable HOME has none; see segaudit.core.numba_cache).
+ensure_numba_cache()
 
 _LAZY = {
     "score": "segaudit.api",

@@ -68,6 +68,12 @@ def main() -> None:
     """
     import signal
 
+    from ..core.numba_cache import ensure_numba_cache
+
+    cache = ensure_numba_cache()
+    if cache is not None:
+        stderr.print(f"note: no writable Numba cache (package __pycache__, HOME); caching compiled kernels in "
+                     f"{cache} (set NUMBA_CACHE_DIR to choose)", soft_wrap=True)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
