@@ -6,6 +6,7 @@ agrees with them. K-fold cross-validation gives every image such a prediction: s
 images into k folds, and for each fold train on the other k-1 and predict the held-out one.
 
     python examples/pytorch_kfold.py --images images/ --masks masks/ --classes 19 -o preds.zarr
+    python examples/pytorch_kfold.py ... --model tiny --folds 2 --epochs 1   # a quick try, torch only
     segaudit info preds.zarr
     segaudit score masks/ preds.zarr -o ranking.csv
 
@@ -16,9 +17,13 @@ images into k folds, and for each fold train on the other k-1 and predict the he
   written. If the script dies mid-way, the store is marked incomplete and ``segaudit
   score`` refuses it with a message saying so, instead of scoring half a dataset.
 
-Not run in CI: it needs torch and torchvision (``pip install torch torchvision``), which are
-not segaudit dependencies. ``make_model`` and ``train`` are deliberately plain; replace them
-with your own. The part that matters for segaudit is ``predict`` and the loop in ``main``.
+It runs offline: the default model, torchvision's DeepLabV3 (MobileNetV3), starts from
+random weights; ``--pretrained-backbone`` downloads ImageNet backbone weights instead (needs
+network access once). ``--model tiny`` is a few plain convolutions that need torch alone
+(the test suite runs it on tiny data when torch is installed). torch and torchvision
+(``pip install torch torchvision``) are not segaudit dependencies. ``make_model`` and
+``train`` are deliberately plain; replace them with your own. The part that matters for
+segaudit is ``predict`` and the loop in ``main``.
 """
 
 from __future__ import annotations
@@ -62,10 +67,30 @@ class SegmentationImages(Dataset):
         return image, labels, mask.image_id
 
 
-def make_model(n_classes: int) -> torch.nn.Module:
+class TinySegmenter(torch.nn.Module):
+    """A few convolutions: enough to run the pipeline end to end, not to find errors."""
+
+    def __init__(self, n_classes: int, width: int = 16):
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(3, width, 3, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(width, width, 3, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(width, n_classes, 1),
+        )
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.body(images)}  # the key torchvision's segmentation models use
+
+
+def make_model(n_classes: int, kind: str = "deeplabv3", pretrained_backbone: bool = False) -> torch.nn.Module:
+    """``deeplabv3`` (torchvision; random weights unless ``pretrained_backbone``, which
+    downloads them) or ``tiny`` (:class:`TinySegmenter`, torch only)."""
+    if kind == "tiny":
+        return TinySegmenter(n_classes)
     from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
 
-    return deeplabv3_mobilenet_v3_large(weights=None, weights_backbone="DEFAULT", num_classes=n_classes)
+    return deeplabv3_mobilenet_v3_large(weights=None, weights_backbone="DEFAULT" if pretrained_backbone else None,
+                                        num_classes=n_classes)
 
 
 def train(model: torch.nn.Module, loader: DataLoader, epochs: int, device: torch.device) -> None:
@@ -103,6 +128,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8, help="use 1 if the images differ in size")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", choices=("deeplabv3", "tiny"), default="deeplabv3",
+                        help="torchvision's DeepLabV3-MobileNetV3, or a tiny conv net (torch only, for a quick try)")
+    parser.add_argument("--pretrained-backbone", action="store_true",
+                        help="start DeepLabV3 from ImageNet backbone weights (downloaded: needs network access)")
+    parser.add_argument("--workers", type=int, default=4, help="DataLoader worker processes (0 = in the main process)")
     parser.add_argument("-o", "--output", type=Path, default=Path("preds.zarr"))
     args = parser.parse_args()
 
@@ -124,12 +154,12 @@ def main() -> None:
             train_indices = np.concatenate([f for n, f in enumerate(folds) if n != fold])
             print(f"fold {fold + 1}/{args.folds}: training on {len(train_indices)}, predicting {len(held_out)}")
             torch.manual_seed(args.seed + fold)
-            model = make_model(n_classes).to(device)
+            model = make_model(n_classes, args.model, args.pretrained_backbone).to(device)
             train(model, DataLoader(Subset(dataset, train_indices.tolist()), batch_size=args.batch_size,
-                                    shuffle=True, num_workers=4, drop_last=len(train_indices) > args.batch_size),
+                                    shuffle=True, num_workers=args.workers, drop_last=len(train_indices) > args.batch_size),
                   args.epochs, device)
             predict(model, DataLoader(Subset(dataset, held_out.tolist()), batch_size=args.batch_size,
-                                      num_workers=4), writer, device)
+                                      num_workers=args.workers), writer, device)
     print(f"wrote {args.output} ({writer.images_written} images); next: segaudit score {args.masks} {args.output}")
 
 

@@ -10,13 +10,20 @@ numba or zarr::
 
 from importlib import import_module
 
+from .core.numba_cache import ensure_numba_cache
+
 __version__ = "0.1.0"
+
+# Before any kernel is compiled: a writable place for Numba's cache (a read-only install
+# without a writable HOME has none; see segaudit.core.numba_cache).
+ensure_numba_cache()
 
 _LAZY = {
     "score": "segaudit.api",
     "ScoreRun": "segaudit.results",
     "ImageResult": "segaudit.results",
     "score_arrays": "segaudit.api",
+    "score_arrays_run": "segaudit.api",
     "get_label_quality_scores": "segaudit.compat",
     "find_label_issues": "segaudit.compat",
     "write_ranking": "segaudit.outputs.ranking",
@@ -26,7 +33,8 @@ _LAZY = {
 }
 
 __all__ = [  # noqa: RUF022 (the order of _LAZY)
-    "__version__", "score", "ScoreRun", "ImageResult", "score_arrays", "get_label_quality_scores",
+    "__version__", "score", "ScoreRun", "ImageResult", "score_arrays", "score_arrays_run",
+    "get_label_quality_scores",
     "find_label_issues", "write_ranking", "InputError", "METHODS", "PredictionWriter",
 ]
 

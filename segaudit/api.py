@@ -1,8 +1,12 @@
 """The Python API: score a dataset on disk, or arrays held in memory.
 
 :func:`score` opens masks and a prediction store; :func:`score_arrays` wraps in-memory
-arrays (:mod:`segaudit.core.arrays`). Both go through the same engine
-(:func:`segaudit.engine.score_dataset`) and return the same result types.
+arrays (:mod:`segaudit.core.arrays`) and :func:`score_arrays_run` does the same but returns a
+ranked :class:`ScoreRun` that :func:`segaudit.write_ranking` writes. All go through the
+same engine (:func:`segaudit.engine.score_dataset`) and return the same result types.
+
+Ignored labels: :func:`score` (like the CLI) ignores 255 unless told otherwise; the
+in-memory functions ignore nothing unless told (like cleanlab, which has no ignore index).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import numpy as np
 from .core.arrays import ArrayDataset, array_dataset
 from .core.dataset import open_dataset
 from .core.kernel import check_pixel_threshold, check_temperature
-from .engine import score_dataset
+from .engine import rank_results, score_dataset
 from .methods import DEFAULT_METHOD, check_methods
 from .results import ImageResult, ScoreRun
 
@@ -55,8 +59,10 @@ def score(
         Softmin temperature τ > 0.
     pixel_threshold : float
         Pixels whose label likelihood s is below it are counted as ``low_pixels``.
-    ignore_index : iterable of int, optional
-        Label values that take no part in any score. None means the default 255.
+    ignore_index : int or iterable of int, optional
+        Label values that take no part in any score. None means 255, as on the command
+        line (``--ignore-index``); ``()`` ignores nothing. (The in-memory
+        :func:`score_arrays` ignores nothing by default.)
     mask_suffix : str
         Only masks whose file name (without .png) ends with it are used; it is stripped
         from the image id.
@@ -135,7 +141,7 @@ def score_arrays(
     methods: Iterable[str] = (DEFAULT_METHOD,),
     temperature: float = 0.1,
     pixel_threshold: float = 0.5,
-    ignore_index: Iterable[int] = (),
+    ignore_index: int | Iterable[int] | None = (),
     logits: bool = False,
     channels_last: bool = False,
     image_ids: list[str] | None = None,
@@ -157,8 +163,11 @@ def score_arrays(
         ``clc`` and ``coco`` included.
     temperature, pixel_threshold : float
         As for :func:`segaudit.score`.
-    ignore_index : iterable of int
-        Label values that take no part in any score (none by default, like cleanlab).
+    ignore_index : int or iterable of int, optional
+        Label values that take no part in any score, e.g. ``255`` or ``(0, 255)``.
+        **The default ignores nothing** (like cleanlab, which has no ignore index),
+        unlike :func:`score` and the command line, which ignore 255 by default: pass
+        ``ignore_index=255`` for the same scores as ``segaudit score``.
     logits, channels_last : bool
         How ``pred_probs`` is stored.
     image_ids : list of str, optional
@@ -174,6 +183,11 @@ def score_arrays(
     results : list of ImageResult
         In input order (not ranked); ``flagged_pixels`` is set when clc was computed.
     pixel_scores : np.ndarray or None
+
+    See Also
+    --------
+    score_arrays_run : the same scores as a ranked :class:`ScoreRun`, for
+        :func:`segaudit.write_ranking`.
     """
     methods = check_methods(methods)
     dataset = array_dataset(labels, pred_probs, ignore_index=ignore_index, logits=logits,
@@ -182,3 +196,37 @@ def score_arrays(
                                             pixel_threshold=pixel_threshold, downsample=downsample,
                                             return_pixel_scores=return_pixel_scores)
     return run.results, pixel_scores
+
+
+def score_arrays_run(
+    labels: np.ndarray,
+    pred_probs: np.ndarray,
+    *,
+    methods: Iterable[str] = (DEFAULT_METHOD,),
+    temperature: float = 0.1,
+    pixel_threshold: float = 0.5,
+    ignore_index: int | Iterable[int] | None = (),
+    logits: bool = False,
+    channels_last: bool = False,
+    image_ids: list[str] | None = None,
+    classes: list[str] | None = None,
+    downsample: int = 4,
+) -> ScoreRun:
+    """Score images held in memory and rank them worst first, as :func:`score` does.
+
+    Arguments as for :func:`score_arrays` (``ignore_index`` ignores nothing by default),
+    plus ``classes``, the K class names written in the ranking. The run is what
+    :func:`score` returns: :func:`segaudit.write_ranking` writes its CSV and run record,
+    and ``segaudit report`` reads them. Its run record has ``masks`` and ``predictions``
+    null (there are no files), so ``segaudit overlay`` refuses it with a message saying
+    that overlays need masks and a store on disk.
+    """
+    methods = check_methods(methods)
+    check_temperature(temperature)
+    check_pixel_threshold(pixel_threshold)
+    dataset = array_dataset(labels, pred_probs, ignore_index=ignore_index, logits=logits,
+                            channels_last=channels_last, image_ids=image_ids, classes=classes)
+    run, _ = score_array_dataset(dataset, methods, temperature=temperature, pixel_threshold=pixel_threshold,
+                                 downsample=downsample)
+    run.results = rank_results(run.results, methods[0])
+    return run

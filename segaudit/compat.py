@@ -11,6 +11,7 @@ Python objects.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from .api import score_array_dataset
 from .core.arrays import ArrayDataset, array_dataset
+from .core.dataset import check_ignore
 from .errors import InputError
 from .methods import PER_IMAGE_METHODS
 
@@ -34,6 +36,8 @@ def get_label_quality_scores(
     *,
     method: str = "softmin",
     temperature: float = 0.1,
+    downsample: int = 1,
+    ignore_index: int | Iterable[int] | None = None,
     batch_size: int | None = None,
     n_jobs: int | None = None,
     verbose: bool = False,
@@ -54,15 +58,23 @@ def get_label_quality_scores(
         Predicted class probabilities, shape (N, K, H, W).
     method : str
         ``"softmin"`` (cleanlab's default), cleanlab's ``"num_pixel_issues"`` (1 - the
-        fraction of the image's pixels that :func:`find_label_issues` flags, with
-        ``downsample`` from ``**kwargs`` as in cleanlab), or one of segaudit's other
-        per-image methods ``"cil"``, ``"ccp"``, ``"tccp"``, ``"iou"``.
+        fraction of the image's pixels that :func:`find_label_issues` flags), or one of
+        segaudit's other per-image methods ``"cil"``, ``"ccp"``, ``"tccp"``, ``"iou"``.
     temperature : float
-        Softmin temperature (cleanlab passes it through ``**kwargs``; default 0.1).
+        Softmin temperature (cleanlab takes it through ``**kwargs``; default 0.1).
+    downsample : int
+        Cell size for ``"num_pixel_issues"`` (cleanlab takes it through ``**kwargs``;
+        default 1); unused by the other methods.
+    ignore_index : int or iterable of int, optional
+        segaudit only (cleanlab has no ignore index): label values that take no part in
+        the scores, e.g. ``255``; their pixel scores are NaN. None (the default) ignores
+        nothing, as cleanlab does; ``segaudit score`` ignores 255 by default. Not
+        available with ``"num_pixel_issues"``.
     batch_size, n_jobs, verbose
         Accepted for compatibility and ignored.
     **kwargs
-        ``downsample`` (for ``"num_pixel_issues"``, default 1); others are ignored.
+        None other: an unknown keyword is a TypeError naming it (cleanlab would ignore
+        it silently).
 
     Returns
     -------
@@ -73,8 +85,17 @@ def get_label_quality_scores(
         Array of shape (N, H, W): the predicted probability of each pixel's annotated
         class; float64, or for ``"num_pixel_issues"`` pred_probs' dtype, as in cleanlab.
     """
+    if kwargs:
+        raise TypeError(f"get_label_quality_scores() got unexpected keyword argument(s) "
+                        f"{', '.join(repr(k) for k in sorted(kwargs))}; it takes method, temperature, downsample, "
+                        "ignore_index, batch_size, n_jobs and verbose")
+    ignore = check_ignore(ignore_index)
     if method == NUM_PIXEL_ISSUES:
-        issues = find_label_issues(labels, pred_probs, downsample=kwargs.get("downsample", 1))
+        if ignore:
+            raise ValueError(f"ignore_index is not available with method={NUM_PIXEL_ISSUES!r} (cleanlab's "
+                             "confident learning has no ignored pixels); use method='softmin' or another "
+                             "per-image method")
+        issues = find_label_issues(labels, pred_probs, downsample=downsample)
         image_scores = 1 - np.mean(issues, axis=(1, 2))
         labels = np.asarray(labels)
         pred_probs = np.asarray(pred_probs)
@@ -83,7 +104,7 @@ def get_label_quality_scores(
     if method not in PER_IMAGE_METHODS:
         raise ValueError(f"method {method!r} is not available; use one of "
                          f"{', '.join(PER_IMAGE_METHODS + (NUM_PIXEL_ISSUES,))}")
-    dataset = array_dataset(labels, pred_probs)
+    dataset = array_dataset(labels, pred_probs, ignore_index=ignore)
     run, pixel_scores = score_array_dataset(dataset, (method,), temperature=temperature, return_pixel_scores=True)
     return np.array([r.scores[method] for r in run.results], dtype=np.float64), pixel_scores
 

@@ -138,3 +138,59 @@ def test_the_lazy_exports_are_all_listed():
 
     assert set(segaudit.__all__) == {"__version__", *segaudit._LAZY}
     assert segaudit.find_label_issues.__module__ == "segaudit.compat"
+
+
+@pytest.mark.parametrize("ignore", [255, np.uint8(255), [255], (255,), {255}, range(255, 256)])
+def test_score_arrays_takes_ignore_index_as_an_int_or_an_iterable(ignore):
+    labels, probs = dataset()
+    labels[1, :3] = 255
+    results, _ = score_arrays(labels, probs, ignore_index=ignore)
+    expected = [image_scores(labels[n], probs[n], ignore=(255,))["rsoftmin"] for n in range(len(labels))]
+    assert [r.scores["rsoftmin"] for r in results] == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(InputError, match="ignore_index must be an int or an iterable of ints"):
+        score_arrays(labels, probs, ignore_index="255")
+
+
+def test_an_in_memory_run_reaches_the_ranking_the_report_and_a_clear_overlay_refusal(tmp_path):
+    from typer.testing import CliRunner
+
+    import segaudit
+    from segaudit.cli import app
+    from segaudit.io.rankings import load_ranking
+
+    labels, probs = dataset(n=5)
+    run = segaudit.score_arrays_run(labels, probs, methods=("softmin", "cil"), image_ids=list("abcde"),
+                                    classes=[f"c{k}" for k in range(6)])
+    assert isinstance(run, segaudit.ScoreRun)
+    scores = [r.scores["softmin"] for r in run.results]
+    assert scores == sorted(scores)  # ranked worst first, as segaudit.score ranks
+    worst = run.results[0].image_id
+    csv = tmp_path / "r.csv"
+    segaudit.write_ranking(run, csv)
+    ranking = load_ranking(csv)
+    assert [row.image_id for row in ranking.rows] == [r.image_id for r in run.results]
+    assert ranking.record.masks is None and ranking.record.predictions is None
+    assert ranking.record.classes == tuple(f"c{k}" for k in range(6))
+    result = CliRunner().invoke(app, ["report", "-r", str(csv), "--overlays", str(tmp_path / "none"), "-o", str(tmp_path / "report.html")])
+    assert result.exit_code == 0, result.stderr
+    assert f"<code>{worst}</code>" in (tmp_path / "report.html").read_text()
+    result = CliRunner().invoke(app, ["overlay", "-r", str(csv), "--out", str(tmp_path / "ov")])
+    assert result.exit_code == 2
+    assert "overlays need masks and a prediction store on disk" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_get_label_quality_scores_takes_ignore_index_and_refuses_unknown_keywords():
+    labels, probs = dataset()
+    labels[0, :2] = 255
+    scores, pixels = get_label_quality_scores(labels, probs, ignore_index=255)
+    expected = [image_scores(labels[n], probs[n], ignore=(255,))["softmin"] for n in range(len(labels))]
+    np.testing.assert_allclose(scores, expected, rtol=1e-12)
+    assert np.isnan(pixels[0, :2]).all() and not np.isnan(pixels[1:]).any()
+    # cleanlab's own keywords are still accepted (temperature and downsample through its **kwargs).
+    get_label_quality_scores(labels % 6, probs, temperature=0.2, downsample=1, batch_size=2, n_jobs=1, verbose=True)
+    get_label_quality_scores(labels % 6, probs, method="num_pixel_issues", downsample=1)
+    with pytest.raises(TypeError, match="unexpected keyword argument.*'ignore_label', 'temprature'"):
+        get_label_quality_scores(labels, probs, temprature=0.2, ignore_label=255)
+    with pytest.raises(ValueError, match="ignore_index is not available"):
+        get_label_quality_scores(labels, probs, method="num_pixel_issues", ignore_index=255)

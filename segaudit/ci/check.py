@@ -27,11 +27,14 @@ def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, **in
     """Validate pairing, sizes, label ranges and a sample of prediction blocks.
 
     Raises InputError for problems that stop everything (a missing store, unpaired
-    files, a size mismatch); returns the others in ``CheckReport.problems``.
+    files); returns the others in ``CheckReport.problems``, every one: unreadable masks
+    and size mismatches (from headers), bad label values, bad prediction blocks.
     """
-    dataset = open_dataset(masks, predictions, **inputs)
+    header_problems: list[str] = []
+    dataset = open_dataset(masks, predictions, problems=header_problems, **inputs)
     store = dataset.store
-    report = CheckReport(images=len(dataset.pairs), n_classes=store.n_classes)
+    report = CheckReport(images=len(dataset.pairs) + len(header_problems), n_classes=store.n_classes,
+                         problems=header_problems)
     # An even spread of images, each contributing the first of its row blocks.
     step = max(1, len(dataset.pairs) // max(1, sample_blocks))
     sampled = set(range(0, len(dataset.pairs), step)[:sample_blocks]) if sample_blocks > 0 else set()

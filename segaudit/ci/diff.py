@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..errors import InputError
 from ..io.rankings import Ranking, load_ranking
@@ -27,6 +27,9 @@ class RankingDiff:
     new_under_gate: list[tuple[str, float]] = field(default_factory=list)
     added: list[tuple[str, float]] = field(default_factory=list)
     removed: list[tuple[str, float]] = field(default_factory=list)
+    #: Images of the other ranking left out because a subset ranking (``--only``) did not
+    #: score them: they are neither added nor removed.
+    outside_subset: int = 0
 
     @property
     def failed(self) -> bool:
@@ -40,17 +43,52 @@ class RankingDiff:
         return out
 
 
+def subset_scope(ranking: Ranking, other_ids) -> set[str] | None:
+    """The images a subset ranking speaks for, or None for a full ranking.
+
+    A ranking whose run record has ``only`` (``segaudit score --only``) scored the listed
+    images alone: its scope is those images and the masks ``--only`` listed as deleted
+    (matched to ids of ``other_ids``, the other ranking's images, by path).
+    """
+    record = ranking.record
+    if record is None or record.only is None:
+        return None
+    scope = set(record.only) | {row.image_id for row in ranking.rows}
+    suffix = record.mask_suffix or ""
+    for entry in record.only_deleted or ():
+        stem = PurePosixPath(entry.replace("\\", "/")).with_suffix("").as_posix()
+        if suffix and stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+        matches = [i for i in other_ids if stem == i or stem.endswith("/" + i)]
+        if matches:
+            scope.add(max(matches, key=len))  # the id with the most of the path
+    return scope
+
+
 def diff_rankings(base: Ranking, head: Ranking, *, tolerance: float = 0.05,
                   fail_under: float | None = None) -> RankingDiff:
     """Images whose score fell by more than ``tolerance``, new images under ``fail_under``,
-    added and removed images."""
+    added and removed images.
+
+    A subset ranking (its run record says ``--only``, as a pull request's run does) is
+    compared on its own images only: the images it did not score are not "removed" (or,
+    for a subset base, "added"); a mask it lists as deleted is removed.
+    """
     base_scores = {row.image_id: row.score for row in base.rows}
     head_scores = {row.image_id: row.score for row in head.rows}
+    outside = 0
+    for ranking, scores in ((head, base_scores), (base, head_scores)):
+        scope = subset_scope(ranking, scores)
+        if scope is not None:
+            left_out = [i for i in scores if i not in scope]
+            outside += len(left_out)
+            for image_id in left_out:
+                del scores[image_id]
     if base.method != head.method:
         raise InputError(f"the rankings use different methods: {base.method} (base) and {head.method} (head)")
     if tolerance < 0:
         raise InputError(f"--tolerance must be >= 0, got {tolerance}")
-    diff = RankingDiff(head.method)
+    diff = RankingDiff(head.method, outside_subset=outside)
     for image_id in sorted(head_scores):
         new = head_scores[image_id]
         if image_id in base_scores:

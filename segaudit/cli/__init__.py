@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from . import check, corrupt, diff, evaluate, info, issues, overlay, pack, pack_masks, report, score, summary
-from ._app import app, stderr
+from ._app import Command, app, stderr
 
 __all__ = ["COMMANDS", "app", "main"]
 
@@ -31,8 +31,24 @@ COMMANDS = {
     "evaluate": evaluate,
 }
 
+#: Each command's line in ``segaudit --help`` (short enough not to be cut at 80 columns).
+SHORT_HELP = {
+    "check": "Validate a dataset without scoring it.",
+    "diff": "Compare two rankings (base and pull request).",
+    "issues": "Write PNGs marking the suspect pixels.",
+    "summary": "Which class mix-ups dominate.",
+    "score": "Score every image and write a ranking.",
+    "pack": "Pack numpy predictions into a zarr store.",
+    "pack-masks": "Write an (N, H, W) label array as PNG masks.",
+    "info": "Describe a prediction store.",
+    "overlay": "Draw error-highlight PNGs of the worst images.",
+    "report": "Write a self-contained HTML report.",
+    "corrupt": "Copy a mask set and plant known errors.",
+    "evaluate": "Measure a ranking against planted errors.",
+}
+
 for _name, _module in COMMANDS.items():
-    app.command(_name)(_module.command)
+    app.command(_name, cls=Command, short_help=SHORT_HELP[_name])(_module.command)
 
 
 class Terminated(BaseException):
@@ -52,6 +68,12 @@ def main() -> None:
     """
     import signal
 
+    from ..core.numba_cache import ensure_numba_cache
+
+    cache = ensure_numba_cache()
+    if cache is not None:
+        stderr.print(f"note: no writable Numba cache (package __pycache__, HOME); caching compiled kernels in "
+                     f"{cache} (set NUMBA_CACHE_DIR to choose)", soft_wrap=True)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         app()

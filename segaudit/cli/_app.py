@@ -10,11 +10,45 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer.core
 from rich.console import Console
 
 from .. import __version__
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
+
+#: How an option's value reads in --help, by the type typer would print (``<int>`` ...).
+_METAVARS = {"<int>": "N", "<list[int]>": "N", "<float>": "NUMBER", "<str>": "TEXT", "<list[str]>": "TEXT",
+             "<path>": "PATH"}
+
+
+class Command(typer.core.TyperCommand):
+    """A command whose --help reads as a usage line should: ``segaudit score [OPTIONS]
+    MASKS PREDICTIONS`` (arguments in capitals, no braces), and option values as ``N``,
+    ``NUMBER``, ``TEXT``, ``PATH`` or ``[a|b|c]`` instead of Python types."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        context = typer.Context(self)
+        for param in self.params:
+            if param.metavar is not None:
+                continue
+            if isinstance(param, typer.core.TyperArgument):
+                param.metavar = param.name.upper()
+                param.display_type_rich = lambda ctx: None  # the name says it; the help says what
+            elif not getattr(param, "is_flag", False):
+                shown = param.display_type(context)
+                param.metavar = _METAVARS.get(shown) or ("[" + shown[1:-1] + "]" if "|" in shown
+                                                         else shown[1:-1].upper())
+
+    def collect_usage_pieces(self, ctx):
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.params:
+            if isinstance(param, typer.core.TyperArgument):
+                name = param.metavar + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
 
 app = typer.Typer(
     help="Find annotation errors in semantic-segmentation datasets from a model's predicted probabilities.",

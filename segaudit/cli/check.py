@@ -10,6 +10,10 @@ from ._app import EXIT_INPUT, exit_on_error, fail, interactive, progress, stderr
 from ._options import InputOptions, Quiet, reads_inputs
 
 
+#: How many problems are listed one per line; the rest are counted.
+MAX_LISTED = 20
+
+
 @reads_inputs
 def command(
     *,
@@ -30,9 +34,12 @@ def command(
     with exit_on_error(), progress(interactive(quiet)) as bar:
         report = check_dataset(inputs.masks, inputs.predictions, sample_blocks=sample, on_progress=bar.on_progress,
                                **keywords)
-    for problem in report.problems:
+    for problem in report.problems[:MAX_LISTED]:
         stderr.print(f"error: {problem}", soft_wrap=True)
+    if len(report.problems) > MAX_LISTED:
+        stderr.print(f"error: ... and {len(report.problems) - MAX_LISTED} more problem(s)", soft_wrap=True)
     if report.problems:
+        stderr.print(f"{len(report.problems)} problem(s) in {report.images} image(s)", soft_wrap=True)
         raise typer.Exit(EXIT_INPUT)
     if not quiet:
         stderr.print(f"ok: {report.images} images paired, {report.n_classes} classes, labels valid, "

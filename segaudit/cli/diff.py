@@ -20,8 +20,11 @@ def command(
     output_format: Annotated[Optional[OutputFormat], typer.Option("--format", help="Write the changes to stdout as csv, jsonl or json instead of a table.")] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Compare two rankings: images whose score fell by more than --tolerance, new images
-    under --fail-under, added and removed images.
+    """Compare two rankings: what got worse, new, added or removed.
+
+    Images whose score fell by more than --tolerance, new images under --fail-under,
+    added and removed images. A subset ranking (scored with --only, as a pull request's
+    run is) is compared on its own images only.
 
     Exit codes: 0 nothing regressed; 1 something regressed; 2 bad input.
     """
@@ -30,6 +33,8 @@ def command(
 
     with exit_on_error():
         changes = diff_rankings(read_ranking(base), read_ranking(head), tolerance=tolerance, fail_under=fail_under)
+    if changes.outside_subset and not quiet:
+        stderr.print(f"note: {changes.outside_subset} image(s) outside the --only subset were not compared")
     if output_format:
         sys.stdout.write(render(DIFF_COLUMNS, changes.rows(), output_format.value))
     elif not quiet:

@@ -17,7 +17,7 @@ def command(
     ranking: Annotated[Path, typer.Option("--ranking", "-r", help="Ranking CSV written by segaudit score; its run record <stem>.run.json names the masks, predictions and options.")] = Path("ranking.csv"),
     top: Annotated[int, typer.Option(help="Render the N worst images of the ranking.")] = 20,
     ids: Annotated[Optional[list[str]], typer.Option("--ids", help="Render these image ids instead of the top N (repeatable, or comma-separated).")] = None,
-    images: Annotated[Optional[Path], typer.Option(help="Directory of the original photos, matched by image id (<id><suffix>.png/.jpg/.jpeg/.tif). Optional.")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Directory of the original photos, matched by image id (<id><suffix>.png/.jpg/.jpeg/.tif/.tiff, any case). Optional.")] = None,
     image_suffix: Annotated[str, typer.Option(help="Photo names end with this before the extension, e.g. _leftImg8bit for Cityscapes.")] = "",
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the PNGs, named <rank>_<id with / as __>.png so that ls lists them in rank order.")] = Path("overlays"),
     pixel_threshold: Annotated[Optional[float], typer.Option(help="Highlight pixels whose probability of the annotated class is below this. Default: the one score used.")] = None,

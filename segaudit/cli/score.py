@@ -72,7 +72,7 @@ def command(
     if show and run.results:
         from ..outputs.terminal import worst_table
 
-        stderr.print(worst_table(run, top))
+        stderr.print(worst_table(run, top, width=stderr.width))
     if fail_on_warning and run.warnings:
         for warning in run.warnings:
             stderr.print(f"gate failed: --fail-on-warning: {warning}", soft_wrap=True)

@@ -24,7 +24,8 @@ def command(
     """Which class mix-ups dominate: over all confident-learning flagged pixels, the
     (annotated class -> class the model sees instead) pairs, with pixel and image counts.
 
-    Reads the store 4 times. Exit codes: 0 done; 2 bad input or options.
+    Reads the store once (confident learning's later passes read a temporary cell
+    cache). Exit codes: 0 done; 2 bad input or options.
     """
     from ..outputs.findings import class_confusions, confusions_csv
     from ..io.files import atomic_write_all

@@ -8,6 +8,7 @@ everywhere. What to accumulate (which methods) is the engine's business, not the
 from __future__ import annotations
 
 import ctypes
+import math
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,10 +21,13 @@ from ..io.label_maps import LabelLookup, LabelMap, load_label_map
 from ..errors import InputError, one_line
 from .kernel import (FLOAT, HALF, MAX_CLASSES, QUANTISED, BadProbabilities, Decoding, ImageStats, KernelConfig,
                      accumulate)
-from ..io.predictions import PredictionStore, open_predictions
+from ..io.predictions import PredictionStore, open_predictions, sum_hint
 from ..io.predictions import decoding as lookup_table
 
 DEFAULT_IGNORE_INDEX = (255,)
+
+#: How the kernel's BadProbabilities ends when the sum is off (replaced by a better hint).
+_LOGITS_HINT = " (if the store holds logits, pass --logits)"
 
 
 @dataclass
@@ -77,8 +81,21 @@ class Dataset:
         return labels, s, predicted, stats
 
     def probabilities_error(self, image_id: str, exc: BadProbabilities) -> InputError:
-        """The InputError for an image whose stored values are not usable probabilities."""
-        return InputError(f"{self.store.path}/{image_id}: {exc}")
+        """The InputError for an image whose stored values are not usable probabilities,
+        with a better hint than logits when the values say more (uint8 values cast to
+        float, a channels-last array read as channels-first)."""
+        message = str(exc)
+        if message.endswith(_LOGITS_HINT) and self.decoding.mode == FLOAT:
+            try:
+                rows = np.asarray(self.read_block(image_id, exc.row, exc.row + 1))
+                total = float(rows[:, 0, exc.col].sum(dtype=np.float64))
+            except Exception:  # noqa: BLE001 (a hint is a nicety: keep the original error)
+                rows = None
+            if rows is not None and math.isfinite(total):
+                hint = sum_hint(total, self.store.n_classes, rows)
+                if hint:
+                    message = message[: -len(_LOGITS_HINT)] + f" ({hint})"
+        return InputError(f"{self.store.path}/{image_id}: {message}")
 
 
 def resolve_ignore(ignore_index: Iterable[int] | None, n_classes: int) -> tuple[int, ...]:
@@ -93,9 +110,20 @@ def resolve_ignore(ignore_index: Iterable[int] | None, n_classes: int) -> tuple[
     return check_ignore(ignore_index)
 
 
-def check_ignore(ignore_index: Iterable[int]) -> tuple[int, ...]:
-    """Given ignore indices, sorted and without repeats; InputError for a negative one."""
-    values = tuple(sorted({int(v) for v in ignore_index}))
+def check_ignore(ignore_index: int | Iterable[int] | None) -> tuple[int, ...]:
+    """Given ignore indices (one int, an iterable of ints, or None for none), sorted and
+    without repeats; InputError for a negative or non-integer one."""
+    if ignore_index is None:
+        return ()
+    if isinstance(ignore_index, (int, np.integer)) and not isinstance(ignore_index, bool):
+        ignore_index = (ignore_index,)
+    try:
+        given = list(ignore_index)
+    except TypeError:
+        raise InputError(f"ignore_index must be an int or an iterable of ints, got {ignore_index!r}") from None
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in given):
+        raise InputError(f"ignore_index must be an int or an iterable of ints, got {ignore_index!r}")
+    values = tuple(sorted({int(v) for v in given}))
     if any(v < 0 for v in values):
         raise InputError(f"ignore indices must be >= 0, got {values}")
     return values
@@ -189,12 +217,16 @@ def open_dataset(
     allow_missing: bool = False,
     only: list[str] | None = None,
     label_map: str | Path | dict | LabelMap | None = None,
+    problems: list[str] | None = None,
 ) -> Dataset:
     """Find the masks, open the store, pair them and check sizes (headers only).
 
     Parameters are those of :func:`segaudit.score`. ``only``: entries naming the images
     to use (ids or mask paths, see :func:`segaudit.io.subset.resolve_only`). Raises
-    InputError for any problem that can be seen without decoding masks or predictions.
+    InputError for any problem that can be seen without decoding masks or predictions;
+    with a ``problems`` list, an image whose mask cannot be read or whose size differs
+    from its prediction's is appended to it instead (and left out of the dataset), so
+    that ``segaudit check`` lists every one.
     """
     limit_malloc_arenas()
     mask_files = masks_io.find_masks(masks, mask_suffix)
@@ -216,14 +248,23 @@ def open_dataset(
 
     # Cheap checks first (PNG headers and array metadata), so a size mismatch in the
     # last image fails before minutes of scoring.
+    checked = []
     for mask, image_id in pairs:
-        mask_hw = masks_io.mask_shape(mask, colour_map)
-        pred_hw = store.image_shape(image_id)
-        if tuple(mask_hw) != tuple(pred_hw):
-            raise InputError(
-                f"{mask.path}: mask is {mask_hw[0]}x{mask_hw[1]} (HxW) but its prediction "
-                f"{image_id} is {pred_hw[0]}x{pred_hw[1]}"
-            )
+        try:
+            mask_hw = masks_io.mask_shape(mask, colour_map)
+            pred_hw = store.image_shape(image_id)
+            if tuple(mask_hw) != tuple(pred_hw):
+                raise InputError(
+                    f"{mask.path}: mask is {mask_hw[0]}x{mask_hw[1]} (HxW) but its prediction "
+                    f"{image_id} is {pred_hw[0]}x{pred_hw[1]}"
+                )
+        except InputError as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))
+            continue
+        checked.append((mask, image_id))
+    pairs = checked
     options = {
         "masks": str(Path(masks).resolve()),
         "predictions": str(Path(predictions).resolve()),

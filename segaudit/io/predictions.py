@@ -64,6 +64,32 @@ def sum_tolerance(dtype: np.dtype, n_classes: int) -> float:
     return _SUM_SLACK + n_classes * decoding(dtype)[1]
 
 
+#: The most classes a last axis may hold for :func:`sum_hint` to suspect channels-last data.
+CHANNELS_LAST_HINT_MAX = 64
+
+
+def sum_hint(total: float, n_classes: int, pixel: np.ndarray | None = None) -> str | None:
+    """What a pixel whose K values sum to ``total``, not 1, most likely means; None if
+    nothing more likely than logits.
+
+    - About 255 (or 65535): uint8 (uint16) probabilities cast to float. Integer stores
+      are read as value/255 (value/65535), so store the integers as they are, or divide.
+    - ``pixel``, the values around the pixel as read (K, rows, W), sum to 1 along a
+      small last axis: the array is channels-last, (H, W, K), read as (K, H, W).
+    """
+    for top, name in ((255, "uint8"), (65535, "uint16")):
+        if abs(total - top) <= n_classes * 0.5 + 1:
+            return (f"the values sum to about {top}: {name} probabilities cast to float? A {name} store is read "
+                    f"as value/{top}: store the {name} array as {name}, or divide the floats by {top}")
+    if pixel is not None and pixel.ndim == 3 and 2 <= pixel.shape[-1] <= CHANNELS_LAST_HINT_MAX \
+            and pixel.shape[-1] < pixel.shape[0] and pixel.dtype.kind == "f":
+        sums = pixel.sum(axis=-1, dtype=np.float64)
+        if np.isfinite(sums).all() and np.abs(sums - 1).max() <= 1e-2 and pixel.min() >= 0:
+            return (f"the last axis ({pixel.shape[-1]} values) sums to 1: the array looks channels-last, "
+                    "(H, W, K): pass --channels-last / channels_last=True")
+    return None
+
+
 @dataclass
 class PredictionStore:
     """An opened prediction store. Use :func:`open_predictions` to make one."""

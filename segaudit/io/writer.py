@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError, one_line
-from .predictions import decoding, sum_tolerance
+from .predictions import decoding, sum_hint, sum_tolerance
 
 #: Root attribute: false while the store is being written, true after a clean close().
 COMPLETE_ATTR = "segaudit_complete"
@@ -174,7 +174,8 @@ def _check_and_encode(block: np.ndarray, dtype: np.dtype, logits: bool, row0: in
             r, c = _first(deviation > allowed)
             what = "all probabilities 0" if total[r, c] == 0 else f"probabilities summing to {total[r, c]:.6g}, not 1"
             hint = (f"{block.dtype} values: store them as {block.dtype}" if block.dtype.kind == "u"
-                    else "for logits use --logits / logits=True")
+                    else sum_hint(float(total[r, c]), n_classes, block)
+                    or "for logits use --logits / logits=True")
             raise _BadValues(f"{what} at row {row0 + r}, column {c} ({hint})")
     if block.dtype == dtype:
         return block

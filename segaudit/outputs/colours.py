@@ -6,15 +6,19 @@ The colours come from, in order of preference:
    it gives the classes distinct colours and is not just a grey ramp;
 2. a ``--palette`` JSON file (the same format as for RGB masks, see docs/formats.md);
 3. a fixed palette: Cityscapes' colours when the 19 Cityscapes train classes are named,
-   otherwise a fixed list of distinct colours.
+   otherwise a fixed list of distinct colours (20 hand-picked ones, then, for K > 20, a
+   Glasbey-style table: each next colour the farthest in CIELAB from all before it).
+
+The colour of pixels flagged by a per-pixel method is chosen per palette
+(:attr:`ClassColours.flag_colour`), so that it is never one of the class colours.
 
 numpy only; no file is read here except a palette file.
 """
 
 from __future__ import annotations
 
-import colorsys
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +48,37 @@ DISTINCT: tuple[RGB, ...] = (
 )
 
 
+#: The colours classes never get: the ignore colour, the white background, and the error
+#: map's low-s colour (kept in step with segaudit.outputs.overlay.LOW_COLOUR).
+RESERVED: tuple[RGB, ...] = ((0, 0, 0), (255, 255, 255), (255, 0, 110))
+
+#: Candidate colours for flagged pixels, in order of preference: the first whose CIELAB
+#: distance to every class colour (and to the reserved ones) is at least
+#: :data:`FLAG_MIN_DISTANCE` is used; else the farthest of them all.
+FLAG_CANDIDATES: tuple[RGB, ...] = (
+    (255, 200, 0), (0, 255, 255), (0, 255, 0), (255, 128, 0), (128, 0, 255), (0, 64, 255),
+    (255, 255, 0), (255, 0, 255), (0, 160, 90), (140, 255, 200),
+)
+FLAG_MIN_DISTANCE = 40.0
+
+
+def to_lab(rgb) -> np.ndarray:
+    """CIELAB (D65) of sRGB colours, (..., 3) uint8-range values -> (..., 3) float."""
+    c = np.asarray(rgb, dtype=np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124564, 0.2126729, 0.0193339],
+                             [0.3575761, 0.7151522, 0.1191920],
+                             [0.1804375, 0.0721750, 0.9503041]])
+    xyz /= np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def lab_distance(a, b) -> np.ndarray:
+    """CIE76 distance between colours (broadcast)."""
+    return np.linalg.norm(to_lab(a) - to_lab(b), axis=-1)
+
+
 @dataclass(frozen=True)
 class ClassColours:
     """One colour per class index, plus the colour of ignored pixels.
@@ -65,6 +100,12 @@ class ClassColours:
     def name(self, k: int) -> str:
         return self.names[k]
 
+    @property
+    def flag_colour(self) -> RGB:
+        """The colour of flagged pixels: distinct from every class colour and the ignore
+        colour (see :data:`FLAG_CANDIDATES`)."""
+        return _flag_colour(tuple(map(tuple, self.table.tolist())))
+
     def paint(self, labels: np.ndarray, ignored: np.ndarray | None = None) -> np.ndarray:
         """(H, W, 3) uint8 colours of a label map.
 
@@ -77,18 +118,43 @@ class ClassColours:
         return self.table[index]
 
 
+@lru_cache(maxsize=64)
+def _flag_colour(used: tuple[RGB, ...]) -> RGB:
+    avoid = np.array([*used, *RESERVED], dtype=np.float64)
+    candidates = np.array(FLAG_CANDIDATES, dtype=np.float64)
+    nearest = lab_distance(candidates[:, None], avoid[None]).min(axis=1)
+    good = np.flatnonzero(nearest >= FLAG_MIN_DISTANCE)
+    best = int(good[0]) if good.size else int(np.argmax(nearest))
+    return FLAG_CANDIDATES[best]
+
+
 def distinct_colours(n: int) -> list[RGB]:
-    """``n`` fixed colours: :data:`DISTINCT`, then golden-angle hues for larger ``n``."""
-    colours = list(DISTINCT[:n])
-    k = 0
+    """``n`` fixed colours: :data:`DISTINCT`, then (for ``n`` > 20) a Glasbey-style table."""
+    return list(_glasbey(n)) if n > len(DISTINCT) else list(DISTINCT[:n])
+
+
+@lru_cache(maxsize=8)
+def _glasbey(n: int) -> tuple[RGB, ...]:
+    """:data:`DISTINCT` followed by colours chosen greedily: each the sRGB colour (of a
+    32-level grid) farthest in CIELAB from every colour before it and from the reserved
+    ones (:data:`RESERVED`). Deterministic (ties go to the lowest grid index); after the
+    grid runs out, colours repeat."""
+    levels = np.linspace(0, 255, 32).round().astype(np.int64)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+    lab = to_lab(grid)
+    nearest = np.full(len(grid), np.inf)
+    for colour in (*RESERVED, *DISTINCT):
+        nearest = np.minimum(nearest, np.linalg.norm(lab - to_lab(colour), axis=-1))
+    colours = list(DISTINCT)
     while len(colours) < n:
-        hue = (k * 0.618033988749895) % 1.0
-        saturation = (0.85, 0.55, 1.0)[k % 3]
-        value = (0.9, 0.7, 0.55)[(k // 3) % 3]
-        r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
-        colours.append((round(r * 255), round(g * 255), round(b * 255)))
-        k += 1
-    return colours
+        best = int(np.argmax(nearest))
+        if not np.isfinite(nearest[best]) or nearest[best] <= 0:
+            colours += colours[: n - len(colours)]  # more classes than grid colours
+            break
+        colour = tuple(int(v) for v in grid[best])
+        colours.append(colour)
+        nearest = np.minimum(nearest, np.linalg.norm(lab - lab[best], axis=-1))
+    return tuple(colours[:n])
 
 
 def _normalise(name: str) -> str:

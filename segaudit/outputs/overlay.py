@@ -50,7 +50,8 @@ SMALL_SIDE = 256
 DEFAULT_MAX_WIDTH = 1024
 
 LOW_COLOUR = (255, 0, 110)  # s below the threshold: hot pink-red, no class palette is this loud over grey
-FLAG_COLOUR = (255, 200, 0)  # flagged by a per-pixel method only (e.g. clc): amber
+FLAG_COLOUR = (255, 200, 0)  # flagged by a per-pixel method only (e.g. clc): amber, unless a class
+# has a colour near it: ClassColours.flag_colour chooses one distinct from every class colour
 OUTLINE_COLOUR = (215, 215, 215)  # the annotation's class boundaries in the error map
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
@@ -255,10 +256,10 @@ def boundaries(labels: np.ndarray) -> np.ndarray:
 
 
 def error_map(base: np.ndarray, s: np.ndarray, threshold: float, flags: np.ndarray | None = None,
-              outline: np.ndarray | None = None) -> np.ndarray:
+              outline: np.ndarray | None = None, flag_colour=FLAG_COLOUR) -> np.ndarray:
     """The error panel: ``base`` dimmed to grey, ``outline`` (the annotation's class
     boundaries) in light grey; s < threshold in :data:`LOW_COLOUR` (the lower s, the more
-    opaque, at least 70 %); flagged-only pixels in :data:`FLAG_COLOUR`."""
+    opaque, at least 70 %); flagged-only pixels in ``flag_colour``."""
     out = _dimmed_grey(base)
     if outline is not None:
         out[outline] = OUTLINE_COLOUR
@@ -266,7 +267,7 @@ def error_map(base: np.ndarray, s: np.ndarray, threshold: float, flags: np.ndarr
         low = s < threshold
     if flags is not None:
         flagged = flags & ~low
-        out[flagged] = FLAG_COLOUR
+        out[flagged] = flag_colour
     if low.any():
         severity = 1.0 - s[low] / threshold if threshold > 0 else np.ones(int(low.sum()))
         alpha = 0.7 + 0.3 * np.clip(severity, 0, 1)
@@ -347,7 +348,7 @@ def render_overlay(
         The original photo, the same size as the mask. Without it there are three panels.
     flags : (H, W) bool array, optional
         Pixels flagged by a per-pixel method (e.g. confident learning); drawn in the
-        error map in :data:`FLAG_COLOUR` where s is not already low.
+        error map in ``colours.flag_colour`` where s is not already low.
     caption : Caption, optional
         Rank, id, score and classes for the caption strip (the id alone by default).
     max_width : int or None
@@ -373,7 +374,7 @@ def render_overlay(
     small_flags = any_pool(flags, h, w) if flags is not None else None
 
     annotation = colours.paint(small_labels, small_ignored)
-    prediction = colours.paint(small_pred)
+    prediction = colours.paint(small_pred, small_ignored)  # unscored pixels: drawn ignored
     panels: list[tuple[str, np.ndarray]]
     if photo is not None:
         image = photo if isinstance(photo, Image.Image) else Image.fromarray(np.asarray(photo, np.uint8))
@@ -392,7 +393,8 @@ def render_overlay(
         base = annotation
         panels = [("annotation", annotation), ("prediction (argmax)", prediction)]
     error_title = f"error map: s < {threshold:g}" + (" or flagged" if flags is not None else "")
-    panels.append((error_title, error_map(base, small_s, threshold, small_flags, boundaries(small_labels))))
+    panels.append((error_title, error_map(base, small_s, threshold, small_flags, boundaries(small_labels),
+                                          colours.flag_colour)))
 
     # Caption content, counted at full resolution.
     with np.errstate(invalid="ignore"):
@@ -402,7 +404,8 @@ def render_overlay(
     caption = caption or Caption(image_id="")
     k = colours.n_classes
     present = np.bincount(labels[~ignored & (labels < k)], minlength=k)[:k] > 0
-    present |= np.bincount(predicted[(predicted >= 0) & (predicted < k)], minlength=k)[:k] > 0
+    # The legend lists the classes of scored pixels only (annotated or predicted there).
+    present |= np.bincount(predicted[~ignored & (predicted >= 0) & (predicted < k)], minlength=k)[:k] > 0
 
     layout = panel_layout(height, width, max_width)
     font_size, margin, line = layout.font_size, layout.margin, layout.line
@@ -428,7 +431,7 @@ def render_overlay(
         legend.append(_Item("ignored", swatch=colours.colour(k)))
     legend.append(_Item(f"s < {threshold:g}", swatch=LOW_COLOUR, colour=MUTED))
     if flags is not None:
-        legend.append(_Item("flagged", swatch=FLAG_COLOUR, colour=MUTED))
+        legend.append(_Item("flagged", swatch=colours.flag_colour, colour=MUTED))
 
     head_lines = _flow(head, big, content_width, swatch, item_gap)
     fact_lines = _flow(facts, font, content_width, swatch, item_gap * 2)
@@ -508,6 +511,10 @@ def write_overlays(
     record = ranking.record
     if record is None:
         raise InputError(f"run record not found: {ranking.record_path}")
+    if record.masks is None and record.predictions is None and record.layout == "arrays":
+        raise InputError(f"{ranking.path} comes from arrays in memory (segaudit.score_arrays_run): overlays need "
+                         "masks and a prediction store on disk (write them with segaudit pack / PredictionWriter "
+                         "and run segaudit score); segaudit report works without them")
     for key, value in (("masks", record.masks), ("predictions", record.predictions)):
         if value is None:
             raise InputError(f"{ranking.record_path}: no '{key}' path in the run record")

@@ -10,22 +10,60 @@ from ..results import ScoreRun
 from .text import format_score
 
 
-def worst_table(run: ScoreRun, rows: int = 10) -> Table:
-    """A rich table of the ``rows`` worst-ranked images."""
-    table = Table(title=f"{min(rows, len(run.results))} worst of {len(run.results)} images (by {run.methods[0]})")
-    table.add_column("rank", justify="right")
-    table.add_column("image", overflow="fold")
-    for method in run.methods:
-        table.add_column(method, justify="right")
-    table.add_column("low px", justify="right")
-    table.add_column("suspect → likely")
-    for rank, result in enumerate(run.results[:rows], 1):
-        scores = [format_score(result.scores[m], missing="—", fixed=True) for m in run.methods]
-        classes = (
-            f"{run.class_name(result.suspect_class)} → {run.class_name(result.likely_class)}"
-            if result.low_pixels else ""
-        )
-        table.add_row(str(rank), result.image_id, *scores, str(result.low_pixels), classes)
+def worst_table(run: ScoreRun, rows: int = 10, width: int | None = None) -> Table:
+    """A rich table of the ``rows`` worst-ranked images.
+
+    With ``width`` (the terminal's columns), the table fits it: the rank, the image id and
+    the ranking score always show in full; then the low-pixel count, the classes and the
+    other methods' columns, each only if it fits (the caption names those left out; the
+    CSV has them all).
+    """
+    shown = run.results[:rows]
+    classes = [
+        f"{run.class_name(r.suspect_class)} → {run.class_name(r.likely_class)}" if r.low_pixels else ""
+        for r in shown
+    ]
+    scores = {m: [format_score(r.scores[m], missing="—", fixed=True) for r in shown] for m in run.methods}
+    id_width = max([len("image"), *(len(r.image_id) for r in shown)])
+    if width is not None:
+        id_width = min(id_width, max(12, width // 3))
+
+    def need(header: str, cells) -> int:
+        return max([len(header), *(len(c) for c in cells)])
+
+    # (key, width) in priority order; a column costs its width plus 3 (padding, rule).
+    columns = [("rank", need("rank", [str(len(shown))])), ("image", id_width),
+               (run.methods[0], need(run.methods[0], scores[run.methods[0]]))]
+    optional = [("low px", need("low px", [str(r.low_pixels) for r in shown])),
+                ("classes", need("suspect → likely", classes))]
+    optional += [(m, need(m, scores[m])) for m in run.methods[1:]]
+    kept = {key for key, _ in columns}
+    left_out = []
+    used = 1 + sum(w + 3 for _, w in columns)
+    for key, w in optional:
+        if width is None or used + w + 3 <= width:
+            kept.add(key)
+            used += w + 3
+        else:
+            left_out.append(key)
+    methods = [m for m in run.methods if m in kept]
+    table = Table(title=f"{len(shown)} worst of {len(run.results)} images (by {run.methods[0]})",
+                  caption=f"not shown (too narrow): {', '.join(left_out)}" if left_out else None)
+    table.add_column("rank", justify="right", no_wrap=True)
+    table.add_column("image", overflow="fold", min_width=id_width)
+    for method in methods:
+        table.add_column(method, justify="right", no_wrap=True)
+    if "low px" in kept:
+        table.add_column("low px", justify="right", no_wrap=True)
+    if "classes" in kept:
+        table.add_column("suspect → likely", overflow="fold")
+    for rank, (result, phrase) in enumerate(zip(shown, classes), 1):
+        row = [str(rank), result.image_id, *(scores[m][rank - 1] for m in methods)]
+        if "low px" in kept:
+            row.append(str(result.low_pixels))
+        if "classes" in kept:
+            row.append(phrase)
+        table.add_row(*row)
     return table
 
 

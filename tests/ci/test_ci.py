@@ -245,3 +245,52 @@ def test_only_with_every_listed_mask_deleted_scores_nothing(tmp_path, monkeypatc
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r.csv").read_text().splitlines() == [
         "rank,image,score,rsoftmin,pixels,low_pixels,suspect_class,likely_class"]
+
+
+def test_diff_compares_a_subset_ranking_on_its_images_only(tmp_path, monkeypatch):
+    """The README's PR recipe: main's full ranking against an --only run."""
+    masks = tmp_path / "masks"
+    shutil.copytree(FIXTURES / "masks", masks)
+    monkeypatch.chdir(tmp_path)
+    main = tmp_path / "main.csv"
+    preds = FIXTURES / "preds.zarr"
+    assert run("score", masks, preds, "-m", "softmin,clc", "-o", main).exit_code == 0
+    (masks / "city_a" / "0001.png").unlink()  # the PR deletes one mask and re-saves another
+    pr = tmp_path / "pr.csv"
+    result = run("score", masks, preds, "--only", "-", "--baseline", main, "-m", "softmin,clc", "-o", pr,
+                 "--allow-missing", input="masks/city_a/0001.png\nmasks/city_a/0005.png\n")
+    assert result.exit_code == 0, result.stderr
+    result = run("diff", main, pr, "--format", "csv")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[1:] == [f"city_a/0001,removed,{load_score(main, 'city_a/0001')},,"]
+    assert "10 image(s) outside the --only subset were not compared" in result.stderr
+    # A full head against a full base still reports what is gone.
+    assert "removed" in run("diff", main, write_ranking(tmp_path / "one.csv", [("city_a/0005", 0.9)])).stderr
+
+
+def load_score(path, image_id):
+    from segaudit.io.rankings import load_ranking
+
+    return load_ranking(path).by_id()[image_id].score
+
+
+def test_check_lists_every_unreadable_and_mis_sized_mask(tmp_path):
+    ids = [f"img{n:02d}" for n in range(25)]
+    write_store(tmp_path / "p.zarr", {i: np.full((2, 3, 4), 0.5) for i in ids})
+    labels = {i: np.zeros((3, 4), np.uint8) for i in ids}
+    for i in ids[:12]:
+        labels[i] = np.zeros((5, 4), np.uint8)  # mis-sized
+    write_masks(tmp_path / "m", labels)
+    for i in ids[12:22]:
+        (tmp_path / "m" / f"{i}.png").write_bytes(b"not a png")  # unreadable
+    labels_bad = np.zeros((3, 4), np.uint8)
+    labels_bad[0, 0] = 9
+    write_masks(tmp_path / "m", {ids[22]: labels_bad})  # a bad label value
+    result = run("check", tmp_path / "m", tmp_path / "p.zarr")
+    assert result.exit_code == 2
+    errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 21  # the first 20, then the count of the rest
+    assert errors[-1] == "error: ... and 3 more problem(s)"
+    assert sum("mask is 5x4 (HxW)" in e for e in errors) == 12
+    assert sum("img1" in e and "5x4" not in e for e in errors[12:20]) == 8
+    assert "23 problem(s) in 25 image(s)" in result.stderr

@@ -715,3 +715,24 @@ def test_nested_ids_map_to_nested_paths():
     from segaudit.io.files import safe_relative_path
 
     assert safe_relative_path("city/a.b", ".png") == Path("city") / "a.b.png"
+
+
+def test_help_reads_well_at_80_columns():
+    from segaudit.cli import COMMANDS
+
+    runner = CliRunner()
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "80"}, terminal_width=80).output
+    for name in COMMANDS:
+        line = next(l for l in top.splitlines() if l.strip().startswith(name + " "))
+        assert not line.rstrip().endswith(("...", "…")), line
+    score_help = runner.invoke(app, ["score", "--help"], env={"COLUMNS": "80"}).output
+    assert "Usage: root score [OPTIONS] MASKS PREDICTIONS" in score_help or \
+        "score [OPTIONS] MASKS PREDICTIONS" in score_help
+    assert "{masks}" not in score_help and "--ignore-index N " in score_help
+    for name in COMMANDS:
+        text = runner.invoke(app, [name, "--help"], env={"COLUMNS": "80"}).output
+        for python_type in ("<int>", "<str>", "<float>", "<path>", "<list[int]>", "<list[str]>"):
+            assert python_type not in text, (name, python_type)
+    assert ".tiff" in runner.invoke(app, ["overlay", "--help"], env={"COLUMNS": "200"}).output
+    summary_help = runner.invoke(app, ["summary", "--help"], env={"COLUMNS": "200"}).output
+    assert "4 times" not in summary_help and "Reads the store once" in summary_help

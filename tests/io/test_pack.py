@@ -485,3 +485,25 @@ def test_help_does_not_import_numpy_zarr_or_numba(command):
 def test_pack_api_refuses_bad_input_with_input_error(tmp_path):
     with pytest.raises(InputError, match="source not found"):
         pack(tmp_path / "nope", tmp_path / "p.zarr")
+
+
+def test_sum_errors_hint_channels_last_and_uint8_values_cast_to_float(tmp_path):
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(5), size=(2, 16, 24)).astype(np.float32)  # (N, H, W, K)
+    np.save(tmp_path / "last.npy", probs)
+    np.save(tmp_path / "raw.npy", np.rint(np.moveaxis(probs, -1, 1) * 255).astype(np.float32))
+    (tmp_path / "ids.txt").write_text("a\nb\n")
+    result = invoke("pack", tmp_path / "last.npy", "--ids", tmp_path / "ids.txt", "-o", tmp_path / "l.zarr")
+    assert result.exit_code == 2 and "pass --channels-last" in result.stderr and "--logits" not in result.stderr
+    result = invoke("pack", tmp_path / "raw.npy", "--ids", tmp_path / "ids.txt", "-o", tmp_path / "r.zarr")
+    assert result.exit_code == 2 and "sum to about 255" in result.stderr and "read as value/255" in result.stderr
+    assert "--logits" not in result.stderr
+    # The same hints when scoring in memory (the kernel's check, not the writer's).
+    with pytest.raises(InputError, match="pass --channels-last") as caught:
+        score_arrays(np.zeros((2, 24, 5), int), probs)
+    assert "--logits" not in str(caught.value)
+    with pytest.raises(InputError, match="read as value/255"):
+        score_arrays(np.zeros((2, 16, 24), int), np.moveaxis(probs, -1, 1) * 255)
+    # Values that are neither still point at logits.
+    with pytest.raises(InputError, match="pass --logits"):
+        score_arrays(np.zeros((2, 16, 24), int), np.moveaxis(probs, -1, 1) * 3)

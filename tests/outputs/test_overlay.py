@@ -481,3 +481,60 @@ def test_recorded_clc_flags_mark_the_issue_pixels(tmp_path):
         expected = np.array(Image.open(issue_png)) > 0 if issue_png.exists() else np.zeros_like(flags)
         np.testing.assert_array_equal(flags, expected)
         assert not flags[predicted == labels].any()
+
+
+# --- legend and colours (issue 14) ----------------------------------------------------
+
+
+def colour_present(image, colour) -> bool:
+    return bool(np.all(np.asarray(image.convert("RGB")) == colour, axis=-1).any())
+
+
+def test_legend_lists_only_classes_of_scored_pixels():
+    labels = np.zeros((40, 60), np.int32)
+    labels[:, :20] = 255  # ignored band
+    predicted = np.zeros((40, 60), np.int32)
+    predicted[:, :20] = 4  # the model sees class 4 only where nothing is scored
+    s = np.where(labels == 255, np.nan, 0.9)
+    colours = class_colours(5, ["a", "b", "c", "d", "e"])
+    image = render_overlay(labels, s, predicted, colours, threshold=0.5, max_width=None)
+    assert not colour_present(image, colours.colour(4))  # neither swatch nor pixel
+    assert colour_present(image, colours.colour(0))
+    predicted[0, 30] = 4  # now it is predicted on a scored pixel: listed
+    image = render_overlay(labels, s, predicted, colours, threshold=0.5, max_width=None)
+    assert colour_present(image, colours.colour(4))
+
+
+def test_the_flag_colour_is_distinct_from_every_class_colour():
+    from segaudit.outputs.colours import FLAG_MIN_DISTANCE, RESERVED, lab_distance
+    from segaudit.outputs.overlay import LOW_COLOUR
+
+    assert LOW_COLOUR in RESERVED
+    # The distinct palette's yellow (class 3, e.g. "road") sits next to amber: not amber then.
+    colours = class_colours(5, ["unlabeled", "sky", "building", "road", "car"])
+    assert colours.colour(3) == DISTINCT[3]
+    flag = colours.flag_colour
+    assert lab_distance(np.array(flag, float), colours.table.astype(float)).min() >= FLAG_MIN_DISTANCE
+    labels = np.full((40, 60), 3, np.int32)
+    flags = np.zeros((40, 60), bool)
+    flags[5:10, 5:10] = True
+    image = render_overlay(labels, np.full((40, 60), 0.9), labels.copy(), colours, threshold=0.5, flags=flags,
+                           max_width=None)
+    assert colour_present(image, flag) and not colour_present(image, FLAG_COLOUR)
+    for n in (2, 8, 19, 20):
+        table = class_colours(n).table.astype(float)
+        assert lab_distance(np.array(class_colours(n).flag_colour, float), table).min() >= FLAG_MIN_DISTANCE
+
+
+def test_many_classes_get_a_perceptually_distinct_deterministic_palette():
+    from segaudit.outputs.colours import lab_distance
+
+    colours = distinct_colours(60)
+    assert colours == distinct_colours(60) and colours[:20] == list(DISTINCT)
+    lab = np.array(colours, float)
+    gaps = lab_distance(lab[:, None], lab[None])
+    np.fill_diagonal(gaps, np.inf)
+    assert gaps.min() >= 15  # golden-angle hues gave pairs under 2 apart
+    reserved = np.array([(0, 0, 0), (255, 255, 255)], float)
+    assert lab_distance(lab[:, None], reserved[None]).min() >= 15
+    assert distinct_colours(300)[:60] == colours  # a longer table starts the same
