@@ -6,6 +6,7 @@ the cells back from this cache costs far less than reading and pooling the store
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -127,6 +128,26 @@ def cache_bytes(dataset, factor: int, pixels: bool) -> int:
 
 
 CACHE_PREFIX = "segaudit-cells-"  # then the owner's process id, "-" and a random suffix
+
+#: The folders this process made cell caches in. A signal can land between creating a
+#: cache and recording it (Python runs its handler in the main thread even while the main
+#: thread masks the signal, when another thread received it), or between a context
+#: manager's entry and its registration for exit; so at exit the process removes every
+#: cache named with its own process id in these folders.
+_PARENTS: set[str] = set()
+
+
+@atexit.register
+def _remove_own_caches() -> None:
+    prefix = f"{CACHE_PREFIX}{os.getpid()}-"
+    for parent in list(_PARENTS):
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith(prefix):
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 _CACHE_NAME = re.compile(re.escape(CACHE_PREFIX) + r"(\d+)-")
 
 
@@ -176,6 +197,7 @@ def cell_cache(dataset, factor: int, *, pixels: bool = False,
         yield None
         return
     directory = cache = None
+    _PARENTS.add(parent)  # before the cache exists: see _remove_own_caches
     try:
         with signals_deferred():  # no SIGTERM between creating the directory and owning it
             directory = tempfile.mkdtemp(prefix=f"{CACHE_PREFIX}{os.getpid()}-", dir=parent)

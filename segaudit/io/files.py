@@ -92,20 +92,39 @@ def contained_path(directory: str | Path, relative: str | Path) -> Path:
 
 @contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back while the block runs (in the main thread, on POSIX).
+    """Hold SIGINT and SIGTERM back while the block runs (in the main thread).
 
     For creating a temporary and recording it for clean-up in one step: a signal arriving
     in between would otherwise leave it behind. The signal is handled right after.
+
+    Masking the signals (pthread_sigmask) is not enough: it masks them for the calling
+    thread only, and Python runs its handlers in the main thread even when another thread
+    (a reader, zarr's event loop) received the signal. So the handlers themselves are
+    swapped for one that only notes the signal, and the noted signal is handed to the
+    original handler when the block ends.
     """
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    pending: list[int] = []
+
+    def note(signum, frame):
+        pending.append(signum)
+
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, note) for signum in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if pending:
+            signum = pending[0]
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
 
 
 def atomic_write_all(files: dict[Path, str | bytes]) -> None:
