@@ -81,6 +81,11 @@ def main() -> None:
         _interrupted(130)
     except Terminated:
         _interrupted(143)
+    finally:
+        # The work and its clean-up are over: a signal that lands while the interpreter
+        # shuts down (joining reader threads) must not print a traceback.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _interrupted(code: int) -> None:

@@ -65,6 +65,10 @@ def signal_when(command, env, appeared, signum, *, timeout=120.0):
         if process.poll() is None:
             process.kill()
             process.wait()
+    if process.returncode == 0 and signum != signal.SIGKILL:
+        # On a loaded machine the signal can land only once the work is done (the command
+        # then finishes normally, its outputs complete): nothing to check.
+        pytest.skip("the signal landed after the command had finished its work")
     return process.returncode, err.decode()
 
 
