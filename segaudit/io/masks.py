@@ -1,4 +1,4 @@
-"""Finding and decoding annotation masks: PNG files whose pixel values are class indices."""
+"""Finding and decoding annotation masks: PNG or TIFF files whose pixel values are class indices."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ _INDEX_MODES = {"1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N"}
 _RGB_MODES = {"RGB", "RGBA"}
 _SUPPORTED = "1, L, P, I;16, I, and RGB/RGBA with --palette"
 _INT32_MAX = 2**31 - 1
+_TIFF_EXTS = (".tif", ".tiff")
+_MASK_EXTS = (".png", *_TIFF_EXTS)
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class MaskFile:
 
 
 def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
-    """Find the PNG masks under a directory, recursively.
+    """Find the PNG and TIFF (``.tif``/``.tiff``) masks under a directory, recursively.
 
     Parameters
     ----------
@@ -45,7 +47,7 @@ def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
     -------
     list of MaskFile
         Sorted by ``image_id``. InputError if the directory is missing, holds no
-        matching PNG, or two files map to the same id.
+        matching mask, or two files (e.g. a PNG and a TIFF) map to the same id.
     """
     root = Path(directory)
     if not root.exists():
@@ -53,24 +55,28 @@ def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
     if not root.is_dir():
         raise InputError(f"masks path is not a directory: {root}")
     # Tolerate "--suffix _gtFine_labelIds.png": the extension is matched separately.
-    if suffix.lower().endswith(".png"):
-        suffix = suffix[:-4]
+    for ext in _MASK_EXTS:
+        if suffix.lower().endswith(ext):
+            suffix = suffix[: -len(ext)]
+            break
 
     by_id: dict[str, Path] = {}
     skipped = 0
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if name.startswith(".") or not name.lower().endswith(".png"):
+            ext = os.path.splitext(name)[1].lower()
+            if name.startswith(".") or ext not in _MASK_EXTS:
                 continue
-            stem = name[:-4]
+            stem = name[: -len(ext)]
             # A file named exactly "<suffix>.png" would get an empty id, so it does not match.
             if suffix and (not stem.endswith(suffix) or stem == suffix):
                 skipped += 1
                 continue
             path = Path(dirpath) / name
             if not path.is_file():  # a FIFO or device would block or never end when read
-                raise InputError(f"{path}: not a regular file (a mask must be a PNG file)")
+                kind = "TIFF" if ext in _TIFF_EXTS else "PNG"
+                raise InputError(f"{path}: not a regular file (a mask must be a {kind} file)")
             rel = path.relative_to(root).parent.as_posix()
             stem = stem[: len(stem) - len(suffix)]
             image_id = stem if rel == "." else f"{rel}/{stem}"
@@ -81,9 +87,12 @@ def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
             by_id[image_id] = path
 
     if not by_id:
-        which = f"ending in '{suffix}.png' " if suffix else ""
-        others = f" ({skipped} other .png files)" if suffix else ""
-        raise InputError(f"no PNG masks {which}found in {root}{others}")
+        which = f"ending in '{suffix}.png' (or .tif/.tiff) " if suffix else ""
+        others = f" ({skipped} other mask files)" if suffix else ""
+        raise InputError(f"no PNG or TIFF masks {which}found in {root}{others}")
+    tiff = next((p for p in by_id.values() if _is_tiff(p)), None)
+    if tiff is not None:
+        _tifffile(tiff)  # fail before any work when tifffile is missing
     return [MaskFile(i, by_id[i]) for i in sorted(by_id)]
 
 
@@ -162,6 +171,68 @@ def load_palette(path: str | Path) -> Palette:
     return palette
 
 
+def _is_tiff(path: Path) -> bool:
+    return path.suffix.lower() in _TIFF_EXTS
+
+
+def _tifffile(path: Path):
+    """Import tifffile (an optional dependency), or a one-line InputError saying how to get it."""
+    try:
+        import tifffile
+    except ImportError:
+        raise InputError(
+            f"{path}: reading TIFF masks needs tifffile: pip install 'segaudit[tiff]'"
+        ) from None
+    return tifffile
+
+
+def _tiff_header(mask: MaskFile) -> tuple[tuple[int, ...], np.dtype]:
+    """Return a TIFF mask's (H, W) and dtype from its header; InputError unless single-band integer."""
+    tifffile = _tifffile(mask.path)
+    try:
+        with tifffile.TiffFile(mask.path) as tif:
+            series = tif.series[0]
+            shape, dtype = tuple(series.shape), np.dtype(series.dtype)
+    except InputError:
+        raise
+    except Exception as e:  # TiffFileError, OSError, IndexError (no image), ...
+        raise InputError(f"cannot read mask {mask.path}: {one_line(e, type(e).__name__)}") from None
+    _check_tiff(mask, shape, dtype)
+    return shape, dtype
+
+
+def _check_tiff(mask: MaskFile, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    if len(shape) != 2:
+        raise InputError(
+            f"{mask.path}: TIFF mask must be a single band (H, W), found shape {shape}"
+        )
+    if not (np.issubdtype(dtype, np.integer) or dtype == np.bool_):
+        raise InputError(
+            f"{mask.path}: TIFF mask must hold integer class values, found dtype {dtype}"
+        )
+
+
+def _read_tiff(mask: MaskFile) -> np.ndarray:
+    """Decode a single-band integer TIFF mask into int32 class indices."""
+    _tiff_header(mask)  # shape and dtype checked before decoding
+    tifffile = _tifffile(mask.path)
+    try:
+        arr = np.asarray(tifffile.imread(mask.path, series=0))
+    except Exception as e:  # truncated or corrupt data, unsupported compression, ...
+        raise InputError(f"cannot read mask {mask.path}: {one_line(e, type(e).__name__)}") from None
+    _check_tiff(mask, arr.shape, arr.dtype)
+    if arr.dtype != np.bool_ and arr.size:
+        low, high = int(arr.min()), int(arr.max())
+        if low < 0:
+            negative = arr < 0
+            raise InputError(
+                f"{mask.path}: negative class value {low} in {int(negative.sum())} pixels"
+            )
+        if high > _INT32_MAX:
+            raise InputError(f"{mask.path}: class value {high} is larger than {_INT32_MAX}")
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
 def _open(mask: MaskFile) -> Image.Image:
     """Open a mask and check it is a PNG; this reads only the header."""
     try:
@@ -192,7 +263,11 @@ def mask_shape(mask: MaskFile, palette: Palette | None = None) -> tuple[int, int
 
     Raises the same InputErrors as :func:`read_mask` for unreadable files and
     unsupported modes, so a cheap pre-pass catches them before any work.
+    TIFF masks are checked (single band, integer) from their header the same way.
     """
+    if _is_tiff(mask.path):
+        shape, _ = _tiff_header(mask)
+        return shape[0], shape[1]
     with _open(mask) as img:
         _check_mode(img.mode, mask, palette)
         return img.height, img.width
@@ -218,7 +293,11 @@ def read_mask(mask: MaskFile, palette: Palette | None = None, label_map: LabelLo
         the class (Pascal VOC convention); for mode 1 the classes are 0 and 1.
         InputError for an unreadable or truncated file, an unsupported mode,
         RGB without palette, colours not in the palette, or negative values.
+        A TIFF mask must be single-band with an integer dtype (palette ignored).
     """
+    if _is_tiff(mask.path):
+        labels = _read_tiff(mask)
+        return labels if label_map is None else label_map.apply(labels, str(mask.path))
     with _open(mask) as img:
         _check_mode(img.mode, mask, palette)  # from the header, before decoding
         try:
@@ -265,6 +344,8 @@ def _map_colours(rgb: np.ndarray, mask: MaskFile, palette: Palette) -> np.ndarra
 
 def mask_palette(mask: MaskFile) -> list[tuple[int, int, int]] | None:
     """Return a P-mode mask's own PNG palette as RGB triples (index = class), else None."""
+    if _is_tiff(mask.path):
+        return None
     with _open(mask) as img:
         flat = img.getpalette("RGB") if img.mode == "P" else None
     if flat is None:

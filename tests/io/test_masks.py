@@ -100,7 +100,7 @@ def test_find_masks_not_a_directory(tmp_path):
 
 def test_find_masks_empty_dir(tmp_path):
     (tmp_path / "x.jpg").write_text("x")
-    with pytest.raises(InputError, match="no PNG masks found in") as e:
+    with pytest.raises(InputError, match="no PNG or TIFF masks found in") as e:
         find_masks(tmp_path)
     assert str(tmp_path) in str(e.value)
 
@@ -109,7 +109,7 @@ def test_find_masks_no_match_for_suffix_mentions_suffix(tmp_path):
     grey(tmp_path / "a_gtFine_color.png", [[0]])
     with pytest.raises(InputError, match="_gtFine_labelIds") as e:
         find_masks(tmp_path, suffix="_gtFine_labelIds")
-    assert "1 other .png" in str(e.value)
+    assert "1 other mask files" in str(e.value)
 
 
 # --- read_mask: modes ------------------------------------------------------
