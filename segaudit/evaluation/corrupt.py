@@ -37,7 +37,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,7 @@ from numba import njit
 from ..errors import InputError
 from ..core.components import component_roots
 from ..io.masks import MaskFile, Palette, find_masks, load_palette, read_mask
-from ..io.files import atomic_write_all, read_class_names, safe_relative_path
+from ..io.files import atomic_write_all, read_class_names, safe_relative_path, temporary_directory
 
 KINDS = ("drop", "swap", "shift", "boundary")  # append only: the index seeds each kind's generator
 FILLS = ("unlabeled", "nearest")
@@ -680,11 +679,9 @@ def corrupt_masks(
         selected[n] = choice
 
     # Pass 2: write into a temporary directory beside the output, then rename it into place.
-    temporary = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    temporary = None
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o777 & ~umask)
+        temporary = temporary_directory(out.parent, f".{out.name}.")
         for n, mask in enumerate(files):
             target_path = temporary / mask.path.relative_to(masks_dir)
             target_path.parent.mkdir(parents=True, exist_ok=True)
@@ -703,7 +700,8 @@ def corrupt_masks(
             out.rmdir()
         os.replace(temporary, out)
     except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
         raise
     if truth is not None:
         try:

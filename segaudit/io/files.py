@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -127,6 +128,34 @@ def signals_deferred() -> Iterator[None]:
                 os.kill(os.getpid(), signum)
 
 
+def plain_mode(mode: int) -> int:
+    """``mode`` less the process's umask: what a plain open() or mkdir() would give."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
+def temporary_directory(parent: str | Path, prefix: str, *, renamed_into_place: bool = True) -> Path:
+    """A new directory in ``parent`` (``prefix`` + a random part + ``.tmp``), made with the
+    signals deferred so that an interrupt cannot leave it behind unrecorded: one that
+    lands while it is made removes it again before the interrupt goes on.
+
+    ``renamed_into_place``: the directory becomes an output itself, so it gets the mode a
+    plain mkdir() would give (mkdtemp makes it private, 0700).
+    """
+    path = None
+    try:
+        with signals_deferred():
+            path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix, suffix=".tmp"))
+    except BaseException:
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    if renamed_into_place:
+        os.chmod(path, plain_mode(0o777))
+    return path
+
+
 def atomic_write_all(files: dict[Path, str | bytes]) -> None:
     """Write every file to a temporary beside it, then rename them all into place.
 
@@ -149,9 +178,7 @@ def atomic_write_all(files: dict[Path, str | bytes]) -> None:
                 with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
                     stream.write(text)
             # mkstemp makes the file private (0600); give it the mode a plain open() would.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)
+            os.chmod(temporary, plain_mode(0o666))
         for path, temporary in temporaries.items():
             os.replace(temporary, path)
     except BaseException:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, one_line
-from .files import signals_deferred
+from .files import signals_deferred, temporary_directory
 from .writer import DEFAULT_CODEC, DEFAULT_DTYPE, PredictionWriter, check_image_id, is_zarr_store
 
 SOURCE_SUFFIXES = (".npy", ".npz")
@@ -151,13 +151,9 @@ def replacing(target: str | Path, overwrite: bool, replaceable: Callable[[Path],
     temporary = None
     try:
         try:
-            with signals_deferred():
-                temporary = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+            temporary = temporary_directory(target.parent, f".{target.name}.")
         except OSError as exc:
             raise InputError(f"cannot write in {target.parent}: {exc.strerror or exc}") from None
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o777 & ~umask)  # mkdtemp makes it private (0700)
         yield temporary
         with signals_deferred():  # the swap is not interrupted half-way
             if target.exists() or target.is_symlink():

@@ -26,7 +26,6 @@ import io
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .colours import ClassColours, class_colours
 from .text import OVERLAY_NAME, class_phrase, format_score, overlay_name
 from ..errors import InputError, one_line
-from ..io.files import atomic_write_all, signals_deferred
+from ..io.files import atomic_write_all, temporary_directory
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
 from ..results import RunRecord
@@ -577,8 +576,7 @@ def write_overlays(
         out.mkdir(parents=True, exist_ok=True)
         # Every PNG is drawn into a temporary folder inside ``out`` and moved in only when all
         # are complete: an interrupted or failed run (Ctrl-C, SIGTERM, a full disk) leaves none.
-        with signals_deferred():
-            staging = Path(tempfile.mkdtemp(dir=out, prefix=".segaudit-overlays-", suffix=".tmp"))
+        staging = temporary_directory(out, ".segaudit-overlays-", renamed_into_place=False)
     except OSError as exc:
         raise InputError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
 
