@@ -60,8 +60,6 @@ class Method:
 
     name: str
     order: int  # position in ``--method all`` and in the CSV's columns
-    summary: str  # one line: what the score is
-    reference: str  # where it comes from ("paper eq. 6", "segaudit")
     finish: Callable[[ImageStats, Settings], float] | None = None
     temperature: Callable[[Settings, int], float] | None = None
     tccp_histograms: bool = False

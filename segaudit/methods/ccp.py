@@ -11,5 +11,4 @@ def ccp(stats, settings) -> float:
     return stats.correct / stats.pixels if stats.pixels else math.nan
 
 
-METHOD = Method(name="ccp", order=40, summary="correctly classified pixels: fraction with argmax == label",
-                reference="paper eq. 1", finish=ccp)
+METHOD = Method(name="ccp", order=40, finish=ccp)

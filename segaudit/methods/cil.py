@@ -11,5 +11,4 @@ def cil(stats, settings) -> float:
     return stats.sum_s / stats.pixels if stats.pixels else math.nan
 
 
-METHOD = Method(name="cil", order=30, summary="confidence in label: mean of s", reference="paper eq. 5",
-                finish=cil)
+METHOD = Method(name="cil", order=30, finish=cil)

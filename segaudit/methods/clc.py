@@ -394,7 +394,5 @@ class ConfidentLearningPass:
 METHOD = Method(
     name="clc",
     order=70,
-    summary="confident learning: 1 - fraction of pixels flagged over the whole dataset",
-    reference="paper eq. 7",
     dataset_pass=ConfidentLearningPass,
 )

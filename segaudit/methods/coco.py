@@ -49,7 +49,5 @@ def coco_score(label: np.ndarray, pred: np.ndarray, s: np.ndarray) -> float:
 METHOD = Method(
     name="coco",
     order=80,
-    summary="connected components of (argmax, label) on the downsampled grid: mean component score",
-    reference="paper section 3.7",
     cell_score=lambda cells: coco_score(cells["label"], cells["pred"], cells["s"]),
 )

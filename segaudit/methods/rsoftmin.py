@@ -54,8 +54,6 @@ def _temperature(settings: Settings, pixels: int) -> float:
 METHOD = Method(
     name="rsoftmin",
     order=10,
-    summary="softmin at a temperature scaled to the image's size (= softmin's at 760x1280, warmer on smaller images)",
-    reference="segaudit",
     finish=lambda stats, settings: stats.softmin(_temperature(settings, stats.image_pixels)),
     temperature=_temperature,
 )

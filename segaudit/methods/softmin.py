@@ -18,8 +18,6 @@ def _temperature(settings: Settings, pixels: int) -> float:
 METHOD = Method(
     name="softmin",
     order=20,
-    summary="soft minimum of the pixels' label likelihoods s (temperature --temperature)",
-    reference="paper eq. 6",
     finish=lambda stats, settings: stats.softmin(settings.temperature),
     temperature=_temperature,
 )

@@ -29,6 +29,4 @@ def tccp(stats, settings) -> float:
     return float(accuracy.max(axis=1).mean())
 
 
-METHOD = Method(name="tccp", order=50,
-                summary="thresholded CCP: per-class accuracy at its best threshold, mean over classes",
-                reference="paper eqs. 2-4", finish=tccp, tccp_histograms=True)
+METHOD = Method(name="tccp", order=50, finish=tccp, tccp_histograms=True)
