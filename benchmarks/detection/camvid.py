@@ -67,7 +67,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
 import run  # noqa: E402
-from run import METHODS, METRICS, _bold_best, cli, grid_methods, log  # noqa: E402
+from run import METRICS, _bold_best, cli, grid_methods, log  # noqa: E402
 
 CLASSES = ["sky", "building", "pole", "road", "pavement", "tree", "sign_symbol", "fence", "car", "pedestrian",
            "bicyclist"]
@@ -271,12 +271,6 @@ def render(saved: dict) -> str:
     return "\n".join(lines)
 
 
-def write_docs(text: str) -> None:
-    from segaudit.io.files import replace_generated_section
-
-    replace_generated_section(REPO / "docs" / "benchmarks.md", BEGIN, END, text, title="Benchmarks")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "camvid",
@@ -310,11 +304,7 @@ def main() -> None:
                                                               kind_of_rows(work / FULL / "truth.csv"))
             saved["meta"]["stage_seconds"]["score"] = time.perf_counter() - started
             (work / "results.json").write_text(json.dumps(saved, indent=2) + "\n")
-        text = render(saved)
-        (work / "tables.md").write_text(text)
-        if not args.no_docs:
-            write_docs(text)
-        print(text)
+        run.publish(render(saved), work, docs=not args.no_docs, begin=BEGIN, end=END)
         return
 
     import torch
@@ -378,11 +368,7 @@ def main() -> None:
     meta["wall_seconds"] = time.perf_counter() - started
     saved = {"meta": meta, "results": results}
     (work / "results.json").write_text(json.dumps(saved, indent=2) + "\n")
-    text = render(saved)
-    (work / "tables.md").write_text(text)
-    if not args.no_docs:
-        write_docs(text)
-    print(text, flush=True)
+    run.publish(render(saved), work, docs=not args.no_docs, begin=BEGIN, end=END)
     log(f"done in {meta['wall_seconds'] / 60:.1f} min")
 
 

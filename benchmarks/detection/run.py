@@ -207,10 +207,15 @@ def grid_tables(grid: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
-def write_docs(text: str) -> None:
+def publish(text: str, work: Path, *, docs: bool, begin: str = BEGIN, end: str = END) -> None:
+    """The tables: WORK/tables.md, the generated section of docs/benchmarks.md between
+    ``begin`` and ``end`` (unless not ``docs``), and stdout."""
     from segaudit.io.files import replace_generated_section
 
-    replace_generated_section(REPO / "docs" / "benchmarks.md", BEGIN, END, text, title="Benchmarks")
+    (work / "tables.md").write_text(text)
+    if docs:
+        replace_generated_section(REPO / "docs" / "benchmarks.md", begin, end, text, title="Benchmarks")
+    print(text, flush=True)
 
 
 def downsample_copy(source: Path, target: Path, ids: list[str], *, photos: bool) -> None:
@@ -308,11 +313,7 @@ def main() -> None:
                                                                    data / "truth.csv"))
             saved["meta"]["stage_seconds"]["score"] = time.perf_counter() - started
             (work / "results.json").write_text(json.dumps(saved, indent=2) + "\n")
-        text = render(saved)
-        (work / "tables.md").write_text(text)
-        if not args.no_docs:
-            write_docs(text)
-        print(text)
+        publish(render(saved), work, docs=not args.no_docs)
         return
 
     import torch
@@ -391,11 +392,7 @@ def main() -> None:
     }
     saved = {"meta": meta, "results": results}
     (work / "results.json").write_text(json.dumps(saved, indent=2) + "\n")
-    text = render(saved)
-    (work / "tables.md").write_text(text)
-    if not args.no_docs:
-        write_docs(text)
-    print(text, flush=True)
+    publish(render(saved), work, docs=not args.no_docs)
     log(f"done in {meta['wall_seconds'] / 60:.1f} min")
 
 
