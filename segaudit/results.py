@@ -70,6 +70,8 @@ class ImageResult:
     suspect_class: int | None  # annotated class holding most low pixels
     likely_class: int | None  # the predicted class most common among those pixels
     flagged_pixels: int | None = None  # clc-flagged pixels, when clc was computed
+    slices: int | None = None  # a volume's slice count (None: a 2-D image)
+    worst_slice: int | None = None  # a volume's slice with the most low voxels (see core.slices)
 
 
 @dataclass
@@ -85,6 +87,7 @@ class ScoreRun:
     clc: ClcState | None = None  # what confident learning found, when clc was computed
     class_pixels: np.ndarray | None = None  # per class, scored pixels annotated with it
     warnings: list[str] = field(default_factory=list)  # dataset-level problems found after scoring
+    volumes: bool = False  # the dataset holds volumes: the ranking has a worst_slice column
 
     @property
     def empty_images(self) -> list[str]:

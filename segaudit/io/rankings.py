@@ -25,6 +25,7 @@ class RankedImage:
     low_pixels: int | None
     suspect: str
     likely: str
+    worst_slice: int | None = None  # a volume's worst slice (the column exists for volumes only)
 
 
 @dataclass
@@ -83,6 +84,7 @@ def load_ranking(path: str | Path, *, need_record: bool = True) -> Ranking:
                 scores={m: _float(get[m]) for m in methods},
                 pixels=_int(get.get("pixels")), low_pixels=_int(get.get("low_pixels")),
                 suspect=get.get("suspect_class", ""), likely=get.get("likely_class", ""),
+                worst_slice=_int(get.get("worst_slice")),
             ))
         except ValueError as exc:
             raise table.error(index, str(exc)) from None

@@ -59,7 +59,8 @@ FRAME = (200, 200, 200)  # 1 px around each panel, so white regions keep their e
 ANNOTATION_ALPHA = 0.55  # class colours over the photo
 
 #: A per-image flag source: ``flags_for(image_id, labels, s, predicted)`` returns a boolean
-#: (H, W) mask of flagged pixels, or None. The hook for per-pixel methods such as clc; the
+#: (H, W) mask of flagged pixels, or None. For a volume the maps are the drawn slice's, and
+#: ``rows=(start, stop)`` (a keyword) says where the slice lies in the volume's tall image. The hook for per-pixel methods such as clc; the
 #: command line passes none yet, so its error map comes from s alone.
 FlagSource = Callable[[str, np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
 
@@ -549,6 +550,10 @@ def write_overlays(
         if not images.is_dir():
             raise InputError(f"photo directory not found: {images}")
         for row in selected:
+            if dataset.slice_rows(row.image_id) is not None:  # a volume: drawn from its annotation
+                photos[row.image_id] = None
+                run.missing_photos.append(row.image_id)
+                continue
             photo = find_photo(images, row.image_id, image_suffix)
             photos[row.image_id] = photo
             if photo is None:
@@ -582,11 +587,22 @@ def write_overlays(
 
     def job(row: RankedImage) -> Callable[[], Path]:
         def render() -> Path:
-            labels, s, predicted, _ = dataset.pixel_maps(masks[row.image_id], row.image_id)
-            flags = flags_for(row.image_id, labels, s, predicted) if flags_for else None
+            slice_rows = dataset.slice_rows(row.image_id)
+            if slice_rows is None:
+                labels, s, predicted, _ = dataset.pixel_maps(masks[row.image_id], row.image_id)
+                flags = flags_for(row.image_id, labels, s, predicted) if flags_for else None
+                title = row.image_id
+            else:  # a volume: its worst slice, read alone
+                depth = dataset.store.volume_shape(row.image_id)[0]
+                z = row.worst_slice if row.worst_slice is not None and 0 <= row.worst_slice < depth \
+                    else worst_slice(dataset, masks[row.image_id], row.image_id, float(threshold))
+                rows = (z * slice_rows, (z + 1) * slice_rows)
+                labels, s, predicted, _ = dataset.pixel_maps(masks[row.image_id], row.image_id, rows=rows)
+                flags = flags_for(row.image_id, labels, s, predicted, rows=rows) if flags_for else None
+                title = f"{row.image_id} slice {z} of {depth}"
             photo_path = photos.get(row.image_id)
             photo = load_photo(photo_path) if photo_path is not None else None
-            caption = Caption(image_id=row.image_id, rank=row.rank, score=row.score,
+            caption = Caption(image_id=title, rank=row.rank, score=row.score,
                               method=ranking.method, suspect=row.suspect, likely=row.likely)
             image = render_overlay(labels, s, predicted, colours, threshold=float(threshold), photo=photo,
                                    flags=flags, caption=caption, max_width=max_width)
@@ -636,14 +652,28 @@ def recorded_clc_flags(dataset, record: RunRecord) -> FlagSource | None:
 
     masks = {image_id: mask for mask, image_id in dataset.pairs}
 
-    def flags(image_id, labels, s, predicted):
+    def flags(image_id, labels, s, predicted, rows=None):
         found = {}
         single = dataclasses.replace(dataset, pairs=[(masks[image_id], image_id)])
         flag_pass(single, clc.downsample, selection, prefetch=1,
                   on_image=lambda index, _, flag_map, confusion: found.setdefault("map", flag_map))
-        return found["map"].astype(bool)
+        flag_map = found["map"] if rows is None else found["map"][rows[0]:rows[1]]
+        return flag_map.astype(bool)
 
     return flags
+
+
+def worst_slice(dataset, mask, image_id: str, threshold: float) -> int:
+    """A volume's worst slice (see :mod:`segaudit.core.slices`), for rankings without the
+    column: one pass over its predictions, slab by slab."""
+    from ..core.slices import SliceTally
+
+    labels, s, _, _ = dataset.pixel_maps(mask, image_id)
+    slice_rows = dataset.slice_rows(image_id)
+    tally = SliceTally(labels.shape[0] // slice_rows, slice_rows, threshold)
+    tally.add(0, s)
+    found = tally.worst()
+    return 0 if found is None else found
 
 
 def _safe(image_id: str) -> bool:
