@@ -37,6 +37,7 @@ from .colours import ClassColours, class_colours
 from .text import OVERLAY_NAME, class_phrase, format_score, overlay_name
 from ..errors import InputError, one_line
 from ..io.files import atomic_write_all, temporary_directory
+from ..io.photos import is_tiff, read_tiff_photo, tiff_photo_size
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
 from ..results import RunRecord
@@ -111,7 +112,11 @@ def find_photo(images_dir: Path, image_id: str, suffix: str = "") -> Path | None
 
 
 def photo_size(path: Path) -> tuple[int, int]:
-    """(height, width) of a photo from its header."""
+    """(height, width) of a photo from its header (a TIFF's through tifffile, when installed)."""
+    if is_tiff(path):
+        size = tiff_photo_size(path)
+        if size is not None:
+            return size
     try:
         with Image.open(path) as img:
             return img.height, img.width
@@ -120,7 +125,15 @@ def photo_size(path: Path) -> tuple[int, int]:
 
 
 def load_photo(path: Path) -> Image.Image:
-    """A photo as an 8-bit RGB image (16-bit and float images are stretched to 0-255)."""
+    """A photo as an 8-bit RGB image (16-bit and float images are stretched to 0-255).
+
+    TIFF / GeoTIFF photos of any band count and bit depth are read with tifffile, when
+    installed (see :mod:`segaudit.io.photos`: the first three bands, or one, stretched).
+    """
+    if is_tiff(path):
+        rgb = read_tiff_photo(path)
+        if rgb is not None:
+            return Image.fromarray(rgb, mode="RGB")
     try:
         with Image.open(path) as img:
             img.load()
