@@ -61,7 +61,8 @@ def image_scores(labels, stored, *, ignore=(), temperature=0.1, pixel_threshold=
     lab = labels[valid]
     pred = predicted[valid]
     n = s.size
-    out = {"pixels": n, "s": s_map}
+    # The model's confidence: the sum over scored pixels of p[argmax].
+    out = {"pixels": n, "s": s_map, "confidence": float(probs.max(axis=0)[valid].sum())}
     if n == 0:
         out.update(softmin=np.nan, rsoftmin=np.nan, cil=np.nan, ccp=np.nan, tccp=np.nan, iou=np.nan,
                    low_pixels=0, suspect_class=None, likely_class=None)
