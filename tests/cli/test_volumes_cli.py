@@ -94,6 +94,9 @@ def test_nnunet_folder_pack_score_overlay(tmp_path):
     np.testing.assert_allclose(attrs["affine"], affine_of())
     assert attrs["spacing"] == pytest.approx(SPACING[::-1])
 
+    described = ok(run("info", store)).output
+    assert "3 (3 volumes)" in described and "(3, 4-6, 8-12, 8-12)  K,Z,Y,X" in described and "K=3" in described
+
     ranking = tmp_path / "ranking.csv"
     ok(run("score", tmp_path / "labelsTr", store, "--method", "all", "-o", ranking))
     got = rows(ranking)
@@ -115,6 +118,15 @@ def test_nnunet_folder_pack_score_overlay(tmp_path):
     assert drawn == ["0001_case_00001.png", "0002_" + got[1]["image"] + ".png", "0003_" + got[2]["image"] + ".png"]
     with Image.open(out / drawn[0]) as image:  # one slice of 12 x 9, enlarged, panels side by side
         assert image.width > image.height
+
+    # clc's issue masks (flag maps from the cell cache, 3-D cells) against the reference.
+    ok(run("issues", tmp_path / "labelsTr", store, "--out", tmp_path / "clc"))
+    want = dict(zip(truth, naive.clc_flags_3d(list(truth.values()), 4)))
+    assert any(flags.any() for flags in want.values())
+    for case, flags in want.items():
+        path = tmp_path / "clc" / f"{case}.npy"
+        np.testing.assert_array_equal(np.load(path) if path.exists() else np.zeros(flags.shape, np.uint8),
+                                      np.where(flags, 255, 0).astype(np.uint8))
 
     ok(run("issues", tmp_path / "labelsTr", store, "--out", tmp_path / "issues", "--method", "threshold"))
     flagged = np.load(tmp_path / "issues" / "case_00001.npy")
@@ -246,3 +258,10 @@ def test_bad_probabilities_name_the_slice(tmp_path):
     probs[:, 2, 1, 0] = 0.9
     np.save(tmp_path / "preds" / "v.npy", probs)
     fails(run("pack", tmp_path / "preds", "-o", tmp_path / "p.zarr"), "v.npy", "slice 2", "row 1, column 0")
+
+
+def test_corrupt_refuses_volumes_in_one_line(tmp_path):
+    masks, _ = packed(tmp_path)
+    fails(run("corrupt", masks, "--out", tmp_path / "c", "--kind", "swap", "--rate", "0.5", "--truth",
+              tmp_path / "t.csv"), "case_00000.nii.gz", "PNG masks only")
+    assert not (tmp_path / "c").exists()

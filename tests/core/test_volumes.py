@@ -145,13 +145,18 @@ def volumes_dataset(rng, n_volumes, n_classes, shapes):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), n_classes=st.integers(2, 4), factor=st.integers(1, 3),
-       chunk_bytes=st.sampled_from([None, 64]))
-def test_volumes_score_like_the_references(seed, n_classes, factor, chunk_bytes):
+       chunk_bytes=st.sampled_from([None, 64]), dtype=st.sampled_from(["float64", "float16", "uint8"]))
+def test_volumes_score_like_the_references(seed, n_classes, factor, chunk_bytes, dtype):
+    import zarr
+
     rng = np.random.default_rng(seed)
     shapes = [(int(rng.integers(1, 6)), int(rng.integers(1, 7)), int(rng.integers(1, 7))) for _ in range(3)]
     volumes = volumes_dataset(rng, 3, n_classes, shapes)
     with tempfile.TemporaryDirectory() as tmp:
-        masks, store = write_volumes(Path(tmp), volumes, chunk_bytes=chunk_bytes)
+        masks, store = write_volumes(Path(tmp), volumes, dtype=dtype, chunk_bytes=chunk_bytes)
+        # The references read the stored (quantised) values, as the kernel does.
+        volumes = {image_id: (labels, np.asarray(zarr.open_array(str(store / image_id))))
+                   for image_id, (labels, _) in volumes.items()}
         dataset = open_dataset(masks, store)
         run = score_dataset(dataset, METHODS, downsample=factor, prefetch=2)
         maps = {}
