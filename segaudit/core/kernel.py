@@ -200,9 +200,6 @@ def _accumulate_rows(
         if write_pred:
             for c in range(width):
                 pred_out[r, c] = best_k[c]
-        if not logits and not suspicious:  # the argmax's probability (a suspicious row's is set below)
-            for c in range(width):
-                best[c] = _decode(key[c], lut)
 
         if suspicious:
             # Cold path: find the first scored pixel that is really bad (ignored pixels may
@@ -265,7 +262,8 @@ def _accumulate_rows(
             label = lab[c]
             pred = best_k[c]
             sums[0] += sc
-            sums[1] += 1.0 / total[c] if logits else best[c]  # p[argmax], the model's confidence
+            # p[argmax], the model's confidence (a suspicious row's argmax was redone on decoded values)
+            sums[1] += 1.0 / total[c] if logits else best[c] if suspicious else _decode(key[c], lut)
             totals[0] += 1
             class_counts[LABEL, label] += 1
             class_counts[PRED, pred] += 1
