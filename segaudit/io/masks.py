@@ -34,6 +34,12 @@ def _extension(name: str) -> str:
     return volumes.volume_extension(name) or os.path.splitext(name)[1].lower()
 
 
+def mask_extension(name: str) -> str | None:
+    """The mask extension a file name ends with (lower case, ``.nii.gz`` whole), or None."""
+    ext = _extension(name)
+    return ext if ext in _MASK_EXTS else None
+
+
 @dataclass(frozen=True)
 class MaskFile:
     """One mask on disk; ``image_id`` is its '/'-separated relative path without extension."""

@@ -265,3 +265,12 @@ def test_corrupt_refuses_volumes_in_one_line(tmp_path):
     fails(run("corrupt", masks, "--out", tmp_path / "c", "--kind", "swap", "--rate", "0.5", "--truth",
               tmp_path / "t.csv"), "case_00000.nii.gz", "PNG masks only")
     assert not (tmp_path / "c").exists()
+
+
+def test_only_takes_volume_mask_paths(tmp_path, monkeypatch):
+    masks, store = packed(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "changed.txt").write_text("labelsTr/case_00001.nii.gz\nlabelsTr/deleted.nii.gz\ncase_00002\n")
+    result = ok(run("score", masks, store, "--only", tmp_path / "changed.txt", "-o", tmp_path / "pr.csv"))
+    assert [r["image"] for r in rows(tmp_path / "pr.csv")] == ["case_00001", "case_00002"]
+    assert "deleted" in result.output
