@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from . import check, corrupt, diff, evaluate, info, issues, overlay, pack, pack_masks, report, score, summary
+from . import check, corrupt, diff, evaluate, info, issues, overlay, pack, pack_masks, regions, report, score, summary
 from ._app import Command, app, stderr
 
 __all__ = ["COMMANDS", "app", "main"]
@@ -22,6 +22,7 @@ COMMANDS = {
     "issues": issues,
     "summary": summary,
     "score": score,
+    "regions": regions,
     "pack": pack,
     "pack-masks": pack_masks,
     "info": info,
@@ -38,6 +39,7 @@ SHORT_HELP = {
     "issues": "Write PNGs marking the suspect pixels.",
     "summary": "Which class mix-ups dominate.",
     "score": "Score every image and write a ranking.",
+    "regions": "List error regions and propose fixes.",
     "pack": "Pack numpy predictions into a zarr store.",
     "pack-masks": "Write an (N, H, W) label array as PNG masks.",
     "info": "Describe a prediction store.",
