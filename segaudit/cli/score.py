@@ -27,6 +27,7 @@ def command(
     fail_under: Annotated[Optional[float], typer.Option(help="Gate: exit 1 if any image's score (the first method, or --fail-under-method) is below this; the images are listed on stderr.")] = None,
     fail_under_method: Annotated[Optional[str], typer.Option(help="Gate --fail-under on this computed method instead of the first.")] = None,
     max_flagged: Annotated[Optional[int], typer.Option(help="Gate: exit 1 if any image has more than N clc-flagged pixels (needs clc in --method).")] = None,
+    regions: Annotated[bool, typer.Option("--regions", help="Also find each image's error regions (one more pass over the store; see segaudit regions): adds the columns regions (how many score >= 0.5) and worst_region (the worst one's kind: missing, wrong_class, boundary, spurious), and the rule to the run record, so overlay draws the same regions.")] = False,
     fail_on_warning: Annotated[bool, typer.Option("--fail-on-warning", help="Gate: exit 1 if the dataset-level check warns (labels and predictions do not look like the same class space, e.g. masks needing --label-map).")] = False,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format: csv, jsonl (one JSON object per image) or json.")] = OutputFormat.csv,
     summary_md: Annotated[Optional[Path], typer.Option(help="Also write a Markdown summary (counts, gates, worst images) for $GITHUB_STEP_SUMMARY or a PR comment.")] = None,
@@ -60,7 +61,7 @@ def command(
     with exit_on_error(), progress(show) as bar:
         run = score_images(inputs.masks, inputs.predictions, methods=methods, temperature=temperature,
                            pixel_threshold=pixel_threshold, downsample=downsample, only=only_entries,
-                           baseline=baseline_clc, on_progress=bar.on_progress, **keywords)
+                           baseline=baseline_clc, regions=regions, on_progress=bar.on_progress, **keywords)
     gate_results = check_gates(run, gates)
     with exit_on_error("output"):
         _write_outputs(run, output, output_format, summary_md, gate_results, top)

@@ -223,3 +223,21 @@ def summarise(evaluation: RegionEvaluation, scores: np.ndarray | None = None) ->
     out["restored_by_kind"] = {k: evaluation.per_kind_restored[k] / v
                                for k, v in sorted(evaluation.per_kind_pixels.items()) if v}
     return out
+
+
+def summary_rows(summary: dict) -> list[list]:
+    """``summarise``'s result as (metric, value) rows, for a table or a CSV."""
+    rows = [[name, summary[name]] for name in ("images", "regions", "planted")]
+    for threshold in IOU_THRESHOLDS:
+        key = f"{int(threshold * 100)}"
+        rows += [[f"AP (IoU >= {threshold:g})", summary[f"ap@{key}"]],
+                 [f"recall, every region (IoU >= {threshold:g})", summary[f"recall@{key}"]],
+                 [f"precision of the proposed regions (IoU >= {threshold:g})", summary[f"precision_proposed@{key}"]],
+                 [f"recall of the proposed regions (IoU >= {threshold:g})", summary[f"recall_proposed@{key}"]]]
+    for kind, (accuracy, found) in summary["kind_accuracy"].items():
+        rows.append([f"kind accuracy, {kind} (of {found} found)", accuracy])
+    rows.append(["planted pixels restored by the proposals", summary["restored"]])
+    for kind, share in summary["restored_by_kind"].items():
+        rows.append([f"  of {kind or 'clean images'}", share])
+    rows.append(["clean pixels changed per restored pixel", summary["damaged_per_restored"]])
+    return rows
