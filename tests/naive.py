@@ -280,8 +280,8 @@ def _flood(grid_ok, same, start, shape):
     return seen
 
 
-def regions(labels, s, likely, p, n_classes, *, margin=0.5, band=2, band_weight=0.25, scale=0.002,
-            thin=0.015, background=frozenset()):
+def regions(labels, s, likely, p, n_classes, *, margin=0.25, band=2, band_weight=1.0, scale=0.002,
+            coverage_power=0.25, thin=0.02, reach=3, background=frozenset()):
     """Error regions by flood fill, pixel by pixel: a list of dicts (any order).
 
     ``labels``: class indices (values < 0 or >= n_classes unscored); ``s``, ``likely``,
@@ -325,7 +325,7 @@ def regions(labels, s, likely, p, n_classes, *, margin=0.5, band=2, band_weight=
             touching = 0
             for (y, x) in pixels:
                 touching += any(0 <= y + di < rows and 0 <= x + dj < cols and labels[y + di, x + dj] == lik
-                                for di in (-1, 0, 1) for dj in (-1, 0, 1))
+                                for di in range(-reach, reach + 1) for dj in range(-reach, reach + 1))
             area = len(pixels)
             coverage = area / len(obj)
             thickness = area / touching if touching else math.inf
@@ -343,7 +343,8 @@ def regions(labels, s, likely, p, n_classes, *, margin=0.5, band=2, band_weight=
                 "y1": max(ys) + 1, "annotated_class": lab, "likely_class": lik,
                 "mean_s": float(np.mean([s[q] for q in pixels])), "mean_p_likely": float(np.mean([p[q] for q in pixels])),
                 "core_area": len(core), "object_pixels": len(obj), "touching": touching, "mass": mass,
-                "score": 1.0 - math.exp(-mass / (scale * total_scored)) if total_scored else 0.0, "kind": kind,
+                "score": (1.0 - math.exp(-mass * coverage ** coverage_power / (scale * total_scored))
+                          if total_scored else 0.0), "kind": kind,
             })
     return found
 

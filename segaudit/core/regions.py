@@ -53,19 +53,27 @@ class RegionRule:
     band_weight : float
         How much a band pixel's margin counts in the region's mass, in [0, 1].
     scale : float
-        Area scale of the score, as a fraction of the image's pixels: a region of mass
-        ``scale * pixels`` scores 1 - 1/e.
+        Area scale of the score, as a fraction of the image's pixels: a whole object of
+        mass ``scale * pixels`` scores 1 - 1/e.
+    coverage_power : float
+        The mass is weighted by coverage ** coverage_power (coverage: the share of its
+        annotated object the region covers).
     thin : float
         A region along the likely class's annotation is a ``boundary`` region when its
         thickness (pixels per pixel touching that annotation) is at most ``thin`` times
         the image's mean side (sqrt of its pixels), or 2 pixels.
+    reach : int
+        A pixel touches the likely class's annotation when a pixel annotated so lies within
+        this many pixels (Chebyshev).
     """
 
-    margin: float = 0.5
+    margin: float = 0.25
     band: int = 2
-    band_weight: float = 0.25
+    band_weight: float = 1.0
     scale: float = 0.002
-    thin: float = 0.015
+    coverage_power: float = 0.25
+    thin: float = 0.02
+    reach: int = 3
 
     def __post_init__(self):
         if not (isinstance(self.margin, (int, float)) and 0.0 <= self.margin < 1.0):
@@ -76,6 +84,10 @@ class RegionRule:
             raise ValueError(f"band weight must be in [0, 1], got {self.band_weight}")
         if not self.scale > 0.0:
             raise ValueError(f"scale must be > 0, got {self.scale}")
+        if not self.coverage_power >= 0.0:
+            raise ValueError(f"coverage power must be >= 0, got {self.coverage_power}")
+        if not isinstance(self.reach, int) or isinstance(self.reach, bool) or self.reach < 1:
+            raise ValueError(f"reach must be a whole number >= 1, got {self.reach}")
 
 
 @dataclass
@@ -98,6 +110,7 @@ class Region:
     core_area: int  # pixels outside the annotation-edge band
     object_pixels: int  # scored pixels of the annotated object the region lies in
     mass: float  # sum of the margins, band pixels weighted
+    band_mass: float = 0.0  # the sum of the band pixels' margins (unweighted)
     touching: int = 0  # pixels with an 8-neighbour annotated as the likely class
 
     @property
@@ -166,7 +179,7 @@ def _find(parent, i):
 
 
 @njit(cache=True, nogil=True)
-def _label_rows(label, likely, s, p, band, objects, whole, margin, band_weight, row_offset,
+def _label_rows(label, likely, s, p, band, objects, whole, margin, reach, row_offset,
                 carry_ids, carry_label, carry_likely, ids, parent, count, ints, floats):
     """Label the suspect pixels of a block; returns the new provisional label count.
 
@@ -234,13 +247,13 @@ def _label_rows(label, likely, s, p, band, objects, whole, margin, band_weight, 
             gap = p[i, j] - s[i, j]
             floats[here, _SUM_S] += s[i, j]
             floats[here, _SUM_P] += p[i, j]
-            # Touching the likely class's annotation: an outline drawn in the wrong place.
+            # Near the likely class's annotation (within ``reach``): an outline in the wrong place.
             touches = False
-            for di in (-1, 0, 1):
+            for di in range(-reach, reach + 1):
                 ni = row_offset + i + di
                 if ni < 0 or ni >= height:
                     continue
-                for dj in (-1, 0, 1):
+                for dj in range(-reach, reach + 1):
                     nj = j + dj
                     if 0 <= nj < cols and whole[ni, nj] == lik:
                         touches = True
@@ -282,11 +295,17 @@ def _roots(parent, count):
     return roots
 
 
-def region_score(mass: float, pixels: int, rule: RegionRule) -> float:
-    """1 - exp(-mass / (scale * pixels)): in [0, 1), growing with the region's weighted margin."""
+def region_score(mass: float, coverage: float, pixels: int, rule: RegionRule) -> float:
+    """1 - exp(-mass * coverage**coverage_power / (scale * pixels)), in [0, 1).
+
+    ``mass``: the region's summed margin p[likely] - p[label] (band pixels weighted);
+    ``coverage``: the share of its annotated object it covers (a whole object in another
+    class is likelier an annotation error than a part of one); ``pixels``: the image's
+    scored pixels, so that the score means the same at any image size.
+    """
     if pixels <= 0:
         return 0.0
-    return float(-math.expm1(-mass / (rule.scale * pixels)))
+    return float(-math.expm1(-mass * coverage ** rule.coverage_power / (rule.scale * pixels)))
 
 
 def classify(region: Region, background: frozenset[int], rule: RegionRule, image_pixels: int) -> str:
@@ -377,7 +396,7 @@ class RegionFinder:
         self._room(label.size)
         ids = np.empty(label.shape, np.int64) if self.ids is None else self.ids[start:stop]
         self.count = _label_rows(label, likely, s, p, self.band[start:stop], self.objects[start:stop], self.labels,
-                                 float(self.rule.margin), float(self.rule.band_weight), start,
+                                 float(self.rule.margin), int(self.rule.reach), start,
                                  self.carry_ids, self.carry_label, self.carry_likely, ids, self.parent,
                                  self.count, self.ints, self.floats)
         if self.likely_map is not None:
@@ -401,12 +420,14 @@ class RegionFinder:
             f = self.floats[root]
             area = int(n[_AREA])
             mass = float(f[_MASS_CORE] + self.rule.band_weight * f[_MASS_BAND])
+            object_pixels = int(self.object_sizes[n[_OBJECT]])
             region = Region(
-                image_id=image_id, region=0, score=region_score(mass, pixels, self.rule), area=area,
+                image_id=image_id, region=0, score=region_score(mass, area / object_pixels, pixels, self.rule),
+                area=area,
                 x0=int(n[_COL0]), y0=int(n[_ROW0]), x1=int(n[_COL1]) + 1, y1=int(n[_ROW1]) + 1,
                 annotated_class=int(n[_LABEL]), likely_class=int(n[_LIKELY]),
                 mean_s=float(f[_SUM_S]) / area, mean_p_likely=float(f[_SUM_P]) / area, kind="",
-                core_area=int(n[_CORE]), object_pixels=int(self.object_sizes[n[_OBJECT]]), mass=mass,
+                core_area=int(n[_CORE]), object_pixels=object_pixels, mass=mass, band_mass=float(f[_MASS_BAND]),
                 touching=int(n[_TOUCH]))
             region.kind = classify(region, background, self.rule, self.labels.size)
             found.append((root, region))

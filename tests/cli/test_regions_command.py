@@ -135,7 +135,7 @@ def test_score_regions_adds_columns_and_the_rule_to_the_record(tmp_path):
         assert int(row["regions"]) == len(mine)
         assert row["worst_region"] == (mine[0]["kind"] if mine else "")
     record = json.loads((tmp_path / "regions.run.json").read_text())
-    assert record["regions"] == {"margin": 0.5, "band": 2, "band_weight": 0.25,
+    assert record["regions"] == {"margin": 0.25, "band": 2, "band_weight": 1.0,
                                  "regions": sum(int(r["regions"]) for r in rows)}
     assert "regions" not in json.loads((tmp_path / "plain.run.json").read_text())
     ranking = load_ranking(with_regions)
@@ -183,3 +183,15 @@ def test_label_map_proposals_are_written_in_the_mask_values(tmp_path):
            "--propose-dir", tmp_path / "fixes", "--band", "0"))
     fixed = np.asarray(Image.open(tmp_path / "fixes" / "x.png"))
     np.testing.assert_array_equal(fixed, (truth + 10).astype(np.uint8))
+
+
+def test_the_command_line_defaults_are_the_rule_defaults():
+    import inspect
+
+    from segaudit.cli import evaluate_regions, regions
+
+    rule = RegionRule()
+    for module in (regions, evaluate_regions):
+        defaults = {name: p.default for name, p in inspect.signature(module.command).parameters.items()}
+        assert (defaults["margin"], defaults["band"], defaults["band_weight"]) == \
+            (rule.margin, rule.band, rule.band_weight)

@@ -49,15 +49,15 @@ def _as_dict(r):
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**31), rows=st.integers(1, 14), cols=st.integers(1, 14), n_classes=st.integers(2, 4),
-       margin=st.sampled_from([0.0, 0.2, 0.5]), band=st.integers(0, 3), data=st.data())
-def test_streamed_regions_match_the_flood_fill(seed, rows, cols, n_classes, margin, band, data):
+       margin=st.sampled_from([0.0, 0.2, 0.5]), band=st.integers(0, 3), reach=st.integers(1, 3), data=st.data())
+def test_streamed_regions_match_the_flood_fill(seed, rows, cols, n_classes, margin, band, reach, data):
     labels, s, likely, p = _random_image(seed, rows, cols, n_classes)
     cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, rows - 1)), max_size=4)))) if rows > 1 else []
-    rule = RegionRule(margin=margin, band=band, band_weight=0.25, thin=0.05)
+    rule = RegionRule(margin=margin, band=band, band_weight=0.25, thin=0.05, reach=reach)
     background = frozenset({0})
     finder, found = _feed(labels, s, likely, p, n_classes, rule, cuts, keep_ids=True, background=background)
     expected = naive.regions(labels, s, likely, p, n_classes, margin=margin, band=band, band_weight=0.25,
-                             thin=0.05, background=background)
+                             thin=0.05, reach=reach, background=background)
     assert sorted(_key(_as_dict(r)) for r in found) == sorted(_key(e) for e in expected)
     by_key = {_key(e): e for e in expected}
     for index, region in enumerate(found):
@@ -124,15 +124,18 @@ def test_edge_band_is_the_chebyshev_neighbourhood_of_label_changes():
 
 def test_score_grows_with_mass_and_saturates_below_one():
     rule = RegionRule(scale=0.01)
-    scores = [region_score(m, 10_000, rule) for m in (0.0, 10.0, 100.0, 1000.0)]
+    scores = [region_score(m, 1.0, 10_000, rule) for m in (0.0, 10.0, 100.0, 1000.0)]
     assert scores[0] == 0.0
     assert all(a < b for a, b in zip(scores, scores[1:]))
     assert scores[1] == pytest.approx(1 - math.exp(-0.1))
     assert scores[-1] < 1.0
+    # Part of an object scores less than the whole object with the same mass.
+    assert region_score(10.0, 0.25, 10_000, rule) == pytest.approx(1 - math.exp(-0.1 * 0.25 ** 0.25))
 
 
 @pytest.mark.parametrize("bad", [dict(margin=1.0), dict(margin=-0.1), dict(band=-1), dict(band=1.5),
-                                 dict(band_weight=2.0), dict(scale=0.0)])
+                                 dict(band_weight=2.0), dict(scale=0.0), dict(reach=0),
+                                 dict(coverage_power=-1.0)])
 def test_rule_checks_its_parameters(bad):
     with pytest.raises(ValueError):
         RegionRule(**bad)
