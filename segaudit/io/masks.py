@@ -362,12 +362,31 @@ def _colour_of(palette: Palette) -> dict[int, tuple[int, int, int]]:
     return colours
 
 
+def is_tiff(mask: MaskFile) -> bool:
+    """Whether the mask is a TIFF file (written back as TIFF by :func:`encode_like`)."""
+    return _is_tiff(mask.path)
+
+
+def _encode_tiff_like(mask: MaskFile, new: np.ndarray) -> bytes:
+    """TIFF bytes of ``new`` in the dtype of ``mask``'s file (its other tags are not kept)."""
+    tifffile = _tifffile(mask.path)
+    _, dtype = _tiff_header(mask)
+    if new.size and dtype != np.bool_ and int(new.max()) > np.iinfo(dtype).max:
+        raise InputError(f"{mask.path}: class {int(new.max())} does not fit the mask's {dtype}")
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, new.astype(dtype))
+    return buffer.getvalue()
+
+
 def encode_like(mask: MaskFile, old: np.ndarray, new: np.ndarray, palette: Palette | None) -> bytes:
-    """PNG bytes of ``new`` in the mode of ``mask``'s file (same palette, transparency, bit layout).
+    """PNG bytes of ``new`` in the mode of ``mask``'s file (same palette, transparency, bit layout),
+    or TIFF bytes in its dtype for a TIFF mask.
 
     For RGB/RGBA masks only the changed pixels are recoloured (first colour of their class
     in ``palette``); alpha and every other pixel keep their values.
     """
+    if _is_tiff(mask.path):
+        return _encode_tiff_like(mask, new)
     from PIL import Image
 
     with Image.open(mask.path) as img:

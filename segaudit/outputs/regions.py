@@ -18,7 +18,7 @@ from ..core.dataset import Dataset, open_dataset
 from ..core.regions import Region, RegionRule, RegionRun, find_regions, propose
 from ..errors import InputError
 from ..io.files import atomic_write_all, contained_path, refuse_overwriting_inputs, safe_relative_path
-from ..io.masks import encode_like, read_mask
+from ..io.masks import encode_like, is_tiff, read_mask
 from ..io.tables import render
 
 REGION_COLUMNS = ("rank", "image", "region", "score", "area", "x0", "y0", "x1", "y1", "annotated_class",
@@ -121,7 +121,9 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
             if not any(r.score >= min_score for r in regions):
                 return
             new = propose(labels, finder.region_map, finder.likely_map, regions, min_score)
-            target = contained_path(propose_dir, safe_relative_path(image_id, ".png"))
+            # The proposal keeps its source's format: a PNG for a PNG, a TIFF (same suffix) for a TIFF.
+            suffix = mask_of[image_id].path.suffix if is_tiff(mask_of[image_id]) else ".png"
+            target = contained_path(propose_dir, safe_relative_path(image_id, suffix))
             refuse_overwriting_inputs({"masks directory": masks, "prediction store": predictions},
                                       {"proposal": target})
             data = _proposal_bytes(dataset, mask_of[image_id], labels, new, raw_of)

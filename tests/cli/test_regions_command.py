@@ -195,3 +195,58 @@ def test_the_command_line_defaults_are_the_rule_defaults():
         defaults = {name: p.default for name, p in inspect.signature(module.command).parameters.items()}
         assert (defaults["margin"], defaults["band"], defaults["band_weight"]) == \
             (rule.margin, rule.band, rule.band_weight)
+
+
+def _planted_square(n_classes=3, size=16):
+    """Labels with a planted square (annotated 1, truly 0) and a confident model of the truth."""
+    truth = np.zeros((size, size), np.int64)
+    truth[size // 2:] = 2
+    labels = truth.copy()
+    labels[2:6, 2:6] = 1
+    probs = np.stack([truth == k for k in range(n_classes)]).astype(np.float64) * 0.9 + 0.1 / n_classes
+    probs /= probs.sum(axis=0)
+    return labels, truth, probs
+
+
+@pytest.mark.parametrize("layout, dtype, logits", [("per-image", "float16", False), ("stacked", "uint8", False),
+                                                   ("per-image", "float32", True)])
+def test_regions_read_every_store_layout_and_dtype(tmp_path, layout, dtype, logits):
+    labels, truth, probs = _planted_square()
+    stored = np.log(probs) if logits else probs
+    write_masks(tmp_path / "masks", {"a": labels, "b": truth}, mode="L")
+    write_store(tmp_path / "p.zarr", {"a": stored, "b": np.log(probs) if logits else probs}, layout=layout,
+                dtype=None if logits else dtype, attrs={"kind": "logits"} if logits else None)
+    ok(run("regions", tmp_path / "masks", tmp_path / "p.zarr", "-o", tmp_path / "r.csv",
+           "--propose-dir", tmp_path / "fixes"))
+    rows = [r for r in csv.DictReader(open(tmp_path / "r.csv")) if float(r["score"]) >= 0.5]
+    assert [(r["image"], r["area"], r["annotated_class"], r["likely_class"]) for r in rows] == [("a", "16", "1", "0")]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "fixes" / "a.png")), truth)
+    assert not (tmp_path / "fixes" / "b.png").exists()
+
+
+def test_rgb_masks_get_rgb_proposals(tmp_path):
+    labels, truth, probs = _planted_square()
+    colours = [(0, 0, 0), (255, 0, 0), (0, 0, 255)]
+    rgb = np.array(colours, np.uint8)[labels]
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(rgb, "RGB").save(tmp_path / "masks" / "a.png")
+    palette = tmp_path / "palette.json"
+    palette.write_text(json.dumps([list(c) for c in colours]))
+    write_store(tmp_path / "p.zarr", {"a": probs})
+    ok(run("regions", tmp_path / "masks", tmp_path / "p.zarr", "-o", tmp_path / "r.csv", "--palette", palette,
+           "--propose-dir", tmp_path / "fixes"))
+    fixed = np.asarray(Image.open(tmp_path / "fixes" / "a.png").convert("RGB"))
+    np.testing.assert_array_equal(fixed, np.array(colours, np.uint8)[truth])
+
+
+def test_tiff_masks_get_tiff_proposals(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    labels, truth, probs = _planted_square()
+    (tmp_path / "masks").mkdir()
+    tifffile.imwrite(tmp_path / "masks" / "a.tif", labels.astype(np.uint16))
+    write_store(tmp_path / "p.zarr", {"a": probs})
+    ok(run("regions", tmp_path / "masks", tmp_path / "p.zarr", "-o", tmp_path / "r.csv",
+           "--propose-dir", tmp_path / "fixes"))
+    fixed = tifffile.imread(tmp_path / "fixes" / "a.tif")
+    assert fixed.dtype == np.uint16
+    np.testing.assert_array_equal(fixed, truth)

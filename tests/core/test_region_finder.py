@@ -157,3 +157,35 @@ def test_proposals_match_the_reference_and_change_only_region_pixels(seed, rows,
     assert not changed[labels >= 3].any()
     for y, x in zip(*np.nonzero(changed)):
         assert any(labels[y, x] == r.annotated_class and new[y, x] == r.likely_class for r in chosen)
+
+
+def _region(**fields):
+    from segaudit.core.regions import Region
+
+    base = dict(image_id="x", region=1, score=0.9, area=100, x0=0, y0=0, x1=10, y1=10, annotated_class=1,
+                likely_class=2, mean_s=0.1, mean_p_likely=0.9, kind="", core_area=100, object_pixels=100,
+                mass=80.0, touching=0)
+    base.update(fields)
+    return Region(**base)
+
+
+@pytest.mark.parametrize("fields, background, kind", [
+    (dict(object_pixels=120), frozenset(), "wrong_class"),  # most of an object: swapped
+    (dict(object_pixels=120, annotated_class=0), frozenset({0}), "missing"),  # an object left as background
+    (dict(object_pixels=120, likely_class=0), frozenset({0}), "spurious"),  # an object that is not there
+    (dict(object_pixels=10_000, touching=50), frozenset(), "boundary"),  # 2 px thick along the likely class
+    (dict(object_pixels=10_000, touching=5), frozenset(), "missing"),  # compact: painted over
+    (dict(object_pixels=10_000, touching=0), frozenset(), "missing"),
+    (dict(object_pixels=10_000, likely_class=0), frozenset({0}), "spurious"),
+])
+def test_kind_rules(fields, background, kind):
+    from segaudit.core.regions import classify
+
+    assert classify(_region(**fields), background, RegionRule(), 100 * 100) == kind
+
+
+def test_background_classes_by_name():
+    from segaudit.core.regions import background_classes
+
+    assert background_classes(["Background", "car", "void", "road"]) == {0, 2}
+    assert background_classes(None) == frozenset()
