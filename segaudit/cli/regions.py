@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, require_parent_dirs, stderr
-from ._options import InputOptions, OutputFormat, Quiet, reads_inputs
+from ._options import InputOptions, Only, OutputFormat, Quiet, read_only_entries, reads_inputs
 
 
 @reads_inputs
@@ -23,6 +23,7 @@ def command(
     band: Annotated[int, typer.Option(help="Pixels within this many pixels of an annotation edge are boundary-band pixels, whose margin counts --band-weight as much in a region's score (real models blur every edge).")] = 2,
     band_weight: Annotated[float, typer.Option(help="Weight (0-1) of band pixels in a region's score; 1 (the default, best on the benchmarks) counts them fully.")] = 1.0,
     inputs: InputOptions,
+    only: Only = None,
     quiet: Quiet = False,
 ) -> None:
     """Find error regions: connected suspect pixels per (annotated class, likely class), ranked over the dataset.
@@ -38,7 +39,7 @@ def command(
 
     to_stdout = output == "-"
     require_parent_dirs(None if to_stdout else Path(output))
-    refuse_overwriting_inputs(inputs.reads(), {"--output": None if to_stdout else output,
+    refuse_overwriting_inputs({**inputs.reads(), "--only file": only}, {"--output": None if to_stdout else output,
                                                "--propose-dir": propose_dir})
     try:
         rule = RegionRule(margin=margin, band=band, band_weight=band_weight)
@@ -46,7 +47,7 @@ def command(
         raise fail(f"--{str(exc).split(' must')[0].replace(' ', '-')}{' must' + str(exc).split(' must', 1)[1]}")
     keywords = inputs.keywords()
     with exit_on_error(), progress(interactive(quiet)) as bar:
-        outcome = find_and_write_regions(inputs.masks, inputs.predictions, rule=rule,
+        outcome = find_and_write_regions(inputs.masks, inputs.predictions, rule=rule, only=read_only_entries(only),
                                          out=None if to_stdout else output, fmt=output_format.value,
                                          propose_dir=propose_dir, min_score=min_score,
                                          on_progress=bar.on_progress, **keywords)

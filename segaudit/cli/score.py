@@ -10,7 +10,8 @@ import typer
 
 from ._app import (EXIT_FINDINGS, exit_on_error, fail, interactive, progress, refuse_overwriting_inputs,
                    require_parent_dirs, stderr)
-from ._options import Downsample, InputOptions, OutputFormat, PixelThreshold, Quiet, method_names, reads_inputs
+from ._options import (Downsample, InputOptions, Only, OutputFormat, PixelThreshold, Quiet, method_names,
+                       reads_inputs, read_only_entries)
 
 
 @reads_inputs
@@ -22,7 +23,7 @@ def command(
     pixel_threshold: PixelThreshold = 0.5,
     downsample: Downsample = 4,
     inputs: InputOptions,
-    only: Annotated[Optional[str], typer.Option(help="Score only the images listed in this file ('-' = stdin), one per line: image ids, or mask paths as 'git diff --name-only' prints them. Deleted masks are skipped with a note.")] = None,
+    only: Only = None,
     baseline: Annotated[Optional[Path], typer.Option(help="Ranking of an earlier full run: reuse its dataset-wide clc cut and downsampling (from its run record), so a subset scores consistently with it.")] = None,
     fail_under: Annotated[Optional[float], typer.Option(help="Gate: exit 1 if any image's score (the first method, or --fail-under-method) is below this; the images are listed on stderr.")] = None,
     fail_under_method: Annotated[Optional[str], typer.Option(help="Gate --fail-under on this computed method instead of the first.")] = None,
@@ -91,7 +92,7 @@ def _parse_options(method: str, fail_under: float | None, fail_under_method: str
 
     methods = parse_methods(method)
     gates = make_gates(methods, fail_under, fail_under_method, max_flagged)
-    only_entries = _read_only(only)
+    only_entries = read_only_entries(only)
     if baseline is not None and "clc" not in methods:
         raise InputError("--baseline reuses the baseline's clc cut: it needs clc in --method")
     baseline_clc = _read_baseline(baseline) if baseline else None
@@ -125,19 +126,6 @@ def _exit_on_failed_gates(gate_results) -> None:
                      soft_wrap=True)
     if failed:
         raise typer.Exit(EXIT_FINDINGS)
-
-
-def _read_only(only: str | None) -> list[str] | None:
-    from ..errors import InputError
-
-    if only is None:
-        return None
-    if only == "-":
-        return sys.stdin.read().splitlines()
-    try:
-        return Path(only).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read --only file {only}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _read_baseline(csv_path: Path):

@@ -90,7 +90,7 @@ class RegionRule:
             raise ValueError(f"reach must be a whole number >= 1, got {self.reach}")
 
 
-@dataclass
+@dataclass(slots=True)
 class Region:
     """One error region of one image. ``x1``/``y1`` are exclusive; classes are indices."""
 
