@@ -21,7 +21,7 @@ from .core.dataset import open_dataset
 from .core.kernel import check_pixel_threshold, check_temperature
 from .engine import rank_results, score_dataset
 from .methods import DEFAULT_METHOD, check_methods
-from .core.regions import RegionRule, find_regions
+from .core.regions import RegionRule, RegionRun, find_regions
 from .results import REGION_COUNT_SCORE, ImageResult, RegionsRecord, ScoreRun
 
 
@@ -122,6 +122,33 @@ def score(
         add_regions(run, dataset, RegionRule() if regions is True else regions, prefetch=prefetch,
                     on_progress=on_progress)
     return run
+
+
+def regions(masks: str | Path, predictions: str | Path, *, rule: RegionRule | None = None, prefetch: int = 4,
+            on_progress: Callable[[str, int, int], None] | None = None, **inputs) -> RegionRun:
+    """The error regions of every image, ranked over the dataset, worst first.
+
+    Parameters
+    ----------
+    masks, predictions : str or Path
+        As :func:`score`.
+    rule : RegionRule, optional
+        Which pixels are suspect, how regions score and which kind they get
+        (:class:`segaudit.RegionRule`; the defaults chosen on the benchmarks when None).
+    prefetch, on_progress
+        As :func:`score`.
+    **inputs
+        The input keywords of :func:`score`: ``ignore_index``, ``mask_suffix``, ``palette``,
+        ``classes``, ``logits``, ``channels_last``, ``allow_missing``, ``only``, ``label_map``.
+
+    Returns
+    -------
+    RegionRun
+        ``regions`` (:class:`segaudit.Region`, worst first), the per-image counts, the class
+        names and the rule. :func:`segaudit.write_regions` writes the table.
+    """
+    dataset = open_dataset(masks, predictions, **inputs)
+    return find_regions(dataset, rule, prefetch=prefetch, progress=on_progress)
 
 
 def add_regions(run: ScoreRun, dataset, rule: RegionRule, *, prefetch: int = 4, on_progress=None) -> None:

@@ -41,8 +41,8 @@ def regions_text(run: RegionRun, fmt: str = "csv") -> str:
     return render(REGION_COLUMNS, region_rows(run), fmt)
 
 
-def write_region_table(run: RegionRun, path: str | Path, fmt: str = "csv") -> Path:
-    """Write the region table atomically (complete or not at all)."""
+def write_regions(run: RegionRun, path: str | Path, fmt: str = "csv") -> Path:
+    """Write the region table (csv, jsonl or json) atomically: complete or not at all."""
     path = Path(path)
     atomic_write_all({path: regions_text(run, fmt)})
     return path
@@ -134,5 +134,5 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
     outcome.run = find_regions(dataset, rule, keep_maps=(lambda image_id: True) if on_image else None,
                                on_image=on_image, prefetch=prefetch, progress=on_progress)
     if out is not None:
-        write_region_table(outcome.run, out, fmt)
+        write_regions(outcome.run, out, fmt)
     return outcome

@@ -250,3 +250,15 @@ def test_tiff_masks_get_tiff_proposals(tmp_path):
     fixed = tifffile.imread(tmp_path / "fixes" / "a.tif")
     assert fixed.dtype == np.uint16
     np.testing.assert_array_equal(fixed, truth)
+
+
+def test_python_api_gives_the_command_line_table(tmp_path):
+    import segaudit
+
+    found = segaudit.regions(FIXTURES / "masks", FIXTURES / "preds.zarr", rule=segaudit.RegionRule())
+    assert isinstance(found.regions[0], segaudit.Region)
+    segaudit.write_regions(found, tmp_path / "api.csv")
+    ok(run("regions", FIXTURES / "masks", FIXTURES / "preds.zarr", "-o", tmp_path / "cli.csv", "-q"))
+    assert (tmp_path / "api.csv").read_bytes() == (tmp_path / "cli.csv").read_bytes()
+    run_ = segaudit.score(FIXTURES / "masks", FIXTURES / "preds.zarr", regions=True)
+    assert {r.image_id: r.worst_region for r in run_.results}["city_b/0002"] == "wrong_class"
