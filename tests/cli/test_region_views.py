@@ -1,10 +1,12 @@
-"""Error regions in ``segaudit overlay`` on the fixtures, end to end: score, regions,
-overlay; the options and their errors."""
+"""Error regions in ``segaudit overlay`` and ``segaudit report`` on the fixtures, end to end:
+score, regions, overlay, report; the options and their errors."""
 
 from __future__ import annotations
 
 import csv
+import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,8 @@ from datasets import FIXTURES
 from segaudit.cli import app
 from segaudit.outputs.colours import class_colours
 from segaudit.outputs.overlay import overlay_name, panel_layout
+from segaudit.outputs.report import REGION_STYLE, build_report, load_regions
+from segaudit.io.rankings import load_ranking
 
 
 def invoke(*args):
@@ -154,3 +158,115 @@ def test_bad_region_options_are_one_line_errors(scored, tmp_path, option, value,
     out = tmp_path / "never"
     one_line_error(invoke("overlay", "-r", scored["ranking"], "-o", out, option, value), message)
     assert not out.exists()
+
+
+def test_report_shows_each_gallery_images_regions(scored, tmp_path):
+    out = tmp_path / "report.html"
+    result = ok(invoke("report", "-r", scored["ranking"], "--overlays", scored["dir"] / "overlays",
+                       "--regions", scored["dir"] / "regions.csv", "-o", out))
+    assert "note:" not in result.stderr
+    text = out.read_text()
+    cards = dict(re.findall(r'<article class="card" id="r(\d+)">(.*?)</article>', text, re.S))
+    assert len(cards) == 12
+    by_image: dict[str, list[dict]] = {}
+    for row in scored["regions"]:
+        by_image.setdefault(row["image"], []).append(row)
+    for image_id, rank in scored["ranks"].items():
+        card = cards[str(rank)]
+        rows = sorted(by_image.get(image_id, []), key=lambda r: int(r["region"]))
+        if not rows:
+            assert "no error regions in <code>regions.csv</code>" in card
+            continue
+        found = re.findall(r"<tr><td[^>]*>#(\d+)</td><td>(\w+)</td><td>(.*?) → (.*?)</td>"
+                           r'<td[^>]*>([\d,]+)</td><td[^>]*>([\d.]+)</td><td><code>(\d+),(\d+)–(\d+),(\d+)</code>', card)
+        assert found == [(r["region"], r["kind"], r["annotated_class"], r["likely_class"], f"{int(r['area']):,}",
+                          f"{min(int(float(r['score']) * 100) / 100, 0.99):.2f}", r["x0"], r["y0"], r["x1"], r["y1"])
+                         for r in rows]
+    assert f"Error regions</dt><dd>{len(scored['regions'])} in {len(by_image)} image(s)" in text
+    assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)|<link|url\(", text)  # still self-contained
+    # the same table read from JSON Lines gives the same report but for the file's name
+    ok(invoke("report", "-r", scored["ranking"], "--overlays", scored["dir"] / "overlays", "-q",
+              "--regions", scored["dir"] / "regions.jsonl", "-o", tmp_path / "jsonl.html"))
+    assert (tmp_path / "jsonl.html").read_text().replace("regions.jsonl", "regions.csv") == text
+
+
+def test_report_without_regions_is_unchanged(scored, tmp_path):
+    ranking = load_ranking(scored["ranking"], need_record=False)
+    plain = build_report(ranking, overlays_dir=scored["dir"] / "overlays").html
+    assert build_report(ranking, overlays_dir=scored["dir"] / "overlays", regions=None).html == plain
+    assert REGION_STYLE not in plain and 'class="regions"' not in plain and "Error regions" not in plain
+    ok(invoke("report", "-r", scored["ranking"], "--overlays", scored["dir"] / "overlays", "-q",
+              "-o", tmp_path / "r.html"))
+    assert (tmp_path / "r.html").read_text() == plain
+
+
+def test_report_caps_the_regions_per_card_and_notes_strangers(scored, tmp_path):
+    header = "rank,image,region,score,area,x0,y0,x1,y1,annotated_class,likely_class,mean_s,mean_p_likely,kind\n"
+    lines = [f"{n},city_b/0002,{n},0.5,{n},0,0,1,1,<sky>,road & co,0.1,0.9,boundary\n" for n in range(1, 13)]
+    lines.append("13,elsewhere/1,1,0.9,5,0,0,2,2,sky,road,0.1,0.9,missing\n")
+    (tmp_path / "many.csv").write_text(header + "".join(lines))
+    result = ok(invoke("report", "-r", scored["ranking"], "--overlays", scored["dir"] / "overlays",
+                       "--regions", tmp_path / "many.csv", "-o", tmp_path / "r.html"))
+    assert "note: 1 image(s) of" in result.stderr and "elsewhere/1" in result.stderr
+    text = (tmp_path / "r.html").read_text()
+    assert text.count("&lt;sky&gt; → road &amp; co") == 10
+    assert "and 2 more region(s) in <code>many.csv</code>" in text
+    assert "<sky>" not in text
+
+
+HEADER = "rank,image,region,score,area,x0,y0,x1,y1,annotated_class,likely_class,mean_s,mean_p_likely,kind"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("rank,image,score\n1,a,0.5\n", "bad.csv: missing column(s) region, area, x0"),
+    (HEADER + "\n1,a,x,0.5,3,0,0,1,1,sky,road,0.1,0.9,missing\n", "bad.csv line 2: region must be a whole number, got 'x'"),
+    (HEADER + "\n1,a,0,0.5,3,0,0,1,1,sky,road,0.1,0.9,missing\n", "bad.csv line 2: region must be >= 1, got 0"),
+    (HEADER + "\n1,a,1,1.5,3,0,0,1,1,sky,road,0.1,0.9,missing\n", "bad.csv line 2: score must be between 0 and 1, got 1.5"),
+    (HEADER + "\n1,a,1,nan,3,0,0,1,1,sky,road,0.1,0.9,missing\n", "score must be between 0 and 1, got nan"),
+    (HEADER + "\n1,a,1,,3,0,0,1,1,sky,road,0.1,0.9,missing\n", "bad.csv line 2: score must be a number, got ''"),
+    (HEADER + "\n1,a,1,0.5,3,4,0,1,1,sky,road,0.1,0.9,missing\n", "box x0,y0,x1,y1 = 4,0,1,1 has x1 < x0"),
+    (HEADER + "\n1,a,1,0.5,-3,0,0,1,1,sky,road,0.1,0.9,missing\n", "area must be >= 0, got -3"),
+    (HEADER + "\n1,,1,0.5,3,0,0,1,1,sky,road,0.1,0.9,missing\n", "bad.csv line 2: no image id"),
+    (HEADER + "\n1,a,1,0.5,3,0,0,1,1,sky,road,0.1,0.9,missing\n2,a,1,0.4,3,0,0,1,1,sky,road,0.1,0.9,missing\n",
+     "bad.csv line 3: region 1 of image 'a' is listed twice"),
+    (HEADER + "\n1,a,1,0.5\n", "bad.csv line 2: 4 fields, the header has 14"),
+    ('{"rank": 1, "image": "a"}\n', "bad.csv: missing column(s) region"),
+])
+def test_bad_region_tables_are_one_line_errors_and_write_nothing(scored, tmp_path, content, message):
+    (tmp_path / "bad.csv").write_text(content)
+    out = tmp_path / "report.html"
+    one_line_error(invoke("report", "-r", scored["ranking"], "--regions", tmp_path / "bad.csv", "-o", out), message)
+    assert not out.exists()
+
+
+def test_missing_or_wrong_region_files_are_one_line_errors(scored, tmp_path):
+    out = tmp_path / "report.html"
+    one_line_error(invoke("report", "-r", scored["ranking"], "--regions", tmp_path / "none.csv", "-o", out),
+                   "region table not found:", "none.csv")
+    (tmp_path / "folder").mkdir()
+    one_line_error(invoke("report", "-r", scored["ranking"], "--regions", tmp_path / "folder", "-o", out),
+                   "region table", "folder is a directory")
+    # a ranking is not a region table
+    one_line_error(invoke("report", "-r", scored["ranking"], "--regions", scored["ranking"], "-o", out),
+                   "ranking.csv: missing column(s) region", "as segaudit regions writes")
+    assert not out.exists()
+
+
+def test_the_report_refuses_to_write_over_the_region_table(scored, tmp_path):
+    shutil.copy(scored["dir"] / "regions.csv", tmp_path / "regions.csv")
+    before = (tmp_path / "regions.csv").read_bytes()
+    result = invoke("report", "-r", scored["ranking"], "--regions", tmp_path / "regions.csv",
+                    "-o", tmp_path / "regions.csv")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert (tmp_path / "regions.csv").read_bytes() == before
+
+
+def test_load_regions_orders_each_images_regions(tmp_path):
+    path = tmp_path / "r.json"
+    rows = [{"rank": n, "image": "a", "region": region, "score": 0.9 - n / 10, "area": 4, "x0": 0, "y0": 0,
+             "x1": 2, "y1": 2, "annotated_class": "sky", "likely_class": "road", "mean_s": None,
+             "mean_p_likely": 0.9, "kind": "missing"} for n, region in enumerate((2, 1), 1)]
+    path.write_text(json.dumps({"columns": list(rows[0]), "rows": rows}))
+    table = load_regions(path)
+    assert table.count == 2 and [r.region for r in table.by_image["a"]] == [1, 2]
+    assert table.by_image["a"][0].box == (0, 0, 2, 2)
