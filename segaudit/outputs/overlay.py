@@ -42,7 +42,7 @@ from ..errors import InputError, one_line
 from ..io.files import atomic_write_all, temporary_directory
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
-from ..results import RunRecord
+from ..results import REGION_COUNT_SCORE, RunRecord
 
 #: Photo file extensions looked for with ``--images`` (any letter case).
 PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -632,7 +632,8 @@ def write_overlays(
     recorded clc flags, if any). Each image's error regions scoring at least
     ``region_min_score``, at most ``max_regions`` of them (0: none, and no region pass), are
     outlined; ``regions_for`` supplies them (None: :func:`recorded_regions`, the rule of
-    the run record). Every check that needs no pixel data (ids, names, pairing, photo
+    the run record; then an image whose ``regions`` column, from ``score --regions``, is 0
+    is not read again when ``region_min_score`` is at least the column's 0.5). Every check that needs no pixel data (ids, names, pairing, photo
     sizes) is done before the first PNG is written. InputError for bad input.
     """
     from ..core.dataset import open_dataset
@@ -672,10 +673,12 @@ def write_overlays(
     )
     if flags_for is None:
         flags_for = recorded_clc_flags(dataset, record)
+    recorded_rule = False  # whether regions_for uses the rule that counted the ranking's regions column
     if max_regions == 0:
         regions_for = None
     elif regions_for is None:
         regions_for = recorded_regions(dataset, record, ranking.record_path)
+        recorded_rule = record.regions is not None
     masks = {image_id: mask for mask, image_id in dataset.pairs}
     for row in selected:
         if row.image_id not in masks:
@@ -729,7 +732,9 @@ def write_overlays(
             caption = Caption(image_id=row.image_id, rank=row.rank, score=row.score,
                               method=ranking.method, suspect=row.suspect, likely=row.likely)
             shown, region_map = [], None
-            if regions_for is not None:
+            # score --regions counted the image's regions at >= REGION_COUNT_SCORE with this rule.
+            counted_none = row.regions == 0 and recorded_rule and region_min_score >= REGION_COUNT_SCORE
+            if regions_for is not None and not counted_none:
                 found, region_map = regions_for(row.image_id)
                 shown = [r for r in found if r.score >= region_min_score][:max_regions]
             image = render_overlay(labels, s, predicted, colours, threshold=float(threshold), photo=photo,
@@ -792,22 +797,18 @@ def recorded_clc_flags(dataset, record: RunRecord) -> FlagSource | None:
 
 
 def recorded_region_rule(record: RunRecord, source: str | Path = "run record"):
-    """The region rule of a scoring run: its run record's ``regions`` entry (margin, band,
-    band_weight; any left out take :class:`segaudit.core.regions.RegionRule`'s defaults),
-    else the defaults. InputError, naming the record, for values the rule refuses."""
+    """The region rule of a scoring run: its run record's ``regions`` entry (``score
+    --regions``: margin, band, band weight), else :class:`segaudit.core.regions.RegionRule`'s
+    defaults (those of ``segaudit regions``). InputError, naming ``source``, for values the
+    rule refuses."""
     from ..core.regions import RegionRule
 
-    entry = getattr(record, "regions", None)
+    entry = record.regions
     if entry is None:
         return RegionRule()
-    values = {}
-    for name in ("margin", "band", "band_weight"):
-        value = entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
-        if value is not None:
-            values[name] = value
     try:
-        return RegionRule(**values)
-    except (TypeError, ValueError) as exc:
+        return RegionRule(margin=entry.margin, band=entry.band, band_weight=entry.band_weight)
+    except ValueError as exc:
         raise InputError(f"{source}: bad 'regions' entry: {one_line(exc)}") from None
 
 

@@ -270,3 +270,47 @@ def test_load_regions_orders_each_images_regions(tmp_path):
     table = load_regions(path)
     assert table.count == 2 and [r.region for r in table.by_image["a"]] == [1, 2]
     assert table.by_image["a"][0].box == (0, 0, 2, 2)
+
+
+def test_overlay_uses_the_region_rule_of_the_run_record(tmp_path):
+    """A ranking scored with regions records its rule; overlay finds its regions with it."""
+    import segaudit
+    from segaudit.core.regions import RegionRule
+    from segaudit.outputs.overlay import recorded_region_rule
+    from segaudit.outputs.ranking import write_ranking
+
+    strict = RegionRule(margin=0.9, band=1, band_weight=0.5)
+    run = segaudit.score(FIXTURES / "masks", FIXTURES / "preds.zarr", regions=strict)
+    write_ranking(run, tmp_path / "strict.csv")
+    record = load_ranking(tmp_path / "strict.csv", need_record=True).record
+    assert recorded_region_rule(record, tmp_path / "strict.run.json") == strict
+    ok(invoke("score", FIXTURES / "masks", FIXTURES / "preds.zarr", "-q", "--regions", "-o", tmp_path / "default.csv"))
+    assert recorded_region_rule(load_ranking(tmp_path / "default.csv", need_record=True).record) == RegionRule()
+    for stem in ("strict", "default"):
+        ok(invoke("overlay", "-r", tmp_path / f"{stem}.csv", "-o", tmp_path / stem, "--ids", "city_a/0005", "-q",
+                  "--region-min-score", "0"))
+    name = overlay_name(2, "city_a/0005")
+    # the strict margin keeps fewer suspect pixels: other outlines, other legend lines
+    assert (tmp_path / "strict" / name).read_bytes() != (tmp_path / "default" / name).read_bytes()
+
+
+def test_images_score_counted_without_regions_are_not_read_again(tmp_path, monkeypatch):
+    import segaudit.outputs.overlay as overlay
+
+    ok(invoke("score", FIXTURES / "masks", FIXTURES / "preds.zarr", "-q", "--regions", "-o", tmp_path / "r.csv"))
+    ranking = load_ranking(tmp_path / "r.csv", need_record=True)
+    counted = {row.image_id: row.regions for row in ranking.rows}
+    assert 0 < sum(1 for n in counted.values() if n) < len(counted)
+    real = overlay.recorded_regions
+    asked: list[str] = []
+
+    def spying(dataset, record, source="run record"):
+        source_of = real(dataset, record, source)
+        return lambda image_id: (asked.append(image_id), source_of(image_id))[1]
+
+    monkeypatch.setattr(overlay, "recorded_regions", spying)
+    overlay.write_overlays(ranking, tmp_path / "o", top=12, workers=1)
+    assert sorted(asked) == sorted(i for i, n in counted.items() if n)
+    asked.clear()
+    overlay.write_overlays(ranking, tmp_path / "low", top=12, workers=1, region_min_score=0.2)
+    assert len(asked) == 12  # below the column's 0.5 every image is looked at

@@ -12,6 +12,7 @@ from PIL import Image
 
 from segaudit.core.regions import Region, RegionFinder, RegionRule
 from segaudit.errors import InputError
+from segaudit.results import RegionsRecord, RunRecord
 from segaudit.outputs.colours import ERROR_MAP_GREYS, FLAG_CANDIDATES, RESERVED, class_colours, lab_distance
 from segaudit.outputs.overlay import (
     LOW_COLOUR, OUTLINE_COLOUR, TEXT, draw_regions, panel_layout, recorded_region_rule, region_legend,
@@ -199,11 +200,9 @@ def test_the_region_colour_is_distinct_from_the_error_maps_colours(classes):
 
 
 def test_the_region_rule_comes_from_the_run_record():
-    assert recorded_region_rule(SimpleNamespace()) == RegionRule()
-    assert recorded_region_rule(SimpleNamespace(regions=None)) == RegionRule()
-    as_dict = SimpleNamespace(regions={"margin": 0.3, "band": 1, "band_weight": 0.5})
-    assert recorded_region_rule(as_dict) == RegionRule(margin=0.3, band=1, band_weight=0.5)
-    as_fields = SimpleNamespace(regions=SimpleNamespace(margin=0.25, band=3, band_weight=None))
-    assert recorded_region_rule(as_fields) == RegionRule(margin=0.25, band=3)
+    assert recorded_region_rule(RunRecord()) == RegionRule()
+    recorded = RunRecord(regions=RegionsRecord(margin=0.3, band=1, band_weight=0.5, regions=4))
+    assert recorded_region_rule(recorded) == RegionRule(margin=0.3, band=1, band_weight=0.5)
+    read = RunRecord.from_dict({"regions": {"margin": 2.0, "band": 1, "band_weight": 0.5, "regions": 0}})
     with pytest.raises(InputError, match=r"^r\.run\.json: bad 'regions' entry: margin must be in \[0, 1\)"):
-        recorded_region_rule(SimpleNamespace(regions={"margin": 2.0}), "r.run.json")
+        recorded_region_rule(read, "r.run.json")
