@@ -67,8 +67,9 @@ ANNOTATION_ALPHA = 0.55  # class colours over the photo
 FlagSource = Callable[[str, np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
 #: A per-image region source: ``regions_for(image_id)`` returns the image's regions
 #: (:class:`segaudit.core.regions.Region`, worst first) and its region map ((H, W) int32,
-#: each pixel's index in that list, -1 for none).
-RegionSource = Callable[[str], "tuple[list, np.ndarray]"]
+#: each pixel's index in that list, -1 for none). :func:`recorded_regions` also takes
+#: ``rows=(start, stop)``: the map of those rows only (a volume's slice in its tall image).
+RegionSource = Callable[..., "tuple[list, np.ndarray]"]
 #: Default ``--region-min-score`` and ``--max-regions``.
 DEFAULT_REGION_MIN_SCORE = 0.5
 DEFAULT_MAX_REGIONS = 5
@@ -736,7 +737,9 @@ def write_overlays(
             counted_none = row.regions == 0 and recorded_rule and region_min_score >= REGION_COUNT_SCORE
             if regions_for is not None and not counted_none:
                 found, region_map = regions_for(row.image_id)
-                shown = [r for r in found if r.score >= region_min_score][:max_regions]
+                # only regions with a pixel in the map drawn (all of them, but for a volume's slice)
+                present = np.bincount(region_map.ravel() + 1, minlength=len(found) + 1)[1:] > 0
+                shown = [r for r in found if r.score >= region_min_score and present[r.region - 1]][:max_regions]
             image = render_overlay(labels, s, predicted, colours, threshold=float(threshold), photo=photo,
                                    flags=flags, caption=caption, max_width=max_width,
                                    regions=shown, region_map=region_map if shown else None)
@@ -814,7 +817,10 @@ def recorded_region_rule(record: RunRecord, source: str | Path = "run record"):
 
 def recorded_regions(dataset, record: RunRecord, source: str | Path = "run record") -> RegionSource:
     """The error regions of drawn images, found as ``segaudit regions`` finds them (with the
-    rule of :func:`recorded_region_rule`), re-reading one image's predictions at a time."""
+    rule of :func:`recorded_region_rule`), re-reading one image's predictions at a time.
+
+    The source returned is called as ``regions(image_id, rows=None)``: every region of the
+    image, and its region map (of rows ``rows[0]:rows[1]`` only, when given)."""
     import dataclasses
 
     from ..core.regions import find_regions
@@ -822,7 +828,7 @@ def recorded_regions(dataset, record: RunRecord, source: str | Path = "run recor
     rule = recorded_region_rule(record, source)
     masks = {image_id: mask for mask, image_id in dataset.pairs}
 
-    def regions(image_id):
+    def regions(image_id, rows=None):
         found = {}
         single = dataclasses.replace(dataset, pairs=[(masks[image_id], image_id)])
 
@@ -830,7 +836,8 @@ def recorded_regions(dataset, record: RunRecord, source: str | Path = "run recor
             found["regions"], found["map"] = image_regions, finder.region_map
 
         find_regions(single, rule, keep_maps=lambda _: True, on_image=keep, prefetch=1)
-        return found["regions"], found["map"]
+        region_map = found["map"] if rows is None else found["map"][rows[0]:rows[1]]
+        return found["regions"], region_map
 
     return regions
 

@@ -314,3 +314,32 @@ def test_images_score_counted_without_regions_are_not_read_again(tmp_path, monke
     asked.clear()
     overlay.write_overlays(ranking, tmp_path / "low", top=12, workers=1, region_min_score=0.2)
     assert len(asked) == 12  # below the column's 0.5 every image is looked at
+
+
+def test_regions_outside_the_drawn_rows_are_left_out(scored, tmp_path):
+    """A source may give the map of part of the image (a volume's slice): regions with no
+    pixel in it get neither an outline nor a legend line; ``rows`` crops the map."""
+    import segaudit.outputs.overlay as overlay
+
+    ranking = load_ranking(scored["ranking"], need_record=True)
+    seen = {}
+    recorded = overlay.recorded_regions
+
+    def source_of(dataset, record, source="run record"):
+        real = recorded(dataset, record, source)
+        seen["cropped"] = real("city_a/0005", rows=(40, 48))[1].shape
+
+        def without_the_worst(image_id):
+            found, region_map = real(image_id)
+            return found, np.where(region_map == 0, -1, region_map)
+
+        return without_the_worst
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(overlay, "recorded_regions", source_of)
+        overlay.write_overlays(ranking, tmp_path / "o", ids=["city_a/0005"], workers=1)
+    assert seen["cropped"] == (8, 64)
+    name = overlay_name(scored["ranks"]["city_a/0005"], "city_a/0005")
+    layout = panel_layout(48, 64)
+    plain = Image.open(scored["dir"] / "plain" / name)
+    assert Image.open(tmp_path / "o" / name).height == plain.height + layout.margin // 2 + 2 * layout.line
