@@ -22,6 +22,11 @@ from .errors import InputError
 #: ``segaudit report --confusions``).
 CONFUSION_COLUMNS = ("annotated", "predicted", "pixels", "images", "share")
 
+#: The columns of the region table (written by ``segaudit regions``, read by
+#: ``segaudit report --regions``): the box in pixels, x1 and y1 exclusive.
+REGION_COLUMNS = ("rank", "image", "region", "score", "area", "x0", "y0", "x1", "y1", "annotated_class",
+                  "likely_class", "mean_s", "mean_p_likely", "kind")
+
 
 @dataclass
 class Selection:

@@ -20,9 +20,7 @@ from ..errors import InputError
 from ..io.files import atomic_write_all, contained_path, refuse_overwriting_inputs, safe_relative_path
 from ..io.masks import encode_like, is_tiff, read_mask
 from ..io.tables import render
-
-REGION_COLUMNS = ("rank", "image", "region", "score", "area", "x0", "y0", "x1", "y1", "annotated_class",
-                  "likely_class", "mean_s", "mean_p_likely", "kind")
+from ..results import REGION_COLUMNS
 
 
 def _class(index: int, classes: list[str] | None) -> str | int:
