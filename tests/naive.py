@@ -362,3 +362,115 @@ def worst_slice(labels, stored, *, ignore=(255,), pixel_threshold=0.5, logits=Fa
         key = (-int((s[scored] < pixel_threshold).sum()), float(s[scored].mean()), z)
         best = key if best is None or key < best else best
     return None if best is None else best[2]
+
+
+# --- error regions (segaudit.core.regions) -------------------------------------------
+
+_NEIGHBOURS = [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0)]
+
+
+def _flood(grid_ok, same, start, shape):
+    """Pixels 8-connected to ``start`` through pixels where grid_ok and same(a, b)."""
+    rows, cols = shape
+    seen = {start}
+    stack = [start]
+    while stack:
+        i, j = stack.pop()
+        for di, dj in _NEIGHBOURS:
+            ni, nj = i + di, j + dj
+            if 0 <= ni < rows and 0 <= nj < cols and (ni, nj) not in seen and grid_ok[ni, nj] \
+                    and same((i, j), (ni, nj)):
+                seen.add((ni, nj))
+                stack.append((ni, nj))
+    return seen
+
+
+def regions(labels, s, likely, p, n_classes, *, margin=0.25, band=2, band_weight=1.0, scale=0.002,
+            coverage_power=0.25, thin=0.02, reach=3, background=frozenset()):
+    """Error regions by flood fill, pixel by pixel: a list of dicts (any order).
+
+    ``labels``: class indices (values < 0 or >= n_classes unscored); ``s``, ``likely``,
+    ``p``: per pixel p[label], argmax and p[argmax].
+    """
+    rows, cols = labels.shape
+    scored = (labels >= 0) & (labels < n_classes)
+    suspect = scored & (likely != labels) & (p - s >= margin)
+    # The edge band: within `band` (Chebyshev) of a pixel pair across which the label changes.
+    edge = np.zeros(labels.shape, bool)
+    for i in range(rows):
+        for j in range(cols):
+            for di, dj in ((1, 0), (0, 1), (-1, 0), (0, -1)):
+                ni, nj = i + di, j + dj
+                if 0 <= ni < rows and 0 <= nj < cols and labels[ni, nj] != labels[i, j]:
+                    edge[i, j] = True
+    in_band = np.zeros(labels.shape, bool)
+    if band > 0:
+        for i in range(rows):
+            for j in range(cols):
+                near = edge[max(0, i - band + 1): i + band, max(0, j - band + 1): j + band]
+                in_band[i, j] = near.any()
+    total_scored = int(scored.sum())
+    done = np.zeros(labels.shape, bool)
+    found = []
+    for i in range(rows):
+        for j in range(cols):
+            if not suspect[i, j] or done[i, j]:
+                continue
+            pixels = _flood(suspect, lambda a, b: labels[a] == labels[b] and likely[a] == likely[b], (i, j),
+                            labels.shape)
+            obj = _flood(scored, lambda a, b: labels[a] == labels[b], (i, j), labels.shape)
+            for q in pixels:
+                done[q] = True
+            ys = [q[0] for q in pixels]
+            xs = [q[1] for q in pixels]
+            lab, lik = int(labels[i, j]), int(likely[i, j])
+            core = [q for q in pixels if not in_band[q]]
+            band_px = [q for q in pixels if in_band[q]]
+            mass = sum(p[q] - s[q] for q in core) + band_weight * sum(p[q] - s[q] for q in band_px)
+            touching = 0
+            for (y, x) in pixels:
+                touching += any(0 <= y + di < rows and 0 <= x + dj < cols and labels[y + di, x + dj] == lik
+                                for di in range(-reach, reach + 1) for dj in range(-reach, reach + 1))
+            area = len(pixels)
+            coverage = area / len(obj)
+            thickness = area / touching if touching else math.inf
+            if coverage >= 0.5:
+                if lab in background and lik not in background:
+                    kind = "missing"
+                else:
+                    kind = "spurious" if lik in background else "wrong_class"
+            elif thickness <= max(2.0, thin * math.sqrt(labels.size)):
+                kind = "boundary"
+            else:
+                kind = "spurious" if lik in background and lab not in background else "missing"
+            found.append({
+                "pixels": frozenset(pixels), "area": area, "x0": min(xs), "y0": min(ys), "x1": max(xs) + 1,
+                "y1": max(ys) + 1, "annotated_class": lab, "likely_class": lik,
+                "mean_s": float(np.mean([s[q] for q in pixels])), "mean_p_likely": float(np.mean([p[q] for q in pixels])),
+                "core_area": len(core), "object_pixels": len(obj), "touching": touching, "mass": mass,
+                "score": (1.0 - math.exp(-mass * coverage ** coverage_power / (scale * total_scored))
+                          if total_scored else 0.0), "kind": kind,
+            })
+    return found
+
+
+def propose(labels, region_pixels, regions, likely, min_score):
+    """The proposal of :func:`segaudit.core.regions.propose`, by flood fill.
+
+    ``region_pixels``: per region (same order as ``regions``) its set of pixels.
+    """
+    new = np.array(labels, copy=True)
+    for pixels, region in zip(region_pixels, regions):
+        if region.score < min_score:
+            continue
+        chosen = set(pixels)
+        if region.kind == "missing":
+            inside = (likely == region.likely_class) & (labels == region.annotated_class)
+            grown = set()
+            for q in pixels:
+                if q not in grown:
+                    grown |= _flood(inside, lambda a, b: True, q, labels.shape)
+            chosen = grown
+        for q in chosen:
+            new[q] = region.likely_class
+    return new
