@@ -21,8 +21,9 @@ from .core.cells import CELL_FIELDS, CellCache, cell_cache
 from .core.dataset import Dataset
 from .core.kernel import LABEL, Decoding, ImageStats, KernelConfig, accumulate, check_pixel_threshold, check_temperature
 from .core.passes import walk
-from .core.pooling import grid_shape, pool
+from .core.pooling import CellGrid, cell_row, grid_shape, pool
 from .core.sanity import ClassSpaceCheck
+from .core.slices import SliceTally
 from .errors import InputError
 from .methods import Method, Settings, resolve
 from .results import ClcRecord, ClcState, ImageResult, ScoreRun
@@ -107,16 +108,27 @@ def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Set
     def start(index, image_id, labels):
         state["stats"] = image_stats(n_classes, labels.size, methods, settings)
         state["shape"] = labels.shape
+        # A volume (its tall image): slices known where they matter, the cells and the worst slice.
+        slice_rows = state["slice_rows"] = dataset.slice_rows(image_id)
+        state["slices"] = None if slice_rows is None else SliceTally(
+            labels.shape[0] // slice_rows, slice_rows, settings.pixel_threshold)
         if need_cells:
-            shape = grid_shape(*labels.shape, factor)
-            state["grid"] = {name: np.empty(shape, CELL_FIELDS[name]) for name in grids}
+            shape = grid_shape(*labels.shape, factor, slice_rows)
+            state["grid"] = CellGrid({name: np.empty(shape, CELL_FIELDS[name]) for name in grids},
+                                     slice_rows=None if slice_rows is None else -(-slice_rows // factor))
 
     def block(index, image_id, b):
         s_out = None if pixel_scores is None else pixel_scores[index][b.start:b.stop]
+        if s_out is None and state["slices"] is not None:
+            s_out = np.empty(b.labels.shape)
         accumulate(state["stats"], b.probs, b.labels, config, row_offset=b.start, s_out=s_out)
+        if state["slices"] is not None:
+            state["slices"].add(b.start, s_out)
         if need_cells:
-            cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=pixel_dtype)
-            rows = slice(b.start // factor, b.start // factor + cells.label.shape[0])
+            slice_rows = state["slice_rows"]
+            cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=pixel_dtype, slice_rows=slice_rows)
+            first = cell_row(b.start, factor, slice_rows)
+            rows = slice(first, first + cells.label.shape[0])
             for name, grid in state["grid"].items():
                 grid[rows] = getattr(cells, name)
             if pixel_dtype is not None:
@@ -124,6 +136,9 @@ def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Set
 
     def end(index, image_id):
         result = finish_image(image_id, state["stats"], methods, settings)
+        if state["slices"] is not None:
+            result.worst_slice = state["slices"].worst()
+            result.slices = len(state["slices"].scored)
         class_pixels[:] += state["stats"].class_counts[LABEL]
         class_space.add_image(state["stats"])
         if need_cells:
@@ -197,4 +212,5 @@ def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: floa
         clc=states.get("clc"),
         class_pixels=first.class_pixels,
         warnings=first.class_space.warnings(dataset.store.classes),
+        volumes=any(result.slices is not None for result in first.images),
     )

@@ -77,6 +77,8 @@ class ImageResult:
     flagged_pixels: int | None = None  # clc-flagged pixels, when clc was computed
     regions: int | None = None  # error regions scoring >= REGION_COUNT_SCORE, when regions were found
     worst_region: str | None = None  # the kind of the image's worst such region
+    slices: int | None = None  # a volume's slice count (None: a 2-D image)
+    worst_slice: int | None = None  # a volume's slice with the most low voxels (see core.slices)
 
 
 @dataclass
@@ -93,6 +95,7 @@ class ScoreRun:
     class_pixels: np.ndarray | None = None  # per class, scored pixels annotated with it
     warnings: list[str] = field(default_factory=list)  # dataset-level problems found after scoring
     regions: RegionsRecord | None = None  # the region rule and count, when regions were found
+    volumes: bool = False  # the dataset holds volumes: the ranking has a worst_slice column
 
     @property
     def empty_images(self) -> list[str]:

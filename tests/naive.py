@@ -61,7 +61,8 @@ def image_scores(labels, stored, *, ignore=(), temperature=0.1, pixel_threshold=
     lab = labels[valid]
     pred = predicted[valid]
     n = s.size
-    out = {"pixels": n, "s": s_map}
+    # The model's confidence: the sum over scored pixels of p[argmax].
+    out = {"pixels": n, "s": s_map, "confidence": float(probs.max(axis=0)[valid].sum())}
     if n == 0:
         out.update(softmin=np.nan, rsoftmin=np.nan, cil=np.nan, ccp=np.nan, tccp=np.nan, iou=np.nan,
                    low_pixels=0, suspect_class=None, likely_class=None)
@@ -257,6 +258,110 @@ def downsample_in_order(labels, stored, factor, *, ignore=(255,), logits=False):
             with np.errstate(divide="ignore", invalid="ignore"):  # all-zero cells: NaN, as the kernel
                 out_s[i, j], out_ppred[i, j] = cell[label] / scale, cell[pred] / scale
     return out_label, out_pred, out_s, out_ppred, mismatched, argmax
+
+
+# --- volumes ----------------------------------------------------------------------------
+
+
+def downsample_3d(labels, stored, factor, *, ignore=(255,), logits=False):
+    """The F×F×F cell grid of a volume: (label, pred, s, p_pred) arrays of shape
+    (ceil(Z/F), ceil(Y/F), ceil(X/F)); label -1 for empty cells.
+
+    labels: (Z, Y, X); stored: (K, Z, Y, X). As :func:`downsample`, with cubes for squares.
+    """
+    probs = probabilities(stored, logits)
+    n_classes, depth, height, width = probs.shape
+    labels = np.asarray(labels).astype(np.int64)
+    valid = (labels >= 0) & (labels < n_classes) & ~np.isin(labels, list(ignore))
+    shape = (-(-depth // factor), -(-height // factor), -(-width // factor))
+    out_label = np.full(shape, -1)
+    out_pred = np.full(shape, -1)
+    out_s = np.full(shape, np.nan)
+    out_ppred = np.full(shape, np.nan)
+    for cell in np.ndindex(*shape):
+        window = tuple(slice(i * factor, (i + 1) * factor) for i in cell)
+        ok = valid[window]
+        if not ok.any():
+            continue
+        pooled = probs[(slice(None),) + window][:, ok].sum(axis=1)
+        if factor > 1:
+            pooled = pooled / pooled.sum()
+        label = int(np.argmax(np.bincount(labels[window][ok], minlength=n_classes)))
+        pred = int(np.argmax(pooled))
+        out_label[cell], out_pred[cell] = label, pred
+        out_s[cell], out_ppred[cell] = pooled[label], pooled[pred]
+    return out_label, out_pred, out_s, out_ppred
+
+
+def components_3d(label, pred):
+    """26-connected components of cells with equal (label, pred), label >= 0, by flood
+    fill: a list of lists of cell indices (z, y, x)."""
+    seen = np.zeros(label.shape, bool)
+    found = []
+    for start in np.ndindex(*label.shape):
+        if label[start] < 0 or seen[start]:
+            continue
+        stack, members = [start], []
+        seen[start] = True
+        while stack:
+            here = stack.pop()
+            members.append(here)
+            for step in np.ndindex(3, 3, 3):
+                there = tuple(h + d - 1 for h, d in zip(here, step))
+                if all(0 <= t < n for t, n in zip(there, label.shape)) and not seen[there] \
+                        and label[there] == label[start] and pred[there] == pred[start]:
+                    seen[there] = True
+                    stack.append(there)
+        found.append(members)
+    return found
+
+
+def coco_3d(label, pred, s):
+    """coco of a volume's 3-D cell grid: mean over 26-connected components of their mean s."""
+    scores = [np.mean([s[m] for m in members]) for members in components_3d(label, pred)]
+    return float(np.mean(scores)) if scores else np.nan
+
+
+def clc_flags_3d(volumes, factor, *, ignore=(255,), logits=False):
+    """:func:`clc_flags` for volumes: images are (labels (Z, Y, X), stored (K, Z, Y, X)),
+    cells are F×F×F cubes in (z, y, x) order. Returns one bool (Z, Y, X) mask per volume."""
+    grids = [downsample_3d(l, p, factor, ignore=ignore, logits=logits) for l, p in volumes]
+    n_classes = volumes[0][1].shape[0]
+    label, pred, s, ppred = (np.concatenate([g[i].ravel() for g in grids]) for i in range(4))
+    ok = label >= 0
+    t = np.array([s[ok & (label == k)].mean() if np.any(ok & (label == k)) else 0.0 for k in range(n_classes)])
+    t = np.maximum(t, 2e-6)
+    issue = ok & (pred != label) & (ppred >= t[np.where(ok, pred, 0)] - 1e-6)
+    ranked = np.lexsort((np.arange(s.size), np.where(ok, s, np.inf)))[:int(issue.sum())]
+    chosen = np.zeros(s.size, bool)
+    chosen[ranked] = True
+    masks, offset = [], 0
+    for (labels, stored), grid in zip(volumes, grids):
+        cells = grid[0].size
+        cell_flags = chosen[offset:offset + cells].reshape(grid[0].shape)
+        offset += cells
+        full = cell_flags
+        for axis in range(3):
+            full = np.repeat(full, factor, axis=axis)
+        full = full[tuple(slice(0, n) for n in labels.shape)]
+        lab = np.asarray(labels).astype(np.int64)
+        valid = (lab >= 0) & (lab < n_classes) & ~np.isin(lab, list(ignore))
+        masks.append(full & valid & (decode(stored).argmax(axis=0) != lab))
+    return masks
+
+
+def worst_slice(labels, stored, *, ignore=(255,), pixel_threshold=0.5, logits=False):
+    """The slice with the most voxels of s below the threshold, ties to the lowest mean s,
+    then the lowest index; None when no voxel is scored."""
+    best = None
+    for z in range(labels.shape[0]):
+        s = image_scores(labels[z], stored[:, z], ignore=ignore, logits=logits)["s"]
+        scored = ~np.isnan(s)
+        if not scored.any():
+            continue
+        key = (-int((s[scored] < pixel_threshold).sum()), float(s[scored].mean()), z)
+        best = key if best is None or key < best else best
+    return None if best is None else best[2]
 
 
 # --- error regions (segaudit.core.regions) -------------------------------------------

@@ -26,7 +26,7 @@ def method_names() -> list[str]:
     modules = pkgutil.iter_modules(spec.submodule_search_locations)
     return sorted(m.name for m in modules if not m.name.startswith("_") and m.name != "base")
 
-Masks = Annotated[Path, typer.Argument(help="Directory of annotation PNGs, searched recursively; pixel value = class index.")]
+Masks = Annotated[Path, typer.Argument(help="Directory of annotation masks (PNG, TIFF, NIfTI or .npy/.npz volumes), searched recursively; pixel value = class index.")]
 Predictions = Annotated[Path, typer.Argument(help="Zarr store of predicted class probabilities (per-image or stacked layout).")]
 PixelThreshold = Annotated[float, typer.Option(help="Pixels whose probability of the annotated class is below this are low-quality pixels.")]
 MAX_DOWNSAMPLE = 1 << 16

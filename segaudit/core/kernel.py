@@ -230,6 +230,7 @@ def _accumulate_rows(
                         if v > top:
                             top = v
                             best_k[c] = k
+                    best[c] = top
                 if write_pred:
                     for c in range(width):
                         pred_out[r, c] = best_k[c]
@@ -261,6 +262,8 @@ def _accumulate_rows(
             label = lab[c]
             pred = best_k[c]
             sums[0] += sc
+            # p[argmax], the model's confidence (a suspicious row's argmax was redone on decoded values)
+            sums[1] += 1.0 / total[c] if logits else best[c] if suspicious else _decode(key[c], lut)
             totals[0] += 1
             class_counts[LABEL, label] += 1
             class_counts[PRED, pred] += 1
@@ -355,7 +358,7 @@ class ImageStats:
     def __init__(self, n_classes: int, image_pixels: int = 0, temperatures=()):
         self.image_pixels = image_pixels  # H * W
         self.totals = np.zeros(3, np.int64)  # scored pixels, argmax == label, low pixels
-        self.sums = np.zeros(1)  # sum of s
+        self.sums = np.zeros(2)  # sum of s, sum of p[argmax]
         self.temperatures = np.array(sorted(set(float(t) for t in temperatures)), np.float64)
         # Per temperature: softmin shift, weights, s * weights.
         self.soft = np.zeros((len(self.temperatures), 3))
@@ -379,6 +382,11 @@ class ImageStats:
     @property
     def sum_s(self) -> float:
         return float(self.sums[0])
+
+    @property
+    def sum_confidence(self) -> float:
+        """Sum over the scored pixels of the argmax's probability (its expected accuracy)."""
+        return float(self.sums[1])
 
     def softmin(self, temperature: float) -> float:
         """Σ s·exp((1−s)/τ) / Σ exp((1−s)/τ) at one of :attr:`temperatures`; NaN with no pixel."""

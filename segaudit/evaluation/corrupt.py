@@ -577,6 +577,9 @@ def corrupt_masks(
         palette = load_palette(palette)
     masks_dir, out = Path(masks), Path(out)
     files = find_masks(masks_dir, mask_suffix)
+    other = next((m for m in files if m.path.suffix.lower() != ".png"), None)
+    if other is not None:  # planted errors are written in the mask's own PNG encoding
+        raise InputError(f"{other.path}: corrupt plants errors in PNG masks only (not TIFF, NIfTI or .npy/.npz)")
     _check_out(masks_dir, out)
     if truth is not None and not Path(truth).parent.is_dir():
         raise InputError(f"directory of the truth file does not exist: {Path(truth).parent}")

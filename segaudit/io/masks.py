@@ -1,4 +1,8 @@
-"""Finding and decoding annotation masks: PNG or TIFF files whose pixel values are class indices."""
+"""Finding and decoding annotation masks: PNG, TIFF, NIfTI or numpy files whose values are class indices.
+
+A volume (NIfTI, or a 3-D ``.npy``/``.npz``; see :mod:`segaudit.io.volumes`) is read as one
+tall 2-D image of Z * Y rows, slice after slice, so everything above sees ``(H, W)`` labels.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError, one_line
+from . import volumes
 from .label_maps import LabelLookup
 
 Palette = dict[tuple[int, int, int], int]
@@ -22,7 +27,18 @@ _RGB_MODES = {"RGB", "RGBA"}
 _SUPPORTED = "1, L, P, I;16, I, and RGB/RGBA with --palette"
 _INT32_MAX = 2**31 - 1
 _TIFF_EXTS = (".tif", ".tiff")
-_MASK_EXTS = (".png", *_TIFF_EXTS)
+_MASK_EXTS = (".png", *_TIFF_EXTS, *volumes.VOLUME_EXTS)
+
+
+def _extension(name: str) -> str:
+    """A file name's mask extension, lower case (``.nii.gz`` whole)."""
+    return volumes.volume_extension(name) or os.path.splitext(name)[1].lower()
+
+
+def mask_extension(name: str) -> str | None:
+    """The mask extension a file name ends with (lower case, ``.nii.gz`` whole), or None."""
+    ext = _extension(name)
+    return ext if ext in _MASK_EXTS else None
 
 
 @dataclass(frozen=True)
@@ -34,7 +50,8 @@ class MaskFile:
 
 
 def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
-    """Find the PNG and TIFF (``.tif``/``.tiff``) masks under a directory, recursively.
+    """Find the masks under a directory, recursively: PNG, TIFF (``.tif``/``.tiff``), NIfTI
+    (``.nii``/``.nii.gz``) and ``.npy``/``.npz`` files.
 
     Parameters
     ----------
@@ -66,7 +83,7 @@ def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            ext = os.path.splitext(name)[1].lower()
+            ext = _extension(name)
             if name.startswith(".") or ext not in _MASK_EXTS:
                 continue
             stem = name[: -len(ext)]
@@ -76,7 +93,7 @@ def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
                 continue
             path = Path(dirpath) / name
             if not path.is_file():  # a FIFO or device would block or never end when read
-                kind = "TIFF" if ext in _TIFF_EXTS else "PNG"
+                kind = "TIFF" if ext in _TIFF_EXTS else "PNG" if ext == ".png" else "volume"
                 raise InputError(f"{path}: not a regular file (a mask must be a {kind} file)")
             rel = path.relative_to(root).parent.as_posix()
             stem = stem[: len(stem) - len(suffix)]
@@ -88,12 +105,15 @@ def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
             by_id[image_id] = path
 
     if not by_id:
-        which = f"ending in '{suffix}.png' (or .tif/.tiff) " if suffix else ""
+        which = f"ending in '{suffix}.png' (or .tif/.tiff/.nii.gz/.nii/.npy/.npz) " if suffix else ""
         others = f" ({skipped} other mask files)" if suffix else ""
-        raise InputError(f"no PNG or TIFF masks {which}found in {root}{others}")
+        raise InputError(f"no PNG, TIFF, NIfTI or .npy masks {which}found in {root}{others}")
     tiff = next((p for p in by_id.values() if _is_tiff(p)), None)
     if tiff is not None:
         _tifffile(tiff)  # fail before any work when tifffile is missing
+    nifti = next((p for p in by_id.values() if volumes.is_nifti(p)), None)
+    if nifti is not None:
+        volumes.require_nibabel(nifti)  # likewise for nibabel
     return [MaskFile(i, by_id[i]) for i in sorted(by_id)]
 
 
@@ -174,6 +194,19 @@ def load_palette(path: str | Path) -> Palette:
 
 def _is_tiff(path: Path) -> bool:
     return path.suffix.lower() in _TIFF_EXTS
+
+
+def _is_array_file(path: Path) -> bool:
+    """A NIfTI or ``.npy``/``.npz`` mask (read by :mod:`segaudit.io.volumes`)."""
+    return volumes.volume_extension(path.name) is not None
+
+
+def volume_header(mask: MaskFile) -> volumes.VolumeHeader | None:
+    """A volume mask's header ((Z, Y, X) and, for NIfTI, the affine), or None for a 2-D mask."""
+    if not _is_array_file(mask.path):
+        return None
+    header = volumes.read_header(mask.path)
+    return header if header.is_volume else None
 
 
 def _tifffile(path: Path):
@@ -264,8 +297,13 @@ def mask_shape(mask: MaskFile, palette: Palette | None = None) -> tuple[int, int
 
     Raises the same InputErrors as :func:`read_mask` for unreadable files and
     unsupported modes, so a cheap pre-pass catches them before any work.
-    TIFF masks are checked (single band, integer) from their header the same way.
+    TIFF masks are checked (single band, integer) from their header the same way. A
+    volume's (Z, Y, X) is returned as the (Z * Y, X) of its tall image (see
+    :func:`volume_shape` for its own shape).
     """
+    if _is_array_file(mask.path):
+        shape = volumes.read_header(mask.path).shape
+        return (shape[0] * shape[1], shape[2]) if len(shape) == 3 else (shape[0], shape[1])
     if _is_tiff(mask.path):
         shape, _ = _tiff_header(mask)
         return shape[0], shape[1]
@@ -296,6 +334,11 @@ def read_mask(mask: MaskFile, palette: Palette | None = None, label_map: LabelLo
         RGB without palette, colours not in the palette, or negative values.
         A TIFF mask must be single-band with an integer dtype (palette ignored).
     """
+    if _is_array_file(mask.path):
+        labels = volumes.read_volume_mask(mask.path)
+        if labels.ndim == 3:
+            labels = labels.reshape(-1, labels.shape[2])  # the tall image: slice after slice
+        return labels if label_map is None else label_map.apply(labels, str(mask.path))
     if _is_tiff(mask.path):
         labels = _read_tiff(mask)
         return labels if label_map is None else label_map.apply(labels, str(mask.path))
@@ -345,7 +388,7 @@ def _map_colours(rgb: np.ndarray, mask: MaskFile, palette: Palette) -> np.ndarra
 
 def mask_palette(mask: MaskFile) -> list[tuple[int, int, int]] | None:
     """Return a P-mode mask's own PNG palette as RGB triples (index = class), else None."""
-    if _is_tiff(mask.path):
+    if _is_tiff(mask.path) or _is_array_file(mask.path):
         return None
     with _open(mask) as img:
         flat = img.getpalette("RGB") if img.mode == "P" else None

@@ -40,6 +40,7 @@ from .colours import ClassColours, class_colours
 from .text import OVERLAY_NAME, class_phrase, format_score, overlay_name, region_line
 from ..errors import InputError, one_line
 from ..io.files import atomic_write_all, temporary_directory
+from ..io.photos import is_tiff, read_tiff_photo, tiff_photo_size
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
 from ..results import REGION_COUNT_SCORE, RunRecord
@@ -63,7 +64,9 @@ ANNOTATION_ALPHA = 0.55  # class colours over the photo
 
 #: A per-image flag source: ``flags_for(image_id, labels, s, predicted)`` returns a boolean
 #: (H, W) mask of flagged pixels, or None. The hook for per-pixel methods such as clc; the
-#: command line passes none yet, so its error map comes from s alone.
+#: command line passes none yet, so its error map comes from s alone. For a volume the maps
+#: are the drawn slice's, and ``rows=(start, stop)`` (a keyword) says where the slice lies in
+#: the volume's tall image.
 FlagSource = Callable[[str, np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
 #: A per-image region source: ``regions_for(image_id)`` returns the image's regions
 #: (:class:`segaudit.core.regions.Region`, worst first) and its region map ((H, W) int32,
@@ -121,7 +124,11 @@ def find_photo(images_dir: Path, image_id: str, suffix: str = "") -> Path | None
 
 
 def photo_size(path: Path) -> tuple[int, int]:
-    """(height, width) of a photo from its header."""
+    """(height, width) of a photo from its header (a TIFF's through tifffile, when installed)."""
+    if is_tiff(path):
+        size = tiff_photo_size(path)
+        if size is not None:
+            return size
     try:
         with Image.open(path) as img:
             return img.height, img.width
@@ -130,7 +137,15 @@ def photo_size(path: Path) -> tuple[int, int]:
 
 
 def load_photo(path: Path) -> Image.Image:
-    """A photo as an 8-bit RGB image (16-bit and float images are stretched to 0-255)."""
+    """A photo as an 8-bit RGB image (16-bit and float images are stretched to 0-255).
+
+    TIFF / GeoTIFF photos of any band count and bit depth are read with tifffile, when
+    installed (see :mod:`segaudit.io.photos`: the first three bands, or one, stretched).
+    """
+    if is_tiff(path):
+        rgb = read_tiff_photo(path)
+        if rgb is not None:
+            return Image.fromarray(rgb, mode="RGB")
     try:
         with Image.open(path) as img:
             img.load()
@@ -693,6 +708,10 @@ def write_overlays(
         if not images.is_dir():
             raise InputError(f"photo directory not found: {images}")
         for row in selected:
+            if dataset.slice_rows(row.image_id) is not None:  # a volume: drawn from its annotation
+                photos[row.image_id] = None
+                run.missing_photos.append(row.image_id)
+                continue
             photo = find_photo(images, row.image_id, image_suffix)
             photos[row.image_id] = photo
             if photo is None:
@@ -726,17 +745,28 @@ def write_overlays(
 
     def job(row: RankedImage) -> Callable[[], Path]:
         def render() -> Path:
-            labels, s, predicted, _ = dataset.pixel_maps(masks[row.image_id], row.image_id)
-            flags = flags_for(row.image_id, labels, s, predicted) if flags_for else None
+            slice_rows = dataset.slice_rows(row.image_id)
+            if slice_rows is None:
+                labels, s, predicted, _ = dataset.pixel_maps(masks[row.image_id], row.image_id)
+                flags = flags_for(row.image_id, labels, s, predicted) if flags_for else None
+                title, rows = row.image_id, None
+            else:  # a volume: its worst slice, read alone
+                depth = dataset.store.volume_shape(row.image_id)[0]
+                z = row.worst_slice if row.worst_slice is not None and 0 <= row.worst_slice < depth \
+                    else worst_slice(dataset, masks[row.image_id], row.image_id, float(threshold))
+                rows = (z * slice_rows, (z + 1) * slice_rows)
+                labels, s, predicted, _ = dataset.pixel_maps(masks[row.image_id], row.image_id, rows=rows)
+                flags = flags_for(row.image_id, labels, s, predicted, rows=rows) if flags_for else None
+                title = f"{row.image_id} slice {z} of {depth}"
             photo_path = photos.get(row.image_id)
             photo = load_photo(photo_path) if photo_path is not None else None
-            caption = Caption(image_id=row.image_id, rank=row.rank, score=row.score,
+            caption = Caption(image_id=title, rank=row.rank, score=row.score,
                               method=ranking.method, suspect=row.suspect, likely=row.likely)
             shown, region_map = [], None
             # score --regions counted the image's regions at >= REGION_COUNT_SCORE with this rule.
             counted_none = row.regions == 0 and recorded_rule and region_min_score >= REGION_COUNT_SCORE
             if regions_for is not None and not counted_none:
-                found, region_map = regions_for(row.image_id)
+                found, region_map = regions_for(row.image_id, **({} if rows is None else {"rows": rows}))
                 # only regions with a pixel in the map drawn (all of them, but for a volume's slice)
                 present = np.bincount(region_map.ravel() + 1, minlength=len(found) + 1)[1:] > 0
                 shown = [r for r in found if r.score >= region_min_score and present[r.region - 1]][:max_regions]
@@ -789,14 +819,28 @@ def recorded_clc_flags(dataset, record: RunRecord) -> FlagSource | None:
 
     masks = {image_id: mask for mask, image_id in dataset.pairs}
 
-    def flags(image_id, labels, s, predicted):
+    def flags(image_id, labels, s, predicted, rows=None):
         found = {}
         single = dataclasses.replace(dataset, pairs=[(masks[image_id], image_id)])
         flag_pass(single, clc.downsample, selection, prefetch=1,
                   on_image=lambda index, _, flag_map, confusion: found.setdefault("map", flag_map))
-        return found["map"].astype(bool)
+        flag_map = found["map"] if rows is None else found["map"][rows[0]:rows[1]]
+        return flag_map.astype(bool)
 
     return flags
+
+
+def worst_slice(dataset, mask, image_id: str, threshold: float) -> int:
+    """A volume's worst slice (see :mod:`segaudit.core.slices`), for rankings without the
+    column: one pass over its predictions, slab by slab."""
+    from ..core.slices import SliceTally
+
+    labels, s, _, _ = dataset.pixel_maps(mask, image_id)
+    slice_rows = dataset.slice_rows(image_id)
+    tally = SliceTally(labels.shape[0] // slice_rows, slice_rows, threshold)
+    tally.add(0, s)
+    found = tally.worst()
+    return 0 if found is None else found
 
 
 def recorded_region_rule(record: RunRecord, source: str | Path = "run record"):
