@@ -474,3 +474,74 @@ def propose(labels, region_pixels, regions, likely, min_score):
         for q in chosen:
             new[q] = region.likely_class
     return new
+
+
+def regions_3d(labels, s, likely, p, n_classes, *, margin=0.25, band=2, band_weight=1.0, scale=0.002,
+               coverage_power=0.25, thin=0.02, reach=3, background=frozenset()):
+    """Error regions of a (Z, Y, X) volume by 26-connected flood fill (dicts, any order).
+
+    As :func:`regions`, with regions and objects 26-connected across slices; the edge
+    band, the likely class's annotation nearby and the thickness limit are per slice.
+    """
+    depth, rows, cols = labels.shape
+    near26 = [(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1) if (a, b, c) != (0, 0, 0)]
+    scored = (labels >= 0) & (labels < n_classes)
+    suspect = scored & (likely != labels) & (p - s >= margin)
+    in_band = np.zeros(labels.shape, bool)
+    for z in range(depth):
+        plane = labels[z]
+        edge = np.zeros(plane.shape, bool)
+        for i in range(rows):
+            for j in range(cols):
+                for di, dj in ((1, 0), (0, 1), (-1, 0), (0, -1)):
+                    ni, nj = i + di, j + dj
+                    if 0 <= ni < rows and 0 <= nj < cols and plane[ni, nj] != plane[i, j]:
+                        edge[i, j] = True
+        if band > 0:
+            for i in range(rows):
+                for j in range(cols):
+                    in_band[z, i, j] = edge[max(0, i - band + 1): i + band, max(0, j - band + 1): j + band].any()
+
+    def flood(ok, same, start):
+        seen, stack = {start}, [start]
+        while stack:
+            q = stack.pop()
+            for d in near26:
+                n = (q[0] + d[0], q[1] + d[1], q[2] + d[2])
+                if all(0 <= n[k] < labels.shape[k] for k in range(3)) and n not in seen and ok[n] and same(q, n):
+                    seen.add(n)
+                    stack.append(n)
+        return seen
+
+    total = int(scored.sum())
+    done = np.zeros(labels.shape, bool)
+    found = []
+    for start in zip(*np.nonzero(suspect)):
+        start = tuple(int(v) for v in start)
+        if done[start]:
+            continue
+        pixels = flood(suspect, lambda a, b: labels[a] == labels[b] and likely[a] == likely[b], start)
+        obj = flood(scored, lambda a, b: labels[a] == labels[b], start)
+        for q in pixels:
+            done[q] = True
+        lab, lik = int(labels[start]), int(likely[start])
+        mass = sum((1.0 if not in_band[q] else band_weight) * (p[q] - s[q]) for q in pixels)
+        touching = sum(any(0 <= y + di < rows and 0 <= x + dj < cols and labels[z, y + di, x + dj] == lik
+                           for di in range(-reach, reach + 1) for dj in range(-reach, reach + 1))
+                       for (z, y, x) in pixels)
+        area = len(pixels)
+        coverage = area / len(obj)
+        thickness = area / touching if touching else math.inf
+        if coverage >= 0.5:
+            kind = "missing" if lab in background and lik not in background else (
+                "spurious" if lik in background else "wrong_class")
+        elif thickness <= max(2.0, thin * math.sqrt(rows * cols)):
+            kind = "boundary"
+        else:
+            kind = "spurious" if lik in background and lab not in background else "missing"
+        zs, ys, xs = zip(*pixels)
+        found.append({"pixels": frozenset(pixels), "area": area, "x0": min(xs), "y0": min(ys), "z0": min(zs),
+                      "x1": max(xs) + 1, "y1": max(ys) + 1, "z1": max(zs) + 1, "annotated_class": lab,
+                      "likely_class": lik, "object_pixels": len(obj), "touching": touching, "kind": kind,
+                      "score": 1.0 - math.exp(-mass * coverage ** coverage_power / (scale * total))})
+    return found

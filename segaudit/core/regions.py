@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .components import component_roots
+from .components import component_roots, component_roots_3d
 from .dataset import Dataset
 from .kernel import ImageStats, KernelConfig, accumulate
 from .passes import walk
@@ -35,8 +35,8 @@ KINDS = ("wrong_class", "spurious", "boundary", "missing")
 BACKGROUND_NAMES = ("background", "unlabeled", "unlabelled", "other", "void", "clutter", "none")
 
 # Columns of the integer and float statistics per provisional label.
-_AREA, _CORE, _ROW0, _ROW1, _COL0, _COL1, _OBJECT, _LABEL, _LIKELY, _TOUCH = range(10)
-_N_INTS = 10
+_AREA, _CORE, _ROW0, _ROW1, _COL0, _COL1, _OBJECT, _LABEL, _LIKELY, _TOUCH, _Z0, _Z1 = range(12)
+_N_INTS = 12
 _SUM_S, _SUM_P, _MASS_CORE, _MASS_BAND = range(4)
 
 
@@ -111,7 +111,9 @@ class Region:
     object_pixels: int  # scored pixels of the annotated object the region lies in
     mass: float  # sum of the margins, band pixels weighted
     band_mass: float = 0.0  # the sum of the band pixels' margins (unweighted)
-    touching: int = 0  # pixels with an 8-neighbour annotated as the likely class
+    touching: int = 0  # pixels near (within the rule's reach) an annotation of the likely class
+    z0: int | None = None  # a volume's slices [z0, z1) (y0/y1 are then rows within a slice)
+    z1: int | None = None
 
     @property
     def thickness(self) -> float:
@@ -127,14 +129,16 @@ class Region:
 # --- the annotation's objects and edge band (the whole mask is in memory) --------
 
 
-def annotation_objects(labels: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each scored pixel's object (8-connected component of its class), and object sizes.
+def annotation_objects(labels: np.ndarray, n_classes: int,
+                       slice_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each scored pixel's object (8-connected component of its class; 26-connected in a
+    volume's tall image of slices of ``slice_rows`` rows), and object sizes.
 
     Returns ``(objects, sizes)``: int64 (H, W) numbered 0.. in row-major order of first
     pixel (-1 where not scored), and the scored pixels of each object.
     """
     scored = np.where((labels >= 0) & (labels < n_classes), labels, -1).astype(np.int32)
-    roots = component_roots(scored, scored)
+    roots = component_roots_3d(scored, scored, slice_rows) if slice_rows else component_roots(scored, scored)
     valid = roots >= 0
     numbers = np.full(roots.shape, -1, np.int64)
     unique, inverse = np.unique(roots[valid], return_inverse=True)
@@ -179,18 +183,25 @@ def _find(parent, i):
 
 
 @njit(cache=True, nogil=True)
-def _label_rows(label, likely, s, p, band, objects, whole, margin, reach, row_offset,
+def _label_rows(label, likely, s, p, band, objects, whole, margin, reach, row_offset, slice_rows,
                 carry_ids, carry_label, carry_likely, ids, parent, count, ints, floats):
     """Label the suspect pixels of a block; returns the new provisional label count.
 
-    ``carry_*``: the previous block's last row (ids -1 where not suspect, or none at the
-    top of the image). ``whole``: the image's whole mask, for the pixels' neighbours in
-    other blocks. ``parent``, ``ints`` and ``floats`` have room for ``count`` plus every
-    pixel of the block.
+    ``carry_*``: the rows just above the block (ids -1 where not suspect or above the top of
+    the image): one row for an image, a slice and a row for a volume (``slice_rows`` > 0:
+    row z * slice_rows + y of the tall image is row y of slice z, and regions are
+    26-connected across slices). ``whole``: the image's whole mask, for the pixels'
+    neighbours in other blocks. ``parent``, ``ints`` and ``floats`` have room for
+    ``count`` plus every pixel of the block.
     """
     rows, cols = label.shape
     height = whole.shape[0]
+    plane = slice_rows if slice_rows > 0 else height  # rows of one slice (a 2-D image: all)
+    n_carry = carry_ids.shape[0]
     for i in range(rows):
+        row = row_offset + i
+        z = row // plane
+        y = row - z * plane
         for j in range(cols):
             ids[i, j] = -1
             lab = label[i, j]
@@ -200,25 +211,40 @@ def _label_rows(label, likely, s, p, band, objects, whole, margin, reach, row_of
             if lik == lab or p[i, j] - s[i, j] < margin:
                 continue
             here = -1
-            for dj in (-1, 0, 1, -2):  # the row above (three), then the left neighbour
-                if dj == -2:
-                    if j == 0:
+            # The neighbours earlier in scan order: 9 in the previous slice (volumes), 3 in
+            # the row above and the one on the left.
+            for k in range(13):
+                if k < 9:
+                    if slice_rows == 0 or z == 0:
                         continue
-                    other = ids[i, j - 1]
-                    if other < 0 or label[i, j - 1] != lab or likely[i, j - 1] != lik:
+                    dy = k // 3 - 1
+                    if y + dy < 0 or y + dy >= plane:
+                        continue
+                    other_row = row - plane + dy
+                    dx = k % 3 - 1
+                elif k < 12:
+                    if y == 0:
+                        continue
+                    other_row = row - 1
+                    dx = k - 10
+                else:
+                    other_row = row
+                    dx = -1
+                nj = j + dx
+                if nj < 0 or nj >= cols:
+                    continue
+                if other_row >= row_offset:
+                    qi = other_row - row_offset
+                    other = ids[qi, nj]
+                    if other < 0 or label[qi, nj] != lab or likely[qi, nj] != lik:
                         continue
                 else:
-                    nj = j + dj
-                    if nj < 0 or nj >= cols:
+                    ci = other_row - (row_offset - n_carry)
+                    if ci < 0:
                         continue
-                    if i == 0:
-                        other = carry_ids[nj]
-                        if other < 0 or carry_label[nj] != lab or carry_likely[nj] != lik:
-                            continue
-                    else:
-                        other = ids[i - 1, nj]
-                        if other < 0 or label[i - 1, nj] != lab or likely[i - 1, nj] != lik:
-                            continue
+                    other = carry_ids[ci, nj]
+                    if other < 0 or carry_label[ci, nj] != lab or carry_likely[ci, nj] != lik:
+                        continue
                 if here < 0:
                     here = _find(parent, other)
                 else:
@@ -229,10 +255,12 @@ def _label_rows(label, likely, s, p, band, objects, whole, margin, reach, row_of
             if here < 0:
                 here = count
                 parent[count] = count
-                ints[count, _ROW0] = row_offset + i
-                ints[count, _ROW1] = row_offset + i
+                ints[count, _ROW0] = y
+                ints[count, _ROW1] = y
                 ints[count, _COL0] = j
                 ints[count, _COL1] = j
+                ints[count, _Z0] = z
+                ints[count, _Z1] = z
                 ints[count, _OBJECT] = objects[i, j]
                 ints[count, _LABEL] = lab
                 ints[count, _LIKELY] = lik
@@ -240,19 +268,22 @@ def _label_rows(label, likely, s, p, band, objects, whole, margin, reach, row_of
             ids[i, j] = here
             # Statistics go to the pixel's label as it is now; roots are merged at the end.
             ints[here, _AREA] += 1
-            ints[here, _ROW0] = min(ints[here, _ROW0], row_offset + i)
-            ints[here, _ROW1] = max(ints[here, _ROW1], row_offset + i)
+            ints[here, _ROW0] = min(ints[here, _ROW0], y)
+            ints[here, _ROW1] = max(ints[here, _ROW1], y)
             ints[here, _COL0] = min(ints[here, _COL0], j)
             ints[here, _COL1] = max(ints[here, _COL1], j)
+            ints[here, _Z0] = min(ints[here, _Z0], z)
+            ints[here, _Z1] = max(ints[here, _Z1], z)
             gap = p[i, j] - s[i, j]
             floats[here, _SUM_S] += s[i, j]
             floats[here, _SUM_P] += p[i, j]
-            # Near the likely class's annotation (within ``reach``): an outline in the wrong place.
+            # Near the likely class's annotation in its slice (within ``reach``): an outline
+            # in the wrong place.
             touches = False
             for di in range(-reach, reach + 1):
-                ni = row_offset + i + di
-                if ni < 0 or ni >= height:
+                if y + di < 0 or y + di >= plane:
                     continue
+                ni = row + di
                 for dj in range(-reach, reach + 1):
                     nj = j + dj
                     if 0 <= nj < cols and whole[ni, nj] == lik:
@@ -278,6 +309,8 @@ def _merge(parent, count, ints, floats):
         ints[r, _AREA] += ints[i, _AREA]
         ints[r, _CORE] += ints[i, _CORE]
         ints[r, _TOUCH] += ints[i, _TOUCH]
+        ints[r, _Z0] = min(ints[r, _Z0], ints[i, _Z0])
+        ints[r, _Z1] = max(ints[r, _Z1], ints[i, _Z1])
         ints[r, _ROW0] = min(ints[r, _ROW0], ints[i, _ROW0])
         ints[r, _ROW1] = max(ints[r, _ROW1], ints[i, _ROW1])
         ints[r, _COL0] = min(ints[r, _COL0], ints[i, _COL0])
@@ -353,18 +386,32 @@ class RegionFinder:
         Keep every pixel's region (for proposals and evaluation): :meth:`finish` then
         fills ``region_map``, (H, W) int32 with the region's index in the returned list
         (-1 where no region).
+    slice_rows : int, optional
+        The image is a volume's tall image of slices of this many rows: regions and
+        objects are 26-connected across slices; the edge band, the kind's thickness and
+        the likely class's annotation nearby are taken within each slice.
     """
 
-    def __init__(self, labels: np.ndarray, n_classes: int, rule: RegionRule, *, keep_ids: bool = False):
+    def __init__(self, labels: np.ndarray, n_classes: int, rule: RegionRule, *, keep_ids: bool = False,
+                 slice_rows: int | None = None):
         self.rule = rule
         self.shape = labels.shape
+        self.slice_rows = int(slice_rows) if slice_rows else 0
         self.labels = np.ascontiguousarray(labels, np.int32)
-        self.objects, self.object_sizes = annotation_objects(labels, n_classes)
-        self.band = edge_band(labels, rule.band)
+        self.objects, self.object_sizes = annotation_objects(labels, n_classes, self.slice_rows or None)
+        if self.slice_rows:
+            plane = self.slice_rows
+            self.band = np.concatenate([edge_band(labels[z:z + plane], rule.band)
+                                        for z in range(0, labels.shape[0], plane)]) if labels.size else \
+                np.zeros(labels.shape, bool)
+        else:
+            self.band = edge_band(labels, rule.band)
         width = labels.shape[1]
-        self.carry_ids = np.full(width, -1, np.int64)
-        self.carry_label = np.full(width, -1, np.int32)
-        self.carry_likely = np.full(width, -1, np.int32)
+        # The rows above a block that its pixels may touch: one, or a slice and a row.
+        carry = self.slice_rows + 1 if self.slice_rows else 1
+        self.carry_ids = np.full((carry, width), -1, np.int64)
+        self.carry_label = np.full((carry, width), -1, np.int32)
+        self.carry_likely = np.full((carry, width), -1, np.int32)
         self.count = 0
         self.parent = np.zeros(0, np.int64)
         self.ints = np.zeros((0, _N_INTS), np.int64)
@@ -382,8 +429,8 @@ class RegionFinder:
         grow = size - self.parent.size
         self.parent = np.concatenate([self.parent, np.arange(self.parent.size, size, dtype=np.int64)])
         ints = np.zeros((grow, _N_INTS), np.int64)
-        ints[:, _ROW0] = ints[:, _COL0] = np.iinfo(np.int64).max
-        ints[:, _ROW1] = ints[:, _COL1] = -1
+        ints[:, _ROW0] = ints[:, _COL0] = ints[:, _Z0] = np.iinfo(np.int64).max
+        ints[:, _ROW1] = ints[:, _COL1] = ints[:, _Z1] = -1
         self.ints = np.concatenate([self.ints, ints])
         self.floats = np.concatenate([self.floats, np.zeros((grow, 4))])
 
@@ -396,15 +443,16 @@ class RegionFinder:
         self._room(label.size)
         ids = np.empty(label.shape, np.int64) if self.ids is None else self.ids[start:stop]
         self.count = _label_rows(label, likely, s, p, self.band[start:stop], self.objects[start:stop], self.labels,
-                                 float(self.rule.margin), int(self.rule.reach), start,
+                                 float(self.rule.margin), int(self.rule.reach), start, self.slice_rows,
                                  self.carry_ids, self.carry_label, self.carry_likely, ids, self.parent,
                                  self.count, self.ints, self.floats)
         if self.likely_map is not None:
             self.likely_map[start:stop] = likely
         if rows:
-            self.carry_ids = ids[-1].copy()
-            self.carry_label = np.ascontiguousarray(label[-1], np.int32)
-            self.carry_likely = np.ascontiguousarray(likely[-1], np.int32)
+            keep = self.carry_ids.shape[0]
+            self.carry_ids = np.concatenate([self.carry_ids, ids])[-keep:].copy()
+            self.carry_label = np.concatenate([self.carry_label, label.astype(np.int32)])[-keep:].copy()
+            self.carry_likely = np.concatenate([self.carry_likely, likely.astype(np.int32)])[-keep:].copy()
         self.next_row = stop
 
     def finish(self, image_id: str, background: frozenset[int] = frozenset()) -> list[Region]:
@@ -428,10 +476,12 @@ class RegionFinder:
                 annotated_class=int(n[_LABEL]), likely_class=int(n[_LIKELY]),
                 mean_s=float(f[_SUM_S]) / area, mean_p_likely=float(f[_SUM_P]) / area, kind="",
                 core_area=int(n[_CORE]), object_pixels=object_pixels, mass=mass, band_mass=float(f[_MASS_BAND]),
-                touching=int(n[_TOUCH]))
-            region.kind = classify(region, background, self.rule, self.labels.size)
+                touching=int(n[_TOUCH]),
+                z0=int(n[_Z0]) if self.slice_rows else None, z1=int(n[_Z1]) + 1 if self.slice_rows else None)
+            plane_pixels = self.slice_rows * self.shape[1] if self.slice_rows else self.labels.size
+            region.kind = classify(region, background, self.rule, plane_pixels)
             found.append((root, region))
-        found.sort(key=lambda item: (-item[1].score, -item[1].area, item[1].y0, item[1].x0))
+        found.sort(key=lambda item: (-item[1].score, -item[1].area, item[1].z0 or 0, item[1].y0, item[1].x0))
         if self.ids is not None:
             number = np.full(self.count + 1, -1, np.int32)  # index count: "no region" (-1)
             for index, (root, _) in enumerate(found):
@@ -497,7 +547,8 @@ def find_regions(dataset: Dataset, rule: RegionRule | None = None, *, keep_maps=
         state["labels"] = labels
         state["stats"] = ImageStats(n_classes, image_pixels=labels.size)
         keep = bool(keep_maps(image_id)) if keep_maps else False
-        state["finder"] = RegionFinder(labels, n_classes, rule, keep_ids=keep)
+        state["finder"] = RegionFinder(labels, n_classes, rule, keep_ids=keep,
+                                       slice_rows=dataset.store.slice_rows(image_id))
 
     def block(index, image_id, b):
         # The scoring kernel validates the probabilities (finite, >= 0, summing to 1).
@@ -521,7 +572,7 @@ def find_regions(dataset: Dataset, rule: RegionRule | None = None, *, keep_maps=
 
 
 def propose(labels: np.ndarray, region_map: np.ndarray, likely_map: np.ndarray, regions: list[Region],
-            min_score: float) -> np.ndarray:
+            min_score: float, slice_rows: int | None = None) -> np.ndarray:
     """The mask with every region scoring at least ``min_score`` relabeled to its likely class.
 
     A ``missing`` region grows to its likely class's own connected region in the
@@ -537,6 +588,8 @@ def propose(labels: np.ndarray, region_map: np.ndarray, likely_map: np.ndarray, 
     regions : list of Region
         The image's regions, as :meth:`RegionFinder.finish` returned them.
     min_score : float
+    slice_rows : int, optional
+        A volume's rows per slice (the growth is then 26-connected across slices).
     """
     new = np.array(labels, copy=True)
     grown = None
@@ -551,7 +604,8 @@ def propose(labels: np.ndarray, region_map: np.ndarray, likely_map: np.ndarray, 
             if key not in grown:
                 inside = (likely_map == region.likely_class) & (labels == region.annotated_class)
                 grid = np.where(inside, 0, -1).astype(np.int32)
-                grown[key] = component_roots(grid, grid).reshape(labels.shape)
+                roots = component_roots_3d(grid, grid, slice_rows) if slice_rows else component_roots(grid, grid)
+                grown[key] = roots.reshape(labels.shape)
             roots = grown[key]
             chosen = np.unique(roots[pixels])
             pixels = np.isin(roots, chosen[chosen >= 0])

@@ -220,6 +220,39 @@ def read_volume_mask(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(_class_values(path, array))
 
 
+def encode_volume_like(path: str | Path, new: np.ndarray) -> bytes:
+    """The bytes of a mask file like ``path`` (NIfTI with its affine and header, ``.npy``, or
+    ``.npz`` under the same key) holding ``new``, (Z, Y, X) class values in the source's dtype."""
+    import io as _io
+
+    path = Path(path)
+    header = read_header(path)
+    if tuple(new.shape) != header.shape:
+        raise InputError(f"{path}: a mask of shape {new.shape} cannot replace its {header.shape}")
+    if is_nifti(path):
+        nibabel = require_nibabel(path)
+        source = _load_nifti(path)
+        dtype = source.get_data_dtype()
+        image = nibabel.Nifti1Image(new.transpose(2, 1, 0).astype(dtype), source.affine, source.header)
+        image.header.set_slope_inter(1, 0)  # class values as they are, whatever the source's scaling
+        data = image.to_bytes()
+        if path.name.lower().endswith(".gz"):
+            import gzip
+
+            data = gzip.compress(data, mtime=0)
+        return data
+    buffer = _io.BytesIO()
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            key = _npz_member(path, list(archive.files))
+            dtype = archive[key].dtype
+        np.savez_compressed(buffer, **{key: new.astype(dtype)})
+    else:
+        dtype = np.load(path, mmap_mode="r", allow_pickle=False).dtype
+        np.save(buffer, new.astype(dtype))
+    return buffer.getvalue()
+
+
 # --- predictions ----------------------------------------------------------------------
 
 #: The key of nnU-Net's ``--save_probabilities`` ``.npz`` files.

@@ -19,6 +19,7 @@ from ..core.regions import Region, RegionRule, RegionRun, find_regions, propose
 from ..errors import InputError
 from ..io.files import atomic_write_all, contained_path, refuse_overwriting_inputs, safe_relative_path
 from ..io.masks import encode_like, is_tiff, read_mask
+from ..io.volumes import encode_volume_like, volume_extension
 from ..io.tables import render
 from ..results import REGION_COLUMNS
 
@@ -27,16 +28,29 @@ def _class(index: int, classes: list[str] | None) -> str | int:
     return classes[index] if classes and 0 <= index < len(classes) else index
 
 
+def _has_volumes(run: RegionRun) -> bool:
+    return any(r.z0 is not None for r in run.regions)
+
+
+def region_columns(run: RegionRun) -> tuple[str, ...]:
+    """:data:`REGION_COLUMNS`, with ``z0,z1`` after ``y1`` when a region lies in a volume."""
+    if not _has_volumes(run):
+        return REGION_COLUMNS
+    at = REGION_COLUMNS.index("y1") + 1
+    return (*REGION_COLUMNS[:at], "z0", "z1", *REGION_COLUMNS[at:])
+
+
 def region_rows(run: RegionRun) -> list[list]:
-    """The table's rows, in ranking order (1-based ranks)."""
-    return [[rank, r.image_id, r.region, r.score, r.area, r.x0, r.y0, r.x1, r.y1,
+    """The table's rows, in ranking order (1-based ranks), in :func:`region_columns` order."""
+    volumes = _has_volumes(run)
+    return [[rank, r.image_id, r.region, r.score, r.area, r.x0, r.y0, r.x1, r.y1, *([r.z0, r.z1] if volumes else []),
              _class(r.annotated_class, run.classes), _class(r.likely_class, run.classes), r.mean_s,
              r.mean_p_likely, r.kind] for rank, r in enumerate(run.regions, 1)]
 
 
 def regions_text(run: RegionRun, fmt: str = "csv") -> str:
     """The region table as csv, jsonl or json (as :func:`segaudit.io.tables.render`)."""
-    return render(REGION_COLUMNS, region_rows(run), fmt)
+    return render(region_columns(run), region_rows(run), fmt)
 
 
 def write_regions(run: RegionRun, path: str | Path, fmt: str = "csv") -> Path:
@@ -67,8 +81,17 @@ def _raw_values(dataset: Dataset) -> np.ndarray | None:
     return first
 
 
-def _proposal_bytes(dataset: Dataset, mask, labels: np.ndarray, new: np.ndarray, raw_of: np.ndarray | None) -> bytes:
-    """PNG bytes of a corrected mask in its source's encoding."""
+def _proposal_bytes(dataset: Dataset, mask, labels: np.ndarray, new: np.ndarray, raw_of: np.ndarray | None,
+                    volume_shape=None) -> bytes:
+    """The bytes of a corrected mask in its source's encoding (PNG, TIFF or a volume's file)."""
+    if volume_shape is not None:
+        if raw_of is not None:
+            raw = read_mask(mask, dataset.colour_map)
+            changed = new != labels
+            corrected = raw.copy()
+            corrected[changed] = raw_of[new[changed]]
+            new = corrected
+        return encode_volume_like(mask.path, new.reshape(volume_shape))
     if raw_of is None:
         return encode_like(mask, labels, new, dataset.colour_map)
     raw = read_mask(mask, dataset.colour_map)
@@ -118,13 +141,17 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
         def on_image(index, image_id, labels, regions: list[Region], finder) -> None:
             if not any(r.score >= min_score for r in regions):
                 return
-            new = propose(labels, finder.region_map, finder.likely_map, regions, min_score)
-            # The proposal keeps its source's format: a PNG for a PNG, a TIFF (same suffix) for a TIFF.
-            suffix = mask_of[image_id].path.suffix if is_tiff(mask_of[image_id]) else ".png"
+            slice_rows = dataset.store.slice_rows(image_id)
+            new = propose(labels, finder.region_map, finder.likely_map, regions, min_score, slice_rows)
+            # The proposal keeps its source's format: PNG, TIFF or the volume's own (same suffix).
+            mask = mask_of[image_id]
+            volume_shape = dataset.store.volume_shape(image_id)
+            suffix = (volume_extension(mask.path.name) if volume_shape is not None
+                      else mask.path.suffix if is_tiff(mask) else ".png")
             target = contained_path(propose_dir, safe_relative_path(image_id, suffix))
             refuse_overwriting_inputs({"masks directory": masks, "prediction store": predictions},
                                       {"proposal": target})
-            data = _proposal_bytes(dataset, mask_of[image_id], labels, new, raw_of)
+            data = _proposal_bytes(dataset, mask, labels, new, raw_of, volume_shape)
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_all({target: data})
             outcome.proposals.append((image_id, int(np.count_nonzero(new != labels))))

@@ -262,3 +262,45 @@ def test_python_api_gives_the_command_line_table(tmp_path):
     assert (tmp_path / "api.csv").read_bytes() == (tmp_path / "cli.csv").read_bytes()
     run_ = segaudit.score(FIXTURES / "masks", FIXTURES / "preds.zarr", regions=True)
     assert {r.image_id: r.worst_region for r in run_.results}["city_b/0002"] == "wrong_class"
+
+
+def _planted_cube(depth=6, size=12, n_classes=3):
+    """A volume with a planted cube across slices (annotated 1, truly 0), and a confident model."""
+    truth = np.zeros((depth, size, size), np.int64)
+    truth[:, size // 2:] = 2
+    labels = truth.copy()
+    labels[1:5, 2:5, 2:5] = 1
+    probs = np.stack([truth == k for k in range(n_classes)]).astype(np.float64) * 0.9 + 0.1 / n_classes
+    return labels, truth, probs / probs.sum(axis=0)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".nii.gz"])
+def test_volume_regions_span_slices_and_proposals_keep_the_format(tmp_path, suffix):
+    from segaudit.io.writer import PredictionWriter
+
+    labels, truth, probs = _planted_cube()
+    (tmp_path / "masks").mkdir()
+    if suffix == ".npy":
+        np.save(tmp_path / "masks" / "case_0.npy", labels.astype(np.uint8))
+    else:
+        nib = pytest.importorskip("nibabel")
+        affine = np.diag([0.8, 0.8, 2.5, 1.0])
+        nib.save(nib.Nifti1Image(labels.transpose(2, 1, 0).astype(np.uint8), affine),
+                 str(tmp_path / "masks" / "case_0.nii.gz"))
+    with PredictionWriter(tmp_path / "p.zarr") as writer:
+        writer.write_volume("case_0", probs)
+    ok(run("regions", tmp_path / "masks", tmp_path / "p.zarr", "-o", tmp_path / "r.csv",
+           "--propose-dir", tmp_path / "fixes"))
+    rows = [r for r in csv.DictReader(open(tmp_path / "r.csv")) if float(r["score"]) >= 0.5]
+    # One region: the cube, across four slices, boxed in slice coordinates.
+    assert [(r["area"], r["x0"], r["y0"], r["z0"], r["x1"], r["y1"], r["z1"]) for r in rows] == \
+        [("36", "2", "2", "1", "5", "5", "5")]
+    if suffix == ".npy":
+        fixed = np.load(tmp_path / "fixes" / "case_0.npy")
+        assert fixed.dtype == np.uint8
+    else:
+        image = nib.load(str(tmp_path / "fixes" / "case_0.nii.gz"))
+        source = nib.load(str(tmp_path / "masks" / "case_0.nii.gz"))
+        np.testing.assert_array_equal(image.affine, source.affine)  # as stored (float32 in the header)
+        fixed = np.asarray(image.dataobj).transpose(2, 1, 0)
+    np.testing.assert_array_equal(fixed, truth)

@@ -189,3 +189,36 @@ def test_background_classes_by_name():
 
     assert background_classes(["Background", "car", "void", "road"]) == {0, 2}
     assert background_classes(None) == frozenset()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), depth=st.integers(1, 4), rows=st.integers(1, 6), cols=st.integers(1, 6),
+       data=st.data())
+def test_volume_regions_are_26_connected_across_slices(seed, depth, rows, cols, data):
+    labels2, s2, likely2, p2 = _random_image(seed, depth * rows, cols, 3)
+    shape = (depth, rows, cols)
+    labels, s, likely, p = (a.reshape(shape) for a in (labels2, s2, likely2, p2))
+    # Blocks anywhere in the tall image (the store's are whole slabs; the finder allows any).
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, depth * rows - 1)), max_size=5)))) \
+        if depth * rows > 1 else []
+    rule = RegionRule(margin=0.2, band=1, reach=2)
+    finder = RegionFinder(labels2, 3, rule, keep_ids=True, slice_rows=rows)
+    scored = labels2 < 3
+    label = np.where(scored, labels2, -1).astype(np.int32)
+    bounds = [0, *cuts, depth * rows]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        finder.add_block(a, label[a:b], likely2[a:b].astype(np.int32), s2[a:b], p2[a:b])
+    found = finder.finish("vol", frozenset({0}))
+    expected = naive.regions_3d(labels, s, likely, p, 3, margin=0.2, band=1, reach=2, background=frozenset({0}))
+    key = lambda r: (r["area"], r["x0"], r["y0"], r["z0"], r["x1"], r["y1"], r["z1"], r["annotated_class"],  # noqa: E731
+                     r["likely_class"], r["object_pixels"], r["touching"], r["kind"])
+    got = [{"area": r.area, "x0": r.x0, "y0": r.y0, "z0": r.z0, "x1": r.x1, "y1": r.y1, "z1": r.z1,
+            "annotated_class": r.annotated_class, "likely_class": r.likely_class, "object_pixels": r.object_pixels,
+            "touching": r.touching, "kind": r.kind} for r in found]
+    assert sorted(map(key, got)) == sorted(map(key, expected))
+    by_key = {key(e): e for e in expected}
+    for index, region in enumerate(found):
+        reference = by_key[key(got[index])]
+        assert region.score == pytest.approx(reference["score"], rel=1e-9, abs=1e-12)
+        tall = {(z * rows + y, x) for z, y, x in reference["pixels"]}
+        assert set(zip(*np.nonzero(finder.region_map == index))) == tall
