@@ -10,7 +10,8 @@ One row per decision: ``image,region,decision,note,mask_sha256``.
 - ``note``: free text;
 - ``mask_sha256``: the SHA-256 of the mask file's bytes when the decision was made
   (64 hexadecimal digits), so that a decision about a mask that has changed since is
-  known to be stale. Required for ``ok``, optional otherwise.
+  known to be stale. Required for a whole-image ``ok`` (what exempts an image from
+  the gates), optional otherwise.
 
 The file may also be JSON Lines or JSON (any format :func:`segaudit.io.tables.read_table`
 reads). Every problem is an InputError naming the file and the row.
@@ -54,8 +55,8 @@ def read_decisions(path: str | Path) -> list[Decision]:
     -------
     list of Decision
         In file order. InputError, one line naming the file and the row, for a missing
-        column, an unknown decision, a bad region number or hash, an ``ok`` without a
-        hash, or the same (image, region) decided twice.
+        column, an unknown decision, a bad region number or hash, a whole-image ``ok``
+        without a hash, or the same (image, region) decided twice.
     """
     table = read_table(path, "decisions file")
     missing = [c for c in ("image", "decision") if c not in table.header]
@@ -81,8 +82,9 @@ def read_decisions(path: str | Path) -> list[Decision]:
         sha = row.get("mask_sha256", "").strip().lower()
         if sha and not _SHA256.fullmatch(sha):
             raise table.error(index, f"mask_sha256 must be 64 hexadecimal digits, got {row.get('mask_sha256')!r}")
-        if decision == "ok" and not sha:
-            raise table.error(index, "an ok decision needs the mask's mask_sha256 (to know when the mask changes)")
+        if decision == "ok" and region is None and not sha:
+            raise table.error(index, "an ok decision about the whole image needs the mask's mask_sha256 (to know "
+                                     "when the mask changes)")
         key = (image_id, region)
         if key in seen:
             where = "the whole image" if region is None else f"region {region}"
