@@ -189,7 +189,8 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
     classes = tuple(dataset.store.classes or (str(k) for k in range(dataset.store.n_classes)))
     context = ExportContext(classes=classes, ignore=tuple(dataset.ignore), image_url=image_url,
                             ranking=loaded.path, min_score=min_score)
-    images: list[ExportImage] = []
+    writer = exporter.start(context)
+    exported: list[tuple[int, str, int]] = []  # (rank, id, regions)
     outcome = ExportOutcome(files=exporter.outputs(out))
 
     def on_image(index, image_id, labels, found, finder) -> None:
@@ -218,20 +219,18 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
             marked = [replace(r, score=1.0 if r.region in keep else -1.0) for r in found]
             proposal = propose(labels, region_map, finder.likely_map, marked, 0.0)
         row = rows[image_id]
-        images.append(ExportImage(image_id=image_id, rank=row.rank, score=row.score,
-                                  labels=np.asarray(labels, np.int32), proposal=np.asarray(proposal, np.int32),
-                                  regions=picked, decision="fix" if whole.get(image_id) == "fix" else ""))
+        writer.add(ExportImage(image_id=image_id, rank=row.rank, score=row.score,
+                               labels=np.asarray(labels, np.int32), proposal=np.asarray(proposal, np.int32),
+                               regions=picked, decision="fix" if whole.get(image_id) == "fix" else ""))
+        exported.append((row.rank, image_id, len(picked)))
 
     find_regions(dataset, rule, keep_maps=lambda image_id: True, on_image=on_image, progress=on_progress)
-    if not images:
+    if not exported:
         raise InputError(f"no image to export: no region scores >= {min_score:g} "
                          "(lower --min-score or pass --top N)")
-    images.sort(key=lambda image: (image.rank, image.image_id))
-    writer = exporter.start(context)
-    for image in images:
-        writer.add(image)
-        outcome.images.append(image.image_id)
-        outcome.regions += len(image.regions)
+    exported.sort()
+    outcome.images = [image_id for _, image_id, _ in exported]
+    outcome.regions = sum(n for _, _, n in exported)
     atomic_write_all(writer.files(out))
     return outcome
 

@@ -5,8 +5,9 @@ An exporter (one module of :mod:`segaudit.outputs.exports` defining ``EXPORTER``
 :class:`ExportContext` and returns an :class:`ExportWriter`. The driver
 (:func:`segaudit.outputs.exports.export`) hands the writer each chosen image as an
 :class:`ExportImage` (its current mask, the proposed fix and its suspect regions with
-their pixels), in ranking order, then asks for the files to write; it writes them
-atomically. Memory holds one image's maps plus what the writer keeps (encoded masks).
+their pixels) as the pass over the predictions reaches it, then asks for the files to
+write, which list the images in ranking order; it writes them atomically. Memory holds
+one image's maps plus what the writer keeps (encoded masks).
 """
 
 from __future__ import annotations
@@ -80,11 +81,12 @@ class ExportWriter:
     """Collects the images of one export and renders its files."""
 
     def add(self, image: ExportImage) -> None:  # pragma: no cover - every exporter overrides it
-        """Take one image (called in ranking order)."""
+        """Take one image (called in dataset order: keep what is needed, encoded, with its rank)."""
         raise NotImplementedError
 
     def files(self, out: Path) -> dict[Path, str | bytes]:  # pragma: no cover - every exporter overrides it
-        """The files to write for output ``out`` (``out`` itself and any beside it)."""
+        """The files to write for output ``out`` (``out`` itself and any beside it), the
+        images in ranking order (:attr:`ExportImage.rank`)."""
         raise NotImplementedError
 
 

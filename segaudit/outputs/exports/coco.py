@@ -57,21 +57,19 @@ def encode(mask: np.ndarray) -> dict:
 class _CocoWriter(ExportWriter):
     def __init__(self, context: ExportContext):
         self.context = context
-        self.images: list[dict] = []
-        self.annotations: list[dict] = []
+        self.images: list[tuple[int, str, dict, list[dict]]] = []  # (rank, id, image, its annotations)
 
     def add(self, image: ExportImage) -> None:
-        image_number = len(self.images) + 1
-        self.images.append({"id": image_number, "file_name": self.context.url(image.image_id),
-                            "width": image.width, "height": image.height,
-                            "segaudit": {"image": image.image_id, "rank": image.rank,
-                                         "score": None if math.isnan(image.score) else image.score}})
+        entry = {"id": 0, "file_name": self.context.url(image.image_id), "width": image.width,
+                 "height": image.height, "segaudit": {"image": image.image_id, "rank": image.rank,
+                                                      "score": None if math.isnan(image.score) else image.score}}
+        annotations = []
         for item in image.regions:
             region = item.region
             ys, xs = np.nonzero(item.pixels)
             x0, y0 = int(xs.min()), int(ys.min())
-            self.annotations.append({
-                "id": len(self.annotations) + 1, "image_id": image_number,
+            annotations.append({
+                "id": 0, "image_id": 0,
                 "category_id": region.likely_class + 1, "segmentation": encode(item.pixels),
                 "area": int(ys.size), "bbox": [x0, y0, int(xs.max()) + 1 - x0, int(ys.max()) + 1 - y0],
                 "iscrowd": 0, "score": region.score,
@@ -80,15 +78,20 @@ class _CocoWriter(ExportWriter):
                              "likely_class": self.context.classes[region.likely_class],
                              "decision": item.decision},
             })
+        self.images.append((image.rank, image.image_id, entry, annotations))
 
     def files(self, out: Path) -> dict[Path, str]:
+        images, annotations = [], []
+        for number, (_, _, entry, theirs) in enumerate(sorted(self.images, key=lambda i: i[:2]), 1):
+            images.append(dict(entry, id=number))
+            annotations += [dict(a, id=len(annotations) + k, image_id=number) for k, a in enumerate(theirs, 1)]
         document = {
             "info": {"description": f"segaudit suspect regions from {self.context.ranking.name}",
                      "min_score": self.context.min_score},
-            "images": self.images,
+            "images": images,
             "categories": [{"id": k + 1, "name": name, "supercategory": ""}
                            for k, name in enumerate(self.context.classes)],
-            "annotations": self.annotations,
+            "annotations": annotations,
         }
         return {out: json.dumps(document, indent=1, allow_nan=False) + "\n"}
 

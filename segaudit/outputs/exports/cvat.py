@@ -60,7 +60,7 @@ class _CvatWriter(ExportWriter):
         self.context = context
         self.colours, self.suspect = label_colours(context.classes)
         self.table = np.array([*self.colours, (0, 0, 0)], np.uint8)  # the last row: ignored pixels
-        self.masks: list[tuple[str, bytes]] = []
+        self.masks: list[tuple[int, str, bytes]] = []  # (rank, id, PNG)
 
     def add(self, image: ExportImage) -> None:
         labels = image.labels
@@ -70,7 +70,7 @@ class _CvatWriter(ExportWriter):
             rgb[region.pixels] = self.suspect
         buffer = io.BytesIO()
         Image.fromarray(rgb, "RGB").save(buffer, format="PNG")
-        self.masks.append((image.image_id, buffer.getvalue()))
+        self.masks.append((image.rank, image.image_id, buffer.getvalue()))
 
     def label_map(self) -> str:
         lines = ["# label:color_rgb:parts:actions"]
@@ -81,6 +81,7 @@ class _CvatWriter(ExportWriter):
         return "\n".join(lines) + "\n"
 
     def files(self, out: Path) -> dict[Path, bytes]:
+        masks = [(image_id, data) for _, image_id, data in sorted(self.masks, key=lambda m: m[:2])]
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             def put(name: str, data: bytes) -> None:
@@ -91,8 +92,8 @@ class _CvatWriter(ExportWriter):
 
             put("labelmap.txt", self.label_map().encode("utf-8"))
             put("ImageSets/Segmentation/default.txt",
-                "".join(image_id + "\n" for image_id, _ in self.masks).encode("utf-8"))
-            for image_id, data in self.masks:
+                "".join(image_id + "\n" for image_id, _ in masks).encode("utf-8"))
+            for image_id, data in masks:
                 put("SegmentationClass/" + safe_relative_path(image_id, ".png").as_posix(), data)
         return {out: buffer.getvalue()}
 

@@ -63,7 +63,7 @@ def brush_rle(mask: np.ndarray) -> list[int]:
 class _LabelStudioWriter(ExportWriter):
     def __init__(self, context: ExportContext):
         self.context = context
-        self.tasks: list[dict] = []
+        self.tasks: list[tuple[int, str, dict]] = []  # (rank, id, task)
 
     def _brushes(self, labels: np.ndarray, prefix: str) -> list[dict]:
         known = self.context.class_pixels(labels)
@@ -78,24 +78,23 @@ class _LabelStudioWriter(ExportWriter):
         return results
 
     def add(self, image: ExportImage) -> None:
-        n = len(self.tasks) + 1
         classes = self.context.classes
         regions = [{"region": r.region.region, "score": r.region.score, "kind": r.region.kind,
                     "annotated_class": classes[r.region.annotated_class], "likely_class": classes[r.region.likely_class],
                     "bbox": [r.region.x0, r.region.y0, r.region.x1, r.region.y1], "decision": r.decision}
                    for r in image.regions]
-        self.tasks.append({
+        self.tasks.append((image.rank, image.image_id, {
             "data": {"image": self.context.url(image.image_id),
                      "segaudit": {"image": image.image_id, "rank": image.rank,
                                   "score": None if math.isnan(image.score) else image.score,
                                   "decision": image.decision, "regions": regions}},
             "predictions": [
-                {"model_version": "segaudit current mask", "result": self._brushes(image.labels, f"t{n}-mask-")},
+                {"model_version": "segaudit current mask", "result": self._brushes(image.labels, f"{image.image_id}:mask:")},
                 {"model_version": "segaudit proposed fix",
                  "score": max((r.region.score for r in image.regions), default=0.0),
-                 "result": self._brushes(image.proposal, f"t{n}-fix-")},
+                 "result": self._brushes(image.proposal, f"{image.image_id}:fix:")},
             ],
-        })
+        }))
 
     def label_config(self) -> str:
         colours = class_colours(self.context.n_classes, list(self.context.classes)).table
@@ -105,7 +104,8 @@ class _LabelStudioWriter(ExportWriter):
                 f'  <BrushLabels name="{FROM_NAME}" toName="{TO_NAME}">\n{labels}  </BrushLabels>\n</View>\n')
 
     def files(self, out: Path) -> dict[Path, str]:
-        return {out: json.dumps(self.tasks, allow_nan=False) + "\n", label_config_path(out): self.label_config()}
+        tasks = [task for _, _, task in sorted(self.tasks, key=lambda t: t[:2])]
+        return {out: json.dumps(tasks, allow_nan=False) + "\n", label_config_path(out): self.label_config()}
 
 
 def label_config_path(out: Path) -> Path:
