@@ -19,7 +19,7 @@ def command(
     ranking: Annotated[Path, typer.Option("--ranking", "-r", help="Ranking written by segaudit score; its run record names the masks, predictions and options.")] = Path("ranking.csv"),
     regions: Annotated[Optional[Path], typer.Option("--regions", help="Region table from segaudit regions: export only its regions (checked against the regions found now).")] = None,
     decisions: Annotated[Optional[Path], typer.Option("--decisions", help="A reviewer's decisions.csv: export the images marked fix (a region marked fix whatever its score); regions marked ok are left out.")] = None,
-    top: Annotated[Optional[int], typer.Option(help="Also export the N worst images of the ranking (but those marked ok).")] = None,
+    top: Annotated[Optional[int], typer.Option(help="Also export the N worst images of the ranking (but those marked ok in --decisions, masks unchanged).")] = None,
     min_score: Annotated[float, typer.Option(help="Regions scoring at least this (0-1) are suspect; without --decisions and --top, the images with such a region are exported.")] = 0.5,
     proposals: Annotated[Optional[Path], typer.Option("--proposals", help="Directory of proposed masks (segaudit regions --propose-dir). Default: propose the fix now, the exported regions relabeled to their likely class.")] = None,
     image_url: Annotated[str, typer.Option(help="Where the tool finds each photo; {id} is replaced by the image id (e.g. '/data/local-files/?d=photos/{id}.jpg' for Label Studio).")] = "{id}.png",

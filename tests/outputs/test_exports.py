@@ -284,6 +284,9 @@ def test_top_leaves_out_images_marked_ok(scored, tmp_path):
     sha = file_sha256(MASKS / f"{ranked[0]}.png")
     decisions.write_text(f"image,region,decision,note,mask_sha256\n{ranked[0]},,ok,,{sha}\n")
     assert _coco(scored, tmp_path, "--top", "6", "--decisions", decisions)["images"] == ranked[1:6]
+    # A stale ok (the mask changed since) does not leave the image out.
+    decisions.write_text(f"image,region,decision,note,mask_sha256\n{ranked[0]},,ok,,{'0' * 64}\n")
+    assert _coco(scored, tmp_path, "--top", "6", "--decisions", decisions)["images"] == ranked[:6]
 
 
 def test_a_region_table_limits_the_regions_and_must_match(scored, tmp_path):

@@ -108,8 +108,9 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
         are checked against the regions found now (same numbers and areas).
     decisions : str or Path, optional
         A reviewer's decisions file: every image with a ``fix`` decision is exported
-        (a region marked ``fix`` is exported whatever its score); regions and, for
-        ``--top``, images marked ``ok`` are left out.
+        (a region marked ``fix`` is exported whatever its score); regions marked ``ok``
+        are left out, and so are, from ``top``, images marked ``ok`` whose masks are
+        unchanged (:mod:`segaudit.ci.review`; a stale ``ok`` does not count).
     top : int, optional
         Also export the ``top`` worst images of the ranking.
     min_score : float
@@ -166,7 +167,12 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
         else:
             by_region.setdefault(d.image_id, {})[d.region] = d.decision
     rows = loaded.by_id()
-    chosen = _choose_images(loaded, listed, whole, by_region, top, min_score, decisions is not None)
+    accepted: set[str] = set()
+    if decisions is not None and top:  # --top leaves out the images accepted as they are now
+        from ...ci.review import review_masks
+
+        accepted = review_masks(decisions, record.masks, record.mask_suffix or "", rows).exempt
+    chosen = _choose_images(loaded, listed, whole, by_region, top, min_score, decisions is not None, accepted)
     for image_id in chosen or ():
         if image_id not in rows:
             raise InputError(f"{decisions}: image {image_id!r} (marked fix) is not in the ranking {loaded.path}")
@@ -236,14 +242,15 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
 
 
 def _choose_images(ranking: Ranking, listed, whole: dict[str, str], by_region: dict[str, dict[int, str]],
-                   top: int | None, min_score: float, with_decisions: bool) -> set[str] | None:
+                   top: int | None, min_score: float, with_decisions: bool, accepted: set[str]) -> set[str] | None:
     """The image ids to export, or None for "every image with a region scoring >= min_score"
-    (found in the pass)."""
+    (found in the pass). ``accepted``: images marked ok whose masks are unchanged, left out
+    of ``top``."""
     if with_decisions or top is not None:
         chosen = {i for i, d in whole.items() if d == "fix"}
         chosen |= {i for i, marks in by_region.items() if "fix" in marks.values()}
         for row in ranking.rows[: top or 0]:
-            if whole.get(row.image_id) != "ok":
+            if row.image_id not in accepted:
                 chosen.add(row.image_id)
         return chosen
     if listed is not None:
