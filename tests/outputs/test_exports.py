@@ -336,3 +336,45 @@ def test_malformed_decisions_name_the_file_and_row(scored, tmp_path):
 
 def test_every_mask_of_the_fixtures_is_found():
     assert {m.image_id for m in find_masks(MASKS)} >= PLANTED
+
+
+def test_cvat_and_label_studio_on_a_dataset_with_ignored_pixels_and_a_background_class(tmp_path):
+    """A class named background takes the ignored pixels' black in CVAT; ignored pixels get
+    no brush in Label Studio. Random data: regions of every score, all exported."""
+    from datasets import make_dataset
+
+    dm = pytest.importorskip("datumaro", reason="datumaro is not installed (pip install '.[export-test]')")
+    brush = _brush()
+    names = ["background", "road", "car"]
+    data = make_dataset(tmp_path / "data", n_classes=3, size=(23, 31), flip_fraction=0.3,
+                        attrs={"classes": names})
+    ok(run("score", data.masks, data.store, "-o", tmp_path / "r.csv", "-q"))
+    ok(run("export", "--to", "cvat", "-r", tmp_path / "r.csv", "--top", 3, "--min-score", 0, "-o",
+           tmp_path / "c.zip", "-q"))
+    ok(run("export", "--to", "label-studio", "-r", tmp_path / "r.csv", "--top", 3, "--min-score", 0, "-o",
+           tmp_path / "t.json", "-q"))
+    with zipfile.ZipFile(tmp_path / "c.zip") as archive:
+        archive.extractall(tmp_path / "c")
+    dataset = dm.Dataset.import_from(str(tmp_path / "c"), "voc_segmentation")
+    label_names = [label.name for label in dataset.categories()[dm.AnnotationType.label].items]
+    assert label_names == [*names, SUSPECT_LABEL]
+    regions = {}
+    find_regions(open_dataset(data.masks, data.store), keep_maps=lambda i: True,
+                 on_image=lambda index, i, labels, found, finder: regions.__setitem__(i, finder.region_map >= 0))
+    items = {item.id: item for item in dataset}
+    assert set(items) == set(data.labels)
+    for image_id, item in items.items():
+        labels = data.labels[image_id].astype(int)
+        assert (labels == 255).any() and regions[image_id].any()
+        expected = np.where(regions[image_id], 3, np.where(labels == 255, 0, labels))
+        rebuilt = np.zeros(labels.shape, int)
+        for annotation in item.annotations:
+            rebuilt[annotation.image.astype(bool)] = annotation.label
+        assert np.array_equal(rebuilt, expected), image_id
+    for task in json.loads((tmp_path / "t.json").read_text()):
+        image_id = task["data"]["segaudit"]["image"]
+        labels = data.labels[image_id]
+        layers = _layers(task["predictions"][0]["result"], *labels.shape, brush)
+        assert not any(layer[labels == 255].any() for layer in layers.values())
+        for name, layer in layers.items():
+            assert np.array_equal(layer, labels == names.index(name))
