@@ -46,7 +46,7 @@ def command(
             stderr.print(f"note: {line}", soft_wrap=True)
         if changes.exempted:
             stderr.print(f"note: {len(changes.exempted)} regressed or new image(s) exempt (reviewed ok): "
-                         + ", ".join(i for i, _ in changes.exempted[:5])
+                         + ", ".join(i for i, _, _ in changes.exempted[:5])
                          + (" ..." if len(changes.exempted) > 5 else ""), soft_wrap=True)
     if changes.outside_subset and not quiet:
         stderr.print(f"note: {changes.outside_subset} image(s) outside the --only subset were not compared")

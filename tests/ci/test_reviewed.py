@@ -3,6 +3,8 @@ score and diff while their masks are unchanged; a changed mask is judged again."
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 from pathlib import Path
@@ -167,6 +169,10 @@ def test_diff_exempts_a_reviewed_regression_until_the_mask_changes(tmp_path):
     reviewed = run("diff", tmp_path / "base.csv", tmp_path / "head.csv", "--reviewed", decisions)
     assert reviewed.exit_code == 0, reviewed.output
     assert "1 regressed or new image(s) exempt (reviewed ok): city_a/0001" in reviewed.stderr
+    rows = run("diff", tmp_path / "base.csv", tmp_path / "head.csv", "--reviewed", decisions, "--format", "csv")
+    assert rows.exit_code == 0
+    (row,) = list(csv.DictReader(io.StringIO(rows.stdout)))
+    assert (row["image"], row["change"]) == ("city_a/0001", "regressed, reviewed ok") and float(row["delta"]) < -0.05
     # A decision made on the mask before the edit is stale: the regression fails again.
     stale = decisions_file(tmp_path / "old.csv", [f"city_a/0001,,ok,,{sha('city_a/0001')}"])
     again = run("diff", tmp_path / "base.csv", tmp_path / "head.csv", "--reviewed", stale)
