@@ -378,3 +378,22 @@ def test_cvat_and_label_studio_on_a_dataset_with_ignored_pixels_and_a_background
         assert not any(layer[labels == 255].any() for layer in layers.values())
         for name, layer in layers.items():
             assert np.array_equal(layer, labels == names.index(name))
+
+
+def test_a_ranking_without_paths_or_a_missing_output_directory_is_one_line(scored, tmp_path):
+    record = json.loads((scored / "ranking.run.json").read_text())
+    del record["masks"]
+    (tmp_path / "r.csv").write_text((scored / "ranking.csv").read_text())
+    (tmp_path / "r.run.json").write_text(json.dumps(record))
+    result = run("export", "--to", "coco", "-r", tmp_path / "r.csv", "-o", tmp_path / "x.json")
+    assert result.exit_code == 2 and "no 'masks' path in the run record" in result.output
+    result = run("export", "--to", "coco", "-r", scored / "ranking.csv", "-o", tmp_path / "nowhere" / "x.json")
+    assert result.exit_code == 2 and "output directory not found" in result.output
+    result = run("export", "--to", "coco", "-r", scored / "ranking.csv", "--top", 0, "-o", tmp_path / "x.json")
+    assert result.exit_code == 2 and "no image to export" in result.output
+    decisions = tmp_path / "d.csv"
+    decisions.write_text("image,decision\nnowhere/1,fix\n")
+    result = run("export", "--to", "coco", "-r", scored / "ranking.csv", "--decisions", decisions,
+                 "-o", tmp_path / "x.json")
+    assert result.exit_code == 2 and "'nowhere/1' (marked fix) is not in the ranking" in result.output
+    assert not (tmp_path / "x.json").exists()
