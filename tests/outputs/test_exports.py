@@ -397,3 +397,21 @@ def test_a_ranking_without_paths_or_a_missing_output_directory_is_one_line(score
                  "-o", tmp_path / "x.json")
     assert result.exit_code == 2 and "'nowhere/1' (marked fix) is not in the ranking" in result.output
     assert not (tmp_path / "x.json").exists()
+
+
+def test_volumes_are_refused_in_one_line(tmp_path):
+    from datasets import random_probs, write_store
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "masks").mkdir()
+    probs = {}
+    for image_id in ("v1", "v2"):
+        volume = np.stack([random_probs(rng, 3, 9, 11) for _ in range(4)], axis=1)  # (K, Z, Y, X)
+        probs[image_id] = volume
+        np.save(tmp_path / "masks" / f"{image_id}.npy", volume.argmax(axis=0).astype(np.uint8))
+    write_store(tmp_path / "p.zarr", probs)
+    ok(run("score", tmp_path / "masks", tmp_path / "p.zarr", "-o", tmp_path / "r.csv", "-q"))
+    result = run("export", "--to", "coco", "-r", tmp_path / "r.csv", "--top", 1, "-o", tmp_path / "x.json")
+    assert result.exit_code == 2, result.output
+    assert "v1 is a volume" in result.output and "2-D masks only" in " ".join(result.output.split())
+    assert not (tmp_path / "x.json").exists()

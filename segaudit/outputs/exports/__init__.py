@@ -187,6 +187,10 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
         palette=record.palette, classes=None if record.classes is None else list(record.classes),
         logits=record.logits, channels_last=record.channels_last, allow_missing=True, label_map=record.label_map,
         only=None if chosen is None else sorted(chosen))
+    for _, image_id in dataset.pairs:
+        if dataset.slice_rows(image_id) is not None:
+            raise InputError(f"{image_id} is a volume: the annotation tools import 2-D images, so export takes "
+                             "2-D masks only")
     paired = {image_id for _, image_id in dataset.pairs}
     for image_id in sorted(chosen or ()):
         if image_id not in paired:
