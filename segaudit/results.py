@@ -96,6 +96,7 @@ class ScoreRun:
     warnings: list[str] = field(default_factory=list)  # dataset-level problems found after scoring
     regions: RegionsRecord | None = None  # the region rule and count, when regions were found
     volumes: bool = False  # the dataset holds volumes: the ranking has a worst_slice column
+    reviewed: ReviewRecord | None = None  # what --reviewed exempted, when it was given
 
     @property
     def empty_images(self) -> list[str]:
@@ -250,6 +251,30 @@ class RegionsRecord:
                    regions=read.get("regions", _COUNT, required=True, nullable=False))
 
 
+@dataclass(frozen=True)
+class ReviewRecord:
+    """The reviewed section of a run record (``--reviewed decisions.csv``): the decisions
+    file, how many images it exempted from the gates (marked ok, mask unchanged), how many
+    of its ok decisions were stale (the mask changed since) and how many named images the
+    run does not have."""
+
+    decisions: str
+    exempted: int
+    stale: int
+    not_found: int = 0
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data, source: str | Path = "run record") -> ReviewRecord:
+        read = _Reader(data, source, "reviewed.")
+        return cls(decisions=read.get("decisions", _TEXT, required=True, nullable=False),
+                   exempted=read.get("exempted", _COUNT, required=True, nullable=False),
+                   stale=read.get("stale", _COUNT, required=True, nullable=False),
+                   not_found=read.get("not_found", _COUNT) or 0)
+
+
 #: The scoring options a run records (``ScoreRun.options``), in the record's order; how
 #: each is checked when read.
 _OPTIONS = {
@@ -306,6 +331,8 @@ class RunRecord:
     warnings: tuple[str, ...] | None = None
     #: The region rule and count of a run with --regions (absent otherwise).
     regions: RegionsRecord | None = None
+    #: What --reviewed exempted from the gates (absent without --reviewed).
+    reviewed: ReviewRecord | None = None
     #: Fields the record leaves out: options the run did not have (an in-memory dataset
     #: has no mask suffix), or keys missing from the file read.
     absent: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -333,8 +360,10 @@ class RunRecord:
             clc=run.clc.record() if run.clc else None,
             warnings=tuple(run.warnings),
             regions=run.regions,
+            reviewed=run.reviewed,
             absent=frozenset([name for name in _OPTIONS if name not in run.options]
-                             + ([] if run.warnings else ["warnings"]) + ([] if run.regions else ["regions"])),
+                             + ([] if run.warnings else ["warnings"]) + ([] if run.regions else ["regions"])
+                             + ([] if run.reviewed else ["reviewed"])),
         )
 
     def to_dict(self) -> dict:
@@ -357,6 +386,7 @@ class RunRecord:
                              f"({cls.RECORD_VERSION}); upgrade segaudit")
         clc = data.get("clc")
         regions = data.get("regions")
+        reviewed = data.get("reviewed")
         return cls(
             segaudit_version=read.get("segaudit_version", _TEXT),
             command=read.get("command", _TEXT),
@@ -369,5 +399,6 @@ class RunRecord:
             clc=None if clc is None else ClcRecord.from_dict(clc, source),
             warnings=read.get("warnings", _TEXTS),
             regions=None if regions is None else RegionsRecord.from_dict(regions, source),
+            reviewed=None if reviewed is None else ReviewRecord.from_dict(reviewed, source),
             absent=frozenset(name for name in cls.keys() if name not in data),
         )

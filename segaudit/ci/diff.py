@@ -30,6 +30,9 @@ class RankingDiff:
     #: Images of the other ranking left out because a subset ranking (``--only``) did not
     #: score them: they are neither added nor removed.
     outside_subset: int = 0
+    #: Regressed or new-under-gate images a reviewer accepted (``--reviewed``): reported,
+    #: but they do not fail the diff. (id, base score or None for a new image, head score), by id.
+    exempted: list[tuple[str, float | None, float]] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -38,7 +41,11 @@ class RankingDiff:
     def rows(self) -> list[list]:
         out = [[i, "regressed", b, h, h - b] for i, b, h in self.regressed]
         out += [[i, "new under gate", None, h, None] for i, h in self.new_under_gate]
-        out += [[i, "added", None, h, None] for i, h in self.added if (i, h) not in self.new_under_gate]
+        out += [[i, "new under gate, reviewed ok" if b is None else "regressed, reviewed ok", b, h,
+                 None if b is None else h - b] for i, b, h in self.exempted]
+        exempt = {i for i, _, _ in self.exempted}
+        out += [[i, "added", None, h, None] for i, h in self.added
+                if (i, h) not in self.new_under_gate and i not in exempt]
         out += [[i, "removed", b, None, None] for i, b in self.removed]
         return out
 
@@ -66,9 +73,12 @@ def subset_scope(ranking: Ranking, other_ids) -> set[str] | None:
 
 
 def diff_rankings(base: Ranking, head: Ranking, *, tolerance: float = 0.05,
-                  fail_under: float | None = None) -> RankingDiff:
+                  fail_under: float | None = None, exempt=frozenset()) -> RankingDiff:
     """Images whose score fell by more than ``tolerance``, new images under ``fail_under``,
     added and removed images.
+
+    ``exempt``: image ids a reviewer accepted (``--reviewed``, :mod:`segaudit.ci.review`):
+    they neither regress nor count as new under the gate, and are listed in ``exempted``.
 
     A subset ranking (its run record says ``--only``, as a pull request's run does) is
     compared on its own images only: the images it did not score are not "removed" (or,
@@ -101,4 +111,9 @@ def diff_rankings(base: Ranking, head: Ranking, *, tolerance: float = 0.05,
                 diff.new_under_gate.append((image_id, new))
     diff.removed = [(i, base_scores[i]) for i in sorted(base_scores) if i not in head_scores]
     diff.regressed.sort(key=lambda r: (r[2] - r[1], r[0]))
+    if exempt:
+        diff.exempted = sorted([(i, b, h) for i, b, h in diff.regressed if i in exempt]
+                               + [(i, None, h) for i, h in diff.new_under_gate if i in exempt])
+        diff.regressed = [r for r in diff.regressed if r[0] not in exempt]
+        diff.new_under_gate = [r for r in diff.new_under_gate if r[0] not in exempt]
     return diff

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import InputError
 from ..results import ScoreRun
@@ -27,6 +27,8 @@ class Gate:
 class GateResult:
     gate: Gate
     failures: list[tuple[str, float]]  # (image id, value), worst first
+    #: Images that fail the gate but are exempt (marked ok, see ci.review), worst first.
+    exempted: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -55,8 +57,12 @@ def make_gates(methods: tuple[str, ...], fail_under: float | None, fail_under_me
     return gates
 
 
-def check_gates(run: ScoreRun, gates: list[Gate]) -> list[GateResult]:
-    """Evaluate every gate on every image (images without a score never fail)."""
+def check_gates(run: ScoreRun, gates: list[Gate], exempt=frozenset()) -> list[GateResult]:
+    """Evaluate every gate on every image (images without a score never fail).
+
+    ``exempt``: image ids a reviewer accepted (``--reviewed``, :mod:`segaudit.ci.review`);
+    they never fail a gate and are listed in :attr:`GateResult.exempted` instead.
+    """
     results = []
     for gate in gates:
         if gate.method == "flagged":
@@ -67,5 +73,6 @@ def check_gates(run: ScoreRun, gates: list[Gate]) -> list[GateResult]:
             failures = [(r.image_id, r.scores[gate.method]) for r in run.results
                         if not math.isnan(r.scores[gate.method]) and r.scores[gate.method] < gate.threshold]
             failures.sort(key=lambda f: (f[1], f[0]))
-        results.append(GateResult(gate, failures))
+        results.append(GateResult(gate, [f for f in failures if f[0] not in exempt],
+                                  [f for f in failures if f[0] in exempt]))
     return results

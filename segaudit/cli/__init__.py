@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from . import check, corrupt, diff, evaluate, evaluate_regions, info, issues, overlay, pack, pack_masks, regions, report, score, summary
+from . import check, corrupt, diff, evaluate, evaluate_regions, export, info, issues, overlay, pack, pack_masks, regions, report, score, summary
 from ._app import Command, app, stderr
 
 __all__ = ["COMMANDS", "app", "main"]
@@ -28,6 +28,7 @@ COMMANDS = {
     "info": info,
     "overlay": overlay,
     "report": report,
+    "export": export,
     "corrupt": corrupt,
     "evaluate": evaluate,
     "evaluate-regions": evaluate_regions,
@@ -46,6 +47,7 @@ SHORT_HELP = {
     "info": "Describe a prediction store.",
     "overlay": "Draw error-highlight PNGs of the worst images.",
     "report": "Write a self-contained HTML report.",
+    "export": "Export images to relabel (Label Studio, CVAT, COCO).",
     "corrupt": "Copy a mask set and plant known errors.",
     "evaluate": "Measure a ranking against planted errors.",
     "evaluate-regions": "Measure the error regions against planted errors.",

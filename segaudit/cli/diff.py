@@ -17,6 +17,7 @@ def command(
     head: Annotated[Path, typer.Argument(help="Ranking of the change (e.g. the pull request).")],
     tolerance: Annotated[float, typer.Option(help="An image regressed if its score fell by more than this.")] = 0.05,
     fail_under: Annotated[Optional[float], typer.Option(help="New images scoring below this also fail.")] = None,
+    reviewed: Annotated[Optional[Path], typer.Option("--reviewed", help="A reviewer's decisions.csv: images marked ok whose mask (found through the head ranking's run record) still has the recorded sha256 do not fail the diff.")] = None,
     output_format: Annotated[Optional[OutputFormat], typer.Option("--format", help="Write the changes to stdout as csv, jsonl or json instead of a table.")] = None,
     quiet: Quiet = False,
 ) -> None:
@@ -31,8 +32,22 @@ def command(
     from ..ci.diff import DIFF_COLUMNS, diff_rankings, read_ranking
     from ..io.tables import render
 
+    review = None
     with exit_on_error():
-        changes = diff_rankings(read_ranking(base), read_ranking(head), tolerance=tolerance, fail_under=fail_under)
+        base_ranking, head_ranking = read_ranking(base), read_ranking(head)
+        if reviewed is not None:
+            from ..ci.review import review_ranking
+
+            review = review_ranking(reviewed, head_ranking)
+        changes = diff_rankings(base_ranking, head_ranking, tolerance=tolerance, fail_under=fail_under,
+                                exempt=review.exempt if review else frozenset())
+    if review is not None and not quiet:
+        for line in review.notes():
+            stderr.print(f"note: {line}", soft_wrap=True)
+        if changes.exempted:
+            stderr.print(f"note: {len(changes.exempted)} regressed or new image(s) exempt (reviewed ok): "
+                         + ", ".join(i for i, _, _ in changes.exempted[:5])
+                         + (" ..." if len(changes.exempted) > 5 else ""), soft_wrap=True)
     if changes.outside_subset and not quiet:
         stderr.print(f"note: {changes.outside_subset} image(s) outside the --only subset were not compared")
     if output_format:

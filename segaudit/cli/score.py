@@ -29,6 +29,7 @@ def command(
     fail_under_method: Annotated[Optional[str], typer.Option(help="Gate --fail-under on this computed method instead of the first.")] = None,
     max_flagged: Annotated[Optional[int], typer.Option(help="Gate: exit 1 if any image has more than N clc-flagged pixels (needs clc in --method).")] = None,
     regions: Annotated[bool, typer.Option("--regions", help="Also find each image's error regions (one more pass over the store; see segaudit regions): adds the columns regions (how many score >= 0.5) and worst_region (the worst one's kind: missing, wrong_class, boundary, spurious), and the rule to the run record, so overlay draws the same regions.")] = False,
+    reviewed: Annotated[Optional[Path], typer.Option("--reviewed", help="A reviewer's decisions.csv (image,region,decision,note,mask_sha256): images marked ok whose mask file still has the recorded sha256 stay in the ranking but are exempt from the gates; a changed mask is judged again. The run record and --summary-md say how many were exempted and how many decisions went stale.")] = None,
     fail_on_warning: Annotated[bool, typer.Option("--fail-on-warning", help="Gate: exit 1 if the dataset-level check warns (labels and predictions do not look like the same class space, e.g. masks needing --label-map).")] = False,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format: csv, jsonl (one JSON object per image) or json.")] = OutputFormat.csv,
     summary_md: Annotated[Optional[Path], typer.Option(help="Also write a Markdown summary (counts, gates, worst images) for $GITHUB_STEP_SUMMARY or a PR comment.")] = None,
@@ -51,23 +52,37 @@ def command(
     require_parent_dirs(None if output == "-" else Path(output), summary_md)
     refuse_overwriting_inputs(
         {**inputs.reads(), "--only file": only, "--baseline ranking": baseline,
-         "--baseline run record": baseline and run_record_path(baseline)},
+         "--baseline run record": baseline and run_record_path(baseline), "--reviewed decisions file": reviewed},
         {"--output": output, "run record": None if output == "-" else run_record_path(output),
          "--summary-md": summary_md})
     with exit_on_error():
         methods, gates, only_entries, baseline_clc = _parse_options(method, fail_under, fail_under_method,
                                                                     max_flagged, only, baseline)
+        if reviewed is not None:  # a malformed file fails before the scoring
+            from ..io.decisions import read_decisions
+
+            decisions = read_decisions(reviewed)
     keywords = inputs.keywords()
     show = interactive(quiet, verbose)
     with exit_on_error(), progress(show) as bar:
         run = score_images(inputs.masks, inputs.predictions, methods=methods, temperature=temperature,
                            pixel_threshold=pixel_threshold, downsample=downsample, only=only_entries,
                            baseline=baseline_clc, regions=regions, on_progress=bar.on_progress, **keywords)
-    gate_results = check_gates(run, gates)
+    review = None
+    if reviewed is not None:
+        from ..ci.review import review_masks
+
+        with exit_on_error():
+            review = review_masks(reviewed, inputs.masks, inputs.mask_suffix, [r.image_id for r in run.results],
+                                  decisions)
+        run.reviewed = review.record()
+    gate_results = check_gates(run, gates, review.exempt if review else frozenset())
     with exit_on_error("output"):
         _write_outputs(run, output, output_format, summary_md, gate_results, top)
     if not quiet:
         _notes(run, output)
+        for line in review.notes() if review else ():
+            stderr.print(f"note: {line}", soft_wrap=True)
         if not fail_on_warning:  # the gate prints them
             for warning in run.warnings:
                 stderr.print(f"warning: {warning}", soft_wrap=True)

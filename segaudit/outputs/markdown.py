@@ -49,6 +49,9 @@ def summary_markdown(run: ScoreRun, gates: list[GateResult], worst: int = 10) ->
                         if run.options.get("only_deleted") else ""))
     if run.empty_images:
         lines.append(f"- images with no scored pixel: {len(run.empty_images)}")
+    if run.reviewed is not None:
+        lines.append(f"- reviewed: {run.reviewed.exempted} image(s) marked ok with unchanged masks exempt from the "
+                     f"gates; {run.reviewed.stale} stale decision(s) (mask changed since), judged again")
     lines.append("")
     if run.warnings:  # the dataset-level check (labels and predictions in one class space?)
         lines.append("### Warnings")
@@ -65,6 +68,10 @@ def summary_markdown(run: ScoreRun, gates: list[GateResult], worst: int = 10) ->
                 lines.append(f"  - {_code(image_id)}: {value:.4g}")
             if len(result.failures) > worst:
                 lines.append(f"  - … and {len(result.failures) - worst} more")
+            if result.exempted:
+                lines.append(f"  - {len(result.exempted)} more fail it but are exempt (reviewed ok): "
+                             + ", ".join(_code(image_id) for image_id, _ in result.exempted[:worst])
+                             + (" …" if len(result.exempted) > worst else ""))
         lines.append("")
     if run.results:
         lines.append(f"### Worst {min(worst, len(run.results))} images")
