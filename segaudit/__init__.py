@@ -6,6 +6,8 @@ numba or zarr::
     import segaudit
     run = segaudit.score("masks/", "preds.zarr", methods=("softmin", "cil"))
     run.results[0].image_id            # the image most likely mislabeled
+    found = segaudit.regions("masks/", "preds.zarr")
+    found.regions[0]                   # the region most likely mislabeled, with its kind
 """
 
 from importlib import import_module
@@ -30,12 +32,17 @@ _LAZY = {
     "InputError": "segaudit.errors",
     "METHODS": "segaudit.methods",
     "PredictionWriter": "segaudit.io.writer",
+    "regions": "segaudit.api",
+    "RegionRule": "segaudit.core.regions",
+    "Region": "segaudit.core.regions",
+    "write_regions": "segaudit.outputs.regions",
 }
 
 __all__ = [  # noqa: RUF022 (the order of _LAZY)
     "__version__", "score", "ScoreRun", "ImageResult", "score_arrays", "score_arrays_run",
     "get_label_quality_scores",
     "find_label_issues", "write_ranking", "InputError", "METHODS", "PredictionWriter",
+    "regions", "RegionRule", "Region", "write_regions",
 ]
 
 

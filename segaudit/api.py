@@ -22,7 +22,8 @@ from .core.kernel import check_pixel_threshold, check_temperature
 from .core.passes import check_threads
 from .engine import rank_results, score_dataset
 from .methods import DEFAULT_METHOD, check_methods
-from .results import ImageResult, ScoreRun
+from .core.regions import RegionRule, RegionRun, find_regions
+from .results import REGION_COUNT_SCORE, ImageResult, RegionsRecord, ScoreRun
 
 
 def score(
@@ -43,6 +44,7 @@ def score(
     only: list[str] | None = None,
     label_map: str | Path | dict | None = None,
     baseline: dict | None = None,
+    regions: RegionRule | bool | None = None,
     prefetch: int = 4,
     on_progress: Callable[[str, int, int], None] | None = None,
     threads: int | None = None,
@@ -90,6 +92,11 @@ def score(
         (see docs/formats.md).
     baseline : dict, optional
         The ``clc`` section of a full run's record, reused for clc (see :func:`score_dataset`).
+    regions : RegionRule or bool, optional
+        Also find each image's error regions (one more pass over the store; True = the
+        default :class:`~segaudit.core.regions.RegionRule`): each result's ``regions`` is
+        its count of regions scoring at least ``REGION_COUNT_SCORE`` (0.5) and
+        ``worst_region`` the kind of the worst of them, and ``run.regions`` records the rule.
     on_progress : callable, optional
         Called as ``on_progress(stage, done, total)`` after each image of each pass over
         the dataset (one pass, plus two or more for clc), for progress display.
@@ -115,9 +122,55 @@ def score(
         masks, predictions, ignore_index=ignore_index, mask_suffix=mask_suffix, palette=palette, classes=classes,
         logits=logits, channels_last=channels_last, allow_missing=allow_missing, only=only, label_map=label_map,
     )
-    return score_dataset(dataset, methods, temperature=temperature, pixel_threshold=pixel_threshold,
-                         downsample=downsample, prefetch=prefetch, on_progress=on_progress, baseline=baseline,
-                         threads=threads)
+    run = score_dataset(dataset, methods, temperature=temperature, pixel_threshold=pixel_threshold,
+                        downsample=downsample, prefetch=prefetch, on_progress=on_progress, baseline=baseline,
+                        threads=threads)
+    if regions:
+        add_regions(run, dataset, RegionRule() if regions is True else regions, prefetch=prefetch,
+                    on_progress=on_progress)
+    return run
+
+
+def regions(masks: str | Path, predictions: str | Path, *, rule: RegionRule | None = None, prefetch: int = 4,
+            on_progress: Callable[[str, int, int], None] | None = None, **inputs) -> RegionRun:
+    """The error regions of every image, ranked over the dataset, worst first.
+
+    Parameters
+    ----------
+    masks, predictions : str or Path
+        As :func:`score`.
+    rule : RegionRule, optional
+        Which pixels are suspect, how regions score and which kind they get
+        (:class:`segaudit.RegionRule`; the defaults chosen on the benchmarks when None).
+    prefetch, on_progress
+        As :func:`score`.
+    **inputs
+        The input keywords of :func:`score`: ``ignore_index``, ``mask_suffix``, ``palette``,
+        ``classes``, ``logits``, ``channels_last``, ``allow_missing``, ``only``, ``label_map``.
+
+    Returns
+    -------
+    RegionRun
+        ``regions`` (:class:`segaudit.Region`, worst first), the per-image counts, the class
+        names and the rule. :func:`segaudit.write_regions` writes the table.
+    """
+    dataset = open_dataset(masks, predictions, **inputs)
+    return find_regions(dataset, rule, prefetch=prefetch, progress=on_progress)
+
+
+def add_regions(run: ScoreRun, dataset, rule: RegionRule, *, prefetch: int = 4, on_progress=None) -> None:
+    """Find the regions of ``dataset`` (scored as ``run``) and add each image's count and worst kind."""
+    found = find_regions(dataset, rule, prefetch=prefetch, progress=on_progress)
+    counted: dict[str, list] = {}
+    for region in found.regions:  # worst first
+        if region.score >= REGION_COUNT_SCORE:
+            counted.setdefault(region.image_id, []).append(region)
+    for result in run.results:
+        mine = counted.get(result.image_id, [])
+        result.regions = len(mine)
+        result.worst_region = mine[0].kind if mine else None
+    run.regions = RegionsRecord(margin=rule.margin, band=rule.band, band_weight=rule.band_weight,
+                                regions=sum(len(v) for v in counted.values()))
 
 
 def score_array_dataset(dataset: ArrayDataset, methods: Iterable[str], *, temperature: float = 0.1,

@@ -21,8 +21,9 @@ from .core.cells import CELL_FIELDS, CellCache, cell_cache
 from .core.dataset import Dataset
 from .core.kernel import LABEL, Decoding, ImageStats, KernelConfig, accumulate, check_pixel_threshold, check_temperature
 from .core.passes import check_threads, map_images
-from .core.pooling import grid_shape, pool
+from .core.pooling import CellGrid, cell_row, grid_shape, pool
 from .core.sanity import ClassSpaceCheck
+from .core.slices import SliceTally
 from .errors import InputError
 from .methods import Method, Settings, resolve
 from .results import ClcRecord, ClcState, ImageResult, ScoreRun
@@ -111,22 +112,36 @@ def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Set
     def score_image(index, image_id, labels, blocks):
         # On a worker thread: this image only.
         stats = image_stats(n_classes, labels.size, methods, settings)
+        # A volume (its tall image): slices known where they matter, the cells and the worst slice.
+        slice_rows = dataset.slice_rows(image_id)
+        slices = None if slice_rows is None else SliceTally(labels.shape[0] // slice_rows, slice_rows,
+                                                            settings.pixel_threshold)
         grid = pixels = None
         if need_cells:
-            shape = grid_shape(*labels.shape, factor)
-            grid = {name: np.empty(shape, CELL_FIELDS[name]) for name in grids}
+            shape = grid_shape(*labels.shape, factor, slice_rows)
+            grid = CellGrid({name: np.empty(shape, CELL_FIELDS[name]) for name in grids},
+                            slice_rows=None if slice_rows is None else -(-slice_rows // factor))
             pixels = [] if pixel_dtype is not None else None
         for b in blocks:
             s_out = None if pixel_scores is None else pixel_scores[index][b.start:b.stop]
+            if s_out is None and slices is not None:
+                s_out = np.empty(b.labels.shape)
             accumulate(stats, b.probs, b.labels, config, row_offset=b.start, s_out=s_out)
+            if slices is not None:
+                slices.add(b.start, s_out)
             if need_cells:
-                cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=pixel_dtype)
-                rows = slice(b.start // factor, b.start // factor + cells.label.shape[0])
+                cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=pixel_dtype,
+                             slice_rows=slice_rows)
+                first = cell_row(b.start, factor, slice_rows)
+                rows = slice(first, first + cells.label.shape[0])
                 for name, values in grid.items():
                     values[rows] = getattr(cells, name)
                 if pixels is not None:
                     pixels.append(cells.pixel_pred)
         result = finish_image(image_id, stats, methods, settings)
+        if slices is not None:
+            result.worst_slice = slices.worst()
+            result.slices = len(slices.scored)
         if need_cells:
             for method in cell_methods:
                 result.scores[method.name] = method.cell_score(grid)
@@ -212,4 +227,5 @@ def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: floa
         clc=states.get("clc"),
         class_pixels=first.class_pixels,
         warnings=first.class_space.warnings(dataset.store.classes),
+        volumes=any(result.slices is not None for result in first.images),
     )

@@ -22,6 +22,11 @@ from .errors import InputError
 #: ``segaudit report --confusions``).
 CONFUSION_COLUMNS = ("annotated", "predicted", "pixels", "images", "share")
 
+#: The columns of the region table (written by ``segaudit regions``, read by
+#: ``segaudit report --regions``): the box in pixels, x1 and y1 exclusive.
+REGION_COLUMNS = ("rank", "image", "region", "score", "area", "x0", "y0", "x1", "y1", "annotated_class",
+                  "likely_class", "mean_s", "mean_p_likely", "kind")
+
 
 @dataclass
 class Selection:
@@ -70,6 +75,10 @@ class ImageResult:
     suspect_class: int | None  # annotated class holding most low pixels
     likely_class: int | None  # the predicted class most common among those pixels
     flagged_pixels: int | None = None  # clc-flagged pixels, when clc was computed
+    regions: int | None = None  # error regions scoring >= REGION_COUNT_SCORE, when regions were found
+    worst_region: str | None = None  # the kind of the image's worst such region
+    slices: int | None = None  # a volume's slice count (None: a 2-D image)
+    worst_slice: int | None = None  # a volume's slice with the most low voxels (see core.slices)
 
 
 @dataclass
@@ -85,6 +94,8 @@ class ScoreRun:
     clc: ClcState | None = None  # what confident learning found, when clc was computed
     class_pixels: np.ndarray | None = None  # per class, scored pixels annotated with it
     warnings: list[str] = field(default_factory=list)  # dataset-level problems found after scoring
+    regions: RegionsRecord | None = None  # the region rule and count, when regions were found
+    volumes: bool = False  # the dataset holds volumes: the ranking has a worst_slice column
 
     @property
     def empty_images(self) -> list[str]:
@@ -213,6 +224,32 @@ class ClcRecord:
         return value if isinstance(value, ClcRecord) else cls.from_dict(value, "baseline")
 
 
+#: A region counts in the ranking's ``regions`` column when it scores at least this.
+REGION_COUNT_SCORE = 0.5
+
+
+@dataclass(frozen=True)
+class RegionsRecord:
+    """The regions section of a run record (``score --regions``): the rule that found the
+    regions (so ``overlay`` draws the same ones) and how many scored >= REGION_COUNT_SCORE."""
+
+    margin: float
+    band: int
+    band_weight: float
+    regions: int
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data, source: str | Path = "run record") -> RegionsRecord:
+        read = _Reader(data, source, "regions.")
+        return cls(margin=read.get("margin", _NUMBER, required=True, nullable=False),
+                   band=read.get("band", _COUNT, required=True, nullable=False),
+                   band_weight=read.get("band_weight", _NUMBER, required=True, nullable=False),
+                   regions=read.get("regions", _COUNT, required=True, nullable=False))
+
+
 #: The scoring options a run records (``ScoreRun.options``), in the record's order; how
 #: each is checked when read.
 _OPTIONS = {
@@ -267,6 +304,8 @@ class RunRecord:
     #: What the dataset-level checks found (labels and predictions in different class
     #: spaces); written only when there is a warning, so other records keep their bytes.
     warnings: tuple[str, ...] | None = None
+    #: The region rule and count of a run with --regions (absent otherwise).
+    regions: RegionsRecord | None = None
     #: Fields the record leaves out: options the run did not have (an in-memory dataset
     #: has no mask suffix), or keys missing from the file read.
     absent: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -293,8 +332,9 @@ class RunRecord:
             skipped_predictions_without_mask=tuple(run.skipped_predictions),
             clc=run.clc.record() if run.clc else None,
             warnings=tuple(run.warnings),
+            regions=run.regions,
             absent=frozenset([name for name in _OPTIONS if name not in run.options]
-                             + ([] if run.warnings else ["warnings"])),
+                             + ([] if run.warnings else ["warnings"]) + ([] if run.regions else ["regions"])),
         )
 
     def to_dict(self) -> dict:
@@ -316,6 +356,7 @@ class RunRecord:
             raise InputError(f"{source}: run record version {version} is newer than this segaudit reads "
                              f"({cls.RECORD_VERSION}); upgrade segaudit")
         clc = data.get("clc")
+        regions = data.get("regions")
         return cls(
             segaudit_version=read.get("segaudit_version", _TEXT),
             command=read.get("command", _TEXT),
@@ -327,5 +368,6 @@ class RunRecord:
             skipped_predictions_without_mask=read.get("skipped_predictions_without_mask", _TEXTS),
             clc=None if clc is None else ClcRecord.from_dict(clc, source),
             warnings=read.get("warnings", _TEXTS),
+            regions=None if regions is None else RegionsRecord.from_dict(regions, source),
             absent=frozenset(name for name in cls.keys() if name not in data),
         )

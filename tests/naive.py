@@ -61,7 +61,8 @@ def image_scores(labels, stored, *, ignore=(), temperature=0.1, pixel_threshold=
     lab = labels[valid]
     pred = predicted[valid]
     n = s.size
-    out = {"pixels": n, "s": s_map}
+    # The model's confidence: the sum over scored pixels of p[argmax].
+    out = {"pixels": n, "s": s_map, "confidence": float(probs.max(axis=0)[valid].sum())}
     if n == 0:
         out.update(softmin=np.nan, rsoftmin=np.nan, cil=np.nan, ccp=np.nan, tccp=np.nan, iou=np.nan,
                    low_pixels=0, suspect_class=None, likely_class=None)
@@ -257,3 +258,290 @@ def downsample_in_order(labels, stored, factor, *, ignore=(255,), logits=False):
             with np.errstate(divide="ignore", invalid="ignore"):  # all-zero cells: NaN, as the kernel
                 out_s[i, j], out_ppred[i, j] = cell[label] / scale, cell[pred] / scale
     return out_label, out_pred, out_s, out_ppred, mismatched, argmax
+
+
+# --- volumes ----------------------------------------------------------------------------
+
+
+def downsample_3d(labels, stored, factor, *, ignore=(255,), logits=False):
+    """The F×F×F cell grid of a volume: (label, pred, s, p_pred) arrays of shape
+    (ceil(Z/F), ceil(Y/F), ceil(X/F)); label -1 for empty cells.
+
+    labels: (Z, Y, X); stored: (K, Z, Y, X). As :func:`downsample`, with cubes for squares.
+    """
+    probs = probabilities(stored, logits)
+    n_classes, depth, height, width = probs.shape
+    labels = np.asarray(labels).astype(np.int64)
+    valid = (labels >= 0) & (labels < n_classes) & ~np.isin(labels, list(ignore))
+    shape = (-(-depth // factor), -(-height // factor), -(-width // factor))
+    out_label = np.full(shape, -1)
+    out_pred = np.full(shape, -1)
+    out_s = np.full(shape, np.nan)
+    out_ppred = np.full(shape, np.nan)
+    for cell in np.ndindex(*shape):
+        window = tuple(slice(i * factor, (i + 1) * factor) for i in cell)
+        ok = valid[window]
+        if not ok.any():
+            continue
+        pooled = probs[(slice(None),) + window][:, ok].sum(axis=1)
+        if factor > 1:
+            pooled = pooled / pooled.sum()
+        label = int(np.argmax(np.bincount(labels[window][ok], minlength=n_classes)))
+        pred = int(np.argmax(pooled))
+        out_label[cell], out_pred[cell] = label, pred
+        out_s[cell], out_ppred[cell] = pooled[label], pooled[pred]
+    return out_label, out_pred, out_s, out_ppred
+
+
+def components_3d(label, pred):
+    """26-connected components of cells with equal (label, pred), label >= 0, by flood
+    fill: a list of lists of cell indices (z, y, x)."""
+    seen = np.zeros(label.shape, bool)
+    found = []
+    for start in np.ndindex(*label.shape):
+        if label[start] < 0 or seen[start]:
+            continue
+        stack, members = [start], []
+        seen[start] = True
+        while stack:
+            here = stack.pop()
+            members.append(here)
+            for step in np.ndindex(3, 3, 3):
+                there = tuple(h + d - 1 for h, d in zip(here, step))
+                if all(0 <= t < n for t, n in zip(there, label.shape)) and not seen[there] \
+                        and label[there] == label[start] and pred[there] == pred[start]:
+                    seen[there] = True
+                    stack.append(there)
+        found.append(members)
+    return found
+
+
+def coco_3d(label, pred, s):
+    """coco of a volume's 3-D cell grid: mean over 26-connected components of their mean s."""
+    scores = [np.mean([s[m] for m in members]) for members in components_3d(label, pred)]
+    return float(np.mean(scores)) if scores else np.nan
+
+
+def clc_flags_3d(volumes, factor, *, ignore=(255,), logits=False):
+    """:func:`clc_flags` for volumes: images are (labels (Z, Y, X), stored (K, Z, Y, X)),
+    cells are F×F×F cubes in (z, y, x) order. Returns one bool (Z, Y, X) mask per volume."""
+    grids = [downsample_3d(l, p, factor, ignore=ignore, logits=logits) for l, p in volumes]
+    n_classes = volumes[0][1].shape[0]
+    label, pred, s, ppred = (np.concatenate([g[i].ravel() for g in grids]) for i in range(4))
+    ok = label >= 0
+    t = np.array([s[ok & (label == k)].mean() if np.any(ok & (label == k)) else 0.0 for k in range(n_classes)])
+    t = np.maximum(t, 2e-6)
+    issue = ok & (pred != label) & (ppred >= t[np.where(ok, pred, 0)] - 1e-6)
+    ranked = np.lexsort((np.arange(s.size), np.where(ok, s, np.inf)))[:int(issue.sum())]
+    chosen = np.zeros(s.size, bool)
+    chosen[ranked] = True
+    masks, offset = [], 0
+    for (labels, stored), grid in zip(volumes, grids):
+        cells = grid[0].size
+        cell_flags = chosen[offset:offset + cells].reshape(grid[0].shape)
+        offset += cells
+        full = cell_flags
+        for axis in range(3):
+            full = np.repeat(full, factor, axis=axis)
+        full = full[tuple(slice(0, n) for n in labels.shape)]
+        lab = np.asarray(labels).astype(np.int64)
+        valid = (lab >= 0) & (lab < n_classes) & ~np.isin(lab, list(ignore))
+        masks.append(full & valid & (decode(stored).argmax(axis=0) != lab))
+    return masks
+
+
+def worst_slice(labels, stored, *, ignore=(255,), pixel_threshold=0.5, logits=False):
+    """The slice with the most voxels of s below the threshold, ties to the lowest mean s,
+    then the lowest index; None when no voxel is scored."""
+    best = None
+    for z in range(labels.shape[0]):
+        s = image_scores(labels[z], stored[:, z], ignore=ignore, logits=logits)["s"]
+        scored = ~np.isnan(s)
+        if not scored.any():
+            continue
+        key = (-int((s[scored] < pixel_threshold).sum()), float(s[scored].mean()), z)
+        best = key if best is None or key < best else best
+    return None if best is None else best[2]
+
+
+# --- error regions (segaudit.core.regions) -------------------------------------------
+
+_NEIGHBOURS = [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0)]
+
+
+def _flood(grid_ok, same, start, shape):
+    """Pixels 8-connected to ``start`` through pixels where grid_ok and same(a, b)."""
+    rows, cols = shape
+    seen = {start}
+    stack = [start]
+    while stack:
+        i, j = stack.pop()
+        for di, dj in _NEIGHBOURS:
+            ni, nj = i + di, j + dj
+            if 0 <= ni < rows and 0 <= nj < cols and (ni, nj) not in seen and grid_ok[ni, nj] \
+                    and same((i, j), (ni, nj)):
+                seen.add((ni, nj))
+                stack.append((ni, nj))
+    return seen
+
+
+def regions(labels, s, likely, p, n_classes, *, margin=0.25, band=2, band_weight=1.0, scale=0.002,
+            coverage_power=0.25, thin=0.02, reach=3, background=frozenset()):
+    """Error regions by flood fill, pixel by pixel: a list of dicts (any order).
+
+    ``labels``: class indices (values < 0 or >= n_classes unscored); ``s``, ``likely``,
+    ``p``: per pixel p[label], argmax and p[argmax].
+    """
+    rows, cols = labels.shape
+    scored = (labels >= 0) & (labels < n_classes)
+    suspect = scored & (likely != labels) & (p - s >= margin)
+    # The edge band: within `band` (Chebyshev) of a pixel pair across which the label changes.
+    edge = np.zeros(labels.shape, bool)
+    for i in range(rows):
+        for j in range(cols):
+            for di, dj in ((1, 0), (0, 1), (-1, 0), (0, -1)):
+                ni, nj = i + di, j + dj
+                if 0 <= ni < rows and 0 <= nj < cols and labels[ni, nj] != labels[i, j]:
+                    edge[i, j] = True
+    in_band = np.zeros(labels.shape, bool)
+    if band > 0:
+        for i in range(rows):
+            for j in range(cols):
+                near = edge[max(0, i - band + 1): i + band, max(0, j - band + 1): j + band]
+                in_band[i, j] = near.any()
+    total_scored = int(scored.sum())
+    done = np.zeros(labels.shape, bool)
+    found = []
+    for i in range(rows):
+        for j in range(cols):
+            if not suspect[i, j] or done[i, j]:
+                continue
+            pixels = _flood(suspect, lambda a, b: labels[a] == labels[b] and likely[a] == likely[b], (i, j),
+                            labels.shape)
+            obj = _flood(scored, lambda a, b: labels[a] == labels[b], (i, j), labels.shape)
+            for q in pixels:
+                done[q] = True
+            ys = [q[0] for q in pixels]
+            xs = [q[1] for q in pixels]
+            lab, lik = int(labels[i, j]), int(likely[i, j])
+            core = [q for q in pixels if not in_band[q]]
+            band_px = [q for q in pixels if in_band[q]]
+            mass = sum(p[q] - s[q] for q in core) + band_weight * sum(p[q] - s[q] for q in band_px)
+            touching = 0
+            for (y, x) in pixels:
+                touching += any(0 <= y + di < rows and 0 <= x + dj < cols and labels[y + di, x + dj] == lik
+                                for di in range(-reach, reach + 1) for dj in range(-reach, reach + 1))
+            area = len(pixels)
+            coverage = area / len(obj)
+            thickness = area / touching if touching else math.inf
+            if coverage >= 0.5:
+                if lab in background and lik not in background:
+                    kind = "missing"
+                else:
+                    kind = "spurious" if lik in background else "wrong_class"
+            elif thickness <= max(2.0, thin * math.sqrt(labels.size)):
+                kind = "boundary"
+            else:
+                kind = "spurious" if lik in background and lab not in background else "missing"
+            found.append({
+                "pixels": frozenset(pixels), "area": area, "x0": min(xs), "y0": min(ys), "x1": max(xs) + 1,
+                "y1": max(ys) + 1, "annotated_class": lab, "likely_class": lik,
+                "mean_s": float(np.mean([s[q] for q in pixels])), "mean_p_likely": float(np.mean([p[q] for q in pixels])),
+                "core_area": len(core), "object_pixels": len(obj), "touching": touching, "mass": mass,
+                "score": (1.0 - math.exp(-mass * coverage ** coverage_power / (scale * total_scored))
+                          if total_scored else 0.0), "kind": kind,
+            })
+    return found
+
+
+def propose(labels, region_pixels, regions, likely, min_score):
+    """The proposal of :func:`segaudit.core.regions.propose`, by flood fill.
+
+    ``region_pixels``: per region (same order as ``regions``) its set of pixels.
+    """
+    new = np.array(labels, copy=True)
+    for pixels, region in zip(region_pixels, regions):
+        if region.score < min_score:
+            continue
+        chosen = set(pixels)
+        if region.kind == "missing":
+            inside = (likely == region.likely_class) & (labels == region.annotated_class)
+            grown = set()
+            for q in pixels:
+                if q not in grown:
+                    grown |= _flood(inside, lambda a, b: True, q, labels.shape)
+            chosen = grown
+        for q in chosen:
+            new[q] = region.likely_class
+    return new
+
+
+def regions_3d(labels, s, likely, p, n_classes, *, margin=0.25, band=2, band_weight=1.0, scale=0.002,
+               coverage_power=0.25, thin=0.02, reach=3, background=frozenset()):
+    """Error regions of a (Z, Y, X) volume by 26-connected flood fill (dicts, any order).
+
+    As :func:`regions`, with regions and objects 26-connected across slices; the edge
+    band, the likely class's annotation nearby and the thickness limit are per slice.
+    """
+    depth, rows, cols = labels.shape
+    near26 = [(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1) if (a, b, c) != (0, 0, 0)]
+    scored = (labels >= 0) & (labels < n_classes)
+    suspect = scored & (likely != labels) & (p - s >= margin)
+    in_band = np.zeros(labels.shape, bool)
+    for z in range(depth):
+        plane = labels[z]
+        edge = np.zeros(plane.shape, bool)
+        for i in range(rows):
+            for j in range(cols):
+                for di, dj in ((1, 0), (0, 1), (-1, 0), (0, -1)):
+                    ni, nj = i + di, j + dj
+                    if 0 <= ni < rows and 0 <= nj < cols and plane[ni, nj] != plane[i, j]:
+                        edge[i, j] = True
+        if band > 0:
+            for i in range(rows):
+                for j in range(cols):
+                    in_band[z, i, j] = edge[max(0, i - band + 1): i + band, max(0, j - band + 1): j + band].any()
+
+    def flood(ok, same, start):
+        seen, stack = {start}, [start]
+        while stack:
+            q = stack.pop()
+            for d in near26:
+                n = (q[0] + d[0], q[1] + d[1], q[2] + d[2])
+                if all(0 <= n[k] < labels.shape[k] for k in range(3)) and n not in seen and ok[n] and same(q, n):
+                    seen.add(n)
+                    stack.append(n)
+        return seen
+
+    total = int(scored.sum())
+    done = np.zeros(labels.shape, bool)
+    found = []
+    for start in zip(*np.nonzero(suspect)):
+        start = tuple(int(v) for v in start)
+        if done[start]:
+            continue
+        pixels = flood(suspect, lambda a, b: labels[a] == labels[b] and likely[a] == likely[b], start)
+        obj = flood(scored, lambda a, b: labels[a] == labels[b], start)
+        for q in pixels:
+            done[q] = True
+        lab, lik = int(labels[start]), int(likely[start])
+        mass = sum((1.0 if not in_band[q] else band_weight) * (p[q] - s[q]) for q in pixels)
+        touching = sum(any(0 <= y + di < rows and 0 <= x + dj < cols and labels[z, y + di, x + dj] == lik
+                           for di in range(-reach, reach + 1) for dj in range(-reach, reach + 1))
+                       for (z, y, x) in pixels)
+        area = len(pixels)
+        coverage = area / len(obj)
+        thickness = area / touching if touching else math.inf
+        if coverage >= 0.5:
+            kind = "missing" if lab in background and lik not in background else (
+                "spurious" if lik in background else "wrong_class")
+        elif thickness <= max(2.0, thin * math.sqrt(rows * cols)):
+            kind = "boundary"
+        else:
+            kind = "spurious" if lik in background and lab not in background else "missing"
+        zs, ys, xs = zip(*pixels)
+        found.append({"pixels": frozenset(pixels), "area": area, "x0": min(xs), "y0": min(ys), "z0": min(zs),
+                      "x1": max(xs) + 1, "y1": max(ys) + 1, "z1": max(zs) + 1, "annotated_class": lab,
+                      "likely_class": lik, "object_pixels": len(obj), "touching": touching, "kind": kind,
+                      "score": 1.0 - math.exp(-mass * coverage ** coverage_power / (scale * total))})
+    return found

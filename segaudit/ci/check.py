@@ -2,7 +2,8 @@
 
 Pairing and sizes come from PNG headers and array metadata; every mask is decoded and its
 label values checked; a sample of prediction blocks is read and checked for finite,
-non-negative probabilities that sum to 1. Problems are collected rather than stopping at
+non-negative probabilities that sum to 1, and, on those blocks, the class-space check of
+``score`` (:mod:`segaudit.core.sanity`) is run. Problems are collected rather than stopping at
 the first, so one run lists them all.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from ..core.dataset import open_dataset
 from ..errors import InputError
 from ..core.kernel import BadProbabilities, ImageStats, KernelConfig, accumulate
+from ..core.sanity import ClassSpaceCheck
 
 
 @dataclass
@@ -21,6 +23,7 @@ class CheckReport:
     n_classes: int = 0
     blocks_checked: int = 0
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the class-space check on the sampled blocks
 
 
 def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, **inputs) -> CheckReport:
@@ -38,6 +41,7 @@ def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, **in
     # An even spread of images, each contributing the first of its row blocks.
     step = max(1, len(dataset.pairs) // max(1, sample_blocks))
     sampled = set(range(0, len(dataset.pairs), step)[:sample_blocks]) if sample_blocks > 0 else set()
+    class_space = ClassSpaceCheck(store.n_classes)
     for index, (mask, image_id) in enumerate(dataset.pairs):
         try:
             labels = dataset.read_labels(mask)
@@ -47,8 +51,10 @@ def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, **in
         if index in sampled:
             start, stop = store.row_blocks(image_id)[0]
             try:
-                accumulate(ImageStats(store.n_classes), dataset.read_block(image_id, start, stop),
+                stats = ImageStats(store.n_classes)
+                accumulate(stats, dataset.read_block(image_id, start, stop),
                            labels[start:stop], KernelConfig(dataset.decoding), row_offset=start)
+                class_space.add_image(stats)
             except BadProbabilities as exc:
                 report.problems.append(str(dataset.probabilities_error(image_id, exc)))
             except InputError as exc:
@@ -56,4 +62,5 @@ def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, **in
             report.blocks_checked += 1
         if on_progress:
             on_progress("checking", index + 1, len(dataset.pairs))
+    report.warnings = class_space.warnings(store.classes)
     return report

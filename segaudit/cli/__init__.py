@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from . import check, corrupt, diff, evaluate, info, issues, overlay, pack, pack_masks, report, score, summary
+from . import check, corrupt, diff, evaluate, evaluate_regions, info, issues, overlay, pack, pack_masks, regions, report, score, summary
 from ._app import Command, app, stderr
 
 __all__ = ["COMMANDS", "app", "main"]
@@ -22,6 +22,7 @@ COMMANDS = {
     "issues": issues,
     "summary": summary,
     "score": score,
+    "regions": regions,
     "pack": pack,
     "pack-masks": pack_masks,
     "info": info,
@@ -29,6 +30,7 @@ COMMANDS = {
     "report": report,
     "corrupt": corrupt,
     "evaluate": evaluate,
+    "evaluate-regions": evaluate_regions,
 }
 
 #: Each command's line in ``segaudit --help`` (short enough not to be cut at 80 columns).
@@ -38,6 +40,7 @@ SHORT_HELP = {
     "issues": "Write PNGs marking the suspect pixels.",
     "summary": "Which class mix-ups dominate.",
     "score": "Score every image and write a ranking.",
+    "regions": "List error regions and propose fixes.",
     "pack": "Pack numpy predictions into a zarr store.",
     "pack-masks": "Write an (N, H, W) label array as PNG masks.",
     "info": "Describe a prediction store.",
@@ -45,6 +48,7 @@ SHORT_HELP = {
     "report": "Write a self-contained HTML report.",
     "corrupt": "Copy a mask set and plant known errors.",
     "evaluate": "Measure a ranking against planted errors.",
+    "evaluate-regions": "Measure the error regions against planted errors.",
 }
 
 for _name, _module in COMMANDS.items():

@@ -26,7 +26,7 @@ def method_names() -> list[str]:
     modules = pkgutil.iter_modules(spec.submodule_search_locations)
     return sorted(m.name for m in modules if not m.name.startswith("_") and m.name != "base")
 
-Masks = Annotated[Path, typer.Argument(help="Directory of annotation PNGs, searched recursively; pixel value = class index.")]
+Masks = Annotated[Path, typer.Argument(help="Directory of annotation masks (PNG, TIFF, NIfTI or .npy/.npz volumes), searched recursively; pixel value = class index.")]
 Predictions = Annotated[Path, typer.Argument(help="Zarr store of predicted class probabilities (per-image or stacked layout).")]
 PixelThreshold = Annotated[float, typer.Option(help="Pixels whose probability of the annotated class is below this are low-quality pixels.")]
 MAX_DOWNSAMPLE = 1 << 16
@@ -62,6 +62,23 @@ Logits = Annotated[Optional[bool], typer.Option("--logits/--probabilities", help
 ChannelsLast = Annotated[Optional[bool], typer.Option("--channels-last/--channels-first", help="Arrays are (H, W, K) / (N, H, W, K); overrides the store's 'channels_last' attribute.")]
 AllowMissing = Annotated[bool, typer.Option(help="Skip masks without predictions and predictions without masks (and say how many) instead of failing.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, tables or notes; errors only.")]
+Only = Annotated[Optional[str], typer.Option(help="Use only the images listed in this file ('-' = stdin), one per line: image ids, or mask paths as 'git diff --name-only' prints them. Deleted masks are skipped with a note.")]
+
+
+def read_only_entries(only: str | None) -> list[str] | None:
+    """The lines of an ``--only`` file (or stdin for '-'); InputError if it cannot be read."""
+    import sys
+
+    from ..errors import InputError
+
+    if only is None:
+        return None
+    if only == "-":
+        return sys.stdin.read().splitlines()
+    try:
+        return Path(only).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read --only file {only}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 class OutputFormat(str, Enum):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import EXIT_INPUT, exit_on_error, fail, interactive, progress, stderr
+from ._app import EXIT_FINDINGS, EXIT_INPUT, exit_on_error, fail, interactive, progress, stderr
 from ._options import InputOptions, Quiet, reads_inputs
 
 
@@ -18,13 +18,18 @@ MAX_LISTED = 20
 def command(
     *,
     sample: Annotated[int, typer.Option(help="Prediction blocks to read and check for probability sanity, spread over the images (0 = none).")] = 32,
+    fail_on_warning: Annotated[bool, typer.Option("--fail-on-warning", help="Gate: exit 1 if the class-space check on the sampled blocks warns (as score's --fail-on-warning).")] = False,
     inputs: InputOptions,
     quiet: Quiet = False,
 ) -> None:
     """Validate a dataset without scoring it: pairing, sizes, every mask's label values, and
     a sample of prediction blocks. Lists every problem found.
 
-    Exit codes: 0 valid; 2 problems found (one line each on stderr).
+    On the sampled blocks it also runs score's class-space check (masks needing
+    --label-map, predictions for other images) and prints its warnings.
+
+    Exit codes: 0 valid; 1 a warning with --fail-on-warning; 2 problems found (one line each
+    on stderr).
     """
     from ..ci.check import check as check_dataset
 
@@ -41,6 +46,13 @@ def command(
     if report.problems:
         stderr.print(f"{len(report.problems)} problem(s) in {report.images} image(s)", soft_wrap=True)
         raise typer.Exit(EXIT_INPUT)
+    for warning in report.warnings:
+        if fail_on_warning:
+            stderr.print(f"gate failed: --fail-on-warning: {warning}", soft_wrap=True)
+        elif not quiet:
+            stderr.print(f"warning: {warning}", soft_wrap=True)
     if not quiet:
         stderr.print(f"ok: {report.images} images paired, {report.n_classes} classes, labels valid, "
                      f"{report.blocks_checked} prediction block(s) sane", soft_wrap=True)
+    if fail_on_warning and report.warnings:
+        raise typer.Exit(EXIT_FINDINGS)

@@ -23,9 +23,13 @@ def command(
     pixel_threshold: Annotated[Optional[float], typer.Option(help="Highlight pixels whose probability of the annotated class is below this. Default: the one score used.")] = None,
     max_width: Annotated[int, typer.Option(help="Downscale panels wider than this many pixels (nearest for label maps; the error map keeps every low pixel visible). 0 = full resolution.")] = 1024,
     palette: Annotated[Optional[Path], typer.Option(help="JSON colours for the classes (list, or mapping colour -> class). Default: the masks' own palette, the palette score used, or fixed colours.")] = None,
+    region_min_score: Annotated[float, typer.Option(help="Outline the image's error regions (as segaudit regions finds them) scoring at least this (0-1) on the error map, numbered, with a legend line each.")] = 0.5,
+    max_regions: Annotated[int, typer.Option(help="Outline at most this many regions per image, the worst first; 0 = none.")] = 5,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes; errors only.")] = False,
 ) -> None:
     """Draw error-highlight PNGs of the worst images: photo, annotation, prediction, error map.
+
+    The error map outlines and numbers the image's worst error regions (a legend line each).
 
     Exit codes: 0 written; 2 bad input or options.
     """
@@ -34,6 +38,10 @@ def command(
 
     if top < 0:
         raise fail(f"--top must be >= 0, got {top}")
+    if not 0.0 <= region_min_score <= 1.0:
+        raise fail(f"--region-min-score must be between 0 and 1, got {region_min_score}")
+    if max_regions < 0:
+        raise fail(f"--max-regions must be >= 0, got {max_regions}")
     with exit_on_error(f"overlays to {out}", name_file=True):
         if palette is not None:  # read it now, whichever colours are used in the end
             from ..io.masks import load_palette
@@ -47,7 +55,8 @@ def command(
         with progress(interactive(quiet), "drawing") as bar:
             run = write_overlays(loaded, out, top=top, ids=ids, images=images, image_suffix=image_suffix,
                                  pixel_threshold=pixel_threshold, max_width=max_width, palette=palette,
-                                 on_image=bar.on_image)
+                                 on_image=bar.on_image, region_min_score=region_min_score,
+                                 max_regions=max_regions)
     if quiet:
         return
     if run.missing_photos:

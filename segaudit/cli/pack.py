@@ -25,7 +25,7 @@ class Codec(str, Enum):  # the names of segaudit.io.writer.CODECS (kept literal:
 
 
 def command(
-    source: Annotated[Path, typer.Argument(help="A directory of per-image .npy/.npz files (id = relative path without extension), or one (N, K, H, W) .npy file.")],
+    source: Annotated[Path, typer.Argument(help="A directory of per-image .npy/.npz files (id = relative path without extension): (K, H, W) images or (K, Z, Y, X) volumes, nnU-Net's --save_probabilities folders included; or one (N, K, H, W) .npy file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The zarr store to write (per-image layout).")],
     ids: Annotated[Optional[Path], typer.Option(help="For one (N, K, H, W) .npy: a text file with the N image ids, one per line, in array order.")] = None,
     masks: Annotated[Optional[Path], typer.Option(help="For one (N, K, H, W) .npy: name the images by this masks directory's sorted ids (as 'segaudit score' pairs them).")] = None,

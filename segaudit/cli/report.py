@@ -19,6 +19,7 @@ def command(
     score_threshold: Annotated[float, typer.Option(help="The summary counts images scoring below this (and marks it on the histogram).")] = 0.1,
     confusions: Annotated[Optional[Path], typer.Option(help="CSV of class confusions (columns annotated,predicted,pixels,images,share) to show as a table.")] = None,
     thumb_width: Annotated[int, typer.Option(help="Overlays wider than this are scaled down to it for embedding.")] = 1600,
+    regions: Annotated[Optional[Path], typer.Option(help="Region table written by segaudit regions (csv, jsonl or json): each gallery image gets a table of its error regions (number, kind, annotated -> likely class, area, score, box).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes; errors only.")] = False,
 ) -> None:
     """Write one self-contained HTML report: summary, histogram, gallery of the worst images, sortable table.
@@ -26,7 +27,7 @@ def command(
     Exit codes: 0 written; 2 bad input or options.
     """
     from ..io.rankings import load_ranking
-    from ..outputs.report import load_confusions, write_report
+    from ..outputs.report import load_confusions, load_regions, write_report
 
     if top < 0:
         raise fail(f"--top must be >= 0, got {top}")
@@ -36,12 +37,13 @@ def command(
 
     require_parent_dirs(output)
     refuse_overwriting_inputs({"ranking": ranking, "run record": run_record_path(ranking), "overlays directory": overlays,
-                               "--confusions file": confusions}, {"--output": output})
+                               "--confusions file": confusions, "--regions file": regions}, {"--output": output})
     with exit_on_error(str(output)):
         loaded = load_ranking(ranking, need_record=False)
         rows = load_confusions(confusions) if confusions is not None else None
+        region_table = load_regions(regions) if regions is not None else None
         result = write_report(loaded, output, overlays_dir=overlays, top=top, score_threshold=score_threshold,
-                              confusions=rows, thumb_width=thumb_width)
+                              confusions=rows, thumb_width=thumb_width, regions=region_table)
     if quiet:
         return
     if loaded.record is None:
@@ -50,4 +52,8 @@ def command(
     if result.missing_overlays:
         stderr.print(f"note: {result.missing_overlays} of the {result.gallery} gallery image(s) have no overlay "
                      f"in {overlays} (run segaudit overlay --top {top})", soft_wrap=True)
+    if result.unmatched_region_images:
+        unmatched = result.unmatched_region_images
+        stderr.print(f"note: {len(unmatched)} image(s) of {regions} are not in the ranking (e.g. {unmatched[0]}); "
+                     "their regions are not shown", soft_wrap=True)
     stderr.print(f"wrote {output} ({len(loaded.rows)} images, {result.gallery} in the gallery)", soft_wrap=True)

@@ -10,7 +10,8 @@ import typer
 
 from ._app import (EXIT_FINDINGS, exit_on_error, fail, interactive, progress, refuse_overwriting_inputs,
                    require_parent_dirs, stderr)
-from ._options import Downsample, Threads, InputOptions, OutputFormat, PixelThreshold, Quiet, method_names, reads_inputs
+from ._options import (Downsample, InputOptions, Threads, Only, OutputFormat, PixelThreshold, Quiet, method_names,
+                       reads_inputs, read_only_entries)
 
 
 @reads_inputs
@@ -23,11 +24,12 @@ def command(
     downsample: Downsample = 4,
     threads: Threads = None,
     inputs: InputOptions,
-    only: Annotated[Optional[str], typer.Option(help="Score only the images listed in this file ('-' = stdin), one per line: image ids, or mask paths as 'git diff --name-only' prints them. Deleted masks are skipped with a note.")] = None,
+    only: Only = None,
     baseline: Annotated[Optional[Path], typer.Option(help="Ranking of an earlier full run: reuse its dataset-wide clc cut and downsampling (from its run record), so a subset scores consistently with it.")] = None,
     fail_under: Annotated[Optional[float], typer.Option(help="Gate: exit 1 if any image's score (the first method, or --fail-under-method) is below this; the images are listed on stderr.")] = None,
     fail_under_method: Annotated[Optional[str], typer.Option(help="Gate --fail-under on this computed method instead of the first.")] = None,
     max_flagged: Annotated[Optional[int], typer.Option(help="Gate: exit 1 if any image has more than N clc-flagged pixels (needs clc in --method).")] = None,
+    regions: Annotated[bool, typer.Option("--regions", help="Also find each image's error regions (one more pass over the store; see segaudit regions): adds the columns regions (how many score >= 0.5) and worst_region (the worst one's kind: missing, wrong_class, boundary, spurious), and the rule to the run record, so overlay draws the same regions.")] = False,
     fail_on_warning: Annotated[bool, typer.Option("--fail-on-warning", help="Gate: exit 1 if the dataset-level check warns (labels and predictions do not look like the same class space, e.g. masks needing --label-map).")] = False,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format: csv, jsonl (one JSON object per image) or json.")] = OutputFormat.csv,
     summary_md: Annotated[Optional[Path], typer.Option(help="Also write a Markdown summary (counts, gates, worst images) for $GITHUB_STEP_SUMMARY or a PR comment.")] = None,
@@ -61,7 +63,7 @@ def command(
     with exit_on_error(), progress(show) as bar:
         run = score_images(inputs.masks, inputs.predictions, methods=methods, temperature=temperature,
                            pixel_threshold=pixel_threshold, downsample=downsample, only=only_entries,
-                           baseline=baseline_clc, on_progress=bar.on_progress, threads=threads, **keywords)
+                           baseline=baseline_clc, regions=regions, on_progress=bar.on_progress, threads=threads, **keywords)
     gate_results = check_gates(run, gates)
     with exit_on_error("output"):
         _write_outputs(run, output, output_format, summary_md, gate_results, top)
@@ -91,7 +93,7 @@ def _parse_options(method: str, fail_under: float | None, fail_under_method: str
 
     methods = parse_methods(method)
     gates = make_gates(methods, fail_under, fail_under_method, max_flagged)
-    only_entries = _read_only(only)
+    only_entries = read_only_entries(only)
     if baseline is not None and "clc" not in methods:
         raise InputError("--baseline reuses the baseline's clc cut: it needs clc in --method")
     baseline_clc = _read_baseline(baseline) if baseline else None
@@ -125,19 +127,6 @@ def _exit_on_failed_gates(gate_results) -> None:
                      soft_wrap=True)
     if failed:
         raise typer.Exit(EXIT_FINDINGS)
-
-
-def _read_only(only: str | None) -> list[str] | None:
-    from ..errors import InputError
-
-    if only is None:
-        return None
-    if only == "-":
-        return sys.stdin.read().splitlines()
-    try:
-        return Path(only).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read --only file {only}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _read_baseline(csv_path: Path):

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, require_parent_dirs
-from ._options import Downsample, Threads, InputOptions, OutputFormat, Quiet, reads_inputs
+from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, require_parent_dirs, stderr
+from ._options import Downsample, InputOptions, Threads, OutputFormat, Quiet, reads_inputs
 
 
 @reads_inputs
@@ -42,6 +42,9 @@ def command(
     if csv is not None:
         with exit_on_error(str(csv)):
             atomic_write_all({csv: confusions_csv(rows, run.class_name)})
+    if not quiet:  # the dataset-level check of the scoring run: mix-ups of a wrong numbering mean nothing
+        for warning in run.warnings:
+            stderr.print(f"warning: {warning}", soft_wrap=True)
     if output_format:
         import sys
 

@@ -67,6 +67,13 @@ class ArrayStore:
     def image_shape(self, image_id: str) -> tuple[int, int]:
         return tuple(self.stored.shape[2:])
 
+    def volume_shape(self, image_id: str) -> None:
+        """Arrays in memory are 2-D images, never volumes."""
+        return None
+
+    def slice_rows(self, image_id: str) -> None:
+        return None
+
     def row_blocks(self, image_id: str, block_bytes: int | None = None, align: int = 1) -> list[tuple[int, int]]:
         """One block per image: the whole image starts at row 0, so any alignment holds."""
         height = self.stored.shape[2]

@@ -163,7 +163,7 @@ def cache_bytes(dataset, factor: int, pixels: bool) -> int:
     total = 0
     for _, image_id in dataset.pairs:
         height, width = dataset.store.image_shape(image_id)
-        rows, cols = grid_shape(height, width, factor)
+        rows, cols = grid_shape(height, width, factor, dataset.store.slice_rows(image_id))
         total += rows * cols * CELL_BYTES
         if pixels:
             total += height * width * pixel_dtype(dataset.store.n_classes).itemsize

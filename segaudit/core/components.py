@@ -1,4 +1,4 @@
-"""8-connected components of a grid, by union-find in Numba.
+"""8-connected components of a grid (26-connected of a volume's), by union-find in Numba.
 
 Shared by the coco method (regions of cells with the same label and argmax) and the
 shift corruption (the regions of one class in a mask).
@@ -44,6 +44,47 @@ def component_roots(first, second):
                     a, b = _find(parent, here), _find(parent, ni * cols + nj)
                     if a != b:
                         parent[max(a, b)] = min(a, b)
+    roots = np.full(rows * cols, -1, np.int64)
+    for i in range(rows):
+        for j in range(cols):
+            if first[i, j] >= 0:
+                roots[i * cols + j] = _find(parent, i * cols + j)
+    return roots
+
+
+@njit(cache=True, nogil=True)
+def component_roots_3d(first, second, slice_rows):
+    """As :func:`component_roots`, for a volume's tall grid of slices of ``slice_rows``
+    rows each (row z * slice_rows + y is row y of slice z): 26-connected components.
+
+    Two cells are neighbours when they differ by at most one in each of slice, row and
+    column; rows of different slices are never neighbours within a slice.
+    """
+    rows, cols = first.shape
+    depth = rows // slice_rows
+    parent = np.arange(rows * cols)
+    for z in range(depth):
+        for y in range(slice_rows):
+            i = z * slice_rows + y
+            for j in range(cols):
+                if first[i, j] < 0:
+                    continue
+                here = i * cols + j
+                # Earlier neighbours of the 26-neighbourhood: the 4 of the same slice
+                # (left, the three above) and the 9 of the slice before.
+                for dz in (-1, 0):
+                    for dy in (-1, 0, 1):
+                        for dj in (-1, 0, 1):
+                            if dz == 0 and (dy == 1 or (dy == 0 and dj >= 0)):
+                                continue
+                            nz, ny, nj = z + dz, y + dy, j + dj
+                            if nz < 0 or ny < 0 or ny >= slice_rows or nj < 0 or nj >= cols:
+                                continue
+                            ni = nz * slice_rows + ny
+                            if first[ni, nj] == first[i, j] and second[ni, nj] == second[i, j]:
+                                a, b = _find(parent, here), _find(parent, ni * cols + nj)
+                                if a != b:
+                                    parent[max(a, b)] = min(a, b)
     roots = np.full(rows * cols, -1, np.int64)
     for i in range(rows):
         for j in range(cols):

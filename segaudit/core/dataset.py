@@ -18,6 +18,7 @@ import numpy as np
 
 from ..io import masks as masks_io
 from ..io.label_maps import LabelLookup, LabelMap, load_label_map
+from ..io.volumes import check_same_grid
 from ..errors import InputError, one_line
 from .kernel import (FLOAT, HALF, MAX_CLASSES, QUANTISED, BadProbabilities, Decoding, ImageStats, KernelConfig,
                      accumulate)
@@ -61,21 +62,32 @@ class Dataset:
                 f"{self.store.path}/{image_id}: cannot read rows {start}-{stop}: {type(exc).__name__}: {problem}"
             ) from None
 
-    def pixel_maps(self, mask: masks_io.MaskFile, image_id: str):
+    def slice_rows(self, image_id: str) -> int | None:
+        """Rows per slice of a volume's tall image (its Y), or None for a 2-D image."""
+        return self.store.slice_rows(image_id)
+
+    def pixel_maps(self, mask: masks_io.MaskFile, image_id: str, rows: tuple[int, int] | None = None):
         """One image at full resolution: labels, s per pixel (NaN where ignored), argmax.
 
         Returns ``(labels, s, predicted, stats)``; memory is one image's maps, the
-        predictions are streamed in row blocks as for scoring.
+        predictions are streamed in row blocks as for scoring. ``rows``: only rows
+        [start, stop) (a volume's slice: its rows of the tall image), read alone.
         """
         labels = self.read_labels(mask)
+        blocks = self.store.row_blocks(image_id)
+        if rows is not None:
+            labels = labels[rows[0]:rows[1]]
+            blocks = [rows]
         s = np.empty(labels.shape)
         predicted = np.empty(labels.shape, np.int32)
         stats = ImageStats(self.store.n_classes, image_pixels=labels.size)
         config = KernelConfig(self.decoding)
-        for start, stop in self.store.row_blocks(image_id):
+        first = 0 if rows is None else rows[0]
+        for start, stop in blocks:
             try:
-                accumulate(stats, self.read_block(image_id, start, stop), labels[start:stop], config,
-                           row_offset=start, s_out=s[start:stop], pred_out=predicted[start:stop])
+                accumulate(stats, self.read_block(image_id, start, stop), labels[start - first:stop - first], config,
+                           row_offset=start, s_out=s[start - first:stop - first],
+                           pred_out=predicted[start - first:stop - first])
             except BadProbabilities as exc:
                 raise self.probabilities_error(image_id, exc) from None
         return labels, s, predicted, stats
@@ -204,6 +216,23 @@ def _pair(
     return pairs, no_prediction, no_mask
 
 
+def check_volume_pair(mask: masks_io.MaskFile, image_id: str, store: PredictionStore) -> None:
+    """A volume's mask and prediction must both be volumes of one (Z, Y, X) on one grid
+    (the affines, when both are known); InputError, one line, otherwise."""
+    header = masks_io.volume_header(mask)
+    pred = store.volume_shape(image_id)
+    if header is None and pred is None:
+        return
+    if header is None or pred is None:
+        mask_text = "x".join(map(str, header.shape)) + " (ZxYxX) volume" if header else "2-D image"
+        pred_text = "x".join(map(str, pred)) + " (ZxYxX) volume" if pred else "2-D image"
+        raise InputError(f"{mask.path}: mask is a {mask_text} but its prediction {image_id} is a {pred_text}")
+    if tuple(header.shape) != tuple(pred):
+        raise InputError(f"{mask.path}: mask is {'x'.join(map(str, header.shape))} (ZxYxX) but its prediction "
+                         f"{image_id} is {'x'.join(map(str, pred))}")
+    check_same_grid(f"{mask.path}", header, store.volume_attributes(image_id))
+
+
 def open_dataset(
     masks: str | Path,
     predictions: str | Path,
@@ -253,6 +282,7 @@ def open_dataset(
         try:
             mask_hw = masks_io.mask_shape(mask, colour_map)
             pred_hw = store.image_shape(image_id)
+            check_volume_pair(mask, image_id, store)
             if tuple(mask_hw) != tuple(pred_hw):
                 raise InputError(
                     f"{mask.path}: mask is {mask_hw[0]}x{mask_hw[1]} (HxW) but its prediction "

@@ -180,6 +180,16 @@ def _weighted_sums(s, valid, mantissas, scales, weights, weighted):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _confidence(logits, suspicious, total, best, key, lut):
+    """p[argmax], the model's confidence (a suspicious row's argmax was redone on decoded values)."""
+    if logits:
+        return 1.0 / total
+    if suspicious:
+        return best
+    return _decode(key, lut)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _raise_shift(soft, j, top):
     """Raise the shift soft[j, 0] of softmin j to ``top`` if larger, rescaling its sums
     soft[j, 1] (weights) and soft[j, 2] (s * weights); return the shift."""
@@ -300,6 +310,7 @@ def _accumulate_rows(
                         if v > top:
                             top = v
                             best_k[c] = k
+                    best[c] = top
                 if write_pred:
                     for c in range(width):
                         pred_out[r, c] = best_k[c]
@@ -318,12 +329,14 @@ def _accumulate_rows(
             soft[j, 1], soft[j, 2] = _weighted_sums(s, valid, mantissas, exponents.view(np.float64),
                                                     soft[j, 1], soft[j, 2])
         sum_s = sums[0]  # summed in pixel order, in a register
+        sum_confidence = sums[1]
         if paired:
             totals[0] += n_valid
             for c in range(width):
                 if valid[c]:
                     sc = s[c]
                     sum_s += sc
+                    sum_confidence += _confidence(logits, suspicious, total[c], best[c], key[c], lut)
                     pair = lab[c] * n_classes + best_k[c]
                     pairs[pair] += 1
                     low_pairs[pair] += sc < pixel_threshold
@@ -335,6 +348,7 @@ def _accumulate_rows(
                 label = lab[c]
                 pred = best_k[c]
                 sum_s += sc
+                sum_confidence += _confidence(logits, suspicious, total[c], best[c], key[c], lut)
                 totals[0] += 1
                 class_counts[LABEL, label] += 1
                 class_counts[PRED, pred] += 1
@@ -345,6 +359,7 @@ def _accumulate_rows(
                     totals[2] += 1
                     low_confusion[label, pred] += 1
         sums[0] = sum_s
+        sums[1] = sum_confidence
         if write_s:
             for c in range(width):
                 if valid[c]:
@@ -500,7 +515,7 @@ class ImageStats:
     def __init__(self, n_classes: int, image_pixels: int = 0, temperatures=()):
         self.image_pixels = image_pixels  # H * W
         self.totals = np.zeros(3, np.int64)  # scored pixels, argmax == label, low pixels
-        self.sums = np.zeros(1)  # sum of s
+        self.sums = np.zeros(2)  # sum of s, sum of p[argmax]
         self.temperatures = np.array(sorted(set(float(t) for t in temperatures)), np.float64)
         # Per temperature: softmin shift, weights, s * weights.
         self.soft = np.zeros((len(self.temperatures), 3))
@@ -524,6 +539,11 @@ class ImageStats:
     @property
     def sum_s(self) -> float:
         return float(self.sums[0])
+
+    @property
+    def sum_confidence(self) -> float:
+        """Sum over the scored pixels of the argmax's probability (its expected accuracy)."""
+        return float(self.sums[1])
 
     def softmin(self, temperature: float) -> float:
         """Σ s·exp((1−s)/τ) / Σ exp((1−s)/τ) at one of :attr:`temperatures`; NaN with no pixel."""

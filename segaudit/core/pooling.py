@@ -1,6 +1,7 @@
 """Downsampling to the F×F cell grid that clc and coco work on.
 
-A cell pools the non-ignored pixels of its F×F block (edge cells pool what they have):
+A cell pools the non-ignored pixels of its F×F block (edge cells pool what they have); in a
+volume, of its F×F×F block of voxels (see :func:`grid_shape` for how its cells are laid out):
 probabilities are mean-pooled and renormalised, the label is the majority vote (ties go to
 the lowest class; label values are never averaged). A cell with no scored pixel is
 ignored (label -1). At F = 1 a cell is its pixel, unchanged.
@@ -208,14 +209,20 @@ def _finish_cells(gi, factor, sums, votes, mismatched, cell_label, cell_pred, ce
 
 
 @_kernel
-def _pool_rows(probs, lut, mode, labels, ignore, logits, factor,
+def _pool_rows(probs, lut, mode, labels, ignore, logits, factor, slice_rows,
                cell_label, cell_pred, cell_s, cell_ppred, cell_mismatched, pixel_pred):
     """Pool a block of rows (whose count is a multiple of ``factor``, but for the last).
 
     probs is [class, row, column]; outputs are (cell rows, cell columns) and, for
-    pixel_pred, (rows, columns), or (0, 0) to skip it.
+    pixel_pred, (rows, columns), or (0, 0) to skip it. ``slice_rows``: the block is a
+    slab of slices of that many rows each (a volume's tall image; its slice count a
+    multiple of ``factor`` but for the last), and cell row gz * ceil(slice_rows / factor)
+    + gy pools rows gy*F .. gy*F + F - 1 of slices gz*F .. gz*F + F - 1, slice by slice.
+    A 2-D block is one slice of all its rows.
     """
     n_classes, n_rows, width = probs.shape
+    n_slices = n_rows // slice_rows
+    per_slab = -(-slice_rows // factor)
     n_cols = cell_label.shape[1]
     write_pred = pixel_pred.shape[0] > 0
     sums = np.empty((n_classes, n_cols))
@@ -232,13 +239,16 @@ def _pool_rows(probs, lut, mode, labels, ignore, logits, factor,
         sums[:] = 0.0
         votes[:] = 0
         mismatched[:] = 0
-        for r in range(gi * factor, min((gi + 1) * factor, n_rows)):
-            _row_labels(labels[r], ignore, n_classes, lab, valid)
-            _pool_row(probs, r, lut, mode, logits, factor, valid, values, best, best_k, total, bits, sums)
-            if write_pred:
-                for c in range(width):
-                    pixel_pred[r, c] = best_k[c]
-            _tally_row(lab, valid, best_k, factor, votes, mismatched)
+        gz, gy = gi // per_slab, gi % per_slab
+        for z in range(gz * factor, min((gz + 1) * factor, n_slices)):
+            top = z * slice_rows
+            for r in range(top + gy * factor, top + min((gy + 1) * factor, slice_rows)):
+                _row_labels(labels[r], ignore, n_classes, lab, valid)
+                _pool_row(probs, r, lut, mode, logits, factor, valid, values, best, best_k, total, bits, sums)
+                if write_pred:
+                    for c in range(width):
+                        pixel_pred[r, c] = best_k[c]
+                _tally_row(lab, valid, best_k, factor, votes, mismatched)
         _finish_cells(gi, factor, sums, votes, mismatched, cell_label, cell_pred, cell_s, cell_ppred,
                       cell_mismatched)
 
@@ -255,20 +265,46 @@ class Cells:
     pixel_pred: np.ndarray | None  # (rows, columns): full-resolution argmax, when asked for
 
 
-def grid_shape(height: int, width: int, factor: int) -> tuple[int, int]:
-    return -(-height // factor), -(-width // factor)
+def grid_shape(height: int, width: int, factor: int, slice_rows: int | None = None) -> tuple[int, int]:
+    """(rows, columns) of the cell grid of an image of ``height`` x ``width`` pixels.
+
+    A volume (``slice_rows`` = Y, ``height`` = Z * Y) has ceil(Z/F) x ceil(Y/F) x ceil(X/F)
+    cells, laid out as a tall grid too: ceil(Z/F) slabs of ceil(Y/F) cell rows each.
+    """
+    if slice_rows is None:
+        return -(-height // factor), -(-width // factor)
+    return -(-(height // slice_rows) // factor) * -(-slice_rows // factor), -(-width // factor)
+
+
+def cell_row(start: int, factor: int, slice_rows: int | None = None) -> int:
+    """The first cell row of a block that starts at row ``start`` (aligned to ``factor``,
+    or for a volume to ``factor`` slices)."""
+    if slice_rows is None:
+        return start // factor
+    return start // (slice_rows * factor) * -(-slice_rows // factor)
+
+
+class CellGrid(dict):
+    """One image's cell grids by name (label, pred, s, ...), and for a volume the number of
+    cell rows per slab of its tall grid (``slice_rows``, None for a 2-D image)."""
+
+    def __init__(self, *args, slice_rows: int | None = None, **grids):
+        super().__init__(*args, **grids)
+        self.slice_rows = slice_rows
 
 
 def pool(probs: np.ndarray, labels: np.ndarray, decoding: Decoding, factor: int, *,
-         pixel_dtype=np.int32) -> Cells:
+         pixel_dtype=np.int32, slice_rows: int | None = None) -> Cells:
     """Pool a block of rows of stored values [class, row, column] to cells.
 
     The block must start at a row that is a multiple of ``factor``; its height must be a
     multiple of ``factor`` unless it ends the image. ``pixel_dtype``: integer dtype of the
-    full-resolution argmax (it must hold K - 1), or None not to return it.
+    full-resolution argmax (it must hold K - 1), or None not to return it. For a volume,
+    ``slice_rows`` (Y): the block holds whole slices, a multiple of ``factor`` of them
+    unless it ends the volume, and is pooled in F×F×F cells (see :func:`grid_shape`).
     """
     rows, width = labels.shape
-    cell_rows, cell_cols = grid_shape(rows, width, factor)
+    cell_rows, cell_cols = grid_shape(rows, width, factor, slice_rows)
     shape = (cell_rows, cell_cols)
     cells = Cells(
         label=np.empty(shape, np.int32),
@@ -280,5 +316,5 @@ def pool(probs: np.ndarray, labels: np.ndarray, decoding: Decoding, factor: int,
     )
     pixel_pred = np.empty((0, 0), np.int32) if cells.pixel_pred is None else cells.pixel_pred
     _pool_rows(probs, decoding.lut, decoding.mode, labels, decoding.ignore, decoding.logits, factor,
-               cells.label, cells.pred, cells.s, cells.p_pred, cells.mismatched, pixel_pred)
+               max(1, rows) if slice_rows is None else slice_rows, cells.label, cells.pred, cells.s, cells.p_pred, cells.mismatched, pixel_pred)
     return cells

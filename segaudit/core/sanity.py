@@ -10,7 +10,14 @@ class.
 
 :class:`ClassSpaceCheck` folds each image's accumulators in (its confusion of the labels with
 the argmax: the argmax-agreeing pixels on the diagonal, the low pixels off it) and
-:meth:`ClassSpaceCheck.warnings` says what it found and the fix. With ``--pixel-threshold``
+:meth:`ClassSpaceCheck.warnings` says what it found and the fix.
+
+A second sign needs no structure: the argmax agrees with the label on far fewer pixels than
+the model's own confidence implies (the mean of p[argmax] is the accuracy a calibrated model
+expects). Deep networks are overconfident by some points, and real label noise costs some
+more, but predictions for other images (ids or orders mixed up) or in another class space
+agree at chance level while the model stays confident. It warns only when the structural
+sign does not. With ``--pixel-threshold``
 below 0.5 some disagreeing pixels are not low pixels, so the check only sees fewer of them.
 """
 
@@ -20,7 +27,7 @@ from collections import Counter
 
 import numpy as np
 
-from .kernel import BOTH, LABEL, ImageStats
+from .kernel import BOTH, LABEL, PRED, ImageStats
 
 #: A label value is "moved" when at least this share of its pixels, over the dataset and in
 #: at least this share of the images holding it, is predicted as one other class.
@@ -31,6 +38,17 @@ MOVED_PIXELS = 0.5
 MOVED_VALUES = 2
 #: An offset explains the moves when one k' - k holds this share of the moved pixels.
 OFFSET_SHARE = 0.9
+#: The agreement warning: the pixel accuracy is below this share of the mean confidence ...
+AGREEMENT_SHARE = 0.5
+#: ... and at least this far below it; unless one class holds this share of the argmax (a
+#: model that predicts one class everywhere is bad, not misaligned).
+AGREEMENT_GAP = 0.3
+ONE_CLASS_SHARE = 0.9
+
+
+def _disagrees(accuracy: float, confidence: float) -> bool:
+    """Pixel accuracy far below the mean confidence (see :data:`AGREEMENT_SHARE`, :data:`AGREEMENT_GAP`)."""
+    return accuracy < AGREEMENT_SHARE * confidence and confidence - accuracy >= AGREEMENT_GAP
 
 
 class ClassSpaceCheck:
@@ -40,9 +58,18 @@ class ClassSpaceCheck:
         self.confusion = np.zeros((n_classes, n_classes), np.int64)  # [label, argmax]
         self.images_with = np.zeros(n_classes, np.int64)  # images holding label k
         self.images_moved: Counter[tuple[int, int]] = Counter()  # (k, k'): images where k is mostly k'
+        self.confidence = 0.0  # sum over scored pixels of p[argmax]
+        self.predicted = np.zeros(n_classes, np.int64)  # scored pixels by argmax
+        self.images_scored = 0
+        self.images_disagreeing = 0  # images whose own agreement is far below their confidence
 
     def add_image(self, stats: ImageStats) -> None:
         counts, agreeing, low = stats.class_counts[LABEL], stats.class_counts[BOTH], stats.low_confusion
+        self.confidence += stats.sum_confidence
+        self.predicted += stats.class_counts[PRED]
+        if stats.pixels:
+            self.images_scored += 1
+            self.images_disagreeing += _disagrees(stats.correct / stats.pixels, stats.sum_confidence / stats.pixels)
         for k in np.flatnonzero(counts).tolist():
             row = low[k].copy()
             row[k] = agreeing[k]  # every agreeing pixel, low or not
@@ -65,6 +92,24 @@ class ClassSpaceCheck:
 
     def warnings(self, classes: list[str] | None = None) -> list[str]:
         """One line per problem found (none when the class spaces look the same)."""
+        return self._moved_warnings(classes) or self._agreement_warnings()
+
+    def _agreement_warnings(self) -> list[str]:
+        total = int(self.confusion.sum())
+        if not total:
+            return []
+        accuracy = float(np.trace(self.confusion)) / total
+        confidence = self.confidence / total
+        # Over the dataset's pixels and in most images (one odd image is not a dataset problem).
+        if not _disagrees(accuracy, confidence) or self.images_disagreeing < MOVED_SHARE * self.images_scored \
+                or self.predicted.max() >= ONE_CLASS_SHARE * total:
+            return []
+        return [f"the argmax agrees with the label on {accuracy:.0%} of the scored pixels, far fewer than the "
+                f"model's own confidence implies ({confidence:.0%} on average): the predictions may be for other "
+                "images (check how the ids were assigned, e.g. pack --ids/--masks order), or the labels in "
+                "another class space (--label-map, --ignore-index; docs/formats.md)"]
+
+    def _moved_warnings(self, classes: list[str] | None = None) -> list[str]:
         total = int(self.confusion.sum())
         pixels = self.confusion.sum(axis=1)
         # One value per target class: many labels predicted as one class is a bad model (or an

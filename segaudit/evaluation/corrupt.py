@@ -46,7 +46,7 @@ from numba import njit
 
 from ..errors import InputError
 from ..core.components import component_roots
-from ..io.masks import MaskFile, Palette, find_masks, load_palette, read_mask
+from ..io.masks import MaskFile, Palette, encode_like, find_masks, load_palette, read_mask
 from ..io.files import atomic_write_all, read_class_names, safe_relative_path, temporary_directory
 
 KINDS = ("drop", "swap", "shift", "boundary")  # append only: the index seeds each kind's generator
@@ -415,69 +415,6 @@ def move_boundary(labels: np.ndarray, cls: int, rng: np.random.Generator, sigma:
     return out
 
 
-# --- writing a mask like its source --------------------------------------------
-
-
-def _colour_of(palette: Palette) -> dict[int, tuple[int, int, int]]:
-    """Class -> the first colour (in file order) that maps to it."""
-    colours: dict[int, tuple[int, int, int]] = {}
-    for colour, cls in palette.items():
-        colours.setdefault(cls, colour)
-    return colours
-
-
-def encode_like(mask: MaskFile, old: np.ndarray, new: np.ndarray, palette: Palette | None) -> bytes:
-    """PNG bytes of ``new`` in the mode of ``mask``'s file (same palette, transparency, bit layout).
-
-    For RGB/RGBA masks only the changed pixels are recoloured (first colour of their class
-    in ``palette``); alpha and every other pixel keep their values.
-    """
-    from PIL import Image
-
-    with Image.open(mask.path) as img:
-        img.load()
-        mode = img.mode
-        values = np.unique(new[new != old]) if (new != old).any() else np.zeros(0, np.int64)
-        limit = {"1": 1, "L": 255, "P": 255, "I": 2**31 - 1}.get(mode, 65535)
-        if values.size and int(values.max()) > limit:
-            raise InputError(f"{mask.path}: class {int(values.max())} does not fit a mode {mode} PNG "
-                             f"(at most {limit})")
-        if mode in ("RGB", "RGBA"):
-            assert palette is not None  # read_mask needed it
-            colours = _colour_of(palette)
-            missing = [int(v) for v in values if int(v) not in colours]
-            if missing:
-                raise InputError(f"{mask.path}: class {missing[0]} has no colour in the --palette file")
-            pixels = np.array(img)
-            changed = new != old
-            lut = np.array([colours.get(int(v), (0, 0, 0)) for v in values], np.uint8).reshape(-1, 3)
-            pixels[changed, :3] = lut[np.searchsorted(values, new[changed])]
-            result = Image.fromarray(pixels)
-        else:
-            if mode == "P" and values.size:
-                entries = len(img.getpalette() or []) // 3
-                if int(values.max()) >= entries:
-                    raise InputError(f"{mask.path}: class {int(values.max())} has no entry in the PNG's "
-                                     f"palette ({entries} colours)")
-            result = img.copy()
-            if mode == "1":
-                data = np.packbits(new.astype(bool), axis=1).tobytes()
-            elif mode in ("L", "P"):
-                data = new.astype(np.uint8).tobytes()
-            elif mode == "I":
-                data = new.astype(np.int32).tobytes()
-            else:  # I;16 family
-                dtype = {"I;16B": ">u2", "I;16N": "=u2"}.get(mode, "<u2")
-                data = new.astype(dtype).tobytes()
-            result.frombytes(data)
-        options = {}
-        if "transparency" in img.info and result.mode == mode:
-            options["transparency"] = img.info["transparency"]
-        buffer = io.BytesIO()
-        result.save(buffer, format="PNG", **options)
-    return buffer.getvalue()
-
-
 # --- the dataset-level run -------------------------------------------------------
 
 
@@ -640,6 +577,9 @@ def corrupt_masks(
         palette = load_palette(palette)
     masks_dir, out = Path(masks), Path(out)
     files = find_masks(masks_dir, mask_suffix)
+    other = next((m for m in files if m.path.suffix.lower() != ".png"), None)
+    if other is not None:  # planted errors are written in the mask's own PNG encoding
+        raise InputError(f"{other.path}: corrupt plants errors in PNG masks only (not TIFF, NIfTI or .npy/.npz)")
     _check_out(masks_dir, out)
     if truth is not None and not Path(truth).parent.is_dir():
         raise InputError(f"directory of the truth file does not exist: {Path(truth).parent}")

@@ -32,7 +32,7 @@ from ..io.tables import Table, read_table, render
 #: The metrics, in table order: key -> heading.
 METRICS = {"auroc": "AUROC", "auprc": "AUPRC", "lift_at_t": "Lift@T", "lift_at_100": "Lift@100"}
 #: Ranking columns that are never scores.
-NOT_SCORES = {"rank", "image", "pixels", "low_pixels", "suspect_class", "likely_class"}
+NOT_SCORES = {"rank", "image", "pixels", "low_pixels", "suspect_class", "likely_class", "regions", "worst_region"}
 LIFT_TOP = 100
 
 
@@ -141,8 +141,7 @@ def load_ranking(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
     """A ranking (CSV, JSON or JSON Lines, as ``segaudit score --format`` writes it) ->
     (image ids, {score column: float64 scores, NaN for empty}).
 
-    The score columns are every column but ``rank``, ``image``, ``pixels``, ``low_pixels``,
-    ``suspect_class`` and ``likely_class``; ``score`` is left out when method columns are
+    The score columns are every column but those of :data:`NOT_SCORES`; ``score`` is left out when method columns are
     present (it repeats the first of them).
     """
     path = Path(path)

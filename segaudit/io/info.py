@@ -149,14 +149,19 @@ def _describe(path: Path, group) -> dict:
     }
     if arrays:
         three_d = [s for s in per_image if len(s) == 3]
+        volumes = [s for s in per_image if len(s) == 4] if layout == "per-image" else []
+        if volumes:  # (K, Z, Y, X) volumes; a store of only volumes describes them as its shape
+            info["volumes"] = len(volumes)
+            if not three_d:
+                three_d, class_axis, info["axes"] = volumes, 0, "K,Z,Y,X"
         if three_d:
             classes_seen = sorted({s[class_axis] for s in three_d})
             info["n_classes"] = classes_seen[0] if len(classes_seen) == 1 else classes_seen
             if all(s == three_d[0] for s in three_d):
                 info["shape"] = three_d[0]
             else:
-                info["shape_min"] = [min(s[i] for s in three_d) for i in range(3)]
-                info["shape_max"] = [max(s[i] for s in three_d) for i in range(3)]
+                info["shape_min"] = [min(s[i] for s in three_d) for i in range(len(three_d[0]))]
+                info["shape_max"] = [max(s[i] for s in three_d) for i in range(len(three_d[0]))]
         dtypes = sorted({str(np.dtype(a.dtype).newbyteorder("=")) for a in arrays.values()})
         info["dtype"] = dtypes[0] if len(dtypes) == 1 else dtypes
         chunks, count = _most_common([_chunk_text(a) for a in arrays.values()])
@@ -225,7 +230,7 @@ def format_info(info: dict) -> str:
     rows = [
         ("store", f"{info['path']} (zarr format {info['zarr_format']})"),
         ("layout", info["layout"]),
-        ("images", str(info["images"])),
+        ("images", str(info["images"]) + (f" ({info['volumes']} volumes)" if info.get("volumes") else "")),
         ("classes", _classes_text(info)),
         ("shape", _shape_text(info)),
         ("dtype", dtype or "-"),

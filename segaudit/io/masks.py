@@ -1,7 +1,12 @@
-"""Finding and decoding annotation masks: PNG or TIFF files whose pixel values are class indices."""
+"""Finding and decoding annotation masks: PNG, TIFF, NIfTI or numpy files whose values are class indices.
+
+A volume (NIfTI, or a 3-D ``.npy``/``.npz``; see :mod:`segaudit.io.volumes`) is read as one
+tall 2-D image of Z * Y rows, slice after slice, so everything above sees ``(H, W)`` labels.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -12,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError, one_line
+from . import volumes
 from .label_maps import LabelLookup
 
 Palette = dict[tuple[int, int, int], int]
@@ -21,7 +27,18 @@ _RGB_MODES = {"RGB", "RGBA"}
 _SUPPORTED = "1, L, P, I;16, I, and RGB/RGBA with --palette"
 _INT32_MAX = 2**31 - 1
 _TIFF_EXTS = (".tif", ".tiff")
-_MASK_EXTS = (".png", *_TIFF_EXTS)
+_MASK_EXTS = (".png", *_TIFF_EXTS, *volumes.VOLUME_EXTS)
+
+
+def _extension(name: str) -> str:
+    """A file name's mask extension, lower case (``.nii.gz`` whole)."""
+    return volumes.volume_extension(name) or os.path.splitext(name)[1].lower()
+
+
+def mask_extension(name: str) -> str | None:
+    """The mask extension a file name ends with (lower case, ``.nii.gz`` whole), or None."""
+    ext = _extension(name)
+    return ext if ext in _MASK_EXTS else None
 
 
 @dataclass(frozen=True)
@@ -33,7 +50,8 @@ class MaskFile:
 
 
 def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
-    """Find the PNG and TIFF (``.tif``/``.tiff``) masks under a directory, recursively.
+    """Find the masks under a directory, recursively: PNG, TIFF (``.tif``/``.tiff``), NIfTI
+    (``.nii``/``.nii.gz``) and ``.npy``/``.npz`` files.
 
     Parameters
     ----------
@@ -65,7 +83,7 @@ def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            ext = os.path.splitext(name)[1].lower()
+            ext = _extension(name)
             if name.startswith(".") or ext not in _MASK_EXTS:
                 continue
             stem = name[: -len(ext)]
@@ -75,7 +93,7 @@ def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
                 continue
             path = Path(dirpath) / name
             if not path.is_file():  # a FIFO or device would block or never end when read
-                kind = "TIFF" if ext in _TIFF_EXTS else "PNG"
+                kind = "TIFF" if ext in _TIFF_EXTS else "PNG" if ext == ".png" else "volume"
                 raise InputError(f"{path}: not a regular file (a mask must be a {kind} file)")
             rel = path.relative_to(root).parent.as_posix()
             stem = stem[: len(stem) - len(suffix)]
@@ -87,12 +105,15 @@ def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
             by_id[image_id] = path
 
     if not by_id:
-        which = f"ending in '{suffix}.png' (or .tif/.tiff) " if suffix else ""
+        which = f"ending in '{suffix}.png' (or .tif/.tiff/.nii.gz/.nii/.npy/.npz) " if suffix else ""
         others = f" ({skipped} other mask files)" if suffix else ""
-        raise InputError(f"no PNG or TIFF masks {which}found in {root}{others}")
+        raise InputError(f"no PNG, TIFF, NIfTI or .npy masks {which}found in {root}{others}")
     tiff = next((p for p in by_id.values() if _is_tiff(p)), None)
     if tiff is not None:
         _tifffile(tiff)  # fail before any work when tifffile is missing
+    nifti = next((p for p in by_id.values() if volumes.is_nifti(p)), None)
+    if nifti is not None:
+        volumes.require_nibabel(nifti)  # likewise for nibabel
     return [MaskFile(i, by_id[i]) for i in sorted(by_id)]
 
 
@@ -173,6 +194,19 @@ def load_palette(path: str | Path) -> Palette:
 
 def _is_tiff(path: Path) -> bool:
     return path.suffix.lower() in _TIFF_EXTS
+
+
+def _is_array_file(path: Path) -> bool:
+    """A NIfTI or ``.npy``/``.npz`` mask (read by :mod:`segaudit.io.volumes`)."""
+    return volumes.volume_extension(path.name) is not None
+
+
+def volume_header(mask: MaskFile) -> volumes.VolumeHeader | None:
+    """A volume mask's header ((Z, Y, X) and, for NIfTI, the affine), or None for a 2-D mask."""
+    if not _is_array_file(mask.path):
+        return None
+    header = volumes.read_header(mask.path)
+    return header if header.is_volume else None
 
 
 def _tifffile(path: Path):
@@ -263,8 +297,13 @@ def mask_shape(mask: MaskFile, palette: Palette | None = None) -> tuple[int, int
 
     Raises the same InputErrors as :func:`read_mask` for unreadable files and
     unsupported modes, so a cheap pre-pass catches them before any work.
-    TIFF masks are checked (single band, integer) from their header the same way.
+    TIFF masks are checked (single band, integer) from their header the same way. A
+    volume's (Z, Y, X) is returned as the (Z * Y, X) of its tall image (see
+    :func:`volume_shape` for its own shape).
     """
+    if _is_array_file(mask.path):
+        shape = volumes.read_header(mask.path).shape
+        return (shape[0] * shape[1], shape[2]) if len(shape) == 3 else (shape[0], shape[1])
     if _is_tiff(mask.path):
         shape, _ = _tiff_header(mask)
         return shape[0], shape[1]
@@ -295,6 +334,11 @@ def read_mask(mask: MaskFile, palette: Palette | None = None, label_map: LabelLo
         RGB without palette, colours not in the palette, or negative values.
         A TIFF mask must be single-band with an integer dtype (palette ignored).
     """
+    if _is_array_file(mask.path):
+        labels = volumes.read_volume_mask(mask.path)
+        if labels.ndim == 3:
+            labels = labels.reshape(-1, labels.shape[2])  # the tall image: slice after slice
+        return labels if label_map is None else label_map.apply(labels, str(mask.path))
     if _is_tiff(mask.path):
         labels = _read_tiff(mask)
         return labels if label_map is None else label_map.apply(labels, str(mask.path))
@@ -344,10 +388,89 @@ def _map_colours(rgb: np.ndarray, mask: MaskFile, palette: Palette) -> np.ndarra
 
 def mask_palette(mask: MaskFile) -> list[tuple[int, int, int]] | None:
     """Return a P-mode mask's own PNG palette as RGB triples (index = class), else None."""
-    if _is_tiff(mask.path):
+    if _is_tiff(mask.path) or _is_array_file(mask.path):
         return None
     with _open(mask) as img:
         flat = img.getpalette("RGB") if img.mode == "P" else None
     if flat is None:
         return None
     return [tuple(flat[i : i + 3]) for i in range(0, len(flat) - 2, 3)]  # type: ignore[misc]
+
+
+def _colour_of(palette: Palette) -> dict[int, tuple[int, int, int]]:
+    """Class -> the first colour (in file order) that maps to it."""
+    colours: dict[int, tuple[int, int, int]] = {}
+    for colour, cls in palette.items():
+        colours.setdefault(cls, colour)
+    return colours
+
+
+def is_tiff(mask: MaskFile) -> bool:
+    """Whether the mask is a TIFF file (written back as TIFF by :func:`encode_like`)."""
+    return _is_tiff(mask.path)
+
+
+def _encode_tiff_like(mask: MaskFile, new: np.ndarray) -> bytes:
+    """TIFF bytes of ``new`` in the dtype of ``mask``'s file (its other tags are not kept)."""
+    tifffile = _tifffile(mask.path)
+    _, dtype = _tiff_header(mask)
+    if new.size and dtype != np.bool_ and int(new.max()) > np.iinfo(dtype).max:
+        raise InputError(f"{mask.path}: class {int(new.max())} does not fit the mask's {dtype}")
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, new.astype(dtype))
+    return buffer.getvalue()
+
+
+def encode_like(mask: MaskFile, old: np.ndarray, new: np.ndarray, palette: Palette | None) -> bytes:
+    """PNG bytes of ``new`` in the mode of ``mask``'s file (same palette, transparency, bit layout),
+    or TIFF bytes in its dtype for a TIFF mask.
+
+    For RGB/RGBA masks only the changed pixels are recoloured (first colour of their class
+    in ``palette``); alpha and every other pixel keep their values.
+    """
+    if _is_tiff(mask.path):
+        return _encode_tiff_like(mask, new)
+    from PIL import Image
+
+    with Image.open(mask.path) as img:
+        img.load()
+        mode = img.mode
+        values = np.unique(new[new != old]) if (new != old).any() else np.zeros(0, np.int64)
+        limit = {"1": 1, "L": 255, "P": 255, "I": 2**31 - 1}.get(mode, 65535)
+        if values.size and int(values.max()) > limit:
+            raise InputError(f"{mask.path}: class {int(values.max())} does not fit a mode {mode} PNG "
+                             f"(at most {limit})")
+        if mode in ("RGB", "RGBA"):
+            assert palette is not None  # read_mask needed it
+            colours = _colour_of(palette)
+            missing = [int(v) for v in values if int(v) not in colours]
+            if missing:
+                raise InputError(f"{mask.path}: class {missing[0]} has no colour in the --palette file")
+            pixels = np.array(img)
+            changed = new != old
+            lut = np.array([colours.get(int(v), (0, 0, 0)) for v in values], np.uint8).reshape(-1, 3)
+            pixels[changed, :3] = lut[np.searchsorted(values, new[changed])]
+            result = Image.fromarray(pixels)
+        else:
+            if mode == "P" and values.size:
+                entries = len(img.getpalette() or []) // 3
+                if int(values.max()) >= entries:
+                    raise InputError(f"{mask.path}: class {int(values.max())} has no entry in the PNG's "
+                                     f"palette ({entries} colours)")
+            result = img.copy()
+            if mode == "1":
+                data = np.packbits(new.astype(bool), axis=1).tobytes()
+            elif mode in ("L", "P"):
+                data = new.astype(np.uint8).tobytes()
+            elif mode == "I":
+                data = new.astype(np.int32).tobytes()
+            else:  # I;16 family
+                dtype = {"I;16B": ">u2", "I;16N": "=u2"}.get(mode, "<u2")
+                data = new.astype(dtype).tobytes()
+            result.frombytes(data)
+        options = {}
+        if "transparency" in img.info and result.mode == mode:
+            options["transparency"] = img.info["transparency"]
+        buffer = io.BytesIO()
+        result.save(buffer, format="PNG", **options)
+    return buffer.getvalue()

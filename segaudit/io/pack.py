@@ -1,6 +1,7 @@
 """Packing numpy files into segaudit's inputs: ``segaudit pack`` and ``segaudit pack-masks``.
 
-- :func:`pack`: a directory of per-image ``.npy``/``.npz`` files, or one (N, K, H, W)
+- :func:`pack`: a directory of per-image ``.npy``/``.npz`` files (images, or (K, Z, Y, X)
+  volumes such as nnU-Net's ``--save_probabilities`` output), or one (N, K, H, W)
   ``.npy`` (cleanlab's ``pred_probs``, memory-mapped so it is never loaded whole), into a
   per-image zarr store written by :class:`segaudit.io.writer.PredictionWriter`.
 - :func:`pack_masks`: an (N, H, W) integer array into one PNG mask per image id.
@@ -23,11 +24,14 @@ import numpy as np
 
 from ..errors import InputError, one_line
 from .files import signals_deferred, temporary_directory
+from .volumes import nnunet_properties
 from .writer import DEFAULT_CODEC, DEFAULT_DTYPE, PredictionWriter, check_image_id, is_zarr_store
 
 SOURCE_SUFFIXES = (".npy", ".npz")
 #: Names looked up in an .npz that holds several arrays.
 NPZ_PROBS = "probs"
+#: nnU-Net's ``--save_probabilities`` key, looked up after ``probs``.
+NPZ_NNUNET = "probabilities"
 NPZ_LABELS = "labels"
 
 
@@ -69,19 +73,22 @@ def find_sources(directory: str | Path) -> list[tuple[str, Path]]:
     return [(image_id, by_id[image_id]) for image_id in sorted(by_id)]
 
 
-def load_array(path: str | Path, preferred: str = NPZ_PROBS) -> np.ndarray:
-    """An ``.npy`` (memory-mapped) or the one array of an ``.npz`` (or the one named ``preferred``)."""
+def load_array(path: str | Path, preferred: str | tuple[str, ...] = (NPZ_PROBS, NPZ_NNUNET)) -> np.ndarray:
+    """An ``.npy`` (memory-mapped) or the one array of an ``.npz`` (or the first one named in ``preferred``)."""
     path = Path(path)
+    preferred = (preferred,) if isinstance(preferred, str) else tuple(preferred)
     try:
         if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 names = list(archive.files)
                 if len(names) == 1:
                     return archive[names[0]]
-                if preferred in names:
-                    return archive[preferred]
+                for name in preferred:
+                    if name in names:
+                        return archive[name]
                 listed = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "") if names else "no arrays"
-                raise InputError(f"{path}: holds {listed}; save one array, or name it '{preferred}'")
+                wanted = " or ".join(f"'{name}'" for name in preferred)
+                raise InputError(f"{path}: holds {listed}; save one array, or name it {wanted}")
         with open(path, "rb") as stream:
             if stream.read(6) != b"\x93NUMPY":
                 raise InputError(f"cannot read {path}: not a .npy file")
@@ -253,13 +260,18 @@ def pack(
         def describe(image_id: str) -> str:
             return str(files[image_id])
 
-        def arrays() -> Iterator[tuple[str, np.ndarray]]:
+        def arrays() -> Iterator[tuple[str, np.ndarray, dict | None]]:
             for image_id, path in items:
                 array = load_array(path)
+                if array.ndim == 4 and array.shape[0] > 1 and not channels_last:  # a volume, (K, Z, Y, X)
+                    yield image_id, array, volume_attributes(path)
+                    continue
                 if array.ndim != 3:
-                    hint = " (one image per file: save probs[0])" if array.ndim == 4 and array.shape[0] == 1 else ""
-                    raise InputError(f"{path}: expected a {shape_text} array, got shape {array.shape}{hint}")
-                yield image_id, array
+                    hint = " (one image per file: save probs[0])" if array.ndim == 4 and array.shape[0] == 1 else \
+                        " (volumes are (K, Z, Y, X), channels first)" if array.ndim == 4 else ""
+                    raise InputError(f"{path}: expected a {shape_text} array, got shape {array.shape}{hint}"
+                                     + ("" if hint else " (a volume is (K, Z, Y, X))"))
+                yield image_id, array, None
     elif source.suffix.lower() == ".npy":
         stack = load_array(source)
         stack_text = "(N, H, W, K)" if channels_last else "(N, K, H, W)"
@@ -272,9 +284,9 @@ def pack(
         def describe(image_id: str) -> str:
             return f"{source}[{positions[image_id]}] ({image_id})"
 
-        def arrays() -> Iterator[tuple[str, np.ndarray]]:
+        def arrays() -> Iterator[tuple[str, np.ndarray, dict | None]]:
             for n, image_id in enumerate(image_ids):
-                yield image_id, stack[n]
+                yield image_id, stack[n], None
     else:
         raise InputError(f"{source}: SOURCE must be a directory of .npy/.npz files or one (N, K, H, W) .npy file")
 
@@ -282,13 +294,23 @@ def pack(
     with replacing(output, overwrite, is_zarr_store, "zarr store") as temporary:
         with _SourceWriter(temporary, classes, dtype=dtype, logits=logits, channels_last=channels_last,
                            codec=codec, describe=describe, output=output) as writer:
-            for done, (image_id, array) in enumerate(arrays(), 1):
-                writer.write(image_id, array)
+            for done, (image_id, array, attributes) in enumerate(arrays(), 1):
+                if attributes is None:
+                    writer.write(image_id, array)
+                else:
+                    writer.write_volume(image_id, array, attributes)
                 if on_image:
                     on_image(done, total)
         size = directory_bytes(temporary)
         detail = f"K={writer.n_classes}, {writer.dtype}, codec {codec}"
     return PackResult(path=output, images=total, bytes_on_disk=size, detail=detail)
+
+
+def volume_attributes(path: Path) -> dict:
+    """The attributes stored with a volume packed from ``path``: the geometry of nnU-Net's
+    ``.pkl`` properties beside it (``case.npz`` -> ``case.pkl``), when there is one."""
+    properties = path.with_suffix(".pkl")
+    return nnunet_properties(properties) if properties.is_file() else {}
 
 
 def _stack_ids(source: Path, n_images: int, ids, masks, mask_suffix: str) -> list[str]:

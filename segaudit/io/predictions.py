@@ -7,6 +7,9 @@ Two layouts (see docs/formats.md):
 - stacked: one array ``probs`` shaped (N, K, H, W) (or (N, H, W, K)) and a group
   attribute ``image_ids`` listing the N ids in array order.
 
+A per-image array may also be a volume, (K, Z, Y, X): it is read as the tall image of
+Z * Y rows (slice z is rows z*Y .. z*Y + Y - 1), see :mod:`segaudit.io.volumes`.
+
 Blocks are read aligned to the store's row chunks and handed to the kernel as
 [class, row, column] views of the stored values: no float64 copies, float16 is viewed as
 uint16 and decoded through a lookup table inside the kernel.
@@ -111,21 +114,45 @@ class PredictionStore:
         return sum_tolerance(self.dtype, self.n_classes)
 
     def image_shape(self, image_id: str) -> tuple[int, int]:
-        """(H, W) of one image's predictions."""
+        """(H, W) of one image's predictions; a volume's (Z * Y, X), its tall image."""
         shape = self._array_of(image_id).shape
         if self.layout == "stacked":
             shape = shape[1:]
+        if len(shape) == 4:
+            return shape[1] * shape[2], shape[3]
         return tuple(shape[:2]) if self.channels_last else tuple(shape[1:])
+
+    def volume_shape(self, image_id: str) -> tuple[int, int, int] | None:
+        """(Z, Y, X) of a volume's predictions, or None for a 2-D image."""
+        shape = self._array_of(image_id).shape
+        return tuple(shape[1:]) if self.layout == "per-image" and len(shape) == 4 else None
+
+    def slice_rows(self, image_id: str) -> int | None:
+        """Rows per slice (Y) of a volume's tall image, or None for a 2-D image."""
+        shape = self.volume_shape(image_id)
+        return None if shape is None else shape[1]
+
+    def volume_attributes(self, image_id: str) -> dict:
+        """A volume array's attributes (``affine``, ``spacing``, as ``pack`` stores them)."""
+        try:
+            return dict(self._array_of(image_id).attrs)
+        except Exception:  # noqa: BLE001 (attributes are optional metadata)
+            return {}
 
     def row_blocks(self, image_id: str, block_bytes: int | None = None, align: int = 1) -> list[tuple[int, int]]:
         """Row ranges [start, stop) that cover the image, aligned to the store's row chunks.
 
-        With ``align``, every block starts at a multiple of it (a downsampling factor).
+        With ``align``, every block starts at a multiple of it (a downsampling factor). For a
+        volume, blocks hold whole slices and ``align`` counts slices (the factor along Z).
         """
         block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
         array = self._array_of(image_id)
         height, width = self.image_shape(image_id)
-        chunk_rows = math.lcm(array.chunks[self._row_axis], align)
+        volume = self.volume_shape(image_id)
+        if volume is not None:
+            chunk_rows = math.lcm(array.chunks[1], align) * volume[1]
+        else:
+            chunk_rows = math.lcm(array.chunks[self._row_axis], align)
         row_bytes = self.n_classes * width * self.dtype.itemsize
         rows = chunk_rows * max(1, block_bytes // max(1, chunk_rows * row_bytes))
         return [(start, min(start + rows, height)) for start in range(0, height, rows)]
@@ -135,6 +162,12 @@ class PredictionStore:
         array = self._array_of(image_id)
         if self.layout == "stacked":
             block = array[(self._index[image_id],) + self._rows(start, stop)]
+        elif array.ndim == 4:  # a volume: the slices that hold the rows, as the tall image
+            slice_rows = array.shape[2]
+            first, last = start // slice_rows, -(-stop // slice_rows)
+            block = np.asarray(array[:, first:last])
+            block = block.reshape(block.shape[0], -1, block.shape[3])
+            block = block[:, start - first * slice_rows:stop - first * slice_rows]
         else:
             block = array[self._rows(start, stop)]
         if self.channels_last:
@@ -307,10 +340,13 @@ def open_predictions(
             members = [(i, _member(group, i)) for i in only_ids]
         for name, member in members:
             if isinstance(member, zarr.Array):
-                if member.ndim != 3:
+                if member.ndim == 4 and channels_last:
+                    raise InputError(f"{path}/{name}: a volume must be stored (K, Z, Y, X), not channels-last "
+                                     f"(shape {member.shape})")
+                if member.ndim not in (3, 4):
                     raise InputError(
-                        f"{path}/{name}: expected a (K, H, W) array, got shape {member.shape}"
-                        + (" (a stacked store needs image_ids and a 4-D 'probs' array)" if member.ndim == 4 else "")
+                        f"{path}/{name}: expected a (K, H, W) array, got shape {member.shape} "
+                        "(a volume is (K, Z, Y, X))"
                     )
                 arrays[name] = member
         if not arrays:

@@ -25,6 +25,9 @@ class RankedImage:
     low_pixels: int | None
     suspect: str
     likely: str
+    regions: int | None = None  # score --regions: regions scoring >= 0.5
+    worst_region: str = ""  # and the worst one's kind
+    worst_slice: int | None = None  # a volume's worst slice (the column exists for volumes only)
 
 
 @dataclass
@@ -83,6 +86,8 @@ def load_ranking(path: str | Path, *, need_record: bool = True) -> Ranking:
                 scores={m: _float(get[m]) for m in methods},
                 pixels=_int(get.get("pixels")), low_pixels=_int(get.get("low_pixels")),
                 suspect=get.get("suspect_class", ""), likely=get.get("likely_class", ""),
+                regions=_int(get.get("regions")), worst_region=get.get("worst_region") or "",
+                worst_slice=_int(get.get("worst_slice")),
             ))
         except ValueError as exc:
             raise table.error(index, str(exc)) from None

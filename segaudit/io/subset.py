@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from .masks import MaskFile
+from .masks import MaskFile, mask_extension
 
 
 def _git_root(directory: Path) -> Path | None:
@@ -20,7 +20,7 @@ def resolve_only(entries: list[str], masks_dir: str | Path, mask_files: list[Mas
                  suffix: str = "") -> tuple[list[str], list[str]]:
     """Image ids for ``entries``, and the entries that name masks no longer on disk.
 
-    An entry is an image id, or a path to a mask PNG relative to the current directory,
+    An entry is an image id, or a path to a mask (PNG, TIFF, NIfTI, .npy/.npz) relative to the current directory,
     the masks directory or the root of the git repository holding it. A path inside the
     masks directory whose file is gone (a deleted mask) is returned as deleted; anything
     else that names no mask is an InputError.
@@ -43,9 +43,10 @@ def resolve_only(entries: list[str], masks_dir: str | Path, mask_files: list[Mas
         image_id = None
         for base in bases:
             path = (base / entry).resolve()
-            if path.suffix.lower() != ".png" or not path.is_relative_to(masks_dir):
+            ext = mask_extension(path.name)
+            if ext is None or not path.is_relative_to(masks_dir):
                 continue
-            stem = path.relative_to(masks_dir).with_suffix("").as_posix()
+            stem = path.relative_to(masks_dir).as_posix()[: -len(ext)]
             if suffix and stem.endswith(suffix):
                 stem = stem[: -len(suffix)]
             if stem in ids:

@@ -319,6 +319,22 @@ class PredictionWriter:
             raise InputError(f"{where}: expected a {self._shape_text()} array, got shape {array.shape}{hint}")
         self._write_one(image_id, array, where)
 
+    def write_volume(self, image_id: str, probs: object, attributes: dict | None = None) -> None:
+        """Write one volume's (K, Z, Y, X) predictions, slice by slice, as one image.
+
+        ``attributes`` (JSON values, e.g. ``affine`` and ``spacing``) are stored on its
+        array. The checks are those of :meth:`write`, per slice; a message names the slice.
+        """
+        self._check_open()
+        image_id = self._check_new_id(image_id, self._where())
+        where = self._where(image_id)
+        array = as_numpy(probs, where)
+        if array.ndim != 4:
+            raise InputError(f"{where}: expected a (K, Z, Y, X) volume, got shape {array.shape}")
+        if self.channels_last:
+            raise InputError(f"{where}: volumes are (K, Z, Y, X); channels-last volumes are not supported")
+        self._write_one(image_id, array, where, attributes)
+
     def write_batch(self, image_ids, probs: object) -> None:
         """Write a batch: ids (a sequence of B strings) and (B, K, H, W) predictions."""
         self._check_open()
@@ -394,10 +410,11 @@ class PredictionWriter:
                                  "which is already written")
         return image_id
 
-    def _write_one(self, image_id: str, array: np.ndarray, where: str) -> None:
+    def _write_one(self, image_id: str, array: np.ndarray, where: str, attributes: dict | None = None) -> None:
         class_axis = -1 if self.channels_last else 0
         n_classes = array.shape[class_axis]
-        height, width = (array.shape[:2] if self.channels_last else array.shape[1:])
+        depth = array.shape[1] if array.ndim == 4 else None  # a volume's slices
+        height, width = (array.shape[:2] if self.channels_last else array.shape[-2:])
         if self.n_classes is None:
             if n_classes < 2:
                 raise InputError(f"{where}: {n_classes} class(es) along the class axis of shape {array.shape}; "
@@ -407,8 +424,11 @@ class PredictionWriter:
             named = "the class names give" if self.classes is not None else "earlier images have"
             raise InputError(f"{where}: {n_classes} classes (shape {array.shape}, {self._shape_text()}), "
                              f"but {named} K={self.n_classes}")
-        if height == 0 or width == 0:
+        if height == 0 or width == 0 or depth == 0:
             raise InputError(f"{where}: empty image, shape {array.shape}")
+        if depth is not None:
+            self._write_volume(image_id, array, where, attributes or {})
+            return
 
         stored_shape = (height, width, n_classes) if self.store_channels_last else (n_classes, height, width)
         rows = min(height, chunk_rows(n_classes, width, self.dtype.itemsize, self.chunk_bytes))
@@ -422,6 +442,36 @@ class PredictionWriter:
             raise InputError(f"{where}: cannot create the array: {type(exc).__name__}: {exc}") from None
         try:
             self._fill(target, array, rows, height)
+        except BaseException as exc:
+            try:
+                del self._group[image_id]
+            except Exception:
+                pass
+            if isinstance(exc, _BadValues):
+                raise InputError(f"{where}: {exc}") from None
+            raise
+        self.image_ids.append(image_id)
+        self._ids.add(image_id)
+        parts = image_id.split("/")
+        self._folders.update("/".join(parts[:n]) for n in range(1, len(parts)))
+
+    def _write_volume(self, image_id: str, array: np.ndarray, where: str, attributes: dict) -> None:
+        """A (K, Z, Y, X) volume as one array chunked by slice (and rows), checked slice by slice."""
+        n_classes, depth, height, width = array.shape
+        rows = min(height, chunk_rows(n_classes, width, self.dtype.itemsize, self.chunk_bytes))
+        try:
+            target = self._group.create_array(
+                name=image_id, shape=array.shape, chunks=(n_classes, 1, rows, width), dtype=self.dtype,
+                fill_value=0, attributes=attributes, **codec_arguments(self.codec, self.dtype),
+            )
+        except Exception as exc:
+            raise InputError(f"{where}: cannot create the array: {type(exc).__name__}: {exc}") from None
+        try:
+            for z in range(depth):
+                try:
+                    target[:, z] = _check_and_encode(np.asarray(array[:, z]), self.dtype, self.logits, 0)
+                except _BadValues as exc:
+                    raise _BadValues(f"slice {z}: {exc}") from None
         except BaseException as exc:
             try:
                 del self._group[image_id]

@@ -119,22 +119,30 @@ def _flag_cells(cell_label, cell_s, cell_mismatched, low, high, take, ties_taken
 
 
 @njit(cache=True, nogil=True)
-def _map_flags(certain, labels, pixel_pred, ignore, factor, flag_map, confusion):
+def _map_flags(certain, labels, pixel_pred, ignore, factor, slice_rows, flag_map, confusion):
     """Mark the flagged pixels of flagged cells: scored pixels whose argmax is not their
-    label. Count their (annotated, predicted) pairs in ``confusion``."""
+    label. Count their (annotated, predicted) pairs in ``confusion``.
+
+    ``slice_rows``: the rows are slices of that many rows each (a volume's, pooled in
+    F x F x F cells, see :func:`segaudit.core.pooling.grid_shape`); all rows for a 2-D image."""
     n_classes = ignore.shape[0]
     rows, width = labels.shape
+    n_slices = rows // slice_rows
+    per_slab = -(-slice_rows // factor)
     for gi in range(certain.shape[0]):
+        gz, gy = gi // per_slab, gi % per_slab
         for gj in range(certain.shape[1]):
             if not certain[gi, gj]:
                 continue
-            for r in range(gi * factor, min((gi + 1) * factor, rows)):
-                for c in range(gj * factor, min((gj + 1) * factor, width)):
-                    label = labels[r, c]
-                    if label < 0 or label >= n_classes or ignore[label] or pixel_pred[r, c] == label:
-                        continue
-                    flag_map[r, c] = 1
-                    confusion[label, pixel_pred[r, c]] += 1
+            for z in range(gz * factor, min((gz + 1) * factor, n_slices)):
+                top = z * slice_rows
+                for r in range(top + gy * factor, top + min((gy + 1) * factor, slice_rows)):
+                    for c in range(gj * factor, min((gj + 1) * factor, width)):
+                        label = labels[r, c]
+                        if label < 0 or label >= n_classes or ignore[label] or pixel_pred[r, c] == label:
+                            continue
+                        flag_map[r, c] = 1
+                        confusion[label, pixel_pred[r, c]] += 1
 
 
 def select_from_histogram(histogram: np.ndarray, rank: int, prefix: int, prefix_bits: int, bits: int):
@@ -251,7 +259,8 @@ def _cells_from_store(dataset, factor: int, prefetch: int, on_cells, on_image_en
     from ..core.passes import walk
 
     def block(index, image_id, b):
-        cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=None)
+        cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=None,
+                     slice_rows=dataset.slice_rows(image_id))
         on_cells(cells.label.ravel(), cells.pred.ravel(), cells.s.ravel(), cells.p_pred.ravel())
 
     walk(dataset, block, on_image_end=lambda index, _: on_image_end(index), row_alignment=factor,
@@ -306,12 +315,14 @@ def _flag_store(dataset, factor: int, flag, on_image, done, prefetch: int) -> No
             state["confusion"] = np.zeros((n_classes, n_classes), np.int64)
 
     def block(index, image_id, b):
-        cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=np.int32 if on_image else None)
+        slice_rows = dataset.slice_rows(image_id)
+        cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=np.int32 if on_image else None,
+                     slice_rows=slice_rows)
         certain = np.empty(cells.label.size if on_image else 0, np.bool_)
         flag(index, cells.label.ravel(), cells.s.ravel(), cells.mismatched.ravel(), certain)
         if on_image:
             _map_flags(certain.reshape(cells.label.shape), b.labels, cells.pixel_pred, decoding.ignore, factor,
-                       state["map"][b.start:b.stop], state["confusion"])
+                       slice_rows or max(1, b.labels.shape[0]), state["map"][b.start:b.stop], state["confusion"])
 
     def end(index, image_id):
         if on_image:
@@ -354,8 +365,9 @@ def _hand_out_map(dataset, factor: int, index: int, certain: np.ndarray, labels:
     n_classes = dataset.store.n_classes
     flag_map = np.zeros(labels.shape, np.uint8)
     confusion = np.zeros((n_classes, n_classes), np.int64)
-    _map_flags(certain.reshape(grid_shape(*labels.shape, factor)), labels, pixel_pred, dataset.decoding.ignore,
-               factor, flag_map, confusion)
+    slice_rows = dataset.slice_rows(dataset.pairs[index][1])
+    _map_flags(certain.reshape(grid_shape(*labels.shape, factor, slice_rows)), labels, pixel_pred,
+               dataset.decoding.ignore, factor, slice_rows or max(1, labels.shape[0]), flag_map, confusion)
     on_image(index, dataset.pairs[index][1], flag_map, confusion)
 
 

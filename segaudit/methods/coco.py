@@ -1,7 +1,7 @@
 """Connected components (coco, paper section 3.7) on the downsampled grid.
 
 Components are the maximal 8-connected regions of cells sharing the same (argmax, label)
-pair; a component's score is the mean of its cells' pooled p[label]; the image's score is
+pair (26-connected in a volume's 3-D grid); a component's score is the mean of its cells' pooled p[label]; the image's score is
 the mean over its components. Labelled with the union-find of
 :mod:`segaudit.core.components`, one image at a time.
 """
@@ -13,16 +13,18 @@ import math
 import numpy as np
 from numba import njit
 
-from ..core.components import component_roots
+from ..core.components import component_roots, component_roots_3d
 from .base import Method
 
 
 @njit(cache=True, nogil=True)
-def _coco(label, pred, s):
-    """Mean over components of the mean s of their cells; NaN with no scored cell."""
+def _coco(label, pred, s, slice_rows):
+    """Mean over components of the mean s of their cells; NaN with no scored cell.
+
+    ``slice_rows`` > 0: the grid is a volume's, of slices of that many rows."""
     rows, cols = label.shape
     n = rows * cols
-    roots = component_roots(label, pred)
+    roots = component_roots_3d(label, pred, slice_rows) if slice_rows > 0 else component_roots(label, pred)
     total = np.zeros(n)
     size = np.zeros(n, np.int64)
     for i in range(rows):
@@ -40,14 +42,17 @@ def _coco(label, pred, s):
     return score_sum / components if components else np.nan
 
 
-def coco_score(label: np.ndarray, pred: np.ndarray, s: np.ndarray) -> float:
-    """The coco score of one image's cell grid (label -1 = ignored cell)."""
-    value = float(_coco(label, pred, s))
+def coco_score(label: np.ndarray, pred: np.ndarray, s: np.ndarray, slice_rows: int | None = None) -> float:
+    """The coco score of one image's cell grid (label -1 = ignored cell); ``slice_rows``:
+    the grid is a volume's tall grid of slices of that many cell rows (26-connected)."""
+    value = float(_coco(label, pred, s, slice_rows or 0))
     return math.nan if math.isnan(value) else value
 
 
 METHOD = Method(
     name="coco",
     order=80,
-    cell_score=lambda cells: coco_score(cells["label"], cells["pred"], cells["s"]),
+    # A plain dict (no slice_rows) is a 2-D image's grid.
+    cell_score=lambda cells: coco_score(cells["label"], cells["pred"], cells["s"],
+                                        getattr(cells, "slice_rows", None)),
 )

@@ -61,6 +61,16 @@ FLAG_CANDIDATES: tuple[RGB, ...] = (
 )
 FLAG_MIN_DISTANCE = 40.0
 
+#: Candidate colours for the outlines of error regions on the error map, in order of
+#: preference: the first at least :data:`FLAG_MIN_DISTANCE` (CIELAB) from the flag colour,
+#: the reserved colours and every colour the error map is drawn in (its greys and the light
+#: grey class outlines) is used; else the farthest of them all. Class colours do not count:
+#: the error map shows none.
+REGION_CANDIDATES: tuple[RGB, ...] = ((0, 255, 255), (0, 255, 0), (0, 64, 255), (128, 0, 255), (255, 128, 0))
+#: The colours of the error map besides the low-s and flag colours: the dimmed greys of its
+#: base (kept in step with overlay._dimmed_grey, 50-177) and the class outlines (215).
+ERROR_MAP_GREYS: tuple[RGB, ...] = ((50, 50, 50), (114, 114, 114), (177, 177, 177), (215, 215, 215))
+
 
 def to_lab(rgb) -> np.ndarray:
     """CIELAB (D65) of sRGB colours, (..., 3) uint8-range values -> (..., 3) float."""
@@ -106,6 +116,12 @@ class ClassColours:
         colour (see :data:`FLAG_CANDIDATES`)."""
         return _flag_colour(tuple(map(tuple, self.table.tolist())))
 
+    @property
+    def region_colour(self) -> RGB:
+        """The colour of error-region outlines and numbers on the error map: distinct from
+        the flag colour and the map's own colours (see :data:`REGION_CANDIDATES`)."""
+        return _region_colour(self.flag_colour)
+
     def paint(self, labels: np.ndarray, ignored: np.ndarray | None = None) -> np.ndarray:
         """(H, W, 3) uint8 colours of a label map.
 
@@ -126,6 +142,15 @@ def _flag_colour(used: tuple[RGB, ...]) -> RGB:
     good = np.flatnonzero(nearest >= FLAG_MIN_DISTANCE)
     best = int(good[0]) if good.size else int(np.argmax(nearest))
     return FLAG_CANDIDATES[best]
+
+
+@lru_cache(maxsize=16)
+def _region_colour(flag: RGB) -> RGB:
+    avoid = np.array([flag, *RESERVED, *ERROR_MAP_GREYS], dtype=np.float64)
+    candidates = np.array(REGION_CANDIDATES, dtype=np.float64)
+    nearest = lab_distance(candidates[:, None], avoid[None]).min(axis=1)
+    good = np.flatnonzero(nearest >= FLAG_MIN_DISTANCE)
+    return REGION_CANDIDATES[int(good[0]) if good.size else int(np.argmax(nearest))]
 
 
 def distinct_colours(n: int) -> list[RGB]:

@@ -136,7 +136,11 @@ def write_issue_masks(
         else:
             ranked = sorted(flagged, key=lambda i: (-(flagged[i] / pixels[i]) if pixels[i] else 0.0, i))
             chosen = set(ranked[:top])
-        targets = {image_id: contained_path(out_dir, safe_relative_path(image_id, ".png")) for image_id in chosen}
+        # A volume's issue mask is a (Z, Y, X) uint8 .npy, a 2-D image's a PNG.
+        volumes = {image_id: dataset.store.volume_shape(image_id) for image_id in chosen}
+        targets = {image_id: contained_path(out_dir, safe_relative_path(image_id, ".png" if volumes[image_id] is None
+                                                                        else ".npy"))
+                   for image_id in chosen}
         for target in targets.values():
             refuse_overwriting_inputs({"masks directory": masks, "prediction store": predictions},
                                       {"issue mask": target})
@@ -149,7 +153,10 @@ def write_issue_masks(
             target.parent.mkdir(parents=True, exist_ok=True)
             image = np.zeros(shape, np.uint8) if flag_map is None else flag_map * np.uint8(255)
             buffer = io.BytesIO()
-            Image.fromarray(image, mode="L").save(buffer, format="PNG", optimize=False)
+            if volumes[image_id] is not None:
+                np.save(buffer, image.reshape(volumes[image_id]), allow_pickle=False)
+            else:
+                Image.fromarray(image, mode="L").save(buffer, format="PNG", optimize=False)
             atomic_write_all({target: buffer.getvalue()})
             written.append((image_id, int(np.count_nonzero(image))))
 

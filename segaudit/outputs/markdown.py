@@ -50,6 +50,11 @@ def summary_markdown(run: ScoreRun, gates: list[GateResult], worst: int = 10) ->
     if run.empty_images:
         lines.append(f"- images with no scored pixel: {len(run.empty_images)}")
     lines.append("")
+    if run.warnings:  # the dataset-level check (labels and predictions in one class space?)
+        lines.append("### Warnings")
+        lines.append("")
+        lines.extend(f"- ⚠️ {_cell(warning)}" for warning in run.warnings)
+        lines.append("")
     if gates:
         lines.append("### Gates")
         lines.append("")

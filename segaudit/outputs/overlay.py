@@ -10,7 +10,10 @@ Each PNG holds, side by side,
    dimmed grey copy of the photo or annotation,
 
 and a caption strip: rank, image id, score and method, low pixels, the suspect and likely
-classes from the ranking, and a legend of the class colours that appear.
+classes from the ranking, and a legend of the class colours that appear. When the image has
+error regions (:mod:`segaudit.core.regions`) scoring at least ``--region-min-score``, the
+worst ``--max-regions`` of them are outlined on the error map with their numbers, and the
+caption ends with a legend line per region (:func:`region_legend`).
 
 Rendering (:func:`render_overlay`) is numpy + Pillow only. :func:`write_overlays` reads the
 ranking and its run record, reopens the dataset the ranking was scored on and streams each
@@ -34,12 +37,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .colours import ClassColours, class_colours
-from .text import OVERLAY_NAME, class_phrase, format_score, overlay_name
+from .text import OVERLAY_NAME, class_phrase, format_score, overlay_name, region_line
 from ..errors import InputError, one_line
 from ..io.files import atomic_write_all, temporary_directory
+from ..io.photos import is_tiff, read_tiff_photo, tiff_photo_size
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
-from ..results import RunRecord
+from ..results import REGION_COUNT_SCORE, RunRecord
 
 #: Photo file extensions looked for with ``--images`` (any letter case).
 PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -60,8 +64,18 @@ ANNOTATION_ALPHA = 0.55  # class colours over the photo
 
 #: A per-image flag source: ``flags_for(image_id, labels, s, predicted)`` returns a boolean
 #: (H, W) mask of flagged pixels, or None. The hook for per-pixel methods such as clc; the
-#: command line passes none yet, so its error map comes from s alone.
+#: command line passes none yet, so its error map comes from s alone. For a volume the maps
+#: are the drawn slice's, and ``rows=(start, stop)`` (a keyword) says where the slice lies in
+#: the volume's tall image.
 FlagSource = Callable[[str, np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
+#: A per-image region source: ``regions_for(image_id)`` returns the image's regions
+#: (:class:`segaudit.core.regions.Region`, worst first) and its region map ((H, W) int32,
+#: each pixel's index in that list, -1 for none). :func:`recorded_regions` also takes
+#: ``rows=(start, stop)``: the map of those rows only (a volume's slice in its tall image).
+RegionSource = Callable[..., "tuple[list, np.ndarray]"]
+#: Default ``--region-min-score`` and ``--max-regions``.
+DEFAULT_REGION_MIN_SCORE = 0.5
+DEFAULT_MAX_REGIONS = 5
 
 
 def select_images(ranking: Ranking, top: int, ids: Sequence[str] | None = None) -> list[RankedImage]:
@@ -110,7 +124,11 @@ def find_photo(images_dir: Path, image_id: str, suffix: str = "") -> Path | None
 
 
 def photo_size(path: Path) -> tuple[int, int]:
-    """(height, width) of a photo from its header."""
+    """(height, width) of a photo from its header (a TIFF's through tifffile, when installed)."""
+    if is_tiff(path):
+        size = tiff_photo_size(path)
+        if size is not None:
+            return size
     try:
         with Image.open(path) as img:
             return img.height, img.width
@@ -119,7 +137,15 @@ def photo_size(path: Path) -> tuple[int, int]:
 
 
 def load_photo(path: Path) -> Image.Image:
-    """A photo as an 8-bit RGB image (16-bit and float images are stretched to 0-255)."""
+    """A photo as an 8-bit RGB image (16-bit and float images are stretched to 0-255).
+
+    TIFF / GeoTIFF photos of any band count and bit depth are read with tifffile, when
+    installed (see :mod:`segaudit.io.photos`: the first three bands, or one, stretched).
+    """
+    if is_tiff(path):
+        rgb = read_tiff_photo(path)
+        if rgb is not None:
+            return Image.fromarray(rgb, mode="RGB")
     try:
         with Image.open(path) as img:
             img.load()
@@ -274,11 +300,99 @@ def error_map(base: np.ndarray, s: np.ndarray, threshold: float, flags: np.ndarr
     return out
 
 
+def region_outline(mask: np.ndarray) -> np.ndarray:
+    """The 1-px inner outline of a boolean mask: its pixels with a 4-neighbour outside it
+    (the image's edge counts as outside)."""
+    padded = np.pad(mask, 1, constant_values=False)
+    interior = (padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1]
+                & padded[1:-1, :-2] & padded[1:-1, 2:])
+    return mask & ~interior
+
+
+def region_legend(regions: Sequence, name: Callable[[int], str]) -> list[str]:
+    """The legend lines of an overlay's regions, one per region, in the order given.
+
+    Parameters
+    ----------
+    regions : sequence of Region
+        The regions drawn (:class:`segaudit.core.regions.Region`).
+    name : callable
+        ``name(class_index) -> str``, e.g. :meth:`ClassColours.name`.
+
+    Returns
+    -------
+    list of str
+        ``#1 wrong_class: sky → building, 1,168 px, score 0.99`` per region.
+    """
+    return [region_line(r.region, r.kind, name(r.annotated_class), name(r.likely_class), r.area, r.score)
+            for r in regions]
+
+
+def _label_spot(box: tuple[int, int, int, int], size: tuple[int, int], panel: tuple[int, int],
+                taken: list[tuple[int, int, int, int]]) -> tuple[int, int]:
+    """Where a region's number goes: above its box's left corner, else below, left, right or
+    inside it; the first spot in the panel that overlaps no number placed before."""
+    x0, y0, x1, y1 = box
+    lw, lh = size
+    h, w = panel
+    spots = [(x0, y0 - lh - 1), (x0, y1 + 1), (x0 - lw - 1, y0), (x1 + 1, y0), (x0 + 1, y0 + 1)]
+    inside = [(x, y) for x, y in spots if 0 <= x <= w - lw and 0 <= y <= h - lh]
+    for x, y in inside:
+        if not any(x < b[2] and b[0] < x + lw and y < b[3] and b[1] < y + lh for b in taken):
+            return x, y
+    x, y = inside[0] if inside else spots[0]
+    return int(np.clip(x, 0, max(0, w - lw))), int(np.clip(y, 0, max(0, h - lh)))
+
+
+def draw_regions(panel: np.ndarray, region_map: np.ndarray, regions: Sequence, colour, font) -> np.ndarray:
+    """The error panel with each region's 1-px outline and its number in ``colour``.
+
+    ``region_map`` is at full resolution; each region's pixels are resized to the panel
+    with :func:`any_pool`, so that a region stays visible however far the panel is shrunk,
+    and outlined at the panel's resolution (1 px wide whatever the enlargement).
+    """
+    h, w = panel.shape[:2]
+    out = np.array(panel, copy=True)
+    boxes = []
+    for region in regions:
+        mask = any_pool(region_map == region.region - 1, h, w)
+        ys, xs = np.nonzero(mask)
+        if not ys.size:
+            continue
+        out[region_outline(mask)] = colour
+        boxes.append((region, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)))
+    image = Image.fromarray(out)
+    draw = ImageDraw.Draw(image)
+    taken: list[tuple[int, int, int, int]] = []
+    for region, box in boxes:
+        text = str(region.region)
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        size = (right - left + 4, bottom - top + 4)
+        x, y = _label_spot(box, size, (h, w), taken)
+        draw.rectangle((x, y, x + size[0] - 1, y + size[1] - 1), fill=colour)
+        draw.text((x + 2 - left, y + 2 - top), text, fill=TEXT, font=font)
+        taken.append((x, y, x + size[0], y + size[1]))
+    return np.asarray(image)
+
+
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType: fixed bitmap font
         return ImageFont.load_default()
+
+
+def _drawable(font, text: str) -> str:
+    """``text`` with an arrow the font has no glyph for written ``->`` (Pillow's default
+    font has none: it would draw a box)."""
+    if "→" not in text:
+        return text
+    try:
+        arrow, unknown = font.getmask("→"), font.getmask("\U000F0000")
+        missing = arrow.size == unknown.size and bytes(arrow) == bytes(unknown)
+    except Exception:  # a font that cannot say
+        missing = True
+    return text.replace("→", "->") if missing else text
 
 
 def _text_width(font, text: str) -> float:
@@ -328,6 +442,8 @@ def render_overlay(
     flags: np.ndarray | None = None,
     caption: Caption | None = None,
     max_width: int | None = DEFAULT_MAX_WIDTH,
+    regions: Sequence | None = None,
+    region_map: np.ndarray | None = None,
 ) -> Image.Image:
     """Draw one image's review overlay.
 
@@ -353,6 +469,14 @@ def render_overlay(
     max_width : int or None
         Panels wider than this are downscaled (nearest for label maps, lowest s per
         output pixel for the error map); 0 or None keeps full resolution.
+    regions : sequence of Region, optional
+        Error regions to outline on the error map (:class:`segaudit.core.regions.Region`,
+        in legend order), each numbered ``region.region``; a legend line each ends the
+        caption. None or empty draws exactly what an overlay without regions draws.
+    region_map : (H, W) int array, optional
+        Each pixel's region, as an index into the image's region list (``region.region -
+        1``; -1 for none): :attr:`segaudit.core.regions.RegionFinder.region_map`. Needed
+        with ``regions``.
 
     Returns
     -------
@@ -364,6 +488,10 @@ def render_overlay(
         raise ValueError(f"labels {labels.shape}, s {s.shape} and predicted {predicted.shape} differ")
     if flags is not None and flags.shape != labels.shape:
         raise ValueError(f"flags {flags.shape} and labels {labels.shape} differ")
+    regions = list(regions or [])
+    if regions and (region_map is None or region_map.shape != labels.shape):
+        raise ValueError(f"regions need a region map of the mask's shape {labels.shape}, got "
+                         f"{None if region_map is None else region_map.shape}")
     h, w = panel_size(height, width, max_width)
     ignored = np.isnan(s)
     small_labels = resize_nearest(labels, h, w)
@@ -392,8 +520,11 @@ def render_overlay(
         base = annotation
         panels = [("annotation", annotation), ("prediction (argmax)", prediction)]
     error_title = f"error map: s < {threshold:g}" + (" or flagged" if flags is not None else "")
-    panels.append((error_title, error_map(base, small_s, threshold, small_flags, boundaries(small_labels),
-                                          colours.flag_colour)))
+    errors = error_map(base, small_s, threshold, small_flags, boundaries(small_labels), colours.flag_colour)
+    layout = panel_layout(height, width, max_width)
+    if regions:
+        errors = draw_regions(errors, region_map, regions, colours.region_colour, _font(layout.font_size))
+    panels.append((error_title, errors))
 
     # Caption content, counted at full resolution.
     with np.errstate(invalid="ignore"):
@@ -406,7 +537,6 @@ def render_overlay(
     # The legend lists the classes of scored pixels only (annotated or predicted there).
     present |= np.bincount(predicted[~ignored & (predicted >= 0) & (predicted < k)], minlength=k)[:k] > 0
 
-    layout = panel_layout(height, width, max_width)
     font_size, margin, line = layout.font_size, layout.margin, layout.line
     font = _font(font_size)
     big = _font(font_size + 3)
@@ -437,6 +567,9 @@ def render_overlay(
     legend_lines = _flow(legend, font, content_width, swatch, item_gap)
     caption_height = (len(head_lines) * (line + 3) + len(fact_lines) * line + margin // 2
                       + len(legend_lines) * line)
+    region_lines = region_legend(regions, lambda c: colours.name(c) if 0 <= c < k else str(c))
+    if region_lines:
+        caption_height += margin // 2 + len(region_lines) * line
     total_height = layout.top + h + margin + caption_height + margin
 
     canvas = Image.new("RGB", (total_width, total_height), BACKGROUND)
@@ -462,6 +595,14 @@ def render_overlay(
                 sx += swatch + item_gap // 2
             draw.text((sx, y), item.text, fill=item.colour, font=font)
         y += line
+    if region_lines:
+        y += margin // 2
+        region_colour = colours.region_colour
+        for text in (_drawable(font, line_text) for line_text in region_lines):
+            draw.rectangle((margin, y + 1, margin + swatch - 1, y + swatch), outline=region_colour, width=2)
+            sx = margin + swatch + item_gap // 2
+            draw.text((sx, y), _fit(font, text, content_width - (sx - margin)), fill=TEXT, font=font)
+            y += line
     return canvas
 
 
@@ -495,14 +636,21 @@ def write_overlays(
     flags_for: FlagSource | None = None,
     workers: int | None = None,
     on_image: Callable[[int, int], None] | None = None,
+    region_min_score: float = DEFAULT_REGION_MIN_SCORE,
+    max_regions: int = DEFAULT_MAX_REGIONS,
+    regions_for: RegionSource | None = None,
 ) -> OverlayRun:
     """Render the overlays of a ranking's worst images (or of ``ids``) into ``out_dir``.
 
     The masks, predictions and reading options come from the ranking's run record;
     ``pixel_threshold`` defaults to the recorded one, ``palette`` (colours only) to the
-    recorded ``--palette``. ``flags_for`` supplies per-pixel flags per image (None: s only).
-    Every check that needs no pixel data (ids, names, pairing, photo sizes) is done before
-    the first PNG is written. InputError for bad input.
+    recorded ``--palette``. ``flags_for`` supplies per-pixel flags per image (None: the
+    recorded clc flags, if any). Each image's error regions scoring at least
+    ``region_min_score``, at most ``max_regions`` of them (0: none, and no region pass), are
+    outlined; ``regions_for`` supplies them (None: :func:`recorded_regions`, the rule of
+    the run record; then an image whose ``regions`` column, from ``score --regions``, is 0
+    is not read again when ``region_min_score`` is at least the column's 0.5). Every check that needs no pixel data (ids, names, pairing, photo
+    sizes) is done before the first PNG is written. InputError for bad input.
     """
     from ..core.dataset import open_dataset
     from ..io.masks import mask_palette
@@ -523,6 +671,11 @@ def write_overlays(
         raise InputError(f"--pixel-threshold must be between 0 and 1, got {threshold}")
     if max_width is not None and max_width < 0:
         raise InputError(f"--max-width must be 0 (full size) or a positive number of pixels, got {max_width}")
+    if isinstance(region_min_score, bool) or not isinstance(region_min_score, (int, float)) \
+            or not 0.0 <= region_min_score <= 1.0:
+        raise InputError(f"--region-min-score must be between 0 and 1, got {region_min_score}")
+    if isinstance(max_regions, bool) or not isinstance(max_regions, int) or max_regions < 0:
+        raise InputError(f"--max-regions must be a whole number >= 0, got {max_regions}")
     selected = select_images(ranking, top, ids)
     names = {row.image_id: overlay_name(row.rank, row.image_id, ranking.digits) for row in selected}
 
@@ -536,6 +689,12 @@ def write_overlays(
     )
     if flags_for is None:
         flags_for = recorded_clc_flags(dataset, record)
+    recorded_rule = False  # whether regions_for uses the rule that counted the ranking's regions column
+    if max_regions == 0:
+        regions_for = None
+    elif regions_for is None:
+        regions_for = recorded_regions(dataset, record, ranking.record_path)
+        recorded_rule = record.regions is not None
     masks = {image_id: mask for mask, image_id in dataset.pairs}
     for row in selected:
         if row.image_id not in masks:
@@ -549,6 +708,10 @@ def write_overlays(
         if not images.is_dir():
             raise InputError(f"photo directory not found: {images}")
         for row in selected:
+            if dataset.slice_rows(row.image_id) is not None:  # a volume: drawn from its annotation
+                photos[row.image_id] = None
+                run.missing_photos.append(row.image_id)
+                continue
             photo = find_photo(images, row.image_id, image_suffix)
             photos[row.image_id] = photo
             if photo is None:
@@ -582,15 +745,35 @@ def write_overlays(
 
     def job(row: RankedImage) -> Callable[[], Path]:
         def render() -> Path:
-            labels, s, predicted, _ = dataset.pixel_maps(masks[row.image_id], row.image_id)
-            flags = flags_for(row.image_id, labels, s, predicted) if flags_for else None
+            slice_rows = dataset.slice_rows(row.image_id)
+            if slice_rows is None:
+                labels, s, predicted, _ = dataset.pixel_maps(masks[row.image_id], row.image_id)
+                flags = flags_for(row.image_id, labels, s, predicted) if flags_for else None
+                title, rows = row.image_id, None
+            else:  # a volume: its worst slice, read alone
+                depth = dataset.store.volume_shape(row.image_id)[0]
+                z = row.worst_slice if row.worst_slice is not None and 0 <= row.worst_slice < depth \
+                    else worst_slice(dataset, masks[row.image_id], row.image_id, float(threshold))
+                rows = (z * slice_rows, (z + 1) * slice_rows)
+                labels, s, predicted, _ = dataset.pixel_maps(masks[row.image_id], row.image_id, rows=rows)
+                flags = flags_for(row.image_id, labels, s, predicted, rows=rows) if flags_for else None
+                title = f"{row.image_id} slice {z} of {depth}"
             photo_path = photos.get(row.image_id)
             photo = load_photo(photo_path) if photo_path is not None else None
-            caption = Caption(image_id=row.image_id, rank=row.rank, score=row.score,
+            caption = Caption(image_id=title, rank=row.rank, score=row.score,
                               method=ranking.method, suspect=row.suspect, likely=row.likely)
+            shown, region_map = [], None
+            # score --regions counted the image's regions at >= REGION_COUNT_SCORE with this rule.
+            counted_none = row.regions == 0 and recorded_rule and region_min_score >= REGION_COUNT_SCORE
+            if regions_for is not None and not counted_none:
+                found, region_map = regions_for(row.image_id, **({} if rows is None else {"rows": rows}))
+                # only regions with a pixel in the map drawn (all of them, but for a volume's slice)
+                present = np.bincount(region_map.ravel() + 1, minlength=len(found) + 1)[1:] > 0
+                shown = [r for r in found if r.score >= region_min_score and present[r.region - 1]][:max_regions]
             image = render_overlay(labels, s, predicted, colours, threshold=float(threshold), photo=photo,
-                                   flags=flags, caption=caption, max_width=max_width)
-            del labels, s, predicted
+                                   flags=flags, caption=caption, max_width=max_width,
+                                   regions=shown, region_map=region_map if shown else None)
+            del labels, s, predicted, region_map
             save_png(image, staging / names[row.image_id])
             return out / names[row.image_id]
 
@@ -636,14 +819,71 @@ def recorded_clc_flags(dataset, record: RunRecord) -> FlagSource | None:
 
     masks = {image_id: mask for mask, image_id in dataset.pairs}
 
-    def flags(image_id, labels, s, predicted):
+    def flags(image_id, labels, s, predicted, rows=None):
         found = {}
         single = dataclasses.replace(dataset, pairs=[(masks[image_id], image_id)])
         flag_pass(single, clc.downsample, selection, prefetch=1,
                   on_image=lambda index, _, flag_map, confusion: found.setdefault("map", flag_map))
-        return found["map"].astype(bool)
+        flag_map = found["map"] if rows is None else found["map"][rows[0]:rows[1]]
+        return flag_map.astype(bool)
 
     return flags
+
+
+def worst_slice(dataset, mask, image_id: str, threshold: float) -> int:
+    """A volume's worst slice (see :mod:`segaudit.core.slices`), for rankings without the
+    column: one pass over its predictions, slab by slab."""
+    from ..core.slices import SliceTally
+
+    labels, s, _, _ = dataset.pixel_maps(mask, image_id)
+    slice_rows = dataset.slice_rows(image_id)
+    tally = SliceTally(labels.shape[0] // slice_rows, slice_rows, threshold)
+    tally.add(0, s)
+    found = tally.worst()
+    return 0 if found is None else found
+
+
+def recorded_region_rule(record: RunRecord, source: str | Path = "run record"):
+    """The region rule of a scoring run: its run record's ``regions`` entry (``score
+    --regions``: margin, band, band weight), else :class:`segaudit.core.regions.RegionRule`'s
+    defaults (those of ``segaudit regions``). InputError, naming ``source``, for values the
+    rule refuses."""
+    from ..core.regions import RegionRule
+
+    entry = record.regions
+    if entry is None:
+        return RegionRule()
+    try:
+        return RegionRule(margin=entry.margin, band=entry.band, band_weight=entry.band_weight)
+    except ValueError as exc:
+        raise InputError(f"{source}: bad 'regions' entry: {one_line(exc)}") from None
+
+
+def recorded_regions(dataset, record: RunRecord, source: str | Path = "run record") -> RegionSource:
+    """The error regions of drawn images, found as ``segaudit regions`` finds them (with the
+    rule of :func:`recorded_region_rule`), re-reading one image's predictions at a time.
+
+    The source returned is called as ``regions(image_id, rows=None)``: every region of the
+    image, and its region map (of rows ``rows[0]:rows[1]`` only, when given)."""
+    import dataclasses
+
+    from ..core.regions import find_regions
+
+    rule = recorded_region_rule(record, source)
+    masks = {image_id: mask for mask, image_id in dataset.pairs}
+
+    def regions(image_id, rows=None):
+        found = {}
+        single = dataclasses.replace(dataset, pairs=[(masks[image_id], image_id)])
+
+        def keep(index, _, labels, image_regions, finder):
+            found["regions"], found["map"] = image_regions, finder.region_map
+
+        find_regions(single, rule, keep_maps=lambda _: True, on_image=keep, prefetch=1)
+        region_map = found["map"] if rows is None else found["map"][rows[0]:rows[1]]
+        return found["regions"], region_map
+
+    return regions
 
 
 def _safe(image_id: str) -> bool:

@@ -9,8 +9,11 @@ from ..io.tables import render
 from ..results import RunRecord, ScoreRun
 
 
-def csv_columns(methods: tuple[str, ...]) -> list[str]:
-    return ["rank", "image", "score", *methods, "pixels", "low_pixels", "suspect_class", "likely_class"]
+def csv_columns(methods: tuple[str, ...], regions: bool = False, volumes: bool = False) -> list[str]:
+    """The ranking's columns; ``regions`` (score --regions) adds regions and worst_region,
+    ``volumes`` (a dataset holding volumes) worst_slice."""
+    return ["rank", "image", "score", *methods, "pixels", "low_pixels", "suspect_class", "likely_class",
+            *(["regions", "worst_region"] if regions else []), *(["worst_slice"] if volumes else [])]
 
 
 def ranking_rows(run: ScoreRun) -> list[list]:
@@ -19,14 +22,16 @@ def ranking_rows(run: ScoreRun) -> list[list]:
     return [
         [rank, result.image_id, result.scores[key], *(result.scores[m] for m in run.methods),
          result.pixels, result.low_pixels,
-         run.class_name(result.suspect_class) or None, run.class_name(result.likely_class) or None]
+         run.class_name(result.suspect_class) or None, run.class_name(result.likely_class) or None,
+         *([result.regions, result.worst_region] if run.regions is not None else []),
+         *([result.worst_slice] if run.volumes else [])]
         for rank, result in enumerate(run.results, 1)
     ]
 
 
 def ranking_text(run: ScoreRun, fmt: str = "csv") -> str:
     """The ranking as CSV (byte-identical for the same input), JSON Lines or JSON."""
-    return render(csv_columns(run.methods), ranking_rows(run), fmt)
+    return render(csv_columns(run.methods, run.regions is not None, run.volumes), ranking_rows(run), fmt)
 
 
 def write_ranking(run: ScoreRun, csv_path: str | Path, fmt: str = "csv") -> Path:

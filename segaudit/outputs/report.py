@@ -8,7 +8,8 @@ JavaScript or CSS:
 - optionally, the class-confusion summary (rows of annotated class, class seen instead,
   pixels, images, share), when one is given;
 - a gallery of the worst N images, with their overlays (written by ``segaudit overlay``)
-  embedded as base64 PNG thumbnails;
+  embedded as base64 PNG thumbnails and, when a region table (``segaudit regions``) is
+  given, a small table of each image's error regions;
 - a table of every image, sortable by any column (a few lines of inline JavaScript).
 
 Every string that comes from a file (image ids, class names, paths) is HTML-escaped.
@@ -21,14 +22,14 @@ import html
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from .text import class_phrase, format_score, overlay_name
+from .text import class_phrase, format_region_score, format_score, overlay_name
 from ..io.rankings import RankedImage, Ranking
 from ..io.tables import read_table
-from ..results import CONFUSION_COLUMNS, RunRecord
+from ..results import CONFUSION_COLUMNS, REGION_COLUMNS, RunRecord
 
 #: One row of the class-confusion summary: (annotated, seen instead, pixels, images, share).
 ConfusionRow = tuple[str, str, int, int, float]
@@ -41,6 +42,7 @@ class ReportResult:
     html: str
     gallery: int  # images in the gallery
     missing_overlays: int  # gallery images without an overlay PNG
+    unmatched_region_images: list[str] = field(default_factory=list)  # in the region table, not the ranking
 
 
 def esc(value: object) -> str:
@@ -64,6 +66,98 @@ def load_confusions(path: str | Path) -> list[ConfusionRow]:
         except ValueError as exc:
             raise table.error(index, str(exc)) from None
     return rows
+
+
+#: Regions listed per gallery card; the rest are counted under the table.
+REGIONS_PER_CARD = 10
+
+
+@dataclass(frozen=True)
+class RegionRow:
+    """One row of a region table, as the report shows it."""
+
+    region: int  # 1-based number within the image, 1 = worst
+    score: float
+    area: int
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1 and y1 exclusive
+    annotated: str
+    likely: str
+    kind: str
+
+
+@dataclass
+class RegionTable:
+    """A region table read by :func:`load_regions`: each image's regions, by number."""
+
+    path: Path
+    by_image: dict[str, list[RegionRow]]
+
+    @property
+    def count(self) -> int:
+        return sum(len(rows) for rows in self.by_image.values())
+
+
+def load_regions(path: str | Path) -> RegionTable:
+    """Read a region table (the columns of :data:`segaudit.results.REGION_COLUMNS`) in any
+    of the ``--format``s ``segaudit regions`` writes.
+
+    Parameters
+    ----------
+    path : str or Path
+        The table.
+
+    Returns
+    -------
+    RegionTable
+        Each image's regions, ordered by their number within the image.
+
+    Raises
+    ------
+    InputError
+        One line naming the file (and the line or row): a missing or unreadable file, a
+        missing column, a value that is not a number where one is needed, a score outside
+        [0, 1], a box that is not x0 <= x1, y0 <= y1 (all >= 0), or a region listed twice.
+    """
+    table = read_table(path, "region table")
+    missing = [c for c in REGION_COLUMNS if c not in table.header]
+    if missing:
+        raise InputError(f"{table.path}: missing column(s) {', '.join(missing)} "
+                         f"(expected {','.join(REGION_COLUMNS)}, as segaudit regions writes)")
+    by_image: dict[str, list[RegionRow]] = {}
+    seen: set[tuple[str, int]] = set()
+    for index, row in enumerate(table.rows):
+
+        def whole(name: str, low: int = 0) -> int:
+            try:
+                value = int(row[name])
+            except ValueError:
+                raise table.error(index, f"{name} must be a whole number, got {row[name]!r}") from None
+            if value < low:
+                raise table.error(index, f"{name} must be >= {low}, got {value}")
+            return value
+
+        image = row["image"]
+        if not image:
+            raise table.error(index, "no image id")
+        number = whole("region", 1)
+        try:
+            score = float(row["score"])
+        except ValueError:
+            raise table.error(index, f"score must be a number, got {row['score']!r}") from None
+        if not 0.0 <= score <= 1.0:  # NaN fails too
+            raise table.error(index, f"score must be between 0 and 1, got {row['score']}")
+        x0, y0, x1, y1 = (whole(name) for name in ("x0", "y0", "x1", "y1"))
+        if x1 < x0 or y1 < y0:
+            raise table.error(index, f"box x0,y0,x1,y1 = {x0},{y0},{x1},{y1} has x1 < x0 or y1 < y0")
+        if (image, number) in seen:
+            raise table.error(index, f"region {number} of image {image!r} is listed twice")
+        seen.add((image, number))
+        by_image.setdefault(image, []).append(RegionRow(
+            region=number, score=score, area=whole("area"), box=(x0, y0, x1, y1),
+            annotated=row["annotated_class"], likely=row["likely_class"], kind=row["kind"]))
+    for rows in by_image.values():
+        rows.sort(key=lambda r: r.region)
+    return RegionTable(path=table.path, by_image=by_image)
 
 
 def _number(value: float, digits: str = ".4g") -> str:
@@ -157,7 +251,7 @@ def _facts(row: RankedImage, method: str, pixel_threshold: float | None) -> str:
     return f'{esc(method)} <b>{esc(format_score(row.score) or "none")}</b>{low}' + (f" · {classes}" if classes else "")
 
 
-def _summary(ranking: Ranking, score_threshold: float) -> str:
+def _summary(ranking: Ranking, score_threshold: float, regions: RegionTable | None = None) -> str:
     rows = ranking.rows
     record = ranking.record or RunRecord()
     scores = [r.score for r in rows]
@@ -186,6 +280,9 @@ def _summary(ranking: Ranking, score_threshold: float) -> str:
         worst = (f'<a href="#r{rows[0].rank}"><code>{esc(rows[0].image_id)}</code></a> '
                  f"({esc(format_score(rows[0].score))})")
         items.append(("Worst image", worst))
+    if regions is not None:
+        items.append(("Error regions", f"{regions.count:,} in {len(regions.by_image):,} image(s), from "
+                                       f"<code>{esc(regions.path)}</code>"))
     if record.classes:
         items.append(("Classes", f"{len(record.classes)}: " + ", ".join(esc(c) for c in record.classes)))
     elif record.n_classes:
@@ -226,7 +323,31 @@ def _confusion_section(rows: Sequence[ConfusionRow]) -> str:
     )
 
 
-def _gallery(ranking: Ranking, overlays_dir: Path | None, top: int, thumb_width: int) -> tuple[str, int, int]:
+def _region_table(rows: Sequence[RegionRow], source: Path) -> str:
+    """OPTIONAL PART OF A CARD: the image's error regions, the worst :data:`REGIONS_PER_CARD`."""
+    if not rows:
+        return f'<p class="no-regions">no error regions in <code>{esc(source.name)}</code></p>'
+    shown = rows[:REGIONS_PER_CARD]
+    body = "".join(
+        f'<tr><td class="num" data-v="{r.region}">#{r.region}</td><td>{esc(r.kind)}</td>'
+        f"<td>{esc(r.annotated)} → {esc(r.likely)}</td>"
+        f'<td class="num" data-v="{r.area}">{r.area:,}</td>'
+        f'<td class="num" data-v="{r.score!r}">{esc(format_region_score(r.score))}</td>'
+        f"<td><code>{r.box[0]},{r.box[1]}–{r.box[2]},{r.box[3]}</code></td></tr>"
+        for r in shown
+    )
+    more = (f'<p class="more-regions">and {len(rows) - len(shown):,} more region(s) in '
+            f"<code>{esc(source.name)}</code></p>" if len(rows) > len(shown) else "")
+    return (
+        '<table class="regions"><thead><tr><th class="num">region</th><th>kind</th><th>annotated → likely</th>'
+        '<th class="num">area (px)</th><th class="num">score</th>'
+        '<th title="in pixels; x1 and y1 exclusive">box x0,y0–x1,y1</th>'
+        f"</tr></thead><tbody>{body}</tbody></table>{more}"
+    )
+
+
+def _gallery(ranking: Ranking, overlays_dir: Path | None, top: int, thumb_width: int,
+             regions: RegionTable | None = None) -> tuple[str, int, int]:
     pixel_threshold = ranking.record.pixel_threshold if ranking.record else None
     cards = []
     missing = 0
@@ -247,6 +368,8 @@ def _gallery(ranking: Ranking, overlays_dir: Path | None, top: int, thumb_width:
             data, width, height = thumb
             picture = (f'<img src="data:image/png;base64,{data}" width="{width}" height="{height}" '
                        f'alt="overlay of {esc(row.image_id)}" loading="lazy">')
+        if regions is not None:
+            picture += _region_table(regions.by_image.get(row.image_id, []), regions.path)
         cards.append(
             f'<article class="card" id="r{row.rank}"><h3><span class="rank">#{row.rank}</span> '
             f"<code>{esc(row.image_id)}</code></h3>"
@@ -256,6 +379,13 @@ def _gallery(ranking: Ranking, overlays_dir: Path | None, top: int, thumb_width:
              "annotation, the model's prediction (argmax), and the error map: pixels whose probability of "
              "their annotated class is low, in pink-red over a dimmed grey copy of the image. "
              "The legend under each overlay names the classes that appear.</p>")
+    if regions is not None:
+        intro += ("<p>The table under each overlay lists the image's error regions (from "
+                  f"<code>{esc(regions.path.name)}</code>, written by <code>segaudit regions</code>), worst first: "
+                  "connected pixels that the model sees as another class, the annotated and the likely class, "
+                  "their pixels, a score in [0, 1) (higher = more likely an annotation error) and their box in "
+                  "pixels. The overlays outline the same regions, numbered alike, when they were found with the "
+                  "same rule.</p>")
     section = (f'<section id="gallery"><h2>The {len(chosen)} worst images</h2>{intro}'
                + "".join(cards) + "</section>")
     return section, len(chosen), missing
@@ -377,6 +507,15 @@ SCRIPT = """
 })();
 """
 
+#: Styles added only when the report has region tables (so reports without keep their bytes).
+REGION_STYLE = """
+table.regions { margin-top: 8px; font-size: 13px; }
+table.regions thead th { position: static; cursor: default; }
+table.regions thead th:hover { background: #eef1f5; }
+table.regions th.num { text-align: right; }
+.no-regions, .more-regions { margin: 6px 0 0; color: var(--muted); font-size: 13px; }
+"""
+
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
 
@@ -388,6 +527,7 @@ def build_report(
     score_threshold: float = 0.1,
     confusions: Sequence[ConfusionRow] | None = None,
     thumb_width: int = 1600,
+    regions: RegionTable | None = None,
 ) -> ReportResult:
     """The report's HTML text and what went into it.
 
@@ -407,22 +547,26 @@ def build_report(
         out when None.
     thumb_width : int
         Overlays wider than this are scaled down for embedding.
+    regions : RegionTable, optional
+        A region table (:func:`load_regions`): each gallery card gets a table of its
+        image's regions. None leaves the report exactly as without regions.
     """
     from .. import __version__
 
     overlays = Path(overlays_dir) if overlays_dir is not None else None
-    gallery, shown, missing = _gallery(ranking, overlays, top, thumb_width)
+    gallery, shown, missing = _gallery(ranking, overlays, top, thumb_width, regions)
     title = f"segaudit report: {ranking.path.name}"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>",
+        f"<title>{esc(title)}</title><style>{STYLE}{REGION_STYLE if regions is not None else ''}</style>"
+        "</head><body>",
         (f'<header><h1>segaudit report</h1><p class="sub"><code>{esc(ranking.path.name)}</code> · '
          f"{len(ranking.rows)} images ranked by {esc(ranking.method)}, most likely mislabeled first</p></header>"),
         "<main>",
-        _summary(ranking, score_threshold),
+        _summary(ranking, score_threshold, regions),
     ]
     if confusions is not None:
         parts.append(_confusion_section(confusions))
@@ -436,7 +580,10 @@ def build_report(
         "</body></html>",
         "",
     ]
-    return ReportResult(html="\n".join(parts), gallery=shown, missing_overlays=missing)
+    ranked = {row.image_id for row in ranking.rows}
+    unmatched = sorted(set(regions.by_image) - ranked) if regions is not None else []
+    return ReportResult(html="\n".join(parts), gallery=shown, missing_overlays=missing,
+                        unmatched_region_images=unmatched)
 
 
 def write_report(ranking: Ranking, output: str | Path, **options) -> ReportResult:

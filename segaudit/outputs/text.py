@@ -33,6 +33,33 @@ def class_phrase(suspect: str, likely: str, quote: tuple[str, str] = ("“", "�
     return f"annotated {q0}{suspect}{q1}, looks like {q0}{likely}{q1}"
 
 
+def format_region_score(value: float) -> str:
+    """A region's score for people: 2 decimals, cut rather than rounded, so that a score in
+    [0, 1) never reads 1.00 (a score of 0.9996 reads 0.99)."""
+    if math.isnan(value):
+        return ""
+    return f"{min(math.floor(value * 100) / 100, 0.99):.2f}"
+
+
+def region_line(number: int, kind: str, annotated: str, likely: str, area: int, score: float) -> str:
+    """One region as a legend line: ``#1 wrong_class: sky → building, 1,168 px, score 0.99``.
+
+    Parameters
+    ----------
+    number : int
+        The region's number within its image (1 = worst).
+    kind : str
+        Its kind hint (missing, wrong_class, boundary, spurious).
+    annotated, likely : str
+        The annotated class and the class the model sees there (names, or indices as text).
+    area : int
+        Its pixels.
+    score : float
+        Its score in [0, 1), written by :func:`format_region_score`.
+    """
+    return f"#{number} {kind}: {annotated} → {likely}, {area:,} px, score {format_region_score(score)}"
+
+
 def overlay_name(rank: int, image_id: str, digits: int = 4) -> str:
     """``0001_city_a__0003.png``: zero-padded rank, then the id with ``/`` as ``__``.
 

@@ -416,7 +416,7 @@ def _not_zarr(ds, tmp):
 def _no_pngs(ds, tmp):
     (tmp / "empty").mkdir()
     (tmp / "empty" / "labels.txt").write_text("x")
-    return [tmp / "empty", ds.store], ["no PNG or TIFF masks found", tmp / "empty"]
+    return [tmp / "empty", ds.store], ["no PNG, TIFF, NIfTI or .npy masks found", tmp / "empty"]
 
 
 def _mask_without_prediction(ds, tmp):

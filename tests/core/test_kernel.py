@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from naive import image_scores, rsoftmin_temperature
-from segaudit.core.kernel import BadProbabilities, ImageStats, accumulate
+from segaudit.core.kernel import BadProbabilities, ImageStats, KernelConfig, accumulate
 from segaudit.methods import PER_IMAGE_METHODS as METHODS
 from segaudit.methods import SCORERS
 from segaudit.io.predictions import sum_tolerance
@@ -338,3 +338,33 @@ def test_float16_negative_zero_bins_like_zero():
     plain, _ = run_kernel(labels, stored)
     signed, _ = run_kernel(labels, negative)
     assert repr(signed) == repr(plain)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_classes=st.integers(2, 9),
+    height=st.integers(1, 12),
+    width=st.integers(1, 12),
+    dtype=st.sampled_from(DTYPES),
+    logits=st.booleans(),
+    block_rows=st.integers(1, 5),
+    negative_zero=st.booleans(),
+)
+def test_sum_of_confidence_matches_reference(seed, n_classes, height, width, dtype, logits, block_rows,
+                                             negative_zero):
+    # The sanity check's expected accuracy: the sum over scored pixels of p[argmax], on the
+    # fast path and on the exact path of suspicious rows (float16's -0.0).
+    if logits and dtype.startswith("uint"):
+        dtype = "float32"
+    rng = np.random.default_rng(seed)
+    labels, stored = random_image(rng, n_classes, height, width, dtype, logits=logits)
+    if negative_zero and stored.dtype.kind == "f" and not logits:
+        stored[stored == 0] = -0.0
+    decoding = make_decoding(stored.dtype, n_classes, (255,), logits, sum_tolerance(stored.dtype, n_classes))
+    view = stored.view(np.uint16) if stored.dtype == np.float16 else stored
+    stats = ImageStats(n_classes, image_pixels=labels.size)
+    for start in range(0, height, block_rows):
+        accumulate(stats, view[:, start:start + block_rows], labels[start:start + block_rows], KernelConfig(decoding))
+    expected = image_scores(labels, stored, ignore=(255,), logits=logits)["confidence"]
+    assert stats.sum_confidence == pytest.approx(expected, rel=1e-12, abs=1e-12)

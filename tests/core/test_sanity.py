@@ -126,3 +126,54 @@ def test_a_warning_in_one_image_only_is_not_a_dataset_problem(tmp_path):
     write_masks(tmp_path / "masks", labels, "L")
     write_store(tmp_path / "preds.zarr", probs)
     assert score(tmp_path / "masks", tmp_path / "preds.zarr").warnings == []
+
+
+def test_predictions_for_other_images_warn_that_agreement_is_far_below_confidence(tmp_path):
+    # Confident predictions paired with the wrong images (ids shuffled): no label is moved to
+    # one other class, but the argmax agrees at chance level while the model is sure.
+    rng = np.random.default_rng(5)
+    ids = [f"i{n}" for n in range(6)]
+    truths = {image_id: blocks(rng, np.arange(K)) for image_id in ids}
+    labels = {image_id: truths[image_id].astype(np.uint8) for image_id in ids}
+    probs = {image_id: confident(rng, truths[ids[(n + 1) % len(ids)]]) for n, image_id in enumerate(ids)}
+    write_masks(tmp_path / "masks", labels, "L")
+    write_store(tmp_path / "preds.zarr", probs)
+    (warning,) = score(tmp_path / "masks", tmp_path / "preds.zarr").warnings
+    assert warning.startswith("the argmax agrees with the label on ")
+    assert "model's own confidence implies (75% on average)" in warning
+    assert "--label-map" in warning and "--ids" in warning
+    result = run_cli(tmp_path / "masks", tmp_path / "preds.zarr", "-o", tmp_path / "r.csv", "--fail-on-warning", "-q")
+    assert result.exit_code == 1 and "gate failed: --fail-on-warning: the argmax agrees" in result.stderr
+    # Paired right, the same predictions agree as confidently as they claim.
+    write_store(tmp_path / "right.zarr", {image_id: confident(rng, truths[image_id]) for image_id in ids})
+    assert score(tmp_path / "masks", tmp_path / "right.zarr").warnings == []
+
+
+def test_summary_md_summary_and_check_show_the_warning(tmp_path):
+    masks, store = standin(tmp_path)
+    runner = CliRunner()
+    result = run_cli(masks, store, "-o", tmp_path / "r.csv", "--summary-md", tmp_path / "s.md", "-q")
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "s.md").read_text()
+    assert "### Warnings" in text and "⚠️ the mask values look offset by \\-1" in text
+
+    result = runner.invoke(app, ["summary", str(masks), str(store)])
+    assert result.exit_code == 0, result.output
+    assert "warning: the mask values look offset by -1" in result.stderr
+    assert "warning" not in runner.invoke(app, ["summary", str(masks), str(store), "-q"]).stderr
+
+    result = runner.invoke(app, ["check", str(masks), str(store)])
+    assert result.exit_code == 0, result.output
+    assert "warning: the mask values look offset by -1" in result.stderr and "ok: 3 images paired" in result.stderr
+    result = runner.invoke(app, ["check", str(masks), str(store), "--fail-on-warning", "-q"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("gate failed: --fail-on-warning: the mask values look offset by -1")
+    fixed = runner.invoke(app, ["check", str(masks), str(store), "--label-map", "ade20k", "--fail-on-warning"])
+    assert fixed.exit_code == 0 and "warning" not in fixed.stderr
+
+
+def test_a_run_without_warnings_has_no_warnings_section(tmp_path):
+    result = run_cli(FIXTURES / "masks", FIXTURES / "preds.zarr", "-o", tmp_path / "r.csv",
+                     "--summary-md", tmp_path / "s.md", "-q")
+    assert result.exit_code == 0, result.output
+    assert "Warnings" not in (tmp_path / "s.md").read_text()

@@ -100,7 +100,7 @@ def test_find_masks_not_a_directory(tmp_path):
 
 def test_find_masks_empty_dir(tmp_path):
     (tmp_path / "x.jpg").write_text("x")
-    with pytest.raises(InputError, match="no PNG or TIFF masks found in") as e:
+    with pytest.raises(InputError, match="no PNG, TIFF, NIfTI or .npy masks found in") as e:
         find_masks(tmp_path)
     assert str(tmp_path) in str(e.value)
 

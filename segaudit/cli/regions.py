@@ -1,0 +1,66 @@
+"""``segaudit regions``: the error regions of every image, ranked, with proposed fixes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, require_parent_dirs, stderr
+from ._options import InputOptions, Only, OutputFormat, Quiet, read_only_entries, reads_inputs
+
+
+@reads_inputs
+def command(
+    *,
+    output: Annotated[str, typer.Option("--output", "-o", help="Region table to write, worst region first, columns rank,image,region,score,area,x0,y0,x1,y1,annotated_class,likely_class,mean_s,mean_p_likely,kind (box in pixels, x1/y1 exclusive); '-' writes to stdout.")] = "regions.csv",
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format: csv, jsonl (one JSON object per region) or json.")] = OutputFormat.csv,
+    propose_dir: Annotated[Optional[Path], typer.Option("--propose-dir", help="Also write a corrected mask per image with a region scoring at least --min-score: those regions relabeled to their likely class (a 'missing' region grows to the model's outline of the object); every other pixel unchanged, in the source mask's encoding. Files mirror the mask ids; the input masks are never written.")] = None,
+    min_score: Annotated[float, typer.Option(help="Regions scoring at least this (0-1) are relabeled in --propose-dir.")] = 0.5,
+    margin: Annotated[float, typer.Option(help="A pixel is suspect when the model's argmax is not its label and p[argmax] - p[label] is at least this (0 <= margin < 1).")] = 0.25,
+    band: Annotated[int, typer.Option(help="Pixels within this many pixels of an annotation edge are boundary-band pixels, whose margin counts --band-weight as much in a region's score (real models blur every edge).")] = 2,
+    band_weight: Annotated[float, typer.Option(help="Weight (0-1) of band pixels in a region's score; 1 (the default, best on the benchmarks) counts them fully.")] = 1.0,
+    inputs: InputOptions,
+    only: Only = None,
+    quiet: Quiet = False,
+) -> None:
+    """Find error regions: connected suspect pixels per (annotated class, likely class), ranked over the dataset.
+
+    Each region gets a score in [0, 1) (higher = more likely an annotation error; it grows
+    with the region's summed margin relative to the image's size) and a hint of its kind:
+    missing, wrong_class, boundary or spurious (the rules are in docs/methods.md).
+
+    Exit codes: 0 written; 2 bad input or options (nothing written).
+    """
+    from ..core.regions import RegionRule
+    from ..outputs.regions import find_and_write_regions, regions_text
+
+    to_stdout = output == "-"
+    require_parent_dirs(None if to_stdout else Path(output))
+    refuse_overwriting_inputs({**inputs.reads(), "--only file": only}, {"--output": None if to_stdout else output,
+                                               "--propose-dir": propose_dir})
+    try:
+        rule = RegionRule(margin=margin, band=band, band_weight=band_weight)
+    except ValueError as exc:
+        raise fail(f"--{str(exc).split(' must')[0].replace(' ', '-')}{' must' + str(exc).split(' must', 1)[1]}")
+    keywords = inputs.keywords()
+    with exit_on_error(), progress(interactive(quiet)) as bar:
+        outcome = find_and_write_regions(inputs.masks, inputs.predictions, rule=rule, only=read_only_entries(only),
+                                         out=None if to_stdout else output, fmt=output_format.value,
+                                         propose_dir=propose_dir, min_score=min_score,
+                                         on_progress=bar.on_progress, **keywords)
+    if to_stdout:
+        sys.stdout.write(regions_text(outcome.run, output_format.value))
+        sys.stdout.flush()
+    if not quiet:
+        run = outcome.run
+        with_regions = sum(1 for n in run.counts.values() if n)
+        where = "stdout" if to_stdout else output
+        stderr.print(f"wrote {len(run.regions)} region(s) in {with_regions} of {run.images} image(s) to {where}",
+                     soft_wrap=True)
+        if propose_dir is not None:
+            pixels = sum(n for _, n in outcome.proposals)
+            stderr.print(f"wrote {len(outcome.proposals)} proposed mask(s) to {propose_dir} ({pixels} pixels "
+                         f"relabeled, regions scoring >= {min_score:g})", soft_wrap=True)

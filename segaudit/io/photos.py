@@ -1,0 +1,100 @@
+"""TIFF / GeoTIFF photos for overlays: any band count, any bit depth, read with tifffile.
+
+A photo is drawn from its first three bands as RGB, or from its one band as grey (two bands:
+the first). 8-bit RGB is used as it is; anything else (16-bit, float, multispectral) is
+stretched per image: the 0.5 and 99.5 percentiles of the drawn bands, together, become 0
+and 255 (NaN and no-data values aside, they become black).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, one_line
+
+TIFF_EXTENSIONS = (".tif", ".tiff")
+#: Percentiles of the drawn values that the stretch maps to 0 and 255.
+STRETCH = (0.5, 99.5)
+
+
+def is_tiff(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in TIFF_EXTENSIONS
+
+
+def _tifffile():
+    try:
+        import tifffile
+    except ImportError:
+        return None
+    return tifffile
+
+
+def _plane_axes(axes: str, shape: tuple[int, ...], path: Path) -> tuple[int, int, int | None]:
+    """Positions of Y, X and the band axis (None for one band) in a TIFF series."""
+    if "Y" not in axes or "X" not in axes:
+        raise InputError(f"cannot read photo {path}: no image plane in its axes {axes!r}")
+    y, x = axes.index("Y"), axes.index("X")
+    others = [i for i in range(len(shape)) if i not in (y, x) and shape[i] > 1]
+    if len(others) > 1:
+        raise InputError(f"cannot read photo {path}: shape {shape} (axes {axes}) holds more than one image; "
+                         "an overlay photo is one plane of bands")
+    return y, x, others[0] if others else None
+
+
+def tiff_photo_size(path: str | Path) -> tuple[int, int] | None:
+    """(height, width) of a TIFF photo from its header, or None without tifffile."""
+    tifffile = _tifffile()
+    if tifffile is None:
+        return None
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, axes = tuple(series.shape), series.axes
+    except Exception as exc:  # TiffFileError, OSError, IndexError (no image), ...
+        raise InputError(f"cannot read photo {path}: {one_line(exc, type(exc).__name__)}") from None
+    y, x, _ = _plane_axes(axes, shape, path)
+    return shape[y], shape[x]
+
+
+def stretch(values: np.ndarray) -> np.ndarray:
+    """Values (any dtype) to uint8 by the per-image percentile stretch of :data:`STRETCH`."""
+    values = values.astype(np.float64, copy=False)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros(values.shape, np.uint8)
+    low, high = np.percentile(values[finite], STRETCH)
+    scaled = (np.where(finite, values, low) - low) / max(high - low, 1e-12) * 255
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def read_tiff_photo(path: str | Path) -> np.ndarray | None:
+    """A TIFF photo as (H, W, 3) uint8 RGB (see the module's docstring), or None without tifffile.
+
+    InputError, one line naming the file, for an unreadable file or one holding more than
+    one plane of bands.
+    """
+    tifffile = _tifffile()
+    if tifffile is None:
+        return None
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes = series.axes
+            data = np.asarray(series.asarray())
+    except Exception as exc:  # truncated data, unsupported compression, ...
+        raise InputError(f"cannot read photo {path}: {one_line(exc, type(exc).__name__)}") from None
+    y, x, band = _plane_axes(axes, data.shape, path)
+    order = [y, x] + ([band] if band is not None else [])
+    order += [i for i in range(data.ndim) if i not in order]  # axes of length 1
+    data = data.transpose(order).reshape(data.shape[y], data.shape[x], -1)
+    bands = data[..., :3] if data.shape[2] >= 3 else data[..., :1]
+    if bands.dtype == np.uint8 and bands.shape[2] == 3:
+        return np.ascontiguousarray(bands)
+    if bands.dtype == np.bool_:
+        bands = bands.astype(np.uint8)
+    grey = stretch(bands)
+    return np.ascontiguousarray(np.repeat(grey, 3, axis=2) if grey.shape[2] == 1 else grey)

@@ -1,0 +1,163 @@
+"""Writing error regions: the ranked region table, and the proposed corrected masks.
+
+The table (``segaudit regions -o regions.csv``) has one row per region, ranked over the
+whole dataset, worst first (:data:`REGION_COLUMNS`). Proposals (``--propose-dir``) are
+the input masks with every region scoring at least ``--min-score`` relabeled to its
+likely class (:func:`segaudit.core.regions.propose`), written in each source mask's own
+encoding (palette, bit depth, label-map values); the input masks are never written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..core.dataset import Dataset, open_dataset
+from ..core.regions import Region, RegionRule, RegionRun, find_regions, propose
+from ..errors import InputError
+from ..io.files import atomic_write_all, contained_path, refuse_overwriting_inputs, safe_relative_path
+from ..io.masks import encode_like, is_tiff, read_mask
+from ..io.volumes import encode_volume_like, volume_extension
+from ..io.tables import render
+from ..results import REGION_COLUMNS
+
+
+def _class(index: int, classes: list[str] | None) -> str | int:
+    return classes[index] if classes and 0 <= index < len(classes) else index
+
+
+def _has_volumes(run: RegionRun) -> bool:
+    return any(r.z0 is not None for r in run.regions)
+
+
+def region_columns(run: RegionRun) -> tuple[str, ...]:
+    """:data:`REGION_COLUMNS`, with ``z0,z1`` after ``y1`` when a region lies in a volume."""
+    if not _has_volumes(run):
+        return REGION_COLUMNS
+    at = REGION_COLUMNS.index("y1") + 1
+    return (*REGION_COLUMNS[:at], "z0", "z1", *REGION_COLUMNS[at:])
+
+
+def region_rows(run: RegionRun) -> list[list]:
+    """The table's rows, in ranking order (1-based ranks), in :func:`region_columns` order."""
+    volumes = _has_volumes(run)
+    return [[rank, r.image_id, r.region, r.score, r.area, r.x0, r.y0, r.x1, r.y1, *([r.z0, r.z1] if volumes else []),
+             _class(r.annotated_class, run.classes), _class(r.likely_class, run.classes), r.mean_s,
+             r.mean_p_likely, r.kind] for rank, r in enumerate(run.regions, 1)]
+
+
+def regions_text(run: RegionRun, fmt: str = "csv") -> str:
+    """The region table as csv, jsonl or json (as :func:`segaudit.io.tables.render`)."""
+    return render(region_columns(run), region_rows(run), fmt)
+
+
+def write_regions(run: RegionRun, path: str | Path, fmt: str = "csv") -> Path:
+    """Write the region table (csv, jsonl or json) atomically: complete or not at all."""
+    path = Path(path)
+    atomic_write_all({path: regions_text(run, fmt)})
+    return path
+
+
+@dataclass
+class RegionOutcome:
+    """What ``segaudit regions`` did."""
+
+    run: RegionRun
+    proposals: list[tuple[str, int]] = field(default_factory=list)  # (image id, pixels relabeled)
+
+
+def _raw_values(dataset: Dataset) -> np.ndarray | None:
+    """With a label map: for each class, the first mask value mapping to it (-1 for none)."""
+    if dataset.label_map is None:
+        return None
+    table = dataset.label_map.table
+    first = np.full(dataset.store.n_classes, -1, np.int64)
+    for value in range(table.size - 1, -1, -1):
+        cls = int(table[value])
+        if 0 <= cls < first.size:
+            first[cls] = value
+    return first
+
+
+def _proposal_bytes(dataset: Dataset, mask, labels: np.ndarray, new: np.ndarray, raw_of: np.ndarray | None,
+                    volume_shape=None) -> bytes:
+    """The bytes of a corrected mask in its source's encoding (PNG, TIFF or a volume's file)."""
+    if volume_shape is not None:
+        if raw_of is not None:
+            raw = read_mask(mask, dataset.colour_map)
+            changed = new != labels
+            corrected = raw.copy()
+            corrected[changed] = raw_of[new[changed]]
+            new = corrected
+        return encode_volume_like(mask.path, new.reshape(volume_shape))
+    if raw_of is None:
+        return encode_like(mask, labels, new, dataset.colour_map)
+    raw = read_mask(mask, dataset.colour_map)
+    changed = new != labels
+    values = raw_of[new[changed]]
+    if values.size and int(values.min()) < 0:
+        cls = int(new[changed][values < 0][0])
+        raise InputError(f"{mask.path}: no mask value maps to class {cls} in {dataset.label_map.source}, "
+                         "so a proposal cannot write it")
+    corrected = raw.copy()
+    corrected[changed] = values
+    return encode_like(mask, raw, corrected, dataset.colour_map)
+
+
+def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None, out: str | Path | None = None,
+                           fmt: str = "csv", propose_dir: str | Path | None = None, min_score: float = 0.5,
+                           prefetch: int = 4, on_progress=None, **inputs) -> RegionOutcome:
+    """Find every image's error regions; write the region table and, optionally, proposals.
+
+    Parameters
+    ----------
+    masks, predictions
+        As :func:`segaudit.score`; ``inputs`` are its input keywords (ignore_index,
+        label_map, palette, ...).
+    rule : RegionRule, optional
+        Which pixels are suspect and how regions score.
+    out : str or Path, optional
+        The region table (csv, jsonl or json by ``fmt``); None writes none.
+    propose_dir : str or Path, optional
+        Where to write a corrected mask per image with a region scoring at least
+        ``min_score`` (files mirror the mask ids).
+    min_score : float
+        Regions scoring at least this are relabeled in the proposals.
+    """
+    if not 0.0 <= min_score <= 1.0:
+        raise InputError(f"--min-score must be in [0, 1], got {min_score}")
+    dataset = open_dataset(masks, predictions, **inputs)
+    outcome = RegionOutcome(run=None)  # type: ignore[arg-type]
+    on_image = None
+    if propose_dir is not None:
+        propose_dir = Path(propose_dir)
+        if propose_dir.exists() and not propose_dir.is_dir():
+            raise InputError(f"--propose-dir is not a directory: {propose_dir}")
+        raw_of = _raw_values(dataset)
+        mask_of = {image_id: mask for mask, image_id in dataset.pairs}
+
+        def on_image(index, image_id, labels, regions: list[Region], finder) -> None:
+            if not any(r.score >= min_score for r in regions):
+                return
+            slice_rows = dataset.store.slice_rows(image_id)
+            new = propose(labels, finder.region_map, finder.likely_map, regions, min_score, slice_rows)
+            # The proposal keeps its source's format: PNG, TIFF or the volume's own (same suffix).
+            mask = mask_of[image_id]
+            volume_shape = dataset.store.volume_shape(image_id)
+            suffix = (volume_extension(mask.path.name) if volume_shape is not None
+                      else mask.path.suffix if is_tiff(mask) else ".png")
+            target = contained_path(propose_dir, safe_relative_path(image_id, suffix))
+            refuse_overwriting_inputs({"masks directory": masks, "prediction store": predictions},
+                                      {"proposal": target})
+            data = _proposal_bytes(dataset, mask, labels, new, raw_of, volume_shape)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_all({target: data})
+            outcome.proposals.append((image_id, int(np.count_nonzero(new != labels))))
+
+    outcome.run = find_regions(dataset, rule, keep_maps=(lambda image_id: True) if on_image else None,
+                               on_image=on_image, prefetch=prefetch, progress=on_progress)
+    if out is not None:
+        write_regions(outcome.run, out, fmt)
+    return outcome
