@@ -128,3 +128,22 @@ def test_cli_refuses_zero_threads(mixed, tmp_path):
 
 def test_default_is_the_usable_cores():
     assert check_threads(None) == default_threads() >= 1
+
+
+@pytest.mark.parametrize("downsample", [1, 2])
+def test_volumes_score_byte_identically_for_any_thread_count(tmp_path, downsample):
+    """Volumes (tall images scored slab by slab, with slice tallies and 3-D cells) too."""
+    from core.test_volumes import volumes_dataset, write_volumes
+
+    rng = np.random.default_rng(11)
+    volumes = volumes_dataset(rng, 5, 3, [(3, 5, 4), (2, 6, 6), (4, 3, 5)])
+    masks, store = write_volumes(tmp_path / "data", volumes, dtype="float16", chunk_bytes=64)
+    runs = {}
+    for threads in (1, 3):
+        out = tmp_path / f"t{threads}"
+        out.mkdir()
+        invoke("score", masks, store, "--method", "all", "--downsample", downsample, "--threads", threads,
+               "-q", "-o", out / "ranking.csv")
+        runs[threads] = outputs(out)
+    assert b"worst_slice" in runs[1]["ranking.csv"]
+    assert runs[3] == runs[1]
