@@ -180,16 +180,6 @@ def _weighted_sums(s, valid, mantissas, scales, weights, weighted):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _confidence(logits, suspicious, total, best, key, lut):
-    """p[argmax], the model's confidence (a suspicious row's argmax was redone on decoded values)."""
-    if logits:
-        return 1.0 / total
-    if suspicious:
-        return best
-    return _decode(key, lut)
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _raise_shift(soft, j, top):
     """Raise the shift soft[j, 0] of softmin j to ``top`` if larger, rescaling its sums
     soft[j, 1] (weights) and soft[j, 2] (s * weights); return the shift."""
@@ -336,7 +326,6 @@ def _accumulate_rows(
                 if valid[c]:
                     sc = s[c]
                     sum_s += sc
-                    sum_confidence += _confidence(logits, suspicious, total[c], best[c], key[c], lut)
                     pair = lab[c] * n_classes + best_k[c]
                     pairs[pair] += 1
                     low_pairs[pair] += sc < pixel_threshold
@@ -348,7 +337,6 @@ def _accumulate_rows(
                 label = lab[c]
                 pred = best_k[c]
                 sum_s += sc
-                sum_confidence += _confidence(logits, suspicious, total[c], best[c], key[c], lut)
                 totals[0] += 1
                 class_counts[LABEL, label] += 1
                 class_counts[PRED, pred] += 1
@@ -359,6 +347,19 @@ def _accumulate_rows(
                     totals[2] += 1
                     low_confusion[label, pred] += 1
         sums[0] = sum_s
+        # p[argmax], the model's confidence, summed in pixel order; the row's case chosen once.
+        if logits:
+            for c in range(width):
+                if valid[c]:
+                    sum_confidence += 1.0 / total[c]
+        elif suspicious:  # the argmax was redone on decoded values
+            for c in range(width):
+                if valid[c]:
+                    sum_confidence += best[c]
+        else:
+            for c in range(width):
+                if valid[c]:
+                    sum_confidence += _decode(key[c], lut)
         sums[1] = sum_confidence
         if write_s:
             for c in range(width):
