@@ -19,6 +19,7 @@ import numpy as np
 from .core.arrays import ArrayDataset, array_dataset
 from .core.dataset import open_dataset
 from .core.kernel import check_pixel_threshold, check_temperature
+from .core.passes import check_threads
 from .engine import rank_results, score_dataset
 from .methods import DEFAULT_METHOD, check_methods
 from .core.regions import RegionRule, RegionRun, find_regions
@@ -46,6 +47,7 @@ def score(
     regions: RegionRule | bool | None = None,
     prefetch: int = 4,
     on_progress: Callable[[str, int, int], None] | None = None,
+    threads: int | None = None,
 ) -> ScoreRun:
     """Score every image of a dataset and rank them worst first.
 
@@ -98,6 +100,9 @@ def score(
     on_progress : callable, optional
         Called as ``on_progress(stage, done, total)`` after each image of each pass over
         the dataset (one pass, plus two or more for clc), for progress display.
+    threads : int, optional
+        Worker threads that score images at once (default: every core this process may
+        use). The results are the same, byte for byte, for any number.
 
     Returns
     -------
@@ -112,12 +117,14 @@ def score(
     methods = check_methods(methods)
     check_temperature(temperature)
     check_pixel_threshold(pixel_threshold)
+    check_threads(threads)
     dataset = open_dataset(
         masks, predictions, ignore_index=ignore_index, mask_suffix=mask_suffix, palette=palette, classes=classes,
         logits=logits, channels_last=channels_last, allow_missing=allow_missing, only=only, label_map=label_map,
     )
     run = score_dataset(dataset, methods, temperature=temperature, pixel_threshold=pixel_threshold,
-                        downsample=downsample, prefetch=prefetch, on_progress=on_progress, baseline=baseline)
+                        downsample=downsample, prefetch=prefetch, on_progress=on_progress, baseline=baseline,
+                        threads=threads)
     if regions:
         add_regions(run, dataset, RegionRule() if regions is True else regions, prefetch=prefetch,
                     on_progress=on_progress)
@@ -168,20 +175,20 @@ def add_regions(run: ScoreRun, dataset, rule: RegionRule, *, prefetch: int = 4, 
 
 def score_array_dataset(dataset: ArrayDataset, methods: Iterable[str], *, temperature: float = 0.1,
                         pixel_threshold: float = 0.5, downsample: int = 4, return_pixel_scores: bool = False,
-                        cache=None) -> tuple[ScoreRun, np.ndarray | None]:
+                        cache=None, threads: int | None = None) -> tuple[ScoreRun, np.ndarray | None]:
     """Score an :class:`ArrayDataset`: results in input order, not ranked.
 
     The dataset goes through :func:`segaudit.engine.score_dataset`, exactly as a store
     would: one pass for the per-image methods and coco (pixel scores included), and clc's
     passes over a cell cache (``run.clc`` then holds confident learning's selection;
     ``cache``, a :class:`~segaudit.core.cells.CellCache`, is filled and left open for the
-    caller's passes).
+    caller's passes). ``threads``: as for :func:`score`.
     """
     n_images = len(dataset.pairs)
     height, width = dataset.store.stored.shape[2:]
     pixel_scores = np.empty((n_images, height, width)) if return_pixel_scores else None
     run = score_dataset(dataset, check_methods(methods), temperature=temperature, pixel_threshold=pixel_threshold,
-                        downsample=downsample, cache=cache, pixel_scores=pixel_scores)
+                        downsample=downsample, cache=cache, pixel_scores=pixel_scores, threads=threads)
     position = {image_id: n for n, (_, image_id) in enumerate(dataset.pairs)}
     run.results.sort(key=lambda result: position[result.image_id])
     return run, pixel_scores
@@ -200,6 +207,7 @@ def score_arrays(
     image_ids: list[str] | None = None,
     return_pixel_scores: bool = False,
     downsample: int = 4,
+    threads: int | None = None,
 ) -> tuple[list[ImageResult], np.ndarray | None]:
     """Score images held in memory, with the same kernels and passes as :func:`segaudit.score`.
 
@@ -230,6 +238,9 @@ def score_arrays(
     downsample : int
         Cell size F of the F×F grid of clc and coco (1 = full resolution), as for
         :func:`segaudit.score`; unused by the per-image methods.
+    threads : int, optional
+        Worker threads that score images at once (default: every core this process may
+        use); the results are the same for any number. The arrays are read in place.
 
     Returns
     -------
@@ -247,7 +258,7 @@ def score_arrays(
                             channels_last=channels_last, image_ids=image_ids)
     run, pixel_scores = score_array_dataset(dataset, methods, temperature=temperature,
                                             pixel_threshold=pixel_threshold, downsample=downsample,
-                                            return_pixel_scores=return_pixel_scores)
+                                            return_pixel_scores=return_pixel_scores, threads=threads)
     return run.results, pixel_scores
 
 
@@ -264,11 +275,12 @@ def score_arrays_run(
     image_ids: list[str] | None = None,
     classes: list[str] | None = None,
     downsample: int = 4,
+    threads: int | None = None,
 ) -> ScoreRun:
     """Score images held in memory and rank them worst first, as :func:`score` does.
 
     Arguments as for :func:`score_arrays` (``ignore_index`` ignores nothing by default),
-    plus ``classes``, the K class names written in the ranking. The run is what
+    plus ``classes``, the K class names written in the ranking (and ``threads``). The run is what
     :func:`score` returns: :func:`segaudit.write_ranking` writes its CSV and run record,
     and ``segaudit report`` reads them. Its run record has ``masks`` and ``predictions``
     null (there are no files), so ``segaudit overlay`` refuses it with a message saying
@@ -280,6 +292,6 @@ def score_arrays_run(
     dataset = array_dataset(labels, pred_probs, ignore_index=ignore_index, logits=logits,
                             channels_last=channels_last, image_ids=image_ids, classes=classes)
     run, _ = score_array_dataset(dataset, methods, temperature=temperature, pixel_threshold=pixel_threshold,
-                                 downsample=downsample)
+                                 downsample=downsample, threads=threads)
     run.results = rank_results(run.results, methods[0])
     return run

@@ -41,6 +41,7 @@ def get_label_quality_scores(
     batch_size: int | None = None,
     n_jobs: int | None = None,
     verbose: bool = False,
+    threads: int | None = None,
     **kwargs,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Returns a label quality score for each image, as cleanlab does.
@@ -72,6 +73,9 @@ def get_label_quality_scores(
         available with ``"num_pixel_issues"``.
     batch_size, n_jobs, verbose
         Accepted for compatibility and ignored.
+    threads : int, optional
+        segaudit only: worker threads that score images at once (default: every core
+        this process may use); the scores are the same for any number.
     **kwargs
         None other: an unknown keyword is a TypeError naming it (cleanlab would ignore
         it silently).
@@ -88,14 +92,14 @@ def get_label_quality_scores(
     if kwargs:
         raise TypeError(f"get_label_quality_scores() got unexpected keyword argument(s) "
                         f"{', '.join(repr(k) for k in sorted(kwargs))}; it takes method, temperature, downsample, "
-                        "ignore_index, batch_size, n_jobs and verbose")
+                        "ignore_index, batch_size, n_jobs, verbose and threads")
     ignore = check_ignore(ignore_index)
     if method == NUM_PIXEL_ISSUES:
         if ignore:
             raise ValueError(f"ignore_index is not available with method={NUM_PIXEL_ISSUES!r} (cleanlab's "
                              "confident learning has no ignored pixels); use method='softmin' or another "
                              "per-image method")
-        issues = find_label_issues(labels, pred_probs, downsample=downsample)
+        issues = find_label_issues(labels, pred_probs, downsample=downsample, threads=threads)
         image_scores = 1 - np.mean(issues, axis=(1, 2))
         labels = np.asarray(labels)
         pred_probs = np.asarray(pred_probs)
@@ -105,7 +109,8 @@ def get_label_quality_scores(
         raise ValueError(f"method {method!r} is not available; use one of "
                          f"{', '.join(PER_IMAGE_METHODS + (NUM_PIXEL_ISSUES,))}")
     dataset = array_dataset(labels, pred_probs, ignore_index=ignore)
-    run, pixel_scores = score_array_dataset(dataset, (method,), temperature=temperature, return_pixel_scores=True)
+    run, pixel_scores = score_array_dataset(dataset, (method,), temperature=temperature, return_pixel_scores=True,
+                                            threads=threads)
     return np.array([r.scores[method] for r in run.results], dtype=np.float64), pixel_scores
 
 
@@ -117,6 +122,7 @@ def find_label_issues(
     downsample: int = 1,
     n_jobs: int | None = None,
     verbose: bool = False,
+    threads: int | None = None,
     **kwargs,
 ) -> np.ndarray:
     """A boolean (N, H, W) mask of the pixels with a label issue, as cleanlab finds them.
@@ -154,6 +160,9 @@ def find_label_issues(
         Cell size F (1 = every pixel is a cell). H and W must be multiples of it.
     batch_size, n_jobs, verbose, **kwargs
         Accepted for compatibility and ignored.
+    threads : int, optional
+        segaudit only: worker threads that score images at once (default: every core
+        this process may use); the flags are the same for any number.
 
     Returns
     -------
@@ -188,7 +197,7 @@ def find_label_issues(
     # shared memory (tmpfs) where there is one, not to disk.
     parent = SHARED_MEMORY if SHARED_MEMORY.is_dir() else None
     with cell_cache(dataset, factor, pixels=True, parent=parent) as cache:
-        run, _ = score_array_dataset(dataset, ("clc",), downsample=factor, cache=cache)
+        run, _ = score_array_dataset(dataset, ("clc",), downsample=factor, cache=cache, threads=threads)
         if run.clc.selection is None:  # no issue anywhere
             return issues
         if factor == 1:

@@ -20,7 +20,7 @@ import numpy as np
 from .core.cells import CELL_FIELDS, CellCache, cell_cache
 from .core.dataset import Dataset
 from .core.kernel import LABEL, Decoding, ImageStats, KernelConfig, accumulate, check_pixel_threshold, check_temperature
-from .core.passes import walk
+from .core.passes import check_threads, map_images
 from .core.pooling import CellGrid, cell_row, grid_shape, pool
 from .core.sanity import ClassSpaceCheck
 from .core.slices import SliceTally
@@ -86,12 +86,17 @@ class _PerImagePass:
 
 
 def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Settings, factor: int, prefetch: int,
-                    progress, cache: CellCache | None = None, pixel_scores=None) -> _PerImagePass:
+                    progress, cache: CellCache | None = None, pixel_scores=None, threads: int = 1) -> _PerImagePass:
     """The first pass: every per-image method, every cell score, and what dataset-wide methods need of it.
 
     With ``cache``, each image's cells (and, if the cache keeps them, its pixels' argmax)
     are spilled to it for clc's later passes. With ``pixel_scores``, image n's s per pixel
     (NaN where ignored) is written to ``pixel_scores[n]``, an (H, W) float64 array.
+
+    Images are scored on ``threads`` worker threads (:func:`~segaudit.core.passes.map_images`),
+    each image's blocks in row order into its own accumulators; everything dataset-wide
+    (class counts, the class-space check, clc's sums, the cache) is merged in dataset
+    order, so the pass gives the same bytes for any number of threads.
     """
     n_classes = dataset.store.n_classes
     config = kernel_config(dataset.decoding, methods, settings.pixel_threshold)
@@ -103,57 +108,63 @@ def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Set
     class_pixels = np.zeros(n_classes, np.int64)
     class_space = ClassSpaceCheck(n_classes)
     images: list[ImageResult] = []
-    state = {}
 
-    def start(index, image_id, labels):
-        state["stats"] = image_stats(n_classes, labels.size, methods, settings)
-        state["shape"] = labels.shape
+    def score_image(index, image_id, labels, blocks):
+        # On a worker thread: this image only.
+        stats = image_stats(n_classes, labels.size, methods, settings)
         # A volume (its tall image): slices known where they matter, the cells and the worst slice.
-        slice_rows = state["slice_rows"] = dataset.slice_rows(image_id)
-        state["slices"] = None if slice_rows is None else SliceTally(
-            labels.shape[0] // slice_rows, slice_rows, settings.pixel_threshold)
+        slice_rows = dataset.slice_rows(image_id)
+        slices = None if slice_rows is None else SliceTally(labels.shape[0] // slice_rows, slice_rows,
+                                                            settings.pixel_threshold)
+        grid = pixels = None
         if need_cells:
             shape = grid_shape(*labels.shape, factor, slice_rows)
-            state["grid"] = CellGrid({name: np.empty(shape, CELL_FIELDS[name]) for name in grids},
-                                     slice_rows=None if slice_rows is None else -(-slice_rows // factor))
-
-    def block(index, image_id, b):
-        s_out = None if pixel_scores is None else pixel_scores[index][b.start:b.stop]
-        if s_out is None and state["slices"] is not None:
-            s_out = np.empty(b.labels.shape)
-        accumulate(state["stats"], b.probs, b.labels, config, row_offset=b.start, s_out=s_out)
-        if state["slices"] is not None:
-            state["slices"].add(b.start, s_out)
+            grid = CellGrid({name: np.empty(shape, CELL_FIELDS[name]) for name in grids},
+                            slice_rows=None if slice_rows is None else -(-slice_rows // factor))
+            pixels = [] if pixel_dtype is not None else None
+        for b in blocks:
+            s_out = None if pixel_scores is None else pixel_scores[index][b.start:b.stop]
+            if s_out is None and slices is not None:
+                s_out = np.empty(b.labels.shape)
+            accumulate(stats, b.probs, b.labels, config, row_offset=b.start, s_out=s_out)
+            if slices is not None:
+                slices.add(b.start, s_out)
+            if need_cells:
+                cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=pixel_dtype,
+                             slice_rows=slice_rows)
+                first = cell_row(b.start, factor, slice_rows)
+                rows = slice(first, first + cells.label.shape[0])
+                for name, values in grid.items():
+                    values[rows] = getattr(cells, name)
+                if pixels is not None:
+                    pixels.append(cells.pixel_pred)
+        result = finish_image(image_id, stats, methods, settings)
+        if slices is not None:
+            result.worst_slice = slices.worst()
+            result.slices = len(slices.scored)
         if need_cells:
-            slice_rows = state["slice_rows"]
-            cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=pixel_dtype, slice_rows=slice_rows)
-            first = cell_row(b.start, factor, slice_rows)
-            rows = slice(first, first + cells.label.shape[0])
-            for name, grid in state["grid"].items():
-                grid[rows] = getattr(cells, name)
-            if pixel_dtype is not None:
-                cache.add_pixels(cells.pixel_pred)
-
-    def end(index, image_id):
-        result = finish_image(image_id, state["stats"], methods, settings)
-        if state["slices"] is not None:
-            result.worst_slice = state["slices"].worst()
-            result.slices = len(state["slices"].scored)
-        class_pixels[:] += state["stats"].class_counts[LABEL]
-        class_space.add_image(state["stats"])
-        if need_cells:
-            grid = state["grid"]
             for method in cell_methods:
                 result.scores[method.name] = method.cell_score(grid)
-            for passes in dataset_passes.values():
-                passes.add_image(grid)
-            if cache is not None:
-                cache.add_image(*state["shape"], **grid)
-        images.append(result)
-        progress("scoring", index + 1, len(dataset.pairs))
+        return result, stats, grid, pixels, labels.shape
 
-    walk(dataset, block, on_image_start=start, on_image_end=end,
-         row_alignment=factor if need_cells else 1, prefetch=prefetch)
+    scored = map_images(dataset, score_image, threads=threads, row_alignment=factor if need_cells else 1,
+                        prefetch=prefetch)
+    try:
+        for index, image_id, (result, stats, grid, pixels, shape) in scored:
+            # In dataset order, on this thread.
+            class_pixels[:] += stats.class_counts[LABEL]
+            class_space.add_image(stats)
+            if need_cells:
+                for passes in dataset_passes.values():
+                    passes.add_image(grid)
+                if cache is not None:
+                    for rows in pixels or ():
+                        cache.add_pixels(rows)
+                    cache.add_image(*shape, **grid)
+            images.append(result)
+            progress("scoring", index + 1, len(dataset.pairs))
+    finally:
+        scored.close()
     return _PerImagePass(images, dataset_passes, class_pixels, class_space)
 
 
@@ -161,7 +172,7 @@ def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: floa
                   pixel_threshold: float = 0.5, downsample: int = 4, prefetch: int = 4,
                   on_progress: Callable[[str, int, int], None] | None = None,
                   baseline: ClcRecord | dict | None = None, cache: CellCache | None = None,
-                  pixel_scores=None) -> ScoreRun:
+                  pixel_scores=None, threads: int | None = None) -> ScoreRun:
     """Score an opened dataset (see :func:`segaudit.score` for the parameters).
 
     ``baseline``: the ``clc`` section of an earlier full run's record. clc then flags
@@ -176,6 +187,9 @@ def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: floa
 
     ``pixel_scores``: indexed by image position in ``dataset.pairs``, (H, W) float64
     arrays that receive each pixel's s (NaN where ignored) during the first pass.
+
+    ``threads``: worker threads of the first pass (default: the cores this process may
+    use). The result is the same, byte for byte, for any number.
     """
     names = tuple(methods)
     chosen = resolve(names)
@@ -186,6 +200,7 @@ def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: floa
         downsample = baseline.downsample
     if not isinstance(downsample, int) or isinstance(downsample, bool) or downsample < 1:
         raise InputError(f"--downsample must be a whole number >= 1, got {downsample}")
+    threads = check_threads(threads)
     progress = on_progress or (lambda stage, done, total: None)
     dataset_wide = any(m.dataset_pass is not None for m in chosen)
     states: dict[str, ClcState] = {}
@@ -193,7 +208,7 @@ def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: floa
         if cache is None and dataset_wide:
             cache = temporary.enter_context(cell_cache(dataset, downsample))
         first = _per_image_pass(dataset, chosen, settings, downsample, prefetch, progress,
-                                cache if dataset_wide else None, pixel_scores)
+                                cache if dataset_wide else None, pixel_scores, threads)
         for name, passes in first.dataset_passes.items():
             outcome = passes.finish(dataset, downsample, prefetch=prefetch, progress=progress, cache=cache,
                                     baseline=baseline)

@@ -179,3 +179,30 @@ def test_find_label_issues_equals_the_reference(seed, n_images, n_classes, cell_
     ours = find_label_issues(labels, pred_probs, downsample=factor)
     want = naive.clc_flags(list(zip(labels, pred_probs)), factor, ignore=())
     np.testing.assert_array_equal(ours, np.stack(want))
+
+
+@pytest.mark.parametrize("downsample", [1, 2, 4])
+def test_find_label_issues_holds_the_cells_in_memory_with_the_flags_of_a_disk_cache(downsample, monkeypatch):
+    """In-memory arrays keep their cells in memory (no file round trip); a cache on disk
+    (no room in memory) gives the same flags, and so does the store-like array API."""
+    import segaudit.core.cells as cells
+
+    _, pred_probs = random_dataset(1, 5, 6, 16, 24, "float32")
+    labels = noisy_labels(1, pred_probs)
+    kept = []
+    real = cells.CellCache.__init__
+
+    def record(self, directory, *args, **kwargs):
+        kept.append(directory is None)
+        real(self, directory, *args, **kwargs)
+
+    monkeypatch.setattr(cells.CellCache, "__init__", record)
+    in_memory = find_label_issues(labels, pred_probs, downsample=downsample)
+    assert kept == [True]
+    monkeypatch.setattr(cells, "MEMORY_SHARE", 0.0)
+    on_disk = find_label_issues(labels, pred_probs, downsample=downsample)
+    assert kept == [True, False]
+    assert in_memory.sum() > 0
+    np.testing.assert_array_equal(in_memory, on_disk)
+    theirs = cleanlab_filter.find_label_issues(labels, pred_probs, downsample=downsample, n_jobs=1, verbose=False)
+    np.testing.assert_array_equal(in_memory, theirs)

@@ -41,6 +41,17 @@ def _check_downsample(value: int) -> int:
 
 
 Downsample = Annotated[int, typer.Option(callback=_check_downsample, help="Cell size F of the FxF grid that clc and coco work on (1 = full resolution).")]
+
+
+def _check_threads(value: Optional[int]) -> Optional[int]:
+    from ._app import fail
+
+    if value is not None and value < 1:
+        raise fail(f"--threads must be a whole number >= 1, got {value}")
+    return value
+
+
+Threads = Annotated[Optional[int], typer.Option(callback=_check_threads, show_default="the machine's cores", help="Worker threads that score images at once (default: every core this process may use). The outputs are the same for any number.")]
 IgnoreIndex = Annotated[Optional[list[int]], typer.Option("--ignore-index", help="Label value that takes no part in any score; repeat for several. Default 255.")]
 NoIgnore = Annotated[bool, typer.Option("--no-ignore", help="Score every label value (no ignore index).")]
 MaskSuffix = Annotated[str, typer.Option(help="Use only masks whose name ends with this (before .png) and strip it from the image id, e.g. _gtFine_labelIds.")]

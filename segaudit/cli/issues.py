@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, stderr
-from ._options import Downsample, InputOptions, PixelThreshold, Quiet, reads_inputs
+from ._options import Downsample, Threads, InputOptions, PixelThreshold, Quiet, reads_inputs
 
 
 @reads_inputs
@@ -19,6 +19,7 @@ def command(
     method: Annotated[str, typer.Option(help="clc: confident-learning flags (reads the store once, then a temporary cell cache); threshold: pixels with s below --pixel-threshold (2 passes).")] = "clc",
     pixel_threshold: PixelThreshold = 0.5,
     downsample: Downsample = 4,
+    threads: Threads = None,
     inputs: InputOptions,
     quiet: Quiet = False,
 ) -> None:
@@ -35,7 +36,7 @@ def command(
     with exit_on_error(f"to {out}"), progress(interactive(quiet)) as bar:
         written, run = write_issue_masks(inputs.masks, inputs.predictions, out, method=method, top=top,
                                          pixel_threshold=pixel_threshold, downsample=downsample,
-                                         on_progress=bar.on_progress, **keywords)
+                                         on_progress=bar.on_progress, threads=threads, **keywords)
     if not quiet:
         flagged = sum(pixels for _, pixels in written)
         stderr.print(f"wrote {len(written)} issue mask(s) to {out} ({flagged} flagged pixels, method {method})",

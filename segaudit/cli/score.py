@@ -10,7 +10,7 @@ import typer
 
 from ._app import (EXIT_FINDINGS, exit_on_error, fail, interactive, progress, refuse_overwriting_inputs,
                    require_parent_dirs, stderr)
-from ._options import (Downsample, InputOptions, Only, OutputFormat, PixelThreshold, Quiet, method_names,
+from ._options import (Downsample, InputOptions, Threads, Only, OutputFormat, PixelThreshold, Quiet, method_names,
                        reads_inputs, read_only_entries)
 
 
@@ -22,6 +22,7 @@ def command(
     temperature: Annotated[float, typer.Option(help="Softmin temperature (> 0): lower focuses on the worst pixels, higher approaches the mean. rsoftmin uses it on 760x1280 images and scales it to each image's size.")] = 0.1,
     pixel_threshold: PixelThreshold = 0.5,
     downsample: Downsample = 4,
+    threads: Threads = None,
     inputs: InputOptions,
     only: Only = None,
     baseline: Annotated[Optional[Path], typer.Option(help="Ranking of an earlier full run: reuse its dataset-wide clc cut and downsampling (from its run record), so a subset scores consistently with it.")] = None,
@@ -67,7 +68,8 @@ def command(
     with exit_on_error(), progress(show) as bar:
         run = score_images(inputs.masks, inputs.predictions, methods=methods, temperature=temperature,
                            pixel_threshold=pixel_threshold, downsample=downsample, only=only_entries,
-                           baseline=baseline_clc, regions=regions, on_progress=bar.on_progress, **keywords)
+                           baseline=baseline_clc, regions=regions, on_progress=bar.on_progress, threads=threads,
+                           **keywords)
     review = None
     if reviewed is not None:
         from ..ci.review import review_masks

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, require_parent_dirs, stderr
-from ._options import Downsample, InputOptions, OutputFormat, Quiet, reads_inputs
+from ._options import Downsample, InputOptions, Threads, OutputFormat, Quiet, reads_inputs
 
 
 @reads_inputs
@@ -18,6 +18,7 @@ def command(
     top: Annotated[int, typer.Option(help="Rows of the table shown.")] = 20,
     output_format: Annotated[Optional[OutputFormat], typer.Option("--format", help="Write every row to stdout as csv, jsonl or json instead of the table.")] = None,
     downsample: Downsample = 4,
+    threads: Threads = None,
     inputs: InputOptions,
     quiet: Quiet = False,
 ) -> None:
@@ -37,7 +38,7 @@ def command(
     keywords = inputs.keywords()
     with exit_on_error(), progress(interactive(quiet)) as bar:
         rows, run = class_confusions(inputs.masks, inputs.predictions, downsample=downsample,
-                                     on_progress=bar.on_progress, **keywords)
+                                     on_progress=bar.on_progress, threads=threads, **keywords)
     if csv is not None:
         with exit_on_error(str(csv)):
             atomic_write_all({csv: confusions_csv(rows, run.class_name)})

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 from ..errors import InputError
 from ..io.predictions import check_dtype, sum_tolerance
@@ -21,6 +22,20 @@ from .dataset import Dataset, check_ignore, check_labels, make_decoding
 
 #: What stands for the store's path in messages ("pred_probs/<image id>: ...").
 ARRAY_PATH = "pred_probs"
+
+
+@njit(cache=True, nogil=True)
+def _narrow(labels, out):
+    """Copy integer labels (H, W) into int32 ``out``; return their smallest and largest value."""
+    low = labels[0, 0]
+    high = labels[0, 0]
+    for r in range(labels.shape[0]):
+        for c in range(labels.shape[1]):
+            v = labels[r, c]
+            low = min(low, v)
+            high = max(high, v)
+            out[r, c] = v
+    return low, high
 
 
 @dataclass
@@ -82,10 +97,18 @@ class ArrayDataset(Dataset):
     def read_labels(self, mask: int) -> np.ndarray:
         labels = self.labels[mask]
         where = f"labels of image {self.pairs[mask][1]}"
-        if labels.dtype.kind != "b" and labels.size and labels.min() < 0:
+        if labels.dtype.kind == "b" or labels.dtype.itemsize > 8:
+            labels = labels.astype(np.int64)
+        # One pass: the int32 copy the kernels read, and the smallest and largest value.
+        narrowed = np.empty(labels.shape, np.int32)
+        low, high = _narrow(labels, narrowed) if labels.size else (0, -1)
+        if low < 0:
             raise InputError(f"{where}: negative label values")
-        check_labels(labels, self.store.n_classes, self.ignore, where)
-        return np.ascontiguousarray(labels, dtype=np.int32)
+        if high >= self.store.n_classes:
+            check_labels(labels, self.store.n_classes, self.ignore, where)
+        if high > np.iinfo(np.int32).max:
+            raise InputError(f"{where}: label value {high} is too large")
+        return narrowed
 
     def read_block(self, image_id: str, start: int, stop: int) -> np.ndarray:
         return self.store.read_rows(image_id, start, stop)

@@ -1,7 +1,11 @@
-"""The cell cache: every image's downsampled cells, spilled to disk by the per-image pass.
+"""The cell cache: every image's downsampled cells, kept by the per-image pass.
 
 Dataset-wide methods (clc) make passes over every cell after the per-image pass; reading
 the cells back from this cache costs far less than reading and pooling the store again.
+For a dataset held in memory (arrays, :mod:`segaudit.core.arrays`) the cells stay in
+memory when they fit in half the free RAM (they take 28 bytes a cell, against K values a
+pixel for the arrays); otherwise, and for stores, they are spilled to disk, so that a
+run's memory does not grow with the number of images.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ CELL_FIELDS = {"label": np.int32, "pred": np.int32, "s": np.float64, "p_pred": n
 CELL_BYTES = sum(np.dtype(t).itemsize for t in CELL_FIELDS.values())
 CHUNK_CELLS = 1 << 18  # cells read back at a time (whole images; 7 MB)
 DISK_SHARE = 0.5  # the cache may take at most this share of the free temporary space
+MEMORY_SHARE = 0.5  # an in-memory dataset's cache stays in memory up to this share of free RAM
 
 
 def pixel_dtype(n_classes: int) -> np.dtype:
@@ -43,18 +48,32 @@ class CellCache:
     counting, selecting and flagging need); with ``pixels``, also every pixel's argmax,
     for full-resolution flag maps. Images are appended in dataset order and read back in
     chunks of whole images, so memory stays bounded whatever the number of images.
+
+    With ``directory`` None the cells stay in memory instead (one array per image and
+    field, handed back without copies).
     """
 
-    def __init__(self, directory: str | Path, n_classes: int, pixels: bool = False):
-        self.directory = Path(directory)
+    def __init__(self, directory: str | Path | None, n_classes: int, pixels: bool = False):
+        self.directory = None if directory is None else Path(directory)
         self.pixel_dtype = pixel_dtype(n_classes) if pixels else None
         names = list(CELL_FIELDS) + (["pixel_pred"] if pixels else [])
         self._files = ExitStack()  # every file the cache opens, closed by close()
-        self._writers = {name: self._files.enter_context(self._open(name, "wb")) for name in names}
+        self._memory: dict[str, list[np.ndarray]] | None = None
+        self._pending_pixels: list[np.ndarray] = []  # in memory: the current image's argmax rows
+        if self.directory is None:
+            self._memory = {name: [] for name in names}
+            self._writers = {}
+        else:
+            self._writers = {name: self._files.enter_context(self._open(name, "wb")) for name in names}
         self._cell_offsets = [0]  # per image, its first cell; then the total
         self._pixel_offsets = [0]
         self._pixel_shapes: list[tuple[int, int]] = []
         self._pixel_reader = None
+
+    @property
+    def in_memory(self) -> bool:
+        """The cells are held in memory, not spilled to disk."""
+        return self._memory is not None
 
     def _open(self, name: str, mode: str):
         return open(self.directory / f"{name}.bin", mode)
@@ -65,12 +84,27 @@ class CellCache:
 
     def add_pixels(self, pixel_pred: np.ndarray) -> None:
         """Append rows of the current image's full-resolution argmax (with ``pixels``)."""
+        if self._memory is not None:
+            self._pending_pixels.append(np.asarray(pixel_pred, self.pixel_dtype))
+            return
         self._writers["pixel_pred"].write(np.ascontiguousarray(pixel_pred, self.pixel_dtype).data)
 
     def add_image(self, height: int, width: int, **cells: np.ndarray) -> None:
-        """Append one image's cell grids (keyword per :data:`CELL_FIELDS`), after its pixels."""
+        """Append one image's cell grids (keyword per :data:`CELL_FIELDS`), after its pixels.
+
+        In memory, the grids are kept as they are (not copied): the caller must not
+        change them afterwards.
+        """
         for name, dtype in CELL_FIELDS.items():
-            self._writers[name].write(np.ascontiguousarray(cells[name], dtype).data)
+            if self._memory is not None:
+                self._memory[name].append(np.ascontiguousarray(cells[name], dtype).reshape(-1))
+            else:
+                self._writers[name].write(np.ascontiguousarray(cells[name], dtype).data)
+        if self._memory is not None and self.pixel_dtype is not None:
+            rows = self._pending_pixels
+            image = rows[0] if len(rows) == 1 else np.concatenate(rows) if rows else np.empty((0, width), self.pixel_dtype)
+            self._memory["pixel_pred"].append(image.reshape(height, width))
+            self._pending_pixels = []
         self._cell_offsets.append(self._cell_offsets[-1] + cells["label"].size)
         if self.pixel_dtype is not None:
             self._pixel_offsets.append(self._pixel_offsets[-1] + height * width)
@@ -88,6 +122,11 @@ class CellCache:
         than the images), {name: flat array}).
         """
         self._seal()
+        if self._memory is not None:  # one image at a time, as kept
+            for index in range(self.images):
+                arrays = {name: self._memory[name][index] for name in names}
+                yield index, np.array([0, arrays[names[0]].size], np.int64), arrays
+            return
         max_cells = max_cells or CHUNK_CELLS
         offsets = np.asarray(self._cell_offsets, np.int64)
         with ExitStack() as files:
@@ -105,6 +144,8 @@ class CellCache:
     def pixel_pred(self, index: int) -> np.ndarray:
         """Image ``index``'s full-resolution argmax (with ``pixels``)."""
         self._seal()
+        if self._memory is not None:
+            return self._memory["pixel_pred"][index]
         if self._pixel_reader is None:
             self._pixel_reader = self._files.enter_context(self._open("pixel_pred", "rb"))
         self._pixel_reader.seek(self._pixel_offsets[index] * self.pixel_dtype.itemsize)
@@ -113,6 +154,8 @@ class CellCache:
 
     def close(self) -> None:
         self._files.close()
+        if self._memory is not None:
+            self._memory = {name: [] for name in self._memory}
 
 
 def cache_bytes(dataset, factor: int, pixels: bool) -> int:
@@ -179,21 +222,51 @@ def remove_stale_caches(parent: str | Path) -> list[Path]:
     return removed
 
 
+def _free_memory() -> int:
+    """Bytes of RAM free for new allocations (0 if unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+def keeps_in_memory(dataset, size: int) -> bool:
+    """Whether a cache of ``size`` bytes for ``dataset`` stays in memory (see the module)."""
+    from .arrays import ArrayStore
+
+    return isinstance(dataset.store, ArrayStore) and size <= MEMORY_SHARE * _free_memory()
+
+
 @contextmanager
 def cell_cache(dataset, factor: int, *, pixels: bool = False,
                parent: str | Path | None = None) -> Iterator[CellCache | None]:
     """A temporary :class:`CellCache` for ``dataset``, removed on exit (errors too).
 
-    It lives in ``parent`` (default: the temporary directory). None when it would take
-    more than ``DISK_SHARE`` of the free space there (F = 1 on a huge dataset, say): the
-    later passes then re-read the store instead.
+    In memory when :func:`keeps_in_memory` says so; else on disk, in ``parent`` (default:
+    the temporary directory). None when it would take more than ``DISK_SHARE`` of the
+    free space there (F = 1 on a huge dataset, say): the later passes then re-read the
+    store instead.
     """
     if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
         raise InputError(f"--downsample must be a whole number >= 1, got {factor}")
+    size = cache_bytes(dataset, factor, pixels)
+    if keeps_in_memory(dataset, size):
+        cache = CellCache(None, dataset.store.n_classes, pixels)
+        try:
+            yield cache
+        finally:
+            cache.close()
+        return
     parent = str(parent or tempfile.gettempdir())
     remove_stale_caches(parent)
     free = shutil.disk_usage(parent).free
-    if cache_bytes(dataset, factor, pixels) > DISK_SHARE * free:
+    if size > DISK_SHARE * free:
         yield None
         return
     directory = cache = None

@@ -12,6 +12,7 @@ with the image count.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -32,6 +33,9 @@ LABEL, PRED, BOTH = range(3)
 #: ImageStats keeps a K x K count of the low pixels' (annotated, predicted) classes
 #: (32 MB at the limit).
 MAX_CLASSES = 2048
+
+#: Up to this many classes, the kernel tallies (label, argmax) pairs per block (the common case).
+PAIR_CLASSES = 64
 
 # Error codes the kernel returns for the first bad scored pixel of a block.
 OK, NOT_FINITE, NEGATIVE, BAD_SUM = range(4)
@@ -92,12 +96,13 @@ def _scan_probabilities(probs, r, lut, mode, scale, lab, key, s_key, best_k, s, 
                 best_k[c] = 0
                 s_key[c] = row[c]
         else:
+            k32 = np.int32(k)  # compared and stored at the width of best_k and lab
             for c in range(width):
                 v = row[c]
                 greater = v > key[c]
                 key[c] = v if greater else key[c]
-                best_k[c] = k if greater else best_k[c]
-                s_key[c] = v if lab[c] == k else s_key[c]
+                best_k[c] = k32 if greater else best_k[c]
+                s_key[c] = v if lab[c] == k32 else s_key[c]
         if mode == HALF:
             for c in range(width):
                 h = np.uint32(row[c])
@@ -121,6 +126,59 @@ def _scan_probabilities(probs, r, lut, mode, scale, lab, key, s_key, best_k, s, 
     return suspicious
 
 
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 in two parts (fdlibm's): n * _LN2_HI is exact
+_LN2_LO = 1.90821492927058770002e-10
+_EXP_MIN = -708.0  # below it a weight is 0 (it would be subnormal; no float64 sum with a 1 in it moves)
+
+
+@njit(cache=True, nogil=True)
+def _exp_weights(s, tau, shift, mantissas, exponents):
+    """exp((1 - s) / tau - shift) per pixel, as mantissas[c] * 2^(exponents[c] >> 52 - 1023).
+
+    A branch-free exp (Cody-Waite reduction to |r| <= ln 2 / 2, then Taylor to r^13,
+    relative error about 2e-16), so that the loop vectorises: Numba has no vector exp
+    without SVML, and a scalar one per pixel cost more than the whole argmax scan. The
+    exponent is returned as float64 bits, so that the product needs no ldexp.
+    """
+    for c in range(s.shape[0]):
+        x = (1.0 - s[c]) / tau - shift
+        under = x < _EXP_MIN
+        x = _EXP_MIN if under else x
+        n = np.floor(x * _LOG2E + 0.5)
+        r = (x - n * _LN2_HI) - n * _LN2_LO
+        p = 1.0 / 6227020800.0
+        p = p * r + 1.0 / 479001600.0
+        p = p * r + 1.0 / 39916800.0
+        p = p * r + 1.0 / 3628800.0
+        p = p * r + 1.0 / 362880.0
+        p = p * r + 1.0 / 40320.0
+        p = p * r + 1.0 / 5040.0
+        p = p * r + 1.0 / 720.0
+        p = p * r + 1.0 / 120.0
+        p = p * r + 1.0 / 24.0
+        p = p * r + 1.0 / 6.0
+        p = p * r + 0.5
+        p = p * r + 1.0
+        p = p * r + 1.0
+        mantissas[c] = 0.0 if under else p
+        exponents[c] = (np.int64(n) + 1023) << 52
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _weighted_sums(s, valid, mantissas, scales, weights, weighted):
+    """Add the row's scored weights and s * weights to (weights, weighted) and return them.
+
+    Reassociation lets the sums run in vector lanes; the order is fixed by the code and
+    the row's width, so the result is the same on every run and thread.
+    """
+    for c in range(s.shape[0]):
+        w = mantissas[c] * scales[c] if valid[c] else 0.0
+        weights += w
+        weighted += s[c] * w
+    return weights, weighted
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _raise_shift(soft, j, top):
     """Raise the shift soft[j, 0] of softmin j to ``top`` if larger, rescaling its sums
@@ -136,7 +194,7 @@ def _raise_shift(soft, j, top):
 @njit(cache=True, nogil=True)
 def _accumulate_rows(
     probs, lut, mode, scale, labels, ignore, logits, taus, pixel_threshold, want_tccp, sum_tol,
-    thresholds, totals, sums, soft, class_counts, low_confusion, tccp_hist, s_out, pred_out, err,
+    thresholds, tccp_keys, totals, sums, soft, class_counts, low_confusion, tccp_hist, s_out, pred_out, err,
 ):
     """Fold one block of rows into an image's accumulators.
 
@@ -149,14 +207,24 @@ def _accumulate_rows(
     write_s = s_out.shape[0] > 0
     write_pred = pred_out.shape[0] > 0
     best = np.empty(width)
-    best_k = np.empty(width, np.int64)
+    # 32-bit class indices: the scan's selects then run as wide as the stored values.
+    best_k = np.empty(width, np.int32)
     s = np.empty(width)
     total = np.empty(width)
-    lab = np.empty(width, np.int64)
+    lab = np.empty(width, np.int32)
     valid = np.empty(width, np.bool_)
     key = np.empty(width, probs.dtype)
     s_key = np.empty(width, probs.dtype)
     bits = np.empty(width, np.uint32)
+    mantissas = np.empty(width)  # per pixel, a softmin weight as mantissa * 2^exponent
+    exponents = np.empty(width, np.int64)
+    # Up to PAIR_CLASSES classes, the per-pixel tallies go to one (label, argmax) count and
+    # one of the low pixels, folded into the accumulators once per block (no scatter into
+    # three class-count rows per pixel).
+    paired = n_classes <= PAIR_CLASSES
+    n_pairs = n_classes * n_classes if paired else 0
+    pairs = np.zeros(n_pairs, np.int64)
+    low_pairs = np.zeros(n_pairs, np.int64)
     for r in range(n_rows):
         n_valid = 0
         for c in range(width):
@@ -164,11 +232,13 @@ def _accumulate_rows(
             ok = label >= 0 and label < n_classes and not ignore[label]
             valid[c] = ok
             lab[c] = label
-            best[c] = -np.inf
-            best_k[c] = 0
-            s[c] = 0.0
-            total[c] = 0.0
             n_valid += ok
+        if logits:
+            for c in range(width):
+                best[c] = -np.inf
+                best_k[c] = 0
+                s[c] = 0.0
+                total[c] = 0.0
         if write_s:
             for c in range(width):
                 s_out[r, c] = np.nan
@@ -241,54 +311,142 @@ def _accumulate_rows(
             if valid[c] and s[c] < row_min:
                 row_min = s[c]
         # The softmin sums at each temperature, each shifted by its largest exponent so far:
-        # one loop over the row per temperature, summing in pixel order into locals.
+        # the row's weights in one vectorised loop, then summed into the accumulators.
         for j in range(n_taus):
             tau = taus[j]
             shift = _raise_shift(soft, j, (1.0 - row_min) / tau)
-            weights = soft[j, 1]
-            weighted = soft[j, 2]
+            _exp_weights(s, tau, shift, mantissas, exponents)
+            soft[j, 1], soft[j, 2] = _weighted_sums(s, valid, mantissas, exponents.view(np.float64),
+                                                    soft[j, 1], soft[j, 2])
+        sum_s = sums[0]  # summed in pixel order, in a register
+        sum_confidence = sums[1]
+        if paired:
+            totals[0] += n_valid
             for c in range(width):
                 if valid[c]:
                     sc = s[c]
-                    w = np.exp((1.0 - sc) / tau - shift)
-                    weights += w
-                    weighted += sc * w
-            soft[j, 1] = weights
-            soft[j, 2] = weighted
-        for c in range(width):
-            if not valid[c]:
-                continue
-            sc = s[c]
-            label = lab[c]
-            pred = best_k[c]
-            sums[0] += sc
-            # p[argmax], the model's confidence (a suspicious row's argmax was redone on decoded values)
-            sums[1] += 1.0 / total[c] if logits else best[c] if suspicious else _decode(key[c], lut)
-            totals[0] += 1
-            class_counts[LABEL, label] += 1
-            class_counts[PRED, pred] += 1
-            if pred == label:
-                totals[1] += 1
-                class_counts[BOTH, label] += 1
-            if sc < pixel_threshold:
-                totals[2] += 1
-                low_confusion[label, pred] += 1
-            if write_s:
-                s_out[r, c] = sc
+                    sum_s += sc
+                    pair = lab[c] * n_classes + best_k[c]
+                    pairs[pair] += 1
+                    low_pairs[pair] += sc < pixel_threshold
+        else:
+            for c in range(width):
+                if not valid[c]:
+                    continue
+                sc = s[c]
+                label = lab[c]
+                pred = best_k[c]
+                sum_s += sc
+                totals[0] += 1
+                class_counts[LABEL, label] += 1
+                class_counts[PRED, pred] += 1
+                if pred == label:
+                    totals[1] += 1
+                    class_counts[BOTH, label] += 1
+                if sc < pixel_threshold:
+                    totals[2] += 1
+                    low_confusion[label, pred] += 1
+        sums[0] = sum_s
+        # p[argmax], the model's confidence, summed in pixel order; the row's case chosen once.
+        if logits:
+            for c in range(width):
+                if valid[c]:
+                    sum_confidence += 1.0 / total[c]
+        elif suspicious:  # the argmax was redone on decoded values
+            for c in range(width):
+                if valid[c]:
+                    sum_confidence += best[c]
+        else:
+            for c in range(width):
+                if valid[c]:
+                    sum_confidence += _decode(key[c], lut)
+        sums[1] = sum_confidence
+        if write_s:
+            for c in range(width):
+                if valid[c]:
+                    s_out[r, c] = s[c]
 
         if want_tccp:
-            for k in range(n_classes):
+            if logits or suspicious:
+                for k in range(n_classes):
+                    for c in range(width):
+                        if not valid[c]:
+                            continue
+                        p = _decode(probs[k, r, c], lut)
+                        if logits:
+                            p = np.exp(p - best[c]) / total[c]
+                        b = _tccp_bin(p, thresholds)
+                        tccp_hist[0, k, b] += 1
+                        if lab[c] == k:
+                            tccp_hist[1, k, b] += 1
+            else:
+                # Stored values compare like their probabilities: count, per class and
+                # threshold, the scored pixels above it (vectorised), and bin s alone.
+                _tccp_row(probs, r, tccp_keys, valid, n_valid, tccp_hist)
                 for c in range(width):
-                    if not valid[c]:
-                        continue
-                    p = _decode(probs[k, r, c], lut)
-                    if logits:
-                        p = np.exp(p - best[c]) / total[c]
-                    b = _tccp_bin(p, thresholds)
-                    tccp_hist[0, k, b] += 1
-                    if lab[c] == k:
-                        tccp_hist[1, k, b] += 1
+                    if valid[c]:
+                        tccp_hist[1, lab[c], _tccp_bin(s[c], thresholds)] += 1
+    if paired:
+        _fold_pairs(pairs, low_pairs, n_classes, totals, class_counts, low_confusion)
     return OK
+
+
+@njit(cache=True, nogil=True)
+def _tccp_row(probs, r, keys, valid, n_valid, tccp_hist):
+    """Thresholded CCP's histograms of every class for row r: the scored pixels whose value
+    is above each threshold's key (the largest stored value whose probability is at or
+    below it), differenced into bins."""
+    n_classes, _, width = probs.shape
+    n_thresholds = keys.shape[0]
+    for k in range(n_classes):
+        row = probs[k, r]
+        below = n_valid
+        for j in range(n_thresholds):
+            key = keys[j]
+            above = 0
+            for c in range(width):
+                above += (row[c] > key) & valid[c]
+            tccp_hist[0, k, j] += below - above
+            below = above
+            if below == 0:  # none above this threshold, so none above the higher ones
+                break
+        tccp_hist[0, k, n_thresholds] += below
+
+
+def tccp_keys(probs_dtype: np.dtype, decoding: "Decoding") -> np.ndarray:
+    """Per TCCP threshold, the largest stored value (in ``probs_dtype``) whose probability
+    is at or below it: a stored value v is above threshold t exactly when v > key."""
+    return _tccp_keys(np.dtype(probs_dtype).str, decoding.mode)
+
+
+@functools.lru_cache(maxsize=16)
+def _tccp_keys(dtype: str, mode: int) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if mode == FLOAT:
+        if dtype == np.float32:
+            keys = TCCP_THRESHOLDS.astype(np.float32)
+            return np.where(keys.astype(np.float64) > TCCP_THRESHOLDS, np.nextafter(keys, np.float32(-np.inf)), keys)
+        return TCCP_THRESHOLDS.astype(dtype)
+    if mode == HALF:  # float16 bits: non-negative finite values increase with their bits
+        values = np.arange(0x7C00, dtype=np.uint16).view(np.float16).astype(np.float64)
+    else:  # quantised: value / max
+        values = np.arange(np.iinfo(dtype).max + 1) / np.iinfo(dtype).max
+    return (np.searchsorted(values, TCCP_THRESHOLDS, side="right") - 1).astype(dtype)
+
+
+@njit(cache=True, nogil=True)
+def _fold_pairs(pairs, low_pairs, n_classes, totals, class_counts, low_confusion):
+    """Add a block's (label, argmax) counts of all and of low pixels to the accumulators."""
+    for a in range(n_classes):
+        for b in range(n_classes):
+            n = pairs[a * n_classes + b]
+            low = low_pairs[a * n_classes + b]
+            class_counts[LABEL, a] += n
+            class_counts[PRED, b] += n
+            low_confusion[a, b] += low
+            totals[2] += low
+        totals[1] += pairs[a * n_classes + a]
+        class_counts[BOTH, a] += pairs[a * n_classes + a]
 
 
 @dataclass(frozen=True)
@@ -452,6 +610,7 @@ def accumulate(
     code = _accumulate_rows(
         probs, decoding.lut, decoding.mode, decoding.scale, labels, decoding.ignore, decoding.logits,
         stats.temperatures, config.pixel_threshold, config.want_tccp, decoding.sum_tol, TCCP_THRESHOLDS,
+        tccp_keys(probs.dtype, decoding) if config.want_tccp else np.empty(0, probs.dtype),
         stats.totals, stats.sums, stats.soft, stats.class_counts, stats.low_confusion, stats.tccp_hist,
         np.empty((0, 0)) if s_out is None else s_out,
         np.empty((0, 0), np.int32) if pred_out is None else pred_out, err,

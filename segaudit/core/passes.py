@@ -1,21 +1,75 @@
 """Passes over a dataset: masks and prediction blocks read ahead, handed over in order.
 
-Every pass (the per-image scoring pass, and the extra passes of confident learning)
-walks the images in the dataset's order and each image's row blocks top to bottom,
-while two threads read the next masks and blocks.
+Every pass walks the images in the dataset's order and each image's row blocks top to
+bottom. :func:`walk` calls back on one thread while two threads read the next masks and
+blocks (the extra passes of confident learning). :func:`map_images` scores several
+images at once, one per worker thread (the per-image scoring pass): each worker folds
+one image's blocks into that image's own accumulators, in row order, while the readers
+fetch its next block, and the results come back in dataset order, so they are the same
+whatever the number of threads.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
 from .dataset import Dataset
 from .kernel import BadProbabilities
+
+
+#: glibc's malloc: blocks below this come from the heap, never from a fresh mmap ...
+MMAP_THRESHOLD = 32 * 2**20
+#: ... and freed heap memory is given back to the system only above this much.
+TRIM_THRESHOLD = 128 * 2**20
+_malloc_tuned = False
+
+
+def keep_freed_blocks() -> None:
+    """Let glibc's malloc reuse freed row blocks instead of unmapping them (no-op elsewhere).
+
+    Every row block (16-32 MB) is a fresh allocation, freed once scored. By default glibc
+    maps such blocks anew and unmaps them on free (or trims the heap), so every block
+    costs the kernel thousands of page faults and zeroing: with blocks read and scored on
+    several threads that was a third of the CPU time of a softmin run. With these
+    thresholds the blocks are reused; memory stays at the few blocks in flight.
+    """
+    global _malloc_tuned
+    if _malloc_tuned or not sys.platform.startswith("linux"):
+        return
+    _malloc_tuned = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def default_threads() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def check_threads(threads: int | None) -> int:
+    """``threads``: a whole number >= 1, or None for :func:`default_threads`."""
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise InputError(f"--threads must be a whole number >= 1, got {threads}")
+    return int(threads)
 
 
 def prefetched(jobs: Iterable[Callable[[], object]], depth: int, workers: int = 2) -> Iterator[object]:
@@ -60,6 +114,7 @@ def walk(
     no cell straddles two blocks. A BadProbabilities from a callback becomes an
     InputError naming the image.
     """
+    keep_freed_blocks()
     store = dataset.store
     plan = [(index, mask, image_id, store.row_blocks(image_id, align=row_alignment))
             for index, (mask, image_id) in enumerate(dataset.pairs)]
@@ -85,3 +140,87 @@ def walk(
                 on_image_end(index, image_id)
     finally:
         reads.close()
+
+
+class _Cancelled(Exception):
+    """Another image failed; this worker stops early (its result is never read)."""
+
+
+def map_images(
+    dataset: Dataset,
+    score_image: Callable[[int, str, np.ndarray, Iterator[Block]], object],
+    *,
+    threads: int = 1,
+    row_alignment: int = 1,
+    prefetch: int = 4,
+) -> Iterator[tuple[int, str, object]]:
+    """Score images on ``threads`` worker threads; yield (index, image id, result) in dataset order.
+
+    ``score_image(index, image_id, labels, blocks)`` runs on a worker, for one image at a
+    time: ``blocks`` yields the image's row blocks top to bottom, each read ahead by two
+    reader threads while the worker computes. Whatever it returns is handed back, in
+    dataset order, so that a caller merging the results in that order gets the same
+    result for any number of threads.
+
+    Memory stays bounded: at most ``2 * threads`` images are started ahead of the one the
+    caller waits for, and each running image has at most ``max(1, prefetch // threads - 1)``
+    row blocks read ahead of the one its worker holds. ``row_alignment`` is as for :func:`walk`. The
+    first error in dataset order is raised (a BadProbabilities as an InputError naming
+    the image); the other workers stop at their next block.
+    """
+    keep_freed_blocks()
+    store = dataset.store
+    threads = max(1, int(threads))
+    ahead = max(1, prefetch // threads - 1)
+    cancelled = threading.Event()
+
+    def blocks(readers, image_id, spans, labels) -> Iterator[Block]:
+        pending: deque[tuple[int, int, Future]] = deque()
+        spans = iter(spans)
+
+        def refill():
+            for start, stop in spans:
+                pending.append((start, stop, readers.submit(dataset.read_block, image_id, start, stop)))
+                if len(pending) >= ahead:
+                    break
+
+        try:
+            refill()
+            while pending:
+                if cancelled.is_set():
+                    raise _Cancelled
+                start, stop, future = pending.popleft()
+                refill()  # `ahead` reads in flight while this block is scored
+                yield Block(start, stop, future.result(), labels[start:stop])
+        finally:
+            for _, _, future in pending:
+                future.cancel()
+
+    def job(readers, index, mask, image_id):
+        if cancelled.is_set():
+            raise _Cancelled
+        spans = store.row_blocks(image_id, align=row_alignment)
+        labels = dataset.read_labels(mask)
+        try:
+            return score_image(index, image_id, labels, blocks(readers, image_id, spans, labels))
+        except BadProbabilities as exc:
+            raise dataset.probabilities_error(image_id, exc) from None
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="segaudit-read") as readers, \
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="segaudit-score") as workers:
+        pending: deque[tuple[int, str, Future]] = deque()
+        images = iter(enumerate(dataset.pairs))
+        try:
+            while True:
+                for index, (mask, image_id) in images:
+                    pending.append((index, image_id, workers.submit(job, readers, index, mask, image_id)))
+                    if len(pending) > 2 * threads:
+                        break
+                if not pending:
+                    break
+                index, image_id, future = pending.popleft()
+                yield index, image_id, future.result()
+        finally:
+            cancelled.set()
+            for _, _, future in pending:
+                future.cancel()

@@ -56,14 +56,14 @@ def _flag_maps(run: ScoreRun, dataset: Dataset, on_image: Callable, prefetch: in
 
 
 def class_confusions(masks, predictions, *, downsample: int = 4, prefetch: int = 4, on_progress=None,
-                     **inputs) -> tuple[list[Confusion], ScoreRun]:
+                     threads: int | None = None, **inputs) -> tuple[list[Confusion], ScoreRun]:
     """Over all clc-flagged pixels: (annotated → predicted) counts, worst first.
 
     ``inputs`` are :func:`segaudit.score`'s input options (ignore_index, mask_suffix,
     palette, classes, logits, channels_last, allow_missing). Four passes, one over the
-    store (see the module's docstring).
+    store (see the module's docstring). ``threads``: as for :func:`segaudit.score`.
     """
-    with _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs) as (run, dataset, cache):
+    with _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs, threads) as (run, dataset, cache):
         n_classes = dataset.store.n_classes
         pixels = np.zeros((n_classes, n_classes), np.int64)
         images = np.zeros((n_classes, n_classes), np.int64)
@@ -92,26 +92,28 @@ def confusions_csv(rows: list[Confusion], class_name: Callable[[int], str]) -> s
 
 
 @contextmanager
-def _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs
+def _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs, threads=None
              ) -> Iterator[tuple[ScoreRun, Dataset, CellCache | None]]:
     """Score clc, with a cell cache that keeps the pixels' argmax for the flag maps; it
     is removed on exit. Without one (too big for the disk) the flag maps re-read the store."""
     dataset = open_dataset(masks, predictions, **inputs)
     with cell_cache(dataset, downsample, pixels=True) as cache:
         run = score_dataset(dataset, ("clc",), downsample=downsample, prefetch=prefetch, on_progress=on_progress,
-                            cache=cache)
+                            cache=cache, threads=threads)
         yield run, dataset, cache
 
 
 def write_issue_masks(
     masks, predictions, out_dir: str | Path, *, method: str = "clc", top: int | None = None,
-    pixel_threshold: float = 0.5, downsample: int = 4, prefetch: int = 4, on_progress=None, **inputs,
+    pixel_threshold: float = 0.5, downsample: int = 4, prefetch: int = 4, on_progress=None,
+    threads: int | None = None, **inputs,
 ) -> tuple[list[tuple[str, int]], ScoreRun]:
     """Write a full-resolution PNG (0 = fine, 255 = flagged) per image with flagged pixels.
 
     With ``top``, only the ``top`` images with the largest flagged fraction (ties by id),
     whether or not they have flagged pixels. Files mirror the mask ids under
     ``out_dir``. Returns the (image id, flagged pixels) written, and the scoring run.
+    ``threads``: as for :func:`segaudit.score`.
     """
     if method not in ISSUE_METHODS:
         raise InputError(f"unknown issue method {method!r}; choose clc or threshold")
@@ -120,13 +122,13 @@ def write_issue_masks(
         if method == "clc":
             # The cache (with the pixels' argmax) stays until the flag maps are written.
             run, dataset, cache = stack.enter_context(_clc_run(masks, predictions, downsample, prefetch, on_progress,
-                                                               inputs))
+                                                               inputs, threads))
             flagged = {image_id: int(n) for (_, image_id), n in zip(dataset.pairs, run.clc.flagged)}
         else:
             check_pixel_threshold(pixel_threshold)
             dataset = open_dataset(masks, predictions, **inputs)
             run = score_dataset(dataset, ("cil",), pixel_threshold=pixel_threshold, prefetch=prefetch,
-                                on_progress=on_progress)
+                                on_progress=on_progress, threads=threads)
             flagged = {r.image_id: r.low_pixels for r in run.results}
         pixels = {r.image_id: r.pixels for r in run.results}
         if top is None:

@@ -268,6 +268,78 @@ def test_float16_negative_zero_does_not_win_the_argmax():
     assert finish_image("x", stats, ("ccp",)).scores["ccp"] == pytest.approx(1 / 3)
 
 
+# --- the fast paths of the common case (K <= 64): vector exp, pair tallies, TCCP keys -----
+
+
+def test_vector_exp_matches_numpy():
+    from segaudit.core.kernel import _exp_weights
+
+    s = np.concatenate([np.linspace(0.0, 1.0, 20001), [0.0, 1.0, 1e-300, 0.5]])
+    for tau, shift in ((0.1, 10.0), (0.0963, 1 / 0.0963), (0.001, 1000.0), (1.0, 0.0), (0.01, 0.0)):
+        mantissas, exponents = np.empty_like(s), np.empty(s.shape, np.int64)
+        _exp_weights(s, tau, shift, mantissas, exponents)
+        got = mantissas * exponents.view(np.float64)
+        want = np.exp((1.0 - s) / tau - shift)
+        normal = want > 1e-300
+        np.testing.assert_allclose(got[normal], want[normal], rtol=4e-16, atol=0)
+        assert np.all(got[want < 2.3e-308] == 0)  # below exp(-708): 0, not a subnormal
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_classes", [3, 70])  # pair tallies, and the scatter path above 64 classes
+def test_tccp_histograms_at_the_thresholds(dtype, n_classes):
+    """Values exactly at each threshold (as stored) and one step either side bin as the
+    reference does: strictly above a threshold counts."""
+    from segaudit.core.kernel import TCCP_THRESHOLDS
+    rng = np.random.default_rng(7)
+    if dtype in ("uint8", "uint16"):
+        top = np.iinfo(dtype).max
+        base = np.round(TCCP_THRESHOLDS * top).astype(np.int64)
+        values = np.unique(np.clip(np.concatenate([base - 1, base, base + 1]), 0, top)).astype(dtype)
+    else:
+        t = TCCP_THRESHOLDS.astype(dtype)
+        zero, one = np.zeros(1, dtype), np.ones(1, dtype)
+        values = np.unique(np.concatenate([np.nextafter(t, zero), t, np.nextafter(t, one)]))
+    height, width = 4, len(values)
+    stored = np.zeros((n_classes, height, width), dtype)
+    for r in range(height):
+        k = r % n_classes
+        stored[k, r] = values
+        if dtype in ("uint8", "uint16"):
+            stored[(k + 1) % n_classes, r] = np.iinfo(dtype).max - values
+        else:
+            stored[(k + 1) % n_classes, r] = (1.0 - values.astype(np.float64)).astype(dtype)
+    labels = rng.integers(0, n_classes, size=(height, width)).astype(np.int32)
+    labels[0, ::5] = 255
+    result, _ = run_kernel(labels, stored, methods=("tccp",))
+    decoding = make_decoding(stored.dtype, n_classes, (255,), False, sum_tolerance(stored.dtype, n_classes))
+    config = kernel_config(decoding, resolve(("tccp",)))
+    stats = ImageStats(n_classes, height * width)
+    accumulate(stats, stored.view(np.uint16) if dtype == "float16" else stored, labels, config)
+    p = (stored.astype(np.float64) / np.iinfo(dtype).max) if dtype in ("uint8", "uint16") else stored.astype(np.float64)
+    valid = labels != 255
+    bins = (p[..., None] > TCCP_THRESHOLDS).sum(axis=-1)  # (K, H, W)
+    want = np.zeros_like(stats.tccp_hist)
+    for k in range(n_classes):
+        np.add.at(want[0, k], bins[k][valid], 1)
+        np.add.at(want[1, k], bins[k][valid & (labels == k)], 1)
+    np.testing.assert_array_equal(stats.tccp_hist, want)
+    expected = image_scores(labels, stored, ignore=(255,))
+    assert result.scores["tccp"] == pytest.approx(expected["tccp"], rel=1e-11, abs=1e-13)
+
+
+def test_float16_negative_zero_bins_like_zero():
+    """-0.0 (bits 0x8000) compares above every key as bits: such rows take the exact path."""
+    rng = np.random.default_rng(3)
+    labels, stored = random_image(rng, 4, 6, 9, "float16", ignore_fraction=0.0, exact_fraction=0.5)
+    negative = stored.copy()
+    negative[stored == 0] = -0.0
+    assert np.signbit(negative).any()
+    plain, _ = run_kernel(labels, stored)
+    signed, _ = run_kernel(labels, negative)
+    assert repr(signed) == repr(plain)
+
+
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
