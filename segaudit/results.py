@@ -173,8 +173,15 @@ def _json_ready(value):
     return list(value) if isinstance(value, tuple) else value.to_dict() if hasattr(value, "to_dict") else value
 
 
+class _Section:
+    """A section of the run record: a frozen dataclass written as a JSON object of its fields."""
+
+    def to_dict(self) -> dict:
+        return {f.name: _json_ready(getattr(self, f.name)) for f in fields(self)}
+
+
 @dataclass(frozen=True)
-class ClcRecord:
+class ClcRecord(_Section):
     """The clc section of a run record: an earlier run's dataset-wide cut, enough to flag
     the same pixels again without the counting (``score --baseline``, ``overlay``)."""
 
@@ -199,9 +206,6 @@ class ClcRecord:
         if self.cut_bits is None:
             return None
         return Selection(self.cut_bits + 1, self.cut_bits + 1, 0)
-
-    def to_dict(self) -> dict:
-        return {f.name: _json_ready(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data, source: str | Path = "run record") -> ClcRecord:
@@ -230,7 +234,7 @@ REGION_COUNT_SCORE = 0.5
 
 
 @dataclass(frozen=True)
-class RegionsRecord:
+class RegionsRecord(_Section):
     """The regions section of a run record (``score --regions``): the rule that found the
     regions (so ``overlay`` draws the same ones) and how many scored >= REGION_COUNT_SCORE."""
 
@@ -238,9 +242,6 @@ class RegionsRecord:
     band: int
     band_weight: float
     regions: int
-
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data, source: str | Path = "run record") -> RegionsRecord:
@@ -252,7 +253,7 @@ class RegionsRecord:
 
 
 @dataclass(frozen=True)
-class ReviewRecord:
+class ReviewRecord(_Section):
     """The reviewed section of a run record (``--reviewed decisions.csv``): the decisions
     file, how many images it exempted from the gates (marked ok, mask unchanged), how many
     of its ok decisions were stale (the mask changed since) and how many named images the
@@ -262,9 +263,6 @@ class ReviewRecord:
     exempted: int
     stale: int
     not_found: int = 0
-
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data, source: str | Path = "run record") -> ReviewRecord:

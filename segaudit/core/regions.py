@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .components import component_roots, component_roots_3d
+from .components import _find, component_roots, component_roots_3d
 from .dataset import Dataset
 from .kernel import ImageStats, KernelConfig, accumulate
 from .passes import walk
@@ -170,16 +170,6 @@ def edge_band(labels: np.ndarray, band: int) -> np.ndarray:
 
 
 # --- the streaming labeller ---------------------------------------------------------
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _find(parent, i):
-    root = i
-    while parent[root] != root:
-        root = parent[root]
-    while parent[i] != root:
-        parent[i], i = root, parent[i]
-    return root
 
 
 @njit(cache=True, nogil=True)

@@ -107,7 +107,14 @@ def test_sigterm_during_pack_leaves_no_temporary_store(tmp_path):
     rc, err = signal_when(["pack", source, "-o", out / "packed.zarr"], environment(tmp_path / "tmp"),
                           lambda: any(name.endswith(".tmp") for name in os.listdir(out)), signal.SIGTERM)
     assert rc == 143, err
-    assert os.listdir(out) == []
+    left = os.listdir(out)
+    # On a loaded machine the signal can land during the final rename, which it is held back
+    # from: the store is then complete and in place, and still no temporary is left.
+    assert left in ([], ["packed.zarr"]), left
+    if left:
+        import zarr
+
+        assert zarr.open_group(str(out / "packed.zarr"), mode="r").attrs.get("segaudit_complete") is True
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
