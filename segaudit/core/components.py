@@ -1,7 +1,8 @@
 """8-connected components of a grid (26-connected of a volume's), by union-find in Numba.
 
-Shared by the coco method (regions of cells with the same label and argmax) and the
-shift corruption (the regions of one class in a mask).
+Shared by the coco method (regions of cells with the same label and argmax), the shift
+corruption (the regions of one class in a mask), the error regions' annotated objects and
+the planted regions of their evaluation.
 """
 
 from __future__ import annotations
@@ -91,3 +92,17 @@ def component_roots_3d(first, second, slice_rows):
             if first[i, j] >= 0:
                 roots[i * cols + j] = _find(parent, i * cols + j)
     return roots
+
+
+def numbered(roots: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Number the components of ``component_roots``' (or ``component_roots_3d``') output.
+
+    Returns ``(ids, sizes)``: int64 ids of ``shape``, 0.. in row-major order of each
+    component's first cell (-1 for a cell in none), and each component's cell count.
+    """
+    valid = roots >= 0
+    ids = np.full(roots.shape, -1, np.int64)
+    # A root is its component's first cell, so sorting the roots orders them by first cell.
+    unique, inverse = np.unique(roots[valid], return_inverse=True)
+    ids[valid] = inverse
+    return ids.reshape(shape), np.bincount(inverse, minlength=unique.size).astype(np.int64)

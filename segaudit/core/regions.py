@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .components import _find, component_roots, component_roots_3d
+from .components import _find, component_roots, component_roots_3d, numbered
 from .dataset import Dataset
 from .kernel import ImageStats, KernelConfig, accumulate
 from .passes import walk
@@ -139,11 +139,7 @@ def annotation_objects(labels: np.ndarray, n_classes: int,
     """
     scored = np.where((labels >= 0) & (labels < n_classes), labels, -1).astype(np.int32)
     roots = component_roots_3d(scored, scored, slice_rows) if slice_rows else component_roots(scored, scored)
-    valid = roots >= 0
-    numbers = np.full(roots.shape, -1, np.int64)
-    unique, inverse = np.unique(roots[valid], return_inverse=True)
-    numbers[valid] = inverse
-    return numbers.reshape(labels.shape), np.bincount(inverse, minlength=unique.size).astype(np.int64)
+    return numbered(roots, labels.shape)
 
 
 def edge_band(labels: np.ndarray, band: int) -> np.ndarray:

@@ -45,7 +45,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import InputError
-from ..core.components import component_roots
+from ..core.components import component_roots, numbered
 from ..io.masks import MaskFile, Palette, encode_like, find_masks, load_palette, read_mask
 from ..io.files import atomic_write_all, read_class_names, safe_relative_path, temporary_directory
 
@@ -169,27 +169,11 @@ def swap(labels: np.ndarray, a: int, b: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True)
-def _numbered(roots, rows, cols):
-    """Components numbered 1..n in row-major order of their first cell (0 = background)."""
-    out = np.zeros((rows, cols), np.int32)
-    number = np.zeros(rows * cols, np.int32)
-    n = 0
-    for i in range(rows):
-        for j in range(cols):
-            root = roots[i * cols + j]
-            if root >= 0:
-                if number[root] == 0:
-                    n += 1
-                    number[root] = n
-                out[i, j] = number[root]
-    return out, n
-
-
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """8-connected components of a boolean (H, W) mask: an int32 map (0 = background) and their count."""
     inside = np.where(np.asarray(mask, dtype=np.bool_), 0, -1).astype(np.int8)
-    return _numbered(component_roots(inside, inside), *inside.shape)
+    ids, sizes = numbered(component_roots(inside, inside), inside.shape)
+    return (ids + 1).astype(np.int32), int(sizes.size)
 
 
 def shifted_region(regions: np.ndarray, region: int, samples: np.ndarray,

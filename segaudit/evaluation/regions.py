@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.components import component_roots
+from ..core.components import component_roots, numbered
 from ..core.dataset import Dataset
 from ..core.regions import Region, RegionRule, find_regions, propose
 from ..errors import InputError
@@ -72,12 +72,7 @@ def planted_regions(noisy: np.ndarray, clean: np.ndarray, n_classes: int) -> tup
     planted = scored & (noisy != clean)
     first = np.where(planted, noisy, -1).astype(np.int32)
     second = np.where(planted, clean, -1).astype(np.int32)
-    roots = component_roots(first, second)
-    valid = roots >= 0
-    ids = np.full(roots.shape, -1, np.int64)
-    unique, inverse = np.unique(roots[valid], return_inverse=True)
-    ids[valid] = inverse
-    return ids.reshape(noisy.shape), np.bincount(inverse, minlength=unique.size)
+    return numbered(component_roots(first, second), noisy.shape)
 
 
 def _best_overlaps(region_map: np.ndarray, planted: np.ndarray, region_areas: np.ndarray,
