@@ -81,19 +81,12 @@ def _raw_values(dataset: Dataset) -> np.ndarray | None:
     return first
 
 
-def _proposal_bytes(dataset: Dataset, mask, labels: np.ndarray, new: np.ndarray, raw_of: np.ndarray | None,
-                    volume_shape=None) -> bytes:
-    """The bytes of a corrected mask in its source's encoding (PNG, TIFF or a volume's file)."""
-    if volume_shape is not None:
-        if raw_of is not None:
-            raw = read_mask(mask, dataset.colour_map)
-            changed = new != labels
-            corrected = raw.copy()
-            corrected[changed] = raw_of[new[changed]]
-            new = corrected
-        return encode_volume_like(mask.path, new.reshape(volume_shape))
+def _in_mask_values(dataset: Dataset, mask, labels: np.ndarray, new: np.ndarray,
+                    raw_of: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(old, new) in the values the mask file holds: class indices, or with a label map the
+    file's own values (each changed pixel gets the first value mapping to its new class)."""
     if raw_of is None:
-        return encode_like(mask, labels, new, dataset.colour_map)
+        return labels, new
     raw = read_mask(mask, dataset.colour_map)
     changed = new != labels
     values = raw_of[new[changed]]
@@ -103,7 +96,16 @@ def _proposal_bytes(dataset: Dataset, mask, labels: np.ndarray, new: np.ndarray,
                          "so a proposal cannot write it")
     corrected = raw.copy()
     corrected[changed] = values
-    return encode_like(mask, raw, corrected, dataset.colour_map)
+    return raw, corrected
+
+
+def _proposal_bytes(dataset: Dataset, mask, labels: np.ndarray, new: np.ndarray, raw_of: np.ndarray | None,
+                    volume_shape=None) -> bytes:
+    """The bytes of a corrected mask in its source's encoding (PNG, TIFF or a volume's file)."""
+    old, new = _in_mask_values(dataset, mask, labels, new, raw_of)
+    if volume_shape is not None:
+        return encode_volume_like(mask.path, new.reshape(volume_shape))
+    return encode_like(mask, old, new, dataset.colour_map)
 
 
 def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None, out: str | Path | None = None,
