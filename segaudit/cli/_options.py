@@ -62,6 +62,23 @@ Logits = Annotated[Optional[bool], typer.Option("--logits/--probabilities", help
 ChannelsLast = Annotated[Optional[bool], typer.Option("--channels-last/--channels-first", help="Arrays are (H, W, K) / (N, H, W, K); overrides the store's 'channels_last' attribute.")]
 AllowMissing = Annotated[bool, typer.Option(help="Skip masks without predictions and predictions without masks (and say how many) instead of failing.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, tables or notes; errors only.")]
+Margin = Annotated[float, typer.Option(help="A pixel is suspect when the model's argmax is not its label and p[argmax] - p[label] is at least this (0 <= margin < 1).")]
+Band = Annotated[int, typer.Option(help="Pixels within this many pixels of an annotation edge are boundary-band pixels, whose margin counts --band-weight as much in a region's score (real models blur every edge).")]
+BandWeight = Annotated[float, typer.Option(help="Weight (0-1) of band pixels in a region's score; 1 (the default, best on the benchmarks) counts them fully.")]
+
+
+def region_rule(margin: float, band: int, band_weight: float):
+    """The RegionRule of the --margin, --band and --band-weight options; exit 2 if one is bad."""
+    from ..core.regions import RegionRule
+    from ._app import fail
+
+    try:
+        return RegionRule(margin=margin, band=band, band_weight=band_weight)
+    except ValueError as exc:  # "band weight must be ...": name the option
+        name, rest = str(exc).split(" must", 1)
+        raise fail(f"--{name.replace(' ', '-')} must{rest}") from None
+
+
 Only = Annotated[Optional[str], typer.Option(help="Use only the images listed in this file ('-' = stdin), one per line: image ids, or mask paths as 'git diff --name-only' prints them. Deleted masks are skipped with a note.")]
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, require_parent_dirs
-from ._options import InputOptions, Quiet, reads_inputs
+from ._options import Band, BandWeight, InputOptions, Margin, Quiet, reads_inputs, region_rule
 
 
 class Format(str, Enum):
@@ -27,9 +27,9 @@ def command(
     truth: Annotated[Path, typer.Option("--truth", help="CSV image,is_error,kind,classes (segaudit corrupt --truth writes it); the kind of each planted image is what its regions' kind is judged against.")],
     min_score: Annotated[float, typer.Option(help="The proposed fixes relabel regions scoring at least this (0-1), as segaudit regions --propose-dir does.")] = 0.5,
     min_area: Annotated[int, typer.Option(help="Planted regions smaller than this many pixels are not counted in recall.")] = 16,
-    margin: Annotated[float, typer.Option(help="As segaudit regions --margin.")] = 0.25,
-    band: Annotated[int, typer.Option(help="As segaudit regions --band.")] = 2,
-    band_weight: Annotated[float, typer.Option(help="As segaudit regions --band-weight.")] = 1.0,
+    margin: Margin = 0.25,
+    band: Band = 2,
+    band_weight: BandWeight = 1.0,
     output_format: Annotated[Optional[Format], typer.Option("--format", help="table, or csv (metric,value) or json. Default: table on a terminal, csv otherwise.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
     inputs: InputOptions,
@@ -43,7 +43,6 @@ def command(
     Exit codes: 0 evaluated; 2 bad input or options.
     """
     from ..core.dataset import open_dataset
-    from ..core.regions import RegionRule
     from ..evaluation.evaluate import load_truth
     from ..evaluation.regions import evaluate_regions, summarise, summary_rows
     from ..io.tables import render
@@ -52,10 +51,7 @@ def command(
         raise fail(f"--min-area must be at least 1, got {min_area}")
     if not 0.0 <= min_score <= 1.0:
         raise fail(f"--min-score must be in [0, 1], got {min_score}")
-    try:
-        rule = RegionRule(margin=margin, band=band, band_weight=band_weight)
-    except ValueError as exc:
-        raise fail(f"--{exc}")
+    rule = region_rule(margin, band, band_weight)
     require_parent_dirs(output)
     refuse_overwriting_inputs({**inputs.reads(), "--clean masks": clean, "--truth file": truth}, {"--output": output})
     with exit_on_error(), progress(interactive(quiet)) as bar:

@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, require_parent_dirs, stderr
-from ._options import InputOptions, Only, OutputFormat, Quiet, read_only_entries, reads_inputs
+from ._app import exit_on_error, interactive, progress, refuse_overwriting_inputs, require_parent_dirs, stderr
+from ._options import (Band, BandWeight, InputOptions, Margin, Only, OutputFormat, Quiet, read_only_entries,
+                       reads_inputs, region_rule)
 
 
 @reads_inputs
@@ -19,9 +20,9 @@ def command(
     output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format: csv, jsonl (one JSON object per region) or json.")] = OutputFormat.csv,
     propose_dir: Annotated[Optional[Path], typer.Option("--propose-dir", help="Also write a corrected mask per image with a region scoring at least --min-score: those regions relabeled to their likely class (a 'missing' region grows to the model's outline of the object); every other pixel unchanged, in the source mask's encoding. Files mirror the mask ids; the input masks are never written.")] = None,
     min_score: Annotated[float, typer.Option(help="Regions scoring at least this (0-1) are relabeled in --propose-dir.")] = 0.5,
-    margin: Annotated[float, typer.Option(help="A pixel is suspect when the model's argmax is not its label and p[argmax] - p[label] is at least this (0 <= margin < 1).")] = 0.25,
-    band: Annotated[int, typer.Option(help="Pixels within this many pixels of an annotation edge are boundary-band pixels, whose margin counts --band-weight as much in a region's score (real models blur every edge).")] = 2,
-    band_weight: Annotated[float, typer.Option(help="Weight (0-1) of band pixels in a region's score; 1 (the default, best on the benchmarks) counts them fully.")] = 1.0,
+    margin: Margin = 0.25,
+    band: Band = 2,
+    band_weight: BandWeight = 1.0,
     inputs: InputOptions,
     only: Only = None,
     quiet: Quiet = False,
@@ -34,17 +35,13 @@ def command(
 
     Exit codes: 0 written; 2 bad input or options (nothing written).
     """
-    from ..core.regions import RegionRule
     from ..outputs.regions import find_and_write_regions, regions_text
 
     to_stdout = output == "-"
     require_parent_dirs(None if to_stdout else Path(output))
     refuse_overwriting_inputs({**inputs.reads(), "--only file": only}, {"--output": None if to_stdout else output,
                                                "--propose-dir": propose_dir})
-    try:
-        rule = RegionRule(margin=margin, band=band, band_weight=band_weight)
-    except ValueError as exc:
-        raise fail(f"--{str(exc).split(' must')[0].replace(' ', '-')}{' must' + str(exc).split(' must', 1)[1]}")
+    rule = region_rule(margin, band, band_weight)
     keywords = inputs.keywords()
     with exit_on_error(), progress(interactive(quiet)) as bar:
         outcome = find_and_write_regions(inputs.masks, inputs.predictions, rule=rule, only=read_only_entries(only),
