@@ -267,6 +267,8 @@ def _label_rows(label, likely, s, p, band, objects, whole, margin, reach, row_of
             # in the wrong place.
             touches = False
             for di in range(-reach, reach + 1):
+                if touches:
+                    break
                 if y + di < 0 or y + di >= plane:
                     continue
                 ni = row + di
@@ -274,6 +276,7 @@ def _label_rows(label, likely, s, p, band, objects, whole, margin, reach, row_of
                     nj = j + dj
                     if 0 <= nj < cols and whole[ni, nj] == lik:
                         touches = True
+                        break
             ints[here, _TOUCH] += touches
             if band[i, j]:
                 floats[here, _MASS_BAND] += gap
@@ -435,10 +438,13 @@ class RegionFinder:
         if self.likely_map is not None:
             self.likely_map[start:stop] = likely
         if rows:
+            # The carried rows shift up by the block's rows and its last rows fill in below;
+            # only those rows are copied, not the block.
             keep = self.carry_ids.shape[0]
-            self.carry_ids = np.concatenate([self.carry_ids, ids])[-keep:].copy()
-            self.carry_label = np.concatenate([self.carry_label, label.astype(np.int32)])[-keep:].copy()
-            self.carry_likely = np.concatenate([self.carry_likely, likely.astype(np.int32)])[-keep:].copy()
+            fresh = min(rows, keep)
+            for carried, block in ((self.carry_ids, ids), (self.carry_label, label), (self.carry_likely, likely)):
+                carried[: keep - fresh] = carried[fresh:]
+                carried[keep - fresh:] = block[rows - fresh:]
         self.next_row = stop
 
     def finish(self, image_id: str, background: frozenset[int] = frozenset()) -> list[Region]:
