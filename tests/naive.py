@@ -385,72 +385,17 @@ def _flood(grid_ok, same, start, shape):
     return seen
 
 
-def regions(labels, s, likely, p, n_classes, *, margin=0.25, band=2, band_weight=1.0, scale=0.002,
-            coverage_power=0.25, thin=0.02, reach=3, background=frozenset()):
-    """Error regions by flood fill, pixel by pixel: a list of dicts (any order).
+def regions(labels, s, likely, p, n_classes, **rule):
+    """Error regions of an image by flood fill, pixel by pixel: a list of dicts (any order).
 
     ``labels``: class indices (values < 0 or >= n_classes unscored); ``s``, ``likely``,
-    ``p``: per pixel p[label], argmax and p[argmax].
+    ``p``: per pixel p[label], argmax and p[argmax]; ``rule``: :func:`regions_3d`'s keywords.
+    An image is a volume of one slice (its 26-neighbours are then its 8-neighbours).
     """
-    rows, cols = labels.shape
-    scored = (labels >= 0) & (labels < n_classes)
-    suspect = scored & (likely != labels) & (p - s >= margin)
-    # The edge band: within `band` (Chebyshev) of a pixel pair across which the label changes.
-    edge = np.zeros(labels.shape, bool)
-    for i in range(rows):
-        for j in range(cols):
-            for di, dj in ((1, 0), (0, 1), (-1, 0), (0, -1)):
-                ni, nj = i + di, j + dj
-                if 0 <= ni < rows and 0 <= nj < cols and labels[ni, nj] != labels[i, j]:
-                    edge[i, j] = True
-    in_band = np.zeros(labels.shape, bool)
-    if band > 0:
-        for i in range(rows):
-            for j in range(cols):
-                near = edge[max(0, i - band + 1): i + band, max(0, j - band + 1): j + band]
-                in_band[i, j] = near.any()
-    total_scored = int(scored.sum())
-    done = np.zeros(labels.shape, bool)
-    found = []
-    for i in range(rows):
-        for j in range(cols):
-            if not suspect[i, j] or done[i, j]:
-                continue
-            pixels = _flood(suspect, lambda a, b: labels[a] == labels[b] and likely[a] == likely[b], (i, j),
-                            labels.shape)
-            obj = _flood(scored, lambda a, b: labels[a] == labels[b], (i, j), labels.shape)
-            for q in pixels:
-                done[q] = True
-            ys = [q[0] for q in pixels]
-            xs = [q[1] for q in pixels]
-            lab, lik = int(labels[i, j]), int(likely[i, j])
-            core = [q for q in pixels if not in_band[q]]
-            band_px = [q for q in pixels if in_band[q]]
-            mass = sum(p[q] - s[q] for q in core) + band_weight * sum(p[q] - s[q] for q in band_px)
-            touching = 0
-            for (y, x) in pixels:
-                touching += any(0 <= y + di < rows and 0 <= x + dj < cols and labels[y + di, x + dj] == lik
-                                for di in range(-reach, reach + 1) for dj in range(-reach, reach + 1))
-            area = len(pixels)
-            coverage = area / len(obj)
-            thickness = area / touching if touching else math.inf
-            if coverage >= 0.5:
-                if lab in background and lik not in background:
-                    kind = "missing"
-                else:
-                    kind = "spurious" if lik in background else "wrong_class"
-            elif thickness <= max(2.0, thin * math.sqrt(labels.size)):
-                kind = "boundary"
-            else:
-                kind = "spurious" if lik in background and lab not in background else "missing"
-            found.append({
-                "pixels": frozenset(pixels), "area": area, "x0": min(xs), "y0": min(ys), "x1": max(xs) + 1,
-                "y1": max(ys) + 1, "annotated_class": lab, "likely_class": lik,
-                "mean_s": float(np.mean([s[q] for q in pixels])), "mean_p_likely": float(np.mean([p[q] for q in pixels])),
-                "core_area": len(core), "object_pixels": len(obj), "touching": touching, "mass": mass,
-                "score": (1.0 - math.exp(-mass * coverage ** coverage_power / (scale * total_scored))
-                          if total_scored else 0.0), "kind": kind,
-            })
+    found = regions_3d(*(np.asarray(a)[None] for a in (labels, s, likely, p)), n_classes, **rule)
+    for region in found:
+        region["pixels"] = frozenset((y, x) for _, y, x in region["pixels"])
+        del region["z0"], region["z1"]
     return found
 
 
@@ -525,6 +470,7 @@ def regions_3d(labels, s, likely, p, n_classes, *, margin=0.25, band=2, band_wei
         for q in pixels:
             done[q] = True
         lab, lik = int(labels[start]), int(likely[start])
+        core = [q for q in pixels if not in_band[q]]
         mass = sum((1.0 if not in_band[q] else band_weight) * (p[q] - s[q]) for q in pixels)
         touching = sum(any(0 <= y + di < rows and 0 <= x + dj < cols and labels[z, y + di, x + dj] == lik
                            for di in range(-reach, reach + 1) for dj in range(-reach, reach + 1))
@@ -543,5 +489,8 @@ def regions_3d(labels, s, likely, p, n_classes, *, margin=0.25, band=2, band_wei
         found.append({"pixels": frozenset(pixels), "area": area, "x0": min(xs), "y0": min(ys), "z0": min(zs),
                       "x1": max(xs) + 1, "y1": max(ys) + 1, "z1": max(zs) + 1, "annotated_class": lab,
                       "likely_class": lik, "object_pixels": len(obj), "touching": touching, "kind": kind,
-                      "score": 1.0 - math.exp(-mass * coverage ** coverage_power / (scale * total))})
+                      "mean_s": float(np.mean([s[q] for q in pixels])),
+                      "mean_p_likely": float(np.mean([p[q] for q in pixels])), "core_area": len(core), "mass": mass,
+                      "score": (1.0 - math.exp(-mass * coverage ** coverage_power / (scale * total))
+                                if total else 0.0)})
     return found
