@@ -178,7 +178,7 @@ def main(argv=None) -> int:
                                           for kind in cell["kinds"]}}
                 print(f"{key}: {len(found['area'])} regions in {found['seconds']:.1f} s", flush=True)
                 out.write_text(json.dumps(results, indent=1))
-    print(publish(results, None))
+    print(publish(results))
     return 0
 
 
@@ -244,7 +244,7 @@ def tabulate(results: dict) -> str:
     return "\n".join(lines)
 
 
-def publish(results: dict, seconds: float | None) -> str:
+def publish(results: dict) -> str:
     """The tables, with how they were made, into docs/benchmarks.md (between the markers)."""
     from segaudit import __version__
     from segaudit.io.files import replace_generated_section
