@@ -433,45 +433,34 @@ class PredictionWriter:
         stored_shape = (height, width, n_classes) if self.store_channels_last else (n_classes, height, width)
         rows = min(height, chunk_rows(n_classes, width, self.dtype.itemsize, self.chunk_bytes))
         chunks = (rows, width, n_classes) if self.store_channels_last else (n_classes, rows, width)
-        try:
-            target = self._group.create_array(
-                name=image_id, shape=stored_shape, chunks=chunks, dtype=self.dtype, fill_value=0,
-                **codec_arguments(self.codec, self.dtype),
-            )
-        except Exception as exc:
-            raise InputError(f"{where}: cannot create the array: {type(exc).__name__}: {exc}") from None
-        try:
-            self._fill(target, array, rows, height)
-        except BaseException as exc:
-            try:
-                del self._group[image_id]
-            except Exception:
-                pass
-            if isinstance(exc, _BadValues):
-                raise InputError(f"{where}: {exc}") from None
-            raise
-        self.image_ids.append(image_id)
-        self._ids.add(image_id)
-        parts = image_id.split("/")
-        self._folders.update("/".join(parts[:n]) for n in range(1, len(parts)))
+        self._add_array(image_id, where, lambda target: self._fill(target, array, rows, height),
+                        shape=stored_shape, chunks=chunks)
 
     def _write_volume(self, image_id: str, array: np.ndarray, where: str, attributes: dict) -> None:
         """A (K, Z, Y, X) volume as one array chunked by slice (and rows), checked slice by slice."""
         n_classes, depth, height, width = array.shape
         rows = min(height, chunk_rows(n_classes, width, self.dtype.itemsize, self.chunk_bytes))
-        try:
-            target = self._group.create_array(
-                name=image_id, shape=array.shape, chunks=(n_classes, 1, rows, width), dtype=self.dtype,
-                fill_value=0, attributes=attributes, **codec_arguments(self.codec, self.dtype),
-            )
-        except Exception as exc:
-            raise InputError(f"{where}: cannot create the array: {type(exc).__name__}: {exc}") from None
-        try:
+
+        def fill(target) -> None:
             for z in range(depth):
                 try:
                     target[:, z] = _check_and_encode(np.asarray(array[:, z]), self.dtype, self.logits, 0)
                 except _BadValues as exc:
                     raise _BadValues(f"slice {z}: {exc}") from None
+
+        self._add_array(image_id, where, fill, shape=array.shape, chunks=(n_classes, 1, rows, width),
+                        attributes=attributes)
+
+    def _add_array(self, image_id: str, where: str, fill, **create) -> None:
+        """Create the image's array, ``fill(target)`` it and record the id; on any failure the
+        half-written array is deleted again (bad values become an InputError naming ``where``)."""
+        try:
+            target = self._group.create_array(name=image_id, dtype=self.dtype, fill_value=0, **create,
+                                              **codec_arguments(self.codec, self.dtype))
+        except Exception as exc:
+            raise InputError(f"{where}: cannot create the array: {type(exc).__name__}: {exc}") from None
+        try:
+            fill(target)
         except BaseException as exc:
             try:
                 del self._group[image_id]
