@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, one_line
+from .chunks import ChunkFiles
 
 #: Row blocks are grown to about this many bytes; kept under glibc's 32 MB mmap
 #: threshold so the buffers are reused instead of page-faulting on every read.
@@ -108,6 +109,7 @@ class PredictionStore:
     _arrays: dict = field(repr=False, default_factory=dict)  # id -> array (per-image)
     _stacked: object = field(repr=False, default=None)
     _index: dict = field(repr=False, default_factory=dict)  # id -> position (stacked)
+    _direct: dict = field(repr=False, default_factory=dict)  # id(array) -> ChunkFiles or None
 
     @property
     def sum_tolerance(self) -> float:
@@ -161,15 +163,16 @@ class PredictionStore:
         """Stored values of rows [start, stop) as a [class, row, column] view."""
         array = self._array_of(image_id)
         if self.layout == "stacked":
-            block = array[(self._index[image_id],) + self._rows(start, stop)]
+            index = self._index[image_id]
+            block = self._read(array, (slice(index, index + 1),) + self._rows(start, stop))[0]
         elif array.ndim == 4:  # a volume: the slices that hold the rows, as the tall image
             slice_rows = array.shape[2]
             first, last = start // slice_rows, -(-stop // slice_rows)
-            block = np.asarray(array[:, first:last])
+            block = self._read(array, (slice(None), slice(first, last), slice(None), slice(None)))
             block = block.reshape(block.shape[0], -1, block.shape[3])
             block = block[:, start - first * slice_rows:stop - first * slice_rows]
         else:
-            block = array[self._rows(start, stop)]
+            block = self._read(array, self._rows(start, stop))
         if self.channels_last:
             block = np.moveaxis(block, -1, 0)
         if not block.dtype.isnative:
@@ -177,6 +180,15 @@ class PredictionStore:
         if block.dtype == np.float16:
             block = block.view(np.uint16)
         return block
+
+    def _read(self, array, selection: tuple[slice, ...]) -> np.ndarray:
+        """``array[selection]``: uncompressed local chunks straight from their files, else through zarr."""
+        key = id(array)
+        if key not in self._direct:
+            self._direct[key] = ChunkFiles.of(array)
+        direct = self._direct[key]
+        block = direct.read(selection) if direct is not None else None
+        return np.asarray(array[selection]) if block is None else block
 
     @property
     def _row_axis(self) -> int:
