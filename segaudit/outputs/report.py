@@ -562,6 +562,7 @@ button.primary { background: var(--accent); color: #fff; border-color: var(--acc
          font-size: 12px; line-height: 18px; padding: 0 4px; }
 .badge.ok { background: var(--ok); } .badge.fix { background: var(--fix); } .badge.skip { background: var(--skip); }
 .badge.stale { background: #fff; color: var(--fix); border: 1px dashed var(--fix); }
+.badge.part { background: #fff; color: var(--ink); border: 1px solid var(--muted); }
 .detail { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; margin-top: 12px;
           min-height: 120px; }
 .detail .facts { margin: 0 0 6px; color: var(--muted); }
@@ -788,7 +789,8 @@ SCRIPT = r"""
       if (stale) span.title = 'decided about another version of the mask';
     } else if (store[im.id]) {
       span.textContent = 'regions';
-      span.className = 'badge skip';
+      span.className = 'badge part';
+      span.title = 'decisions about regions only';
     }
     return span;
   }
