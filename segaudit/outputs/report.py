@@ -80,10 +80,6 @@ def load_confusions(path: str | Path) -> list[ConfusionRow]:
     return rows
 
 
-#: Regions listed per gallery card; the rest are counted under the table.
-REGIONS_PER_CARD = 10
-
-
 @dataclass(frozen=True)
 class RegionRow:
     """One row of a region table, as the report shows it."""
