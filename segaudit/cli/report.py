@@ -42,6 +42,9 @@ def command(
                                "--confusions file": confusions, "--regions file": regions}, {"--output": output})
     with exit_on_error(str(output)):
         loaded = load_ranking(ranking, need_record=False)
+    if loaded.record is not None and loaded.record.masks:  # the masks are read too (hashed)
+        refuse_overwriting_inputs({"masks directory": Path(loaded.record.masks)}, {"--output": output})
+    with exit_on_error(str(output)):
         rows = load_confusions(confusions) if confusions is not None else None
         region_table = load_regions(regions) if regions is not None else None
         result = write_report(loaded, output, overlays_dir=overlays, top=top, score_threshold=score_threshold,

@@ -332,3 +332,18 @@ def test_report_is_written_atomically(tmp_path, monkeypatch):
     ok(invoke("report", "-q"))
     ok(invoke("report", "-q"))  # replaced in place
     assert sorted(os.listdir(tmp_path)) == ["ranking.csv", "ranking.run.json", "report.html"]
+
+
+def test_report_never_writes_inside_the_masks_it_hashes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.new("L", (4, 4)).save(masks / "a.png")
+    write_ranking(tmp_path, [("a", 0.5, 16, 0, "", "")], dict(RECORD, masks=str(masks)))
+    result = invoke("report", "-o", masks / "report.html")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.splitlines() == [f"error: --output {masks / 'report.html'} is inside the masks directory "
+                                          f"{masks}: refusing to write over an input"]
+    assert os.listdir(masks) == ["a.png"]
+    ok(invoke("report", "-q"))
+    assert read_embedded_data((tmp_path / "report.html").read_text())["images"][0]["sha"] == file_sha256(masks / "a.png")
