@@ -1,5 +1,5 @@
-"""``segaudit report``: one self-contained HTML report of a ranking, after ``score`` and
-``overlay``; it needs no arguments after them."""
+"""``segaudit report``: one self-contained, interactive HTML report of a ranking, after ``score``
+and ``overlay``; it needs no arguments after them."""
 
 from __future__ import annotations
 
@@ -13,16 +13,18 @@ from ._app import exit_on_error, fail, refuse_overwriting_inputs, require_parent
 
 def command(
     ranking: Annotated[Path, typer.Option("--ranking", "-r", help="Ranking CSV written by segaudit score (its run record is used when present).")] = Path("ranking.csv"),
-    overlays: Annotated[Path, typer.Option(help="Directory of PNGs written by segaudit overlay; the gallery embeds them as thumbnails.")] = Path("overlays"),
+    overlays: Annotated[Path, typer.Option(help="Directory of PNGs written by segaudit overlay; the page embeds those of the --top worst images.")] = Path("overlays"),
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write (self-contained: images embedded, no network access).")] = Path("report.html"),
-    top: Annotated[int, typer.Option(help="Images in the gallery of worst images (as overlay --top).")] = 20,
-    score_threshold: Annotated[float, typer.Option(help="The summary counts images scoring below this (and marks it on the histogram).")] = 0.1,
+    top: Annotated[int, typer.Option(help="The worst images whose overlays are embedded (as overlay --top).")] = 20,
+    score_threshold: Annotated[float, typer.Option(help="The summary counts images scoring below this (the histogram marks it, the table tints them).")] = 0.1,
     confusions: Annotated[Optional[Path], typer.Option(help="CSV of class confusions (columns annotated,predicted,pixels,images,share) to show as a table.")] = None,
     thumb_width: Annotated[int, typer.Option(help="Overlays wider than this are scaled down to it for embedding.")] = 1600,
-    regions: Annotated[Optional[Path], typer.Option(help="Region table written by segaudit regions (csv, jsonl or json): each gallery image gets a table of its error regions (number, kind, annotated -> likely class, area, score, box).")] = None,
+    regions: Annotated[Optional[Path], typer.Option(help="Region table written by segaudit regions (csv, jsonl or json): each image shows its error regions (number, kind, annotated -> likely class, area, score, box), to filter on and decide about one by one.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes; errors only.")] = False,
 ) -> None:
-    """Write one self-contained HTML report: summary, histogram, gallery of the worst images, sortable table.
+    """Write one self-contained HTML page to review a ranking: summary, histogram, a searchable, filterable
+    table of every image with its overlay and regions, decisions kept in the browser and downloaded as
+    decisions.csv (for score --reviewed).
 
     Exit codes: 0 written; 2 bad input or options.
     """
@@ -40,6 +42,9 @@ def command(
                                "--confusions file": confusions, "--regions file": regions}, {"--output": output})
     with exit_on_error(str(output)):
         loaded = load_ranking(ranking, need_record=False)
+    if loaded.record is not None and loaded.record.masks:  # the masks are read too (hashed)
+        refuse_overwriting_inputs({"masks directory": Path(loaded.record.masks)}, {"--output": output})
+    with exit_on_error(str(output)):
         rows = load_confusions(confusions) if confusions is not None else None
         region_table = load_regions(regions) if regions is not None else None
         result = write_report(loaded, output, overlays_dir=overlays, top=top, score_threshold=score_threshold,
@@ -50,10 +55,13 @@ def command(
         stderr.print(f"note: no run record {loaded.record_path}; the summary omits the inputs and options",
                      soft_wrap=True)
     if result.missing_overlays:
-        stderr.print(f"note: {result.missing_overlays} of the {result.gallery} gallery image(s) have no overlay "
+        stderr.print(f"note: {result.missing_overlays} of the {result.gallery} worst image(s) have no overlay "
                      f"in {overlays} (run segaudit overlay --top {top})", soft_wrap=True)
+    if result.hash_note:
+        stderr.print(f"note: {result.hash_note}", soft_wrap=True)
     if result.unmatched_region_images:
         unmatched = result.unmatched_region_images
         stderr.print(f"note: {len(unmatched)} image(s) of {regions} are not in the ranking (e.g. {unmatched[0]}); "
                      "their regions are not shown", soft_wrap=True)
-    stderr.print(f"wrote {output} ({len(loaded.rows)} images, {result.gallery} in the gallery)", soft_wrap=True)
+    stderr.print(f"wrote {output} ({len(loaded.rows)} images, {result.gallery - result.missing_overlays} overlay(s), "
+                 f"{result.hashed} mask hash(es))", soft_wrap=True)

@@ -18,7 +18,7 @@ from datasets import FIXTURES
 from segaudit.cli import app
 from segaudit.outputs.colours import class_colours
 from segaudit.outputs.overlay import overlay_name, panel_layout
-from segaudit.outputs.report import REGION_STYLE, build_report, load_regions
+from segaudit.outputs.report import REGIONS_PER_IMAGE, build_report, load_regions, read_embedded_data
 from segaudit.io.rankings import load_ranking
 
 
@@ -160,28 +160,28 @@ def test_bad_region_options_are_one_line_errors(scored, tmp_path, option, value,
     assert not out.exists()
 
 
-def test_report_shows_each_gallery_images_regions(scored, tmp_path):
+def test_report_embeds_each_images_regions(scored, tmp_path):
     out = tmp_path / "report.html"
     result = ok(invoke("report", "-r", scored["ranking"], "--overlays", scored["dir"] / "overlays",
                        "--regions", scored["dir"] / "regions.csv", "-o", out))
     assert "note:" not in result.stderr
     text = out.read_text()
-    cards = dict(re.findall(r'<article class="card" id="r(\d+)">(.*?)</article>', text, re.S))
-    assert len(cards) == 12
+    data = read_embedded_data(text)
+    assert data["regions"] == "regions.csv"
+    images = {image["id"]: image for image in data["images"]}
+    assert len(images) == 12
     by_image: dict[str, list[dict]] = {}
     for row in scored["regions"]:
         by_image.setdefault(row["image"], []).append(row)
     for image_id, rank in scored["ranks"].items():
-        card = cards[str(rank)]
+        image = images[image_id]
+        assert image["rank"] == rank
         rows = sorted(by_image.get(image_id, []), key=lambda r: int(r["region"]))
-        if not rows:
-            assert "no error regions in <code>regions.csv</code>" in card
-            continue
-        found = re.findall(r"<tr><td[^>]*>#(\d+)</td><td>(\w+)</td><td>(.*?) → (.*?)</td>"
-                           r'<td[^>]*>([\d,]+)</td><td[^>]*>([\d.]+)</td><td><code>(\d+),(\d+)–(\d+),(\d+)</code>', card)
-        assert found == [(r["region"], r["kind"], r["annotated_class"], r["likely_class"], f"{int(r['area']):,}",
-                          f"{min(int(float(r['score']) * 100) / 100, 0.99):.2f}", r["x0"], r["y0"], r["x1"], r["y1"])
-                         for r in rows]
+        assert image["reg"] == [[int(r["region"]), r["kind"], r["annotated_class"], r["likely_class"], int(r["area"]),
+                                 float(r["score"]), int(r["x0"]), int(r["y0"]), int(r["x1"]), int(r["y1"])]
+                                for r in rows]
+        assert "more" not in image
+    assert data["kinds"] == sorted({r["kind"] for r in scored["regions"]})
     assert f"Error regions</dt><dd>{len(scored['regions'])} in {len(by_image)} image(s)" in text
     assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)|<link|url\(", text)  # still self-contained
     # the same table read from JSON Lines gives the same report but for the file's name
@@ -190,28 +190,33 @@ def test_report_shows_each_gallery_images_regions(scored, tmp_path):
     assert (tmp_path / "jsonl.html").read_text().replace("regions.jsonl", "regions.csv") == text
 
 
-def test_report_without_regions_is_unchanged(scored, tmp_path):
+def test_report_without_regions_has_none(scored, tmp_path):
     ranking = load_ranking(scored["ranking"], need_record=False)
     plain = build_report(ranking, overlays_dir=scored["dir"] / "overlays").html
     assert build_report(ranking, overlays_dir=scored["dir"] / "overlays", regions=None).html == plain
-    assert REGION_STYLE not in plain and 'class="regions"' not in plain and "Error regions" not in plain
+    data = read_embedded_data(plain)
+    assert data["regions"] is None and all("reg" not in image for image in data["images"])
+    assert "Error regions" not in plain
     ok(invoke("report", "-r", scored["ranking"], "--overlays", scored["dir"] / "overlays", "-q",
               "-o", tmp_path / "r.html"))
     assert (tmp_path / "r.html").read_text() == plain
 
 
-def test_report_caps_the_regions_per_card_and_notes_strangers(scored, tmp_path):
+def test_report_caps_the_regions_per_image_and_notes_strangers(scored, tmp_path):
     header = "rank,image,region,score,area,x0,y0,x1,y1,annotated_class,likely_class,mean_s,mean_p_likely,kind\n"
-    lines = [f"{n},city_b/0002,{n},0.5,{n},0,0,1,1,<sky>,road & co,0.1,0.9,boundary\n" for n in range(1, 13)]
-    lines.append("13,elsewhere/1,1,0.9,5,0,0,2,2,sky,road,0.1,0.9,missing\n")
+    many = REGIONS_PER_IMAGE + 2
+    lines = [f"{n},city_b/0002,{n},0.5,{n},0,0,1,1,<sky>,road & co,0.1,0.9,boundary\n" for n in range(1, many + 1)]
+    lines.append(f"{many + 1},elsewhere/1,1,0.9,5,0,0,2,2,sky,road,0.1,0.9,missing\n")
     (tmp_path / "many.csv").write_text(header + "".join(lines))
     result = ok(invoke("report", "-r", scored["ranking"], "--overlays", scored["dir"] / "overlays",
                        "--regions", tmp_path / "many.csv", "-o", tmp_path / "r.html"))
     assert "note: 1 image(s) of" in result.stderr and "elsewhere/1" in result.stderr
     text = (tmp_path / "r.html").read_text()
-    assert text.count("&lt;sky&gt; → road &amp; co") == 10
-    assert "and 2 more region(s) in <code>many.csv</code>" in text
-    assert "<sky>" not in text
+    image = {i["id"]: i for i in read_embedded_data(text)["images"]}["city_b/0002"]
+    assert [r[0] for r in image["reg"]] == list(range(1, REGIONS_PER_IMAGE + 1)) and image["more"] == 2
+    assert image["reg"][0][2:4] == ["<sky>", "road & co"]
+    assert "elsewhere/1" not in text
+    assert "<sky>" not in text and "road & co" not in text  # in the data block only as \\u escapes
 
 
 HEADER = "rank,image,region,score,area,x0,y0,x1,y1,annotated_class,likely_class,mean_s,mean_p_likely,kind"

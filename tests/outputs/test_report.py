@@ -1,7 +1,9 @@
-"""``segaudit report``: the HTML's structure, escaping, embedded thumbnails, the optional
-class-confusion section and the command's defaults and errors.
+"""``segaudit report``: the HTML's structure, escaping, the embedded data (images, scores,
+thumbnails, mask hashes), the log-scale histogram, the optional class-confusion section and
+the command's defaults and errors.
 
-The HTML is checked with the standard library's parser (no browser needed).
+The HTML is checked with the standard library's parser; the page's script is tested in
+Chromium by tests/outputs/test_report_browser.py.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import os
 import re
 from html.parser import HTMLParser
@@ -22,7 +25,8 @@ from datasets import FIXTURES
 from segaudit.cli import app
 from segaudit.outputs.overlay import overlay_name
 from segaudit.io.rankings import load_ranking
-from segaudit.outputs.report import build_report, histogram_svg, load_confusions
+from segaudit.io.decisions import file_sha256
+from segaudit.outputs.report import build_report, embed_json, histogram_svg, load_confusions, read_embedded_data
 
 EVIL_ID = "<script>x</script>"
 AMP_CLASS = "cars & trucks"
@@ -117,21 +121,34 @@ def test_structure_and_escaping(ranking):
     page = Page(text)
     assert page.errors == [] and page.stack == []
     assert text.startswith("<!DOCTYPE html>")
-    # escaping: the id and the class name appear only escaped
-    assert EVIL_ID not in text and "&lt;script&gt;x&lt;/script&gt;" in text
+    # escaping: the id and the class name never appear as they are, in the markup or the data
+    assert EVIL_ID not in text and "&lt;script&gt;x&lt;/script&gt;" in text  # the summary's worst image
     assert AMP_CLASS not in text and "cars &amp; trucks" in text
     assert "/data/m&lt;asks&gt;" in text
-    assert len(page.find("script")) == 1  # ours, at the end
+    scripts = page.find("script")
+    assert [s.get("type") for s in scripts] == ["application/json", None]  # the data, then ours
+    assert scripts[0]["id"] == "report-data"
     joined = " ".join(page.text)
     assert EVIL_ID in joined and AMP_CLASS in joined  # ... and read back as the original text
-    # sections
+    data = read_embedded_data(text)
+    assert [i["id"] for i in data["images"]] == [r[0] for r in ROWS]
+    assert data["images"][0]["sus"] == AMP_CLASS
     ids = [a.get("id") for t, a in page.tags if t == "section"]
-    assert ids == ["summary", "gallery", "all-images"]
-    assert len(page.find("article")) == 3
-    table = [a for t, a in page.tags if t == "table" and a.get("id") == "ranking"]
-    assert table and "sortable" in table[0]["class"]
-    assert text.count("<tr") == 1 + len(ROWS)  # header + one row per image
+    assert ids == ["summary", "review"]
+    for control in ("q", "cls", "side", "kind", "method", "lo", "hi", "dec", "download", "rows", "detail"):
+        assert len([a for t, a in page.tags if a.get("id") == control]) == 1, control
     assert page.find("meta", **{"http-equiv": "Content-Security-Policy"})
+
+
+def test_embedded_json_cannot_close_its_block():
+    value = {"s": "</script><!-- <script>&amp; \u2028", "n": [1, None]}
+    text = embed_json(value)
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text) == value
+    page = f'<script type="application/json" id="report-data">{text}</script>'
+    assert read_embedded_data(page) == value
+    with pytest.raises(ValueError):
+        embed_json({"score": float("nan")})  # NaN is not JSON: scores travel as null
 
 
 def test_self_contained(ranking):
@@ -143,6 +160,7 @@ def test_self_contained(ranking):
                 assert attrs[name].startswith(("data:", "#")), (tag, attrs)
         assert tag not in ("link", "iframe", "object")
     assert not re.search(r"url\(|@import|https?://(?!www\.w3\.org/2000/svg)", text)
+    assert "fetch(" not in text and "XMLHttpRequest" not in text
 
 
 def test_summary_counts_and_histogram(ranking):
@@ -153,37 +171,79 @@ def test_summary_counts_and_histogram(ranking):
     assert svg.count("<rect") == 10
     assert svg.count('class="bar low"') == 1  # only the [0, 0.1) bin is left of the line
     assert "0–0.1: 2 image(s)" in svg
+    assert 'data-lo="0.0" data-hi="0.1"' in svg  # what the page filters on when the bar is clicked
 
 
-def test_table_rows_sort_by_numbers_and_keep_empty_cells(ranking):
-    text = build_report(ranking, overlays_dir=None).html
-    page = Page(text)
-    assert page.errors == []
-    ranks = re.findall(r'<tr(?: class="below")?><td class="num" data-v="([^"]*)">', text)
-    assert ranks == ["1", "2", "3", "4", "5"]
-    assert 'data-v="">' in text  # the image without a score
-    assert 'class="below"' in text
-    assert text.count('href="#r') >= 3  # gallery links from the table
+def bar_heights(svg: str) -> list[float]:
+    return [float(h) for h in re.findall(r'<rect [^>]*height="([\d.]+)"', svg)]
 
 
-def test_gallery_embeds_overlays_as_png_thumbnails(ranking, tmp_path):
+def test_the_histogram_counts_on_a_log_scale():
+    # 48 errors among 1,152 clean images: on a linear axis the errors' bar is 4 % of the
+    # clean one's height, on the log axis more than half
+    scores = [0.02] * 48 + [0.7] * 1152
+    heights = bar_heights(histogram_svg(scores, 0.1, bins=10))
+    errors, clean = heights[0], heights[7]
+    assert clean > 0 and errors / clean == pytest.approx(math.log10(49) / math.log10(1153), rel=1e-3)
+    assert errors / clean > 0.5
+    assert heights.count(0.0) == 8  # empty bins have no bar
+    svg = histogram_svg(scores, 0.1, bins=10)
+    labels = re.findall(r'text-anchor="end">([\d,]+)</text>', svg)
+    assert labels[:4] == ["0", "1", "10", "100"] and "1,000" in labels and "images (log scale)" in svg
+    one = bar_heights(histogram_svg([0.5, 0.7, 0.7], bins=10))
+    assert one[5] == pytest.approx(one[7] * math.log10(2) / math.log10(3), rel=1e-3)
+
+
+def test_the_data_hold_every_image(ranking):
+    data = read_embedded_data(build_report(ranking, overlays_dir=None, score_threshold=0.2, hashes={}).html)
+    assert data["methods"] == ["softmin"] and data["threshold"] == 0.2 and data["pixel_threshold"] == 0.5
+    assert data["columns"] == ["image", "region", "decision", "note", "mask_sha256"]
+    assert data["storage_key"] == "segaudit-decisions:/data/m<asks>"  # per masks directory
+    assert data["classes"] == sorted(["road", AMP_CLASS])
+    first, *_, last = data["images"]
+    assert first == {"rank": 1, "id": EVIL_ID, "s": [0.01], "px": 100, "low": 60, "sus": AMP_CLASS, "lik": "road",
+                     "nreg": None, "worst": "", "sha": ""}
+    assert last["id"] == "empty" and last["s"] == [None]  # no score: null, sorted last by the page
+    assert [i["rank"] for i in data["images"]] == [1, 2, 3, 4, 5]
+
+
+def test_mask_hashes_are_those_score_reviewed_checks(tmp_path):
+    record = dict(RECORD, masks=str(FIXTURES / "masks"))
+    rows = [("city_a/0003", 0.01, 100, 60, "road", "car"), ("city_b/0002", 0.2, 100, 5, "sky", "road"),
+            ("gone/1", 0.5, 100, 0, "", "")]
+    loaded = load_ranking(write_ranking(tmp_path / "run", rows, record), need_record=False)
+    result = build_report(loaded, overlays_dir=None)
+    hashes = {i["id"]: i["sha"] for i in read_embedded_data(result.html)["images"]}
+    assert hashes == {"city_a/0003": file_sha256(FIXTURES / "masks" / "city_a/0003.png"),
+                      "city_b/0002": file_sha256(FIXTURES / "masks" / "city_b/0002.png"), "gone/1": ""}
+    assert result.hashed == 2 and "1 ranked image(s) have no mask" in result.hash_note and "gone/1" in result.hash_note
+    assert "1 ranked image(s) have no mask" in result.html  # the page says so too
+    # no masks directory where the record says: no hashes, a note, still a report
+    record["masks"] = str(tmp_path / "moved")
+    loaded = load_ranking(write_ranking(tmp_path / "run2", rows, record), need_record=False)
+    result = build_report(loaded, overlays_dir=None)
+    assert result.hashed == 0 and "masks directory not found" in result.hash_note
+
+
+def test_overlays_of_the_worst_images_are_embedded_as_png_thumbnails(ranking, tmp_path):
     overlays = tmp_path / "overlays"
     overlays.mkdir()
     Image.new("RGB", (3000, 500), (10, 200, 30)).save(overlays / overlay_name(2, "city/a"))
     Image.new("RGB", (300, 50), (10, 200, 30)).save(overlays / overlay_name(3, "city/b"))
+    Image.new("RGB", (300, 50), (10, 200, 30)).save(overlays / overlay_name(4, "city/c"))  # beyond --top
     Image.new("RGB", (30, 5)).save(overlays / "0001_city__other.png")  # not from this ranking
     result = build_report(ranking, overlays_dir=overlays, top=3, thumb_width=1000)
     assert (result.gallery, result.missing_overlays) == (3, 1)  # the evil id has no overlay name
-    images = Page(result.html).find("img")
-    assert len(images) == 2
+    assert Page(result.html).find("img") == []  # none in the markup: the page decodes the selected one only
+    embedded = {i["id"]: i["ov"] for i in read_embedded_data(result.html)["images"] if "ov" in i}
+    assert list(embedded) == ["city/a", "city/b"]
     sizes = []
-    for attrs in images:
-        assert attrs["src"].startswith("data:image/png;base64,")
-        data = base64.b64decode(attrs["src"].split(",", 1)[1])
-        with Image.open(io.BytesIO(data)) as img:
+    for src, width, height in embedded.values():
+        assert src.startswith("data:image/png;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as img:
             assert img.format == "PNG"
             sizes.append(img.size)
-        assert (int(attrs["width"]), int(attrs["height"])) == sizes[-1]
+        assert (width, height) == sizes[-1]
     assert sizes == [(1000, 167), (300, 50)]  # scaled down to thumb_width, small ones kept
 
 
@@ -193,7 +253,7 @@ def test_confusion_section_only_when_given(ranking, tmp_path):
     text = build_report(ranking, overlays_dir=None, confusions=rows).html
     page = Page(text)
     assert page.errors == []
-    assert [a.get("id") for t, a in page.tags if t == "section"] == ["summary", "confusions", "gallery", "all-images"]
+    assert [a.get("id") for t, a in page.tags if t == "section"] == ["summary", "confusions", "review"]
     assert "<td>cars &amp; trucks</td><td>road</td>" in text and "<td>&lt;b&gt;</td>" in text
     assert "25.00 %" in text
     assert "optional section: class confusions" in text
@@ -218,13 +278,16 @@ def test_report_after_score_and_overlay_with_defaults(tmp_path, monkeypatch):
     ok(invoke("score", FIXTURES / "masks", FIXTURES / "preds.zarr", "-q", "--method", "softmin,cil"))
     ok(invoke("overlay", "--top", "5", "-q"))
     result = ok(invoke("report"))
-    assert "wrote report.html (12 images, 12 in the gallery)" in result.stderr
-    assert "7 of the 12 gallery image(s) have no overlay" in result.stderr
+    assert "wrote report.html (12 images, 5 overlay(s), 12 mask hash(es))" in result.stderr
+    assert "7 of the 12 worst image(s) have no overlay" in result.stderr
     assert sorted(os.listdir(tmp_path)) == ["overlays", "ranking.csv", "ranking.run.json", "report.html"]
-    page = Page((tmp_path / "report.html").read_text())
+    text = (tmp_path / "report.html").read_text()
+    page = Page(text)
     assert page.errors == []
-    assert len(page.find("img")) == 5
-    assert "cil" in " ".join(page.text)
+    data = read_embedded_data(text)
+    assert sum("ov" in i for i in data["images"]) == 5 and all("ov" in i for i in data["images"][:5])
+    assert data["methods"] == ["softmin", "cil"]
+    assert all(len(i["sha"]) == 64 for i in data["images"])
 
 
 def test_report_with_confusions_option(tmp_path, monkeypatch):
@@ -242,6 +305,7 @@ def test_report_without_run_record_still_works(tmp_path, monkeypatch):
     write_ranking(tmp_path, ROWS)
     result = ok(invoke("report", "--overlays", "nowhere"))
     assert "note: no run record" in result.stderr
+    assert "note: no mask hashes (no run record for ranking.csv)" in result.stderr
     assert "no run record found" in (tmp_path / "report.html").read_text()
 
 
@@ -268,3 +332,18 @@ def test_report_is_written_atomically(tmp_path, monkeypatch):
     ok(invoke("report", "-q"))
     ok(invoke("report", "-q"))  # replaced in place
     assert sorted(os.listdir(tmp_path)) == ["ranking.csv", "ranking.run.json", "report.html"]
+
+
+def test_report_never_writes_inside_the_masks_it_hashes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.new("L", (4, 4)).save(masks / "a.png")
+    write_ranking(tmp_path, [("a", 0.5, 16, 0, "", "")], dict(RECORD, masks=str(masks)))
+    result = invoke("report", "-o", masks / "report.html")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.splitlines() == [f"error: --output {masks / 'report.html'} is inside the masks directory "
+                                          f"{masks}: refusing to write over an input"]
+    assert os.listdir(masks) == ["a.png"]
+    ok(invoke("report", "-q"))
+    assert read_embedded_data((tmp_path / "report.html").read_text())["images"][0]["sha"] == file_sha256(masks / "a.png")
