@@ -48,6 +48,25 @@ def is_url(location: object) -> bool:
     return isinstance(location, str) and bool(_URL.match(location))
 
 
+#: What a URL turns into once it went through :class:`~pathlib.Path` (``s3:/bucket/key``).
+_MANGLED_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:/")
+
+
+def refuse_url_output(path: str | Path | None, what: str) -> None:
+    """InputError if an output (given as a path) is a URL: outputs are local files only.
+
+    Parameters
+    ----------
+    path : str, Path or None
+        The output as the command received it (a typer Path has lost one slash of a URL).
+    what : str
+        The option, for the message (``"--output"``).
+    """
+    if path is not None and _MANGLED_URL.match(str(path)):
+        raise InputError(f"{what} {path}: outputs are written to local files only, not to URLs; "
+                         "write locally, then copy (aws s3 cp, gcloud storage cp ...)")
+
+
 def redact(url: str) -> str:
     """``url`` without what may be a secret: the user and password, the query and the fragment.
 
