@@ -153,6 +153,8 @@ def remote_error(url: str, exc: BaseException, what: str = "") -> InputError:
         problem = ("no credentials found: set them in the environment (AWS_ACCESS_KEY_ID and "
                    "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ~/.aws for S3; GOOGLE_APPLICATION_CREDENTIALS for GCS), "
                    "or pass --storage-options '{\"anon\": true}' for a public bucket")
+    elif isinstance(exc, TypeError) and "keyword argument" in text:  # an option the filesystem does not take
+        problem = f"bad --storage-options for {url.split('://', 1)[0]}:// ({text})"
     elif isinstance(exc, FileNotFoundError) or "NoSuchBucket" in text or "NoSuchKey" in text:
         problem = "not found (no such bucket, key or file)"
     elif isinstance(exc, PermissionError) or "AccessDenied" in text or "Forbidden" in text:
