@@ -191,7 +191,7 @@ def filesystem(url: str, storage_options: dict | None = None, what: str = ""):
     try:
         import fsspec
     except ImportError:
-        raise InputError(f"{what} {redact(url)}: reading URLs needs fsspec: pip install fsspec".strip()) from None
+        raise InputError(f"{what} {redact(url)}: reading URLs needs fsspec: pip install fsspec (or 'segaudit[s3]' for s3://)".strip()) from None
     protocol = url.split("://", 1)[0].lower()
     try:
         return fsspec.core.url_to_fs(url, **(storage_options or {}))
