@@ -392,3 +392,37 @@ def test_score_over_http_matches_local(http_fixtures, tmp_path):
     record = (tmp_path / "http.run.json").read_text()
     assert "pa55word" not in record and "reader" not in record
     assert json.loads(record)["masks"] == f"{http_fixtures}/masks"
+
+
+def test_tiff_masks_on_s3(s3, tmp_path):
+    """TIFF masks under a URL are read through fsspec as PNG ones are."""
+    tifffile = pytest.importorskip("tifffile", reason="TIFF masks need tifffile (pip install 'segaudit[tiff]')")
+    import numpy as np
+    from PIL import Image
+
+    local = tmp_path / "masks"
+    for png in (FIXTURES / "masks").rglob("*.png"):
+        target = local / png.relative_to(FIXTURES / "masks").with_suffix(".tif")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(target, np.asarray(Image.open(png)).astype(np.uint8))
+    fs = s3fs.S3FileSystem(endpoint_url=s3, skip_instance_cache=True)
+    fs.mkdir("tiff-masks")
+    fs.put(str(local), "tiff-masks/masks", recursive=True)
+    here, there = tmp_path / "local.csv", tmp_path / "s3.csv"
+    ok(cli("score", local, FIXTURES / "preds.zarr", "-m", "rsoftmin,coco", "-o", here, "-q"))
+    ok(cli("score", "s3://tiff-masks/masks", f"s3://{BUCKET}/preds.zarr", "--storage-options", options(s3),
+           "-m", "rsoftmin,coco", "-o", there, "-q"))
+    assert there.read_bytes() == here.read_bytes()
+
+
+def test_missing_filesystem_package(tmp_path):
+    """A protocol whose fsspec filesystem is not installed: the package to install, in one line."""
+    try:
+        import gcsfs  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("gcsfs is installed: its missing-package message cannot be shown")
+    one_line_error(cli("score", FIXTURES / "masks", "gs://bucket/preds.zarr", "-o", tmp_path / "r.csv"),
+                   "gs://bucket/preds.zarr", "needs gcsfs")
+    assert list(tmp_path.iterdir()) == []
