@@ -84,11 +84,13 @@ def review_masks(decisions: str | Path, masks_dir: str | Path, mask_suffix: str 
     return review(decisions, found, rows)
 
 
-def review_ranking(decisions: str | Path, ranking) -> Review:
+def review_ranking(decisions: str | Path, ranking, storage_options: dict | None = None) -> Review:
     """:func:`review` for the images of a ranking (:class:`segaudit.io.rankings.Ranking`),
-    their masks found through its run record; InputError without one."""
+    their masks found through its run record (``storage_options`` for masks at a URL);
+    InputError without one."""
     record = ranking.record
     if record is None or record.masks is None:
         raise InputError(f"--reviewed needs the masks of {ranking.path}: its run record {ranking.record_path} "
                          "is missing or names no masks directory")
-    return review_masks(decisions, record.masks, record.mask_suffix or "", [r.image_id for r in ranking.rows])
+    return review_masks(decisions, record.masks, record.mask_suffix or "", [r.image_id for r in ranking.rows],
+                        storage_options=storage_options)

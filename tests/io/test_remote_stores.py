@@ -426,3 +426,17 @@ def test_missing_filesystem_package(tmp_path):
     one_line_error(cli("score", FIXTURES / "masks", "gs://bucket/preds.zarr", "-o", tmp_path / "r.csv"),
                    "gs://bucket/preds.zarr", "needs gcsfs")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_diff_reviewed_with_remote_masks(s3, tmp_path):
+    """diff --reviewed hashes the head ranking's masks where its run record says they are: on S3."""
+    import hashlib
+
+    ranking = tmp_path / "ranking.csv"
+    ok(cli("score", f"s3://{BUCKET}/masks", f"s3://{BUCKET}/preds.zarr", "--storage-options", options(s3),
+           "-o", ranking, "-q"))
+    digest = hashlib.sha256((FIXTURES / "masks" / "city_a" / "0002.png").read_bytes()).hexdigest()
+    decisions = tmp_path / "decisions.csv"
+    decisions.write_text(f"image,region,decision,note,mask_sha256\ncity_a/0002,,ok,,{digest}\n")
+    result = ok(cli("diff", ranking, ranking, "--reviewed", decisions, "--storage-options", options(s3)))
+    assert "1 image(s) marked ok" in result.stderr and "stale" not in result.stderr, result.stderr
