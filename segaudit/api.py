@@ -48,15 +48,18 @@ def score(
     prefetch: int = 4,
     on_progress: Callable[[str, int, int], None] | None = None,
     threads: int | None = None,
+    storage_options: dict | str | None = None,
 ) -> ScoreRun:
     """Score every image of a dataset and rank them worst first.
 
     Parameters
     ----------
     masks : str or Path
-        Directory searched recursively for annotation PNGs (see docs/formats.md).
+        Directory searched recursively for annotation PNGs (see docs/formats.md), or a URL
+        (``s3://bucket/masks``, anything fsspec lists) of PNG or TIFF masks.
     predictions : str or Path
-        Zarr store of predicted class probabilities (per-image or stacked layout).
+        Zarr store of predicted class probabilities (per-image or stacked layout), or a URL
+        (``s3://bucket/preds.zarr``, ``gs://``, ``https://`` ...), read chunk by chunk.
     methods : tuple of str
         Methods from :data:`segaudit.methods.METHODS`; the first is the ranking key.
     temperature : float
@@ -103,6 +106,10 @@ def score(
     threads : int, optional
         Worker threads that score images at once (default: every core this process may
         use). The results are the same, byte for byte, for any number.
+    storage_options : dict or str, optional
+        Options of the fsspec filesystem of masks or predictions given as URLs (a dict or its
+        JSON text: ``{"endpoint_url": ..., "anon": true, "profile": ...}``). Credentials are
+        best left to the environment (``AWS_*``, ``~/.aws``); the options are never recorded.
 
     Returns
     -------
@@ -121,6 +128,7 @@ def score(
     dataset = open_dataset(
         masks, predictions, ignore_index=ignore_index, mask_suffix=mask_suffix, palette=palette, classes=classes,
         logits=logits, channels_last=channels_last, allow_missing=allow_missing, only=only, label_map=label_map,
+        storage_options=storage_options,
     )
     run = score_dataset(dataset, methods, temperature=temperature, pixel_threshold=pixel_threshold,
                         downsample=downsample, prefetch=prefetch, on_progress=on_progress, baseline=baseline,
@@ -146,7 +154,8 @@ def regions(masks: str | Path, predictions: str | Path, *, rule: RegionRule | No
         As :func:`score`.
     **inputs
         The input keywords of :func:`score`: ``ignore_index``, ``mask_suffix``, ``palette``,
-        ``classes``, ``logits``, ``channels_last``, ``allow_missing``, ``only``, ``label_map``.
+        ``classes``, ``logits``, ``channels_last``, ``allow_missing``, ``only``, ``label_map``,
+        ``storage_options``.
 
     Returns
     -------
@@ -276,6 +285,7 @@ def score_arrays_run(
     classes: list[str] | None = None,
     downsample: int = 4,
     threads: int | None = None,
+    storage_options: dict | str | None = None,
 ) -> ScoreRun:
     """Score images held in memory and rank them worst first, as :func:`score` does.
 

@@ -72,21 +72,25 @@ def review(decisions: str | Path, masks: dict[str, Path], rows: list[Decision] |
 
 
 def review_masks(decisions: str | Path, masks_dir: str | Path, mask_suffix: str = "",
-                 image_ids=None, rows: list[Decision] | None = None) -> Review:
+                 image_ids=None, rows: list[Decision] | None = None, storage_options: dict | None = None) -> Review:
     """:func:`review` for the masks under ``masks_dir`` (as ``segaudit score`` finds them),
-    restricted to ``image_ids`` when given (the images a run scored)."""
-    found = {m.image_id: m.path for m in find_masks(masks_dir, mask_suffix)}
+    restricted to ``image_ids`` when given (the images a run scored); ``storage_options`` for
+    masks at a URL."""
+    found = {m.image_id: m.path if m.fs is None else m
+             for m in find_masks(masks_dir, mask_suffix, storage_options)}
     if image_ids is not None:
         keep = set(image_ids)
         found = {i: p for i, p in found.items() if i in keep}
     return review(decisions, found, rows)
 
 
-def review_ranking(decisions: str | Path, ranking) -> Review:
+def review_ranking(decisions: str | Path, ranking, storage_options: dict | None = None) -> Review:
     """:func:`review` for the images of a ranking (:class:`segaudit.io.rankings.Ranking`),
-    their masks found through its run record; InputError without one."""
+    their masks found through its run record (``storage_options`` for masks at a URL);
+    InputError without one."""
     record = ranking.record
     if record is None or record.masks is None:
         raise InputError(f"--reviewed needs the masks of {ranking.path}: its run record {ranking.record_path} "
                          "is missing or names no masks directory")
-    return review_masks(decisions, record.masks, record.mask_suffix or "", [r.image_id for r in ranking.rows])
+    return review_masks(decisions, record.masks, record.mask_suffix or "", [r.image_id for r in ranking.rows],
+                        storage_options=storage_options)

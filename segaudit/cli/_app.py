@@ -114,7 +114,11 @@ def refuse_overwriting_inputs(reads: dict[str, object], writes: dict[str, object
 
 def require_parent_dirs(*paths: Path | None) -> None:
     """Exit 2 unless the directory of every output file given (None: not asked for) exists."""
+    from ..io.remote import refuse_url_output
+
     for path in paths:
+        with exit_on_error():
+            refuse_url_output(path, "output")
         if path is not None and not path.parent.is_dir():
             raise fail(f"output directory does not exist: {path.parent}")
 

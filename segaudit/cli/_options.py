@@ -26,8 +26,19 @@ def method_names() -> list[str]:
     modules = pkgutil.iter_modules(spec.submodule_search_locations)
     return sorted(m.name for m in modules if not m.name.startswith("_") and m.name != "base")
 
-Masks = Annotated[Path, typer.Argument(help="Directory of annotation masks (PNG, TIFF, NIfTI or .npy/.npz volumes), searched recursively; pixel value = class index.")]
-Predictions = Annotated[Path, typer.Argument(help="Zarr store of predicted class probabilities (per-image or stacked layout).")]
+# str, not Path: Path("s3://bucket/masks") would lose a slash of the URL.
+Masks = Annotated[str, typer.Argument(help="Directory of annotation masks (PNG, TIFF, NIfTI or .npy/.npz volumes), searched recursively; pixel value = class index. Or a URL of PNG/TIFF masks (s3://bucket/masks, anything fsspec lists).")]
+Predictions = Annotated[str, typer.Argument(help="Zarr store of predicted class probabilities (per-image or stacked layout); or a URL (s3://, gs://, https://, anything fsspec opens), read chunk by chunk.")]
+StorageOptions = Annotated[Optional[str], typer.Option("--storage-options", metavar="JSON", help="JSON object of fsspec options for masks or predictions given as URLs, e.g. '{\"endpoint_url\": \"http://127.0.0.1:9000\"}' or '{\"anon\": true}'. Credentials come from the environment (AWS_*, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS); the options are never written to the run record.")]
+
+
+def parse_storage_options(value: str | None) -> dict:
+    """``--storage-options``: the JSON object as a dict (``{}`` when not given); exit 2 if it is
+    not a JSON object."""
+    from ..io.remote import parse_storage_options as parse
+
+    with exit_on_error():
+        return parse(value)
 PixelThreshold = Annotated[float, typer.Option(help="Pixels whose probability of the annotated class is below this are low-quality pixels.")]
 MAX_DOWNSAMPLE = 1 << 16
 
@@ -140,22 +151,28 @@ class InputOptions:
     logits: Logits = None
     channels_last: ChannelsLast = None
     allow_missing: AllowMissing = False
+    storage_options: StorageOptions = None
 
     def reads(self) -> dict[str, object]:
-        """The paths this command reads, by description, for ``refuse_overwriting_inputs``."""
+        """The paths this command reads, by description, for ``refuse_overwriting_inputs`` (a URL
+        is nothing a local output could land in)."""
+        from ..io.remote import is_url
+
         classes = self.classes if self.classes is not None and Path(self.classes).is_file() else None
         label_map = self.label_map if self.label_map is not None and Path(self.label_map).is_file() else None
-        return {"masks directory": self.masks, "prediction store": self.predictions,
+        return {"masks directory": None if is_url(self.masks) else self.masks,
+                "prediction store": None if is_url(self.predictions) else self.predictions,
                 "--palette file": self.palette, "--classes file": classes, "--label-map file": label_map}
 
     def keywords(self) -> dict:
         """The keyword arguments of the library's readers (:func:`segaudit.engine.score`,
         ``open_dataset`` and those built on them) but masks and predictions; exit 2 on a bad
-        --classes file."""
+        --classes file or --storage-options JSON."""
         return dict(
             ignore_index=() if self.no_ignore else self.ignore_index or None, mask_suffix=self.mask_suffix,
             palette=self.palette, classes=parse_classes(self.classes), logits=self.logits,
             channels_last=self.channels_last, allow_missing=self.allow_missing, label_map=self.label_map,
+            storage_options=parse_storage_options(self.storage_options),
         )
 
 

@@ -76,7 +76,7 @@ def command(
 
         with exit_on_error():
             review = review_masks(reviewed, inputs.masks, inputs.mask_suffix, [r.image_id for r in run.results],
-                                  decisions)
+                                  decisions, keywords["storage_options"])
         run.reviewed = review.record()
     gate_results = check_gates(run, gates, review.exempt if review else frozenset())
     with exit_on_error("output"):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import masks as masks_io
+from ..io import remote
 from ..io.label_maps import LabelLookup, LabelMap, load_label_map
 from ..io.volumes import check_same_grid
 from ..errors import InputError, one_line
@@ -247,6 +248,7 @@ def open_dataset(
     only: list[str] | None = None,
     label_map: str | Path | dict | LabelMap | None = None,
     problems: list[str] | None = None,
+    storage_options: dict | str | None = None,
 ) -> Dataset:
     """Find the masks, open the store, pair them and check sizes (headers only).
 
@@ -255,10 +257,12 @@ def open_dataset(
     InputError for any problem that can be seen without decoding masks or predictions;
     with a ``problems`` list, an image whose mask cannot be read or whose size differs
     from its prediction's is appended to it instead (and left out of the dataset), so
-    that ``segaudit check`` lists every one.
+    that ``segaudit check`` lists every one. ``storage_options``: the fsspec options of masks
+    or predictions given as URLs (a dict, or its JSON text); never recorded.
     """
     limit_malloc_arenas()
-    mask_files = masks_io.find_masks(masks, mask_suffix)
+    storage_options = remote.parse_storage_options(storage_options, "storage_options")
+    mask_files = masks_io.find_masks(masks, mask_suffix, storage_options)
     deleted: list[str] = []
     if only is not None:
         from ..io.subset import resolve_only
@@ -269,7 +273,8 @@ def open_dataset(
     colour_map = masks_io.load_palette(palette) if palette else None
     label_map = None if label_map is None else load_label_map(label_map)
     store = open_predictions(predictions, classes=classes, logits=logits, channels_last=channels_last,
-                             only_ids=None if only is None else [m.image_id for m in mask_files])
+                             only_ids=None if only is None else [m.image_id for m in mask_files],
+                             storage_options=storage_options)
     ignore = resolve_ignore(ignore_index, store.n_classes)
     decoding = make_decoding(store.dtype, store.n_classes, ignore, store.logits, store.sum_tolerance)
     lookup = None if label_map is None else label_map.lookup(store.n_classes, ignore)
@@ -296,8 +301,8 @@ def open_dataset(
         checked.append((mask, image_id))
     pairs = checked
     options = {
-        "masks": str(Path(masks).resolve()),
-        "predictions": str(Path(predictions).resolve()),
+        "masks": remote.location_text(masks),  # a URL without user, password or query
+        "predictions": remote.location_text(predictions),
         "layout": store.layout,
         "ignore_index": list(ignore),
         "mask_suffix": mask_suffix,

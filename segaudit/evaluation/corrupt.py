@@ -46,6 +46,7 @@ from numba import njit
 
 from ..errors import InputError
 from ..core.components import component_roots, numbered
+from ..io.remote import is_url, redact
 from ..io.masks import MaskFile, Palette, encode_like, find_masks, load_palette, read_mask
 from ..io.files import atomic_write_all, read_class_names, safe_relative_path, temporary_directory
 
@@ -559,6 +560,9 @@ def corrupt_masks(
             raise InputError("swap needs at least two classes in --classes")
     if palette is not None and not isinstance(palette, dict):
         palette = load_palette(palette)
+    if is_url(masks):  # the copy keeps file names and bytes: it is made from local files
+        raise InputError(f"masks directory {redact(masks)}: corrupt copies a local masks directory, not a URL; "
+                         "copy the masks to a local directory first")
     masks_dir, out = Path(masks), Path(out)
     files = find_masks(masks_dir, mask_suffix)
     other = next((m for m in files if m.path.suffix.lower() != ".png"), None)

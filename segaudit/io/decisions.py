@@ -94,9 +94,17 @@ def read_decisions(path: str | Path) -> list[Decision]:
     return decisions
 
 
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file's bytes, as lower-case hex; InputError if it cannot be read."""
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's bytes, as lower-case hex; InputError if it cannot be read.
+
+    ``path``: a local file (str or Path), or a remote :class:`~segaudit.io.masks.MaskFile`.
+    """
     digest = hashlib.sha256()
+    if getattr(path, "fs", None) is not None:  # a MaskFile under a URL, read through fsspec
+        from .masks import read_bytes
+
+        digest.update(read_bytes(path))
+        return digest.hexdigest()
     try:
         with open(path, "rb") as stream:
             for chunk in iter(lambda: stream.read(1 << 20), b""):

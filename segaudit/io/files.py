@@ -62,7 +62,11 @@ def refuse_overwriting_inputs(reads: dict[str, object], writes: dict[str, object
     replaced whole) may not contain an input either. Called by every command that writes,
     before anything is written.
     """
-    read_paths = [(what, path, _real(path)) for what, path in reads.items() if path not in (None, "-")]
+    from .remote import is_url
+
+    # A URL (s3://...) is nowhere on the local disk: no local output can land in it.
+    read_paths = [(what, path, _real(path)) for what, path in reads.items() if path not in (None, "-")
+                  and not is_url(path)]
     for label, target in writes.items():
         if target in (None, "-"):
             continue

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, one_line
-from .predictions import STACKED_ARRAY, _open_group, open_predictions, stacked_array
+from . import remote
+from .predictions import STACKED_ARRAY, _open_group, open_predictions, stacked_array, store_location
 from .writer import COMPLETE_ATTR, INCOMPLETE_ATTR, WRITER_ATTR
 
 _BLOSC_SHUFFLE = {-1: "auto", 0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}
@@ -56,7 +57,13 @@ def human_bytes(n: int) -> str:
     raise AssertionError
 
 
-def _disk_bytes(path: Path) -> int:
+def _disk_bytes(path: Path | str, storage_options: dict | None = None) -> int:
+    if remote.is_url(path):  # the objects' sizes as the filesystem lists them
+        try:
+            fs, root = remote.filesystem(path, storage_options, "prediction store")
+            return int(fs.du(root, total=True))
+        except Exception as exc:  # noqa: BLE001 (each filesystem raises its own types)
+            raise remote.remote_error(path, exc, "prediction store") from None
     if path.is_file():
         return path.stat().st_size
     return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
@@ -68,8 +75,15 @@ def _most_common(values: list) -> tuple[object, int]:
     return (list(value) if isinstance(value, tuple) else value), count
 
 
-def inspect_store(path: str | Path) -> dict:
+def inspect_store(path: str | Path, storage_options: dict | None = None) -> dict:
     """Describe a prediction store from its metadata.
+
+    Parameters
+    ----------
+    path : str or Path
+        A local store, or a URL (see :func:`segaudit.io.predictions.open_predictions`).
+    storage_options : dict, optional
+        The URL's fsspec options.
 
     Returns
     -------
@@ -87,18 +101,18 @@ def inspect_store(path: str | Path) -> dict:
     InputError
         If the path is missing, not a zarr group, or its metadata cannot be read.
     """
-    path = Path(path)
-    group = _open_group(path)
+    group = _open_group(path, storage_options)
+    shown = store_location(path)
     try:
-        return _describe(path, group)
+        return _describe(shown, group, path, storage_options)
     except InputError:
         raise
     except Exception as exc:  # malformed metadata deeper in the store: zarr raises many types
         problem = one_line(exc, "no details")
-        raise InputError(f"{path}: cannot read the store's metadata ({type(exc).__name__}: {problem})") from None
+        raise InputError(f"{shown}: cannot read the store's metadata ({type(exc).__name__}: {problem})") from None
 
 
-def _describe(path: Path, group) -> dict:
+def _describe(path: Path | str, group, location: str | Path, storage_options: dict | None) -> dict:
     import zarr
 
     attrs = dict(group.attrs)
@@ -137,7 +151,7 @@ def _describe(path: Path, group) -> dict:
         "chunk_bytes": None,
         "shards": None,
         "codec": None,
-        "bytes_on_disk": _disk_bytes(path),
+        "bytes_on_disk": _disk_bytes(location if remote.is_url(location) else path, storage_options),
         "bytes_stored": 0,
         "kind": attrs.get("kind", "probabilities"),
         "channels_last": attrs.get("channels_last", False),
@@ -176,7 +190,7 @@ def _describe(path: Path, group) -> dict:
         info["bytes_stored"] = int(sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in arrays.values()))
 
     try:
-        open_predictions(path)
+        open_predictions(location, storage_options=storage_options)
     except InputError as exc:
         info["readable"] = False
         info["problem"] = str(exc)

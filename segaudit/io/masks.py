@@ -9,15 +9,16 @@ from __future__ import annotations
 import io
 import json
 import os
+import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError, one_line
-from . import volumes
+from . import remote, volumes
 from .label_maps import LabelLookup
 
 Palette = dict[tuple[int, int, int], int]
@@ -43,13 +44,101 @@ def mask_extension(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class MaskFile:
-    """One mask on disk; ``image_id`` is its '/'-separated relative path without extension."""
+    """One mask on disk; ``image_id`` is its '/'-separated relative path without extension.
+
+    A mask under a URL (see :func:`find_masks`) has its URL as ``path`` (a string) and the
+    fsspec filesystem that reads it as ``fs``; a local mask has a Path and no ``fs``.
+    """
 
     image_id: str
-    path: Path
+    path: Path | str
+    fs: object = field(default=None, compare=False, repr=False)
+    key: str | None = field(default=None, compare=False, repr=False)  # the path ``fs`` reads
 
 
-def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
+#: The first bytes of a remote PNG that :func:`mask_shape` fetches: its header (IHDR) is in the
+#: first 33, and the palette of a P-mode mask comes before the pixels.
+_HEADER_BYTES = 1 << 16
+
+
+def _name(path: Path | str) -> str:
+    return path.name if isinstance(path, Path) else posixpath.basename(path)
+
+
+def _source(mask: MaskFile, header_only: bool = False):
+    """What Pillow and tifffile open: the local path, or the remote file's bytes (its first
+    ``_HEADER_BYTES`` when only its header is read)."""
+    if mask.fs is None:
+        return mask.path
+    try:
+        data = mask.fs.cat_file(mask.key, start=0, end=_HEADER_BYTES) if header_only else mask.fs.cat_file(mask.key)
+    except Exception as exc:  # noqa: BLE001 (each filesystem raises its own types)
+        raise remote.remote_error(mask.path, exc, "mask") from None
+    return io.BytesIO(data)
+
+
+def read_bytes(mask: MaskFile) -> bytes:
+    """The mask file's bytes, local or remote; InputError, one line, if it cannot be read."""
+    if mask.fs is None:
+        try:
+            return Path(mask.path).read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read mask {mask.path}: {one_line(exc.strerror or exc)}") from None
+    return _source(mask).getvalue()
+
+
+def _find_remote_masks(url: str, suffix: str, storage_options: dict | None) -> list[MaskFile]:
+    """:func:`find_masks` for a directory given as a URL: PNG and TIFF masks listed and read
+    through fsspec."""
+    fs, root = remote.filesystem(url, storage_options, "masks directory")
+    root = root.rstrip("/")
+    shown = remote.redact(url).rstrip("/")
+    try:
+        if not fs.isdir(root):
+            raise InputError(f"masks directory not found: {shown}" if not fs.exists(root)
+                             else f"masks path is not a directory: {shown}")
+        listed = sorted(fs.find(root, withdirs=False))
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (each filesystem raises its own types)
+        raise remote.remote_error(url, exc, "masks directory") from None
+    by_id: dict[str, str] = {}
+    skipped = 0
+    for key in listed:
+        key = fs._strip_protocol(key).rstrip("/")
+        relative = key[len(root):].lstrip("/") if key.startswith(root) else None
+        if not relative or any(part.startswith(".") for part in relative.split("/")):
+            continue
+        name = posixpath.basename(relative)
+        ext = _extension(name)
+        if ext not in _MASK_EXTS:
+            continue
+        stem = name[: -len(ext)]
+        if suffix and (not stem.endswith(suffix) or stem == suffix):
+            skipped += 1
+            continue
+        if ext not in (".png", *_TIFF_EXTS):
+            raise InputError(f"{shown}/{relative}: volume masks (NIfTI, .npy/.npz) are read from local files only; "
+                             "copy them to a local directory")
+        folder = posixpath.dirname(relative)
+        stem = stem[: len(stem) - len(suffix)]
+        image_id = f"{folder}/{stem}" if folder else stem
+        if image_id in by_id:
+            raise InputError(f"two masks map to image id '{image_id}': {by_id[image_id]} and {shown}/{relative}")
+        by_id[image_id] = f"{shown}/{relative}"
+    if not by_id:
+        which = f"ending in '{suffix}.png' (or .tif/.tiff) " if suffix else ""
+        others = f" ({skipped} other mask files)" if suffix else ""
+        raise InputError(f"no PNG or TIFF masks {which}found in {shown}{others}")
+    tiff = next((p for p in by_id.values() if _is_tiff(p)), None)
+    if tiff is not None:
+        _tifffile(tiff)
+    # The filesystem reads the protocol's paths; the URL as redacted names the mask in messages.
+    prefix = len(shown) + 1
+    return [MaskFile(i, by_id[i], fs, f"{root}/{by_id[i][prefix:]}") for i in sorted(by_id)]
+
+
+def find_masks(directory: str | Path, suffix: str = "", storage_options: dict | None = None) -> list[MaskFile]:
     """Find the masks under a directory, recursively: PNG, TIFF (``.tif``/``.tiff``), NIfTI
     (``.nii``/``.nii.gz``) and ``.npy``/``.npz`` files.
 
@@ -60,6 +149,9 @@ def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
     suffix : str, optional
         If given (e.g. ``"_gtFine_labelIds"``), only files whose name without
         extension ends with it are used, and it is stripped from the id.
+    storage_options : dict, optional
+        For a directory given as a URL (``s3://bucket/masks``, anything fsspec lists): the
+        options of its filesystem. Remote masks are PNG or TIFF files, read through fsspec.
 
     Returns
     -------
@@ -67,16 +159,14 @@ def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
         Sorted by ``image_id``. InputError if the directory is missing, holds no
         matching mask, or two files (e.g. a PNG and a TIFF) map to the same id.
     """
+    if remote.is_url(directory):
+        return _find_remote_masks(directory, _strip_extension(suffix), storage_options)
     root = Path(directory)
     if not root.exists():
         raise InputError(f"masks directory not found: {root}")
     if not root.is_dir():
         raise InputError(f"masks path is not a directory: {root}")
-    # Tolerate "--suffix _gtFine_labelIds.png": the extension is matched separately.
-    for ext in _MASK_EXTS:
-        if suffix.lower().endswith(ext):
-            suffix = suffix[: -len(ext)]
-            break
+    suffix = _strip_extension(suffix)
 
     by_id: dict[str, Path] = {}
     skipped = 0
@@ -115,6 +205,14 @@ def find_masks(directory: str | Path, suffix: str = "") -> list[MaskFile]:
     if nifti is not None:
         volumes.require_nibabel(nifti)  # likewise for nibabel
     return [MaskFile(i, by_id[i]) for i in sorted(by_id)]
+
+
+def _strip_extension(suffix: str) -> str:
+    """Tolerate "--suffix _gtFine_labelIds.png": the extension is matched separately."""
+    for ext in _MASK_EXTS:
+        if suffix.lower().endswith(ext):
+            return suffix[: -len(ext)]
+    return suffix
 
 
 def _code(colour: tuple[int, int, int]) -> int:
@@ -192,13 +290,13 @@ def load_palette(path: str | Path) -> Palette:
     return palette
 
 
-def _is_tiff(path: Path) -> bool:
-    return path.suffix.lower() in _TIFF_EXTS
+def _is_tiff(path: Path | str) -> bool:
+    return os.path.splitext(_name(path))[1].lower() in _TIFF_EXTS
 
 
-def _is_array_file(path: Path) -> bool:
+def _is_array_file(path: Path | str) -> bool:
     """A NIfTI or ``.npy``/``.npz`` mask (read by :mod:`segaudit.io.volumes`)."""
-    return volumes.volume_extension(path.name) is not None
+    return volumes.volume_extension(_name(path)) is not None
 
 
 def volume_header(mask: MaskFile) -> volumes.VolumeHeader | None:
@@ -224,7 +322,7 @@ def _tiff_header(mask: MaskFile) -> tuple[tuple[int, ...], np.dtype]:
     """Return a TIFF mask's (H, W) and dtype from its header; InputError unless single-band integer."""
     tifffile = _tifffile(mask.path)
     try:
-        with tifffile.TiffFile(mask.path) as tif:
+        with tifffile.TiffFile(_source(mask)) as tif:
             series = tif.series[0]
             shape, dtype = tuple(series.shape), np.dtype(series.dtype)
     except InputError:
@@ -251,7 +349,7 @@ def _read_tiff(mask: MaskFile) -> np.ndarray:
     _tiff_header(mask)  # shape and dtype checked before decoding
     tifffile = _tifffile(mask.path)
     try:
-        arr = np.asarray(tifffile.imread(mask.path, series=0))
+        arr = np.asarray(tifffile.imread(_source(mask), series=0))
     except Exception as e:  # truncated or corrupt data, unsupported compression, ...
         raise InputError(f"cannot read mask {mask.path}: {one_line(e, type(e).__name__)}") from None
     _check_tiff(mask, arr.shape, arr.dtype)
@@ -267,10 +365,12 @@ def _read_tiff(mask: MaskFile) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.int32)
 
 
-def _open(mask: MaskFile) -> Image.Image:
-    """Open a mask and check it is a PNG; this reads only the header."""
+def _open(mask: MaskFile, header_only: bool = False) -> Image.Image:
+    """Open a mask and check it is a PNG; this reads only the header (of a remote mask, only
+    its first bytes are fetched when ``header_only``)."""
+    source = _source(mask, header_only)
     try:
-        img = Image.open(mask.path)
+        img = Image.open(source)
     except UnidentifiedImageError:
         raise InputError(f"cannot read mask {mask.path}: not a PNG file") from None
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, ... on bad headers
@@ -307,7 +407,7 @@ def mask_shape(mask: MaskFile, palette: Palette | None = None) -> tuple[int, int
     if _is_tiff(mask.path):
         shape, _ = _tiff_header(mask)
         return shape[0], shape[1]
-    with _open(mask) as img:
+    with _open(mask, header_only=True) as img:
         _check_mode(img.mode, mask, palette)
         return img.height, img.width
 
@@ -432,7 +532,7 @@ def encode_like(mask: MaskFile, old: np.ndarray, new: np.ndarray, palette: Palet
         return _encode_tiff_like(mask, new)
     from PIL import Image
 
-    with Image.open(mask.path) as img:
+    with Image.open(_source(mask)) as img:
         img.load()
         mode = img.mode
         values = np.unique(new[new != old]) if (new != old).any() else np.zeros(0, np.int64)

@@ -148,6 +148,9 @@ def replacing(target: str | Path, overwrite: bool, replaceable: Callable[[Path],
     """
     target = Path(target)
     if not target.parent.is_dir():
+        from .remote import refuse_url_output
+
+        refuse_url_output(target, "output")
         raise InputError(f"output directory does not exist: {target.parent}")
     exists = target.exists() or target.is_symlink()
     if exists and not (target.is_dir() and not target.is_symlink() and not any(target.iterdir())):

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, one_line
+from . import remote
 from .chunks import ChunkFiles
 
 #: Row blocks are grown to about this many bytes; kept under glibc's 32 MB mmap
@@ -98,7 +99,7 @@ def sum_hint(total: float, n_classes: int, pixel: np.ndarray | None = None) -> s
 class PredictionStore:
     """An opened prediction store. Use :func:`open_predictions` to make one."""
 
-    path: Path
+    path: Path | str  # a local path, or a URL as redact() shows it
     layout: str  # "per-image" or "stacked"
     image_ids: list[str]
     n_classes: int
@@ -219,15 +220,57 @@ def check_dtype(dtype, where: str) -> np.dtype:
     return dtype
 
 
-def _open_group(path: Path):
+def store_location(path: str | Path) -> str | Path:
+    """A prediction store as :class:`PredictionStore` names it: a URL redacted (no user,
+    password or query), a local path as a :class:`~pathlib.Path`."""
+    return remote.redact(path) if remote.is_url(path) else Path(path)
+
+
+def _open_group(path: str | Path, storage_options: dict | None = None):
+    """The store's root group, read-only: a local path, or a URL through zarr's FsspecStore."""
     import zarr
 
+    if remote.is_url(path):
+        return _open_remote_group(path, storage_options)
+    path = Path(path)
     if not path.exists():
         raise InputError(f"prediction store not found: {path}")
     try:
         return zarr.open_group(str(path), mode="r")
     except Exception as exc:  # zarr raises several types for "not a group"
         raise InputError(f"{path}: not a zarr group ({type(exc).__name__}: {exc})") from None
+
+
+def _open_remote_group(url: str, storage_options: dict | None):
+    import zarr
+    from zarr.storage import FsspecStore
+
+    what = "prediction store"
+    remote.filesystem(url, storage_options, what)  # a missing package or a bad option, said plainly
+    try:
+        store = FsspecStore.from_url(url.rstrip("/"), storage_options=dict(storage_options or {}), read_only=True)
+    except Exception as exc:  # noqa: BLE001 (each filesystem raises its own types)
+        raise remote.remote_error(url, exc, what) from None
+    try:
+        return zarr.open_group(store, mode="r")
+    except Exception as exc:  # noqa: BLE001 (a missing root reads as "no group": say which)
+        found = _remote_exists(url, storage_options)
+        if found is False:
+            raise InputError(f"{what} not found: {remote.redact(url)}") from None
+        if type(exc).__name__ in ("GroupNotFoundError", "FileNotFoundError", "KeyError") and found:
+            raise InputError(f"{remote.redact(url)}: not a zarr group (no zarr.json or .zgroup)") from None
+        raise remote.remote_error(url, exc, what) from None
+
+
+def _remote_exists(url: str, storage_options: dict | None) -> bool | None:
+    """Whether ``url`` exists (None: the filesystem cannot say, or fails the same way)."""
+    try:
+        fs, root = remote.filesystem(url, storage_options)
+        return bool(fs.exists(root))
+    except Exception as exc:  # noqa: BLE001
+        if isinstance(exc, InputError):
+            raise
+        raise remote.remote_error(url, exc, "prediction store") from None
 
 
 def stacked_array(group):
@@ -285,13 +328,16 @@ def open_predictions(
     logits: bool | None = None,
     channels_last: bool | None = None,
     only_ids: list[str] | None = None,
+    storage_options: dict | None = None,
 ) -> PredictionStore:
     """Open a prediction store and check its layout, shapes and attributes.
 
     Parameters
     ----------
     path : str or Path
-        The zarr store (zarr format 3, or 2).
+        The zarr store (zarr format 3, or 2): a local path, or a URL (``s3://bucket/preds.zarr``,
+        ``gs://...``, ``https://...``, anything fsspec opens) read through zarr's FsspecStore,
+        read-only and chunk by chunk like a local store.
     classes : list of str, optional
         Class names; overrides the store's ``classes`` attribute. Its length must be K.
     logits : bool, optional
@@ -301,6 +347,9 @@ def open_predictions(
         Whether arrays are (H, W, K) / (N, H, W, K); overrides the ``channels_last`` attribute.
     only_ids : list of str, optional
         Open only these images' arrays (per-image layout), for scoring a subset quickly.
+    storage_options : dict, optional
+        Options of the URL's fsspec filesystem (``endpoint_url``, ``anon``, ``profile`` ...);
+        ignored for a local path. Credentials are best left to the environment.
 
     Returns
     -------
@@ -311,8 +360,8 @@ def open_predictions(
     InputError
         For a missing or malformed store, one line naming the store and the problem.
     """
-    path = Path(path)
-    group = _open_group(path)
+    group = _open_group(path, storage_options)
+    path = store_location(path)
     attrs = dict(group.attrs)
     if attrs.get("segaudit_complete") is False:  # set by PredictionWriter until a clean close()
         reason = attrs.get("segaudit_incomplete") or "its writer never finished (the process stopped before close())"

@@ -519,6 +519,9 @@ def _clear_target(path: Path, overwrite: bool) -> None:
             raise InputError(f"refusing to replace {path}: it is not a zarr store")
         shutil.rmtree(path)
     elif not path.parent.is_dir():
+        from .remote import refuse_url_output
+
+        refuse_url_output(path, "output")
         raise InputError(f"output directory does not exist: {path.parent}")
 
 

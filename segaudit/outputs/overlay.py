@@ -639,6 +639,7 @@ def write_overlays(
     region_min_score: float = DEFAULT_REGION_MIN_SCORE,
     max_regions: int = DEFAULT_MAX_REGIONS,
     regions_for: RegionSource | None = None,
+    storage_options: dict | str | None = None,
 ) -> OverlayRun:
     """Render the overlays of a ranking's worst images (or of ``ids``) into ``out_dir``.
 
@@ -650,7 +651,8 @@ def write_overlays(
     outlined; ``regions_for`` supplies them (None: :func:`recorded_regions`, the rule of
     the run record; then an image whose ``regions`` column, from ``score --regions``, is 0
     is not read again when ``region_min_score`` is at least the column's 0.5). Every check that needs no pixel data (ids, names, pairing, photo
-    sizes) is done before the first PNG is written. InputError for bad input.
+    sizes) is done before the first PNG is written. ``storage_options``: for masks or
+    predictions recorded as URLs (never recorded themselves). InputError for bad input.
     """
     from ..core.dataset import open_dataset
     from ..io.masks import mask_palette
@@ -686,6 +688,7 @@ def write_overlays(
         logits=record.logits, channels_last=record.channels_last, allow_missing=True,
         label_map=record.label_map,  # masks read as score read them
         only=[row.image_id for row in selected],  # open and check only what is drawn
+        storage_options=storage_options,
     )
     if flags_for is None:
         flags_for = recorded_clc_flags(dataset, record)

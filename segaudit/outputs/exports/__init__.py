@@ -25,6 +25,7 @@ from ...errors import InputError
 from ...io.decisions import read_decisions
 from ...io.files import atomic_write_all, refuse_overwriting_inputs, safe_relative_path
 from ...io.masks import MaskFile
+from ...io.remote import parse_storage_options
 from ...io.rankings import Ranking, load_ranking
 from ...io.tables import read_table
 from .base import ExportContext, ExportImage, Exporter, ExportRegion, ExportWriter
@@ -91,7 +92,7 @@ def _find_proposal(directory: Path, image_id: str) -> Path | None:
 def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path | None = None,
            decisions: str | Path | None = None, top: int | None = None, min_score: float = 0.5,
            proposals: str | Path | None = None, image_url: str = "{id}.png", rule: RegionRule | None = None,
-           on_progress=None) -> ExportOutcome:
+           on_progress=None, storage_options: dict | str | None = None) -> ExportOutcome:
     """Export the images to relabel in an annotation tool's format.
 
     Parameters
@@ -124,6 +125,8 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
         Where the tool finds each photo: ``{id}`` is replaced by the image id.
     rule : RegionRule, optional
         The region rule; by default the ranking's (``score --regions``) or the default one.
+    storage_options : dict or str, optional
+        For masks or predictions recorded as URLs: their fsspec options (never recorded).
 
     Returns
     -------
@@ -171,7 +174,8 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
     if decisions is not None and top:  # --top leaves out the images accepted as they are now
         from ...ci.review import review_masks
 
-        accepted = review_masks(decisions, record.masks, record.mask_suffix or "", rows).exempt
+        accepted = review_masks(decisions, record.masks, record.mask_suffix or "", rows,
+                                storage_options=parse_storage_options(storage_options, "storage_options")).exempt
     chosen = _choose_images(loaded, listed, whole, by_region, top, min_score, decisions is not None, accepted)
     for image_id in chosen or ():
         if image_id not in rows:
@@ -186,7 +190,7 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
         record.masks, record.predictions, ignore_index=record.ignore_index, mask_suffix=record.mask_suffix or "",
         palette=record.palette, classes=None if record.classes is None else list(record.classes),
         logits=record.logits, channels_last=record.channels_last, allow_missing=True, label_map=record.label_map,
-        only=None if chosen is None else sorted(chosen))
+        only=None if chosen is None else sorted(chosen), storage_options=storage_options)
     for _, image_id in dataset.pairs:
         if dataset.slice_rows(image_id) is not None:
             raise InputError(f"{image_id} is a volume: the annotation tools import 2-D images, so export takes "
