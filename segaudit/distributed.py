@@ -251,11 +251,30 @@ def gather_in_order(futures: list, sizes: list[int], stage: str, progress, total
                 break
         if failed is not None:
             first = min([n for n, f in enumerate(futures[:failed]) if f.status == "error"], default=failed)
-            futures[first].result()  # raises the task's exception here
+            _raise_task_error(futures[first])
     finally:
         for future in futures:
             future.cancel()
     return results
+
+
+def _raise_task_error(future) -> None:
+    """Raise a failed task's exception: an InputError as it is; a task Dask gave up on (its
+    workers died) or workers without segaudit as a one-line InputError saying so."""
+    from distributed import KilledWorker
+
+    try:
+        future.result()
+    except InputError:
+        raise
+    except KilledWorker as exc:
+        raise InputError(f"Dask gave up on a task whose workers kept dying ({one_line(exc)}): see the workers' "
+                         "logs (out of memory?)") from None
+    except ModuleNotFoundError as exc:
+        if "segaudit" not in str(exc):
+            raise
+        raise InputError(f"the Dask workers cannot import segaudit ({one_line(exc)}): install it on every worker, "
+                         "the same version as here") from None
 
 
 def score_dataset_distributed(client, spec: DatasetSpec, methods: Iterable[str], *, temperature: float = 0.1,
