@@ -211,21 +211,48 @@ class DaskPartitions:
         self.n_images = len(dataset.pairs)
         self.count = len(spans)
 
+    def _leaves(self, stage: str, function: Callable, args: list[tuple]) -> list:
+        return [self.client.submit(function, self.spec, self.token, start, ids, *part_args, key=_key(stage))
+                for (start, _), ids, part_args in zip(self.spans, self.ids, args)]
+
     def submit(self, stage: str, function: Callable, args: list[tuple]) -> list:
         """``function(spec, token, start, ids, *args[p])`` for every partition p, gathered in order."""
-        futures = [self.client.submit(function, self.spec, self.token, start, ids, *part_args,
-                                      key=f"segaudit-{stage.replace(' ', '-').replace(':', '')}-{uuid.uuid4().hex}")
-                   for (start, _), ids, part_args in zip(self.spans, self.ids, args)]
-        return gather_in_order(futures, [b - a for a, b in self.spans], stage, self.progress, self.n_images)
+        return gather_in_order(self._leaves(stage, function, args), [b - a for a, b in self.spans], stage,
+                               self.progress, self.n_images)
 
     def map(self, stage: str, function: Callable, args: list[tuple]) -> list:
         return self.submit(stage, map_partition, [(function, part_args, self.prefetch) for part_args in args])
 
+    def map_sum(self, stage: str, function: Callable, args: list[tuple]):
+        """As :meth:`map`, summed on the workers in a tree, so that one result reaches the client."""
+        leaves = self._leaves(stage, map_partition, [(function, part_args, self.prefetch) for part_args in args])
+        level = leaves
+        while len(level) > 1:
+            level = [self.client.submit(add_results, *level[n:n + 2], key=_key(stage + " sum"))
+                     for n in range(0, len(level), 2)]
+        try:
+            gather_in_order(leaves, [b - a for a, b in self.spans], stage, self.progress, self.n_images,
+                            fetch=False)
+            return level[0].result()
+        finally:
+            for future in level:
+                future.cancel()
 
-def gather_in_order(futures: list, sizes: list[int], stage: str, progress, total: int) -> list:
+
+def add_results(*results: tuple) -> tuple:
+    """The element-wise sum of partitions' results (tuples of integers or integer arrays)."""
+    return tuple(sum(values) for values in zip(*results))
+
+
+def _key(stage: str) -> str:
+    """A unique task key naming the pass (the dashboard shows it)."""
+    return f"segaudit-{stage.replace(' ', '-').replace(':', '')}-{uuid.uuid4().hex}"
+
+
+def gather_in_order(futures: list, sizes: list[int], stage: str, progress, total: int, *, fetch: bool = True) -> list:
     """The futures' results in their order, reporting ``progress(stage, images done, total)``
-    as each completes. On a failure, the first failing future in order raises (the later
-    ones are cancelled)."""
+    as each completes (with ``fetch`` False, only waiting: the results stay on the workers).
+    On a failure, the first failing future in order raises (the later ones are cancelled)."""
     from distributed import as_completed
 
     position = {future.key: n for n, future in enumerate(futures)}
@@ -244,7 +271,8 @@ def gather_in_order(futures: list, sizes: list[int], stage: str, progress, total
                 continue
             if future.status == "cancelled":
                 continue
-            results[n] = future.result()
+            if fetch:
+                results[n] = future.result()
             done += sizes[n]
             progress(stage, done, total)
             if failed is not None and all(f.done() for f in futures[:failed]):
@@ -253,8 +281,9 @@ def gather_in_order(futures: list, sizes: list[int], stage: str, progress, total
             first = min([n for n, f in enumerate(futures[:failed]) if f.status == "error"], default=failed)
             _raise_task_error(futures[first])
     finally:
-        for future in futures:
-            future.cancel()
+        if fetch or failed is not None:
+            for future in futures:
+                future.cancel()
     return results
 
 

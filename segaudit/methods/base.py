@@ -63,6 +63,10 @@ class Partitions(Protocol):
         dataset) is through, for progress under ``stage``.
         """
 
+    def map_sum(self, stage: str, function: Callable, args: list[tuple]):
+        """As :meth:`map` for a ``function`` returning a tuple of integers or integer arrays:
+        their element-wise sum over the partitions (in any order: integer sums are exact)."""
+
 
 class LocalPartitions:
     """The whole dataset as one partition, in this process (see :class:`Partitions`)."""
@@ -81,6 +85,10 @@ class LocalPartitions:
             self.progress(stage, index + 1, self.n_images)
 
         return [function(self.dataset, 0, self.cache, self.prefetch, done, *part_args)]
+
+    def map_sum(self, stage: str, function: Callable, args: list[tuple]):
+        (result,) = self.map(stage, function, args)
+        return result
 
 
 class DatasetPass(Protocol):

@@ -208,9 +208,8 @@ def confident_learning(parts: Partitions, factor: int, threshold_sums: np.ndarra
     passes = 1
 
     def histograms(stage, prefix, prefix_bits, bits, count_issues):
-        found = parts.map(stage, histogram_part,
-                          [(factor, adjusted, prefix, prefix_bits, bits, count_issues)] * parts.count)
-        return sum(h for h, _ in found), sum(n for _, n in found)
+        return parts.map_sum(stage, histogram_part,
+                             [(factor, adjusted, prefix, prefix_bits, bits, count_issues)] * parts.count)
 
     histogram, issues = histograms("clc: counting", 0, 0, FIRST_BITS, True)
     passes += 1
