@@ -27,6 +27,7 @@ called.
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 import threading
@@ -193,7 +194,8 @@ def partition_spans(dataset: Dataset, worker_threads: int, images: int | None = 
         images = max(1, min(by_bytes, math.ceil(n / (PARTITIONS_PER_THREAD * max(1, worker_threads)))))
     elif isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1:
         raise InputError(f"--partition-size must be a whole number >= 1, got {images}")
-    return [(start, min(n, start + int(images))) for start in range(0, n, int(images))]
+    # No image (an empty --only subset): one empty partition, so that every pass still has a result.
+    return [(start, min(n, start + int(images))) for start in range(0, n, int(images))] or [(0, 0)]
 
 
 class DaskPartitions:
@@ -379,8 +381,9 @@ def connect(scheduler: str | None = None, workers: int | None = None, *, timeout
     if workers is not None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InputError(f"--dask-workers must be a whole number >= 1, got {workers}")
+        # silence_logs: the workers' INFO lines would bury the command's own output.
         with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                      dashboard_address=":0") as cluster, \
+                                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
                 distributed.Client(cluster) as client:
             yield client
         return

@@ -245,3 +245,11 @@ def test_without_dask_the_error_says_what_to_install(mixed, tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
     result = invoke("score", mixed.masks, mixed.store, "-q", "-o", tmp_path / "r.csv", "--dask-workers", 2, code=2)
     assert "install segaudit[dask]" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_an_empty_subset_is_the_single_machine_run(client, mixed, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    local = score(mixed.masks, mixed.store, methods=("clc", "rsoftmin"), only=[])
+    run = score(mixed.masks, mixed.store, methods=("clc", "rsoftmin"), only=[], client=client)
+    assert not run.results
+    assert written(run, tmp_path / "d") == written(local, tmp_path / "l")

@@ -134,7 +134,8 @@ def report(results: dict) -> str:
         "and flagging; a worker has no cell cache, so clc re-reads its images, where one machine reads the "
         "cache). Bytes per worker = total / N; network per worker = bytes per worker x passes (a store on "
         "S3 or a shared file system); time = bytes per worker / rate. What travels back is small: per image "
-        "a result row and its class counts (a few KB), per partition and pass clc's 2^20-bin histogram (8 MB).",
+        "a result row and its class counts (a few KB); clc's per-partition histograms (8 MB) are summed on the "
+        "workers, so one reaches the client per pass.",
         "",
         "| methods | rate per worker | N | stored per worker | read per worker | time | network per worker |",
         "|---|---|---|---|---|---|---|",
