@@ -289,6 +289,16 @@ def gather_in_order(futures: list, sizes: list[int], stage: str, progress, total
     return results
 
 
+def dask_partitions(client, spec: DatasetSpec, dataset: Dataset, partition_size: int | None = None, *,
+                    prefetch: int = 4, progress=None) -> DaskPartitions:
+    """The partitions of ``dataset`` (``spec`` opened on the client) on ``client``'s cluster,
+    for one run: the workers open the dataset once each (see :func:`partition_spans`)."""
+    worker_threads = sum(client.nthreads().values()) or 1
+    spans = partition_spans(dataset, worker_threads, partition_size)
+    return DaskPartitions(client, for_workers(spec, dataset), uuid.uuid4().hex, dataset, spans, prefetch=prefetch,
+                          progress=progress)
+
+
 def _raise_task_error(future) -> None:
     """Raise a failed task's exception: an InputError as it is; a task Dask gave up on (its
     workers died) or workers without segaudit as a one-line InputError saying so."""
@@ -312,7 +322,8 @@ def score_dataset_distributed(client, spec: DatasetSpec, methods: Iterable[str],
                               pixel_threshold: float = 0.5, downsample: int = 4, prefetch: int = 4,
                               on_progress: Callable[[str, int, int], None] | None = None,
                               baseline: ClcRecord | dict | None = None, threads: int | None = None,
-                              partition_size: int | None = None, dataset: Dataset | None = None) -> ScoreRun:
+                              partition_size: int | None = None, dataset: Dataset | None = None,
+                              parts: DaskPartitions | None = None) -> ScoreRun:
     """Score a dataset on a Dask cluster: the same run as :func:`segaudit.engine.score_dataset`.
 
     Parameters
@@ -335,6 +346,9 @@ def score_dataset_distributed(client, spec: DatasetSpec, methods: Iterable[str],
         Images per task (default: see :func:`partition_spans`). No output depends on it.
     dataset : Dataset, optional
         ``spec`` already opened on the client (else it is opened here).
+    parts : DaskPartitions, optional
+        The partitions to score (:func:`dask_partitions` of ``spec`` and ``dataset``), for a
+        caller that makes further passes over them (flag maps, say).
 
     Returns
     -------
@@ -350,11 +364,8 @@ def score_dataset_distributed(client, spec: DatasetSpec, methods: Iterable[str],
         methods, temperature, pixel_threshold, downsample, baseline, 1 if threads is None else threads)
     progress = on_progress or (lambda stage, done, total: None)
     dataset = spec.open() if dataset is None else dataset
-    worker_spec = for_workers(spec, dataset)
-    worker_threads = sum(client.nthreads().values()) or 1
-    spans = partition_spans(dataset, worker_threads, partition_size)
-    token = uuid.uuid4().hex
-    parts = DaskPartitions(client, worker_spec, token, dataset, spans, prefetch=prefetch, progress=progress)
+    if parts is None:
+        parts = dask_partitions(client, spec, dataset, partition_size, prefetch=prefetch, progress=progress)
     pieces = parts.submit("scoring", score_partition,
                           [(names, settings, downsample, prefetch, threads)] * parts.count)
     first = FirstPass(dataset.store.n_classes, chosen)

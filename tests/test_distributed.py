@@ -253,3 +253,16 @@ def test_an_empty_subset_is_the_single_machine_run(client, mixed, tmp_path):
     run = score(mixed.masks, mixed.store, methods=("clc", "rsoftmin"), only=[], client=client)
     assert not run.results
     assert written(run, tmp_path / "d") == written(local, tmp_path / "l")
+
+
+@pytest.mark.parametrize("method", ["clc", "threshold"])
+def test_issue_masks_and_summary_are_byte_identical_on_a_cluster(client, mixed, tmp_path, method):
+    runs = {}
+    for name, options in (("local", []), ("dask", ["--scheduler", client.scheduler.address, "--partition-size", 2])):
+        out = tmp_path / name
+        invoke("issues", mixed.masks, mixed.store, "--out", out / "issues", "--method", method, "--top", 9, "-q",
+               *options)
+        invoke("summary", mixed.masks, mixed.store, "--csv", out / "summary.csv", "-q", *options)
+        runs[name] = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert len([name for name in runs["local"] if name.startswith("issues")]) == len(IDS)
+    assert runs["dask"] == runs["local"]
