@@ -266,3 +266,26 @@ def test_issue_masks_and_summary_are_byte_identical_on_a_cluster(client, mixed, 
         runs[name] = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     assert len([name for name in runs["local"] if name.startswith("issues")]) == len(IDS)
     assert runs["dask"] == runs["local"]
+
+
+def test_volumes_are_byte_identical_on_a_cluster(client, tmp_path):
+    from segaudit.io.writer import PredictionWriter
+
+    rng = np.random.default_rng(4)
+    (tmp_path / "masks").mkdir()
+    with PredictionWriter(tmp_path / "preds.zarr", dtype="float16", chunk_bytes=64) as writer:
+        for n, (depth, height, width) in enumerate([(3, 5, 6), (1, 4, 4), (5, 2, 7), (2, 6, 3)]):
+            raw = rng.gamma(0.5, size=(3, depth, height, width))
+            probs = raw / raw.sum(axis=0)
+            labels = probs.argmax(axis=0).astype(np.int32)
+            flipped = rng.random(labels.shape) < 0.3
+            labels[flipped] = rng.integers(0, 3, size=int(flipped.sum()))
+            np.save(tmp_path / "masks" / f"case_{n}.npy", labels)
+            writer.write_volume(f"case_{n}", probs)
+    for factor in (1, 2):
+        local = score(tmp_path / "masks", tmp_path / "preds.zarr", methods=tuple(METHODS), downsample=factor)
+        run = score(tmp_path / "masks", tmp_path / "preds.zarr", methods=tuple(METHODS), downsample=factor,
+                    client=client, partition_size=1)
+        assert run.volumes and all(r.worst_slice is not None for r in run.results)
+        assert written(run, tmp_path / f"d{factor}") == written(local, tmp_path / f"l{factor}")
+        assert_same_clc(run.clc, local.clc)
