@@ -49,6 +49,8 @@ def score(
     on_progress: Callable[[str, int, int], None] | None = None,
     threads: int | None = None,
     storage_options: dict | str | None = None,
+    client=None,
+    partition_size: int | None = None,
 ) -> ScoreRun:
     """Score every image of a dataset and rank them worst first.
 
@@ -105,7 +107,14 @@ def score(
         the dataset (one pass, plus two or more for clc), for progress display.
     threads : int, optional
         Worker threads that score images at once (default: every core this process may
-        use). The results are the same, byte for byte, for any number.
+        use). The results are the same, byte for byte, for any number. With ``client``:
+        threads per task on a worker (default 1).
+    client : distributed.Client, optional
+        Score on this Dask cluster instead (:func:`segaudit.distributed.score_dataset_distributed`):
+        workers read their own images from the masks and the store, and the run is the
+        same, byte for byte in every output, as without. Not with ``regions``.
+    partition_size : int, optional
+        With ``client``: images per task (default: about 1 GiB of stored predictions).
     storage_options : dict or str, optional
         Options of the fsspec filesystem of masks or predictions given as URLs (a dict or its
         JSON text: ``{"endpoint_url": ..., "anon": true, "profile": ...}``). Credentials are
@@ -125,11 +134,15 @@ def score(
     check_temperature(temperature)
     check_pixel_threshold(pixel_threshold)
     check_threads(threads)
-    dataset = open_dataset(
-        masks, predictions, ignore_index=ignore_index, mask_suffix=mask_suffix, palette=palette, classes=classes,
-        logits=logits, channels_last=channels_last, allow_missing=allow_missing, only=only, label_map=label_map,
-        storage_options=storage_options,
-    )
+    inputs = dict(ignore_index=ignore_index, mask_suffix=mask_suffix, palette=palette, classes=classes,
+                  logits=logits, channels_last=channels_last, allow_missing=allow_missing, only=only,
+                  label_map=label_map, storage_options=storage_options)
+    if client is not None:
+        return _score_on_cluster(client, masks, predictions, inputs, methods, regions, temperature=temperature,
+                                 pixel_threshold=pixel_threshold, downsample=downsample, prefetch=prefetch,
+                                 on_progress=on_progress, baseline=baseline, threads=threads,
+                                 partition_size=partition_size)
+    dataset = open_dataset(masks, predictions, **inputs)
     run = score_dataset(dataset, methods, temperature=temperature, pixel_threshold=pixel_threshold,
                         downsample=downsample, prefetch=prefetch, on_progress=on_progress, baseline=baseline,
                         threads=threads)
@@ -137,6 +150,17 @@ def score(
         add_regions(run, dataset, RegionRule() if regions is True else regions, prefetch=prefetch,
                     on_progress=on_progress)
     return run
+
+
+def _score_on_cluster(client, masks, predictions, inputs: dict, methods, regions, **settings) -> ScoreRun:
+    """:func:`score` on a Dask cluster: the dataset is opened here and, from the same spec, on the workers."""
+    from .distributed import dataset_spec, score_dataset_distributed
+    from .errors import InputError
+
+    if regions:
+        raise InputError("--regions does not run on a Dask cluster yet: score without it, then run segaudit regions")
+    spec = dataset_spec(masks, predictions, **inputs)
+    return score_dataset_distributed(client, spec, methods, dataset=spec.open(), **settings)
 
 
 def regions(masks: str | Path, predictions: str | Path, *, rule: RegionRule | None = None, prefetch: int = 4,

@@ -26,6 +26,7 @@ from .core.sanity import ClassSpaceCheck
 from .core.slices import SliceTally
 from .errors import InputError
 from .methods import Method, Settings, resolve
+from .methods.base import LocalPartitions, Partitions
 from .results import ClcRecord, ClcState, ImageResult, ScoreRun
 
 
@@ -78,25 +79,46 @@ def finish_image(image_id: str, stats: ImageStats, methods: Iterable[str | Metho
 
 
 @dataclass
-class _PerImagePass:
-    images: list[ImageResult]
-    dataset_passes: dict[str, object]  # name -> the DatasetPass of each dataset-wide method
+class ImagePiece:
+    """What the first pass keeps of one image for what is dataset-wide: small and picklable,
+    so that an image scored on a Dask worker is merged exactly as one scored here."""
+
+    result: ImageResult
     class_pixels: np.ndarray  # per class, scored pixels annotated k (full resolution)
-    class_space: ClassSpaceCheck  # do the labels and the predictions share a class space?
+    class_space: tuple  # ClassSpaceCheck.piece of its accumulators
+    passes: dict[str, object]  # name -> the image_piece of each dataset-wide method
 
 
-def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Settings, factor: int, prefetch: int,
-                    progress, cache: CellCache | None = None, pixel_scores=None, threads: int = 1) -> _PerImagePass:
-    """The first pass: every per-image method, every cell score, and what dataset-wide methods need of it.
+class FirstPass:
+    """The per-image pass's results, merged image by image in dataset order (:meth:`add`)."""
 
-    With ``cache``, each image's cells (and, if the cache keeps them, its pixels' argmax)
-    are spilled to it for clc's later passes. With ``pixel_scores``, image n's s per pixel
-    (NaN where ignored) is written to ``pixel_scores[n]``, an (H, W) float64 array.
+    def __init__(self, n_classes: int, methods: tuple[Method, ...]):
+        self.images: list[ImageResult] = []
+        # name -> the DatasetPass of each dataset-wide method
+        self.dataset_passes = {m.name: m.dataset_pass(n_classes) for m in methods if m.dataset_pass is not None}
+        self.class_pixels = np.zeros(n_classes, np.int64)
+        self.class_space = ClassSpaceCheck(n_classes)  # do the labels and the predictions share a class space?
 
-    Images are scored on ``threads`` worker threads (:func:`~segaudit.core.passes.map_images`),
-    each image's blocks in row order into its own accumulators; everything dataset-wide
-    (class counts, the class-space check, clc's sums, the cache) is merged in dataset
-    order, so the pass gives the same bytes for any number of threads.
+    def add(self, piece: ImagePiece) -> None:
+        """The next image, in dataset order."""
+        self.class_pixels[:] += piece.class_pixels
+        self.class_space.add_piece(piece.class_space)
+        for name, image_piece in piece.passes.items():
+            self.dataset_passes[name].add_piece(image_piece)
+        self.images.append(piece.result)
+
+
+def score_images(dataset: Dataset, methods: tuple[Method, ...], settings: Settings, factor: int, prefetch: int,
+                 cache: CellCache | None = None, pixel_scores=None, threads: int = 1):
+    """Score every image of ``dataset`` on ``threads`` worker threads: yield (index, piece,
+    extra) in dataset order, ``extra`` being (grid, pixels, shape) for the cell cache when
+    ``cache`` is given (else None).
+
+    With ``pixel_scores``, image n's s per pixel (NaN where ignored) is written to
+    ``pixel_scores[n]``, an (H, W) float64 array. Each image's blocks go in row order into
+    its own accumulators, and each dataset-wide method's piece is taken from its own
+    cells, so every piece is the same for any number of threads, and wherever it is
+    computed.
     """
     n_classes = dataset.store.n_classes
     config = kernel_config(dataset.decoding, methods, settings.pixel_threshold)
@@ -105,9 +127,6 @@ def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Set
     dataset_passes = {m.name: m.dataset_pass(n_classes) for m in methods if m.dataset_pass is not None}
     grids = ("label", "pred", "s") + (("p_pred", "mismatched") if cache is not None else ())
     pixel_dtype = None if cache is None else cache.pixel_dtype
-    class_pixels = np.zeros(n_classes, np.int64)
-    class_space = ClassSpaceCheck(n_classes)
-    images: list[ImageResult] = []
 
     def score_image(index, image_id, labels, blocks):
         # On a worker thread: this image only.
@@ -142,30 +161,88 @@ def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Set
         if slices is not None:
             result.worst_slice = slices.worst()
             result.slices = len(slices.scored)
+        passes = {}
         if need_cells:
             for method in cell_methods:
                 result.scores[method.name] = method.cell_score(grid)
-        return result, stats, grid, pixels, labels.shape
+            passes = {name: p.image_piece(grid) for name, p in dataset_passes.items()}
+        piece = ImagePiece(result, stats.class_counts[LABEL].copy(), ClassSpaceCheck.piece(stats), passes)
+        return piece, None if cache is None else (grid, pixels, labels.shape)
 
     scored = map_images(dataset, score_image, threads=threads, row_alignment=factor if need_cells else 1,
                         prefetch=prefetch)
     try:
-        for index, image_id, (result, stats, grid, pixels, shape) in scored:
+        for index, _, (piece, extra) in scored:
+            yield index, piece, extra
+    finally:
+        scored.close()
+
+
+def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Settings, factor: int, prefetch: int,
+                    progress, cache: CellCache | None = None, pixel_scores=None, threads: int = 1) -> FirstPass:
+    """The first pass: every per-image method, every cell score, and what dataset-wide methods need of it.
+
+    With ``cache``, each image's cells (and, if the cache keeps them, its pixels' argmax)
+    are spilled to it for clc's later passes. ``pixel_scores`` and ``threads``: as for
+    :func:`score_images`. Everything dataset-wide (class counts, the class-space check,
+    clc's sums, the cache) is merged in dataset order, so the pass gives the same bytes
+    for any number of threads.
+    """
+    first = FirstPass(dataset.store.n_classes, methods)
+    scored = score_images(dataset, methods, settings, factor, prefetch, cache, pixel_scores, threads)
+    try:
+        for index, piece, extra in scored:
             # In dataset order, on this thread.
-            class_pixels[:] += stats.class_counts[LABEL]
-            class_space.add_image(stats)
-            if need_cells:
-                for passes in dataset_passes.values():
-                    passes.add_image(grid)
-                if cache is not None:
-                    for rows in pixels or ():
-                        cache.add_pixels(rows)
-                    cache.add_image(*shape, **grid)
-            images.append(result)
+            first.add(piece)
+            if cache is not None:
+                grid, pixels, shape = extra
+                for rows in pixels or ():
+                    cache.add_pixels(rows)
+                cache.add_image(*shape, **grid)
             progress("scoring", index + 1, len(dataset.pairs))
     finally:
         scored.close()
-    return _PerImagePass(images, dataset_passes, class_pixels, class_space)
+    return first
+
+
+def check_settings(methods: Iterable[str], temperature: float, pixel_threshold: float, downsample: int,
+                   baseline: ClcRecord | dict | None, threads: int | None):
+    """The run's methods, settings, downsampling, baseline and threads, checked (InputError if one is bad)."""
+    names = tuple(methods)
+    chosen = resolve(names)
+    settings = Settings(temperature=check_temperature(temperature),
+                        pixel_threshold=check_pixel_threshold(pixel_threshold))
+    if baseline is not None:
+        baseline = ClcRecord.coerce(baseline)
+        downsample = baseline.downsample
+    if not isinstance(downsample, int) or isinstance(downsample, bool) or downsample < 1:
+        raise InputError(f"--downsample must be a whole number >= 1, got {downsample}")
+    return names, chosen, settings, downsample, baseline, check_threads(threads)
+
+
+def finish_run(dataset: Dataset, names: tuple[str, ...], settings: Settings, downsample: int, first: FirstPass,
+               parts: Partitions, baseline: ClcRecord | None) -> ScoreRun:
+    """The dataset-wide methods' passes over ``parts``, then the ranked run."""
+    states: dict[str, ClcState] = {}
+    for name, passes in first.dataset_passes.items():
+        outcome = passes.finish(parts, downsample, baseline)
+        for result, flagged in zip(first.images, outcome.flagged):
+            result.flagged_pixels = int(flagged)
+            result.scores[name] = 1.0 - int(flagged) / result.pixels if result.pixels else math.nan
+        states[name] = outcome.state
+    return ScoreRun(
+        results=rank_results(first.images, names[0]),
+        methods=names,
+        classes=dataset.store.classes,
+        options={**dataset.options, "methods": list(names), "temperature": settings.temperature,
+                 "pixel_threshold": settings.pixel_threshold, "downsample": downsample},
+        skipped_masks=dataset.skipped_masks,
+        skipped_predictions=dataset.skipped_predictions,
+        clc=states.get("clc"),
+        class_pixels=first.class_pixels,
+        warnings=first.class_space.warnings(dataset.store.classes),
+        volumes=any(result.slices is not None for result in first.images),
+    )
 
 
 def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: float = 0.1,
@@ -191,41 +268,14 @@ def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: floa
     ``threads``: worker threads of the first pass (default: the cores this process may
     use). The result is the same, byte for byte, for any number.
     """
-    names = tuple(methods)
-    chosen = resolve(names)
-    settings = Settings(temperature=check_temperature(temperature),
-                        pixel_threshold=check_pixel_threshold(pixel_threshold))
-    if baseline is not None:
-        baseline = ClcRecord.coerce(baseline)
-        downsample = baseline.downsample
-    if not isinstance(downsample, int) or isinstance(downsample, bool) or downsample < 1:
-        raise InputError(f"--downsample must be a whole number >= 1, got {downsample}")
-    threads = check_threads(threads)
+    names, chosen, settings, downsample, baseline, threads = check_settings(
+        methods, temperature, pixel_threshold, downsample, baseline, threads)
     progress = on_progress or (lambda stage, done, total: None)
     dataset_wide = any(m.dataset_pass is not None for m in chosen)
-    states: dict[str, ClcState] = {}
     with ExitStack() as temporary:
         if cache is None and dataset_wide:
             cache = temporary.enter_context(cell_cache(dataset, downsample))
         first = _per_image_pass(dataset, chosen, settings, downsample, prefetch, progress,
                                 cache if dataset_wide else None, pixel_scores, threads)
-        for name, passes in first.dataset_passes.items():
-            outcome = passes.finish(dataset, downsample, prefetch=prefetch, progress=progress, cache=cache,
-                                    baseline=baseline)
-            for result, flagged in zip(first.images, outcome.flagged):
-                result.flagged_pixels = int(flagged)
-                result.scores[name] = 1.0 - int(flagged) / result.pixels if result.pixels else math.nan
-            states[name] = outcome.state
-    return ScoreRun(
-        results=rank_results(first.images, names[0]),
-        methods=names,
-        classes=dataset.store.classes,
-        options={**dataset.options, "methods": list(names), "temperature": settings.temperature,
-                 "pixel_threshold": settings.pixel_threshold, "downsample": downsample},
-        skipped_masks=dataset.skipped_masks,
-        skipped_predictions=dataset.skipped_predictions,
-        clc=states.get("clc"),
-        class_pixels=first.class_pixels,
-        warnings=first.class_space.warnings(dataset.store.classes),
-        volumes=any(result.slices is not None for result in first.images),
-    )
+        parts = LocalPartitions(dataset, cache, prefetch=prefetch, progress=progress)
+        return finish_run(dataset, names, settings, downsample, first, parts, baseline)

@@ -13,7 +13,7 @@ LAYERS = [
     {"io"},
     {"core"},
     {"methods"},
-    {"engine"},
+    {"engine", "distributed"},
     {"api", "compat"},
     {"ci"},
     {"outputs"},

@@ -63,6 +63,35 @@ def _check_threads(value: Optional[int]) -> Optional[int]:
 
 
 Threads = Annotated[Optional[int], typer.Option(callback=_check_threads, show_default="the machine's cores", help="Worker threads that score images at once (default: every core this process may use). The outputs are the same for any number.")]
+Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help="Score on the Dask cluster of this scheduler (e.g. tcp://10.0.0.5:8786): workers read their own images; the outputs are the same, byte for byte. Needs segaudit[dask].")]
+DaskWorkers = Annotated[Optional[int], typer.Option("--dask-workers", help="Score on a local Dask cluster of N worker processes, started and closed by this run (not with --scheduler). Needs segaudit[dask].")]
+PartitionSize = Annotated[Optional[int], typer.Option("--partition-size", show_default="about 1 GiB of predictions", help="With --scheduler or --dask-workers: images per Dask task. The outputs do not depend on it.")]
+
+
+def dask_client(scheduler: str | None, dask_workers: int | None, partition_size: int | None):
+    """The Dask client of --scheduler or --dask-workers (a context manager; ``nullcontext(None)``
+    without either); exit 2, one line, if the options are bad or Dask is not installed."""
+    import contextlib
+
+    from ._app import fail
+
+    if scheduler is not None and dask_workers is not None:
+        raise fail("--scheduler and --dask-workers exclude each other: give one")
+    if dask_workers is not None and dask_workers < 1:
+        raise fail(f"--dask-workers must be a whole number >= 1, got {dask_workers}")
+    if partition_size is not None and partition_size < 1:
+        raise fail(f"--partition-size must be a whole number >= 1, got {partition_size}")
+    if scheduler is None and dask_workers is None:
+        if partition_size is not None:
+            raise fail("--partition-size needs --scheduler or --dask-workers")
+        return contextlib.nullcontext(None)
+    from ..distributed import connect, require_dask
+
+    with exit_on_error():
+        require_dask()
+    return connect(scheduler, dask_workers)
+
+
 IgnoreIndex = Annotated[Optional[list[int]], typer.Option("--ignore-index", help="Label value that takes no part in any score; repeat for several. Default 255.")]
 NoIgnore = Annotated[bool, typer.Option("--no-ignore", help="Score every label value (no ignore index).")]
 MaskSuffix = Annotated[str, typer.Option(help="Use only masks whose name ends with this (before .png) and strip it from the image id, e.g. _gtFine_labelIds.")]

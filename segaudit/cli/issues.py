@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, stderr
-from ._options import Downsample, Threads, InputOptions, PixelThreshold, Quiet, reads_inputs
+from ._options import (DaskWorkers, Downsample, InputOptions, PartitionSize, PixelThreshold, Quiet, Scheduler, Threads,
+                       dask_client, reads_inputs)
 
 
 @reads_inputs
@@ -20,6 +21,9 @@ def command(
     pixel_threshold: PixelThreshold = 0.5,
     downsample: Downsample = 4,
     threads: Threads = None,
+    scheduler: Scheduler = None,
+    dask_workers: DaskWorkers = None,
+    partition_size: PartitionSize = None,
     inputs: InputOptions,
     quiet: Quiet = False,
 ) -> None:
@@ -33,10 +37,12 @@ def command(
         raise fail(f"--top must be at least 1, got {top}")
     refuse_overwriting_inputs(inputs.reads(), {"--out": out})
     keywords = inputs.keywords()
-    with exit_on_error(f"to {out}"), progress(interactive(quiet)) as bar:
+    cluster = dask_client(scheduler, dask_workers, partition_size)
+    with exit_on_error(f"to {out}"), cluster as client, progress(interactive(quiet)) as bar:
         written, run = write_issue_masks(inputs.masks, inputs.predictions, out, method=method, top=top,
                                          pixel_threshold=pixel_threshold, downsample=downsample,
-                                         on_progress=bar.on_progress, threads=threads, **keywords)
+                                         on_progress=bar.on_progress, threads=threads, client=client,
+                                         partition_size=partition_size, **keywords)
     if not quiet:
         flagged = sum(pixels for _, pixels in written)
         stderr.print(f"wrote {len(written)} issue mask(s) to {out} ({flagged} flagged pixels, method {method})",

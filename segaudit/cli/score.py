@@ -10,7 +10,8 @@ import typer
 
 from ._app import (EXIT_FINDINGS, exit_on_error, fail, interactive, progress, refuse_overwriting_inputs,
                    require_parent_dirs, stderr)
-from ._options import (Downsample, InputOptions, Threads, Only, OutputFormat, PixelThreshold, Quiet, method_names,
+from ._options import (DaskWorkers, Downsample, InputOptions, PartitionSize, Scheduler, Threads, Only, OutputFormat,
+                       PixelThreshold, Quiet, dask_client, method_names,
                        reads_inputs, read_only_entries)
 
 
@@ -23,6 +24,9 @@ def command(
     pixel_threshold: PixelThreshold = 0.5,
     downsample: Downsample = 4,
     threads: Threads = None,
+    scheduler: Scheduler = None,
+    dask_workers: DaskWorkers = None,
+    partition_size: PartitionSize = None,
     inputs: InputOptions,
     only: Only = None,
     baseline: Annotated[Optional[Path], typer.Option(help="Ranking of an earlier full run: reuse its dataset-wide clc cut and downsampling (from its run record), so a subset scores consistently with it.")] = None,
@@ -64,12 +68,15 @@ def command(
 
             decisions = read_decisions(reviewed)
     keywords = inputs.keywords()
+    if regions and (scheduler is not None or dask_workers is not None):
+        raise fail("--regions does not run on a Dask cluster yet: score without it, then run segaudit regions")
+    cluster = dask_client(scheduler, dask_workers, partition_size)
     show = interactive(quiet, verbose)
-    with exit_on_error(), progress(show) as bar:
+    with exit_on_error(), cluster as client, progress(show) as bar:
         run = score_images(inputs.masks, inputs.predictions, methods=methods, temperature=temperature,
                            pixel_threshold=pixel_threshold, downsample=downsample, only=only_entries,
                            baseline=baseline_clc, regions=regions, on_progress=bar.on_progress, threads=threads,
-                           **keywords)
+                           client=client, partition_size=partition_size, **keywords)
     review = None
     if reviewed is not None:
         from ..ci.review import review_masks

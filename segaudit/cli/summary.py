@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, require_parent_dirs, stderr
-from ._options import Downsample, InputOptions, Threads, OutputFormat, Quiet, reads_inputs
+from ._options import (DaskWorkers, Downsample, InputOptions, OutputFormat, PartitionSize, Quiet, Scheduler, Threads,
+                       dask_client, reads_inputs)
 
 
 @reads_inputs
@@ -19,6 +20,9 @@ def command(
     output_format: Annotated[Optional[OutputFormat], typer.Option("--format", help="Write every row to stdout as csv, jsonl or json instead of the table.")] = None,
     downsample: Downsample = 4,
     threads: Threads = None,
+    scheduler: Scheduler = None,
+    dask_workers: DaskWorkers = None,
+    partition_size: PartitionSize = None,
     inputs: InputOptions,
     quiet: Quiet = False,
 ) -> None:
@@ -36,9 +40,11 @@ def command(
     require_parent_dirs(csv)
     refuse_overwriting_inputs(inputs.reads(), {"--csv": csv})
     keywords = inputs.keywords()
-    with exit_on_error(), progress(interactive(quiet)) as bar:
+    cluster = dask_client(scheduler, dask_workers, partition_size)
+    with exit_on_error(), cluster as client, progress(interactive(quiet)) as bar:
         rows, run = class_confusions(inputs.masks, inputs.predictions, downsample=downsample,
-                                     on_progress=bar.on_progress, threads=threads, **keywords)
+                                     on_progress=bar.on_progress, threads=threads, client=client,
+                                     partition_size=partition_size, **keywords)
     if csv is not None:
         with exit_on_error(str(csv)):
             atomic_write_all({csv: confusions_csv(rows, run.class_name)})

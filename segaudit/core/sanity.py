@@ -64,19 +64,33 @@ class ClassSpaceCheck:
         self.images_disagreeing = 0  # images whose own agreement is far below their confidence
 
     def add_image(self, stats: ImageStats) -> None:
-        counts, agreeing, low = stats.class_counts[LABEL], stats.class_counts[BOTH], stats.low_confusion
-        self.confidence += stats.sum_confidence
-        self.predicted += stats.class_counts[PRED]
-        if stats.pixels:
+        """Fold in one image's accumulators (in dataset order)."""
+        self.add_piece(self.piece(stats))
+
+    @staticmethod
+    def piece(stats: ImageStats) -> tuple:
+        """What :meth:`add_piece` needs of one image's accumulators: small and picklable,
+        so that an image scored elsewhere (a Dask worker) is folded in as if scored here."""
+        counts = stats.class_counts[LABEL]
+        present = np.flatnonzero(counts)  # only the rows of the classes it holds: K x K is large for K = 150
+        return (counts[present], present, stats.class_counts[BOTH][present], stats.class_counts[PRED].copy(),
+                stats.low_confusion[present], stats.sum_confidence, stats.pixels, stats.correct)
+
+    def add_piece(self, piece: tuple) -> None:
+        """Fold in one image's :meth:`piece`, in dataset order (the sum of confidences is a float)."""
+        counts, present, agreeing, predicted, low, sum_confidence, pixels, correct = piece
+        self.confidence += sum_confidence
+        self.predicted += predicted
+        if pixels:
             self.images_scored += 1
-            self.images_disagreeing += _disagrees(stats.correct / stats.pixels, stats.sum_confidence / stats.pixels)
-        for k in np.flatnonzero(counts).tolist():
-            row = low[k].copy()
-            row[k] = agreeing[k]  # every agreeing pixel, low or not
+            self.images_disagreeing += _disagrees(correct / pixels, sum_confidence / pixels)
+        for n, k in enumerate(present.tolist()):
+            row = low[n].copy()
+            row[k] = agreeing[n]  # every agreeing pixel, low or not
             self.confusion[k] += row
             self.images_with[k] += 1
             j = int(row.argmax())
-            if j != k and row[j] >= MOVED_SHARE * counts[k]:
+            if j != k and row[j] >= MOVED_SHARE * counts[n]:
                 self.images_moved[k, j] += 1
 
     def moved(self) -> dict[int, int]:

@@ -41,14 +41,72 @@ class DatasetOutcome:
     state: ClcState  # kept on the ScoreRun and in the run record
 
 
+class Partitions(Protocol):
+    """The dataset as consecutive runs of images, each pass over it one job per partition.
+
+    :class:`LocalPartitions` is the whole dataset in this process (one partition, the cell
+    cache when there is one); :mod:`segaudit.distributed` maps the same functions over
+    partitions on Dask workers, each reading its images from the store. What a
+    dataset-wide method merges from the partitions' results is the same either way.
+    """
+
+    n_images: int
+    count: int  # partitions
+
+    def map(self, stage: str, function: Callable, args: list[tuple]) -> list:
+        """``function(dataset, first, cache, prefetch, done, *args[p])`` for each partition p,
+        in dataset order; the results, in that order.
+
+        ``dataset`` holds the partition's images (image n of the dataset is image
+        n - first of it); ``cache`` is the cell cache of the whole dataset or None (then
+        the cells come from the store); ``done(n)`` reports that image n (of the whole
+        dataset) is through, for progress under ``stage``.
+        """
+
+    def map_sum(self, stage: str, function: Callable, args: list[tuple]):
+        """As :meth:`map` for a ``function`` returning a tuple of integers or integer arrays:
+        their element-wise sum over the partitions (in any order: integer sums are exact)."""
+
+
+class LocalPartitions:
+    """The whole dataset as one partition, in this process (see :class:`Partitions`)."""
+
+    count = 1
+
+    def __init__(self, dataset, cache=None, *, prefetch: int = 4, progress=None):
+        self.dataset, self.cache, self.prefetch = dataset, cache, prefetch
+        self.progress = progress or (lambda stage, done, total: None)
+        self.n_images = len(dataset.pairs)
+
+    def map(self, stage: str, function: Callable, args: list[tuple]) -> list:
+        (part_args,) = args
+
+        def done(index):
+            self.progress(stage, index + 1, self.n_images)
+
+        return [function(self.dataset, 0, self.cache, self.prefetch, done, *part_args)]
+
+    def map_sum(self, stage: str, function: Callable, args: list[tuple]):
+        (result,) = self.map(stage, function, args)
+        return result
+
+
 class DatasetPass(Protocol):
-    """A dataset-wide method's state across the passes of one run."""
+    """A dataset-wide method's state across the passes of one run.
 
-    def add_image(self, cells: dict[str, np.ndarray]) -> None:
-        """One image's cell grids (label, pred, s, ...), in dataset order, during the first pass."""
+    The first pass hands each image's cells to :meth:`image_piece` (on any thread or
+    machine, of an instance made for it) and its piece to :meth:`add_piece` in dataset order, so that what is merged,
+    floating-point sums included, is the same however the images were scored.
+    """
 
-    def finish(self, dataset, factor: int, *, prefetch: int, progress, cache, baseline) -> DatasetOutcome:
-        """The passes after the first one; ``cache`` holds every image's cells when not None."""
+    def image_piece(self, cells: dict[str, np.ndarray]) -> object:
+        """What the method keeps of one image's cell grids (label, pred, s, ...): small, picklable."""
+
+    def add_piece(self, piece: object) -> None:
+        """One image's :meth:`image_piece`, in dataset order, during the first pass."""
+
+    def finish(self, parts: Partitions, factor: int, baseline) -> DatasetOutcome:
+        """The passes after the first one, over ``parts``."""
 
 
 @dataclass(frozen=True)

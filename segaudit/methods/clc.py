@@ -30,7 +30,7 @@ from numba import njit
 
 from ..core.cells import CellCache
 from ..results import ClcRecord, ClcState, Selection
-from .base import DatasetOutcome, Method
+from .base import DatasetOutcome, Method, Partitions
 
 THRESHOLD_FLOOR = 2e-6  # cleanlab's CONFIDENT_THRESHOLDS_LOWER_BOUND
 THRESHOLD_MARGIN = 1e-6  # cleanlab's FLOATING_POINT_COMPARISON
@@ -189,56 +189,109 @@ class Candidates:
         return image[chosen], pixels[chosen], Selection(cut, cut + 1, ties)
 
 
-def confident_learning(dataset, factor: int, threshold_sums: np.ndarray, threshold_counts: np.ndarray,
-                       *, prefetch: int = 4, progress=None, cache: CellCache | None = None) -> ClcState:
+def confident_learning(parts: Partitions, factor: int, threshold_sums: np.ndarray, threshold_counts: np.ndarray,
+                       *, max_candidates: int | None = None) -> ClcState:
     """Count, select and flag (the passes after the per-image pass, which gave the sums).
 
-    With ``cache`` (filled by the per-image pass) the passes read it instead of the store.
-    Returns the flagged pixels per image and the exact selection for later passes.
+    Each pass is one job per partition (:func:`histogram_part`, :func:`flag_part`) whose
+    integer histograms, counts and candidates are merged here in dataset order, so one
+    partition in this process (over the cell cache, if any) and many on Dask workers
+    give the same state (the driver runs here; only the per-partition jobs travel).
+    ``max_candidates``: the boundary cells the flagging pass may keep (default
+    :data:`MAX_CANDIDATES`). Returns the flagged pixels per image and the exact selection
+    for later passes.
     """
-    progress = progress or (lambda stage, done, total: None)
-    n_images = len(dataset.pairs)
+    max_candidates = MAX_CANDIDATES if max_candidates is None else max_candidates
+    n_images = parts.n_images
     t = thresholds(threshold_sums, threshold_counts)
     adjusted = t - THRESHOLD_MARGIN
     passes = 1
 
-    def histogram_pass(stage, prefix, prefix_bits, bits, count_issues):
-        histogram = np.zeros(1 << bits, np.int64)
-        issues = [0]
+    def histograms(stage, prefix, prefix_bits, bits, count_issues):
+        return parts.map_sum(stage, histogram_part,
+                             [(factor, adjusted, prefix, prefix_bits, bits, count_issues)] * parts.count)
 
-        def count(label, pred, s, p_pred):
-            issues[0] += _count_and_histogram(label, pred, s, p_pred, adjusted, np.uint64(prefix), prefix_bits,
-                                              bits, histogram, count_issues)
-
-        def done(index):
-            progress(stage, index + 1, n_images)
-
-        if cache is None:
-            _cells_from_store(dataset, factor, prefetch, count, done)
-        else:
-            _cells_from_cache(cache, count_issues, count, done)
-        return histogram, issues[0]
-
-    histogram, issues = histogram_pass("clc: counting", 0, 0, FIRST_BITS, True)
+    histogram, issues = histograms("clc: counting", 0, 0, FIRST_BITS, True)
     passes += 1
-    flagged = np.zeros(n_images, np.int64)
     if issues == 0:
-        return ClcState(factor, t, 0, None, flagged, passes)
+        return ClcState(factor, t, 0, None, np.zeros(n_images, np.int64), passes)
     prefix, prefix_bits, rank, in_bin = select_from_histogram(histogram, issues - 1, 0, 0, FIRST_BITS)
-    while in_bin > MAX_CANDIDATES and prefix_bits < 64:
+    while in_bin > max_candidates and prefix_bits < 64:
         bits = min(NEXT_BITS, 64 - prefix_bits)
-        histogram, _ = histogram_pass("clc: selecting", prefix, prefix_bits, bits, False)
+        histogram, _ = histograms("clc: selecting", prefix, prefix_bits, bits, False)
         passes += 1
         prefix, prefix_bits, rank, in_bin = select_from_histogram(histogram, rank, prefix, prefix_bits, bits)
     selection = Selection(*bin_range(prefix, prefix_bits), rank + 1)
-    candidates = Candidates(0 if selection.exact else in_bin)
-    flag_pass(dataset, factor, selection, prefetch=prefetch, progress=progress, flagged=flagged,
-              candidates=candidates, cache=cache)
+    flagged, candidates = flag_parts(parts, factor, selection, 0 if selection.exact else in_bin, in_bin)
     passes += 1
     if not selection.exact:
         images, pixels, selection = candidates.settle(selection.take)
         np.add.at(flagged, images, pixels)
     return ClcState(factor, t, issues, selection, flagged, passes)
+
+
+def flag_parts(parts: Partitions, factor: int, selection: Selection, capacity: int, in_bin: int):
+    """The flagging pass over ``parts``: flagged pixels per image and the boundary
+    :class:`Candidates` (at most ``capacity``), both in dataset order.
+
+    An exact selection flags the first ``take`` of its ``in_bin`` tied cells in dataset
+    order; over several partitions, each is told how many of its own ties to take, which
+    needs their counts first (one more pass, only when some but not all ties are taken:
+    it is not counted in the recorded passes, which are the single-machine run's).
+    """
+    takes = [selection.take] * parts.count
+    if selection.exact and parts.count > 1 and selection.take < in_bin:
+        found = parts.map("clc: counting ties", histogram_part,
+                          [(factor, np.zeros(0), selection.low, 64, 0, False)] * parts.count)
+        left, takes = selection.take, []
+        for histogram, _ in found:
+            takes.append(min(left, int(histogram[0])))
+            left -= takes[-1]
+    found = parts.map("clc: flagging", flag_part,
+                      [(factor, Selection(selection.low, selection.high, take), capacity) for take in takes])
+    flagged = np.concatenate([f for f, _ in found]) if found else np.zeros(0, np.int64)
+    candidates = Candidates(0)
+    if capacity:
+        candidates.bits, candidates.image, candidates.pixels = (
+            np.concatenate([c[n] for _, c in found]) for n in range(3))
+        candidates.count[0] = candidates.bits.size
+    return flagged, candidates
+
+
+def histogram_part(dataset, first: int, cache: CellCache | None, prefetch: int, done, factor: int,
+                   adjusted: np.ndarray, prefix: int, prefix_bits: int, bits: int, count_issues: bool):
+    """One partition's histogram of s's bits below ``prefix`` (2^bits bins) and, with
+    ``count_issues``, its count of issues (cells whose argmax j is not the label and
+    p_j >= ``adjusted[j]``). A :meth:`Partitions.map` job: cells from ``cache``, or from
+    the store when None."""
+    histogram = np.zeros(1 << bits, np.int64)
+    issues = [0]
+
+    def count(label, pred, s, p_pred):
+        issues[0] += _count_and_histogram(label, pred, s, p_pred, adjusted, np.uint64(prefix), prefix_bits,
+                                          bits, histogram, count_issues)
+
+    def image_done(index):
+        done(first + index)
+
+    if cache is None:
+        _cells_from_store(dataset, factor, prefetch, count, image_done)
+    else:
+        _cells_from_cache(cache, count_issues, count, image_done)
+    return histogram, issues[0]
+
+
+def flag_part(dataset, first: int, cache: CellCache | None, prefetch: int, done, factor: int,
+              selection: Selection, capacity: int):
+    """One partition's flagging pass (:func:`flag_pass`): its flagged pixels per image and
+    its boundary candidates (bits, image index in the whole dataset, pixels). A
+    :meth:`Partitions.map` job."""
+    flagged = np.zeros(len(dataset.pairs), np.int64)
+    candidates = Candidates(capacity)
+    flag_pass(dataset, factor, selection, prefetch=prefetch, flagged=flagged, candidates=candidates, cache=cache,
+              progress=lambda stage, index, total: done(first + index - 1))
+    n = int(candidates.count[0])
+    return flagged, (candidates.bits[:n].copy(), candidates.image[:n] + first, candidates.pixels[:n].copy())
 
 
 def _cells_from_cache(cache: CellCache, count_issues: bool, on_cells, on_image_end) -> None:
@@ -371,35 +424,46 @@ def _hand_out_map(dataset, factor: int, index: int, certain: np.ndarray, labels:
     on_image(index, dataset.pairs[index][1], flag_map, confusion)
 
 
-def clc_from_baseline(dataset, record: ClcRecord, *, prefetch: int = 4, progress=None,
-                      cache: CellCache | None = None) -> ClcState:
-    """Flag with an earlier run's cut (see :meth:`ClcState.record`): one pass, over
-    ``cache`` when given (filled by the per-image pass), else over the store."""
-    flagged = np.zeros(len(dataset.pairs), np.int64)
+def clc_from_baseline(parts: Partitions, record: ClcRecord) -> ClcState:
+    """Flag with an earlier run's cut (see :meth:`ClcState.record`): one pass over ``parts``."""
     selection = record.at_or_below_cut  # None: the full run flagged nothing
-    if selection is not None:
-        flag_pass(dataset, record.downsample, selection, prefetch=prefetch, progress=progress, flagged=flagged,
-                  cache=cache)
+    if selection is None:
+        flagged = np.zeros(parts.n_images, np.int64)
+    else:
+        flagged, _ = flag_parts(parts, record.downsample, selection, 0, 0)
     return ClcState(record.downsample, np.asarray(record.thresholds, float), record.issues, record.selection,
                     flagged, passes=2)
 
 
 class ConfidentLearningPass:
-    """clc across a run: class thresholds from the first pass, then counting and flagging."""
+    """clc across a run: class thresholds from the first pass, then counting and flagging.
+
+    The per-class sums of s are summed per image (:meth:`image_piece`, wherever the image
+    was scored), then image by image in dataset order (:meth:`add_piece`): the same
+    floating-point additions in the same order for any threads, partitions or workers.
+    """
 
     def __init__(self, n_classes: int):
         self.sums = np.zeros(n_classes)
         self.counts = np.zeros(n_classes, np.int64)
 
-    def add_image(self, cells: dict[str, np.ndarray]) -> None:
-        _threshold_sums(cells["label"], cells["s"], self.sums, self.counts)
+    def image_piece(self, cells: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """One image's sums of s and counts of cells, per annotated class (from zero)."""
+        sums, counts = np.zeros_like(self.sums), np.zeros_like(self.counts)
+        _threshold_sums(cells["label"], cells["s"], sums, counts)
+        return sums, counts
 
-    def finish(self, dataset, factor: int, *, prefetch: int, progress, cache, baseline) -> DatasetOutcome:
+    def add_piece(self, piece: tuple[np.ndarray, np.ndarray]) -> None:
+        """Add one image's :meth:`image_piece`, in dataset order."""
+        sums, counts = piece
+        self.sums += sums
+        self.counts += counts
+
+    def finish(self, parts: Partitions, factor: int, baseline) -> DatasetOutcome:
         if baseline is not None:
-            state = clc_from_baseline(dataset, baseline, prefetch=prefetch, progress=progress, cache=cache)
+            state = clc_from_baseline(parts, baseline)
         else:
-            state = confident_learning(dataset, factor, self.sums, self.counts, prefetch=prefetch,
-                                       progress=progress, cache=cache)
+            state = confident_learning(parts, factor, self.sums, self.counts)
         return DatasetOutcome(state.flagged, state)
 
 

@@ -27,6 +27,7 @@ from ..core.dataset import Dataset, open_dataset
 from ..errors import InputError
 from ..io.files import atomic_write_all, contained_path, refuse_overwriting_inputs, safe_relative_path
 from ..io.tables import render
+from ..distributed import dask_partitions, dataset_spec, score_dataset_distributed
 from ..engine import score_dataset
 from ..results import CONFUSION_COLUMNS, ScoreRun
 
@@ -45,25 +46,62 @@ class Confusion:
 
 
 def _flag_maps(run: ScoreRun, dataset: Dataset, on_image: Callable, prefetch: int, progress,
-               cache: CellCache | None) -> None:
-    """The exact clc flag pass over the dataset of ``run`` (over its cache, if any)."""
+               cache: CellCache | None, parts=None, keep: frozenset = frozenset()) -> None:
+    """The exact clc flag pass over the dataset of ``run`` (over its cache, if any).
+
+    With ``parts`` (:class:`~segaudit.distributed.DaskPartitions`), the pass runs on the
+    cluster's workers (:func:`flag_maps_part`); they send back each image's confusion and,
+    for the images in ``keep`` only, its flag map (others get None), handed to
+    ``on_image`` in dataset order.
+    """
     if run.clc.selection is None:  # nothing flagged anywhere
         for index, (mask, image_id) in enumerate(dataset.pairs):
             on_image(index, image_id, None, None)
         return
-    flag_pass(dataset, run.clc.downsample, run.clc.selection, prefetch=prefetch, progress=progress,
-              on_image=on_image, cache=cache)
+    if parts is None:
+        flag_pass(dataset, run.clc.downsample, run.clc.selection, prefetch=prefetch, progress=progress,
+                  on_image=on_image, cache=cache)
+        return
+    found = parts.map("clc: flagging", flag_maps_part, [(run.clc.downsample, run.clc.selection, keep)] * parts.count)
+    index = 0
+    for part in found:
+        for confusion, packed in part:
+            flag_map = None
+            if packed is not None:
+                shape, bits = packed
+                flag_map = np.unpackbits(bits, count=math.prod(shape)).reshape(shape)
+            on_image(index, dataset.pairs[index][1], flag_map, confusion)
+            index += 1
+
+
+def flag_maps_part(dataset: Dataset, first: int, cache: CellCache | None, prefetch: int, done, factor: int,
+                   selection, keep: frozenset) -> list:
+    """One partition's clc flag maps, on a Dask worker (a :meth:`Partitions.map` job): per
+    image in order, its (annotated, predicted) confusion of flagged pixels and, for the
+    images in ``keep``, its flag map as (shape, packed bits); None for the others."""
+    found = []
+
+    def on_image(index, image_id, flag_map, confusion):
+        found.append((confusion, (flag_map.shape, np.packbits(flag_map)) if image_id in keep else None))
+
+    flag_pass(dataset, factor, selection, prefetch=prefetch, on_image=on_image, cache=cache,
+              progress=lambda stage, index, total: done(first + index - 1))
+    return found
 
 
 def class_confusions(masks, predictions, *, downsample: int = 4, prefetch: int = 4, on_progress=None,
-                     threads: int | None = None, **inputs) -> tuple[list[Confusion], ScoreRun]:
+                     threads: int | None = None, client=None, partition_size: int | None = None,
+                     **inputs) -> tuple[list[Confusion], ScoreRun]:
     """Over all clc-flagged pixels: (annotated → predicted) counts, worst first.
 
     ``inputs`` are :func:`segaudit.score`'s input options (ignore_index, mask_suffix,
     palette, classes, logits, channels_last, allow_missing). Four passes, one over the
-    store (see the module's docstring). ``threads``: as for :func:`segaudit.score`.
+    store (see the module's docstring). ``threads``, ``client`` and ``partition_size``: as
+    for :func:`segaudit.score` (on a Dask cluster every pass runs on the workers, the
+    same rows result).
     """
-    with _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs, threads) as (run, dataset, cache):
+    with _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs, threads, client,
+                  partition_size) as (run, dataset, cache, parts):
         n_classes = dataset.store.n_classes
         pixels = np.zeros((n_classes, n_classes), np.int64)
         images = np.zeros((n_classes, n_classes), np.int64)
@@ -73,7 +111,7 @@ def class_confusions(masks, predictions, *, downsample: int = 4, prefetch: int =
                 pixels[:] += confusion
                 images[:] += confusion > 0
 
-        _flag_maps(run, dataset, add, prefetch, on_progress, cache)
+        _flag_maps(run, dataset, add, prefetch, on_progress, cache, parts)
     rows = [
         Confusion(int(a), int(p), int(pixels[a, p]), int(images[a, p]),
                   float(pixels[a, p] / run.class_pixels[a]) if run.class_pixels[a] else math.nan)
@@ -92,28 +130,47 @@ def confusions_csv(rows: list[Confusion], class_name: Callable[[int], str]) -> s
 
 
 @contextmanager
-def _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs, threads=None
-             ) -> Iterator[tuple[ScoreRun, Dataset, CellCache | None]]:
+def _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs, threads=None, client=None,
+             partition_size=None) -> Iterator[tuple[ScoreRun, Dataset, CellCache | None, object]]:
     """Score clc, with a cell cache that keeps the pixels' argmax for the flag maps; it
-    is removed on exit. Without one (too big for the disk) the flag maps re-read the store."""
+    is removed on exit. Without one (too big for the disk) the flag maps re-read the store.
+
+    With ``client``, on that Dask cluster: no cache, and the partitions (the last item)
+    for the flag maps' pass on the workers; None otherwise."""
+    if client is not None:
+        spec, dataset, parts = _on_cluster(client, masks, predictions, inputs, partition_size, prefetch, on_progress)
+        run = score_dataset_distributed(client, spec, ("clc",), downsample=downsample, prefetch=prefetch,
+                                        on_progress=on_progress, threads=threads, dataset=dataset, parts=parts)
+        yield run, dataset, None, parts
+        return
     dataset = open_dataset(masks, predictions, **inputs)
     with cell_cache(dataset, downsample, pixels=True) as cache:
         run = score_dataset(dataset, ("clc",), downsample=downsample, prefetch=prefetch, on_progress=on_progress,
                             cache=cache, threads=threads)
-        yield run, dataset, cache
+        yield run, dataset, cache, None
+
+
+def _on_cluster(client, masks, predictions, inputs: dict, partition_size, prefetch: int, on_progress):
+    """The spec, the dataset opened here and its partitions on ``client``'s cluster."""
+    spec = dataset_spec(masks, predictions, **inputs)
+    dataset = spec.open()
+    return spec, dataset, dask_partitions(client, spec, dataset, partition_size, prefetch=prefetch,
+                                          progress=on_progress)
 
 
 def write_issue_masks(
     masks, predictions, out_dir: str | Path, *, method: str = "clc", top: int | None = None,
     pixel_threshold: float = 0.5, downsample: int = 4, prefetch: int = 4, on_progress=None,
-    threads: int | None = None, **inputs,
+    threads: int | None = None, client=None, partition_size: int | None = None, **inputs,
 ) -> tuple[list[tuple[str, int]], ScoreRun]:
     """Write a full-resolution PNG (0 = fine, 255 = flagged) per image with flagged pixels.
 
     With ``top``, only the ``top`` images with the largest flagged fraction (ties by id),
     whether or not they have flagged pixels. Files mirror the mask ids under
     ``out_dir``. Returns the (image id, flagged pixels) written, and the scoring run.
-    ``threads``: as for :func:`segaudit.score`.
+    ``threads``, ``client`` and ``partition_size``: as for :func:`segaudit.score` (on a
+    Dask cluster, the scoring and clc's flag maps run on the workers; threshold's maps of
+    the chosen images are computed here).
     """
     if method not in ISSUE_METHODS:
         raise InputError(f"unknown issue method {method!r}; choose clc or threshold")
@@ -121,14 +178,22 @@ def write_issue_masks(
     with ExitStack() as stack:
         if method == "clc":
             # The cache (with the pixels' argmax) stays until the flag maps are written.
-            run, dataset, cache = stack.enter_context(_clc_run(masks, predictions, downsample, prefetch, on_progress,
-                                                               inputs, threads))
+            run, dataset, cache, parts = stack.enter_context(_clc_run(masks, predictions, downsample, prefetch,
+                                                                      on_progress, inputs, threads, client,
+                                                                      partition_size))
             flagged = {image_id: int(n) for (_, image_id), n in zip(dataset.pairs, run.clc.flagged)}
         else:
             check_pixel_threshold(pixel_threshold)
-            dataset = open_dataset(masks, predictions, **inputs)
-            run = score_dataset(dataset, ("cil",), pixel_threshold=pixel_threshold, prefetch=prefetch,
-                                on_progress=on_progress, threads=threads)
+            if client is not None:
+                spec, dataset, parts = _on_cluster(client, masks, predictions, inputs, partition_size, prefetch,
+                                                   on_progress)
+                run = score_dataset_distributed(client, spec, ("cil",), pixel_threshold=pixel_threshold,
+                                                prefetch=prefetch, on_progress=on_progress, threads=threads,
+                                                dataset=dataset, parts=parts)
+            else:
+                dataset = open_dataset(masks, predictions, **inputs)
+                run = score_dataset(dataset, ("cil",), pixel_threshold=pixel_threshold, prefetch=prefetch,
+                                    on_progress=on_progress, threads=threads)
             flagged = {r.image_id: r.low_pixels for r in run.results}
         pixels = {r.image_id: r.pixels for r in run.results}
         if top is None:
@@ -165,7 +230,7 @@ def write_issue_masks(
                 if image_id in targets:
                     write(image_id, flag_map, dataset.store.image_shape(image_id))
 
-            _flag_maps(run, dataset, on_image, prefetch, on_progress, cache)
+            _flag_maps(run, dataset, on_image, prefetch, on_progress, cache, parts, frozenset(targets))
         else:
             subset = dataclasses.replace(dataset, pairs=[p for p in dataset.pairs if p[1] in targets])
             for mask, image_id in subset.pairs:

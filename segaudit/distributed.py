@@ -1,0 +1,407 @@
+"""Scoring on a Dask cluster: the distributed twin of :func:`segaudit.engine.score_dataset`.
+
+As stumpy pairs ``stump`` with ``stumped(client, ...)``, :func:`score_dataset_distributed`
+takes a ``dask.distributed`` client and gives the same :class:`~segaudit.results.ScoreRun`,
+byte for byte in every output, as the single-machine run.
+
+- **Workers read their own images.** The dataset travels as a :class:`DatasetSpec` (the
+  arguments of :func:`~segaudit.core.dataset.open_dataset`, small and picklable); each
+  worker process opens it once per run and reads its partitions (runs of consecutive
+  images) straight from the masks and the store. Only per-image results and integer
+  histograms come back.
+- **The same code as one machine.** The first pass is :func:`~segaudit.engine.score_images`
+  over a partition; each image's :class:`~segaudit.engine.ImagePiece` is merged on the
+  client in dataset order by the same :class:`~segaudit.engine.FirstPass`, so
+  floating-point sums (clc's class thresholds, the class-space check) add up in the
+  same order. clc's counting, selecting and flagging passes are its own per-partition
+  functions (:func:`segaudit.methods.clc.histogram_part`, ``flag_part``) mapped by
+  :class:`DaskPartitions`; its driver runs on the client and merges integer histograms
+  and candidates in dataset order.
+- **Deterministic tasks.** A task is a pure function of the spec, the partition and
+  the pass's parameters, so a worker lost mid-run is simply re-run by Dask elsewhere
+  and the output does not change.
+
+Dask is optional (``pip install 'segaudit[dask]'``); this module imports it only when
+called.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .core.dataset import Dataset, open_dataset
+from .engine import FirstPass, check_settings, finish_run, score_images
+from .errors import InputError, one_line
+from .methods import Settings, resolve
+from .results import ClcRecord, ScoreRun
+
+#: A partition's stored prediction bytes, by default: a few seconds of one core's work.
+PARTITION_BYTES = 1 << 30
+#: ... and at least this many partitions per worker thread, so that the work spreads.
+PARTITIONS_PER_THREAD = 4
+
+INSTALL_HINT = "install segaudit[dask] (pip install 'segaudit[dask]')"
+
+
+def require_dask():
+    """The ``distributed`` module; InputError (one line) when Dask is not installed."""
+    try:
+        import distributed
+    except ImportError:
+        raise InputError(f"scoring on a Dask cluster needs dask.distributed: {INSTALL_HINT}") from None
+    return distributed
+
+
+def _local_path(value):
+    """An absolute path for a local file (workers may start elsewhere); URLs unchanged."""
+    if value is None or "://" in str(value):
+        return None if value is None else str(value)
+    return str(Path(value).resolve())
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to open a dataset anywhere: the arguments of :func:`~segaudit.core.dataset.open_dataset`.
+
+    Small and picklable; every worker opens the dataset from it (:meth:`open`). Make one
+    with :func:`dataset_spec`, which makes local paths absolute. Any further keyword of
+    ``open_dataset`` (a store's storage options, say) goes into ``keywords`` and flows
+    to the workers unchanged.
+    """
+
+    masks: str
+    predictions: str
+    keywords: dict = field(default_factory=dict)
+
+    def open(self) -> Dataset:
+        """The dataset, opened and checked as :func:`~segaudit.core.dataset.open_dataset` does."""
+        return open_dataset(self.masks, self.predictions, **self.keywords)
+
+
+def dataset_spec(masks: str | Path, predictions: str | Path, **keywords) -> DatasetSpec:
+    """A :class:`DatasetSpec` for ``open_dataset(masks, predictions, **keywords)``.
+
+    Local paths (masks, predictions, palette, a label-map file) are made absolute, so
+    that workers started in another directory open the same files; URLs are unchanged.
+    """
+    keywords = dict(keywords)
+    if keywords.get("palette") is not None:
+        keywords["palette"] = _local_path(keywords["palette"])
+    label_map = keywords.get("label_map")
+    if isinstance(label_map, (str, Path)) and Path(label_map).is_file():
+        keywords["label_map"] = _local_path(label_map)
+    return DatasetSpec(_local_path(masks), _local_path(predictions), keywords)
+
+
+def for_workers(spec: DatasetSpec, dataset: Dataset) -> DatasetSpec:
+    """``spec`` with ``only`` replaced by the image ids it chose on the client: an entry
+    may be a path relative to the client's directory or git repository."""
+    if spec.keywords.get("only") is None:
+        return spec
+    return replace(spec, keywords={**spec.keywords, "only": [image_id for _, image_id in dataset.pairs]})
+
+
+# --- on the workers ------------------------------------------------------------------
+
+_opened: dict[str, tuple[bytes, Dataset]] = {}  # run token -> (pickled spec, dataset), a few runs
+_opened_lock = threading.Lock()
+_KEEP_RUNS = 2
+
+
+def _dataset(spec: DatasetSpec, token: str) -> Dataset:
+    """The run's dataset in this worker process, opened once per run (``token``)."""
+    key = pickle.dumps(spec)
+    with _opened_lock:
+        held = _opened.get(token)
+        if held is not None and held[0] == key:
+            return held[1]
+    dataset = spec.open()
+    with _opened_lock:
+        _opened[token] = (key, dataset)
+        while len(_opened) > _KEEP_RUNS:
+            _opened.pop(next(iter(_opened)))
+    return dataset
+
+
+def _partition(spec: DatasetSpec, token: str, start: int, ids: tuple[str, ...]) -> Dataset:
+    """Images ``start`` .. ``start + len(ids)`` of the run's dataset, checked to be ``ids``."""
+    dataset = _dataset(spec, token)
+    pairs = dataset.pairs[start:start + len(ids)]
+    if tuple(image_id for _, image_id in pairs) != tuple(ids):
+        raise InputError(f"a Dask worker sees another dataset than the client at {spec.masks} and "
+                         f"{spec.predictions} (images {start}-{start + len(ids) - 1} differ): the workers must "
+                         "read the same files")
+    return replace(dataset, pairs=pairs)
+
+
+def score_partition(spec: DatasetSpec, token: str, start: int, ids: tuple[str, ...], names: tuple[str, ...],
+                    settings: Settings, factor: int, prefetch: int, threads: int) -> list:
+    """The first pass over one partition, on a worker: its images' pieces, in order.
+
+    Parameters
+    ----------
+    spec, token : DatasetSpec, str
+        The dataset and the run (the dataset is opened once per run and worker process).
+    start, ids : int, tuple of str
+        The partition: image ``start`` of the dataset and the ids of its images.
+    names, settings, factor, prefetch, threads
+        The methods, their settings, the downsampling, the read-ahead and the threads
+        that score the partition's images at once.
+
+    Returns
+    -------
+    list of ImagePiece
+    """
+    dataset = _partition(spec, token, start, ids)
+    scored = score_images(dataset, resolve(names), settings, factor, prefetch, threads=threads)
+    return [piece for _, piece, _ in scored]
+
+
+def map_partition(spec: DatasetSpec, token: str, start: int, ids: tuple[str, ...], function: Callable,
+                  args: tuple, prefetch: int):
+    """``function(partition, start, None, prefetch, done, *args)`` on a worker: a
+    :meth:`~segaudit.methods.base.Partitions.map` job over the store (there is no cell
+    cache on a worker)."""
+    return function(_partition(spec, token, start, ids), start, None, prefetch, lambda index: None, *args)
+
+
+# --- on the client -------------------------------------------------------------------
+
+
+def partition_spans(dataset: Dataset, worker_threads: int, images: int | None = None) -> list[tuple[int, int]]:
+    """Consecutive runs [start, stop) of the dataset's images, one task each.
+
+    ``images``: images per partition. By default, about :data:`PARTITION_BYTES` of stored
+    predictions each, but at least :data:`PARTITIONS_PER_THREAD` partitions per worker
+    thread when there are enough images. The outputs do not depend on it.
+    """
+    n = len(dataset.pairs)
+    if images is None:
+        store = dataset.store
+        itemsize = np.dtype(store.dtype).itemsize
+        sizes = [math.prod(store.image_shape(image_id)) * store.n_classes * itemsize for _, image_id in dataset.pairs]
+        by_bytes = max(1, int(PARTITION_BYTES // max(1.0, float(np.mean(sizes))))) if sizes else 1
+        images = max(1, min(by_bytes, math.ceil(n / (PARTITIONS_PER_THREAD * max(1, worker_threads)))))
+    elif isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1:
+        raise InputError(f"--partition-size must be a whole number >= 1, got {images}")
+    # No image (an empty --only subset): one empty partition, so that every pass still has a result.
+    return [(start, min(n, start + int(images))) for start in range(0, n, int(images))] or [(0, 0)]
+
+
+class DaskPartitions:
+    """The dataset's partitions on a Dask cluster (see :class:`~segaudit.methods.base.Partitions`).
+
+    Each :meth:`map` is one task per partition; the results are gathered in dataset order
+    and progress is reported per completed partition.
+    """
+
+    def __init__(self, client, spec: DatasetSpec, token: str, dataset: Dataset, spans: list[tuple[int, int]],
+                 prefetch: int = 4, progress=None):
+        self.client, self.spec, self.token, self.spans, self.prefetch = client, spec, token, spans, prefetch
+        self.ids = [tuple(image_id for _, image_id in dataset.pairs[a:b]) for a, b in spans]
+        self.progress = progress or (lambda stage, done, total: None)
+        self.n_images = len(dataset.pairs)
+        self.count = len(spans)
+
+    def _leaves(self, stage: str, function: Callable, args: list[tuple]) -> list:
+        return [self.client.submit(function, self.spec, self.token, start, ids, *part_args, key=_key(stage))
+                for (start, _), ids, part_args in zip(self.spans, self.ids, args)]
+
+    def submit(self, stage: str, function: Callable, args: list[tuple]) -> list:
+        """``function(spec, token, start, ids, *args[p])`` for every partition p, gathered in order."""
+        return gather_in_order(self._leaves(stage, function, args), [b - a for a, b in self.spans], stage,
+                               self.progress, self.n_images)
+
+    def map(self, stage: str, function: Callable, args: list[tuple]) -> list:
+        return self.submit(stage, map_partition, [(function, part_args, self.prefetch) for part_args in args])
+
+    def map_sum(self, stage: str, function: Callable, args: list[tuple]):
+        """As :meth:`map`, summed on the workers in a tree, so that one result reaches the client."""
+        leaves = self._leaves(stage, map_partition, [(function, part_args, self.prefetch) for part_args in args])
+        level = leaves
+        while len(level) > 1:
+            level = [self.client.submit(add_results, *level[n:n + 2], key=_key(stage + " sum"))
+                     for n in range(0, len(level), 2)]
+        try:
+            gather_in_order(leaves, [b - a for a, b in self.spans], stage, self.progress, self.n_images,
+                            fetch=False)
+            return level[0].result()
+        finally:
+            for future in level:
+                future.cancel()
+
+
+def add_results(*results: tuple) -> tuple:
+    """The element-wise sum of partitions' results (tuples of integers or integer arrays)."""
+    return tuple(sum(values) for values in zip(*results))
+
+
+def _key(stage: str) -> str:
+    """A unique task key naming the pass (the dashboard shows it)."""
+    return f"segaudit-{stage.replace(' ', '-').replace(':', '')}-{uuid.uuid4().hex}"
+
+
+def gather_in_order(futures: list, sizes: list[int], stage: str, progress, total: int, *, fetch: bool = True) -> list:
+    """The futures' results in their order, reporting ``progress(stage, images done, total)``
+    as each completes (with ``fetch`` False, only waiting: the results stay on the workers).
+    On a failure, the first failing future in order raises (the later ones are cancelled)."""
+    from distributed import as_completed
+
+    position = {future.key: n for n, future in enumerate(futures)}
+    results: list = [None] * len(futures)
+    done = 0
+    failed: int | None = None
+    try:
+        for future in as_completed(futures):
+            n = position[future.key]
+            if future.status == "error":
+                failed = n if failed is None else min(failed, n)
+                for later in futures[n + 1:]:
+                    later.cancel()
+                if all(f.done() for f in futures[:failed]):
+                    break
+                continue
+            if future.status == "cancelled":
+                continue
+            if fetch:
+                results[n] = future.result()
+            done += sizes[n]
+            progress(stage, done, total)
+            if failed is not None and all(f.done() for f in futures[:failed]):
+                break
+        if failed is not None:
+            first = min([n for n, f in enumerate(futures[:failed]) if f.status == "error"], default=failed)
+            _raise_task_error(futures[first])
+    finally:
+        if fetch or failed is not None:
+            for future in futures:
+                future.cancel()
+    return results
+
+
+def dask_partitions(client, spec: DatasetSpec, dataset: Dataset, partition_size: int | None = None, *,
+                    prefetch: int = 4, progress=None) -> DaskPartitions:
+    """The partitions of ``dataset`` (``spec`` opened on the client) on ``client``'s cluster,
+    for one run: the workers open the dataset once each (see :func:`partition_spans`)."""
+    worker_threads = sum(client.nthreads().values()) or 1
+    spans = partition_spans(dataset, worker_threads, partition_size)
+    return DaskPartitions(client, for_workers(spec, dataset), uuid.uuid4().hex, dataset, spans, prefetch=prefetch,
+                          progress=progress)
+
+
+def _raise_task_error(future) -> None:
+    """Raise a failed task's exception: an InputError as it is; a task Dask gave up on (its
+    workers died) or workers without segaudit as a one-line InputError saying so."""
+    from distributed import KilledWorker
+
+    try:
+        future.result()
+    except InputError:
+        raise
+    except KilledWorker as exc:
+        raise InputError(f"Dask gave up on a task whose workers kept dying ({one_line(exc)}): see the workers' "
+                         "logs (out of memory?)") from None
+    except ModuleNotFoundError as exc:
+        if "segaudit" not in str(exc):
+            raise
+        raise InputError(f"the Dask workers cannot import segaudit ({one_line(exc)}): install it on every worker, "
+                         "the same version as here") from None
+
+
+def score_dataset_distributed(client, spec: DatasetSpec, methods: Iterable[str], *, temperature: float = 0.1,
+                              pixel_threshold: float = 0.5, downsample: int = 4, prefetch: int = 4,
+                              on_progress: Callable[[str, int, int], None] | None = None,
+                              baseline: ClcRecord | dict | None = None, threads: int | None = None,
+                              partition_size: int | None = None, dataset: Dataset | None = None,
+                              parts: DaskPartitions | None = None) -> ScoreRun:
+    """Score a dataset on a Dask cluster: the same run as :func:`segaudit.engine.score_dataset`.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        A client of the cluster whose workers score the partitions. The workers must be
+        able to import segaudit and to read the dataset at the spec's paths or URLs.
+    spec : DatasetSpec
+        The dataset (:func:`dataset_spec`), opened on the client and on every worker.
+    methods, temperature, pixel_threshold, downsample, baseline
+        As for :func:`segaudit.score`.
+    prefetch : int
+        Reads in flight ahead of the kernel, within each task.
+    on_progress : callable, optional
+        ``on_progress(stage, done, total)`` after each completed partition of each pass.
+    threads : int, optional
+        Threads scoring a partition's images at once within each task (default 1: the
+        worker's own threads run several tasks at once).
+    partition_size : int, optional
+        Images per task (default: see :func:`partition_spans`). No output depends on it.
+    dataset : Dataset, optional
+        ``spec`` already opened on the client (else it is opened here).
+    parts : DaskPartitions, optional
+        The partitions to score (:func:`dask_partitions` of ``spec`` and ``dataset``), for a
+        caller that makes further passes over them (flag maps, say).
+
+    Returns
+    -------
+    ScoreRun
+        Byte-identical, through every writer, to the single-machine run's.
+
+    Raises
+    ------
+    InputError
+        For any bad input (on the client or raised on a worker), before any result.
+    """
+    names, chosen, settings, downsample, baseline, threads = check_settings(
+        methods, temperature, pixel_threshold, downsample, baseline, 1 if threads is None else threads)
+    progress = on_progress or (lambda stage, done, total: None)
+    dataset = spec.open() if dataset is None else dataset
+    if parts is None:
+        parts = dask_partitions(client, spec, dataset, partition_size, prefetch=prefetch, progress=progress)
+    pieces = parts.submit("scoring", score_partition,
+                          [(names, settings, downsample, prefetch, threads)] * parts.count)
+    first = FirstPass(dataset.store.n_classes, chosen)
+    for part in pieces:
+        for piece in part:
+            first.add(piece)
+    return finish_run(dataset, names, settings, downsample, first, parts, baseline)
+
+
+@contextmanager
+def connect(scheduler: str | None = None, workers: int | None = None, *, timeout: float = 10) -> Iterator:
+    """A ``distributed.Client``: of the scheduler at ``scheduler``, or of a local cluster of
+    ``workers`` processes (one thread each), closed on leaving.
+
+    Raises
+    ------
+    InputError
+        One line: Dask is not installed, the scheduler cannot be reached, or the number
+        of workers is not a whole number >= 1.
+    """
+    if (scheduler is None) == (workers is None):
+        raise InputError("give a Dask scheduler address or a number of local workers, not both")
+    distributed = require_dask()
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise InputError(f"--dask-workers must be a whole number >= 1, got {workers}")
+        # silence_logs: the workers' INFO lines would bury the command's own output.
+        with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
+                distributed.Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = distributed.Client(scheduler, timeout=timeout)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise InputError(f"cannot connect to the Dask scheduler at {scheduler}: "
+                         f"{one_line(exc, type(exc).__name__)}") from None
+    with client:
+        yield client
