@@ -25,29 +25,19 @@ from segaudit.errors import InputError
 from segaudit.methods import METHODS
 from segaudit.methods import clc as clc_module
 from segaudit.outputs.ranking import write_ranking
+from services import dask_cluster
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install '.[dask]')")
 
 IDS = [f"img{n:02d}" for n in range(9)]
 SIZES = {"img00": (37, 23), "img02": (8, 64), "img03": (64, 8), "img05": (1, 5), "img07": (50, 41)}
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def client():
     """Two worker processes, one thread each, importing this checkout's segaudit and these tests."""
-    paths = [str(REPO), str(Path(__file__).parent)]
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(paths + ([old] if old else []))
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            distributed.Client(cluster) as client:
-        files = client.run(lambda: __import__("segaudit").__file__)
-        assert all(Path(f).resolve().is_relative_to(REPO) for f in files.values()), files
+    with dask_cluster(2) as client:
         yield client
-    if old is None:
-        os.environ.pop("PYTHONPATH")
-    else:
-        os.environ["PYTHONPATH"] = old
 
 
 @pytest.fixture(scope="module")

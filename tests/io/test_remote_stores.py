@@ -13,7 +13,6 @@ import csv
 import functools
 import http.server
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -28,40 +27,21 @@ from datasets import FIXTURES
 from segaudit.cli import app
 from segaudit.errors import InputError
 from segaudit.io import remote
+from services import AWS_ENV, s3_server
 
 moto_server = pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (pip install 'segaudit[test]')")
 s3fs = pytest.importorskip("s3fs", reason="the S3 tests need s3fs (pip install 'segaudit[test]' or 'segaudit[s3]')")
 
 BUCKET = "segaudit-test"
 SECRET = "Sup3r-S3cret-0f-the-test"  # passed through --storage-options: must appear in no output
-#: Settings that keep botocore to the test server: no instance metadata service, no ~/.aws.
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_EC2_METADATA_DISABLED": "true", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
-           "AWS_CONFIG_FILE": "/nonexistent/config"}
 
 
 @pytest.fixture(scope="module")
 def s3():
     """A moto S3 server on 127.0.0.1 (a free port) holding the fixtures under s3://segaudit-test/:
     preds.zarr, preds_stacked.zarr and masks/. Yields its endpoint URL; stopped at the end."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in [n for n in os.environ if n.startswith("AWS_")]:
-            patch.delenv(name)
-        for name, value in AWS_ENV.items():
-            patch.setenv(name, value)
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request in a failure's log
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            endpoint = f"http://{host}:{port}"
-            fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
-            fs.mkdir(BUCKET)
-            for name in ("preds.zarr", "preds_stacked.zarr", "masks"):
-                fs.put(str(FIXTURES / name), f"{BUCKET}/{name}", recursive=True)
-            yield endpoint
-        finally:
-            server.stop()
+    with s3_server(BUCKET, {name: FIXTURES / name for name in ("preds.zarr", "preds_stacked.zarr", "masks")}) as url:
+        yield url
 
 
 def options(endpoint: str, **more) -> str:
