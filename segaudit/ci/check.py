@@ -4,7 +4,8 @@ Pairing and sizes come from PNG headers and array metadata; every mask is decode
 label values checked; a sample of prediction blocks is read and checked for finite,
 non-negative probabilities that sum to 1, and, on those blocks, the class-space check of
 ``score`` (:mod:`segaudit.core.sanity`) is run. Problems are collected rather than stopping at
-the first, so one run lists them all.
+the first, so one run lists them all. With a reviewer's decisions file, it also says which
+images those decisions exempt from score's gates (:mod:`segaudit.ci.review`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from ..core.dataset import open_dataset
 from ..errors import InputError
 from ..core.kernel import BadProbabilities, ImageStats, KernelConfig, accumulate
 from ..core.sanity import ClassSpaceCheck
+from ..io.decisions import read_decisions
+from .review import Review, review_masks
 
 
 @dataclass
@@ -24,15 +27,22 @@ class CheckReport:
     blocks_checked: int = 0
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # the class-space check on the sampled blocks
+    review: Review | None = None  # with ``reviewed``: which images a reviewer's ok exempts
 
 
-def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, **inputs) -> CheckReport:
+def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, reviewed=None,
+          **inputs) -> CheckReport:
     """Validate pairing, sizes, label ranges and a sample of prediction blocks.
 
     Raises InputError for problems that stop everything (a missing store, unpaired
-    files); returns the others in ``CheckReport.problems``, every one: unreadable masks
-    and size mismatches (from headers), bad label values, bad prediction blocks.
+    files, a malformed ``reviewed`` decisions file); returns the others in
+    ``CheckReport.problems``, every one: unreadable masks and size mismatches (from
+    headers), bad label values, bad prediction blocks. With ``reviewed`` (a decisions.csv),
+    ``CheckReport.review`` says which of the dataset's images its ``ok`` decisions exempt
+    from score's gates, which went stale (the mask changed since) and which name images the
+    dataset does not have.
     """
+    decisions = read_decisions(reviewed) if reviewed is not None else None  # a bad file fails first
     header_problems: list[str] = []
     dataset = open_dataset(masks, predictions, problems=header_problems, **inputs)
     store = dataset.store
@@ -63,4 +73,8 @@ def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, **in
         if on_progress:
             on_progress("checking", index + 1, len(dataset.pairs))
     report.warnings = class_space.warnings(store.classes)
+    if decisions is not None:
+        report.review = review_masks(reviewed, masks, inputs.get("mask_suffix") or "",
+                                     [image_id for _, image_id in dataset.pairs], decisions,
+                                     inputs.get("storage_options"))
     return report

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
@@ -19,6 +20,7 @@ def command(
     *,
     sample: Annotated[int, typer.Option(help="Prediction blocks to read and check for probability sanity, spread over the images (0 = none).")] = 32,
     fail_on_warning: Annotated[bool, typer.Option("--fail-on-warning", help="Gate: exit 1 if the class-space check on the sampled blocks warns (as score's --fail-on-warning).")] = False,
+    reviewed: Annotated[Optional[Path], typer.Option("--reviewed", help="A reviewer's decisions.csv (image,region,decision,note,mask_sha256): say how many images its ok decisions exempt from score's gates (their masks unchanged), and list the stale ones (the mask changed since: judged again). A malformed file is a problem (exit 2).")] = None,
     inputs: InputOptions,
     quiet: Quiet = False,
 ) -> None:
@@ -26,7 +28,8 @@ def command(
     a sample of prediction blocks. Lists every problem found.
 
     On the sampled blocks it also runs score's class-space check (masks needing
-    --label-map, predictions for other images) and prints its warnings.
+    --label-map, predictions for other images) and prints its warnings. With --reviewed
+    it says which images a reviewer's ok decisions exempt from score's gates.
 
     Exit codes: 0 valid; 1 a warning with --fail-on-warning; 2 problems found (one line each
     on stderr).
@@ -38,7 +41,7 @@ def command(
     keywords = inputs.keywords()
     with exit_on_error(), progress(interactive(quiet)) as bar:
         report = check_dataset(inputs.masks, inputs.predictions, sample_blocks=sample, on_progress=bar.on_progress,
-                               **keywords)
+                               reviewed=reviewed, **keywords)
     for problem in report.problems[:MAX_LISTED]:
         stderr.print(f"error: {problem}", soft_wrap=True)
     if len(report.problems) > MAX_LISTED:
@@ -52,6 +55,8 @@ def command(
         elif not quiet:
             stderr.print(f"warning: {warning}", soft_wrap=True)
     if not quiet:
+        for line in report.review.notes() if report.review else ():
+            stderr.print(f"note: {line}", soft_wrap=True)
         stderr.print(f"ok: {report.images} images paired, {report.n_classes} classes, labels valid, "
                      f"{report.blocks_checked} prediction block(s) sane", soft_wrap=True)
     if fail_on_warning and report.warnings:

@@ -1,5 +1,6 @@
 """``--reviewed decisions.csv``: images a reviewer marked ok are exempt from the gates of
-score and diff while their masks are unchanged; a changed mask is judged again."""
+score and diff while their masks are unchanged; a changed mask is judged again; check says
+which images the decisions exempt."""
 
 from __future__ import annotations
 
@@ -181,3 +182,37 @@ def test_diff_exempts_a_reviewed_regression_until_the_mask_changes(tmp_path):
     (tmp_path / "head.run.json").unlink()
     missing = run("diff", tmp_path / "base.csv", tmp_path / "head.csv", "--reviewed", decisions)
     assert missing.exit_code == 2 and "--reviewed needs the masks of" in missing.stderr
+
+
+def test_check_says_which_images_the_decisions_exempt(tmp_path):
+    masks = tmp_path / "masks"
+    shutil.copytree(FIXTURES / "masks", masks)
+    decisions = decisions_file(tmp_path / "d.csv", [f"{i},,ok,,{sha(i, masks)}" for i in PLANTED[:3]]
+                               + [f"city_z/9999,,ok,,{'0' * 64}", f"{PLANTED[3]},,fix,,"])
+    # The reviewer's ok on city_b/0002 goes stale: its mask is edited after the review.
+    edited = masks / "city_b" / "0002.png"
+    pixels = np.array(Image.open(edited))
+    pixels[0, 0] = 1 if pixels[0, 0] != 1 else 2
+    Image.fromarray(pixels, mode=Image.open(edited).mode).save(edited)
+    result = run("check", masks, FIXTURES / "preds.zarr", "--reviewed", decisions)
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    assert notes == [
+        f"note: 2 image(s) marked ok in {decisions} with unchanged masks are exempt from the gates",
+        "note: 1 ok decision(s) are stale (the mask changed since), judged again: city_b/0002",
+        "note: 1 ok decision(s) name images this run does not have",
+    ]
+    from segaudit.ci.check import check
+
+    report = check(masks, FIXTURES / "preds.zarr", reviewed=decisions)
+    assert report.review.exempt == {"city_a/0003", "city_a/0005"} and report.review.stale == ["city_b/0002"]
+    assert check(masks, FIXTURES / "preds.zarr").review is None
+
+
+def test_check_refuses_a_malformed_decisions_file(tmp_path):
+    bad = tmp_path / "d.csv"
+    bad.write_text("image,decision\ncity_a/0003,maybe\n")
+    result = run("check", FIXTURES / "masks", FIXTURES / "preds.zarr", "--reviewed", bad)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0], result.stderr
