@@ -118,8 +118,9 @@ def report(results: dict) -> str:
         f"dask {meta['dask']}. Store: {meta['images']} images of {meta['classes']}x{meta['height']}x{meta['width']} "
         f"float16 ({meta['store_gb']:.2f} GB, uncompressed), PNG masks; `benchmarks/scale/run.py`, median of "
         f"{meta['repeats']} after a warm-up; the store is on the local disk, in the page cache. A task scores "
-        "on one thread while two more read and decode ahead, so one worker already keeps both cores busy: this "
-        "machine measures the overhead of the cluster, not its scaling.",
+        "on one thread while two more read and decode ahead, so one worker already uses more than one of the "
+        "two cores: here a second worker can add only what the first leaves idle, and the figures show the "
+        "cluster's overhead as much as its scaling.",
         "",
         "| methods | one process, 1 thread | 1 Dask worker | 2 Dask workers | 2 workers over 1 | output identical |",
         "|---|---|---|---|---|---|",
