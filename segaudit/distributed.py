@@ -5,10 +5,10 @@ takes a ``dask.distributed`` client and gives the same :class:`~segaudit.results
 byte for byte in every output, as the single-machine run.
 
 - **Workers read their own images.** The dataset travels as a :class:`DatasetSpec` (the
-  arguments of :func:`~segaudit.core.dataset.open_dataset`, small and picklable); each
-  worker process opens it once per run and reads its partitions (runs of consecutive
-  images) straight from the masks and the store. Only per-image results and integer
-  histograms come back.
+  arguments of :func:`~segaudit.core.dataset.open_dataset`, small and picklable); a
+  worker opens each of its partitions (runs of consecutive images) from it, restricted to
+  the partition's images, once per run, and reads them straight from the masks and the
+  store. Only per-image results and integer histograms come back.
 - **The same code as one machine.** The first pass is :func:`~segaudit.engine.score_images`
   over a partition; each image's :class:`~segaudit.engine.ImagePiece` is merged on the
   client in dataset order by the same :class:`~segaudit.engine.FirstPass`, so
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
+import copy
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -113,47 +113,50 @@ def for_workers(spec: DatasetSpec, dataset: Dataset) -> DatasetSpec:
 
 # --- on the workers ------------------------------------------------------------------
 
-_opened: dict[str, tuple[bytes, Dataset]] = {}  # run token -> (pickled spec, dataset), a few runs
+_opened: dict[tuple, Dataset] = {}  # (run token, first image, images) -> that partition's dataset, a few
 _opened_lock = threading.Lock()
-_KEEP_RUNS = 2
+_KEEP_PARTITIONS = 16
 
 
-def _dataset(spec: DatasetSpec, token: str) -> Dataset:
-    """The run's dataset in this worker process, opened once per run (``token``)."""
-    key = pickle.dumps(spec)
+def _partition(spec: DatasetSpec, token: str, start: int, images: tuple[tuple[str, tuple[int, int]], ...]) -> Dataset:
+    """Images ``start`` .. ``start + len(images)`` of the run's dataset, in this worker process.
+
+    ``images``: the partition's (image id, size) as the client saw them. The worker opens
+    the spec restricted to those ids (``only``), so that it lists the masks but reads the
+    headers and array metadata of its own images only (a store on S3 is not walked whole
+    by every worker), and checks that it sees the same images at the same sizes. Opened
+    once per run and partition (the passes of a run reuse it).
+    """
+    key = (token, start, images)
     with _opened_lock:
-        held = _opened.get(token)
-        if held is not None and held[0] == key:
-            return held[1]
-    dataset = spec.open()
+        dataset = _opened.get(key)
+    if dataset is not None:
+        return dataset
+    restricted = copy.copy(spec)  # (not dataclasses.replace: a subclass's own attributes stay)
+    object.__setattr__(restricted, "keywords", {**spec.keywords, "only": [image_id for image_id, _ in images]})
+    dataset = restricted.open()
+    seen = tuple((image_id, tuple(dataset.store.image_shape(image_id))) for _, image_id in dataset.pairs)
+    if seen != images:
+        raise InputError(f"a Dask worker sees another dataset than the client at {spec.masks} and "
+                         f"{spec.predictions} (images {start}-{start + len(images) - 1} differ): the workers must "
+                         "read the same files")
     with _opened_lock:
-        _opened[token] = (key, dataset)
-        while len(_opened) > _KEEP_RUNS:
+        _opened[key] = dataset
+        while len(_opened) > _KEEP_PARTITIONS:
             _opened.pop(next(iter(_opened)))
     return dataset
 
 
-def _partition(spec: DatasetSpec, token: str, start: int, ids: tuple[str, ...]) -> Dataset:
-    """Images ``start`` .. ``start + len(ids)`` of the run's dataset, checked to be ``ids``."""
-    dataset = _dataset(spec, token)
-    pairs = dataset.pairs[start:start + len(ids)]
-    if tuple(image_id for _, image_id in pairs) != tuple(ids):
-        raise InputError(f"a Dask worker sees another dataset than the client at {spec.masks} and "
-                         f"{spec.predictions} (images {start}-{start + len(ids) - 1} differ): the workers must "
-                         "read the same files")
-    return replace(dataset, pairs=pairs)
-
-
-def score_partition(spec: DatasetSpec, token: str, start: int, ids: tuple[str, ...], names: tuple[str, ...],
+def score_partition(spec: DatasetSpec, token: str, start: int, images: tuple, names: tuple[str, ...],
                     settings: Settings, factor: int, prefetch: int, threads: int) -> list:
     """The first pass over one partition, on a worker: its images' pieces, in order.
 
     Parameters
     ----------
     spec, token : DatasetSpec, str
-        The dataset and the run (the dataset is opened once per run and worker process).
-    start, ids : int, tuple of str
-        The partition: image ``start`` of the dataset and the ids of its images.
+        The dataset and the run (each partition is opened once per run and worker process).
+    start, images : int, tuple
+        The partition: image ``start`` of the dataset and its images' (id, size).
     names, settings, factor, prefetch, threads
         The methods, their settings, the downsampling, the read-ahead and the threads
         that score the partition's images at once.
@@ -162,17 +165,17 @@ def score_partition(spec: DatasetSpec, token: str, start: int, ids: tuple[str, .
     -------
     list of ImagePiece
     """
-    dataset = _partition(spec, token, start, ids)
+    dataset = _partition(spec, token, start, images)
     scored = score_images(dataset, resolve(names), settings, factor, prefetch, threads=threads)
     return [piece for _, piece, _ in scored]
 
 
-def map_partition(spec: DatasetSpec, token: str, start: int, ids: tuple[str, ...], function: Callable,
+def map_partition(spec: DatasetSpec, token: str, start: int, images: tuple, function: Callable,
                   args: tuple, prefetch: int):
     """``function(partition, start, None, prefetch, done, *args)`` on a worker: a
     :meth:`~segaudit.methods.base.Partitions.map` job over the store (there is no cell
     cache on a worker)."""
-    return function(_partition(spec, token, start, ids), start, None, prefetch, lambda index: None, *args)
+    return function(_partition(spec, token, start, images), start, None, prefetch, lambda index: None, *args)
 
 
 # --- on the client -------------------------------------------------------------------
@@ -208,17 +211,19 @@ class DaskPartitions:
     def __init__(self, client, spec: DatasetSpec, token: str, dataset: Dataset, spans: list[tuple[int, int]],
                  prefetch: int = 4, progress=None):
         self.client, self.spec, self.token, self.spans, self.prefetch = client, spec, token, spans, prefetch
-        self.ids = [tuple(image_id for _, image_id in dataset.pairs[a:b]) for a, b in spans]
+        # What each task is told of its images, (id, size), so that a worker can check it sees the same.
+        self.images = [tuple((image_id, tuple(dataset.store.image_shape(image_id))) for _, image_id in dataset.pairs[a:b])
+                       for a, b in spans]
         self.progress = progress or (lambda stage, done, total: None)
         self.n_images = len(dataset.pairs)
         self.count = len(spans)
 
     def _leaves(self, stage: str, function: Callable, args: list[tuple]) -> list:
-        return [self.client.submit(function, self.spec, self.token, start, ids, *part_args, key=_key(stage))
-                for (start, _), ids, part_args in zip(self.spans, self.ids, args)]
+        return [self.client.submit(function, self.spec, self.token, start, images, *part_args, key=_key(stage))
+                for (start, _), images, part_args in zip(self.spans, self.images, args)]
 
     def submit(self, stage: str, function: Callable, args: list[tuple]) -> list:
-        """``function(spec, token, start, ids, *args[p])`` for every partition p, gathered in order."""
+        """``function(spec, token, start, images, *args[p])`` for every partition p, gathered in order."""
         return gather_in_order(self._leaves(stage, function, args), [b - a for a, b in self.spans], stage,
                                self.progress, self.n_images)
 

@@ -129,6 +129,9 @@ def test_flag_maps_from_a_cluster_run_are_the_single_machine_ones(client, mixed)
     assert any(run.clc.flagged)
 
 
+_READS: dict[str, int] = {}  # marker -> row blocks read in this (worker) process by that run's datasets
+
+
 class KillingSpec(DatasetSpec):
     """A spec whose datasets kill their worker process once, run-wide: the first to read a
     row block after ``after`` reads in that process (to test that Dask's retries change nothing)."""
@@ -136,12 +139,11 @@ class KillingSpec(DatasetSpec):
     def open(self):
         dataset = super().open()
         marker, after = Path(self.marker), self.after
-        reads = [0]
         read_rows = dataset.store.read_rows
 
         def reading(image_id, start, stop):
-            reads[0] += 1
-            if reads[0] > after:
+            _READS[str(marker)] = _READS.get(str(marker), 0) + 1
+            if _READS[str(marker)] > after:
                 try:
                     os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
                 except FileExistsError:
@@ -172,6 +174,16 @@ def test_a_worker_that_sees_other_files_is_an_input_error(client, mixed, tmp_pat
     spec = dataset_spec(other.masks, other.store)
     with pytest.raises(InputError, match="another dataset than the client"):
         score_dataset_distributed(client, spec, ("rsoftmin",), dataset=dataset_spec(mixed.masks, mixed.store).open())
+
+
+def test_a_worker_that_sees_the_same_ids_at_other_sizes_is_an_input_error(client, mixed, tmp_path):
+    # Workers read only their own partition's headers: the sizes the client saw travel with
+    # the ids, so that a worker reading other files of the same names still notices.
+    other = make_dataset(tmp_path / "other", IDS, n_classes=5, size=(20, 30), seed=3, dtype=np.float16)
+    spec = dataset_spec(other.masks, other.store)
+    with pytest.raises(InputError, match="another dataset than the client"):
+        score_dataset_distributed(client, spec, ("rsoftmin",), partition_size=9,
+                                  dataset=dataset_spec(mixed.masks, mixed.store).open())
 
 
 def test_bad_input_on_a_worker_is_the_single_machine_error(client, tmp_path):
