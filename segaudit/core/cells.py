@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io.files import signals_deferred
+from ..io.files import remove_orphans, signals_deferred
 from .pooling import grid_shape
 
 
@@ -191,35 +190,10 @@ def _remove_own_caches() -> None:
         for name in names:
             if name.startswith(prefix):
                 shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-_CACHE_NAME = re.compile(re.escape(CACHE_PREFIX) + r"(\d+)-")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: another user's live process
-        return True
-    return True
-
-
 def remove_stale_caches(parent: str | Path) -> list[Path]:
     """Remove the cell caches in ``parent`` left by processes that no longer run (killed
     with SIGKILL, say, which no clean-up survives); returns them."""
-    removed = []
-    try:
-        entries = os.listdir(parent)
-    except OSError:
-        return removed
-    for name in entries:
-        match = _CACHE_NAME.match(name)
-        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
-            path = Path(parent) / name
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
-    return removed
+    return remove_orphans(parent, CACHE_PREFIX)
 
 
 def _free_memory() -> int:

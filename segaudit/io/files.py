@@ -160,6 +160,42 @@ def temporary_directory(parent: str | Path, prefix: str, *, renamed_into_place: 
     return path
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs (another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: another user's live process
+        return True
+    return True
+
+
+def remove_orphans(parent: str | Path, prefix: str) -> list[Path]:
+    """Remove the directories ``prefix`` + a process id + ``-`` ... in ``parent`` whose process
+    no longer runs (killed with SIGKILL, say, which no clean-up survives); returns them.
+
+    A directory that is a symlink, or whose name does not carry a process id, is left alone,
+    as are this process's own and those of live processes.
+    """
+    removed = []
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in entries:
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid)):
+            continue
+        path = Path(parent) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def atomic_write_all(files: dict[Path, str | bytes]) -> None:
     """Write every file to a temporary beside it, then rename them all into place.
 

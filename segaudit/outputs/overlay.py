@@ -39,7 +39,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .colours import ClassColours, class_colours
 from .text import OVERLAY_NAME, class_phrase, format_score, overlay_name, region_line
 from ..errors import InputError, one_line
-from ..io.files import atomic_write_all, temporary_directory
+from ..io.files import atomic_write_all, remove_orphans, temporary_directory
 from ..io.photos import is_tiff, read_tiff_photo, tiff_photo_size
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
@@ -76,6 +76,9 @@ RegionSource = Callable[..., "tuple[list, np.ndarray]"]
 #: Default ``--region-min-score`` and ``--max-regions``.
 DEFAULT_REGION_MIN_SCORE = 0.5
 DEFAULT_MAX_REGIONS = 5
+
+#: Overlays are drawn into OUT/.segaudit-overlays-<pid>-<random>.tmp, then moved into OUT.
+STAGING_PREFIX = ".segaudit-overlays-"
 
 
 def select_images(ranking: Ranking, top: int, ids: Sequence[str] | None = None) -> list[RankedImage]:
@@ -742,7 +745,9 @@ def write_overlays(
         out.mkdir(parents=True, exist_ok=True)
         # Every PNG is drawn into a temporary folder inside ``out`` and moved in only when all
         # are complete: an interrupted or failed run (Ctrl-C, SIGTERM, a full disk) leaves none.
-        staging = temporary_directory(out, ".segaudit-overlays-", renamed_into_place=False)
+        # A run killed outright (SIGKILL) leaves its staging folder; the next run removes it.
+        remove_orphans(out, STAGING_PREFIX)
+        staging = temporary_directory(out, f"{STAGING_PREFIX}{os.getpid()}-", renamed_into_place=False)
     except OSError as exc:
         raise InputError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
 

@@ -394,6 +394,27 @@ def test_rerun_replaces_files_and_notes_stale_ones(scored):
     assert "1 other overlay PNG(s) in overlays are not from this ranking" in result.stderr
 
 
+def test_a_rerun_removes_the_staging_folders_of_killed_runs(scored):
+    """SIGKILL leaves a run's staging folder in OUT; the next run removes it, but not a live
+    process's (nor a folder without a process id in its name)."""
+    import subprocess
+    import sys
+
+    out = scored["dir"] / "overlays"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    orphan = out / f".segaudit-overlays-{int(dead.stdout)}-abc.tmp"
+    live = out / f".segaudit-overlays-{os.getpid()}-def.tmp"
+    other = out / ".segaudit-overlays-x.tmp"
+    for folder in (orphan, live, other):
+        folder.mkdir()
+        (folder / "0001_half.png").write_bytes(b"half-drawn")
+    ok(invoke("overlay", "--top", "2"))
+    assert not orphan.exists() and live.is_dir() and other.is_dir()
+    assert sorted(p for p in os.listdir(out) if not p.startswith(".")) == sorted(expected_names(scored["ranking"])[:2])
+
+
 def test_output_path_that_is_a_file_is_an_error(scored):
     (scored["dir"] / "overlays").write_text("x")
     assert_one_line_error(invoke("overlay"), "not a directory")
