@@ -253,6 +253,39 @@ def encode_volume_like(path: str | Path, new: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def flag_volume_suffix(path: str | Path) -> str:
+    """The file extension of a volume's issue mask beside a mask like ``path``: the NIfTI one
+    (``.nii.gz`` or ``.nii``) for a NIfTI mask, so that viewers overlay it on the scan; ``.npy``
+    otherwise."""
+    name = str(path).lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else ".nii" if name.endswith(".nii") else ".npy"
+
+
+def encode_flag_volume(path: str | Path, flags: np.ndarray) -> bytes:
+    """The bytes of a volume's issue mask, ``flags`` (Z, Y, X) uint8 (0 fine, 255 flagged), in
+    the format :func:`flag_volume_suffix` names: for a NIfTI mask a NIfTI image with the
+    mask's affine and header (as uint8, unscaled), else a ``.npy`` array."""
+    import io as _io
+
+    path = Path(path)
+    flags = np.asarray(flags, np.uint8)
+    if is_nifti(path):
+        nibabel = require_nibabel(path)
+        source = _load_nifti(path)
+        image = nibabel.Nifti1Image(flags.transpose(2, 1, 0), source.affine, source.header)
+        image.set_data_dtype(np.uint8)
+        image.header.set_slope_inter(1, 0)
+        data = image.to_bytes()
+        if path.name.lower().endswith(".gz"):
+            import gzip
+
+            data = gzip.compress(data, mtime=0)
+        return data
+    buffer = _io.BytesIO()
+    np.save(buffer, flags, allow_pickle=False)
+    return buffer.getvalue()
+
+
 # --- predictions ----------------------------------------------------------------------
 
 #: The key of nnU-Net's ``--save_probabilities`` ``.npz`` files.

@@ -27,6 +27,7 @@ from ..core.dataset import Dataset, open_dataset
 from ..errors import InputError
 from ..io.files import atomic_write_all, contained_path, refuse_overwriting_inputs, safe_relative_path
 from ..io.tables import render
+from ..io.volumes import encode_flag_volume, flag_volume_suffix
 from ..distributed import dask_partitions, dataset_spec, score_dataset_distributed
 from ..engine import score_dataset
 from ..results import CONFUSION_COLUMNS, ScoreRun
@@ -201,10 +202,12 @@ def write_issue_masks(
         else:
             ranked = sorted(flagged, key=lambda i: (-(flagged[i] / pixels[i]) if pixels[i] else 0.0, i))
             chosen = set(ranked[:top])
-        # A volume's issue mask is a (Z, Y, X) uint8 .npy, a 2-D image's a PNG.
+        # A 2-D image's issue mask is a PNG; a volume's is (Z, Y, X) uint8, a NIfTI image with
+        # the mask's geometry for a NIfTI mask (viewers overlay it on the scan), else a .npy.
         volumes = {image_id: dataset.store.volume_shape(image_id) for image_id in chosen}
-        targets = {image_id: contained_path(out_dir, safe_relative_path(image_id, ".png" if volumes[image_id] is None
-                                                                        else ".npy"))
+        sources = {image_id: mask.path for mask, image_id in dataset.pairs if image_id in chosen}
+        targets = {image_id: contained_path(out_dir, safe_relative_path(
+                       image_id, ".png" if volumes[image_id] is None else flag_volume_suffix(sources[image_id])))
                    for image_id in chosen}
         for target in targets.values():
             refuse_overwriting_inputs({"masks directory": masks, "prediction store": predictions},
@@ -217,12 +220,13 @@ def write_issue_masks(
             target = targets[image_id]
             target.parent.mkdir(parents=True, exist_ok=True)
             image = np.zeros(shape, np.uint8) if flag_map is None else flag_map * np.uint8(255)
-            buffer = io.BytesIO()
             if volumes[image_id] is not None:
-                np.save(buffer, image.reshape(volumes[image_id]), allow_pickle=False)
+                data = encode_flag_volume(sources[image_id], image.reshape(volumes[image_id]))
             else:
+                buffer = io.BytesIO()
                 Image.fromarray(image, mode="L").save(buffer, format="PNG", optimize=False)
-            atomic_write_all({target: buffer.getvalue()})
+                data = buffer.getvalue()
+            atomic_write_all({target: data})
             written.append((image_id, int(np.count_nonzero(image))))
 
         if method == "clc":

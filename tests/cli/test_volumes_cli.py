@@ -79,6 +79,13 @@ def fails(result, *parts):
     return lines[0]
 
 
+def flag_volume(path):
+    """An issue mask written as NIfTI, as (Z, Y, X) uint8 (NIfTI's axes are X, Y, Z)."""
+    import nibabel as nib
+
+    return np.asarray(nib.load(str(path)).dataobj).transpose(2, 1, 0)
+
+
 def rows(path):
     with open(path, newline="") as stream:
         return list(csv.DictReader(stream))
@@ -123,13 +130,21 @@ def test_nnunet_folder_pack_score_overlay(tmp_path):
     ok(run("issues", tmp_path / "labelsTr", store, "--out", tmp_path / "clc"))
     want = dict(zip(truth, naive.clc_flags_3d(list(truth.values()), 4)))
     assert any(flags.any() for flags in want.values())
+    # A NIfTI mask's issue mask is a NIfTI image with the mask's geometry (viewers overlay it).
     for case, flags in want.items():
-        path = tmp_path / "clc" / f"{case}.npy"
-        np.testing.assert_array_equal(np.load(path) if path.exists() else np.zeros(flags.shape, np.uint8),
-                                      np.where(flags, 255, 0).astype(np.uint8))
+        path = tmp_path / "clc" / f"{case}.nii.gz"
+        got = flag_volume(path) if path.exists() else np.zeros(flags.shape, np.uint8)
+        np.testing.assert_array_equal(got, np.where(flags, 255, 0).astype(np.uint8))
+    written = sorted((tmp_path / "clc").iterdir())
+    assert written and all(p.name.endswith(".nii.gz") for p in written)
+    import nibabel as nib
+
+    image = nib.load(str(written[0]))
+    np.testing.assert_allclose(image.affine, nib.load(str(tmp_path / "labelsTr" / written[0].name)).affine)
+    assert image.get_data_dtype() == np.uint8
 
     ok(run("issues", tmp_path / "labelsTr", store, "--out", tmp_path / "issues", "--method", "threshold"))
-    flagged = np.load(tmp_path / "issues" / "case_00001.npy")
+    flagged = flag_volume(tmp_path / "issues" / "case_00001.nii.gz")
     labels, probs = truth["case_00001"]
     assert flagged.shape == labels.shape and flagged.dtype == np.uint8
     s = naive.image_scores(labels.reshape(-1, 9), probs.reshape(3, -1, 9), ignore=(255,))["s"]
@@ -274,3 +289,25 @@ def test_only_takes_volume_mask_paths(tmp_path, monkeypatch):
     result = ok(run("score", masks, store, "--only", tmp_path / "changed.txt", "-o", tmp_path / "pr.csv"))
     assert [r["image"] for r in rows(tmp_path / "pr.csv")] == ["case_00001", "case_00002"]
     assert "deleted" in result.output
+
+
+def test_issue_masks_of_volumes_follow_their_masks_format(tmp_path):
+    from segaudit.io.volumes import encode_flag_volume, flag_volume_suffix
+
+    flags = np.zeros((2, 3, 4), np.uint8)
+    flags[1, 2, 3] = 255
+    assert [flag_volume_suffix(n) for n in ("a.nii.gz", "b.NII", "c.npy", "d.npz")] == [".nii.gz", ".nii", ".npy", ".npy"]
+    for name in ("m.nii.gz", "m.nii"):
+        source = tmp_path / name
+        save_nifti(source, np.ones((2, 3, 4), np.int16), affine_of(spacing=(0.5, 0.6, 3.0)))
+        out = tmp_path / f"flags{flag_volume_suffix(source)}"
+        out.write_bytes(encode_flag_volume(source, flags))
+        np.testing.assert_array_equal(flag_volume(out), flags)
+        import nibabel as nib
+
+        np.testing.assert_allclose(nib.load(str(out)).affine, affine_of(spacing=(0.5, 0.6, 3.0)))
+    np.save(tmp_path / "m.npy", np.ones((2, 3, 4), np.int16))
+    (tmp_path / "flags.npy").write_bytes(encode_flag_volume(tmp_path / "m.npy", flags))
+    got = np.load(tmp_path / "flags.npy")
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, flags)
