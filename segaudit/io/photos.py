@@ -98,3 +98,59 @@ def read_tiff_photo(path: str | Path) -> np.ndarray | None:
         bands = bands.astype(np.uint8)
     grey = stretch(bands)
     return np.ascontiguousarray(np.repeat(grey, 3, axis=2) if grey.shape[2] == 1 else grey)
+
+
+# --- scans: the photo of a volume -------------------------------------------------------
+
+#: A volume's scan: a NIfTI image (nnU-Net's ``imagesTr/case_0000.nii.gz``) or a 3-D ``.npy``.
+SCAN_EXTENSIONS = (".nii.gz", ".nii", ".npy")
+
+
+def _scan_nifti(path: Path):
+    from .volumes import _load_nifti
+
+    image = _load_nifti(path)
+    shape = tuple(int(n) for n in image.shape)
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise InputError(f"cannot read scan {path}: shape {shape} is not one 3-D volume (give one channel's "
+                         "file, e.g. nnU-Net's _0000)")
+    return image, shape
+
+
+def scan_shape(path: str | Path) -> tuple[int, int, int]:
+    """(Z, Y, X) of a scan (a NIfTI's voxel axes reversed, as its mask's) from its header."""
+    path = Path(path)
+    if str(path).lower().endswith((".nii", ".nii.gz")):
+        _, shape = _scan_nifti(path)
+        return shape[2], shape[1], shape[0]
+    try:
+        with open(path, "rb") as stream:
+            version = np.lib.format.read_magic(stream)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, _ = reader(stream)
+    except Exception as exc:  # OSError, a bad header
+        raise InputError(f"cannot read scan {path}: {one_line(exc, type(exc).__name__)}") from None
+    if len(shape) != 3:
+        raise InputError(f"cannot read scan {path}: shape {tuple(shape)} is not a 3-D (Z, Y, X) volume")
+    return tuple(int(n) for n in shape)
+
+
+def read_scan_slice(path: str | Path, z: int) -> np.ndarray:
+    """Slice ``z`` of a scan as an (Y, X, 3) uint8 grey image, stretched per slice (see
+    :func:`stretch`), oriented as its mask's slice is read."""
+    path = Path(path)
+    try:
+        if str(path).lower().endswith((".nii", ".nii.gz")):
+            image, shape = _scan_nifti(path)
+            plane = np.asarray(image.dataobj[:, :, z] if len(image.shape) == 3 else image.dataobj[:, :, z, 0])
+            plane = plane.T  # (X, Y) voxels to (Y, X), as read_volume_mask reverses the axes
+        else:
+            plane = np.asarray(np.load(path, mmap_mode="r", allow_pickle=False)[z])
+    except InputError:
+        raise
+    except Exception as exc:  # truncated gzip, bad array data
+        raise InputError(f"cannot read scan {path}: {one_line(exc, type(exc).__name__)}") from None
+    grey = stretch(np.asarray(plane, np.float64))
+    return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))

@@ -40,7 +40,7 @@ from .colours import ClassColours, class_colours
 from .text import OVERLAY_NAME, class_phrase, format_score, overlay_name, region_line
 from ..errors import InputError, one_line
 from ..io.files import atomic_write_all, remove_orphans, temporary_directory
-from ..io.photos import is_tiff, read_tiff_photo, tiff_photo_size
+from ..io.photos import SCAN_EXTENSIONS, is_tiff, read_scan_slice, read_tiff_photo, scan_shape, tiff_photo_size
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
 from ..results import REGION_COUNT_SCORE, RunRecord
@@ -109,8 +109,9 @@ def save_png(image: Image.Image, path: Path, compress_level: int = 3) -> None:
 # --- photos -------------------------------------------------------------------------------
 
 
-def find_photo(images_dir: Path, image_id: str, suffix: str = "") -> Path | None:
-    """The photo of an image id: ``images_dir/<id><suffix>.<png|jpg|jpeg|tif|tiff>``, any case."""
+def find_photo(images_dir: Path, image_id: str, suffix: str = "", extensions=PHOTO_EXTENSIONS) -> Path | None:
+    """The photo of an image id: ``images_dir/<id><suffix>.<png|jpg|jpeg|tif|tiff>``, any case
+    (a volume's scan: ``extensions`` :data:`~segaudit.io.photos.SCAN_EXTENSIONS`)."""
     from ..io.files import safe_relative_path
 
     relative = safe_relative_path(image_id, suffix)
@@ -121,7 +122,7 @@ def find_photo(images_dir: Path, image_id: str, suffix: str = "") -> Path | None
     except OSError:
         return None
     for name in names:
-        if name.startswith(stem) and name[len(stem):].lower() in PHOTO_EXTENSIONS:
+        if name.startswith(stem) and name[len(stem):].lower() in extensions:
             return folder / name
     return None
 
@@ -714,9 +715,15 @@ def write_overlays(
         if not images.is_dir():
             raise InputError(f"photo directory not found: {images}")
         for row in selected:
-            if dataset.slice_rows(row.image_id) is not None:  # a volume: drawn from its annotation
-                photos[row.image_id] = None
-                run.missing_photos.append(row.image_id)
+            volume = dataset.store.volume_shape(row.image_id)
+            if volume is not None:  # a volume: its scan, a NIfTI or .npy of the same (Z, Y, X)
+                scan = find_photo(images, row.image_id, image_suffix, SCAN_EXTENSIONS)
+                photos[row.image_id] = scan
+                if scan is None:
+                    run.missing_photos.append(row.image_id)
+                elif scan_shape(scan) != tuple(volume):
+                    raise InputError(f"{scan}: scan is {'x'.join(map(str, scan_shape(scan)))} (ZxYxX) but its "
+                                     f"mask {row.image_id} is {'x'.join(map(str, volume))}")
                 continue
             photo = find_photo(images, row.image_id, image_suffix)
             photos[row.image_id] = photo
@@ -767,7 +774,12 @@ def write_overlays(
                 flags = flags_for(row.image_id, labels, s, predicted, rows=rows) if flags_for else None
                 title = f"{row.image_id} slice {z} of {depth}"
             photo_path = photos.get(row.image_id)
-            photo = load_photo(photo_path) if photo_path is not None else None
+            if photo_path is None:
+                photo = None
+            elif rows is not None:  # a volume's scan, the drawn slice
+                photo = Image.fromarray(read_scan_slice(photo_path, z), mode="RGB")
+            else:
+                photo = load_photo(photo_path)
             caption = Caption(image_id=title, rank=row.rank, score=row.score,
                               method=ranking.method, suspect=row.suspect, likely=row.likely)
             shown, region_map = [], None

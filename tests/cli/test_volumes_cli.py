@@ -311,3 +311,43 @@ def test_issue_masks_of_volumes_follow_their_masks_format(tmp_path):
     got = np.load(tmp_path / "flags.npy")
     assert got.dtype == np.uint8
     np.testing.assert_array_equal(got, flags)
+
+
+def test_overlays_of_volumes_draw_their_scans_slice(tmp_path):
+    from segaudit.io.photos import read_scan_slice, stretch
+
+    truth = nnunet_standin(tmp_path)
+    store = tmp_path / "preds.zarr"
+    ok(run("pack", tmp_path / "predictions", "-o", store))
+    ranking = tmp_path / "ranking.csv"
+    ok(run("score", tmp_path / "labelsTr", store, "-o", ranking))
+    # Scans as nnU-Net keeps them (imagesTr/<case>_0000.nii.gz), here the labels times 100 plus
+    # a ramp along X, so that a slice read in the wrong orientation would not match.
+    (tmp_path / "imagesTr").mkdir()
+    scans = {}
+    for case, (labels, _) in truth.items():
+        scan = (labels * 100 + np.arange(labels.shape[2])[None, None, :]).astype(np.int16)
+        save_nifti(tmp_path / "imagesTr" / f"{case}_0000.nii.gz", scan)
+        scans[case] = scan
+    z = int(rows(ranking)[0]["worst_slice"])
+    case = rows(ranking)[0]["image"]
+    got = read_scan_slice(tmp_path / "imagesTr" / f"{case}_0000.nii.gz", z)
+    np.testing.assert_array_equal(got[..., 0], stretch(scans[case][z].astype(np.float64)))
+    assert (got[..., 0] == got[..., 1]).all() and (got[..., 1] == got[..., 2]).all()
+
+    plain, with_scans = tmp_path / "plain", tmp_path / "scans"
+    ok(run("overlay", "-r", ranking, "-o", plain, "--top", "3"))
+    result = ok(run("overlay", "-r", ranking, "-o", with_scans, "--top", "3", "--images", tmp_path / "imagesTr",
+                    "--image-suffix", "_0000"))
+    assert "no photo" not in result.stderr
+    for name in sorted(p.name for p in plain.iterdir()):
+        with Image.open(plain / name) as a, Image.open(with_scans / name) as b:
+            assert b.width > a.width  # a fourth panel: the scan
+    # A scan of another size is a one-line error naming it; a 4-D scan too.
+    save_nifti(tmp_path / "imagesTr" / f"{case}_0000.nii.gz", np.zeros((2, 3, 4), np.int16))
+    fails(run("overlay", "-r", ranking, "-o", tmp_path / "bad", "--top", "1", "--images", tmp_path / "imagesTr",
+              "--image-suffix", "_0000"), f"{case}_0000.nii.gz", "2x3x4 (ZxYxX)")
+    nib.save(nib.Nifti1Image(np.zeros((4, 3, 2, 2), np.int16), affine_of()),
+             str(tmp_path / "imagesTr" / f"{case}_0000.nii.gz"))
+    fails(run("overlay", "-r", ranking, "-o", tmp_path / "bad", "--top", "1", "--images", tmp_path / "imagesTr",
+              "--image-suffix", "_0000"), f"{case}_0000.nii.gz", "not one 3-D volume")
