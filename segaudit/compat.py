@@ -158,8 +158,11 @@ def find_label_issues(
         uint8/uint16.
     downsample : int
         Cell size F (1 = every pixel is a cell). H and W must be multiples of it.
-    batch_size, n_jobs, verbose, **kwargs
+    batch_size, n_jobs, verbose
         Accepted for compatibility and ignored.
+    **kwargs
+        None other: an unknown keyword is a TypeError naming it (cleanlab would ignore
+        a misspelt ``downsampel`` and flag at full resolution).
     threads : int, optional
         segaudit only: worker threads that score images at once (default: every core
         this process may use); the flags are the same for any number.
@@ -172,6 +175,10 @@ def find_label_issues(
     from .core.cells import cell_cache
     from .methods.clc import flag_pass
 
+    if kwargs:
+        raise TypeError(f"find_label_issues() got unexpected keyword argument(s) "
+                        f"{', '.join(repr(k) for k in sorted(kwargs))}; it takes downsample, batch_size, n_jobs, "
+                        "verbose and threads")
     labels = np.asarray(labels)
     pred_probs = np.asarray(pred_probs)
     if not isinstance(downsample, (int, np.integer)) or isinstance(downsample, bool) or downsample < 1:

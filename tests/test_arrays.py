@@ -194,3 +194,11 @@ def test_get_label_quality_scores_takes_ignore_index_and_refuses_unknown_keyword
         get_label_quality_scores(labels, probs, temprature=0.2, ignore_label=255)
     with pytest.raises(ValueError, match="ignore_index is not available"):
         get_label_quality_scores(labels, probs, method="num_pixel_issues", ignore_index=255)
+    # find_label_issues too: cleanlab's keywords accepted, a misspelt one refused by name.
+    from segaudit.compat import find_label_issues
+
+    clean = labels % 6
+    flags = find_label_issues(clean, probs, downsample=1, batch_size=2, n_jobs=1, verbose=False)
+    assert flags.shape == clean.shape and flags.dtype == bool
+    with pytest.raises(TypeError, match="find_label_issues.*unexpected keyword argument.*'downsampel'"):
+        find_label_issues(clean, probs, downsampel=4)
