@@ -22,7 +22,7 @@ from .core.kernel import check_pixel_threshold, check_temperature
 from .core.passes import check_threads
 from .engine import rank_results, score_dataset
 from .methods import DEFAULT_METHOD, check_methods
-from .core.regions import RegionRule, RegionRun, find_regions
+from .core.regions import RegionRule, RegionRun, find_regions, rank_regions, regions_part
 from .results import REGION_COUNT_SCORE, ImageResult, RegionsRecord, ScoreRun
 
 
@@ -112,7 +112,8 @@ def score(
     client : distributed.Client, optional
         Score on this Dask cluster instead (:func:`segaudit.distributed.score_dataset_distributed`):
         workers read their own images from the masks and the store, and the run is the
-        same, byte for byte in every output, as without. Not with ``regions``.
+        same, byte for byte in every output, as without (``regions`` included: the workers
+        find their images' regions).
     partition_size : int, optional
         With ``client``: images per task (default: about 1 GiB of stored predictions).
     storage_options : dict or str, optional
@@ -154,13 +155,16 @@ def score(
 
 def _score_on_cluster(client, masks, predictions, inputs: dict, methods, regions, **settings) -> ScoreRun:
     """:func:`score` on a Dask cluster: the dataset is opened here and, from the same spec, on the workers."""
-    from .distributed import dataset_spec, score_dataset_distributed
-    from .errors import InputError
+    from .distributed import dask_partitions, dataset_spec, score_dataset_distributed
 
-    if regions:
-        raise InputError("--regions does not run on a Dask cluster yet: score without it, then run segaudit regions")
     spec = dataset_spec(masks, predictions, **inputs)
-    return score_dataset_distributed(client, spec, methods, dataset=spec.open(), **settings)
+    dataset = spec.open()
+    parts = dask_partitions(client, spec, dataset, settings.pop("partition_size"), prefetch=settings["prefetch"],
+                            progress=settings["on_progress"])
+    run = score_dataset_distributed(client, spec, methods, dataset=dataset, parts=parts, **settings)
+    if regions:  # each worker finds its images' regions; the counts are the single-machine ones
+        add_regions(run, dataset, RegionRule() if regions is True else regions, parts=parts)
+    return run
 
 
 def regions(masks: str | Path, predictions: str | Path, *, rule: RegionRule | None = None, prefetch: int = 4,
@@ -191,11 +195,20 @@ def regions(masks: str | Path, predictions: str | Path, *, rule: RegionRule | No
     return find_regions(dataset, rule, prefetch=prefetch, progress=on_progress)
 
 
-def add_regions(run: ScoreRun, dataset, rule: RegionRule, *, prefetch: int = 4, on_progress=None) -> None:
-    """Find the regions of ``dataset`` (scored as ``run``) and add each image's count and worst kind."""
-    found = find_regions(dataset, rule, prefetch=prefetch, progress=on_progress)
+def add_regions(run: ScoreRun, dataset, rule: RegionRule, *, prefetch: int = 4, on_progress=None,
+                parts=None) -> None:
+    """Find the regions of ``dataset`` (scored as ``run``) and add each image's count and worst kind.
+
+    ``parts``: the dataset's partitions on a Dask cluster (:func:`segaudit.distributed.dask_partitions`),
+    where the workers find their images' regions; the counts are the same as here.
+    """
+    if parts is None:
+        ranked = find_regions(dataset, rule, prefetch=prefetch, progress=on_progress).regions
+    else:
+        pieces = parts.map("regions", regions_part, [(rule,)] * parts.count)
+        ranked = rank_regions([region for piece in pieces for region in piece])
     counted: dict[str, list] = {}
-    for region in found.regions:  # worst first
+    for region in ranked:  # worst first
         if region.score >= REGION_COUNT_SCORE:
             counted.setdefault(region.image_id, []).append(region)
     for result in run.results:

@@ -228,13 +228,28 @@ def test_cli_scheduler_address_end_to_end(client, mixed, tmp_path):
     assert outputs(tmp_path / "dask") == outputs(tmp_path / "local")
 
 
+def test_regions_on_a_cluster_are_the_single_machine_ones(client, mixed, tmp_path):
+    # Each worker finds its images' regions; the counts and worst kinds, the run record's
+    # regions section and the CSV are those of one machine, for any partitioning.
+    local = tmp_path / "local"
+    local.mkdir()
+    invoke("score", mixed.masks, mixed.store, "-m", "rsoftmin,cil", "--regions", "-q", "-o", local / "r.csv")
+    rows = (local / "r.csv").read_text().splitlines()
+    assert rows[0].endswith("regions,worst_region") and any(not row.endswith(",0,") for row in rows[1:])
+    for size in ("1", "4"):
+        cluster = tmp_path / f"dask{size}"
+        cluster.mkdir()
+        invoke("score", mixed.masks, mixed.store, "-m", "rsoftmin,cil", "--regions", "-q", "-o", cluster / "r.csv",
+               "--scheduler", client.scheduler.address, "--partition-size", size)
+        assert outputs(cluster) == outputs(local)
+
+
 @pytest.mark.parametrize("options, message", [
     (["--scheduler", "tcp://127.0.0.1:9"], "cannot connect to the Dask scheduler at tcp://127.0.0.1:9"),
     (["--scheduler", "tcp://a:1", "--dask-workers", "2"], "--scheduler and --dask-workers exclude each other"),
     (["--dask-workers", "0"], "--dask-workers must be a whole number >= 1"),
     (["--partition-size", "3"], "--partition-size needs --scheduler or --dask-workers"),
     (["--dask-workers", "1", "--partition-size", "0"], "--partition-size must be a whole number >= 1"),
-    (["--dask-workers", "1", "--regions"], "--regions does not run on a Dask cluster yet"),
 ])
 def test_cli_errors_are_one_line(mixed, tmp_path, options, message):
     result = invoke("score", mixed.masks, mixed.store, "-q", "-o", tmp_path / "r.csv", *options, code=2)

@@ -68,8 +68,6 @@ def command(
 
             decisions = read_decisions(reviewed)
     keywords = inputs.keywords()
-    if regions and (scheduler is not None or dask_workers is not None):
-        raise fail("--regions does not run on a Dask cluster yet: score without it, then run segaudit regions")
     cluster = dask_client(scheduler, dask_workers, partition_size)
     show = interactive(quiet, verbose)
     with exit_on_error(), cluster as client, progress(show) as bar:

@@ -563,6 +563,16 @@ def find_regions(dataset: Dataset, rule: RegionRule | None = None, *, keep_maps=
     return RegionRun(rank_regions(found), len(dataset.pairs), counts, dataset.store.classes, rule)
 
 
+def regions_part(dataset: Dataset, first: int, cache, prefetch: int, done, rule: RegionRule) -> list[Region]:
+    """:func:`find_regions` over one partition of a dataset (a
+    :meth:`~segaudit.methods.base.Partitions.map` job, on a Dask worker say): its regions, in
+    no particular order (:func:`rank_regions` of every partition's is the dataset's ranking:
+    a region's score depends on its own image only)."""
+    found = find_regions(dataset, rule, prefetch=prefetch,
+                         on_image=lambda index, image_id, labels, regions, finder: done(first + index))
+    return found.regions
+
+
 def propose(labels: np.ndarray, region_map: np.ndarray, likely_map: np.ndarray, regions: list[Region],
             min_score: float, slice_rows: int | None = None) -> np.ndarray:
     """The mask with every region scoring at least ``min_score`` relabeled to its likely class.
