@@ -20,6 +20,7 @@ def command(
     confusions: Annotated[Optional[Path], typer.Option(help="CSV of class confusions (columns annotated,predicted,pixels,images,share) to show as a table.")] = None,
     thumb_width: Annotated[int, typer.Option(help="Overlays wider than this are scaled down to it for embedding.")] = 1600,
     regions: Annotated[Optional[Path], typer.Option(help="Region table written by segaudit regions (csv, jsonl or json): each image shows its error regions (number, kind, annotated -> likely class, area, score, box), to filter on and decide about one by one.")] = None,
+    decisions: Annotated[Optional[Path], typer.Option("--decisions", help="An earlier decisions.csv (image,region,decision,note,mask_sha256; csv, jsonl or json) to start the review from: its decisions appear in the page, where this browser's own later ones win, and go into the downloaded file. A decision whose mask changed since shows as stale.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes; errors only.")] = False,
 ) -> None:
     """Write one self-contained HTML page to review a ranking: summary, histogram, a searchable, filterable
@@ -28,6 +29,7 @@ def command(
 
     Exit codes: 0 written; 2 bad input or options.
     """
+    from ..io.decisions import read_decisions
     from ..io.rankings import load_ranking
     from ..outputs.report import load_confusions, load_regions, write_report
 
@@ -39,7 +41,8 @@ def command(
 
     require_parent_dirs(output)
     refuse_overwriting_inputs({"ranking": ranking, "run record": run_record_path(ranking), "overlays directory": overlays,
-                               "--confusions file": confusions, "--regions file": regions}, {"--output": output})
+                               "--confusions file": confusions, "--regions file": regions,
+                               "--decisions file": decisions}, {"--output": output})
     with exit_on_error(str(output)):
         loaded = load_ranking(ranking, need_record=False)
     if loaded.record is not None and loaded.record.masks:  # the masks are read too (hashed)
@@ -47,8 +50,9 @@ def command(
     with exit_on_error(str(output)):
         rows = load_confusions(confusions) if confusions is not None else None
         region_table = load_regions(regions) if regions is not None else None
+        earlier = read_decisions(decisions) if decisions is not None else None
         result = write_report(loaded, output, overlays_dir=overlays, top=top, score_threshold=score_threshold,
-                              confusions=rows, thumb_width=thumb_width, regions=region_table)
+                              confusions=rows, thumb_width=thumb_width, regions=region_table, decisions=earlier)
     if quiet:
         return
     if loaded.record is None:

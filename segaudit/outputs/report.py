@@ -380,10 +380,21 @@ def _overlays(ranking: Ranking, overlays_dir: Path | None, top: int,
     return found, len(chosen), len(chosen) - len(found)
 
 
+def _seed(decisions) -> dict:
+    """Decisions of a decisions.csv in the page's own shape (see its script's ``store``)."""
+    seed: dict[str, dict] = {}
+    for d in decisions:
+        key = "" if d.region is None else str(d.region)
+        seed.setdefault(d.image_id, {})[key] = {"d": d.decision, "note": d.note, "sha": d.mask_sha256}
+    return seed
+
+
 def report_data(ranking: Ranking, *, overlays: dict[str, list], hashes: dict[str, str], score_threshold: float,
-                top: int, regions: RegionTable | None = None) -> dict:
+                top: int, regions: RegionTable | None = None, decisions=None) -> dict:
     """What the page's script shows: every image of the ranking, with its scores, classes,
-    mask hash, overlay and regions; the lists the filters offer; where decisions are kept."""
+    mask hash, overlay and regions; the lists the filters offer; where decisions are kept;
+    and ``decisions`` (:class:`~segaudit.io.decisions.Decision` rows of an earlier
+    decisions.csv) as the page's starting decisions."""
     methods = list(ranking.methods) or [ranking.method]
     record = ranking.record
     classes: set[str] = set(record.classes or ()) if record else set()
@@ -416,6 +427,8 @@ def report_data(ranking: Ranking, *, overlays: dict[str, list], hashes: dict[str
         "format": 1,
         "ranking": ranking.path.name,
         "storage_key": f"segaudit-decisions:{place}",
+        # {image id: {"" or region number: {d, note, sha}}}, the store's own shape
+        "seed": _seed(decisions or ()),
         "methods": methods,
         "threshold": score_threshold,
         "pixel_threshold": record.pixel_threshold if record else None,
@@ -645,6 +658,14 @@ SCRIPT = r"""
     try { localStorage.setItem(D.storage_key, JSON.stringify(store)); }
     catch (e) { message = 'could not save in this browser (' + e.name + '): download decisions.csv to keep them'; }
   }
+  /* report --decisions: an earlier decisions.csv starts the review; what this browser decided since wins */
+  var seeded = 0;
+  Object.keys(D.seed || {}).forEach(function (id) {
+    var given = D.seed[id], s = store[id] || {};
+    Object.keys(given).forEach(function (k) { if (!(k in s)) { s[k] = given[k]; seeded++; } });
+    if (Object.keys(s).length) store[id] = s;
+  });
+  if (seeded) save();
   function keyOf(region) { return region === null || region === undefined ? '' : String(region); }
   function decisionOf(id, region) { var s = store[id]; return s ? s[keyOf(region)] : undefined; }
   function decide(im, region, d) {
@@ -1065,6 +1086,7 @@ def build_report(
     thumb_width: int = 1600,
     regions: RegionTable | None = None,
     hashes: dict[str, str] | None = None,
+    decisions=None,
 ) -> ReportResult:
     """The report's HTML text and what went into it.
 
@@ -1092,6 +1114,9 @@ def build_report(
     hashes : dict, optional
         Each image's mask SHA-256; by default :func:`mask_hashes` (the masks the run record
         names). ``{}`` embeds none (the page then refuses whole-image ``ok`` decisions).
+    decisions : list of Decision, optional
+        An earlier decisions file's rows (:func:`segaudit.io.decisions.read_decisions`): the
+        page starts from them; the browser's own later decisions win where both decided.
     """
     from .. import __version__
 
@@ -1103,7 +1128,7 @@ def build_report(
     elif not hashes and ranking.rows:
         hash_note = "no mask hashes: the page cannot record whole-image ok decisions"
     data = report_data(ranking, overlays=found, hashes=hashes, score_threshold=score_threshold, top=top,
-                       regions=regions)
+                       regions=regions, decisions=decisions)
     title = f"segaudit report: {ranking.path.name}"
     parts = [
         "<!DOCTYPE html>",

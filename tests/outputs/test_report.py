@@ -207,6 +207,19 @@ def test_the_data_hold_every_image(ranking):
     assert [i["rank"] for i in data["images"]] == [1, 2, 3, 4, 5]
 
 
+def test_an_earlier_decisions_file_is_embedded_as_the_pages_start(ranking, tmp_path):
+    from segaudit.io.decisions import read_decisions
+
+    earlier = tmp_path / "d.csv"
+    earlier.write_text("image,region,decision,note,mask_sha256\n" f"{EVIL_ID},,fix,a note,\n" f"{EVIL_ID},2,ok,,\n"
+                       f"empty,,skip,,{'a' * 64}\n")
+    data = read_embedded_data(build_report(ranking, overlays_dir=None, hashes={},
+                                           decisions=read_decisions(earlier)).html)
+    assert data["seed"] == {EVIL_ID: {"": {"d": "fix", "note": "a note", "sha": ""}, "2": {"d": "ok", "note": "", "sha": ""}},
+                            "empty": {"": {"d": "skip", "note": "", "sha": "a" * 64}}}
+    assert read_embedded_data(build_report(ranking, overlays_dir=None, hashes={}).html)["seed"] == {}
+
+
 def test_mask_hashes_are_those_score_reviewed_checks(tmp_path):
     record = dict(RECORD, masks=str(FIXTURES / "masks"))
     rows = [("city_a/0003", 0.01, 100, 60, "road", "car"), ("city_b/0002", 0.2, 100, 5, "sky", "road"),

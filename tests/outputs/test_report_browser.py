@@ -261,6 +261,45 @@ def test_keys_decisions_download_and_score_reviewed(made, browser, tmp_path):
     assert record["reviewed"]["exempted"] == 1 and record["reviewed"]["stale"] == 0
 
 
+def test_an_earlier_decisions_file_starts_the_review(made, browser, tmp_path):
+    ranked = [row["image"] for row in made["ranking"]]
+    sha = file_sha256(FIXTURES / "masks" / f"{ranked[0]}.png")
+    earlier = tmp_path / "earlier.csv"
+    earlier.write_text("image,region,decision,note,mask_sha256\n"
+                       f"{ranked[0]},,ok,seen,{sha}\n"
+                       f"{ranked[1]},,ok,old mask,{'0' * 64}\n"  # about another version of the mask: stale
+                       f"{ranked[2]},,fix,,\n")
+    page = tmp_path / "report.html"
+    ok(invoke("report", "-r", made["dir"] / "ranking.csv", "--overlays", made["dir"] / "overlays", "--regions",
+              made["dir"] / "regions.csv", "--decisions", earlier, "-o", page, "-q"))
+    open_page(browser, page)  # localStorage cleared: the page starts from the file
+    badges = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#body .row')).slice(0, 4).map(function (r) {"
+        " return r.lastChild.className; })")
+    assert badges == ["badge ok", "badge stale", "badge fix", ""]
+    # this browser's own decision wins over the file's, and the download holds both
+    press(browser, "j", "j", "s")
+    open_page(browser, page, fresh=False)
+    target = browser.downloads / "decisions.csv"
+    if target.exists():
+        target.unlink()
+    browser.find_element("id", "download").click()
+    wait_for(lambda: target.is_file() and target.stat().st_size > 0, what="decisions.csv to download")
+    rows = list(csv.reader(io.StringIO(target.read_text())))
+    assert rows[1:] == [[ranked[0], "", "ok", "seen", sha], [ranked[1], "", "ok", "old mask", "0" * 64],
+                        [ranked[2], "", "skip", "", file_sha256(FIXTURES / "masks" / f"{ranked[2]}.png")]]
+    assert severe_logs(browser) == []
+
+
+def test_a_malformed_decisions_file_is_a_one_line_error(made, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,region,decision,note,mask_sha256\ncity_a/0003,,maybe,,\n")
+    result = invoke("report", "-r", made["dir"] / "ranking.csv", "--decisions", bad, "-o", tmp_path / "r.html")
+    assert result.exit_code == 2 and not (tmp_path / "r.html").exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0], result.stderr
+
+
 def test_a_whole_image_ok_needs_a_mask_hash(tmp_path, browser):
     (tmp_path / "ranking.csv").write_text("rank,image,score,softmin,pixels,low_pixels,suspect_class,likely_class\n"
                                           "1,a,0.01,0.01,10,5,sky,road\n2,b,0.5,0.5,10,0,,\n")
