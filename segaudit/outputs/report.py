@@ -177,7 +177,9 @@ def histogram_svg(scores: Sequence[float], threshold: float | None = None, bins:
 
     The count axis is logarithmic (a bar's height is proportional to log(1 + count)), so
     that a few dozen errors stay visible beside a thousand clean images. Each bar carries
-    its range as ``data-lo``/``data-hi``: the page filters on it when a bar is clicked.
+    its range as ``data-lo``/``data-hi`` and its index as ``data-bin`` (the SVG its
+    ``data-low``, ``data-span`` and ``data-bins``): a click filters the page to exactly the
+    bar's images, binned as here (a score on an edge belongs to the upper bar, 1.0 to the last).
     """
     finite = [v for v in scores if not math.isnan(v)]
     low = min([0.0, *finite])
@@ -196,7 +198,8 @@ def histogram_svg(scores: Sequence[float], threshold: float | None = None, bins:
         return top + plot_h - plot_h * math.log10(1 + count) / scale
 
     parts = [(f'<svg class="histogram" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-              f'viewBox="0 0 {width} {height}" role="img" aria-label="histogram of image scores, log-scale counts">')]
+              f'viewBox="0 0 {width} {height}" role="img" aria-label="histogram of image scores, log-scale counts" '
+              f'data-low="{low!r}" data-span="{span!r}" data-bins="{bins}">')]
     parts.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" class="axis"/>')
     parts.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" class="axis"/>')
     ticks = [0] + [10 ** e for e in range(0, int(math.log10(peak)) + 1)]
@@ -214,7 +217,7 @@ def histogram_svg(scores: Sequence[float], threshold: float | None = None, bins:
         parts.append(
             f'<rect x="{left + n * bar_w + 1:.1f}" y="{bar_top:.1f}" width="{bar_w - 2:.1f}" '
             f'height="{top + plot_h - bar_top:.1f}" class="{"bar low" if below else "bar"}" '
-            f'data-lo="{start!r}" data-hi="{end!r}">'
+            f'data-lo="{start!r}" data-hi="{end!r}" data-bin="{n}">'
             f'<title>{start:.3g}–{end:.3g}: {count} image(s)</title></rect>'
         )
     for tick in range(5):
@@ -716,7 +719,7 @@ SCRIPT = r"""
   }
 
   /* --- filters, sorting, the view (indices into IM) --- */
-  var S = {q: '', cls: '', side: 'either', kind: '', m: 0, lo: NaN, hi: NaN, dec: 'all', sort: 'rank', asc: true};
+  var S = {q: '', cls: '', side: 'either', kind: '', m: 0, lo: NaN, hi: NaN, bin: null, dec: 'all', sort: 'rank', asc: true};
   var view = [], cur = -1, target = null;
   function score(im) { var v = im.s[S.m]; return v === null || v === undefined ? NaN : v; }
   function hasClass(im, c, side) {
@@ -729,8 +732,12 @@ SCRIPT = r"""
     if (S.cls && !hasClass(im, S.cls, S.side)) return false;
     if (S.kind && im.worst !== S.kind && !(im.reg && im.reg.some(function (r) { return r[1] === S.kind; }))) return false;
     var v = score(im);
-    if (!isNaN(S.lo) && !(v >= S.lo)) return false;
-    if (!isNaN(S.hi) && !(v <= S.hi)) return false;
+    if (S.bin) {
+      if (isNaN(v) || Math.min(S.bin.bins - 1, Math.floor((v - S.bin.low) / S.bin.span * S.bin.bins)) !== S.bin.n) return false;
+    } else {
+      if (!isNaN(S.lo) && !(v >= S.lo)) return false;
+      if (!isNaN(S.hi) && !(v <= S.hi)) return false;
+    }
     if (S.dec !== 'all') {
       var d = decisionOf(im.id, null), any = !!store[im.id];
       if (S.dec === 'undecided' && any) return false;
@@ -991,6 +998,7 @@ SCRIPT = r"""
     S.q = $('q').value.trim().toLowerCase();
     S.cls = $('cls').value; S.side = $('side').value; S.kind = $('kind').value;
     S.lo = number('lo'); S.hi = number('hi'); S.dec = $('dec').value;
+    S.bin = null;  /* typed bounds: inclusive at both ends */
   }
   var timer = null;
   $('q').addEventListener('input', function () { clearTimeout(timer); timer = setTimeout(function () { readControls(); refilter(true); }, 80); });
@@ -998,7 +1006,9 @@ SCRIPT = r"""
     $(id).addEventListener('change', function () { readControls(); refilter(true); });
   });
   methodSelect.addEventListener('change', function () {
-    S.m = parseInt(methodSelect.value, 10); S.sort = 'm' + S.m; S.asc = true; refilter(true);
+    S.m = parseInt(methodSelect.value, 10); S.sort = 'm' + S.m; S.asc = true;
+    S.bin = null;  /* a bar's bins are the first method's: the range boxes apply, inclusive */
+    refilter(true);
   });
   $('reset').addEventListener('click', function () {
     ['q', 'lo', 'hi'].forEach(function (id) { $(id).value = ''; });
@@ -1027,7 +1037,11 @@ SCRIPT = r"""
   document.querySelectorAll('svg.histogram rect[data-lo]').forEach(function (bar) {
     bar.addEventListener('click', function () {
       $('lo').value = bar.getAttribute('data-lo'); $('hi').value = bar.getAttribute('data-hi');
-      methodSelect.value = '0'; S.m = 0; readControls(); refilter(false);
+      methodSelect.value = '0'; S.m = 0; readControls();
+      var svg = bar.ownerSVGElement;  /* exactly the bar's images, binned as the histogram bins them */
+      S.bin = {n: parseInt(bar.getAttribute('data-bin'), 10), low: parseFloat(svg.getAttribute('data-low')),
+               span: parseFloat(svg.getAttribute('data-span')), bins: parseInt(svg.getAttribute('data-bins'), 10)};
+      refilter(false);
       $('review').scrollIntoView();
     });
   });

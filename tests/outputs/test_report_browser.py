@@ -166,6 +166,29 @@ def test_clicking_a_histogram_bar_filters_its_range(made, browser):
     wait_for(lambda: sorted(shown_ids(browser)) == PLANTED, what="the bar's images")
 
 
+def test_each_bar_shows_exactly_its_own_images(tmp_path, browser):
+    # Scores on the bars' edges (0.05 steps, 0 and 1 included): each belongs to one bar only,
+    # the one the histogram counted it in.
+    scores = [round(0.05 * k, 2) for k in range(21)] + [0.0, 0.5, 0.5, 1.0, 0.37]
+    lines = ["rank,image,score,softmin,pixels,low_pixels,suspect_class,likely_class"]
+    lines += [f"{i + 1},img/{i:03d},{v},{v},100,0,,"
+              for i, v in enumerate(sorted(scores))]
+    (tmp_path / "ranking.csv").write_text("\n".join(lines) + "\n")
+    ok(invoke("report", "-r", tmp_path / "ranking.csv", "-o", tmp_path / "r.html", "--overlays", tmp_path / "none", "-q"))
+    open_page(browser, tmp_path / "r.html")
+    counts = browser.execute_script(
+        "return Array.from(document.querySelectorAll('svg.histogram rect[data-bin]')).map(function (b) {"
+        " return parseInt(b.querySelector('title').textContent.split(': ')[1], 10); })")
+    seen = []
+    for n, count in enumerate(counts):
+        browser.execute_script("document.querySelector('svg.histogram rect[data-bin=\"' + arguments[0] + '\"]')"
+                               ".dispatchEvent(new MouseEvent('click'))", n)
+        wait_for(lambda: browser.find_element("id", "status").text.startswith(f"{count} of {len(scores)} images"),
+                 what=f"bar {n}'s {count} image(s)")
+        seen += shown_ids(browser)  # a few rows each: all in the document
+    assert sorted(seen) == sorted(f"img/{i:03d}" for i in range(len(scores)))  # every image once
+
+
 def test_sorting_by_a_column_and_back(made, browser):
     open_page(browser, made["page"])
     ranked = made["ranking"]
