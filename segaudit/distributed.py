@@ -240,10 +240,28 @@ class DaskPartitions:
         try:
             gather_in_order(leaves, [b - a for a, b in self.spans], stage, self.progress, self.n_images,
                             fetch=False)
-            return level[0].result()
+            with _connection_kept(stage):
+                return level[0].result()
         finally:
             for future in level:
                 future.cancel()
+
+
+@contextmanager
+def _connection_kept(stage: str) -> Iterator[None]:
+    """A lost scheduler (its tasks cancelled with the reason ``scheduler-connection-lost``, or
+    the connection closed) as a one-line InputError instead of Dask's traceback."""
+    from concurrent.futures import CancelledError
+
+    try:
+        yield
+    except CancelledError as exc:  # distributed's FutureCancelledError among them
+        reason = getattr(exc, "reason", None) or "cancelled"
+        raise InputError(f"{stage}: the Dask cluster cancelled the run's tasks ({reason}): the scheduler was lost "
+                         "or shut down; nothing was written, run again") from None
+    except (OSError, TimeoutError) as exc:  # CommClosedError is an OSError
+        raise InputError(f"{stage}: lost the connection to the Dask scheduler ({one_line(exc, type(exc).__name__)}); "
+                         "nothing was written, run again") from None
 
 
 def add_results(*results: tuple) -> tuple:
@@ -259,7 +277,8 @@ def _key(stage: str) -> str:
 def gather_in_order(futures: list, sizes: list[int], stage: str, progress, total: int, *, fetch: bool = True) -> list:
     """The futures' results in their order, reporting ``progress(stage, images done, total)``
     as each completes (with ``fetch`` False, only waiting: the results stay on the workers).
-    On a failure, the first failing future in order raises (the later ones are cancelled)."""
+    On a failure, the first failing future in order raises (the later ones are cancelled).
+    A future cancelled by the cluster (the scheduler lost, say) is a one-line InputError."""
     from distributed import as_completed
 
     position = {future.key: n for n, future in enumerate(futures)}
@@ -267,23 +286,26 @@ def gather_in_order(futures: list, sizes: list[int], stage: str, progress, total
     done = 0
     failed: int | None = None
     try:
-        for future in as_completed(futures):
-            n = position[future.key]
-            if future.status == "error":
-                failed = n if failed is None else min(failed, n)
-                for later in futures[n + 1:]:
-                    later.cancel()
-                if all(f.done() for f in futures[:failed]):
+        with _connection_kept(stage):
+            for future in as_completed(futures):
+                n = position[future.key]
+                if future.status == "error":
+                    failed = n if failed is None else min(failed, n)
+                    for later in futures[n + 1:]:
+                        later.cancel()
+                    if all(f.done() for f in futures[:failed]):
+                        break
+                    continue
+                if future.status == "cancelled":
+                    if failed is None or n < failed:  # not one this function cancelled
+                        future.result()  # raises the cluster's CancelledError, with its reason
+                    continue
+                if fetch:
+                    results[n] = future.result()
+                done += sizes[n]
+                progress(stage, done, total)
+                if failed is not None and all(f.done() for f in futures[:failed]):
                     break
-                continue
-            if future.status == "cancelled":
-                continue
-            if fetch:
-                results[n] = future.result()
-            done += sizes[n]
-            progress(stage, done, total)
-            if failed is not None and all(f.done() for f in futures[:failed]):
-                break
         if failed is not None:
             first = min([n for n, f in enumerate(futures[:failed]) if f.status == "error"], default=failed)
             _raise_task_error(futures[first])
@@ -408,5 +430,13 @@ def connect(scheduler: str | None = None, workers: int | None = None, *, timeout
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
         raise InputError(f"cannot connect to the Dask scheduler at {scheduler}: "
                          f"{one_line(exc, type(exc).__name__)}") from None
+    from concurrent.futures import CancelledError
+
     with client:
-        yield client
+        try:
+            yield client
+        except (CancelledError, OSError, TimeoutError) as exc:
+            if client.status == "running":  # not the connection: the error is the run's own
+                raise
+            raise InputError(f"lost the connection to the Dask scheduler at {scheduler} "
+                             f"({one_line(exc, type(exc).__name__)}); nothing was written, run again") from None

@@ -169,6 +169,32 @@ def test_a_worker_killed_mid_run_changes_nothing(client, mixed, tmp_path):
     client.wait_for_workers(2, timeout=60)
 
 
+class ShutdownSpec(DatasetSpec):
+    """A spec whose first opening on a worker shuts the whole cluster down (its scheduler
+    included): the client loses its scheduler mid-run."""
+
+    def open(self):
+        try:
+            worker = distributed.get_worker()
+        except ValueError:  # on the client
+            worker = None
+        if worker is not None:
+            distributed.get_client().shutdown()
+        return super().open()
+
+
+def test_a_lost_scheduler_is_a_one_line_input_error(mixed):
+    # A cluster of its own: this one is shut down. The client gives up reconnecting after 2 s.
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}), dask_cluster(1) as own:
+        spec = dataset_spec(mixed.masks, mixed.store)
+        lost = ShutdownSpec(spec.masks, spec.predictions, spec.keywords)
+        with pytest.raises(InputError, match="scheduler was lost") as raised:
+            score_dataset_distributed(own, lost, ("rsoftmin",), partition_size=1, dataset=spec.open())
+        assert "\n" not in str(raised.value)
+
+
 def test_a_worker_that_sees_other_files_is_an_input_error(client, mixed, tmp_path):
     other = make_dataset(tmp_path / "other", IDS[:3], n_classes=5, size=(20, 30), seed=3, dtype=np.float16)
     spec = dataset_spec(other.masks, other.store)
