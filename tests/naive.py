@@ -109,33 +109,34 @@ def probabilities(stored, logits=False):
 
 
 def downsample(labels, stored, factor, *, ignore=(255,), logits=False):
-    """The F×F cell grid: (label, pred, s, p_pred) arrays; label -1 for empty cells.
+    """The cell grid of an image, F×F cells (or of a volume, F×F×F cubes): (label, pred, s,
+    p_pred) arrays of shape ceil(side / F) per axis; label -1 for empty cells.
 
-    Mean-pooled probabilities over the cell's scored pixels, renormalised (not at F=1);
-    label by majority vote, ties to the lowest class.
+    labels: (H, W) or (Z, Y, X); stored: (K, ...) of the same spatial shape. Mean-pooled
+    probabilities over the cell's scored pixels, renormalised (not at F=1); label by
+    majority vote, ties to the lowest class.
     """
     probs = probabilities(stored, logits)
-    n_classes, height, width = probs.shape
+    n_classes = probs.shape[0]
     labels = np.asarray(labels).astype(np.int64)
     valid = (labels >= 0) & (labels < n_classes) & ~np.isin(labels, list(ignore))
-    rows, cols = -(-height // factor), -(-width // factor)
-    out_label = np.full((rows, cols), -1)
-    out_pred = np.full((rows, cols), -1)
-    out_s = np.full((rows, cols), np.nan)
-    out_ppred = np.full((rows, cols), np.nan)
-    for i in range(rows):
-        for j in range(cols):
-            window = (slice(i * factor, (i + 1) * factor), slice(j * factor, (j + 1) * factor))
-            ok = valid[window]
-            if not ok.any():
-                continue
-            pooled = probs[(slice(None),) + window][:, ok].sum(axis=1)
-            if factor > 1:
-                pooled = pooled / pooled.sum()
-            label = int(np.argmax(np.bincount(labels[window][ok], minlength=n_classes)))
-            pred = int(np.argmax(pooled))
-            out_label[i, j], out_pred[i, j] = label, pred
-            out_s[i, j], out_ppred[i, j] = pooled[label], pooled[pred]
+    shape = tuple(-(-side // factor) for side in probs.shape[1:])
+    out_label = np.full(shape, -1)
+    out_pred = np.full(shape, -1)
+    out_s = np.full(shape, np.nan)
+    out_ppred = np.full(shape, np.nan)
+    for cell in np.ndindex(*shape):
+        window = tuple(slice(i * factor, (i + 1) * factor) for i in cell)
+        ok = valid[window]
+        if not ok.any():
+            continue
+        pooled = probs[(slice(None),) + window][:, ok].sum(axis=1)
+        if factor > 1:
+            pooled = pooled / pooled.sum()
+        label = int(np.argmax(np.bincount(labels[window][ok], minlength=n_classes)))
+        pred = int(np.argmax(pooled))
+        out_label[cell], out_pred[cell] = label, pred
+        out_s[cell], out_ppred[cell] = pooled[label], pooled[pred]
     return out_label, out_pred, out_s, out_ppred
 
 
@@ -264,33 +265,8 @@ def downsample_in_order(labels, stored, factor, *, ignore=(255,), logits=False):
 
 
 def downsample_3d(labels, stored, factor, *, ignore=(255,), logits=False):
-    """The F×F×F cell grid of a volume: (label, pred, s, p_pred) arrays of shape
-    (ceil(Z/F), ceil(Y/F), ceil(X/F)); label -1 for empty cells.
-
-    labels: (Z, Y, X); stored: (K, Z, Y, X). As :func:`downsample`, with cubes for squares.
-    """
-    probs = probabilities(stored, logits)
-    n_classes, depth, height, width = probs.shape
-    labels = np.asarray(labels).astype(np.int64)
-    valid = (labels >= 0) & (labels < n_classes) & ~np.isin(labels, list(ignore))
-    shape = (-(-depth // factor), -(-height // factor), -(-width // factor))
-    out_label = np.full(shape, -1)
-    out_pred = np.full(shape, -1)
-    out_s = np.full(shape, np.nan)
-    out_ppred = np.full(shape, np.nan)
-    for cell in np.ndindex(*shape):
-        window = tuple(slice(i * factor, (i + 1) * factor) for i in cell)
-        ok = valid[window]
-        if not ok.any():
-            continue
-        pooled = probs[(slice(None),) + window][:, ok].sum(axis=1)
-        if factor > 1:
-            pooled = pooled / pooled.sum()
-        label = int(np.argmax(np.bincount(labels[window][ok], minlength=n_classes)))
-        pred = int(np.argmax(pooled))
-        out_label[cell], out_pred[cell] = label, pred
-        out_s[cell], out_ppred[cell] = pooled[label], pooled[pred]
-    return out_label, out_pred, out_s, out_ppred
+    """The F×F×F cell grid of a volume, labels (Z, Y, X) and stored (K, Z, Y, X): :func:`downsample`."""
+    return downsample(labels, stored, factor, ignore=ignore, logits=logits)
 
 
 def components_3d(label, pred):
