@@ -22,18 +22,6 @@ def _find(parent, i):
 
 
 @njit(cache=True, nogil=True)
-def _resolved(parent, first):
-    """Each cell's component root (its flat index's root in ``parent``); -1 where first < 0."""
-    rows, cols = first.shape
-    roots = np.full(rows * cols, -1, np.int64)
-    for i in range(rows):
-        for j in range(cols):
-            if first[i, j] >= 0:
-                roots[i * cols + j] = _find(parent, i * cols + j)
-    return roots
-
-
-@njit(cache=True, nogil=True)
 def component_roots(first, second):
     """Each cell's component: the row-major index of its component's first cell (-1 for
     a cell in none).
@@ -57,7 +45,12 @@ def component_roots(first, second):
                     a, b = _find(parent, here), _find(parent, ni * cols + nj)
                     if a != b:
                         parent[max(a, b)] = min(a, b)
-    return _resolved(parent, first)
+    roots = np.full(rows * cols, -1, np.int64)
+    for i in range(rows):
+        for j in range(cols):
+            if first[i, j] >= 0:
+                roots[i * cols + j] = _find(parent, i * cols + j)
+    return roots
 
 
 @njit(cache=True, nogil=True)
@@ -93,7 +86,12 @@ def component_roots_3d(first, second, slice_rows):
                                 a, b = _find(parent, here), _find(parent, ni * cols + nj)
                                 if a != b:
                                     parent[max(a, b)] = min(a, b)
-    return _resolved(parent, first)
+    roots = np.full(rows * cols, -1, np.int64)
+    for i in range(rows):
+        for j in range(cols):
+            if first[i, j] >= 0:
+                roots[i * cols + j] = _find(parent, i * cols + j)
+    return roots
 
 
 def numbered(roots: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
