@@ -125,11 +125,11 @@ def scan_shape(path: str | Path) -> tuple[int, int, int]:
     if str(path).lower().endswith((".nii", ".nii.gz")):
         _, shape = _scan_nifti(path)
         return shape[2], shape[1], shape[0]
+    from .volumes import read_npy_header
+
     try:
         with open(path, "rb") as stream:
-            version = np.lib.format.read_magic(stream)
-            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, _ = reader(stream)
+            shape, _ = read_npy_header(stream)
     except Exception as exc:  # OSError, a bad header
         raise InputError(f"cannot read scan {path}: {one_line(exc, type(exc).__name__)}") from None
     if len(shape) != 3:

@@ -109,16 +109,17 @@ def _array_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
                 names = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
                 member = _npz_member(path, names)
                 with archive.open(member + ".npy") as stream:
-                    return _read_npy_header(stream)
+                    return read_npy_header(stream)
         with open(path, "rb") as stream:
-            return _read_npy_header(stream)
+            return read_npy_header(stream)
     except InputError:
         raise
     except Exception as exc:  # OSError, zipfile.BadZipFile, ValueError (bad header)
         raise InputError(f"cannot read mask {path}: {one_line(exc, type(exc).__name__)}") from None
 
 
-def _read_npy_header(stream) -> tuple[tuple[int, ...], np.dtype]:
+def read_npy_header(stream) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from an open ``.npy`` stream's header (the data is not read)."""
     version = np.lib.format.read_magic(stream)
     if version == (1, 0):
         shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
@@ -220,6 +221,23 @@ def read_volume_mask(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(_class_values(path, array))
 
 
+def _nifti_like(path: Path, volume: np.ndarray, dtype=None) -> bytes:
+    """A NIfTI file's bytes with ``path``'s affine and header holding ``volume`` (Z, Y, X), in
+    ``dtype`` (default: the source's), unscaled, gzipped like the source."""
+    nibabel = require_nibabel(path)
+    source = _load_nifti(path)
+    dtype = source.get_data_dtype() if dtype is None else np.dtype(dtype)
+    image = nibabel.Nifti1Image(volume.transpose(2, 1, 0).astype(dtype), source.affine, source.header)
+    image.set_data_dtype(dtype)
+    image.header.set_slope_inter(1, 0)  # the values as they are, whatever the source's scaling
+    data = image.to_bytes()
+    if path.name.lower().endswith(".gz"):
+        import gzip
+
+        data = gzip.compress(data, mtime=0)
+    return data
+
+
 def encode_volume_like(path: str | Path, new: np.ndarray) -> bytes:
     """The bytes of a mask file like ``path`` (NIfTI with its affine and header, ``.npy``, or
     ``.npz`` under the same key) holding ``new``, (Z, Y, X) class values in the source's dtype."""
@@ -230,17 +248,7 @@ def encode_volume_like(path: str | Path, new: np.ndarray) -> bytes:
     if tuple(new.shape) != header.shape:
         raise InputError(f"{path}: a mask of shape {new.shape} cannot replace its {header.shape}")
     if is_nifti(path):
-        nibabel = require_nibabel(path)
-        source = _load_nifti(path)
-        dtype = source.get_data_dtype()
-        image = nibabel.Nifti1Image(new.transpose(2, 1, 0).astype(dtype), source.affine, source.header)
-        image.header.set_slope_inter(1, 0)  # class values as they are, whatever the source's scaling
-        data = image.to_bytes()
-        if path.name.lower().endswith(".gz"):
-            import gzip
-
-            data = gzip.compress(data, mtime=0)
-        return data
+        return _nifti_like(path, new)
     buffer = _io.BytesIO()
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as archive:
@@ -270,17 +278,7 @@ def encode_flag_volume(path: str | Path, flags: np.ndarray) -> bytes:
     path = Path(path)
     flags = np.asarray(flags, np.uint8)
     if is_nifti(path):
-        nibabel = require_nibabel(path)
-        source = _load_nifti(path)
-        image = nibabel.Nifti1Image(flags.transpose(2, 1, 0), source.affine, source.header)
-        image.set_data_dtype(np.uint8)
-        image.header.set_slope_inter(1, 0)
-        data = image.to_bytes()
-        if path.name.lower().endswith(".gz"):
-            import gzip
-
-            data = gzip.compress(data, mtime=0)
-        return data
+        return _nifti_like(path, flags, np.uint8)
     buffer = _io.BytesIO()
     np.save(buffer, flags, allow_pickle=False)
     return buffer.getvalue()
