@@ -34,7 +34,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -101,14 +101,6 @@ def dataset_spec(masks: str | Path, predictions: str | Path, **keywords) -> Data
     if isinstance(label_map, (str, Path)) and Path(label_map).is_file():
         keywords["label_map"] = _local_path(label_map)
     return DatasetSpec(_local_path(masks), _local_path(predictions), keywords)
-
-
-def for_workers(spec: DatasetSpec, dataset: Dataset) -> DatasetSpec:
-    """``spec`` with ``only`` replaced by the image ids it chose on the client: an entry
-    may be a path relative to the client's directory or git repository."""
-    if spec.keywords.get("only") is None:
-        return spec
-    return replace(spec, keywords={**spec.keywords, "only": [image_id for _, image_id in dataset.pairs]})
 
 
 # --- on the workers ------------------------------------------------------------------
@@ -322,7 +314,7 @@ def dask_partitions(client, spec: DatasetSpec, dataset: Dataset, partition_size:
     for one run: the workers open the dataset once each (see :func:`partition_spans`)."""
     worker_threads = sum(client.nthreads().values()) or 1
     spans = partition_spans(dataset, worker_threads, partition_size)
-    return DaskPartitions(client, for_workers(spec, dataset), uuid.uuid4().hex, dataset, spans, prefetch=prefetch,
+    return DaskPartitions(client, spec, uuid.uuid4().hex, dataset, spans, prefetch=prefetch,
                           progress=progress)
 
 

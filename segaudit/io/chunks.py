@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,7 @@ class ChunkFiles:
                 if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
                     return None
                 endian = codecs[0].endian
-                if dtype.itemsize > 1 and (endian is None or endian.value != _native_endian()):
+                if dtype.itemsize > 1 and (endian is None or endian.value != sys.byteorder):
                     return None
                 if not isinstance(metadata.chunk_grid, RegularChunkGrid):
                     return None
@@ -130,12 +131,6 @@ class ChunkFiles:
             return True
         finally:
             os.close(fd)
-
-
-def _native_endian() -> str:
-    import sys
-
-    return sys.byteorder
 
 
 def _contiguous_parts(view: np.ndarray) -> list[memoryview] | None:
