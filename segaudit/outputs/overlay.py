@@ -721,8 +721,8 @@ def write_overlays(
                 photos[row.image_id] = scan
                 if scan is None:
                     run.missing_photos.append(row.image_id)
-                elif scan_shape(scan) != tuple(volume):
-                    raise InputError(f"{scan}: scan is {'x'.join(map(str, scan_shape(scan)))} (ZxYxX) but its "
+                elif (found := scan_shape(scan)) != tuple(volume):
+                    raise InputError(f"{scan}: scan is {'x'.join(map(str, found))} (ZxYxX) but its "
                                      f"mask {row.image_id} is {'x'.join(map(str, volume))}")
                 continue
             photo = find_photo(images, row.image_id, image_suffix)
