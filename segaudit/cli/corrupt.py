@@ -22,6 +22,7 @@ class Kind(str, Enum):
     swap = "swap"
     shift = "shift"
     boundary = "boundary"
+    coarse = "coarse"
 
 
 class Fill(str, Enum):
@@ -32,14 +33,14 @@ class Fill(str, Enum):
 def command(
     masks: Masks,
     out: Annotated[Path, typer.Option("--out", help="New directory for the copy (must not exist, or be empty); file names are kept.")],
-    kind: Annotated[Kind, typer.Option(help="drop: a class's pixels become --unlabeled; swap: two classes exchange their pixels; shift: a class's region outlines are perturbed; boundary: a class's boundaries move by a one-sided random walk (real annotators' biased, spatially correlated noise).")],
+    kind: Annotated[Kind, typer.Option(help="drop: a class's pixels become --unlabeled; swap: two classes exchange their pixels; shift: a class's region outlines are perturbed; boundary: a class's boundaries move by a one-sided random walk (real annotators' biased, spatially correlated noise); coarse: a class is redrawn on a grid of square blocks (a coarse polygon or a big brush).")],
     rate: Annotated[float, typer.Option(help="Fraction of ALL images to change, chosen among those where the class(es) occur.")],
     truth: Annotated[Path, typer.Option(help="CSV to write: image,is_error,kind,classes for every image.")],
     classes: Annotated[Optional[str], typer.Option(help="Comma list of the classes errors may involve: indices, or names from --classes-file. Default: every class but --unlabeled and the ignored values.")] = None,
     classes_file: Annotated[Optional[Path], typer.Option(help="Class names (JSON list or one per line; position = class index) for --classes and truth.csv.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed and inputs give byte-identical output.")] = 0,
     unlabeled: Annotated[int, typer.Option(help="The unlabeled class: what drop and lost shift pixels become.")] = 0,
-    sigma: Annotated[Optional[str], typer.Option(help="shift: standard deviation of the 5 radial displacement samples, in pixels (3) or as a percentage of the region's size (default 10%). boundary: the mean displacement, in pixels or as a percentage of the image's mean side (default 1%).")] = None,
+    sigma: Annotated[Optional[str], typer.Option(help="shift: standard deviation of the 5 radial displacement samples, in pixels (3) or as a percentage of the region's size (default 10%). boundary: the mean displacement, in pixels or as a percentage of the image's mean side (default 1%). coarse: the block side, in pixels or as a percentage of the image's mean side (default 2%).")] = None,
     correlation: Annotated[float, typer.Option(help="boundary: correlation length of the displacement's random walk along the boundary, in boundary pixels.")] = 20.0,
     fill: Annotated[Fill, typer.Option(help="drop and shift: what lost pixels become: the --unlabeled class, or the class of the nearest pixel outside (for mask sets whose unlabeled class is ignored). boundary always uses the nearest.")] = Fill.unlabeled,
     min_pixels: Annotated[int, typer.Option(help="A class counts as present in an image only with at least this many pixels.")] = 1,

@@ -20,6 +20,14 @@ al., ICLR 2023, "Learning to segment from noisy annotations: a spatial correctio
   small. Gained pixels take the class (ignored pixels never do); lost pixels take the class
   of the nearest pixel outside it (the class across the boundary).
 
+And a fifth, the outline of an annotator who clicks few polygon vertices or paints with a big
+brush:
+
+- **coarse**: a chosen class is redrawn on a grid of square blocks of side ``sigma`` (2 % of
+  the image's mean side by default): a block takes the class where the class covered at least
+  half of it. Gained pixels take the class (ignored pixels never do); lost pixels take the
+  class of the nearest pixel outside it. Objects smaller than half a block vanish.
+
 ``fill="nearest"`` gives drop and shift the same rule for lost pixels, for mask sets whose
 unlabeled class is an ignore value (a drop into an ignored class is invisible to any score).
 
@@ -50,13 +58,15 @@ from ..io.remote import is_url, redact
 from ..io.masks import MaskFile, Palette, encode_like, find_masks, load_palette, read_mask
 from ..io.files import atomic_write_all, read_class_names, safe_relative_path, temporary_directory
 
-KINDS = ("drop", "swap", "shift", "boundary")  # append only: the index seeds each kind's generator
+KINDS = ("drop", "swap", "shift", "boundary", "coarse")  # append only: the index seeds each kind's generator
 FILLS = ("unlabeled", "nearest")
 #: Knots of the periodic cubic spline f(angle) of a shift.
 SHIFT_KNOTS = 5
 DEFAULT_SIGMA = "10%"
 #: A boundary's mean displacement: 1 % of the image's mean side (4 pixels at 480x360).
 DEFAULT_BOUNDARY_SIGMA = "1%"
+#: A coarse outline's block: 2 % of the image's mean side (8 pixels at 480x360).
+DEFAULT_COARSE_SIGMA = "2%"
 #: Correlation length of a boundary's random walk, in boundary pixels.
 DEFAULT_CORRELATION = 20.0
 
@@ -456,7 +466,36 @@ def _apply(kind: str, labels: np.ndarray, classes: tuple[int, ...], unlabeled: i
     ignored = np.isin(labels, ignore) if ignore else None
     if kind == "boundary":
         return move_boundary(labels, classes[0], rng, sigma, correlation, ignored)
+    if kind == "coarse":
+        return coarsen(labels, classes[0], sigma, ignored)
     return shift(labels, classes[0], unlabeled, rng, sigma, ignored, fill)
+
+
+def coarsen(labels: np.ndarray, cls: int, sigma: Sigma, ignored: np.ndarray | None = None) -> np.ndarray:
+    """Redraw ``cls`` on a grid of square blocks of side ``sigma`` (majority of each block).
+
+    Gained pixels take ``cls`` except pixels in ``ignored``; lost pixels take the label of the
+    nearest pixel outside ``cls``.
+    """
+    old = labels == cls
+    block = max(2, int(round(sigma.pixels(*labels.shape))))
+    rows, cols = old.shape
+    padded = np.zeros((-(-rows // block) * block, -(-cols // block) * block), np.float64)
+    padded[:rows, :cols] = old
+    inside = np.zeros_like(padded)
+    inside[:rows, :cols] = 1.0
+    shape = (padded.shape[0] // block, block, padded.shape[1] // block, block)
+    covered = padded.reshape(shape).sum(axis=(1, 3)) * 2 >= inside.reshape(shape).sum(axis=(1, 3))
+    new = np.repeat(np.repeat(covered, block, axis=0), block, axis=1)[:rows, :cols]
+    out = labels.copy()
+    lost = old & ~new
+    if lost.any():
+        out[lost] = nearest_outside(old, labels)[lost]
+    gained = new & ~old
+    if ignored is not None:
+        gained &= ~ignored
+    out[gained] = cls
+    return out
 
 
 def _check_out(masks_dir: Path, out: Path) -> None:
@@ -496,7 +535,7 @@ def corrupt_masks(
     ----------
     masks, out : path
         Source masks directory and the new one (must not exist, or be empty).
-    kind : {"drop", "swap", "shift", "boundary"}
+    kind : {"drop", "swap", "shift", "boundary", "coarse"}
         The kind of error (see the module docstring).
     rate : float
         Fraction of *all* images to change, in [0, 1]; round(rate * N) images are changed
@@ -514,7 +553,7 @@ def corrupt_masks(
         Label values never chosen and never changed.
     sigma : "3" (pixels) or "10%" (of the region's size; of the image's mean side for boundary)
         Standard deviation of the 5 radial displacement samples of a shift (default 10 %);
-        the mean displacement of a boundary (default 1 %).
+        the mean displacement of a boundary (default 1 %); the block side of coarse (default 2 %).
     correlation : float
         boundary: correlation length of the walk along the boundary, in boundary pixels.
     fill : {"unlabeled", "nearest"}
@@ -544,7 +583,7 @@ def corrupt_masks(
     if unlabeled in ignore and uses_unlabeled:  # otherwise --unlabeled only keeps the class from being chosen
         raise InputError(f"the unlabeled class {unlabeled} is also an ignored value")
     sigma = parse_sigma(sigma if sigma is not None else DEFAULT_BOUNDARY_SIGMA if kind == "boundary"
-                        else DEFAULT_SIGMA)
+                        else DEFAULT_COARSE_SIGMA if kind == "coarse" else DEFAULT_SIGMA)
     if class_names is None and classes_file is not None:
         class_names = read_class_names(classes_file)
     if class_names is not None and unlabeled >= len(class_names):
@@ -600,7 +639,7 @@ def corrupt_masks(
         if len(selected) == target:
             break
         choice, rng = plan(n)
-        if kind in ("shift", "boundary"):
+        if kind in ("shift", "boundary", "coarse"):
             labels = read_mask(files[n], palette)
             if np.array_equal(_apply(kind, labels, choice, unlabeled, rng, sigma, ignore, fill, correlation), labels):
                 continue
