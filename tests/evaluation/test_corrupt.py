@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from datasets import FIXTURES, write_mask
 from segaudit.cli import app
+from segaudit.core.outlines import boundary_displacement, boundary_pixels, components, nearest_outside, periodic_cubic
 from segaudit.evaluation.corrupt import (
-    Sigma, boundary_displacement, boundary_pixels, components, corrupt_masks, drop, move_boundary,
-    nearest_outside, parse_sigma, periodic_cubic, resolve_classes, shift, swap,
+    Sigma, corrupt_masks, drop, move_boundary, parse_sigma, resolve_classes, shift, swap,
 )
 from segaudit.errors import InputError
 from segaudit.io.masks import MaskFile, find_masks, read_mask
