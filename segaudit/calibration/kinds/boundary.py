@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...core.outlines import DEFAULT_CORRELATION, move_boundary_by
-from .base import Kind, changed_enough
+from .base import Kind, changed_enough, surrounding
 
 MEAN_SHARE = 0.01
 MIN_MEAN = 1.5
@@ -26,6 +26,12 @@ def plant(mask, rng):
     cls = int(choices[int(rng.integers(choices.size))])
     mean = max(MIN_MEAN, MEAN_SHARE * mask.side)
     copy = move_boundary_by(mask.labels, cls, rng, mean, DEFAULT_CORRELATION, ~mask.scored)
+    # A lost pixel whose nearest outside pixel is ignored takes the nearest scored class
+    # instead: a copy keeps exactly its mask's scored pixels.
+    ignored_values = np.unique(mask.labels[~mask.scored])
+    lost_to_ignored = mask.scored & np.isin(copy, ignored_values)
+    if lost_to_ignored.any():
+        copy[lost_to_ignored] = surrounding(mask, mask.labels == cls)[lost_to_ignored]
     return changed_enough(mask, copy)
 
 
