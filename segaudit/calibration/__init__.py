@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..results import CalibrationRecord
-from .candidates import CANDIDATES, CLC, COCO, STATS_CANDIDATES, clc_delta, image_values, temperatures
+from .candidates import CANDIDATES, CLC, COCO, FAMILY, STATS_CANDIDATES, clc_delta, image_values, temperatures
 from .kinds import PLANTED_KINDS, Kind, plant
 
 #: The name of the calibrated ranking (``--method auto``).
@@ -194,11 +194,18 @@ def calibrate(plan: CalibrationPlan, pieces: list[ImageCalibration], flagged: li
     blends: list[tuple[int, ...]] = []
     if enough:
         ranked = sorted(range(len(CANDIDATES)), key=lambda c: (-np.nan_to_num(mean_of(table[c]), nan=-1), c))
-        for size in (2, 3):
-            parts = tuple(sorted(ranked[:size]))
+        # The best two and three, and the best with the best of each other family: scores
+        # that fail differently can make up for each other.
+        wanted = [tuple(sorted(ranked[:2])), tuple(sorted(ranked[:3]))]
+        best_family = FAMILY[CANDIDATES[ranked[0]]]
+        for family in dict.fromkeys(FAMILY[CANDIDATES[c]] for c in ranked):
+            if family != best_family:
+                other = next(c for c in ranked if FAMILY[CANDIDATES[c]] == family)
+                wanted.append(tuple(sorted((ranked[0], other))))
+        for parts in dict.fromkeys(wanted):
             blends.append(parts)
             names.append("rank mean (" + ", ".join(CANDIDATES[c] for c in parts) + ")")
-            table.append([average_precision(_blend(parts, real, negatives)[:],
+            table.append([average_precision(_blend(parts, real, negatives),
                                             _blend(parts, real, positives[k]) if positives[k].size else np.zeros(0))
                           for k in kinds])
     means = [mean_of(row) for row in table]
