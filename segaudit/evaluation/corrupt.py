@@ -28,6 +28,11 @@ brush:
   half of it. Gained pixels take the class (ignored pixels never do); lost pixels take the
   class of the nearest pixel outside it. Objects smaller than half a block vanish.
 
+And the object-level kinds that ``--method auto`` plants to calibrate itself
+(:mod:`segaudit.calibration.kinds`): **object_drop** (one object painted over by the class
+around it), **object_class** (one object given another class), **object_outline** (one
+object's outline drawn wrong) and **blob** (a spurious ellipse of another class).
+
 ``fill="nearest"`` gives drop and shift the same rule for lost pixels, for mask sets whose
 unlabeled class is an ignore value (a drop into an ignored class is invisible to any score).
 
@@ -52,12 +57,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..calibration.kinds import PLANTED_KINDS, Mask
 from ..core.outlines import DEFAULT_CORRELATION, components, move_boundary_by, nearest_outside, shifted_region
 from ..io.remote import is_url, redact
 from ..io.masks import Palette, encode_like, find_masks, load_palette, read_mask
 from ..io.files import atomic_write_all, read_class_names, safe_relative_path, temporary_directory
 
-KINDS = ("drop", "swap", "shift", "boundary", "coarse")  # append only: the index seeds each kind's generator
+#: The calibration's object-level kinds, planted here as they are (segaudit.calibration.kinds).
+OBJECT_KINDS = ("object_drop", "object_class", "object_outline", "blob")
+KINDS = ("drop", "swap", "shift", "boundary", "coarse", *OBJECT_KINDS)  # append only: the index seeds each kind's generator
 FILLS = ("unlabeled", "nearest")
 #: Knots of the periodic cubic spline f(angle) of a shift.
 SHIFT_KNOTS = 5
@@ -246,6 +254,8 @@ def _present(labels: np.ndarray, excluded: set[int], min_pixels: int) -> set[int
 
 def _options_for(kind: str, present: set[int], chosen: list[int] | None) -> list[tuple[int, ...]]:
     """The class choices possible in one image: single classes, or (a, b) pairs for swap."""
+    if kind in OBJECT_KINDS:  # the kind picks its object itself
+        return [()] if present else []
     candidates = [c for c in chosen if c in present] if chosen is not None else sorted(present)
     if kind != "swap":
         return [(c,) for c in candidates]
@@ -253,7 +263,13 @@ def _options_for(kind: str, present: set[int], chosen: list[int] | None) -> list
 
 
 def _apply(kind: str, labels: np.ndarray, classes: tuple[int, ...], unlabeled: int, rng, sigma: Sigma,
-           ignore: tuple[int, ...], fill: str = "unlabeled", correlation: float = DEFAULT_CORRELATION) -> np.ndarray:
+           ignore: tuple[int, ...], fill: str = "unlabeled", correlation: float = DEFAULT_CORRELATION,
+           n_classes: int = 0) -> np.ndarray:
+    if kind in OBJECT_KINDS:
+        scored = ~np.isin(labels, ignore) if ignore else np.ones(labels.shape, bool)
+        classes_known = max(n_classes, int(labels[scored].max()) + 1 if scored.any() else 1)
+        copy = PLANTED_KINDS[kind].plant(Mask(labels.astype(np.int32), scored, classes_known), rng)
+        return labels if copy is None else copy.astype(labels.dtype)
     if kind == "drop":
         return drop(labels, classes[0], unlabeled, fill)
     if kind == "swap":
@@ -330,8 +346,9 @@ def corrupt_masks(
     ----------
     masks, out : path
         Source masks directory and the new one (must not exist, or be empty).
-    kind : {"drop", "swap", "shift", "boundary", "coarse"}
-        The kind of error (see the module docstring).
+    kind : {"drop", "swap", "shift", "boundary", "coarse", "object_drop", "object_class", "object_outline", "blob"}
+        The kind of error (see the module docstring; the object kinds are the calibration's,
+        :mod:`segaudit.calibration.kinds`).
     rate : float
         Fraction of *all* images to change, in [0, 1]; round(rate * N) images are changed
         if that many are eligible, else every eligible image.
@@ -384,6 +401,9 @@ def corrupt_masks(
     if class_names is not None and unlabeled >= len(class_names):
         raise InputError(f"--unlabeled {unlabeled} is out of range: {len(class_names)} classes")
     chosen = resolve_classes(classes, class_names, classes_file)
+    if kind in OBJECT_KINDS and chosen is not None:
+        raise InputError(f"--classes does not apply to {kind}: it picks its object (or blob) itself")
+    n_classes = len(class_names) if class_names is not None else 0
     excluded = {unlabeled, *ignore}
     if chosen is not None:
         bad = [c for c in chosen if c in excluded]
@@ -434,9 +454,10 @@ def corrupt_masks(
         if len(selected) == target:
             break
         choice, rng = plan(n)
-        if kind in ("shift", "boundary", "coarse"):
+        if kind in ("shift", "boundary", "coarse", *OBJECT_KINDS):
             labels = read_mask(files[n], palette)
-            if np.array_equal(_apply(kind, labels, choice, unlabeled, rng, sigma, ignore, fill, correlation), labels):
+            if np.array_equal(_apply(kind, labels, choice, unlabeled, rng, sigma, ignore, fill, correlation,
+                                     n_classes), labels):
                 continue
         selected[n] = choice
 
@@ -450,9 +471,10 @@ def corrupt_masks(
             if n in selected:
                 choice, rng = plan(n)
                 labels = read_mask(mask, palette)
-                new = _apply(kind, labels, choice, unlabeled, rng, sigma, ignore, fill, correlation)
+                new = _apply(kind, labels, choice, unlabeled, rng, sigma, ignore, fill, correlation, n_classes)
                 data = encode_like(mask, labels, new, palette)
-                run.changed[mask.image_id] = choice
+                # An object kind names the classes it changed (the object's, the blob's underlay).
+                run.changed[mask.image_id] = choice or tuple(int(c) for c in np.unique(labels[new != labels]))
             else:
                 data = mask.path.read_bytes()
             atomic_write_all({target_path: data})
