@@ -73,9 +73,11 @@ def sum_tolerance(dtype: np.dtype, n_classes: int) -> float:
 CHANNELS_LAST_HINT_MAX = 64
 
 
-def sum_hint(total: float, n_classes: int, pixel: np.ndarray | None = None) -> str | None:
+def sum_hint(total: float, n_classes: int, pixel: np.ndarray | None = None,
+             channels_last: str = "pass --channels-last / channels_last=True") -> str | None:
     """What a pixel whose K values sum to ``total``, not 1, most likely means; None if
-    nothing more likely than logits.
+    nothing more likely than logits. ``channels_last``: how the caller turns channels-last
+    arrays around (an option, in the caller's words).
 
     - About 255 (or 65535): uint8 (uint16) probabilities cast to float. Integer stores
       are read as value/255 (value/65535), so store the integers as they are, or divide.
@@ -91,7 +93,7 @@ def sum_hint(total: float, n_classes: int, pixel: np.ndarray | None = None) -> s
         sums = pixel.sum(axis=-1, dtype=np.float64)
         if np.isfinite(sums).all() and np.abs(sums - 1).max() <= 1e-2 and pixel.min() >= 0:
             return (f"the last axis ({pixel.shape[-1]} values) sums to 1: the array looks channels-last, "
-                    "(H, W, K): pass --channels-last / channels_last=True")
+                    f"(H, W, K): {channels_last}")
     return None
 
 

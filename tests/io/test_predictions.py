@@ -197,8 +197,11 @@ def test_logits_equal_their_softmax(tmp_path, layout, how, dtype):
 
 def test_logits_without_flag_fail_and_suggest_logits(tmp_path):
     _, logits_store = logit_dataset(tmp_path, "per-image", "float32", None)
-    with pytest.raises(InputError, match=r"logits\.zarr/city/a: .*pass --logits"):
+    with pytest.raises(InputError, match=r"logits\.zarr/city/a: .*pass logits=True\)$") as caught:
         score(tmp_path / "p" / "masks", logits_store)
+    # The CLI prints the same error with its flag (tests/cli/test_cli.py runs it).
+    assert caught.value.cli_message.endswith("(if the store holds logits, pass --logits)")
+    assert str(caught.value) == caught.value.cli_message.replace("--logits", "logits=True")
 
 
 def test_probabilities_option_overrides_kind_attribute(tmp_path):
