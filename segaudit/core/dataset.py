@@ -189,10 +189,12 @@ def make_decoding(store_dtype: np.dtype, n_classes: int, ignore: tuple[int, ...]
                     sum_tol=sum_tol)
 
 
-LABEL_MAP_HINT = " (masks numbered in another convention? --label-map translates them, see docs/formats.md)"
+LABEL_MAP_HINT = Remedy("masks numbered in another convention? label_map= translates them, see docs/formats.md",
+                        cli="masks numbered in another convention? --label-map translates them, see docs/formats.md")
 
 
-def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], where: str, hint: str = "") -> None:
+def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], where: str,
+                 hint: Remedy | None = None) -> None:
     """Every label value must be a class (< K) or an ignore index; ``hint`` ends the error."""
     if labels.size == 0 or int(labels.max()) < n_classes:
         return
@@ -202,10 +204,11 @@ def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], wh
     if bad.any():
         values, counts = np.unique(labels[bad], return_counts=True)
         listed = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:3].tolist(), counts[:3].tolist()))
-        raise InputError(
-            f"{where}: label values not below K={n_classes} and not ignored: {listed}"
-            + (f" and {len(values) - 3} more" if len(values) > 3 else "") + hint
-        )
+        message = (f"{where}: label values not below K={n_classes} and not ignored: {listed}"
+                   + (f" and {len(values) - 3} more" if len(values) > 3 else ""))
+        if hint is None:
+            raise InputError(message)
+        raise InputError(f"{message} ({hint.api})", cli=None if hint.cli is None else f"{message} ({hint.cli})")
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
@@ -240,7 +243,8 @@ def _pair(
         if no_mask:
             problems.append(f"{len(no_mask)} prediction(s) with no mask: "
                             + ", ".join(no_mask[:3]) + (" ..." if len(no_mask) > 3 else ""))
-        raise InputError("; ".join(problems) + " (--allow-missing skips them)")
+        raise InputError("; ".join(problems) + " (allow_missing=True skips them)",
+                         cli="; ".join(problems) + " (--allow-missing skips them)")
     pairs = [(m, m.image_id) for m in mask_files if m.image_id in in_store]
     if not pairs and not subset:
         raise InputError(f"no image id is in both the masks and {store.path}")

@@ -424,29 +424,34 @@ def open_predictions(
             array = arrays[image_id]
             _check_chunks(array, f"{path}/{image_id}")
             if array.shape[class_axis] != n_classes:
-                raise InputError(
-                    f"{path}/{image_id}: {array.shape[class_axis]} classes, but {ids[0]} has {n_classes}"
-                    + ("" if channels_last else " (for (H, W, K) arrays pass --channels-last)")
-                )
+                problem = f"{path}/{image_id}: {array.shape[class_axis]} classes, but {ids[0]} has {n_classes}"
+                if channels_last:
+                    raise InputError(problem)
+                raise InputError(f"{problem} (for (H, W, K) arrays pass channels_last=True)",
+                                 cli=f"{problem} (for (H, W, K) arrays pass --channels-last)")
             if _native(array.dtype) != dtype:
                 raise InputError(f"{path}/{image_id}: dtype {array.dtype}, but {ids[0]} has {dtype}")
 
     if n_classes < 2:
-        raise InputError(
-            f"{path}: predictions have {n_classes} class(es) along the class axis; "
-            + ("is the store channels-first? drop --channels-last" if channels_last else "for (H, W, K) arrays pass --channels-last")
-        )
+        problem = f"{path}: predictions have {n_classes} class(es) along the class axis; "
+        if channels_last:
+            raise InputError(problem + "is the store channels-first? pass channels_last=False",
+                             cli=problem + "is the store channels-first? drop --channels-last")
+        raise InputError(problem + "for (H, W, K) arrays pass channels_last=True",
+                         cli=problem + "for (H, W, K) arrays pass --channels-last")
     if classes is None:
         classes = attrs.get("classes")
-        where = "attribute 'classes'"
+        where = cli_where = "attribute 'classes'"
     else:
-        where = "--classes"
+        where, cli_where = "the classes argument", "--classes"
     if classes is not None:
         if not isinstance(classes, (list, tuple)) or not all(isinstance(n, (str, int, float)) for n in classes):
-            raise InputError(f"{path}: {where} must be a list of class names, got {one_line(repr(classes))[:80]}")
+            problem = f"must be a list of class names, got {one_line(repr(classes))[:80]}"
+            raise InputError(f"{path}: {where} {problem}", cli=f"{path}: {cli_where} {problem}")
         classes = [str(name) for name in classes]
         if len(classes) != n_classes:
-            raise InputError(f"{path}: {where} names {len(classes)} classes but the predictions have K={n_classes}")
+            problem = f"names {len(classes)} classes but the predictions have K={n_classes}"
+            raise InputError(f"{path}: {where} {problem}", cli=f"{path}: {cli_where} {problem}")
     if logits and dtype.kind == "u":
         raise InputError(f"{path}: logits cannot be stored as {dtype} (quantised probabilities)")
     return PredictionStore(
