@@ -124,7 +124,7 @@ def get_label_quality_scores(
         image): a number <= 0 is cleanlab's ValueError, anything but a number a
         TypeError; with ``"num_pixel_issues"`` it must be a whole number, as there.
     n_jobs : int, optional
-        Unused: segaudit's ``threads`` set its parallelism. With ``"num_pixel_issues"``
+        Unused: segaudit's ``threads`` sets its parallelism. With ``"num_pixel_issues"``
         it is checked as cleanlab's process pool checks it (None, or a whole number >=
         1: a ValueError below 1, a TypeError for anything else); ``"softmin"`` ignores it,
         as in cleanlab.
