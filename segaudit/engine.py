@@ -26,7 +26,7 @@ from .core.sanity import ClassSpaceCheck
 from .core.slices import SliceTally
 from .calibration import (AUTO, CalibrationPlan, ImageCalibration, PlantedCopy, calibrate, clc_delta, image_values,
                           planted_copies, temperatures)
-from .errors import InputError
+from .errors import InputError, option_error
 from .methods import Method, Settings, resolve
 from .methods.base import LocalPartitions, Partitions
 from .results import ClcRecord, ClcState, ImageResult, ScoreRun
@@ -253,7 +253,7 @@ def check_settings(methods: Iterable[str], temperature: float, pixel_threshold: 
         baseline = ClcRecord.coerce(baseline)
         downsample = baseline.downsample
     if not isinstance(downsample, int) or isinstance(downsample, bool) or downsample < 1:
-        raise InputError(f"--downsample must be a whole number >= 1, got {downsample}")
+        raise option_error("downsample", f"must be a whole number >= 1, got {downsample}")
     return names, chosen, settings, downsample, baseline, check_threads(threads)
 
 

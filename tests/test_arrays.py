@@ -126,6 +126,35 @@ def test_array_dataset_checks_ids_and_downsample():
         score_arrays(labels, probs, methods=("clc",), downsample=0)
 
 
+@pytest.mark.parametrize("option, value, api, cli", [
+    ("temperature", 0, "temperature must be a positive number, got 0", "--temperature must be"),
+    ("temperature", None, "temperature must be a positive number, got None", "--temperature must be"),
+    ("pixel_threshold", 1.5, "pixel_threshold must be between 0 and 1, got 1.5", "--pixel-threshold must be"),
+    ("threads", 0, "threads must be a whole number >= 1, got 0", "--threads must be"),
+    ("downsample", 0, "downsample must be a whole number >= 1, got 0", "--downsample must be"),
+])
+def test_option_errors_name_the_api_argument_in_python_and_the_flag_in_the_cli(option, value, api, cli):
+    # One check for both surfaces: the message names the keyword argument, and its
+    # command-line wording (which the CLI prints) the flag.
+    labels, probs = blocky_dataset(0, n=2)
+    with pytest.raises(InputError) as caught:
+        score_arrays(labels, probs, methods=("softmin", "clc"), **{option: value})
+    assert str(caught.value) == api
+    assert caught.value.cli_message.startswith(cli) and caught.value.cli_message[2:] == api.replace("_", "-")
+
+
+def test_input_errors_keep_their_command_line_wording_through_pickling():
+    # Errors raised on Dask workers travel pickled to the client, which prints them.
+    import pickle
+
+    from segaudit.errors import option_error
+
+    error = pickle.loads(pickle.dumps(option_error("pixel_threshold", "must be between 0 and 1, got 2")))
+    assert (str(error), error.cli_message) == ("pixel_threshold must be between 0 and 1, got 2",
+                                               "--pixel-threshold must be between 0 and 1, got 2")
+    assert InputError("plain").cli_message == "plain"
+
+
 def test_bad_label_in_a_dataset_method_names_the_image():
     labels, probs = blocky_dataset(0, k=3)
     labels[2, 0, 0] = 9

@@ -236,6 +236,9 @@ def test_bad_input_on_a_worker_is_the_single_machine_error(client, tmp_path):
     with pytest.raises(InputError) as remote:
         score(ds.masks, ds.store, methods=("softmin",), client=client, partition_size=1)
     assert str(remote.value) == str(local.value)
+    # The CLI's wording (--logits, not logits=True) survives the trip from the worker.
+    assert remote.value.cli_message == local.value.cli_message != str(local.value)
+    assert remote.value.cli_message.endswith("(if the store holds logits, pass --logits)")
 
 
 def outputs(directory: Path) -> dict[str, bytes]:

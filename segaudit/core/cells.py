@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import option_error
 from ..io.files import remove_orphans, signals_deferred
 from .pooling import grid_shape
 
@@ -228,7 +228,7 @@ def cell_cache(dataset, factor: int, *, pixels: bool = False,
     store instead.
     """
     if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
-        raise InputError(f"--downsample must be a whole number >= 1, got {factor}")
+        raise option_error("downsample", f"must be a whole number >= 1, got {factor}")
     size = cache_bytes(dataset, factor, pixels)
     if keeps_in_memory(dataset, size):
         cache = CellCache(None, dataset.store.n_classes, pixels)

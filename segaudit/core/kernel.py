@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from ..errors import InputError
+from ..errors import option_error
 
 
 # Thresholds of thresholded CCP: 0.05, 0.10, ..., 0.95 (the nearest float64 to each).
@@ -566,9 +566,11 @@ class BadProbabilities(ValueError):
             what = "all probabilities 0 (an unwritten chunk or image?)"
         else:
             what = f"probabilities summing to {value:.6g}, not 1"
-        hint = "" if logits or value == 0 else " (if the store holds logits, pass --logits)"
-        super().__init__(f"{what} at row {row}, column {col}{hint}")
+        super().__init__(f"{what} at row {row}, column {col}")
         self.row, self.col = row, col
+        # Logits read as probabilities fail this way; an all-zero pixel (an unwritten
+        # chunk) does not. The dataset words the advice for its caller.
+        self.logits_may_help = not logits and value != 0
 
 
 def accumulate(
@@ -621,13 +623,17 @@ def accumulate(
 
 def check_temperature(temperature: float) -> float:
     """Softmin's temperature, which must be a positive finite number."""
-    if not temperature > 0 or not math.isfinite(temperature):
-        raise InputError(f"--temperature must be a positive number, got {temperature}")
+    try:
+        usable = temperature > 0 and math.isfinite(temperature)
+    except TypeError:  # None, a string: not a number at all
+        usable = False
+    if not usable:
+        raise option_error("temperature", f"must be a positive number, got {temperature}")
     return float(temperature)
 
 
 def check_pixel_threshold(pixel_threshold: float) -> float:
     """The low-pixel threshold, which must lie in [0, 1]."""
     if not 0.0 <= pixel_threshold <= 1.0:
-        raise InputError(f"--pixel-threshold must be between 0 and 1, got {pixel_threshold}")
+        raise option_error("pixel_threshold", f"must be between 0 and 1, got {pixel_threshold}")
     return float(pixel_threshold)

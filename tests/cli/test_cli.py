@@ -21,8 +21,9 @@ from typer.testing import CliRunner
 
 from datasets import FIXTURES, make_dataset, random_probs, read_csv, write_mask, write_masks, write_store
 from segaudit import __version__
-from segaudit.api import score_arrays
+from segaudit.api import score, score_arrays
 from segaudit.cli import app
+from segaudit.errors import InputError
 
 ALL_COLUMNS = "rank,image,score,rsoftmin,softmin,cil,ccp,tccp,iou,clc,coco,pixels,low_pixels,suspect_class,likely_class"
 METHOD_COLUMNS = ["rsoftmin", "softmin", "cil", "ccp", "tccp", "iou"]
@@ -294,6 +295,9 @@ def test_default_ignore_index_refused_when_255_is_a_class(tmp_path, out):
     write_masks(ds.masks, ds.labels)
     result = invoke(ds.masks, ds.store, "-o", out / "r.csv")
     assert_input_error(result, out, "K=256", "default ignore index 255", "--ignore-index", "--no-ignore")
+    # The Python API says the same with its argument.
+    with pytest.raises(InputError, match=r"255 is a real class; pass ignore_index=N .*, or ignore_index=\(\)$"):
+        score(ds.masks, ds.store)
     # Either explicit choice works: 255 as a real class, or 255 ignored on purpose.
     ok(invoke(ds.masks, ds.store, "--no-ignore", "-o", out / "none.csv"))
     ok(invoke(ds.masks, ds.store, "--ignore-index", "255", "-o", out / "ignored.csv"))

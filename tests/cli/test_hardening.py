@@ -177,7 +177,7 @@ def test_issue_masks_refuse_downsample_zero_in_the_library(work):
     from segaudit.errors import InputError
     from segaudit.outputs.findings import write_issue_masks
 
-    with pytest.raises(InputError, match="--downsample"):
+    with pytest.raises(InputError, match="^downsample must be a whole number"):
         write_issue_masks(work / "masks", work / "preds.zarr", work / "iss", downsample=0)
     assert not (work / "iss").exists()
 
