@@ -24,8 +24,9 @@ from .core.passes import check_threads, map_images
 from .core.pooling import CellGrid, cell_row, grid_shape, pool
 from .core.sanity import ClassSpaceCheck
 from .core.slices import SliceTally
-from .calibration import (AUTO, CalibrationPlan, ImageCalibration, PlantedCopy, calibrate, clc_delta, image_values,
-                          planted_copies, temperatures)
+from .calibration import (AUTO, CalibrationPlan, ImageCalibration, calibrate, image_values, planted_copies,
+                          temperatures)
+from .calibration.copies import CopyScorer
 from .errors import InputError, option_error
 from .methods import Method, Settings, resolve
 from .methods.base import LocalPartitions, Partitions
@@ -147,20 +148,20 @@ def score_images(dataset: Dataset, methods: tuple[Method, ...], settings: Settin
         # On a worker thread: this image only.
         stats = image_stats(n_classes, labels.size, methods, settings, plan is not None)
         copies = [] if plan is None else planted_copies(plan, image_id, labels, dataset.decoding.ignore, n_classes)
-        copy_stats = [image_stats(n_classes, labels.size, methods, settings, True) for _ in copies]
         # A volume (its tall image): slices known where they matter, the cells and the worst slice.
         slice_rows = dataset.slice_rows(image_id)
         slices = None if slice_rows is None else SliceTally(labels.shape[0] // slice_rows, slice_rows,
                                                             settings.pixel_threshold)
         grid = pixels = None
-        copy_grids = []
         if need_cells:
             shape = grid_shape(*labels.shape, factor, slice_rows)
-            cell_slices = None if slice_rows is None else -(-slice_rows // factor)
-            grid = CellGrid({name: np.empty(shape, CELL_FIELDS[name]) for name in grids}, slice_rows=cell_slices)
-            copy_grids = [CellGrid({name: np.empty(shape, CELL_FIELDS[name]) for name in grids}, slice_rows=cell_slices)
-                          for _ in copies]
+            grid = CellGrid({name: np.empty(shape, CELL_FIELDS[name]) for name in grids},
+                            slice_rows=None if slice_rows is None else -(-slice_rows // factor))
             pixels = [] if pixel_dtype is not None else None
+        copy_scorer = None
+        if copies:
+            copy_scorer = CopyScorer(copies, labels, lambda: image_stats(n_classes, labels.size, methods, settings, True),
+                                     config, dataset.decoding, factor, slice_rows, need_cells)
         for b in blocks:
             s_out = None if pixel_scores is None else pixel_scores[index][b.start:b.stop]
             if s_out is None and slices is not None:
@@ -177,16 +178,8 @@ def score_images(dataset: Dataset, methods: tuple[Method, ...], settings: Settin
                     values[rows] = getattr(cells, name)
                 if pixels is not None:
                     pixels.append(cells.pixel_pred)
-            for (_, copy), into, copy_grid in zip(copies, copy_stats, copy_grids or [None] * len(copies)):
-                rows_of_copy = copy[b.start:b.stop]
-                accumulate(into, b.probs, rows_of_copy, config, row_offset=b.start)
-                if copy_grid is not None:
-                    cells = pool(b.probs, rows_of_copy, dataset.decoding, factor, pixel_dtype=None,
-                                 slice_rows=slice_rows)
-                    first = cell_row(b.start, factor, slice_rows)
-                    rows = slice(first, first + cells.label.shape[0])
-                    for name, values in copy_grid.items():
-                        values[rows] = getattr(cells, name)
+            if copy_scorer is not None:
+                copy_scorer.add_block(b)
         result = finish_image(image_id, stats, methods, settings)
         if slices is not None:
             result.worst_slice = slices.worst()
@@ -198,9 +191,8 @@ def score_images(dataset: Dataset, methods: tuple[Method, ...], settings: Settin
             passes = {name: p.image_piece(grid) for name, p in dataset_passes.items()}
         calibration = None
         if plan is not None:
-            calibration = ImageCalibration(image_values(stats, settings, grid), [
-                PlantedCopy(kind, image_values(into, settings, copy_grid), *clc_delta(grid, copy_grid))
-                for (kind, _), into, copy_grid in zip(copies, copy_stats, copy_grids)])
+            calibration = ImageCalibration(image_values(stats, settings, grid),
+                                           [] if copy_scorer is None else copy_scorer.finish(grid, settings))
         piece = ImagePiece(result, stats.class_counts[LABEL].copy(), ClassSpaceCheck.piece(stats), passes,
                            calibration)
         return piece, None if cache is None else (grid, pixels, labels.shape)

@@ -27,8 +27,12 @@ from .kinds import PLANTED_KINDS, Kind, plant
 #: The name of the calibrated ranking (``--method auto``).
 AUTO = "auto"
 #: Planted copies aimed at per kind: each image gets a copy of a kind with probability
-#: min(1, COPIES_PER_KIND / images).
+#: min(1, COPIES_PER_KIND / images), and at most about COPIES_PER_IMAGE copies per image
+#: on average once the dataset has COPY_FLOOR / COPIES_PER_IMAGE images (small datasets
+#: are cheap; on larger ones the copies stay a bounded share of the work).
 COPIES_PER_KIND = 48
+COPIES_PER_IMAGE = 2
+COPY_FLOOR = 128
 #: Share of the images set aside as suspicious by the consensus before calibrating.
 SUSPICIOUS_SHARE = 0.15
 #: The average precision is computed as if this share of the images were planted.
@@ -51,8 +55,15 @@ class CalibrationPlan:
     n_images: int
     per_kind: int = COPIES_PER_KIND
 
+    @property
+    def chance(self) -> float:
+        """The probability that an image gets a copy of a given kind."""
+        n = max(1, self.n_images)
+        budget = max(COPIES_PER_IMAGE * n, COPY_FLOOR) / len(PLANTED_KINDS)
+        return min(1.0, self.per_kind / n, budget / n)
+
     def kinds_for(self, image_id: str) -> tuple[Kind, ...]:
-        chance = min(1.0, self.per_kind / max(1, self.n_images))
+        chance = self.chance
         chosen = []
         for kind in PLANTED_KINDS.values():
             draw = zlib.crc32(f"{self.seed}/{kind.order}/{image_id}".encode("utf-8")) / 2**32
@@ -161,8 +172,9 @@ def calibrate(plan: CalibrationPlan, pieces: list[ImageCalibration], flagged: li
         real[i, CLC] = 1.0 - f / px if px and f is not None else math.nan
     scored = np.array([px > 0 for px in pixels], bool)
     # The consensus: each image's mean place among the real images by diverse scores.
-    places = np.nanmean([_ecdf(real[:, CANDIDATES.index(c)], real[:, CANDIDATES.index(c)]) for c in CONSENSUS],
-                        axis=0) if n else np.zeros(0)
+    ranks = np.array([_ecdf(real[:, CANDIDATES.index(c)], real[:, CANDIDATES.index(c)]) for c in CONSENSUS])
+    known = (~np.isnan(ranks)).sum(axis=0)
+    places = np.where(known > 0, np.nansum(ranks, axis=0) / np.maximum(known, 1), np.inf) if n else np.zeros(0)
     order = np.lexsort((np.arange(n), places))
     suspicious = np.zeros(n, bool)
     suspicious[order[: int(math.floor(SUSPICIOUS_SHARE * scored.sum()))]] = True

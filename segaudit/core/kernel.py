@@ -546,6 +546,24 @@ class ImageStats:
         """Sum over the scored pixels of the argmax's probability (its expected accuracy)."""
         return float(self.sums[1])
 
+    def merge(self, other: ImageStats) -> None:
+        """Add ``other``'s accumulators (other rows of the same image, at the same
+        temperatures) to these: what accumulating its rows here would give, up to the
+        order of floating-point sums."""
+        self.totals += other.totals
+        self.sums += other.sums
+        self.class_counts += other.class_counts
+        self.low_confusion += other.low_confusion
+        self.tccp_hist += other.tccp_hist
+        for j in range(len(self.temperatures)):
+            (mine, w, sw), (theirs, w2, sw2) = self.soft[j], other.soft[j]
+            top = max(mine, theirs)
+            if top == -np.inf:
+                continue
+            a = 0.0 if mine == -np.inf else math.exp(mine - top)
+            b = 0.0 if theirs == -np.inf else math.exp(theirs - top)
+            self.soft[j] = (top, w * a + w2 * b, sw * a + sw2 * b)
+
     def softmin(self, temperature: float) -> float:
         """Σ s·exp((1−s)/τ) / Σ exp((1−s)/τ) at one of :attr:`temperatures`; NaN with no pixel."""
         if not self.pixels:

@@ -73,6 +73,36 @@ def test_every_copy_scores_as_its_labels_would(seed, factor):
     assert checked > 0
 
 
+@pytest.mark.parametrize("factor", [1, 4])
+def test_copies_from_a_store_of_small_row_chunks_score_as_their_labels_would(tmp_path, factor):
+    """Many blocks per image: each copy is cut at its band's edges, the real labels'
+    segments merged in; every candidate still equals the naive score of the copy."""
+    from datasets import make_dataset
+    from segaudit.core.dataset import open_dataset
+
+    made = make_dataset(tmp_path, [f"i{n}" for n in range(5)], n_classes=4, size=(37, 23), seed=2,
+                        dtype=np.float64, row_chunk=3)
+    dataset = open_dataset(made.masks, made.store)
+    plan = CalibrationPlan(seed=1, n_images=5, per_kind=10**6)
+    checked = 0
+    for index, piece, _ in score_images(dataset, resolve(["auto"]), Settings(), factor, 2, plan=plan):
+        image_id = dataset.pairs[index][1]
+        labels = made.labels[image_id].astype(np.int32)
+        copies = planted_copies(plan, image_id, labels, dataset.decoding.ignore, 4)
+        for (kind, copy_labels), copy in zip(copies, piece.calibration.copies):
+            reference = naive.image_scores(copy_labels, made.probs[image_id], ignore=(255,))
+            values = dict(zip(CANDIDATES, copy.values))
+            for name in ("cil", "ccp", "tccp", "iou", "rsoftmin"):
+                assert values[name] == pytest.approx(reference[name], rel=1e-9, abs=1e-12), (kind, name)
+            for t in LADDER:
+                expected = naive.image_scores(copy_labels, made.probs[image_id], ignore=(255,), temperature=t)
+                assert values[softmin_name(t)] == pytest.approx(expected["softmin"], rel=1e-9, abs=1e-12)
+            label, pred, s, _ = naive.downsample(copy_labels, made.probs[image_id], factor, ignore=(255,))
+            assert values["coco"] == pytest.approx(naive.coco(label, pred, s), rel=1e-9)
+            checked += 1
+    assert checked >= 10
+
+
 @settings(max_examples=200, deadline=None)
 @given(negatives=st.lists(st.sampled_from([0.1, 0.2, 0.3, 0.5, 0.9, math.nan]), min_size=1, max_size=12),
        positives=st.lists(st.sampled_from([0.1, 0.2, 0.3, 0.5, 0.9]), min_size=1, max_size=12),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...core.components import component_roots, numbered
+from ...core.components import component_roots
 from ...core.outlines import nearest_outside
 
 #: A component is an object when it holds at least this share of the image's scored
@@ -49,29 +49,29 @@ class Kind:
     phrase: str  # what a user calls it: "missed objects"
 
 
-def objects(mask: Mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def objects(mask: Mask) -> tuple[np.ndarray, np.ndarray]:
     """The mask's objects: 8-connected components of one scored class.
 
-    Returns ``(ids, sizes, eligible)``: the component id of every pixel (-1 where
-    ignored), each component's size, and the ids of the components sized like objects.
+    Returns ``(roots, eligible)``: each pixel's component as the flat index of its first
+    pixel (-1 where ignored), and the roots of the components sized like objects, in
+    row-major order of their first pixels.
     """
     first = np.where(mask.scored, mask.labels, -1).astype(np.int32)
-    ids, sizes = numbered(component_roots(first, first), first.shape)
+    roots = component_roots(first, first)
     scored = int(mask.scored.sum())
+    sizes = np.bincount(roots[roots >= 0], minlength=roots.size)
     low = max(MIN_OBJECT_PIXELS, MIN_OBJECT_SHARE * scored)
     eligible = np.flatnonzero((sizes >= low) & (sizes <= MAX_OBJECT_SHARE * scored))
-    return ids, sizes, eligible
+    return roots.reshape(first.shape), eligible
 
 
 def pick_object(mask: Mask, rng: np.random.Generator) -> tuple[np.ndarray, int] | None:
     """One object chosen at random (each equally likely): its pixels and its class."""
-    ids, _, eligible = objects(mask)
+    roots, eligible = objects(mask)
     if not eligible.size:
         return None
-    chosen = eligible[int(rng.integers(eligible.size))]
-    inside = ids == chosen
-    cls = int(mask.labels.flat[np.argmax(inside)])
-    return inside, cls
+    chosen = int(eligible[int(rng.integers(eligible.size))])
+    return roots == chosen, int(mask.labels.flat[chosen])
 
 
 def surrounding(mask: Mask, inside: np.ndarray) -> np.ndarray:
