@@ -86,3 +86,26 @@ def calibration_markdown(record: CalibrationRecord) -> list[str]:
         lines.append("")
     lines += [f"**{sentence[0].upper() + sentence[1:]}.**" for sentence in hard_sentences(record)]
     return lines
+
+
+def calibration_html(record: CalibrationRecord) -> str:
+    """The calibration as a section of the review page (every candidate, the chosen first)."""
+    from html import escape
+
+    header, rows = table_rows(record) if record.calibrated else ([], [])
+    if record.calibrated:
+        order = [record.candidates.index(record.chosen)] + [c for c in range(len(record.candidates))
+                                                            if record.candidates[c] != record.chosen]
+        rows = [[record.candidates[c] + (" (chosen)" if record.candidates[c] == record.chosen else ""),
+                 *(_value(v) for v in record.auprc[c]), _value(record.mean_auprc[c])] for c in order]
+        rows.append(["planted copies", *(str(n) for n in record.copies), str(sum(record.copies))])
+    number_header, number_cell = ' data-type="num"', ' class="num"'
+    head = "".join(f"<th{'' if i == 0 else number_header}>{escape(h)}</th>" for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(f"<td{'' if i == 0 else number_cell}>{escape(cell)}</td>"
+                                    for i, cell in enumerate(row)) + "</tr>" for row in rows)
+    table = (f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+             if rows else "")
+    warnings = "".join(f"<p><b>{escape(s[0].upper() + s[1:])}.</b></p>" for s in hard_sentences(record))
+    return ('<section id="calibration"><h2>Calibration (--method auto)</h2>'
+            f"<p>{escape(summary_sentence(record))}. AUPRC of each candidate at finding the errors planted "
+            "into copies of the masks (higher is better).</p>" + warnings + table + "</section>")
