@@ -299,6 +299,7 @@ class CalibrationRecord(_Section):
     candidates: tuple[str, ...]
     auprc: tuple[tuple[float | None, ...], ...]  # [candidate][kind]
     mean_auprc: tuple[float | None, ...]  # per candidate, over the kinds with copies
+    mean_log_odds: tuple[float | None, ...]  # per candidate: the mean log-odds of its AUPRC, which chose
     hard_kinds: tuple[str, ...]  # kinds the chosen candidate finds with AUPRC < 0.3
 
     def to_dict(self) -> dict:
@@ -324,9 +325,11 @@ class CalibrationRecord(_Section):
             candidates=read.get("candidates", _TEXTS, required=True, nullable=False),
             auprc=tuple(tuple(row) for row in read.get("auprc", _TABLE, required=True, nullable=False)),
             mean_auprc=read.get("mean_auprc", _OPTIONAL_NUMBERS, required=True, nullable=False),
+            mean_log_odds=read.get("mean_log_odds", _OPTIONAL_NUMBERS, required=True, nullable=False),
             hard_kinds=read.get("hard_kinds", _TEXTS, required=True, nullable=False),
         )
-        if record.chosen not in record.candidates or len(record.auprc) != len(record.candidates) or any(
+        if record.chosen not in record.candidates or len(record.auprc) != len(record.candidates) or len(
+                record.mean_log_odds) != len(record.candidates) or any(
                 len(row) != len(record.kinds) for row in record.auprc) or len(record.copies) != len(record.kinds):
             read.fail("calibration", "a table of one row per candidate and one column per kind", data)
         return record

@@ -536,12 +536,13 @@ def average_precision(negatives, positives, prevalence=0.2):
 
 
 def calibration_choice(table, usable):
-    """The row of ``table`` (candidate x kind AUPRC) with the best mean over the ``usable``
-    kinds (NaN left out); ties to the first."""
-    best, best_mean = 0, -1.0
+    """The row of ``table`` (candidate x kind AUPRC) with the best mean log-odds of AUPRC
+    (clipped to [0.001, 0.999]) over the ``usable`` kinds (NaN left out); ties to the first."""
+    best, best_mean = 0, -math.inf
     for row, values in enumerate(table):
         chosen = [values[k] for k in usable if not math.isnan(values[k])]
-        mean = float(np.mean(chosen)) if chosen else -1.0
+        clipped = [min(max(v, 0.001), 0.999) for v in chosen]
+        mean = float(np.mean([math.log(v / (1 - v)) for v in clipped])) if chosen else -math.inf
         if mean > best_mean:
             best, best_mean = row, mean
     return best

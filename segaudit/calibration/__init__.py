@@ -129,6 +129,16 @@ def average_precision(negatives: np.ndarray, positives: np.ndarray, prevalence: 
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+#: AUPRC is clipped to [LOG_ODDS_CLIP, 1 - LOG_ODDS_CLIP] before its log-odds are taken.
+LOG_ODDS_CLIP = 0.001
+
+
+def log_odds(auprc: float) -> float:
+    """log(AUPRC / (1 - AUPRC)), clipped: the scale the choice averages kinds on."""
+    value = min(max(auprc, LOG_ODDS_CLIP), 1 - LOG_ODDS_CLIP)
+    return math.log(value / (1 - value))
+
+
 def _ecdf(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Where ``values`` fall in ``reference`` (share of it at or below), NaN kept."""
     finite = np.sort(reference[~np.isnan(reference)])
@@ -203,9 +213,14 @@ def calibrate(plan: CalibrationPlan, pieces: list[ImageCalibration], flagged: li
         values = [row[j] for j in usable if not math.isnan(row[j])]
         return float(np.mean(values)) if values else math.nan
 
+    def log_odds_of(row):
+        values = [log_odds(row[j]) for j in usable if not math.isnan(row[j])]
+        return float(np.mean(values)) if values else math.nan
+
     blends: list[tuple[int, ...]] = []
     if enough:
-        ranked = sorted(range(len(CANDIDATES)), key=lambda c: (-np.nan_to_num(mean_of(table[c]), nan=-1), c))
+        ranked = sorted(range(len(CANDIDATES)),
+                        key=lambda c: (-np.nan_to_num(log_odds_of(table[c]), nan=-math.inf), c))
         # The best two and three, and the best with the best of each other family: scores
         # that fail differently can make up for each other.
         wanted = [tuple(sorted(ranked[:2])), tuple(sorted(ranked[:3]))]
@@ -221,8 +236,9 @@ def calibrate(plan: CalibrationPlan, pieces: list[ImageCalibration], flagged: li
                                             _blend(parts, real, positives[k]) if positives[k].size else np.zeros(0))
                           for k in kinds])
     means = [mean_of(row) for row in table]
+    odds = [log_odds_of(row) for row in table]
     if enough:
-        chosen = max(range(len(names)), key=lambda c: (np.nan_to_num(means[c], nan=-1), -c))
+        chosen = max(range(len(names)), key=lambda c: (np.nan_to_num(odds[c], nan=-math.inf), -c))
     else:
         chosen = 0  # rsoftmin: too few images to calibrate on
     scores = real[:, chosen] if chosen < len(CANDIDATES) else _blend(blends[chosen - len(CANDIDATES)], real, real)
@@ -232,11 +248,12 @@ def calibrate(plan: CalibrationPlan, pieces: list[ImageCalibration], flagged: li
         set_aside=int((scored & suspicious).sum()), kinds=tuple(kinds),
         copies=tuple(int(positives[k].shape[0]) for k in kinds), candidates=tuple(names),
         auprc=tuple(tuple(None if math.isnan(v) else round(float(v), 6) for v in row) for row in table),
-        mean_auprc=tuple(None if math.isnan(v) else round(float(v), 6) for v in means), hard_kinds=tuple(hard),
+        mean_auprc=tuple(None if math.isnan(v) else round(float(v), 6) for v in means),
+        mean_log_odds=tuple(None if math.isnan(v) else round(float(v), 6) for v in odds), hard_kinds=tuple(hard),
     )
     return Calibration(record, np.asarray(scores, dtype=np.float64))
 
 
 __all__ = ["AUTO", "CANDIDATES", "Calibration", "CalibrationPlan", "ImageCalibration", "PLANTED_KINDS",
-           "PlantedCopy", "STATS_CANDIDATES", "average_precision", "calibrate", "clc_delta", "image_values",
+           "PlantedCopy", "STATS_CANDIDATES", "average_precision", "calibrate", "log_odds", "clc_delta", "image_values",
            "planted_copies", "temperatures", "COCO"]

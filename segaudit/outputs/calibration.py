@@ -22,7 +22,7 @@ def _value(value: float | None) -> str:
 def shown_rows(record: CalibrationRecord) -> list[int]:
     """The candidates a short table shows: the chosen, the best others, rsoftmin and clc."""
     order = sorted(range(len(record.candidates)),
-                   key=lambda c: (-(record.mean_auprc[c] if record.mean_auprc[c] is not None else -1), c))
+                   key=lambda c: (-(record.mean_log_odds[c] if record.mean_log_odds[c] is not None else -1e9), c))
     chosen = record.candidates.index(record.chosen)
     rows = [chosen] + [c for c in order if c != chosen][:SHOWN_BEST]
     rows += [record.candidates.index(name) for name in REFERENCE

@@ -165,7 +165,8 @@ def test_the_record_round_trips_and_refuses_a_broken_table():
 def test_kinds_poorly_found_are_named():
     record = CalibrationRecord(seed=0, chosen="cil", calibrated=True, images=40, set_aside=5,
                                kinds=("object_drop", "blob"), copies=(40, 40), candidates=("cil",),
-                               auprc=((0.21, 0.8),), mean_auprc=(0.505,), hard_kinds=("object_drop",))
+                               auprc=((0.21, 0.8),), mean_auprc=(0.505,), mean_log_odds=(0.03,),
+                               hard_kinds=("object_drop",))
     from segaudit.outputs.calibration import calibration_lines, calibration_markdown
 
     lines = calibration_lines(record)

@@ -1,4 +1,9 @@
-"""class_swap: two classes of the image exchange their pixels (``corrupt --kind swap``)."""
+"""class_swap: two classes of the image exchange their pixels (``corrupt --kind swap``).
+
+The two classes are drawn with probability proportional to their pixels: a swap is a
+whole-image error, and drawing classes uniformly would make most swaps exchange two small
+classes, a copy of object_class; by area, planted swaps span the sizes of real ones.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,11 @@ from .base import MIN_OBJECT_PIXELS, Kind, changed_enough
 
 def plant(mask, rng):
     classes, counts = np.unique(mask.labels[mask.scored], return_counts=True)
-    choices = classes[counts >= MIN_OBJECT_PIXELS]
+    big = counts >= MIN_OBJECT_PIXELS
+    choices, weights = classes[big], counts[big].astype(np.float64)
     if choices.size < 2:
         return None
-    a, b = (int(c) for c in rng.choice(choices, 2, replace=False))
+    a, b = (int(c) for c in rng.choice(choices, 2, replace=False, p=weights / weights.sum()))
     copy = mask.labels.copy()
     copy[mask.labels == a] = b
     copy[mask.labels == b] = a
