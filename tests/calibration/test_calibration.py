@@ -183,3 +183,20 @@ def test_calibrate_with_no_clc_cut_and_no_copies():
         pieces.append(ImageCalibration(values))
     outcome = calibrate(CalibrationPlan(0, 6), pieces, [0] * 6, [100] * 6, -math.inf)
     assert not outcome.record.calibrated and len(outcome.scores) == 6
+
+
+def test_auto_leaves_every_other_method_unchanged(tmp_path):
+    """The calibration's copies and extra temperatures change no other column, bit for bit."""
+    from datasets import make_dataset
+    from segaudit.api import score
+    from segaudit.methods import METHODS
+
+    made = make_dataset(tmp_path, [f"i{n}" for n in range(8)], n_classes=4, size=(29, 31), seed=4,
+                        dtype=np.float16, row_chunk=5)
+    plain = score(made.masks, made.store, methods=tuple(METHODS))
+    with_auto = score(made.masks, made.store, methods=("auto", *METHODS))
+    by_id = {r.image_id: r for r in with_auto.results}
+    for result in plain.results:
+        other = by_id[result.image_id]
+        assert all(np.float64(result.scores[m]).tobytes() == np.float64(other.scores[m]).tobytes() for m in METHODS)
+        assert (result.flagged_pixels, result.low_pixels) == (other.flagged_pixels, other.low_pixels)
