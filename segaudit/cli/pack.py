@@ -25,7 +25,7 @@ class Codec(str, Enum):  # the names of segaudit.io.writer.CODECS (kept literal:
 
 
 def command(
-    sources: Annotated[list[Path], typer.Argument(metavar="SOURCE...", help="A directory of per-image .npy/.npz files (id = relative path without extension): (K, H, W) images or (K, Z, Y, X) volumes, nnU-Net's --save_probabilities and --npz folders included; or one (N, K, H, W) .npy file; or several directories, merged (nnU-Net's fold_*/validation): a case found in two of them is refused, and a directory named fold_N (or inside one) records fold N for its images.")],
+    sources: Annotated[list[Path], typer.Argument(metavar="SOURCE", help="A directory of per-image .npy/.npz files (id = relative path without extension): (K, H, W) images or (K, Z, Y, X) volumes, nnU-Net's --save_probabilities and --npz folders included; or one (N, K, H, W) .npy file; or several directories, merged (nnU-Net's fold_*/validation): a case found in two of them is refused, and a directory named fold_N (or inside one) records fold N for its images.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The zarr store to write (per-image layout).")],
     ids: Annotated[Optional[Path], typer.Option(help="For one (N, K, H, W) .npy: a text file with the N image ids, one per line, in array order.")] = None,
     masks: Annotated[Optional[Path], typer.Option(help="For one (N, K, H, W) .npy: name the images by this masks directory's sorted ids (as 'segaudit score' pairs them). For directories: the masks the predictions are for (nnU-Net's labelsTr); the cases without prediction, and the predictions without mask, are named.")] = None,
