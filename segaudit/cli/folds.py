@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import exit_on_error, interactive, progress, refuse_overwriting_inputs, require_parent_dirs, stderr
-from ._options import IgnoreIndex, Masks, MaskSuffix, NoIgnore, StorageOptions, parse_storage_options
+from ._options import IgnoreIndex, Masks, MaskSuffix, NoIgnore, Palette, StorageOptions, parse_storage_options
 
 
 def command(
@@ -20,6 +20,7 @@ def command(
     mask_suffix: MaskSuffix = "",
     ignore_index: IgnoreIndex = None,
     no_ignore: NoIgnore = False,
+    palette: Palette = None,
     storage_options: StorageOptions = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary; errors only.")] = False,
 ) -> None:
@@ -34,14 +35,15 @@ def command(
 
     path = None if output == "-" else Path(output)
     require_parent_dirs(path)
-    refuse_overwriting_inputs({"masks directory": masks}, {"--output": path})
+    refuse_overwriting_inputs({"masks directory": masks, "--palette file": palette}, {"--output": path})
     with exit_on_error(output):
         from ..io.folds import folds_text, make_folds, summarise, write_folds
 
         with progress(interactive(quiet), "reading masks") as bar:
             assignment = make_folds(masks, k, seed=seed, group_by=group_by, mask_suffix=mask_suffix,
                                     ignore_index=() if no_ignore else tuple(ignore_index or (255,)),
-                                    storage_options=parse_storage_options(storage_options), on_image=bar.on_image)
+                                    storage_options=parse_storage_options(storage_options), palette=palette,
+                                    on_image=bar.on_image)
         if path is None:
             sys.stdout.write(folds_text(assignment))
             sys.stdout.flush()

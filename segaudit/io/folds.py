@@ -129,10 +129,10 @@ def assign_folds(groups: dict[str, list[str]], presence: dict[str, set[int]], k:
     return assignment
 
 
-def _present_values(mask, ignore: tuple[int, ...]) -> set[int]:
+def _present_values(mask, ignore: tuple[int, ...], palette=None) -> set[int]:
     from .masks import read_mask
 
-    values = np.unique(read_mask(mask))
+    values = np.unique(read_mask(mask, palette))
     return {int(v) for v in values if int(v) not in ignore}
 
 
@@ -145,6 +145,7 @@ def make_folds(
     mask_suffix: str = "",
     ignore_index: tuple[int, ...] = (255,),
     storage_options: dict | None = None,
+    palette: str | Path | None = None,
     threads: int = 4,
     on_image=None,
 ) -> dict[str, int]:
@@ -165,6 +166,8 @@ def make_folds(
         As for ``segaudit score``.
     ignore_index : tuple of int
         Mask values that are no class (left out of the class balance).
+    palette : path, optional
+        For RGB/RGBA masks: the colours' classes, as for ``segaudit score --palette``.
     threads : int
         Masks decoded at once (to read the class presence).
     on_image : callable, optional
@@ -175,9 +178,10 @@ def make_folds(
     dict
         Image id -> fold, in id order.
     """
-    from .masks import find_masks
+    from .masks import find_masks, load_palette
 
     pattern = compile_group_by(group_by)
+    colours = load_palette(palette) if palette is not None else None
     found = find_masks(masks, mask_suffix, storage_options)
     groups: dict[str, list[str]] = {}
     for mask in found:
@@ -188,7 +192,7 @@ def make_folds(
     ignore = tuple(int(v) for v in ignore_index)
     with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="segaudit-folds") as pool:
         for done, (mask, values) in enumerate(
-                zip(found, pool.map(lambda m: _present_values(m, ignore), found)), 1):
+                zip(found, pool.map(lambda m: _present_values(m, ignore, colours), found)), 1):
             presence[mask.image_id] = values
             if on_image:
                 on_image(done, len(found))

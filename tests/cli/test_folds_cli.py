@@ -89,3 +89,21 @@ def test_a_store_without_provenance_still_scores(tmp_path):
     assert "folds          not recorded" in run("info", ds.store).stdout
     scored = run("score", ds.masks, ds.store, "--folds", tmp_path / "folds.csv", "-o", tmp_path / "r.csv", "-q")
     assert scored.exit_code == 0, scored.output
+
+
+def test_rgb_masks_need_and_take_a_palette(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "masks").mkdir()
+    colours = [[0, 0, 0], [255, 0, 0]]
+    for n in range(4):
+        rgb = np.zeros((4, 5, 3), np.uint8)
+        rgb[: n + 1] = colours[1]
+        Image.fromarray(rgb, "RGB").save(tmp_path / "masks" / f"{n}.png")
+    (tmp_path / "palette.json").write_text(json.dumps(colours))
+    refused = run("folds", tmp_path / "masks", "-k", "2", "-o", tmp_path / "folds.csv")
+    assert refused.exit_code == 2 and "palette" in refused.stderr
+    result = run("folds", tmp_path / "masks", "-k", "2", "--palette", tmp_path / "palette.json",
+                 "-o", tmp_path / "folds.csv", "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "folds.csv").read_text().count("\n") == 5
