@@ -268,6 +268,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40, help="training epochs per fold (default 40)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per step (default 4: more steps learn faster on a CPU); 1 if the images differ in size and no --size")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
+    parser.add_argument("--balance", type=float, default=0.5,
+                        help="class k's loss weight is (mean frequency / frequency of k) ** balance (0 = plain "
+                             "cross-entropy; higher favours thin, rare classes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", choices=("stem-unet", "tiny", "deeplabv3"), default="stem-unet",
                         help="stem-unet (default: learns on a CPU, torch only), tiny (a smoke test) or deeplabv3 "
@@ -326,7 +329,7 @@ def main() -> None:
             training = Subset(dataset, train_indices)
             train(model, DataLoader(training, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                                     drop_last=len(train_indices) > args.batch_size),
-                  args.epochs, device, args.ignore_index, class_weights(training, n_classes, args.ignore_index),
+                  args.epochs, device, args.ignore_index, class_weights(training, n_classes, args.ignore_index, args.balance),
                   args.lr)
             predict(model, DataLoader(Subset(dataset, held_out), batch_size=args.batch_size,
                                       num_workers=args.workers), writer, device, fold, confusion, args.ignore_index)
