@@ -18,6 +18,7 @@ LAYERS = [
     {"ci"},
     {"outputs"},
     {"evaluation"},
+    {"integrations"},
     {"cli", "__main__"},
 ]
 LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from . import check, corrupt, diff, evaluate, evaluate_regions, export, info, issues, overlay, pack, pack_masks, regions, report, score, summary
+from . import check, corrupt, diff, evaluate, evaluate_regions, export, folds, info, issues, overlay, pack, pack_masks, regions, report, score, summary
 from ._app import Command, app, stderr
 
 __all__ = ["COMMANDS", "app", "main"]
@@ -23,6 +23,7 @@ COMMANDS = {
     "summary": summary,
     "score": score,
     "regions": regions,
+    "folds": folds,
     "pack": pack,
     "pack-masks": pack_masks,
     "info": info,
@@ -42,6 +43,7 @@ SHORT_HELP = {
     "summary": "Which class mix-ups dominate.",
     "score": "Score every image and write a ranking.",
     "regions": "List error regions and propose fixes.",
+    "folds": "Split the images into k folds (no leaks).",
     "pack": "Pack numpy predictions into a zarr store.",
     "pack-masks": "Write an (N, H, W) label array as PNG masks.",
     "info": "Describe a prediction store.",

@@ -36,6 +36,7 @@ def command(
     max_flagged: Annotated[Optional[int], typer.Option(help="Gate: exit 1 if any image has more than N clc-flagged pixels (needs clc in --method).")] = None,
     regions: Annotated[bool, typer.Option("--regions", help="Also find each image's error regions (one more pass over the store; see segaudit regions): adds the columns regions (how many score >= 0.5) and worst_region (the worst one's kind: missing, wrong_class, boundary, spurious), and the rule to the run record, so overlay draws the same regions.")] = False,
     reviewed: Annotated[Optional[Path], typer.Option("--reviewed", help="A reviewer's decisions.csv (image,region,decision,note,mask_sha256): images marked ok whose mask file still has the recorded sha256 stay in the ranking but are exempt from the gates; a changed mask is judged again. The run record and --summary-md say how many were exempted and how many decisions went stale.")] = None,
+    folds: Annotated[Optional[Path], typer.Option("--folds", help="An image,fold table (from 'segaudit folds'): before scoring, check that every image with a recorded fold (PredictionWriter(fold=), pack --fold) was predicted by its own fold's model; exit 2 naming the first offenders otherwise. A store without recorded folds passes.")] = None,
     fail_on_warning: Annotated[bool, typer.Option("--fail-on-warning", help="Gate: exit 1 if the dataset-level check warns (labels and predictions do not look like the same class space, e.g. masks needing --label-map).")] = False,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format: csv, jsonl (one JSON object per image) or json.")] = OutputFormat.csv,
     summary_md: Annotated[Optional[Path], typer.Option(help="Also write a Markdown summary (counts, gates, worst images) for $GITHUB_STEP_SUMMARY or a PR comment.")] = None,
@@ -68,6 +69,11 @@ def command(
             from ..io.decisions import read_decisions
 
             decisions = read_decisions(reviewed)
+        if folds is not None:  # in-sample predictions would trust the labels they should audit
+            from ..io.folds import check_store_folds
+            from ._options import parse_storage_options
+
+            check_store_folds(inputs.predictions, folds, parse_storage_options(inputs.storage_options))
     keywords = inputs.keywords()
     cluster = dask_client(scheduler, dask_workers, partition_size)
     show = interactive(quiet, verbose)

@@ -94,7 +94,9 @@ def inspect_store(path: str | Path, storage_options: dict | None = None) -> dict
         chunk shape), ``chunks_vary``, ``chunk_bytes``, ``codec``, ``bytes_on_disk``,
         ``bytes_stored`` (uncompressed), ``kind``, ``channels_last``, ``complete`` (True,
         False, or None when the store was not written by segaudit), ``incomplete_reason``,
-        ``writer``, ``readable`` and ``problem`` (why ``segaudit score`` would refuse it).
+        ``writer``, ``readable`` and ``problem`` (why ``segaudit score`` would refuse it),
+        ``folds_recorded`` (images whose array names the fold that predicted it, see
+        :mod:`segaudit.io.folds`) and ``fold_images`` (fold -> images, as text keys).
 
     Raises
     ------
@@ -160,6 +162,8 @@ def _describe(path: Path | str, group, location: str | Path, storage_options: di
         "writer": attrs.get(WRITER_ATTR),
         "readable": True,
         "problem": None,
+        "folds_recorded": 0,
+        "fold_images": {},
     }
     if arrays:
         three_d = [s for s in per_image if len(s) == 3]
@@ -188,6 +192,13 @@ def _describe(path: Path | str, group, location: str | Path, storage_options: di
         codecs, count = _most_common([array_codecs(a) for a in arrays.values()])
         info["codec"] = codecs if count == len(arrays) else f"{codecs} (most arrays; others differ)"
         info["bytes_stored"] = int(sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in arrays.values()))
+        if layout == "per-image":
+            from .folds import FOLD_ATTR
+
+            recorded = Counter(a.attrs.get(FOLD_ATTR) for a in arrays.values())
+            recorded.pop(None, None)
+            info["folds_recorded"] = sum(recorded.values())
+            info["fold_images"] = {str(fold): recorded[fold] for fold in sorted(recorded, key=str)}
 
     try:
         open_predictions(location, storage_options=storage_options)
@@ -227,6 +238,16 @@ def _complete_text(info: dict) -> str:
     return "unknown (not written by segaudit)"
 
 
+def _folds_text(info: dict) -> str:
+    if not info.get("folds_recorded"):
+        return "not recorded"
+    counts = ", ".join(f"{fold}: {n}" for fold, n in info["fold_images"].items())
+    text = f"recorded for {info['folds_recorded']} of {info['images']} images (fold: images {counts})"
+    if info.get("folds_check"):
+        text += f"; checked against {info['folds_table']}: {info['folds_check']}"
+    return text
+
+
 def format_info(info: dict) -> str:
     """``segaudit info``'s text: one ``name  value`` line per property."""
     on_disk, stored = info["bytes_on_disk"], info["bytes_stored"]
@@ -254,6 +275,7 @@ def format_info(info: dict) -> str:
         ("kind", str(info["kind"])),
         ("channels_last", "true" if info["channels_last"] is True else "false"),
         ("complete", _complete_text(info)),
+        ("folds", _folds_text(info)),
         ("readable", "yes" if info["readable"] else f"no: {info['problem']}"),
     ]
     width = max(len(name) for name, _ in rows)

@@ -13,11 +13,12 @@ end, so a failed or interrupted run leaves nothing behind and keeps an earlier o
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,8 @@ class PackResult:
     images: int
     bytes_on_disk: int
     detail: str  # e.g. "K=19, float16" or "8-bit L PNGs"
+    without_prediction: list[str] = field(default_factory=list)  # (pack --masks DIR) mask ids not packed
+    without_mask: list[str] = field(default_factory=list)        # (pack --masks DIR) packed ids with no mask
 
 
 # --- inputs -----------------------------------------------------------------------
@@ -71,6 +74,36 @@ def find_sources(directory: str | Path) -> list[tuple[str, Path]]:
     if not by_id:
         raise InputError(f"no .npy or .npz files found in {root}")
     return [(image_id, by_id[image_id]) for image_id in sorted(by_id)]
+
+
+#: A folder named like nnU-Net's ``fold_3`` names the fold whose model predicted its files.
+_FOLD_FOLDER = re.compile(r"fold_(\d+)")
+
+
+def folder_fold(directory: Path) -> int | None:
+    """The fold a folder's path names (its last ``fold_N`` part, as nnU-Net's results have), or None."""
+    for part in reversed(Path(directory).resolve().parts):
+        match = _FOLD_FOLDER.fullmatch(part)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def merge_sources(directories: Sequence[Path]) -> list[tuple[str, Path, Path]]:
+    """The per-image files of several directories, as (image id, path, directory), sorted by id.
+
+    InputError naming the case and both folders when an id is found in two of them (nnU-Net's
+    folds must not overlap: a case predicted twice was in some model's training set).
+    """
+    seen: dict[str, tuple[Path, Path]] = {}
+    for directory in directories:
+        for image_id, path in find_sources(directory):
+            if image_id in seen:
+                first_dir, first = seen[image_id]
+                raise InputError(f"case {image_id!r} is in two folders: {first_dir} ({first.name}) and {directory} "
+                                 f"({path.name}); each case must come from one fold")
+            seen[image_id] = (directory, path)
+    return [(image_id, seen[image_id][1], seen[image_id][0]) for image_id in sorted(seen)]
 
 
 def load_array(path: str | Path, preferred: str | tuple[str, ...] = (NPZ_PROBS, NPZ_NNUNET)) -> np.ndarray:
@@ -206,7 +239,7 @@ class _SourceWriter(PredictionWriter):
 
 
 def pack(
-    source: str | Path,
+    source: str | Path | Sequence[str | Path],
     output: str | Path,
     *,
     ids: str | Path | list[str] | None = None,
@@ -218,16 +251,20 @@ def pack(
     channels_last: bool = False,
     codec: str = DEFAULT_CODEC,
     overwrite: bool = False,
+    fold: int | None = None,
     on_image: Callable[[int, int], None] | None = None,
 ) -> PackResult:
     """Pack numpy predictions into a per-image zarr store, atomically.
 
     Parameters
     ----------
-    source : str or Path
+    source : str or Path, or a list of them
         A directory of per-image ``.npy``/``.npz`` files, each (K, H, W) (or (H, W, K) with
         ``channels_last``), the id being the relative path without extension; or one
-        ``.npy`` of shape (N, K, H, W) (or (N, H, W, K)), read memory-mapped.
+        ``.npy`` of shape (N, K, H, W) (or (N, H, W, K)), read memory-mapped; or several
+        directories (nnU-Net's ``fold_*/validation``), merged: an id found in two of them is
+        refused, and a directory whose path has a ``fold_N`` part records fold N for its
+        images (see :mod:`segaudit.io.folds`).
     output : str or Path
         The store to write. It must not exist unless ``overwrite`` (then it must be a zarr store).
     ids : path or list of str, optional
@@ -235,7 +272,13 @@ def pack(
         or a list).
     masks : path, optional
         For a single ``.npy``: take the ids from this masks directory, sorted (as
-        ``segaudit score`` pairs them); ``mask_suffix`` as for scoring.
+        ``segaudit score`` pairs them); ``mask_suffix`` as for scoring. For directories:
+        the masks the predictions are for; the result names the masks without prediction
+        and the predictions without mask.
+    fold : int, optional
+        The fold whose model made all these predictions, recorded for every image (default:
+        the fold a directory's ``fold_N`` name gives; not with several directories, which
+        record the folds of their names).
     classes, dtype, logits, channels_last, codec
         As for :class:`~segaudit.io.writer.PredictionWriter` (``channels_last`` describes the
         source arrays; the store is always (K, H, W)).
@@ -247,18 +290,47 @@ def pack(
     InputError
         One line naming the source file (or array index) and the problem; nothing is written.
     """
-    source, output = Path(source), Path(output)
+    sources = [Path(s) for s in source] if isinstance(source, (list, tuple)) else [Path(source)]
+    output = Path(output)
     shape_text = "(H, W, K)" if channels_last else "(K, H, W)"
-    if not source.exists():
-        raise InputError(f"source not found: {source}")
+    if not sources:
+        raise InputError("no source given")
+    for one in sources:
+        if not one.exists():
+            raise InputError(f"source not found: {one}")
+    if len(sources) > 1 and not all(one.is_dir() for one in sources):
+        raise InputError(f"several sources must all be directories of .npy/.npz files; "
+                         f"{next(one for one in sources if not one.is_dir())} is not")
+    if len(sources) > 1 and len(set(s.resolve() for s in sources)) < len(sources):
+        raise InputError("a source directory is given twice")
+    if fold is not None:
+        from .folds import check_fold_value
+
+        fold = check_fold_value(fold, "--fold")
+        if len(sources) > 1:
+            raise InputError("--fold names the fold of one source; several directories record the fold of their "
+                             "fold_N names")
+    source = sources[0]
+    folds_of: dict[str, int | None] = {}
+    missing_masks: tuple[list[str], list[str]] = ([], [])
     if source.is_dir():
-        if ids is not None or masks is not None:
-            raise InputError("--ids and --masks apply to a single (N, K, H, W) .npy source; the ids of a "
+        if ids is not None:
+            raise InputError("--ids applies to a single (N, K, H, W) .npy source; the ids of a "
                              f"directory are its files' relative paths ({source})")
-        items = find_sources(source)
+        if len(sources) == 1:
+            items = find_sources(source)
+            one_fold = fold if fold is not None else folder_fold(source)
+            folds_of = {image_id: one_fold for image_id, _ in items}
+        else:
+            merged = merge_sources(sources)
+            items = [(image_id, path) for image_id, path, _ in merged]
+            folder_folds = {directory: folder_fold(directory) for directory in sources}
+            folds_of = {image_id: folder_folds[directory] for image_id, _, directory in merged}
         files = dict(items)
         image_ids = [image_id for image_id, _ in items]
-        check_ids(image_ids, str(source))
+        check_ids(image_ids, str(source) if len(sources) == 1 else "the source directories")
+        if masks is not None:
+            missing_masks = _coverage(image_ids, masks, mask_suffix)
 
         def describe(image_id: str) -> str:
             return str(files[image_id])
@@ -282,6 +354,7 @@ def pack(
             raise InputError(f"{source}: expected an {stack_text} array, got shape {stack.shape}"
                              + (" (one image? put it in a directory)" if stack.ndim == 3 else ""))
         image_ids = _stack_ids(source, stack.shape[0], ids, masks, mask_suffix)
+        folds_of = {image_id: fold for image_id in image_ids}
         positions = {image_id: n for n, image_id in enumerate(image_ids)}
 
         def describe(image_id: str) -> str:
@@ -299,14 +372,24 @@ def pack(
                            codec=codec, describe=describe, output=output) as writer:
             for done, (image_id, array, attributes) in enumerate(arrays(), 1):
                 if attributes is None:
-                    writer.write(image_id, array)
+                    writer.write(image_id, array, fold=folds_of.get(image_id))
                 else:
-                    writer.write_volume(image_id, array, attributes)
+                    writer.write_volume(image_id, array, attributes, fold=folds_of.get(image_id))
                 if on_image:
                     on_image(done, total)
         size = directory_bytes(temporary)
         detail = f"K={writer.n_classes}, {writer.dtype}, codec {codec}"
-    return PackResult(path=output, images=total, bytes_on_disk=size, detail=detail)
+    return PackResult(path=output, images=total, bytes_on_disk=size, detail=detail,
+                      without_prediction=missing_masks[0], without_mask=missing_masks[1])
+
+
+def _coverage(image_ids: list[str], masks: str | Path, mask_suffix: str) -> tuple[list[str], list[str]]:
+    """The mask ids with no prediction, and the prediction ids with no mask (both sorted)."""
+    from .masks import find_masks
+
+    mask_ids = {mask.image_id for mask in find_masks(masks, mask_suffix)}
+    packed = set(image_ids)
+    return sorted(mask_ids - packed), sorted(packed - mask_ids)
 
 
 def volume_attributes(path: Path) -> dict:

@@ -228,6 +228,12 @@ class PredictionWriter:
         power-of-two number of rows.
     overwrite : bool
         Replace an existing zarr store at ``path``.
+    fold : int, optional
+        The fold whose model made these predictions (k-fold cross-validation): stored on
+        each image's array as the attribute ``segaudit_fold``, so that ``segaudit info
+        --folds`` and ``segaudit score --folds`` can check that no image was predicted by a
+        model that trained on it. ``write``/``write_batch``/``write_volume`` take ``fold=``
+        too, for one writer shared by all folds.
 
     Raises
     ------
@@ -248,8 +254,11 @@ class PredictionWriter:
         codec: str = DEFAULT_CODEC,
         chunk_bytes: int = CHUNK_BYTES,
         overwrite: bool = False,
+        fold: int | None = None,
     ) -> None:
         import zarr
+
+        from .folds import check_fold_value
 
         self.path = Path(path)
         if str(dtype) not in DTYPES:
@@ -274,6 +283,7 @@ class PredictionWriter:
         self.store_channels_last = bool(store_channels_last)
         self.codec = codec
         self.chunk_bytes = int(chunk_bytes)
+        self.fold = None if fold is None else check_fold_value(fold, self._where())
         self.image_ids: list[str] = []
         self._ids: set[str] = set()
         self._folders: set[str] = set()
@@ -308,36 +318,47 @@ class PredictionWriter:
     def images_written(self) -> int:
         return len(self.image_ids)
 
-    def write(self, image_id: str, probs: object) -> None:
-        """Write one image's (K, H, W) predictions ((H, W, K) with ``channels_last``)."""
-        self._check_open()
-        image_id = self._check_new_id(image_id, self._where())
-        where = self._where(image_id)
-        array = as_numpy(probs, where)
-        if array.ndim != 3:
-            hint = " (for a batch use write_batch)" if array.ndim == 4 else ""
-            raise InputError(f"{where}: expected a {self._shape_text()} array, got shape {array.shape}{hint}")
-        self._write_one(image_id, array, where)
+    def write(self, image_id: str, probs: object, *, fold: int | None = None) -> None:
+        """Write one image's (K, H, W) predictions ((H, W, K) with ``channels_last``).
 
-    def write_volume(self, image_id: str, probs: object, attributes: dict | None = None) -> None:
-        """Write one volume's (K, Z, Y, X) predictions, slice by slice, as one image.
-
-        ``attributes`` (JSON values, e.g. ``affine`` and ``spacing``) are stored on its
-        array. The checks are those of :meth:`write`, per slice; a message names the slice.
+        ``fold``: the fold whose model predicted it (default: the writer's ``fold``).
         """
         self._check_open()
         image_id = self._check_new_id(image_id, self._where())
         where = self._where(image_id)
+        fold = self._fold(fold, where)
+        array = as_numpy(probs, where)
+        if array.ndim != 3:
+            hint = " (for a batch use write_batch)" if array.ndim == 4 else ""
+            raise InputError(f"{where}: expected a {self._shape_text()} array, got shape {array.shape}{hint}")
+        self._write_one(image_id, array, where, fold=fold)
+
+    def write_volume(self, image_id: str, probs: object, attributes: dict | None = None, *,
+                     fold: int | None = None) -> None:
+        """Write one volume's (K, Z, Y, X) predictions, slice by slice, as one image.
+
+        ``attributes`` (JSON values, e.g. ``affine`` and ``spacing``) are stored on its
+        array. The checks are those of :meth:`write`, per slice; a message names the slice.
+        ``fold`` as for :meth:`write`.
+        """
+        self._check_open()
+        image_id = self._check_new_id(image_id, self._where())
+        where = self._where(image_id)
+        fold = self._fold(fold, where)
         array = as_numpy(probs, where)
         if array.ndim != 4:
             raise InputError(f"{where}: expected a (K, Z, Y, X) volume, got shape {array.shape}")
         if self.channels_last:
             raise InputError(f"{where}: volumes are (K, Z, Y, X); channels-last volumes are not supported")
-        self._write_one(image_id, array, where, attributes)
+        self._write_one(image_id, array, where, attributes, fold=fold)
 
-    def write_batch(self, image_ids, probs: object) -> None:
-        """Write a batch: ids (a sequence of B strings) and (B, K, H, W) predictions."""
+    def write_batch(self, image_ids, probs: object, *, fold: int | None = None) -> None:
+        """Write a batch: ids (a sequence of B strings) and (B, K, H, W) predictions.
+
+        ``fold`` as for :meth:`write`.
+        """
         self._check_open()
+        fold = self._fold(fold, self._where())
         if isinstance(image_ids, str):
             raise InputError(f"{self._where()}: write_batch needs a sequence of image ids, not one string "
                              "(use write for a single image)")
@@ -355,7 +376,7 @@ class PredictionWriter:
                 raise InputError(f"{self._where()}: duplicate image id {image_id!r} in the batch")
             seen.add(image_id)
         for image_id, one in zip(image_ids, array):
-            self._write_one(image_id, one, self._where(image_id))
+            self._write_one(image_id, one, self._where(image_id), fold=fold)
 
     def close(self) -> None:
         """Mark the store complete. Safe to call twice."""
@@ -396,6 +417,14 @@ class PredictionWriter:
         """How messages name the store or one of its images."""
         return f"{self.path}" if image_id is None else f"{self.path}/{image_id}"
 
+    def _fold(self, fold: int | None, where: str) -> int | None:
+        """The fold to record: the one given to the call, or else the writer's."""
+        if fold is None:
+            return self.fold
+        from .folds import check_fold_value
+
+        return check_fold_value(fold, where)
+
     def _check_new_id(self, image_id: object, where: str) -> str:
         image_id = check_image_id(image_id, where)
         if image_id in self._ids:
@@ -410,7 +439,8 @@ class PredictionWriter:
                                  "which is already written")
         return image_id
 
-    def _write_one(self, image_id: str, array: np.ndarray, where: str, attributes: dict | None = None) -> None:
+    def _write_one(self, image_id: str, array: np.ndarray, where: str, attributes: dict | None = None, *,
+                   fold: int | None = None) -> None:
         class_axis = -1 if self.channels_last else 0
         n_classes = array.shape[class_axis]
         depth = array.shape[1] if array.ndim == 4 else None  # a volume's slices
@@ -426,15 +456,20 @@ class PredictionWriter:
                              f"but {named} K={self.n_classes}")
         if height == 0 or width == 0 or depth == 0:
             raise InputError(f"{where}: empty image, shape {array.shape}")
+        attributes = dict(attributes or {})
+        if fold is not None:
+            from .folds import FOLD_ATTR
+
+            attributes[FOLD_ATTR] = fold
         if depth is not None:
-            self._write_volume(image_id, array, where, attributes or {})
+            self._write_volume(image_id, array, where, attributes)
             return
 
         stored_shape = (height, width, n_classes) if self.store_channels_last else (n_classes, height, width)
         rows = min(height, chunk_rows(n_classes, width, self.dtype.itemsize, self.chunk_bytes))
         chunks = (rows, width, n_classes) if self.store_channels_last else (n_classes, rows, width)
         self._add_array(image_id, where, lambda target: self._fill(target, array, rows, height),
-                        shape=stored_shape, chunks=chunks)
+                        shape=stored_shape, chunks=chunks, **({"attributes": attributes} if attributes else {}))
 
     def _write_volume(self, image_id: str, array: np.ndarray, where: str, attributes: dict) -> None:
         """A (K, Z, Y, X) volume as one array chunked by slice (and rows), checked slice by slice."""

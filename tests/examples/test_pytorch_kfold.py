@@ -1,7 +1,9 @@
-"""examples/pytorch_kfold.py runs offline, end to end, on a tiny model and tiny data (needs torch)."""
+"""examples/pytorch_kfold.py runs offline, end to end, on tiny data (needs torch): CamVid-like
+void labels, a label map, a resize, and the folds of ``segaudit folds``, recorded in the store."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,48 +12,93 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
 from datasets import write_masks
 
 torch = pytest.importorskip("torch", reason="torch is not installed: examples/pytorch_kfold.py is not run")
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pytorch_kfold.py"
+OFFLINE = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+           "NO_PROXY": "*", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
 
 
-def test_kfold_example_writes_a_store_that_segaudit_scores(tmp_path):
+def scenes(root: Path, n=6, shape=(30, 40), values=(0, 1, 2), void=3) -> list[str]:
+    """Photos whose colour follows the label, masks with ``values`` and some ``void`` pixels."""
     rng = np.random.default_rng(0)
-    ids = [f"scene/{n:02d}" for n in range(6)]
-    labels = {}
+    ids, labels = [f"seq{n % 3}/{n:02d}" for n in range(n)], {}
     for image_id in ids:
-        lab = np.zeros((16, 20), np.uint8)
-        lab[8:] = 1
-        lab[2:6, rng.integers(0, 14):][:, :6] = 2
+        lab = np.full(shape, values[0], np.uint8)
+        lab[shape[0] // 2:] = values[1]
+        top = int(rng.integers(0, shape[1] - 12))
+        lab[4:12, top:top + 12] = values[2]
+        lab[:2] = void
         labels[image_id] = lab
-        photo = np.stack([lab * 100, 255 - lab * 100, np.full_like(lab, 90)], axis=-1).astype(np.uint8)
-        (tmp_path / "images" / "scene").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(photo).save(tmp_path / "images" / f"{image_id}.png")
-    write_masks(tmp_path / "masks", labels)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
-           "NO_PROXY": "*", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}  # offline
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"),
-         "--classes", "3", "--folds", "2", "--epochs", "1", "--batch-size", "2", "--model", "tiny",
-         "--workers", "0", "-o", str(tmp_path / "preds.zarr")],
-        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+        index = np.searchsorted(values, np.minimum(lab, values[-1]))
+        photo = np.stack([index * 100, 255 - index * 100, np.full_like(index, 90)], axis=-1).astype(np.uint8)
+        (root / "images" / image_id).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(photo).save(root / "images" / f"{image_id}.png")
+    write_masks(root / "masks", labels)
+    return ids
+
+
+def example(root: Path, *options) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(EXAMPLE), "--images", str(root / "images"), "--masks",
+                           str(root / "masks"), *map(str, options), "-o", str(root / "preds.zarr")],
+                          capture_output=True, text=True, timeout=600, env=OFFLINE, cwd=root)
+
+
+def test_camvid_like_masks_with_folds_label_map_and_resize(tmp_path):
+    from segaudit.cli import app
+    from segaudit.io.folds import read_folds, recorded_folds
+
+    ids = scenes(tmp_path, values=(10, 20, 30), void=99)
+    (tmp_path / "map.json").write_text(json.dumps({"10": 0, "20": 1, "30": 2, "99": "ignore"}))
+    folds = CliRunner().invoke(app, ["folds", str(tmp_path / "masks"), "-k", "3", "--group-by", "^(seq\\d)/",
+                                     "--ignore-index", "99", "-o", str(tmp_path / "folds.csv")])
+    assert folds.exit_code == 0, folds.output
+    result = example(tmp_path, "--classes", 3, "--label-map", tmp_path / "map.json", "--ignore-index", 11,
+                     "--size", "24x32", "--folds", tmp_path / "folds.csv", "--epochs", 2, "--batch-size", 2,
+                     "--threads", 1)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "wrote" in result.stdout and "(6 images)" in result.stdout
+    assert "6 images, 3 folds, K=3" in result.stdout and "(6 images)" in result.stdout
+    assert "out-of-fold mIoU against the masks" in result.stdout
 
-    import segaudit
+    import zarr
 
-    run = segaudit.score(tmp_path / "masks", tmp_path / "preds.zarr", methods=("softmin",))
-    assert sorted(r.image_id for r in run.results) == ids
+    store = zarr.open_group(str(tmp_path / "preds.zarr"), mode="r")
+    assert all(store[image_id].shape == (3, 30, 40) for image_id in ids)  # at the masks' size, not 24x32
+    assert recorded_folds(tmp_path / "preds.zarr") == read_folds(tmp_path / "folds.csv")
+    scored = CliRunner().invoke(app, ["score", str(tmp_path / "masks"), str(tmp_path / "preds.zarr"), "--folds",
+                                      str(tmp_path / "folds.csv"), "--label-map", str(tmp_path / "map.json"),
+                                      "-o", str(tmp_path / "ranking.csv"), "-q"])
+    assert scored.exit_code == 0, scored.output
 
 
-def test_the_default_model_downloads_no_weights(tmp_path):
-    pytest.importorskip("torchvision", reason="torchvision is not installed: the default DeepLabV3 model is not built")
+def test_void_above_the_classes_is_ignored_and_k_folds_are_made_here(tmp_path):
+    scenes(tmp_path, n=4, values=(0, 1, 2), void=11)  # CamVid: K = 11 classes would have void = 11
+    result = example(tmp_path, "--classes", 3, "--ignore-index", 11, "--folds", 2, "--epochs", 1,
+                     "--batch-size", 2, "--model", "tiny")
+    assert result.returncode == 0, result.stderr[-3000:]
+    from segaudit.io.folds import recorded_folds
+
+    assert sorted(set(recorded_folds(tmp_path / "preds.zarr").values())) == [0, 1]
+
+
+def test_a_mask_without_image_and_a_bad_size_are_one_line_errors(tmp_path):
+    scenes(tmp_path, n=2)
+    bad = example(tmp_path, "--classes", 3, "--ignore-index", 3, "--size", "big", "--folds", 2)
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1] == "error: --size 'big': expected HxW, e.g. 180x240"
+    (tmp_path / "images" / "seq0" / "00.png").unlink()
+    missing = example(tmp_path, "--classes", 3, "--ignore-index", 3, "--folds", 2)
+    assert missing.returncode != 0 and "error: no image for mask" in missing.stderr
+
+
+def test_the_deeplabv3_model_downloads_no_weights(tmp_path):
+    pytest.importorskip("torchvision", reason="torchvision is not installed: the DeepLabV3 model is not built")
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch-home"), "NO_PROXY": "",
            "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}  # any download fails
-    code = ("import runpy; model = runpy.run_path(%r)['make_model'](3); "
+    code = ("import runpy; model = runpy.run_path(%r)['make_model'](3, 'deeplabv3'); "
             "print(sum(p.numel() for p in model.parameters()) > 0)" % str(EXAMPLE))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr[-3000:]

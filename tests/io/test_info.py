@@ -46,12 +46,13 @@ def test_per_image_store_written_by_the_writer(tmp_path):
         "chunk_bytes": 4 * 64 * 48 * 2, "shards": None, "codec": "blosc(cname=lz4, clevel=5, shuffle=shuffle)",
         "bytes_on_disk": None, "bytes_stored": 3 * 4 * 64 * 48 * 2, "kind": "probabilities", "channels_last": False,
         "complete": True, "incomplete_reason": None, "writer": "segaudit 0.1.0 PredictionWriter",
-        "readable": True, "problem": None,
+        "readable": True, "problem": None, "folds_recorded": 0, "fold_images": {},
     }
     assert described["bytes_on_disk"] > 0
     text = lines(invoke(tmp_path / "p.zarr"))
     assert list(text) == ["store", "layout", "images", "classes", "shape", "dtype", "chunks", "codec",
-                          "size on disk", "kind", "channels_last", "complete", "readable"]
+                          "size on disk", "kind", "channels_last", "complete", "folds", "readable"]
+    assert text["folds"] == "not recorded"
     assert text["layout"] == "per-image"
     assert text["images"] == "3"
     assert text["classes"] == "K=4: road, sky, car, tree"

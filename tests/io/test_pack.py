@@ -297,7 +297,7 @@ def _stack_three_d(d):
 
 def _ids_for_directory(d):
     (d.root / "ids.txt").write_text("a\n")
-    return [d.source, "--ids", d.root / "ids.txt"], ["--ids and --masks apply to a single (N, K, H, W) .npy"]
+    return [d.source, "--ids", d.root / "ids.txt"], ["--ids applies to a single (N, K, H, W) .npy"]
 
 
 def _missing_ids_file(d):
