@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import EXIT_FINDINGS, exit_on_error, stderr
-from ._options import OutputFormat, Quiet, StorageOptions, parse_storage_options
+from ._options import DEFAULT_TIMEOUT, OutputFormat, Quiet, StorageOptions, Timeout, parse_storage_options
 
 
 def command(
@@ -20,6 +20,7 @@ def command(
     reviewed: Annotated[Optional[Path], typer.Option("--reviewed", help="A reviewer's decisions.csv: images marked ok whose mask (found through the head ranking's run record) still has the recorded sha256 do not fail the diff.")] = None,
     output_format: Annotated[Optional[OutputFormat], typer.Option("--format", help="Write the changes to stdout as csv, jsonl or json instead of a table.")] = None,
     storage_options: StorageOptions = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     quiet: Quiet = False,
 ) -> None:
     """Compare two rankings: what got worse, new, added or removed.
@@ -34,12 +35,13 @@ def command(
     from ..io.tables import render
 
     review = None
+    options = parse_storage_options(storage_options, timeout)  # checked even when --reviewed does not use it
     with exit_on_error():
         base_ranking, head_ranking = read_ranking(base), read_ranking(head)
         if reviewed is not None:
             from ..ci.review import review_ranking
 
-            review = review_ranking(reviewed, head_ranking, parse_storage_options(storage_options))
+            review = review_ranking(reviewed, head_ranking, options)
         changes = diff_rankings(base_ranking, head_ranking, tolerance=tolerance, fail_under=fail_under,
                                 exempt=review.exempt if review else frozenset())
     if review is not None and not quiet:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import exit_on_error, fail, interactive, progress, stderr
-from ._options import StorageOptions, parse_storage_options
+from ._options import DEFAULT_TIMEOUT, StorageOptions, Timeout, parse_storage_options
 
 #: The formats of :data:`segaudit.outputs.exports.EXPORTERS` (named here so that --help
 #: imports nothing; a test checks they agree).
@@ -29,6 +29,7 @@ def command(
     band_weight: Annotated[Optional[float], typer.Option(help="Region rule (as segaudit regions); default: the ranking's or 1.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (default: tasks.json, cvat-masks.zip or regions.coco.json).")] = None,
     storage_options: StorageOptions = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes; errors only.")] = False,
 ) -> None:
     """Export the images to relabel to an annotation tool: the images marked fix, the worst N,
@@ -46,7 +47,7 @@ def command(
         with progress(interactive(quiet)) as bar:
             outcome = export(to, ranking, out, regions=regions, decisions=decisions, top=top, min_score=min_score,
                              proposals=proposals, image_url=image_url, rule=rule, on_progress=bar.on_progress,
-                             storage_options=parse_storage_options(storage_options))
+                             storage_options=parse_storage_options(storage_options, timeout))
     if not quiet:
         if outcome.without_proposal:
             stderr.print(f"note: {len(outcome.without_proposal)} image(s) have no proposal in {proposals} (their "

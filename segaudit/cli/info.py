@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 
 from ._app import exit_on_error
-from ._options import StorageOptions, parse_storage_options
+from ._options import DEFAULT_TIMEOUT, StorageOptions, Timeout, parse_storage_options
 
 
 def command(
     store: Annotated[str, typer.Argument(help="A zarr prediction store (per-image or stacked layout, zarr format 3 or 2), or its URL (s3://, gs://, https://, anything fsspec opens).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON.")] = False,
     storage_options: StorageOptions = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
 ) -> None:
     """Describe a prediction store: layout, images, classes, shapes, dtype, chunks, codec, size, completeness.
 
@@ -24,7 +25,7 @@ def command(
     with exit_on_error():
         from ..io.info import format_info, inspect_store
 
-        description = inspect_store(store, parse_storage_options(storage_options))
+        description = inspect_store(store, parse_storage_options(storage_options, timeout))
     if as_json:
         typer.echo(json.dumps(description, indent=2))
     else:

@@ -37,7 +37,7 @@ def command(
         raise fail(f"--top must be at least 1, got {top}")
     refuse_overwriting_inputs(inputs.reads(), {"--out": out})
     keywords = inputs.keywords()
-    cluster = dask_client(scheduler, dask_workers, partition_size)
+    cluster = dask_client(scheduler, dask_workers, partition_size, inputs.timeout)
     with exit_on_error(f"to {out}"), cluster as client, progress(interactive(quiet)) as bar:
         written, run = write_issue_masks(inputs.masks, inputs.predictions, out, method=method, top=top,
                                          pixel_threshold=pixel_threshold, downsample=downsample,

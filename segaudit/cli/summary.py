@@ -40,7 +40,7 @@ def command(
     require_parent_dirs(csv)
     refuse_overwriting_inputs(inputs.reads(), {"--csv": csv})
     keywords = inputs.keywords()
-    cluster = dask_client(scheduler, dask_workers, partition_size)
+    cluster = dask_client(scheduler, dask_workers, partition_size, inputs.timeout)
     with exit_on_error(), cluster as client, progress(interactive(quiet)) as bar:
         rows, run = class_confusions(inputs.masks, inputs.predictions, downsample=downsample,
                                      on_progress=bar.on_progress, threads=threads, client=client,

@@ -42,6 +42,33 @@ def safe_relative_path(image_id: str, suffix: str = "") -> Path:
     return Path(*parts[:-1], parts[-1] + suffix)
 
 
+def require_regular_file(path: str | Path, what: str) -> None:
+    """InputError unless ``path``, if it exists, is a regular file (or a symlink to one).
+
+    Every file a command reads goes through this first: reading a FIFO blocks until some
+    other process writes to it (forever, in practice), and a device may never end. A missing
+    path is left to the reader, which says "not found" in its own words.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file about to be read.
+    what : str
+        What it is, for the message (``"--only file"``, ``"decisions file"``).
+    """
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{what} {path} is a directory")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{what} {path}: not a regular file (a FIFO, socket or device would block or never end); "
+                         "give a file")
+
+
 def _real(path) -> Path:
     """``path`` made absolute with every symlink resolved (whether or not it exists)."""
     return Path(os.path.realpath(os.path.abspath(os.fspath(path))))
@@ -230,6 +257,7 @@ def atomic_write_all(files: dict[Path, str | bytes]) -> None:
 def read_class_names(path: str | Path) -> list[str]:
     """Class names from a file: a JSON list, or one name per line (position = class index)."""
     path = Path(path)
+    require_regular_file(path, "classes file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

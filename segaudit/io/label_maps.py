@@ -125,7 +125,10 @@ def load_label_map(spec: str | Path | Mapping | LabelMap) -> LabelMap:
     text = str(spec)
     if text in BUILTIN:
         return LabelMap(text, BUILTIN[text], builtin=True)
+    from .files import require_regular_file
+
     path = Path(spec)
+    require_regular_file(path, "label map")
     if not path.is_file():
         names = ", ".join(BUILTIN)
         raise InputError(f"label map not found: {text} is neither a file nor a built-in map ({names})")

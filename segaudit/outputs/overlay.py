@@ -112,7 +112,7 @@ def save_png(image: Image.Image, path: Path, compress_level: int = 3) -> None:
 def find_photo(images_dir: Path, image_id: str, suffix: str = "", extensions=PHOTO_EXTENSIONS) -> Path | None:
     """The photo of an image id: ``images_dir/<id><suffix>.<png|jpg|jpeg|tif|tiff>``, any case
     (a volume's scan: ``extensions`` :data:`~segaudit.io.photos.SCAN_EXTENSIONS`)."""
-    from ..io.files import safe_relative_path
+    from ..io.files import require_regular_file, safe_relative_path
 
     relative = safe_relative_path(image_id, suffix)
     folder = images_dir / relative.parent
@@ -123,6 +123,7 @@ def find_photo(images_dir: Path, image_id: str, suffix: str = "", extensions=PHO
         return None
     for name in names:
         if name.startswith(stem) and name[len(stem):].lower() in extensions:
+            require_regular_file(folder / name, "photo")
             return folder / name
     return None
 

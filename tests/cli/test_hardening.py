@@ -270,3 +270,175 @@ def test_evaluate_refuses_a_nan_score(work):
     cells[header.index("cil")] = "nan"
     (work / "ranking.csv").write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
     refused(run("evaluate", "ranking.csv", "truth.csv"), "'cil' is 'nan'")
+
+
+# --- (7) bounded waits: a server that never answers, FIFOs, numbers beyond the data -------
+
+
+def segaudit_cli(*args, env: dict | None = None, timeout: float = 120):
+    """The real CLI in a subprocess (a hang fails the test instead of blocking it): (rc, stderr, seconds)."""
+    import subprocess
+    import sys
+    import time
+
+    import segaudit
+
+    environment = dict(os.environ, PYTHONPATH=str(Path(segaudit.__file__).resolve().parent.parent),
+                       AWS_EC2_METADATA_DISABLED="true", **(env or {}))
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "segaudit", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=environment)
+    return done.returncode, done.stderr, time.monotonic() - start
+
+
+def one_error_line(rc: int, err: str, *fragments: str) -> str:
+    assert rc == 2, err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def silent_port():
+    """A port on 127.0.0.1 whose server accepts every connection and never sends a byte."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+S3_KEYS = '"key": "testing", "secret": "testing"'
+
+
+@pytest.mark.parametrize("where", ["http store", "http masks", "s3 store", "s3 masks"])
+def test_a_url_that_never_answers_fails_within_the_timeout(work, silent_port, where):
+    protocol, what = where.split()
+    url = f"http://127.0.0.1:{silent_port}/x" if protocol == "http" else "s3://bucket/x"
+    options = [] if protocol == "http" else \
+        ["--storage-options", f'{{"endpoint_url": "http://127.0.0.1:{silent_port}", {S3_KEYS}}}']
+    inputs = [url, "preds.zarr"] if what == "masks" else ["masks", url]
+    before = snapshot(work)
+    rc, err, seconds = segaudit_cli("score", *inputs, "-o", "x.csv", "--timeout", "1", *options)
+    one_error_line(rc, err, "no answer within 1 s", "--timeout", "masks directory" if what == "masks"
+                   else "prediction store")
+    assert seconds < 60, seconds  # a few requests of 1 s (S3: two tries each) and the start-up
+    assert snapshot(work) == before
+
+
+def test_a_scheduler_that_never_answers_fails_within_the_timeout(work, silent_port):
+    before = snapshot(work)
+    rc, err, seconds = segaudit_cli("score", "masks", "preds.zarr", "-o", "x.csv", "--timeout", "1",
+                                    "--scheduler", f"tcp://127.0.0.1:{silent_port}")
+    one_error_line(rc, err, "cannot connect to the Dask scheduler", "no answer within 1 s (--timeout)")
+    assert seconds < 60, seconds
+    assert snapshot(work) == before
+
+
+def test_the_timeouts_become_each_filesystems_own_settings():
+    import aiohttp
+
+    from segaudit.cli._options import DEFAULT_TIMEOUT
+    from segaudit.errors import InputError
+    from segaudit.io import remote
+
+    assert DEFAULT_TIMEOUT == remote.DEFAULT_TIMEOUT
+    http = remote.filesystem_options("https://host/x", {})
+    assert isinstance(http["client_kwargs"]["timeout"], aiohttp.ClientTimeout)
+    assert http["client_kwargs"]["timeout"].sock_read == remote.DEFAULT_TIMEOUT
+    s3 = remote.filesystem_options("s3://b/x", {"timeout": 7, "config_kwargs": {"read_timeout": 99}})
+    assert s3["config_kwargs"] == {"connect_timeout": 7, "read_timeout": 99, "retries": {"max_attempts": 1}}
+    assert "timeout" not in s3
+    assert remote.filesystem_options("gs://b/x", {"timeout": 5, "project": "p"}) == {"project": "p"}
+    for bad in (0, -1, float("nan"), float("inf"), "10", True):
+        with pytest.raises(InputError, match="--timeout must be a positive number of seconds"):
+            remote.filesystem_options("s3://b/x", {"timeout": bad})
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_a_bad_timeout_is_refused(work, value):
+    before = snapshot(work)
+    refused(run("score", "masks", "preds.zarr", "-o", "x.csv", "--timeout", value), "--timeout must be a positive")
+    assert snapshot(work) == before
+
+
+def test_dask_workers_beyond_the_machine_are_refused(work):
+    from segaudit.distributed import max_local_workers
+
+    before = snapshot(work)
+    refused(run("score", "masks", "preds.zarr", "-o", "x.csv", "--dask-workers", "10000"),
+            f"at most {max_local_workers()} local worker processes", "--scheduler")
+    assert snapshot(work) == before
+
+
+def test_a_local_dask_cluster_leaves_no_scratch_space(work, tmp_path_factory):
+    pytest.importorskip("distributed")
+    tmpdir = tmp_path_factory.mktemp("tmpdir")
+    rc, err, _ = segaudit_cli("score", "masks", "preds.zarr", "-o", "d.csv", "-q", "--dask-workers", "1",
+                              env={"TMPDIR": str(tmpdir)}, timeout=300)
+    assert rc == 0, err
+    assert os.listdir(tmpdir) == []  # no dask-scratch-space, no segaudit-dask-* directory
+    assert run("score", "masks", "preds.zarr", "-o", "local.csv", "-q").exit_code == 0
+    assert (work / "d.csv").read_text() == (work / "local.csv").read_text()
+
+
+FIFO_READS = {
+    "score --reviewed": ["score", "masks", "preds.zarr", "-o", "x.csv", "--reviewed", "fifo"],
+    "score --only": ["score", "masks", "preds.zarr", "-o", "x.csv", "--only", "fifo"],
+    "score --label-map": ["score", "masks", "preds.zarr", "-o", "x.csv", "--label-map", "fifo"],
+    "score --palette": ["score", "masks", "preds.zarr", "-o", "x.csv", "--palette", "fifo"],
+    "score --classes": ["score", "masks", "preds.zarr", "-o", "x.csv", "--classes", "fifo"],
+    "regions --only": ["regions", "masks", "preds.zarr", "-o", "x.csv", "--only", "fifo"],
+    "diff --reviewed": ["diff", "ranking.csv", "ranking.csv", "--reviewed", "fifo"],
+    "evaluate truth": ["evaluate", "ranking.csv", "fifo"],
+    "export --decisions": ["export", "--to", "coco", "-r", "ranking.csv", "--decisions", "fifo", "-o", "x.json"],
+    "export --regions": ["export", "--to", "coco", "-r", "ranking.csv", "--regions", "fifo", "-o", "x.json"],
+    "pack-masks --ids": ["pack-masks", "labels.npy", "--ids", "fifo", "-o", "pm"],
+}
+
+
+@pytest.mark.parametrize("name", FIFO_READS)
+def test_a_fifo_is_refused_for_every_file_a_command_reads(work, name):
+    import numpy as np
+
+    np.save(work / "labels.npy", np.zeros((2, 4, 4), np.uint8))
+    os.mkfifo(work / "fifo")
+    before = snapshot(work)
+    rc, err, _ = segaudit_cli(*FIFO_READS[name], timeout=60)
+    one_error_line(rc, err, "fifo: not a regular file")
+    assert snapshot(work) == before
+
+
+def test_a_band_wider_than_the_image_is_the_image(work):
+    import time
+
+    start = time.monotonic()
+    result = run("regions", "masks", "preds.zarr", "-o", "huge.csv", "--band", "99999999999999999999", "-q")
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - start < 60
+    result = run("regions", "masks", "preds.zarr", "-o", "side.csv", "--band", "1024", "-q")  # > every side
+    assert result.exit_code == 0, result.output
+    assert (work / "huge.csv").read_text() == (work / "side.csv").read_text()
