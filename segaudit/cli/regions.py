@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, interactive, progress, refuse_overwriting_inputs, require_parent_dirs, stderr
+from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, require_parent_dirs, stderr
 from ._options import (Band, BandWeight, InputOptions, Margin, Only, OutputFormat, Quiet, read_only_entries,
                        reads_inputs, region_rule)
 
@@ -38,6 +38,12 @@ def command(
     from ..outputs.regions import find_and_write_regions, regions_text
 
     to_stdout = output == "-"
+    if propose_dir is not None and not to_stdout:
+        from ..io.files import lies_within
+
+        if lies_within(output, propose_dir):
+            raise fail(f"--output {output} is inside --propose-dir {propose_dir}: a proposal could overwrite it; "
+                       "write the region table elsewhere")
     require_parent_dirs(None if to_stdout else Path(output))
     refuse_overwriting_inputs({**inputs.reads(), "--only file": only}, {"--output": None if to_stdout else output,
                                                "--propose-dir": propose_dir})

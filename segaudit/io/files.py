@@ -78,6 +78,12 @@ def _within(path: Path, directory: Path) -> bool:
     return path == directory or directory in path.parents
 
 
+def lies_within(path: str | Path, directory: str | Path) -> bool:
+    """Whether ``path`` is ``directory`` or lies inside it, every symlink resolved (neither
+    needs to exist)."""
+    return _within(_real(path), _real(directory))
+
+
 def refuse_overwriting_inputs(reads: dict[str, object], writes: dict[str, object],
                               replaced: tuple[str, ...] = ()) -> None:
     """InputError unless every output of a command stays clear of everything it reads.
@@ -221,6 +227,80 @@ def remove_orphans(parent: str | Path, prefix: str) -> list[Path]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
+
+
+class StagedDirectory:
+    """Files of an output directory written into a staging folder inside it and moved in only
+    when all are complete (see :func:`staged_directory`)."""
+
+    def __init__(self, out: Path, staging: Path):
+        self.out = out
+        self.staging = staging
+        self.relatives: list[Path] = []
+
+    def path(self, relative: str | Path) -> Path:
+        """Where to write the file that will be ``out / relative``: its place in the staging
+        folder (its directories made). The final place is checked now (a symlink inside ``out``
+        leading out of it is an InputError) and again when it is moved in."""
+        relative = Path(relative)
+        contained_path(self.out, relative)
+        staged = self.staging / relative
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        self.relatives.append(relative)
+        return staged
+
+    def _move_in(self) -> None:
+        targets = [(self.staging / relative, contained_path(self.out, relative)) for relative in self.relatives]
+        for _, target in targets:  # the one foreseeable rename failure, checked before any rename
+            if target.is_dir():
+                raise IsADirectoryError(errno.EISDIR, f"{target} is a directory", str(target))
+        with signals_deferred():  # all in, or (on an error) none of what was left
+            for staged, target in targets:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, target)
+
+
+@contextmanager
+def staged_directory(out: str | Path, prefix: str) -> Iterator[StagedDirectory]:
+    """An output directory whose files appear all at once, or not at all.
+
+    ``out`` is made if missing. Inside it, a staging folder (``prefix`` + the process id +
+    ``-`` ... ``.tmp``) receives every file written to :meth:`StagedDirectory.path`; when the
+    block ends normally they are renamed into place (one directory, one filesystem: nothing
+    is copied). When it ends with an error, SIGINT or SIGTERM, the staging folder is removed
+    (and ``out`` too, if this made it and it is empty), so nothing is left half-written. A
+    run killed outright (SIGKILL) leaves its staging folder; the next one removes it.
+
+    Raises
+    ------
+    InputError
+        When ``out`` is not a directory or cannot be made.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output path is not a directory: {out}")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_orphans(out, prefix)
+        staging = temporary_directory(out, f"{prefix}{os.getpid()}-", renamed_into_place=False)
+    except OSError as exc:
+        raise InputError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
+    staged = StagedDirectory(out, staging)
+    try:
+        yield staged
+        staged._move_in()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not _holds_files(out):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _holds_files(directory: Path) -> bool:
+    """Whether anything but directories lies under ``directory``."""
+    return any(not path.is_dir() or path.is_symlink() for path in directory.rglob("*"))
 
 
 def atomic_write_all(files: dict[Path, str | bytes]) -> None:

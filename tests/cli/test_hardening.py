@@ -442,3 +442,66 @@ def test_a_band_wider_than_the_image_is_the_image(work):
     result = run("regions", "masks", "preds.zarr", "-o", "side.csv", "--band", "1024", "-q")  # > every side
     assert result.exit_code == 0, result.output
     assert (work / "huge.csv").read_text() == (work / "side.csv").read_text()
+
+
+# --- (8) staged outputs: proposals and issue masks appear all at once or not at all -------
+
+
+def _break_last_mask(masks: Path) -> Path:
+    """Truncate the last mask's pixel data (its header still reads): decoding it fails mid-pass."""
+    last = sorted(masks.rglob("*.png"))[-1]
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    return last
+
+
+@pytest.mark.parametrize("command", ["regions", "issues"])
+def test_an_error_mid_pass_leaves_no_proposal_or_issue_mask(tmp_path, command):
+    ds = make_dataset(tmp_path, ids=[f"c/{i:02d}" for i in range(8)], size=(24, 32), flip_fraction=0.4)
+    _break_last_mask(Path(ds.masks))
+    out = tmp_path / "out"
+    args = {"regions": ["regions", ds.masks, ds.store, "-o", tmp_path / "r.csv", "--propose-dir", out,
+                        "--min-score", "0"],
+            "issues": ["issues", ds.masks, ds.store, "--out", out, "--method", "threshold"]}[command]
+    result = run(*args)
+    refused(result)
+    assert not out.exists(), sorted(out.rglob("*"))
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_a_symlink_in_the_propose_dir_is_refused_before_any_proposal_is_left(work, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    (work / "fixes").mkdir()
+    (work / "fixes" / "city_b").symlink_to(outside, target_is_directory=True)  # city_a's come first
+    before = snapshot(work)
+    refused(run("regions", "masks", "preds.zarr", "-o", "r.csv", "--propose-dir", "fixes", "--min-score", "0"),
+            "leads outside")
+    assert os.listdir(outside) == []
+    assert snapshot(work) == before
+
+
+@pytest.mark.parametrize("output", ["fixes/regions.csv", "fixes/city_a/0000.png", "fixes"])
+def test_the_region_table_inside_the_propose_dir_is_refused(work, output):
+    (work / "fixes").mkdir()
+    before = snapshot(work)
+    refused(run("regions", "masks", "preds.zarr", "-o", output, "--propose-dir", "fixes"),
+            "is inside --propose-dir")
+    assert snapshot(work) == before
+
+
+def test_staged_directory_moves_every_file_in_or_none(tmp_path):
+    from segaudit.io.files import staged_directory
+
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with staged_directory(out, ".stage-") as staged:
+            staged.path("a/b.txt").write_text("b")
+            raise RuntimeError("mid-pass")
+    assert not out.exists()
+    out.mkdir()
+    (out / "keep.txt").write_text("k")
+    with staged_directory(out, ".stage-") as staged:
+        staged.path("a/b.txt").write_text("b")
+        staged.path("c.txt").write_text("c")
+        assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".stage-")) == ["keep.txt"]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["a", "a/b.txt", "c.txt", "keep.txt"]
