@@ -460,11 +460,13 @@ def connect(scheduler: str | None = None, workers: int | None = None, *, timeout
         import dask
 
         try:
-            # silence_logs: the workers' INFO lines would bury the command's own output. The
+            # silence_logs: the workers' log lines would bury the command's own output (a task
+            # that fails logs "Compute Failed" and its traceback at ERROR; the error itself comes
+            # back to this process, which says it in one line). The
             # scheduler's and workers' dask-scratch-space go into ``scratch`` (the config covers
             # the scheduler, which takes no local_directory).
             with dask.config.set({"temporary-directory": str(scratch)}), distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                          dashboard_address=":0", silence_logs=logging.ERROR,
+                                          dashboard_address=":0", silence_logs=logging.CRITICAL,
                                           local_directory=str(scratch)) as cluster, \
                     distributed.Client(cluster) as client:
                 yield client

@@ -318,6 +318,9 @@ def _tifffile(path: Path):
         raise InputError(
             f"{path}: reading TIFF masks needs tifffile: pip install 'segaudit[tiff]'"
         ) from None
+    from .photos import quiet_tifffile
+
+    quiet_tifffile()
     return tifffile
 
 
