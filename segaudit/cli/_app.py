@@ -122,6 +122,12 @@ def refuse_overwriting_inputs(reads: dict[str, object], writes: dict[str, object
         refuse(reads, writes, replaced)
 
 
+def dash_is_stdout(path: Path | None) -> Path | None:
+    """An output option's path, or None (stdout) for ``-``: ``-`` means stdout for every
+    command that writes a table."""
+    return None if path is not None and str(path) == "-" else path
+
+
 def require_parent_dirs(*paths: Path | None) -> None:
     """Exit 2 unless the directory of every output file given (None: not asked for) exists."""
     from ..io.remote import refuse_url_output

@@ -53,7 +53,7 @@ PixelThreshold = Annotated[float, typer.Option(help="Pixels whose probability of
 MAX_DOWNSAMPLE = 1 << 16
 
 
-def _check_downsample(value: int) -> int:
+def check_downsample(value: int) -> int:
     from ._app import fail
 
     if not 1 <= value <= MAX_DOWNSAMPLE:
@@ -61,7 +61,7 @@ def _check_downsample(value: int) -> int:
     return value
 
 
-Downsample = Annotated[int, typer.Option(callback=_check_downsample, help="Cell size F of the FxF grid that clc and coco work on (1 = full resolution).")]
+Downsample = Annotated[int, typer.Option(callback=check_downsample, help="Cell size F of the FxF grid that clc and coco work on (1 = full resolution).")]
 
 
 def _check_threads(value: Optional[int]) -> Optional[int]:

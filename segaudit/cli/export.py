@@ -16,7 +16,7 @@ FORMATS = ("label-studio", "cvat", "coco")
 
 
 def command(
-    to: Annotated[str, typer.Option("--to", help="Format: label-studio (tasks JSON, brush pre-annotations of the current mask and the proposed fix, and a labeling config beside), cvat (Segmentation mask 1.1 zip: current masks, suspect regions as the label segaudit_suspect) or coco (JSON: regions as RLE segments, likely class as category, score).")],
+    to: Annotated[str, typer.Option("--to", metavar="[" + "|".join(FORMATS) + "]", help="Format: label-studio (tasks JSON, brush pre-annotations of the current mask and the proposed fix, and a labeling config beside), cvat (Segmentation mask 1.1 zip: current masks, suspect regions as the label segaudit_suspect) or coco (JSON: regions as RLE segments, likely class as category, score).")],
     ranking: Annotated[Path, typer.Option("--ranking", "-r", help="Ranking written by segaudit score; its run record names the masks, predictions and options.")] = Path("ranking.csv"),
     regions: Annotated[Optional[Path], typer.Option("--regions", help="Region table from segaudit regions: export only its regions (checked against the regions found now).")] = None,
     decisions: Annotated[Optional[Path], typer.Option("--decisions", help="A reviewer's decisions.csv: export the images marked fix (a region marked fix whatever its score); regions marked ok are left out.")] = None,

@@ -668,3 +668,46 @@ def test_cvat_export_refuses_an_image_id_with_a_line_break(tmp_path):
     refused(run("export", "--to", "cvat", "-r", tmp_path / "r.csv", "--top", "2", "-o", tmp_path / "c.zip"),
             "holds a line break")
     assert not (tmp_path / "c.zip").exists()
+
+
+# --- (11) what a new user met ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command, choices", [("export", "--to [label-studio|cvat|coco]"),
+                                              ("issues", "--method [clc|threshold]")])
+def test_help_lists_the_choices(command, choices):
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert choices in result.output
+
+
+def test_the_choices_in_help_are_the_librarys():
+    from segaudit.cli.issues import ISSUE_METHODS
+    from segaudit.outputs import findings
+
+    assert ISSUE_METHODS == findings.ISSUE_METHODS
+
+
+def test_issues_help_says_how_to_get_cleanlabs_flags():
+    result = CliRunner().invoke(app, ["issues", "--help"], env={"COLUMNS": "300"})
+    text = " ".join(result.output.split())
+    assert "give 1 to flag exactly the pixels cleanlab.segmentation.filter.find_label_issues flags" in text
+
+
+def test_issues_refuses_an_unknown_method_before_reading(work):
+    before = snapshot(work)
+    refused(run("issues", "masks", "preds.zarr", "--method", "nope", "--out", "iss"),
+            "--method must be one of clc, threshold")
+    assert snapshot(work) == before
+
+
+@pytest.mark.parametrize("args", [["evaluate", "ranking.csv", "truth.csv", "--format", "csv", "-o", "-"],
+                                  ["summary", "masks", "preds.zarr", "--csv", "-", "-q"]])
+def test_dash_is_stdout_for_every_table(work, args):
+    before = snapshot(work)
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert snapshot(work) == before  # no file named '-'
+    header = result.stdout.splitlines()[0]
+    assert header in ("method,auroc,auprc,lift_at_t,lift_at_100,images,errors,top",
+                      "annotated,predicted,pixels,images,share"), header
