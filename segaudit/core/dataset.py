@@ -162,8 +162,31 @@ def make_decoding(store_dtype: np.dtype, n_classes: int, ignore: tuple[int, ...]
 LABEL_MAP_HINT = " (masks numbered in another convention? --label-map translates them, see docs/formats.md)"
 
 
+def label_hint(values: list[int]) -> str:
+    """What to do about label values >= K: ignore them if they mark void pixels (a dataset's
+    void class, often the value just past its classes: CamVid's 11), or translate the masks."""
+    ignore = " ".join(f"--ignore-index {v}" for v in values[:3])
+    return (f" (if {'they mark' if len(values) > 1 else 'it marks'} void or unlabeled pixels: {ignore}; masks "
+            "numbered in another convention? --label-map translates them, see docs/formats.md)")
+
+
+class LabelValuesError(InputError):
+    """A mask holds label values that are no class (>= K) and not ignored; ``values`` are
+    those values (ascending), for grouping masks that share them (``segaudit check``)."""
+
+    def __init__(self, message: str, where: str, values: tuple[int, ...], n_classes: int):
+        super().__init__(message)
+        self.where, self.values, self.n_classes = where, values, n_classes
+
+
 def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], where: str, hint: str = "") -> None:
-    """Every label value must be a class (< K) or an ignore index; ``hint`` ends the error."""
+    """Every label value must be a class (< K) or an ignore index; ``hint`` ends the error
+    (:data:`LABEL_MAP_HINT`: the error says which --ignore-index or --label-map would do).
+
+    Raises
+    ------
+    LabelValuesError
+    """
     if labels.size == 0 or int(labels.max()) < n_classes:
         return
     bad = labels >= n_classes
@@ -172,10 +195,12 @@ def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], wh
     if bad.any():
         values, counts = np.unique(labels[bad], return_counts=True)
         listed = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:3].tolist(), counts[:3].tolist()))
-        raise InputError(
+        if hint == LABEL_MAP_HINT:
+            hint = label_hint(values.tolist())
+        raise LabelValuesError(
             f"{where}: label values not below K={n_classes} and not ignored: {listed}"
-            + (f" and {len(values) - 3} more" if len(values) > 3 else "") + hint
-        )
+            + (f" and {len(values) - 3} more" if len(values) > 3 else "") + hint,
+            where, tuple(values.tolist()), n_classes)
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:

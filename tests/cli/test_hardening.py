@@ -711,3 +711,38 @@ def test_dash_is_stdout_for_every_table(work, args):
     header = result.stdout.splitlines()[0]
     assert header in ("method,auroc,auprc,lift_at_t,lift_at_100,images,errors,top",
                       "annotated,predicted,pixels,images,share"), header
+
+
+def _void_dataset(root: Path, n: int = 20):
+    """CamVid's case: every mask holds value K (its void class), no --ignore-index given."""
+    import numpy as np
+    from PIL import Image
+
+    ds = make_dataset(root, ids=[f"city/{i:02d}" for i in range(n)], n_classes=4, size=(8, 8))
+    for path in sorted(Path(ds.masks).rglob("*.png")):
+        with Image.open(path) as image:
+            pixels, palette = np.array(image), image.getpalette()
+        pixels[pixels == 255] = 4
+        pixels[0, 0] = 4
+        void = Image.fromarray(pixels, mode="P")
+        void.putpalette(palette)
+        void.save(path)
+    return ds
+
+
+def test_check_groups_masks_with_the_same_values_and_suggests_ignore_index(tmp_path):
+    ds = _void_dataset(tmp_path)
+    result = run("check", ds.masks, ds.store)
+    assert result.exit_code == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: 20 mask(s) hold label value 4 >= K=4, not ignored: city/00, city/01, city/02, city/03, "
+                      "city/04, ... (if it marks void or unlabeled pixels: --ignore-index 4; masks numbered in another "
+                      "convention? --label-map translates them, see docs/formats.md)"]
+    assert run("check", ds.masks, ds.store, "--ignore-index", "4", "-q").exit_code == 0
+
+
+def test_score_suggests_ignore_index_for_a_value_past_the_classes(tmp_path):
+    ds = _void_dataset(tmp_path, n=2)
+    refused(run("score", ds.masks, ds.store, "-o", tmp_path / "r.csv"), "not below K=4", "--ignore-index 4",
+            "--label-map")
+    assert not (tmp_path / "r.csv").exists()
