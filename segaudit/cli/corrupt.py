@@ -39,10 +39,10 @@ def command(
     classes: Annotated[Optional[str], typer.Option(help="Comma list of the classes errors may involve: indices, or names from --classes-file. Default: every class but --unlabeled and the ignored values.")] = None,
     classes_file: Annotated[Optional[Path], typer.Option(help="Class names (JSON list or one per line; position = class index) for --classes and truth.csv.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed and inputs give byte-identical output.")] = 0,
-    unlabeled: Annotated[int, typer.Option(help="The unlabeled class: what drop and lost shift pixels become.")] = 0,
+    unlabeled: Annotated[Optional[int], typer.Option(show_default="0", help="The unlabeled class: what drop and lost shift pixels become. A class the masks use (0 is CamVid's sky) turns dropped pixels into that class: give your masks' unlabeled value, or --fill nearest (a warning says so when neither is given).")] = None,
     sigma: Annotated[Optional[str], typer.Option(help="shift: standard deviation of the 5 radial displacement samples, in pixels (3) or as a percentage of the region's size (default 10%). boundary: the mean displacement, in pixels or as a percentage of the image's mean side (default 1%). coarse: the block side, in pixels or as a percentage of the image's mean side (default 2%).")] = None,
     correlation: Annotated[float, typer.Option(help="boundary: correlation length of the displacement's random walk along the boundary, in boundary pixels.")] = 20.0,
-    fill: Annotated[Fill, typer.Option(help="drop and shift: what lost pixels become: the --unlabeled class, or the class of the nearest pixel outside (for mask sets whose unlabeled class is ignored). boundary always uses the nearest.")] = Fill.unlabeled,
+    fill: Annotated[Optional[Fill], typer.Option(show_default="unlabeled", help="drop and shift: what lost pixels become: the --unlabeled class, or the class of the nearest pixel outside (for mask sets whose unlabeled class is ignored, or that have none). boundary always uses the nearest.")] = None,
     min_pixels: Annotated[int, typer.Option(help="A class counts as present in an image only with at least this many pixels.")] = 1,
     ignore_index: KeepIndex = None,
     no_ignore: NoKeep = False,
@@ -60,6 +60,9 @@ def command(
     refuse_overwriting_inputs({"masks directory": masks, "--classes-file": classes_file, "--palette file": palette},
                               {"--out": out, "--truth": truth}, replaced=("--out",))
     ignore = () if no_ignore else tuple(ignore_index or (255,))
+    chose = unlabeled is not None or fill is not None  # said what lost pixels become
+    unlabeled = 0 if unlabeled is None else unlabeled
+    fill = Fill.unlabeled if fill is None else fill
     tokens = classes.split(",") if classes is not None else None
     with exit_on_error(str(out), name_file=True), progress(interactive(quiet)) as bar:
         run = corrupt_masks(masks, out, kind=kind.value, rate=rate, seed=seed, classes=tokens,
@@ -68,6 +71,12 @@ def command(
                             on_progress=bar.on_progress)
     if quiet:
         return
+    if not chose and run.kind in ("drop", "shift") and run.unlabeled_masks:
+        name = run.class_text([unlabeled])
+        stderr.print(f"warning: --unlabeled {unlabeled} is a class of {run.unlabeled_masks} of {run.images} mask(s)"
+                     + (f" ({name})" if name != str(unlabeled) else "") + f": the pixels {run.kind} took away became "
+                     f"that class. Give --unlabeled {unlabeled} if it is the unlabeled class, your masks' unlabeled "
+                     "value if another, or --fill nearest to give them the nearest pixel's class", soft_wrap=True)
     changed = len(run.changed)
     if changed < run.target:
         stderr.print(f"note: only {run.eligible} of {run.images} image(s) can take a {run.kind} error with "

@@ -746,3 +746,15 @@ def test_score_suggests_ignore_index_for_a_value_past_the_classes(tmp_path):
     refused(run("score", ds.masks, ds.store, "-o", tmp_path / "r.csv"), "not below K=4", "--ignore-index 4",
             "--label-map")
     assert not (tmp_path / "r.csv").exists()
+
+
+@pytest.mark.parametrize("extra, warned", [([], True), (["--fill", "nearest"], False), (["--unlabeled", "0"], False),
+                                           (["--fill", "unlabeled"], False)])
+def test_corrupt_warns_when_dropped_pixels_become_a_real_class(work, extra, warned):
+    result = run("corrupt", "masks", "--out", "bad", "--kind", "drop", "--rate", "0.5", "--truth", "t.csv", *extra)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    if warned:
+        assert len(warnings) == 1 and "--unlabeled 0 is a class of" in warnings[0] and "--fill nearest" in warnings[0]
+    else:
+        assert warnings == []
