@@ -758,3 +758,45 @@ def test_corrupt_warns_when_dropped_pixels_become_a_real_class(work, extra, warn
         assert len(warnings) == 1 and "--unlabeled 0 is a class of" in warnings[0] and "--fill nearest" in warnings[0]
     else:
         assert warnings == []
+
+
+def _spread_rankings(tmp_path: Path):
+    """120 images scoring between 0.04 and 0.25 (a real dataset's rsoftmin spread); in the head,
+    one image falls 0.113 -> 0.081 (by 0.032 of score, 14 points of rank percentile), one rises."""
+    import numpy as np
+
+    scores = {f"img{i:03d}": float(v) for i, v in enumerate(np.linspace(0.04, 0.25, 120))}
+    head = dict(scores)
+    fell = min(scores, key=lambda i: abs(scores[i] - 0.113))
+    rose = min(scores, key=lambda i: abs(scores[i] - 0.09))
+    head[fell], head[rose] = 0.081, 0.125
+
+    def write(path, values):
+        ranked = sorted(values, key=lambda i: (values[i], i))
+        lines = ["rank,image,score,rsoftmin,pixels,low_pixels,suspect_class,likely_class"]
+        lines += [f"{n},{i},{values[i]!r},{values[i]!r},10,0,," for n, i in enumerate(ranked, 1)]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    return write(tmp_path / "base.csv", scores), write(tmp_path / "head.csv", head), fell, rose
+
+
+def test_diff_judges_a_change_on_the_rank_percentile_and_reports_improvements(tmp_path):
+    base, head, fell, rose = _spread_rankings(tmp_path)
+    result = run("diff", base, head, "--format", "csv")
+    assert result.exit_code == 1, result.output  # regressed
+    rows = [line.split(",") for line in result.stdout.splitlines()[1:]]
+    assert [(r[0], r[1]) for r in rows] == [(fell, "regressed"), (rose, "improved")]
+    regressed = rows[0]
+    assert float(regressed[5]) - float(regressed[6]) > 0.1  # 34th percentile -> 20th: more than 10 points
+    # The same change on the score scale is within the old default tolerance: not reported.
+    absolute = run("diff", base, head, "--scale", "score", "--format", "csv")
+    assert absolute.exit_code == 0 and absolute.stdout.splitlines()[1:] == []
+
+
+@pytest.mark.parametrize("args, fragment", [(["--scale", "rank"], "--scale must be one of percentile, score"),
+                                            (["--tolerance", "1.5"], "below 1 on the percentile scale"),
+                                            (["--tolerance", "nan"], "--tolerance must be a number >= 0")])
+def test_diff_refuses_bad_scales_and_tolerances(tmp_path, args, fragment):
+    base, head, _, _ = _spread_rankings(tmp_path)
+    refused(run("diff", base, head, *args), fragment)
