@@ -426,6 +426,7 @@ class CorruptionRun:
     changed: dict[str, tuple[int, ...]] = field(default_factory=dict)  # image id -> classes changed
     class_names: list[str] | None = None
     unlabeled_masks: int = 0  # masks holding the unlabeled class (a real class of theirs, if many do)
+    image_ids: list[str] = field(default_factory=list)  # every mask's id, as the truth table lists them
 
     def class_text(self, classes: Sequence[int]) -> str:
         names = self.class_names
@@ -630,7 +631,8 @@ def corrupt_masks(
     target = min(math.floor(rate * len(files) + 0.5), len(files))
 
     run = CorruptionRun(kind=kind, rate=float(rate), seed=seed, images=len(files), eligible=len(eligible),
-                        target=target, class_names=class_names, unlabeled_masks=unlabeled_masks)
+                        target=target, class_names=class_names, unlabeled_masks=unlabeled_masks,
+                        image_ids=[m.image_id for m in files])
 
     def plan(n: int) -> tuple[tuple[int, ...], np.random.Generator]:
         rng = np.random.default_rng([seed, KINDS.index(kind), n])

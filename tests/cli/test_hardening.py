@@ -702,7 +702,9 @@ def test_issues_refuses_an_unknown_method_before_reading(work):
 
 
 @pytest.mark.parametrize("args", [["evaluate", "ranking.csv", "truth.csv", "--format", "csv", "-o", "-"],
-                                  ["summary", "masks", "preds.zarr", "--csv", "-", "-q"]])
+                                  ["summary", "masks", "preds.zarr", "--csv", "-", "-q"],
+                                  ["corrupt", "masks", "--out", "../bad", "--kind", "swap", "--rate", "0.5",
+                                   "--truth", "-", "-q"]])
 def test_dash_is_stdout_for_every_table(work, args):
     before = snapshot(work)
     result = run(*args)
@@ -710,7 +712,7 @@ def test_dash_is_stdout_for_every_table(work, args):
     assert snapshot(work) == before  # no file named '-'
     header = result.stdout.splitlines()[0]
     assert header in ("method,auroc,auprc,lift_at_t,lift_at_100,images,errors,top",
-                      "annotated,predicted,pixels,images,share"), header
+                      "annotated,predicted,pixels,images,share", "image,is_error,kind,classes"), header
 
 
 def _void_dataset(root: Path, n: int = 20):
