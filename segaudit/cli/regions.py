@@ -49,7 +49,8 @@ def command(
                                                "--propose-dir": propose_dir})
     rule = region_rule(margin, band, band_weight)
     keywords = inputs.keywords()
-    with exit_on_error(), progress(interactive(quiet)) as bar:
+    where = f"to {propose_dir}" if propose_dir is not None else f"to {output}"
+    with exit_on_error(where, name_file=True), progress(interactive(quiet)) as bar:
         outcome = find_and_write_regions(inputs.masks, inputs.predictions, rule=rule, only=read_only_entries(only),
                                          out=None if to_stdout else output, fmt=output_format.value,
                                          propose_dir=propose_dir, min_score=min_score,

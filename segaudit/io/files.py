@@ -249,11 +249,18 @@ class StagedDirectory:
         self.relatives.append(relative)
         return staged
 
-    def _move_in(self) -> None:
+    def check(self) -> list[tuple[Path, Path]]:
+        """Raise now what would make moving the files in fail, as far as it can be foreseen (a
+        directory, or a symlink out of ``out``, where a file goes); (staged, final) pairs.
+        For writing another output only when these are sure to go in."""
         targets = [(self.staging / relative, contained_path(self.out, relative)) for relative in self.relatives]
-        for _, target in targets:  # the one foreseeable rename failure, checked before any rename
+        for _, target in targets:
             if target.is_dir():
                 raise IsADirectoryError(errno.EISDIR, f"{target} is a directory", str(target))
+        return targets
+
+    def _move_in(self) -> None:
+        targets = self.check()
         with signals_deferred():  # all in, or (on an error) none of what was left
             for staged, target in targets:
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -174,5 +174,7 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
         outcome.run = find_regions(dataset, rule, keep_maps=(lambda image_id: True) if on_image else None,
                                    on_image=on_image, prefetch=prefetch, progress=on_progress)
         if out is not None:
+            if staged is not None:
+                staged.check()  # the table goes with the proposals, or neither does
             write_regions(outcome.run, out, fmt)
     return outcome

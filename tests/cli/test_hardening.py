@@ -447,26 +447,19 @@ def test_a_band_wider_than_the_image_is_the_image(work):
 # --- (8) staged outputs: proposals and issue masks appear all at once or not at all -------
 
 
-def _break_last_mask(masks: Path) -> Path:
-    """Truncate the last mask's pixel data (its header still reads): decoding it fails mid-pass."""
-    last = sorted(masks.rglob("*.png"))[-1]
-    data = last.read_bytes()
-    last.write_bytes(data[: len(data) // 2])
-    return last
-
-
 @pytest.mark.parametrize("command", ["regions", "issues"])
-def test_an_error_mid_pass_leaves_no_proposal_or_issue_mask(tmp_path, command):
-    ds = make_dataset(tmp_path, ids=[f"c/{i:02d}" for i in range(8)], size=(24, 32), flip_fraction=0.4)
-    _break_last_mask(Path(ds.masks))
+def test_a_write_that_fails_mid_pass_leaves_no_proposal_or_issue_mask(tmp_path, command):
+    """The last image's file cannot be written (a directory stands there): the images before
+    it were complete, and none of them may be left."""
+    ds = make_dataset(tmp_path, ids=[f"c/{i:02d}" for i in range(12)], size=(24, 32), flip_fraction=0.4)
     out = tmp_path / "out"
+    (out / "c" / "11.png").mkdir(parents=True)
     args = {"regions": ["regions", ds.masks, ds.store, "-o", tmp_path / "r.csv", "--propose-dir", out,
                         "--min-score", "0"],
-            "issues": ["issues", ds.masks, ds.store, "--out", out, "--method", "threshold"]}[command]
-    result = run(*args)
-    refused(result)
-    assert not out.exists(), sorted(out.rglob("*"))
-    assert not (tmp_path / "r.csv").exists()
+            "issues": ["issues", ds.masks, ds.store, "--out", out, "--method", "threshold", "--top", "12"]}[command]
+    before = snapshot(tmp_path)
+    refused(run(*args), "is a directory")
+    assert snapshot(tmp_path) == before, sorted(out.rglob("*"))
 
 
 def test_a_symlink_in_the_propose_dir_is_refused_before_any_proposal_is_left(work, tmp_path_factory):
