@@ -74,7 +74,7 @@ def _check_threads(value: Optional[int]) -> Optional[int]:
 
 Threads = Annotated[Optional[int], typer.Option(callback=_check_threads, show_default="the machine's cores", help="Worker threads that score images at once (default: every core this process may use). The outputs are the same for any number.")]
 Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help="Score on the Dask cluster of this scheduler (e.g. tcp://10.0.0.5:8786): workers read their own images; the outputs are the same, byte for byte. Needs segaudit[dask].")]
-DaskWorkers = Annotated[Optional[int], typer.Option("--dask-workers", help="Score on a local Dask cluster of N worker processes, started and closed by this run (not with --scheduler). Needs segaudit[dask].")]
+DaskWorkers = Annotated[Optional[int], typer.Option("--dask-workers", help="Score on a local Dask cluster of N worker processes (at most 4 per core), started and closed by this run (not with --scheduler); their scratch files go to a temporary directory removed at the end. Needs segaudit[dask].")]
 PartitionSize = Annotated[Optional[int], typer.Option("--partition-size", show_default="about 1 GiB of predictions", help="With --scheduler or --dask-workers: images per Dask task. The outputs do not depend on it.")]
 
 
@@ -120,7 +120,7 @@ ChannelsLast = Annotated[Optional[bool], typer.Option("--channels-last/--channel
 AllowMissing = Annotated[bool, typer.Option(help="Skip masks without predictions and predictions without masks (and say how many) instead of failing.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, tables or notes; errors only.")]
 Margin = Annotated[float, typer.Option(help="A pixel is suspect when the model's argmax is not its label and p[argmax] - p[label] is at least this (0 <= margin < 1).")]
-Band = Annotated[int, typer.Option(help="Pixels within this many pixels of an annotation edge are boundary-band pixels, whose margin counts --band-weight as much in a region's score (real models blur every edge).")]
+Band = Annotated[int, typer.Option(help="Pixels within this many pixels of an annotation edge are boundary-band pixels, whose margin counts --band-weight as much in a region's score (real models blur every edge). A band wider than the image is the whole image.")]
 BandWeight = Annotated[float, typer.Option(help="Weight (0-1) of band pixels in a region's score; 1 (the default, best on the benchmarks) counts them fully.")]
 
 
