@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import copy
 import threading
 import uuid
@@ -51,6 +52,10 @@ PARTITION_BYTES = 1 << 30
 PARTITIONS_PER_THREAD = 4
 
 INSTALL_HINT = "install segaudit[dask] (pip install 'segaudit[dask]')"
+
+
+#: The temporary directory of a local cluster's scratch files: this + the process id + ``-`` ...
+SCRATCH_PREFIX = "segaudit-dask-"
 
 
 def require_dask():
@@ -398,16 +403,46 @@ def score_dataset_distributed(client, spec: DatasetSpec, methods: Iterable[str],
     return finish_run(dataset, names, settings, downsample, first, parts, baseline, plan)
 
 
+def max_local_workers() -> int:
+    """The most local worker processes ``--dask-workers`` may start: 4 per core this process may
+    use (each is a process with its own files; far more would exhaust the machine, not speed it up)."""
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return 4 * max(cores, 1)
+
+
+def _probe_scheduler(distributed, scheduler: str, timeout: float) -> None:
+    """Connect to ``scheduler`` and read its handshake within ``timeout`` seconds, or raise
+    TimeoutError/OSError. distributed's own connect timeout does not cover the handshake, so
+    a port that accepts and never answers would hang ``Client`` forever."""
+    import asyncio
+
+    async def probe():
+        args = distributed.Security().get_connection_args("client")
+        comm = await asyncio.wait_for(distributed.comm.connect(scheduler, timeout=timeout, **args), timeout)
+        await comm.close()
+
+    asyncio.run(probe())
+
+
 @contextmanager
 def connect(scheduler: str | None = None, workers: int | None = None, *, timeout: float = 10) -> Iterator:
     """A ``distributed.Client``: of the scheduler at ``scheduler``, or of a local cluster of
     ``workers`` processes (one thread each), closed on leaving.
 
+    ``timeout``: seconds to wait for the scheduler's connection and first answer. A local
+    cluster's workers keep their scratch files in a temporary directory removed on leaving.
+
     Raises
     ------
     InputError
-        One line: Dask is not installed, the scheduler cannot be reached, or the number
-        of workers is not a whole number >= 1.
+        One line: Dask is not installed, the scheduler cannot be reached or does not answer
+        within ``timeout``, or the number of workers is not a whole number from 1 to
+        :func:`max_local_workers`.
     """
     if (scheduler is None) == (workers is None):
         raise InputError("give a Dask scheduler address or a number of local workers, not both")
@@ -415,17 +450,41 @@ def connect(scheduler: str | None = None, workers: int | None = None, *, timeout
     if workers is not None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InputError(f"--dask-workers must be a whole number >= 1, got {workers}")
-        # silence_logs: the workers' INFO lines would bury the command's own output.
-        with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
-                distributed.Client(cluster) as client:
-            yield client
+        if workers > max_local_workers():
+            raise InputError(f"--dask-workers {workers}: at most {max_local_workers()} local worker processes on "
+                             "this machine (4 per core); for more, start a cluster and give --scheduler")
+        import shutil
+        import tempfile
+
+        from .io.files import remove_orphans, temporary_directory
+
+        remove_orphans(tempfile.gettempdir(), SCRATCH_PREFIX)  # those of runs killed outright
+        scratch = temporary_directory(tempfile.gettempdir(), f"{SCRATCH_PREFIX}{os.getpid()}-",
+                                      renamed_into_place=False)
+        import dask
+
+        try:
+            # silence_logs: the workers' log lines would bury the command's own output (a task
+            # that fails logs "Compute Failed" and its traceback at ERROR; the error itself comes
+            # back to this process, which says it in one line). The
+            # scheduler's and workers' dask-scratch-space go into ``scratch`` (the config covers
+            # the scheduler, which takes no local_directory).
+            with dask.config.set({"temporary-directory": str(scratch)}), distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                          dashboard_address=":0", silence_logs=logging.CRITICAL,
+                                          local_directory=str(scratch)) as cluster, \
+                    distributed.Client(cluster) as client:
+                yield client
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         return
     try:
+        _probe_scheduler(distributed, scheduler, timeout)
         client = distributed.Client(scheduler, timeout=timeout)
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
-        raise InputError(f"cannot connect to the Dask scheduler at {scheduler}: "
-                         f"{one_line(exc, type(exc).__name__)}") from None
+        said = one_line(exc, type(exc).__name__)
+        if isinstance(exc, TimeoutError) and not str(exc):
+            said = f"no answer within {timeout:g} s (--timeout)"
+        raise InputError(f"cannot connect to the Dask scheduler at {scheduler}: {said}") from None
     from concurrent.futures import CancelledError
 
     with client:

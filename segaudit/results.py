@@ -134,7 +134,7 @@ _COUNTS = (_is_list_of(_is_whole), "a list of whole numbers >= 0")
 _NUMBERS = (_is_list_of(_is_number), "a list of numbers")
 # --label-map: a built-in name or a file's path, or a mapping given to the API (value -> class or null).
 _LABEL_MAP = (lambda v: isinstance(v, str) or (isinstance(v, dict) and all(
-    k.isdigit() and (c is None or _is_whole(c)) for k, c in v.items())),
+    k.isascii() and k.isdigit() and (c is None or _is_whole(c)) for k, c in v.items())),
     "text or an object of mask value -> class index or null")
 
 

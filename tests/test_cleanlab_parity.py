@@ -427,3 +427,26 @@ def test_negative_labels_are_refused_where_cleanlab_reads_them_from_the_end(call
     with pytest.raises(IndexError, match=r"class indices 0\.\.3 \(K=4\); got -1") as caught:
         ours(labels, pred_probs, **fixed)
     assert isinstance(caught.value, ValueError)
+@pytest.mark.parametrize("downsample, same", [(1, True), (4, False)])
+def test_issues_at_downsample_1_flags_what_cleanlab_flags_by_default(tmp_path, downsample, same):
+    """The README and --help say so: `issues --downsample 1` gives cleanlab's default flags;
+    the default 4 does not."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from datasets import write_masks, write_store
+    from segaudit.cli import app
+
+    _, pred_probs = random_dataset(5, 6, 4, 24, 32, "float32")
+    labels = noisy_labels(5, pred_probs, cell=1)
+    ids = [f"im{i}" for i in range(len(labels))]
+    write_masks(tmp_path / "masks", {i: lab.astype(np.uint8) for i, lab in zip(ids, labels)})
+    write_store(tmp_path / "preds.zarr", dict(zip(ids, pred_probs)))
+    result = CliRunner().invoke(app, ["issues", str(tmp_path / "masks"), str(tmp_path / "preds.zarr"), "--out",
+                                      str(tmp_path / "iss"), "--downsample", str(downsample), "--top", str(len(ids)),
+                                      "-q"])
+    assert result.exit_code == 0, result.output
+    ours = np.stack([np.array(Image.open(tmp_path / "iss" / f"{i}.png")) == 255 for i in ids])
+    theirs = cleanlab_filter.find_label_issues(labels, pred_probs, n_jobs=1, verbose=False)  # its default downsample
+    assert theirs.sum() > 0
+    assert np.array_equal(ours, theirs) is same

@@ -67,3 +67,17 @@ def test_a_numba_cache_dir_the_user_set_is_left_alone(unwritable, tmp_path):
                             cwd=temporary)
     assert result.returncode == 0, result.stderr[-2000:]
     assert any((tmp_path / "mine").rglob("*.nbi")) and not list(temporary.glob("segaudit-numba-*"))
+
+
+def test_an_unwritable_numba_cache_dir_falls_back_too(unwritable, tmp_path):
+    env, copy, temporary = unwritable
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file: no directory can be made here")
+    env = dict(env, NUMBA_CACHE_DIR=str(blocked / "cache"))  # and HOME is a file, as above
+    result = subprocess.run([sys.executable, "-m", "segaudit", "score", str(FIXTURES / "masks"),
+                             str(FIXTURES / "preds.zarr"), "-o", str(temporary / "r.csv")],
+                            env=env, capture_output=True, text=True, timeout=600, cwd=temporary)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "cannot cache" not in result.stderr and "Traceback" not in result.stderr
+    notes = [l for l in result.stderr.splitlines() if "Numba cache" in l]
+    assert len(notes) == 1 and str(temporary / "segaudit-numba-") in notes[0]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..core.dataset import open_dataset
+from ..core.dataset import LabelValuesError, label_hint, open_dataset
 from ..errors import InputError
 from ..core.kernel import BadProbabilities, ImageStats, KernelConfig, accumulate
 from ..core.sanity import ClassSpaceCheck
@@ -52,9 +52,19 @@ def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, revi
     step = max(1, len(dataset.pairs) // max(1, sample_blocks))
     sampled = set(range(0, len(dataset.pairs), step)[:sample_blocks]) if sample_blocks > 0 else set()
     class_space = ClassSpaceCheck(store.n_classes)
+    # Masks holding the same values >= K are one problem, one line (a dataset's void value
+    # is in most of its masks): grouped by those values, listed in dataset order.
+    by_values: dict[tuple[int, ...], list[str]] = {}
+    first_error: dict[tuple[int, ...], str] = {}  # a group of one keeps its mask's own line
     for index, (mask, image_id) in enumerate(dataset.pairs):
         try:
             labels = dataset.read_labels(mask)
+        except LabelValuesError as exc:
+            if exc.values not in by_values:
+                report.problems.append(exc.values)  # its place; the line is written below
+                first_error[exc.values] = exc.cli_message
+            by_values.setdefault(exc.values, []).append(image_id)
+            continue
         except InputError as exc:
             report.problems.append(exc.cli_message)
             continue
@@ -72,9 +82,21 @@ def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, revi
             report.blocks_checked += 1
         if on_progress:
             on_progress("checking", index + 1, len(dataset.pairs))
+    report.problems = [problem if isinstance(problem, str) else first_error[problem] if len(by_values[problem]) == 1
+                       else _label_values_problem(problem, by_values[problem], store.n_classes)
+                       for problem in report.problems]
     report.warnings = class_space.warnings(store.classes)
     if decisions is not None:
         report.review = review_masks(reviewed, masks, inputs.get("mask_suffix") or "",
                                      [image_id for _, image_id in dataset.pairs], decisions,
                                      inputs.get("storage_options"))
     return report
+
+
+def _label_values_problem(values: tuple[int, ...], image_ids: list[str], n_classes: int, shown: int = 5) -> str:
+    """One line for every mask holding ``values`` (>= K, not ignored)."""
+    listed = ", ".join(image_ids[:shown]) + (", ..." if len(image_ids) > shown else "")
+    named = ", ".join(map(str, values[:3])) + (f" and {len(values) - 3} more" if len(values) > 3 else "")
+    plural = "s" if len(values) > 1 else ""
+    return (f"{len(image_ids)} mask(s) hold label value{plural} {named} >= K={n_classes}, not ignored: {listed}"
+            + f" ({label_hint(list(values)).cli})")

@@ -80,7 +80,7 @@ def main() -> None:
 
     cache = ensure_numba_cache()
     if cache is not None:
-        stderr.print(f"note: no writable Numba cache (package __pycache__, HOME); caching compiled kernels in "
+        stderr.print(f"note: no writable Numba cache (NUMBA_CACHE_DIR, package __pycache__, HOME); caching compiled kernels in "
                      f"{cache} (set NUMBA_CACHE_DIR to choose)", soft_wrap=True)
     signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -94,6 +94,19 @@ def main() -> None:
         # shuts down (joining reader threads) must not print a traceback.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _quiet_shutdown()
+
+
+def _quiet_shutdown() -> None:
+    """Nothing more on stderr once the command has said its last line: requests still
+    pending on a filesystem's event loop (zarr's, fsspec's) when a remote read failed are
+    destroyed as the interpreter exits, and asyncio would log each ("Task was destroyed but
+    it is pending!", "coroutine ignored GeneratorExit"): a hundred lines after a one-line
+    error."""
+    import logging
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
+    sys.unraisablehook = lambda unraisable: None
 
 
 def _interrupted(code: int) -> None:

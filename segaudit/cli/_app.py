@@ -41,6 +41,16 @@ class Command(typer.core.TyperCommand):
                 param.metavar = _METAVARS.get(shown) or ("[" + shown[1:-1] + "]" if "|" in shown
                                                          else shown[1:-1].upper())
 
+    def parse_args(self, ctx, args):
+        """Options and arguments as click parses them; a usage error (an unknown option, a
+        value outside an option's choices, a missing argument) is one ``error:`` line and exit
+        2, as every other bad input is, instead of click's three-line usage block."""
+        try:
+            return super().parse_args(ctx, args)
+        except typer.core._click.exceptions.UsageError as exc:  # typer's own copy of click
+            message = " ".join(exc.format_message().split()).replace("Value error, ", "").rstrip(".")
+            raise fail(f"{message} (segaudit {ctx.info_name} --help lists the options)") from None
+
     def collect_usage_pieces(self, ctx):
         pieces = [self.options_metavar] if self.options_metavar else []
         for param in self.params:
@@ -111,6 +121,12 @@ def refuse_overwriting_inputs(reads: dict[str, object], writes: dict[str, object
 
     with exit_on_error():
         refuse(reads, writes, replaced)
+
+
+def dash_is_stdout(path: Path | None) -> Path | None:
+    """An output option's path, or None (stdout) for ``-``: ``-`` means stdout for every
+    command that writes a table."""
+    return None if path is not None and str(path) == "-" else path
 
 
 def require_parent_dirs(*paths: Path | None) -> None:

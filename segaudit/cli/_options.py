@@ -31,19 +31,29 @@ Masks = Annotated[str, typer.Argument(help="Directory of annotation masks (PNG, 
 Predictions = Annotated[str, typer.Argument(help="Zarr store of predicted class probabilities (per-image or stacked layout); or a URL (s3://, gs://, https://, anything fsspec opens), read chunk by chunk.")]
 StorageOptions = Annotated[Optional[str], typer.Option("--storage-options", metavar="JSON", help="JSON object of fsspec options for masks or predictions given as URLs, e.g. '{\"endpoint_url\": \"http://127.0.0.1:9000\"}' or '{\"anon\": true}'. Credentials come from the environment (AWS_*, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS); the options are never written to the run record.")]
 
+#: remote.DEFAULT_TIMEOUT, literal here so that --help imports nothing more (a test checks that they agree).
+DEFAULT_TIMEOUT = 60.0
+Timeout = Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="Seconds to wait for a connection or for the next bytes of an answer, for masks or predictions given as URLs (http(s)://, s3://; S3 tries a request twice) and for the --scheduler, before failing with an error that says so.")]
 
-def parse_storage_options(value: str | None) -> dict:
-    """``--storage-options``: the JSON object as a dict (``{}`` when not given); exit 2 if it is
-    not a JSON object."""
+
+def parse_storage_options(value: str | None, timeout: float | None = None) -> dict:
+    """``--storage-options`` (with ``--timeout`` as its ``"timeout"``, unless the JSON sets one):
+    the JSON object as a dict (``{}`` when neither is given); exit 2 if it is not a JSON object
+    or the timeout is not a positive number of seconds."""
+    from ..io.remote import TIMEOUT_OPTION, timeout_of
     from ..io.remote import parse_storage_options as parse
 
     with exit_on_error():
-        return parse(value)
+        options = parse(value)
+        if timeout is not None:
+            options.setdefault(TIMEOUT_OPTION, timeout)
+        timeout_of(options)
+        return options
 PixelThreshold = Annotated[float, typer.Option(help="Pixels whose probability of the annotated class is below this are low-quality pixels.")]
 MAX_DOWNSAMPLE = 1 << 16
 
 
-def _check_downsample(value: int) -> int:
+def check_downsample(value: int) -> int:
     from ._app import fail
 
     if not 1 <= value <= MAX_DOWNSAMPLE:
@@ -51,7 +61,7 @@ def _check_downsample(value: int) -> int:
     return value
 
 
-Downsample = Annotated[int, typer.Option(callback=_check_downsample, help="Cell size F of the FxF grid that clc and coco work on (1 = full resolution).")]
+Downsample = Annotated[int, typer.Option(callback=check_downsample, help="Cell size F of the FxF grid that clc and coco work on (1 = full resolution).")]
 
 
 def _check_threads(value: Optional[int]) -> Optional[int]:
@@ -64,13 +74,15 @@ def _check_threads(value: Optional[int]) -> Optional[int]:
 
 Threads = Annotated[Optional[int], typer.Option(callback=_check_threads, show_default="the machine's cores", help="Worker threads that score images at once (default: every core this process may use). The outputs are the same for any number.")]
 Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help="Score on the Dask cluster of this scheduler (e.g. tcp://10.0.0.5:8786): workers read their own images; the outputs are the same, byte for byte. Needs segaudit[dask].")]
-DaskWorkers = Annotated[Optional[int], typer.Option("--dask-workers", help="Score on a local Dask cluster of N worker processes, started and closed by this run (not with --scheduler). Needs segaudit[dask].")]
+DaskWorkers = Annotated[Optional[int], typer.Option("--dask-workers", help="Score on a local Dask cluster of N worker processes (at most 4 per core), started and closed by this run (not with --scheduler); their scratch files go to a temporary directory removed at the end. Needs segaudit[dask].")]
 PartitionSize = Annotated[Optional[int], typer.Option("--partition-size", show_default="about 1 GiB of predictions", help="With --scheduler or --dask-workers: images per Dask task. The outputs do not depend on it.")]
 
 
-def dask_client(scheduler: str | None, dask_workers: int | None, partition_size: int | None):
+def dask_client(scheduler: str | None, dask_workers: int | None, partition_size: int | None,
+                timeout: float = DEFAULT_TIMEOUT):
     """The Dask client of --scheduler or --dask-workers (a context manager; ``nullcontext(None)``
-    without either); exit 2, one line, if the options are bad or Dask is not installed."""
+    without either); exit 2, one line, if the options are bad or Dask is not installed.
+    ``timeout``: seconds to wait for the scheduler's connection and first answer."""
     import contextlib
 
     from ._app import fail
@@ -85,11 +97,16 @@ def dask_client(scheduler: str | None, dask_workers: int | None, partition_size:
         if partition_size is not None:
             raise fail("--partition-size needs --scheduler or --dask-workers")
         return contextlib.nullcontext(None)
-    from ..distributed import connect, require_dask
+    from ..distributed import connect, max_local_workers, require_dask
 
     with exit_on_error():
         require_dask()
-    return connect(scheduler, dask_workers)
+    if dask_workers is not None and dask_workers > max_local_workers():
+        raise fail(f"--dask-workers {dask_workers}: at most {max_local_workers()} local worker processes on this "
+                   "machine (4 per core); for more, start a cluster and give --scheduler")
+    if not 0 < timeout < float("inf"):
+        raise fail(f"--timeout must be a positive number of seconds, got {timeout}")
+    return connect(scheduler, dask_workers, timeout=timeout)
 
 
 IgnoreIndex = Annotated[Optional[list[int]], typer.Option("--ignore-index", help="Label value that takes no part in any score; repeat for several. Default 255.")]
@@ -103,7 +120,7 @@ ChannelsLast = Annotated[Optional[bool], typer.Option("--channels-last/--channel
 AllowMissing = Annotated[bool, typer.Option(help="Skip masks without predictions and predictions without masks (and say how many) instead of failing.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, tables or notes; errors only.")]
 Margin = Annotated[float, typer.Option(help="A pixel is suspect when the model's argmax is not its label and p[argmax] - p[label] is at least this (0 <= margin < 1).")]
-Band = Annotated[int, typer.Option(help="Pixels within this many pixels of an annotation edge are boundary-band pixels, whose margin counts --band-weight as much in a region's score (real models blur every edge).")]
+Band = Annotated[int, typer.Option(help="Pixels within this many pixels of an annotation edge are boundary-band pixels, whose margin counts --band-weight as much in a region's score (real models blur every edge). A band wider than the image is the whole image.")]
 BandWeight = Annotated[float, typer.Option(help="Weight (0-1) of band pixels in a region's score; 1 (the default, best on the benchmarks) counts them fully.")]
 
 
@@ -132,6 +149,9 @@ def read_only_entries(only: str | None) -> list[str] | None:
         return None
     if only == "-":
         return sys.stdin.read().splitlines()
+    from ..io.files import require_regular_file
+
+    require_regular_file(only, "--only file")
     try:
         return Path(only).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -152,9 +172,12 @@ def parse_classes(value: str | None) -> list[str] | None:
     if the file cannot be read."""
     if value is None:
         return None
+    from ..io.files import read_class_names, require_regular_file
+
+    with exit_on_error():
+        require_regular_file(value, "--classes file")
     if not Path(value).is_file():
         return [name.strip() for name in value.split(",")]
-    from ..io.files import read_class_names
 
     with exit_on_error():
         return read_class_names(value)
@@ -181,6 +204,7 @@ class InputOptions:
     channels_last: ChannelsLast = None
     allow_missing: AllowMissing = False
     storage_options: StorageOptions = None
+    timeout: Timeout = DEFAULT_TIMEOUT
 
     def reads(self) -> dict[str, object]:
         """The paths this command reads, by description, for ``refuse_overwriting_inputs`` (a URL
@@ -201,7 +225,7 @@ class InputOptions:
             ignore_index=() if self.no_ignore else self.ignore_index or None, mask_suffix=self.mask_suffix,
             palette=self.palette, classes=parse_classes(self.classes), logits=self.logits,
             channels_last=self.channels_last, allow_missing=self.allow_missing, label_map=self.label_map,
-            storage_options=parse_storage_options(self.storage_options),
+            storage_options=parse_storage_options(self.storage_options, self.timeout),
         )
 
 

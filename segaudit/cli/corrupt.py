@@ -3,13 +3,14 @@ paper's benchmark protocol; ``segaudit evaluate`` is the second)."""
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, interactive, progress, refuse_overwriting_inputs, stderr
+from ._app import dash_is_stdout, exit_on_error, interactive, progress, refuse_overwriting_inputs, stderr
 from ._options import Masks, MaskSuffix, Palette, Quiet
 
 
@@ -39,14 +40,14 @@ def command(
     out: Annotated[Path, typer.Option("--out", help="New directory for the copy (must not exist, or be empty); file names are kept.")],
     kind: Annotated[Kind, typer.Option(help="drop: a class's pixels become --unlabeled; swap: two classes exchange their pixels; shift: a class's region outlines are perturbed; boundary: a class's boundaries move by a one-sided random walk (real annotators' biased, spatially correlated noise); coarse: a class is redrawn on a grid of square blocks (a coarse polygon or a big brush); object_drop, object_class, object_outline, blob: one object painted over by its surroundings, given another class, outlined wrong, or a spurious blob (the kinds --method auto plants; --classes does not apply).")],
     rate: Annotated[float, typer.Option(help="Fraction of ALL images to change, chosen among those where the class(es) occur.")],
-    truth: Annotated[Path, typer.Option(help="CSV to write: image,is_error,kind,classes for every image.")],
+    truth: Annotated[Path, typer.Option(help="CSV to write: image,is_error,kind,classes for every image ('-' = stdout).")],
     classes: Annotated[Optional[str], typer.Option(help="Comma list of the classes errors may involve: indices, or names from --classes-file. Default: every class but --unlabeled and the ignored values.")] = None,
     classes_file: Annotated[Optional[Path], typer.Option(help="Class names (JSON list or one per line; position = class index) for --classes and truth.csv.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed and inputs give byte-identical output.")] = 0,
-    unlabeled: Annotated[int, typer.Option(help="The unlabeled class: what drop and lost shift pixels become.")] = 0,
+    unlabeled: Annotated[Optional[int], typer.Option(show_default="0", help="The unlabeled class: what drop and lost shift pixels become. A class the masks use (0 is CamVid's sky) turns dropped pixels into that class: give your masks' unlabeled value, or --fill nearest (a warning says so when neither is given).")] = None,
     sigma: Annotated[Optional[str], typer.Option(help="shift: standard deviation of the 5 radial displacement samples, in pixels (3) or as a percentage of the region's size (default 10%). boundary: the mean displacement, in pixels or as a percentage of the image's mean side (default 1%). coarse: the block side, in pixels or as a percentage of the image's mean side (default 2%).")] = None,
     correlation: Annotated[float, typer.Option(help="boundary: correlation length of the displacement's random walk along the boundary, in boundary pixels.")] = 20.0,
-    fill: Annotated[Fill, typer.Option(help="drop and shift: what lost pixels become: the --unlabeled class, or the class of the nearest pixel outside (for mask sets whose unlabeled class is ignored). boundary always uses the nearest.")] = Fill.unlabeled,
+    fill: Annotated[Optional[Fill], typer.Option(show_default="unlabeled", help="drop and shift: what lost pixels become: the --unlabeled class, or the class of the nearest pixel outside (for mask sets whose unlabeled class is ignored, or that have none). boundary always uses the nearest.")] = None,
     min_pixels: Annotated[int, typer.Option(help="A class counts as present in an image only with at least this many pixels.")] = 1,
     ignore_index: KeepIndex = None,
     no_ignore: NoKeep = False,
@@ -59,22 +60,38 @@ def command(
     Unchanged masks are copied byte for byte; changed ones keep their PNG mode and palette.
     Exit codes: 0 written; 2 bad input or options (nothing written).
     """
-    from ..evaluation.corrupt import corrupt_masks
+    from ..evaluation.corrupt import corrupt_masks, truth_csv
+
+    to_stdout = dash_is_stdout(truth) is None
 
     refuse_overwriting_inputs({"masks directory": masks, "--classes-file": classes_file, "--palette file": palette},
-                              {"--out": out, "--truth": truth}, replaced=("--out",))
+                              {"--out": out, "--truth": None if to_stdout else truth}, replaced=("--out",))
     ignore = () if no_ignore else tuple(ignore_index or (255,))
+    chose = unlabeled is not None or fill is not None  # said what lost pixels become
+    unlabeled = 0 if unlabeled is None else unlabeled
+    fill = Fill.unlabeled if fill is None else fill
     tokens = classes.split(",") if classes is not None else None
     with exit_on_error(str(out), name_file=True), progress(interactive(quiet)) as bar:
         run = corrupt_masks(masks, out, kind=kind.value, rate=rate, seed=seed, classes=tokens,
                             classes_file=classes_file, unlabeled=unlabeled, ignore_index=ignore, sigma=sigma, correlation=correlation, fill=fill.value,
-                            min_pixels=min_pixels, mask_suffix=mask_suffix, palette=palette, truth=truth,
+                            min_pixels=min_pixels, mask_suffix=mask_suffix, palette=palette,
+                            truth=None if to_stdout else truth,
                             on_progress=bar.on_progress)
+    if to_stdout:
+        sys.stdout.write(truth_csv(run, run.image_ids))
+        sys.stdout.flush()
     if quiet:
         return
+    if not chose and run.kind in ("drop", "shift") and run.unlabeled_masks:
+        name = run.class_text([unlabeled])
+        stderr.print(f"warning: --unlabeled {unlabeled} is a class of {run.unlabeled_masks} of {run.images} mask(s)"
+                     + (f" ({name})" if name != str(unlabeled) else "") + f": the pixels {run.kind} took away became "
+                     f"that class. Give --unlabeled {unlabeled} if it is the unlabeled class, your masks' unlabeled "
+                     "value if another, or --fill nearest to give them the nearest pixel's class", soft_wrap=True)
     changed = len(run.changed)
     if changed < run.target:
         stderr.print(f"note: only {run.eligible} of {run.images} image(s) can take a {run.kind} error with "
                      f"these classes; changed {changed} instead of {run.target}", soft_wrap=True)
     stderr.print(f"changed {changed} of {run.images} image(s) ({run.kind}, {changed / run.images:.1%}); "
-                 f"copied {run.images - changed} unchanged; wrote {out} and {truth}", soft_wrap=True)
+                 f"copied {run.images - changed} unchanged; wrote {out} and {'the truth to stdout' if to_stdout else truth}",
+                 soft_wrap=True)

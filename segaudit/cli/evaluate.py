@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, refuse_overwriting_inputs, require_parent_dirs, stderr
+from ._app import dash_is_stdout, exit_on_error, refuse_overwriting_inputs, require_parent_dirs, stderr
 
 
 class Format(str, Enum):
@@ -23,7 +23,7 @@ def command(
     ranking: Annotated[Path, typer.Argument(help="Ranking written by segaudit score (CSV, JSON or JSONL; --method all gives every method); every column but rank, image, pixels, low_pixels, suspect_class, likely_class, regions, worst_region is a score, lower = more likely error.")],
     truth: Annotated[Path, typer.Argument(help="CSV image,is_error,kind,classes (segaudit corrupt --truth writes it).")],
     output_format: Annotated[Optional[Format], typer.Option("--format", help="table (best per metric in bold), or csv, jsonl, json with the columns method,auroc,auprc,lift_at_t,lift_at_100,images,errors,top. Default: table on a terminal, csv otherwise.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout ('-' = stdout).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr; errors only.")] = False,
 ) -> None:
     """AUROC, AUPRC, Lift@T (T = number of true errors) and Lift@100 of every score column.
@@ -33,6 +33,7 @@ def command(
     from ..evaluation.evaluate import evaluate as evaluate_ranking
     from ..evaluation.evaluate import evaluation_table, evaluation_text
 
+    output = dash_is_stdout(output)
     require_parent_dirs(output)
     refuse_overwriting_inputs({"ranking": ranking, "truth file": truth}, {"--output": output})
     with exit_on_error():

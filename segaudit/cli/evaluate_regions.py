@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, require_parent_dirs
+from ._app import dash_is_stdout, exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, require_parent_dirs
 from ._options import Band, BandWeight, InputOptions, Margin, Quiet, reads_inputs, region_rule
 
 
@@ -31,7 +31,7 @@ def command(
     band: Band = 2,
     band_weight: BandWeight = 1.0,
     output_format: Annotated[Optional[Format], typer.Option("--format", help="table, or csv (metric,value) or json. Default: table on a terminal, csv otherwise.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout ('-' = stdout).")] = None,
     inputs: InputOptions,
     quiet: Quiet = False,
 ) -> None:
@@ -52,6 +52,7 @@ def command(
     if not 0.0 <= min_score <= 1.0:
         raise fail(f"--min-score must be in [0, 1], got {min_score}")
     rule = region_rule(margin, band, band_weight)
+    output = dash_is_stdout(output)
     require_parent_dirs(output)
     refuse_overwriting_inputs({**inputs.reads(), "--clean masks": clean, "--truth file": truth}, {"--output": output})
     with exit_on_error(), progress(interactive(quiet)) as bar:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import exit_on_error, fail, interactive, progress, stderr
-from ._options import StorageOptions, parse_storage_options
+from ._options import DEFAULT_TIMEOUT, StorageOptions, Timeout, parse_storage_options
 
 #: The formats of :data:`segaudit.outputs.exports.EXPORTERS` (named here so that --help
 #: imports nothing; a test checks they agree).
@@ -16,7 +16,7 @@ FORMATS = ("label-studio", "cvat", "coco")
 
 
 def command(
-    to: Annotated[str, typer.Option("--to", help="Format: label-studio (tasks JSON, brush pre-annotations of the current mask and the proposed fix, and a labeling config beside), cvat (Segmentation mask 1.1 zip: current masks, suspect regions as the label segaudit_suspect) or coco (JSON: regions as RLE segments, likely class as category, score).")],
+    to: Annotated[str, typer.Option("--to", metavar="[" + "|".join(FORMATS) + "]", help="Format: label-studio (tasks JSON, brush pre-annotations of the current mask and the proposed fix, and a labeling config beside), cvat (Segmentation mask 1.1 zip: current masks, suspect regions as the label segaudit_suspect) or coco (JSON: regions as RLE segments, likely class as category, score).")],
     ranking: Annotated[Path, typer.Option("--ranking", "-r", help="Ranking written by segaudit score; its run record names the masks, predictions and options.")] = Path("ranking.csv"),
     regions: Annotated[Optional[Path], typer.Option("--regions", help="Region table from segaudit regions: export only its regions (checked against the regions found now).")] = None,
     decisions: Annotated[Optional[Path], typer.Option("--decisions", help="A reviewer's decisions.csv: export the images marked fix (a region marked fix whatever its score); regions marked ok are left out.")] = None,
@@ -29,6 +29,7 @@ def command(
     band_weight: Annotated[Optional[float], typer.Option(help="Region rule (as segaudit regions); default: the ranking's or 1.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (default: tasks.json, cvat-masks.zip or regions.coco.json).")] = None,
     storage_options: StorageOptions = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes; errors only.")] = False,
 ) -> None:
     """Export the images to relabel to an annotation tool: the images marked fix, the worst N,
@@ -46,7 +47,7 @@ def command(
         with progress(interactive(quiet)) as bar:
             outcome = export(to, ranking, out, regions=regions, decisions=decisions, top=top, min_score=min_score,
                              proposals=proposals, image_url=image_url, rule=rule, on_progress=bar.on_progress,
-                             storage_options=parse_storage_options(storage_options))
+                             storage_options=parse_storage_options(storage_options, timeout))
     if not quiet:
         if outcome.without_proposal:
             stderr.print(f"note: {len(outcome.without_proposal)} image(s) have no proposal in {proposals} (their "

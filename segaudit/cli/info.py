@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import exit_on_error
-from ._options import StorageOptions, parse_storage_options
+from ._options import DEFAULT_TIMEOUT, StorageOptions, Timeout, parse_storage_options
 
 
 def command(
@@ -17,6 +17,7 @@ def command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON.")] = False,
     storage_options: StorageOptions = None,
     folds: Annotated[Optional[Path], typer.Option("--folds", help="An image,fold table (from 'segaudit folds'): check that every image with a recorded fold (PredictionWriter(fold=), pack --fold) was predicted by its own fold's model; exit 2 naming the first offenders otherwise.")] = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
 ) -> None:
     """Describe a prediction store: layout, images, classes, shapes, dtype, chunks, codec, size, completeness.
 
@@ -26,7 +27,7 @@ def command(
     with exit_on_error():
         from ..io.info import format_info, inspect_store
 
-        options = parse_storage_options(storage_options)
+        options = parse_storage_options(storage_options, timeout)
         description = inspect_store(store, options)
         if folds is not None:
             from ..io.folds import check_store_folds

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, stderr
-from ._options import StorageOptions, parse_storage_options
+from ._options import DEFAULT_TIMEOUT, StorageOptions, Timeout, parse_storage_options
 
 
 def command(
@@ -27,6 +27,7 @@ def command(
     region_min_score: Annotated[float, typer.Option(help="Outline the image's error regions (as segaudit regions finds them) scoring at least this (0-1) on the error map, numbered, with a legend line each.")] = 0.5,
     max_regions: Annotated[int, typer.Option(help="Outline at most this many regions per image, the worst first; 0 = none.")] = 5,
     storage_options: StorageOptions = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes; errors only.")] = False,
 ) -> None:
     """Draw error-highlight PNGs of the worst images: photo, annotation, prediction, error map.
@@ -58,7 +59,7 @@ def command(
             run = write_overlays(loaded, out, top=top, ids=ids, images=images, image_suffix=image_suffix,
                                  pixel_threshold=pixel_threshold, max_width=max_width, palette=palette,
                                  on_image=bar.on_image, region_min_score=region_min_score,
-                                 max_regions=max_regions, storage_options=parse_storage_options(storage_options))
+                                 max_regions=max_regions, storage_options=parse_storage_options(storage_options, timeout))
     if quiet:
         return
     if run.missing_photos:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, interactive, progress, refuse_overwriting_inputs, require_parent_dirs, stderr
+from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, require_parent_dirs, stderr
 from ._options import (Band, BandWeight, InputOptions, Margin, Only, OutputFormat, Quiet, read_only_entries,
                        reads_inputs, region_rule)
 
@@ -38,12 +38,19 @@ def command(
     from ..outputs.regions import find_and_write_regions, regions_text
 
     to_stdout = output == "-"
+    if propose_dir is not None and not to_stdout:
+        from ..io.files import lies_within
+
+        if lies_within(output, propose_dir):
+            raise fail(f"--output {output} is inside --propose-dir {propose_dir}: a proposal could overwrite it; "
+                       "write the region table elsewhere")
     require_parent_dirs(None if to_stdout else Path(output))
     refuse_overwriting_inputs({**inputs.reads(), "--only file": only}, {"--output": None if to_stdout else output,
                                                "--propose-dir": propose_dir})
     rule = region_rule(margin, band, band_weight)
     keywords = inputs.keywords()
-    with exit_on_error(), progress(interactive(quiet)) as bar:
+    where = f"to {propose_dir}" if propose_dir is not None else f"to {output}"
+    with exit_on_error(where, name_file=True), progress(interactive(quiet)) as bar:
         outcome = find_and_write_regions(inputs.masks, inputs.predictions, rule=rule, only=read_only_entries(only),
                                          out=None if to_stdout else output, fmt=output_format.value,
                                          propose_dir=propose_dir, min_score=min_score,

@@ -75,7 +75,7 @@ def command(
 
             check_store_folds(inputs.predictions, folds, parse_storage_options(inputs.storage_options))
     keywords = inputs.keywords()
-    cluster = dask_client(scheduler, dask_workers, partition_size)
+    cluster = dask_client(scheduler, dask_workers, partition_size, inputs.timeout)
     show = interactive(quiet, verbose)
     with exit_on_error(), cluster as client, progress(show) as bar:
         run = score_images(inputs.masks, inputs.predictions, methods=methods, temperature=temperature,

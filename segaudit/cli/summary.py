@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, require_parent_dirs, stderr
+from ._app import dash_is_stdout, exit_on_error, fail, interactive, progress, refuse_overwriting_inputs, require_parent_dirs, stderr
 from ._options import (DaskWorkers, Downsample, InputOptions, OutputFormat, PartitionSize, Quiet, Scheduler, Threads,
                        dask_client, reads_inputs)
 
@@ -15,7 +15,7 @@ from ._options import (DaskWorkers, Downsample, InputOptions, OutputFormat, Part
 @reads_inputs
 def command(
     *,
-    csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write every (annotated, predicted) row as CSV: annotated,predicted,pixels,images,share.")] = None,
+    csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write every (annotated, predicted) row as CSV: annotated,predicted,pixels,images,share ('-' = stdout, in place of the table).")] = None,
     top: Annotated[int, typer.Option(help="Rows of the table shown.")] = 20,
     output_format: Annotated[Optional[OutputFormat], typer.Option("--format", help="Write every row to stdout as csv, jsonl or json instead of the table.")] = None,
     downsample: Downsample = 4,
@@ -37,10 +37,12 @@ def command(
 
     if top < 0:
         raise fail(f"--top must be >= 0, got {top}")
+    if csv is not None and dash_is_stdout(csv) is None:  # '-': the CSV on stdout, in place of the table
+        csv, output_format = None, output_format or OutputFormat.csv
     require_parent_dirs(csv)
     refuse_overwriting_inputs(inputs.reads(), {"--csv": csv})
     keywords = inputs.keywords()
-    cluster = dask_client(scheduler, dask_workers, partition_size)
+    cluster = dask_client(scheduler, dask_workers, partition_size, inputs.timeout)
     with exit_on_error(), cluster as client, progress(interactive(quiet)) as bar:
         rows, run = class_confusions(inputs.masks, inputs.predictions, downsample=downsample,
                                      on_progress=bar.on_progress, threads=threads, client=client,

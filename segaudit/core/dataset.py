@@ -193,9 +193,34 @@ LABEL_MAP_HINT = Remedy("masks numbered in another convention? label_map= transl
                         cli="masks numbered in another convention? --label-map translates them, see docs/formats.md")
 
 
+def label_hint(values: list[int]) -> Remedy:
+    """What to do about label values >= K: ignore them if they mark void pixels (a dataset's
+    void class, often the value just past its classes: CamVid's 11), or translate the masks."""
+    they = "they mark" if len(values) > 1 else "it marks"
+    api = "ignore_index=" + (str(values[0]) if len(values) == 1 else str(tuple(values[:3])))
+    cli = " ".join(f"--ignore-index {v}" for v in values[:3])
+    return Remedy(f"if {they} void or unlabeled pixels: {api}; " + LABEL_MAP_HINT.api,
+                  cli=f"if {they} void or unlabeled pixels: {cli}; " + LABEL_MAP_HINT.cli)
+
+
+class LabelValuesError(InputError):
+    """A mask holds label values that are no class (>= K) and not ignored; ``values`` are
+    those values (ascending), for grouping masks that share them (``segaudit check``)."""
+
+    def __init__(self, message: str, where: str, values: tuple[int, ...], n_classes: int, *, cli: str | None = None):
+        super().__init__(message, cli=cli)
+        self.where, self.values, self.n_classes = where, values, n_classes
+
+
 def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], where: str,
                  hint: Remedy | None = None) -> None:
-    """Every label value must be a class (< K) or an ignore index; ``hint`` ends the error."""
+    """Every label value must be a class (< K) or an ignore index; ``hint`` ends the error
+    (:data:`LABEL_MAP_HINT`: the error says which ignore index or label map would do).
+
+    Raises
+    ------
+    LabelValuesError
+    """
     if labels.size == 0 or int(labels.max()) < n_classes:
         return
     bad = labels >= n_classes
@@ -206,9 +231,13 @@ def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], wh
         listed = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:3].tolist(), counts[:3].tolist()))
         message = (f"{where}: label values not below K={n_classes} and not ignored: {listed}"
                    + (f" and {len(values) - 3} more" if len(values) > 3 else ""))
+        if hint is LABEL_MAP_HINT:
+            hint = label_hint(values.tolist())
+        found = (where, tuple(values.tolist()), n_classes)
         if hint is None:
-            raise InputError(message)
-        raise InputError(f"{message} ({hint.api})", cli=None if hint.cli is None else f"{message} ({hint.cli})")
+            raise LabelValuesError(message, *found)
+        raise LabelValuesError(f"{message} ({hint.api})", *found,
+                               cli=None if hint.cli is None else f"{message} ({hint.cli})")
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:

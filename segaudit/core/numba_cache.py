@@ -5,8 +5,9 @@ the user-wide cache (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``numba``), else 
 refuses ("cannot cache function ...: no locator available"). A read-only install run
 without a writable HOME (a CI container, a service account) has neither, so
 :func:`ensure_numba_cache` points ``NUMBA_CACHE_DIR`` at a private temporary directory
-first. It imports no numba (so that ``segaudit --help`` stays fast) and leaves a
-``NUMBA_CACHE_DIR`` the user set alone.
+first. It imports no numba (so that ``segaudit --help`` stays fast) and leaves a writable
+``NUMBA_CACHE_DIR`` the user set alone; one that is not writable is passed over as Numba
+passes it over (then the package, then HOME, then this fallback).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def ensure_numba_cache() -> Path | None:
     global fallback
     if fallback is not None:
         return fallback
-    if os.environ.get("NUMBA_CACHE_DIR"):
+    given = os.environ.get("NUMBA_CACHE_DIR")
+    if given and _writable(Path(given)):
         return None
     package = Path(__file__).resolve().parents[1]
     if all(_writable(package / name / "__pycache__") for name in CACHED_PACKAGES):

@@ -143,7 +143,11 @@ def annotation_objects(labels: np.ndarray, n_classes: int,
 
 
 def edge_band(labels: np.ndarray, band: int) -> np.ndarray:
-    """True within ``band`` pixels (Chebyshev) of a pixel whose 4-neighbour has another label value."""
+    """True within ``band`` pixels (Chebyshev) of a pixel whose 4-neighbour has another label value.
+
+    A band wider than the image is the image's: the growth stops once it covers every pixel
+    it can reach (at most the image's longer side), whatever ``band`` says.
+    """
     edge = np.zeros(labels.shape, bool)
     if band == 0:
         return edge
@@ -155,12 +159,14 @@ def edge_band(labels: np.ndarray, band: int) -> np.ndarray:
     edge[:, :-1] |= horizontal
     # An edge pixel pair straddles the edge, so band - 1 more pixels on each side.
     grown = edge
-    for _ in range(band - 1):
+    for _ in range(min(band, max(labels.shape)) - 1):
         step = grown.copy()
         step[1:] |= grown[:-1]
         step[:-1] |= grown[1:]
         step[:, 1:] |= step[:, :-1].copy()
         step[:, :-1] |= step[:, 1:].copy()
+        if np.array_equal(step, grown):  # nothing left to reach: every further step is the same
+            break
         grown = step
     return grown
 

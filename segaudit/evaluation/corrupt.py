@@ -228,6 +228,8 @@ class CorruptionRun:
     target: int  # round(rate * images)
     changed: dict[str, tuple[int, ...]] = field(default_factory=dict)  # image id -> classes changed
     class_names: list[str] | None = None
+    unlabeled_masks: int = 0  # masks holding the unlabeled class (a real class of theirs, if many do)
+    image_ids: list[str] = field(default_factory=list)  # every mask's id, as the truth table lists them
 
     def class_text(self, classes: Sequence[int]) -> str:
         names = self.class_names
@@ -432,15 +434,20 @@ def corrupt_masks(
 
     # Pass 1: which images can take the error (and validate every mask before writing).
     options: list[list[tuple[int, ...]]] = []
+    unlabeled_masks = 0
     for n, mask in enumerate(files):
-        options.append(_options_for(kind, _present(read_mask(mask, palette), excluded, min_pixels), chosen))
+        labels = read_mask(mask, palette)
+        options.append(_options_for(kind, _present(labels, excluded, min_pixels), chosen))
+        unlabeled_masks += bool((labels == unlabeled).any())
+        del labels
         if on_progress:
             on_progress("checking", n + 1, len(files))
     eligible = [n for n, found in enumerate(options) if found]
     target = min(math.floor(rate * len(files) + 0.5), len(files))
 
     run = CorruptionRun(kind=kind, rate=float(rate), seed=seed, images=len(files), eligible=len(eligible),
-                        target=target, class_names=class_names)
+                        target=target, class_names=class_names, unlabeled_masks=unlabeled_masks,
+                        image_ids=[m.image_id for m in files])
 
     def plan(n: int) -> tuple[tuple[int, ...], np.random.Generator]:
         rng = np.random.default_rng([seed, KINDS.index(kind), n])

@@ -72,7 +72,7 @@ def read_decisions(path: str | Path) -> list[Decision]:
         region_text = row.get("region", "").strip()
         region = None
         if region_text:
-            if not region_text.isdigit() or int(region_text) < 1:
+            if not (region_text.isascii() and region_text.isdigit()) or int(region_text) < 1:
                 raise table.error(index, f"region must be empty (the whole image) or a region number >= 1, "
                                          f"got {region_text!r}")
             region = int(region_text)

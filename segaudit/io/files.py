@@ -42,6 +42,33 @@ def safe_relative_path(image_id: str, suffix: str = "") -> Path:
     return Path(*parts[:-1], parts[-1] + suffix)
 
 
+def require_regular_file(path: str | Path, what: str) -> None:
+    """InputError unless ``path``, if it exists, is a regular file (or a symlink to one).
+
+    Every file a command reads goes through this first: reading a FIFO blocks until some
+    other process writes to it (forever, in practice), and a device may never end. A missing
+    path is left to the reader, which says "not found" in its own words.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file about to be read.
+    what : str
+        What it is, for the message (``"--only file"``, ``"decisions file"``).
+    """
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{what} {path} is a directory")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{what} {path}: not a regular file (a FIFO, socket or device would block or never end); "
+                         "give a file")
+
+
 def _real(path) -> Path:
     """``path`` made absolute with every symlink resolved (whether or not it exists)."""
     return Path(os.path.realpath(os.path.abspath(os.fspath(path))))
@@ -49,6 +76,12 @@ def _real(path) -> Path:
 
 def _within(path: Path, directory: Path) -> bool:
     return path == directory or directory in path.parents
+
+
+def lies_within(path: str | Path, directory: str | Path) -> bool:
+    """Whether ``path`` is ``directory`` or lies inside it, every symlink resolved (neither
+    needs to exist)."""
+    return _within(_real(path), _real(directory))
 
 
 def refuse_overwriting_inputs(reads: dict[str, object], writes: dict[str, object],
@@ -196,6 +229,87 @@ def remove_orphans(parent: str | Path, prefix: str) -> list[Path]:
     return removed
 
 
+class StagedDirectory:
+    """Files of an output directory written into a staging folder inside it and moved in only
+    when all are complete (see :func:`staged_directory`)."""
+
+    def __init__(self, out: Path, staging: Path):
+        self.out = out
+        self.staging = staging
+        self.relatives: list[Path] = []
+
+    def path(self, relative: str | Path) -> Path:
+        """Where to write the file that will be ``out / relative``: its place in the staging
+        folder (its directories made). The final place is checked now (a symlink inside ``out``
+        leading out of it is an InputError) and again when it is moved in."""
+        relative = Path(relative)
+        contained_path(self.out, relative)
+        staged = self.staging / relative
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        self.relatives.append(relative)
+        return staged
+
+    def check(self) -> list[tuple[Path, Path]]:
+        """Raise now what would make moving the files in fail, as far as it can be foreseen (a
+        directory, or a symlink out of ``out``, where a file goes); (staged, final) pairs.
+        For writing another output only when these are sure to go in."""
+        targets = [(self.staging / relative, contained_path(self.out, relative)) for relative in self.relatives]
+        for _, target in targets:
+            if target.is_dir():
+                raise IsADirectoryError(errno.EISDIR, f"{target} is a directory", str(target))
+        return targets
+
+    def _move_in(self) -> None:
+        targets = self.check()
+        with signals_deferred():  # all in, or (on an error) none of what was left
+            for staged, target in targets:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, target)
+
+
+@contextmanager
+def staged_directory(out: str | Path, prefix: str) -> Iterator[StagedDirectory]:
+    """An output directory whose files appear all at once, or not at all.
+
+    ``out`` is made if missing. Inside it, a staging folder (``prefix`` + the process id +
+    ``-`` ... ``.tmp``) receives every file written to :meth:`StagedDirectory.path`; when the
+    block ends normally they are renamed into place (one directory, one filesystem: nothing
+    is copied). When it ends with an error, SIGINT or SIGTERM, the staging folder is removed
+    (and ``out`` too, if this made it and it is empty), so nothing is left half-written. A
+    run killed outright (SIGKILL) leaves its staging folder; the next one removes it.
+
+    Raises
+    ------
+    InputError
+        When ``out`` is not a directory or cannot be made.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output path is not a directory: {out}")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_orphans(out, prefix)
+        staging = temporary_directory(out, f"{prefix}{os.getpid()}-", renamed_into_place=False)
+    except OSError as exc:
+        raise InputError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
+    staged = StagedDirectory(out, staging)
+    try:
+        yield staged
+        staged._move_in()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not _holds_files(out):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _holds_files(directory: Path) -> bool:
+    """Whether anything but directories lies under ``directory``."""
+    return any(not path.is_dir() or path.is_symlink() for path in directory.rglob("*"))
+
+
 def atomic_write_all(files: dict[Path, str | bytes]) -> None:
     """Write every file to a temporary beside it, then rename them all into place.
 
@@ -230,6 +344,7 @@ def atomic_write_all(files: dict[Path, str | bytes]) -> None:
 def read_class_names(path: str | Path) -> list[str]:
     """Class names from a file: a JSON list, or one name per line (position = class index)."""
     path = Path(path)
+    require_regular_file(path, "classes file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

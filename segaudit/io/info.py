@@ -63,7 +63,7 @@ def _disk_bytes(path: Path | str, storage_options: dict | None = None) -> int:
             fs, root = remote.filesystem(path, storage_options, "prediction store")
             return int(fs.du(root, total=True))
         except Exception as exc:  # noqa: BLE001 (each filesystem raises its own types)
-            raise remote.remote_error(path, exc, "prediction store") from None
+            raise remote.remote_error(path, exc, "prediction store", remote.timeout_of(storage_options)) from None
     if path.is_file():
         return path.stat().st_size
     return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())

@@ -125,7 +125,10 @@ def load_label_map(spec: str | Path | Mapping | LabelMap) -> LabelMap:
     text = str(spec)
     if text in BUILTIN:
         return LabelMap(text, BUILTIN[text], builtin=True)
+    from .files import require_regular_file
+
     path = Path(spec)
+    require_regular_file(path, "label map")
     if not path.is_file():
         names = ", ".join(BUILTIN)
         raise InputError(f"label map not found: {text} is neither a file nor a built-in map ({names})")
@@ -142,17 +145,23 @@ def load_label_map(spec: str | Path | Mapping | LabelMap) -> LabelMap:
 
 def _json_pairs(content: str, path: Path) -> list[tuple[object, object]]:
     try:
-        data = json.loads(content)
+        # Every pair kept, in order: a key given twice is checked like a CSV row given twice
+        # (json.loads would keep the last one silently).
+        data = json.loads(content, object_pairs_hook=_Pairs)
     except ValueError as exc:
         raise InputError(f"{path}: cannot read label map JSON: {one_line(exc)}") from None
-    if not isinstance(data, dict):
+    if not isinstance(data, _Pairs):
         raise InputError(f"{path}: a JSON label map must be an object of mask value -> class index or null")
-    return list(data.items())
+    return list(data)
+
+
+class _Pairs(list):
+    """A JSON object as the list of its (key, value) pairs, duplicates included."""
 
 
 def _csv_pairs(content: str, path: Path) -> list[tuple[object, object]]:
     rows = [row for row in csv.reader(io.StringIO(content)) if row and any(cell.strip() for cell in row)]
-    if rows and not rows[0][0].strip().isdigit():
+    if rows and not _digits(rows[0][0].strip()):
         rows = rows[1:]  # a header
     pairs = []
     for number, row in enumerate(rows, 1):
@@ -166,9 +175,14 @@ def _whole(value: object) -> int | None:
     """An integer from an int or a string of digits; None otherwise (bool is no integer here)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _digits(value.strip().lstrip("-")):
         return int(value)
     return None
+
+
+def _digits(text: str) -> bool:
+    """Whether ``text`` is ASCII digits only (``"²".isdigit()`` is true, but int() refuses it)."""
+    return text.isascii() and text.isdigit()
 
 
 def _check_pairs(pairs: list[tuple[object, object]], where: str) -> dict[int, int | None]:

@@ -101,7 +101,7 @@ def _find_remote_masks(url: str, suffix: str, storage_options: dict | None) -> l
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 (each filesystem raises its own types)
-        raise remote.remote_error(url, exc, "masks directory") from None
+        raise remote.remote_error(url, exc, "masks directory", remote.timeout_of(storage_options)) from None
     by_id: dict[str, str] = {}
     skipped = 0
     for key in listed:
@@ -253,7 +253,10 @@ def load_palette(path: str | Path) -> Palette:
         ``{(r, g, b): class_index}``. InputError for a missing file, invalid JSON,
         a malformed colour or class, or one colour mapped to two classes.
     """
+    from .files import require_regular_file
+
     path = Path(path)
+    require_regular_file(path, "palette file")
     if not path.is_file():
         raise InputError(f"palette file not found: {path}")
     try:
@@ -315,6 +318,9 @@ def _tifffile(path: Path):
         raise InputError(
             f"{path}: reading TIFF masks needs tifffile: pip install 'segaudit[tiff]'"
         ) from None
+    from .photos import quiet_tifffile
+
+    quiet_tifffile()
     return tifffile
 
 

@@ -108,7 +108,10 @@ def merge_sources(directories: Sequence[Path]) -> list[tuple[str, Path, Path]]:
 
 def load_array(path: str | Path, preferred: str | tuple[str, ...] = (NPZ_PROBS, NPZ_NNUNET)) -> np.ndarray:
     """An ``.npy`` (memory-mapped) or the one array of an ``.npz`` (or the first one named in ``preferred``)."""
+    from .files import require_regular_file
+
     path = Path(path)
+    require_regular_file(path, "array file")
     preferred = (preferred,) if isinstance(preferred, str) else tuple(preferred)
     try:
         if path.suffix.lower() == ".npz":
@@ -134,7 +137,10 @@ def load_array(path: str | Path, preferred: str | tuple[str, ...] = (NPZ_PROBS, 
 
 def read_ids(path: str | Path) -> list[str]:
     """Image ids from a text file, one per line (surrounding spaces and blank lines dropped)."""
+    from .files import require_regular_file
+
     path = Path(path)
+    require_regular_file(path, "ids file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

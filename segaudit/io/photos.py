@@ -28,7 +28,27 @@ def _tifffile():
         import tifffile
     except ImportError:
         return None
+    quiet_tifffile()
     return tifffile
+
+
+def quiet_tifffile() -> None:
+    """Keep tifffile's log lines about a malformed file off stderr ("incorrect StripByteCounts
+    count", logged as errors, three lines per read of a forged header): a file it cannot read
+    raises, and segaudit says that in one line; the shape it reads is checked against the
+    prediction's either way."""
+    import logging
+
+    logger = logging.getLogger("tifffile")
+    if not any(isinstance(f, _Dropped) for f in logger.filters):
+        logger.addFilter(_Dropped())
+
+
+class _Dropped:
+    """A logging filter that drops every record."""
+
+    def filter(self, record) -> bool:
+        return False
 
 
 def _plane_axes(axes: str, shape: tuple[int, ...], path: Path) -> tuple[int, int, int | None]:

@@ -250,18 +250,22 @@ def _open_remote_group(url: str, storage_options: dict | None):
     what = "prediction store"
     remote.filesystem(url, storage_options, what)  # a missing package or a bad option, said plainly
     try:
-        store = FsspecStore.from_url(url.rstrip("/"), storage_options=dict(storage_options or {}), read_only=True)
+        store = FsspecStore.from_url(url.rstrip("/"), storage_options=remote.filesystem_options(url, storage_options),
+                                     read_only=True)
+        remote.bound_retries(store.fs)
     except Exception as exc:  # noqa: BLE001 (each filesystem raises its own types)
-        raise remote.remote_error(url, exc, what) from None
+        raise remote.remote_error(url, exc, what, remote.timeout_of(storage_options)) from None
     try:
         return zarr.open_group(store, mode="r")
     except Exception as exc:  # noqa: BLE001 (a missing root reads as "no group": say which)
+        if remote.timed_out(exc):  # asking whether it exists would wait as long again
+            raise remote.remote_error(url, exc, what, remote.timeout_of(storage_options)) from None
         found = _remote_exists(url, storage_options)
         if found is False:
             raise InputError(f"{what} not found: {remote.redact(url)}") from None
         if type(exc).__name__ in ("GroupNotFoundError", "FileNotFoundError", "KeyError") and found:
             raise InputError(f"{remote.redact(url)}: not a zarr group (no zarr.json or .zgroup)") from None
-        raise remote.remote_error(url, exc, what) from None
+        raise remote.remote_error(url, exc, what, remote.timeout_of(storage_options)) from None
 
 
 def _remote_exists(url: str, storage_options: dict | None) -> bool | None:
@@ -272,7 +276,7 @@ def _remote_exists(url: str, storage_options: dict | None) -> bool | None:
     except Exception as exc:  # noqa: BLE001
         if isinstance(exc, InputError):
             raise
-        raise remote.remote_error(url, exc, "prediction store") from None
+        raise remote.remote_error(url, exc, "prediction store", remote.timeout_of(storage_options)) from None
 
 
 def stacked_array(group):

@@ -104,7 +104,10 @@ def load_ranking(path: str | Path, *, need_record: bool = True) -> Ranking:
 def read_run_record(path: str | Path) -> RunRecord:
     """Read and check a run record (``<stem>.run.json``); InputError naming the file and,
     for a malformed field, the field."""
+    from .files import require_regular_file
+
     path = Path(path)
+    require_regular_file(path, "run record")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -11,6 +11,10 @@ never the storage options.
 Every failure of a remote filesystem becomes one :class:`InputError` line naming the URL
 (:func:`remote_error`): bad JSON, a protocol whose filesystem is not installed, an
 unreachable endpoint, a missing bucket or key, missing credentials.
+
+No network wait is unbounded: the storage option ``"timeout"`` (seconds, :data:`DEFAULT_TIMEOUT`
+unless given; ``--timeout`` on the command line) becomes each filesystem's own settings
+(:func:`filesystem_options`), and a request that gets no answer in time is an InputError naming it.
 """
 
 from __future__ import annotations
@@ -127,7 +131,92 @@ def parse_storage_options(value: str | dict | None, where: str = "--storage-opti
     return dict(value)
 
 
-def remote_error(url: str, exc: BaseException, what: str = "") -> InputError:
+#: Seconds a remote read may wait for a connection or for the next bytes of an answer.
+DEFAULT_TIMEOUT = 60.0
+#: The storage option that holds it (segaudit's own: it is translated, never passed on).
+TIMEOUT_OPTION = "timeout"
+#: S3 requests are tried this often (s3fs retries a timed-out request on its own; botocore's
+#: retries are switched off so that the tries do not multiply): a dead endpoint costs at most
+#: this many timeouts, plus s3fs's short back-off.
+S3_TRIES = 2
+
+
+def timeout_of(storage_options: dict | None) -> float:
+    """The seconds of the storage options' ``"timeout"`` (:data:`DEFAULT_TIMEOUT` if absent).
+
+    Raises
+    ------
+    InputError
+        When it is not a positive, finite number of seconds.
+    """
+    value = (storage_options or {}).get(TIMEOUT_OPTION, DEFAULT_TIMEOUT)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise InputError(f"--timeout must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def filesystem_options(url: str, storage_options: dict | None) -> dict:
+    """The keyword arguments of ``url``'s fsspec filesystem: the storage options with segaudit's
+    ``"timeout"`` turned into the filesystem's own bounds on every wait.
+
+    http(s): aiohttp's connect and per-read timeouts (``client_kwargs["timeout"]``); s3: botocore's
+    ``connect_timeout`` and ``read_timeout`` with :data:`S3_TRIES` tries in all. What the options
+    already set is kept. Other protocols get the options without ``"timeout"`` (their own timeout
+    settings, if any, are theirs to give).
+
+    Parameters
+    ----------
+    url : str
+        The URL to be opened (its protocol decides the settings).
+    storage_options : dict or None
+        As parsed by :func:`parse_storage_options`.
+
+    Returns
+    -------
+    dict
+    """
+    options = dict(storage_options or {})
+    seconds = timeout_of(options)
+    options.pop(TIMEOUT_OPTION, None)
+    protocol = url.split("://", 1)[0].lower()
+    if protocol in ("http", "https"):
+        client_kwargs = dict(options.get("client_kwargs") or {})
+        if "timeout" not in client_kwargs:
+            try:
+                import aiohttp
+            except ImportError:  # fsspec says which package is missing
+                return options
+            client_kwargs["timeout"] = aiohttp.ClientTimeout(total=None, connect=seconds, sock_connect=seconds,
+                                                             sock_read=seconds)
+        options["client_kwargs"] = client_kwargs
+    elif protocol in ("s3", "s3a"):
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("connect_timeout", seconds)
+        config.setdefault("read_timeout", seconds)
+        config.setdefault("retries", {"max_attempts": 1})
+        options["config_kwargs"] = config
+    return options
+
+
+def bound_retries(fs) -> None:
+    """Let an s3fs filesystem try a request :data:`S3_TRIES` times at most (s3fs's own default
+    is 5, each a full timeout long; it is a class attribute, not an option)."""
+    if type(fs).__name__ == "S3FileSystem" and getattr(fs, "retries", 0) > S3_TRIES:
+        fs.retries = S3_TRIES
+
+
+def timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it came from) is a wait that ran out of time."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def remote_error(url: str, exc: BaseException, what: str = "", timeout: float | None = None) -> InputError:
     """One line naming the (redacted) URL and what went wrong with it, for any filesystem error.
 
     Parameters
@@ -138,6 +227,8 @@ def remote_error(url: str, exc: BaseException, what: str = "") -> InputError:
         What the filesystem (s3fs, gcsfs, aiohttp, botocore ...) raised.
     what : str, optional
         What the URL is (``"prediction store"``, ``"masks directory"``), to start the message.
+    timeout : float, optional
+        The seconds a wait was allowed (named when ``exc`` is a timeout).
 
     Returns
     -------
@@ -148,6 +239,10 @@ def remote_error(url: str, exc: BaseException, what: str = "") -> InputError:
     text = one_line(exc, name)
     chain = [exc, exc.__cause__, exc.__context__]
     names = " ".join(type(e).__name__ for e in chain if e is not None)
+    if timed_out(exc):
+        limit = f"{timeout:g} s" if timeout is not None else "the --timeout"
+        return InputError(f"{shown}: no answer within {limit} ({name}); the endpoint accepted the connection "
+                          "but did not reply: check the address, or raise --timeout for a slow endpoint")
     if "NoCredentials" in names or "Unable to locate credentials" in text or "credentials" in text.lower() \
             and "invalid" not in text.lower():
         problem = ("no credentials found: set them in the environment (AWS_ACCESS_KEY_ID and "
@@ -193,17 +288,20 @@ def filesystem(url: str, storage_options: dict | None = None, what: str = ""):
     except ImportError:
         raise InputError(f"{what} {redact(url)}: reading URLs needs fsspec: pip install fsspec (or 'segaudit[s3]' for s3://)".strip()) from None
     protocol = url.split("://", 1)[0].lower()
+    options = filesystem_options(url, storage_options)
     try:
-        return fsspec.core.url_to_fs(url, **(storage_options or {}))
+        fs, path = fsspec.core.url_to_fs(url, **options)
+        bound_retries(fs)
+        return fs, path
     except ImportError:
         needs = _EXTRAS.get(protocol, f"the fsspec filesystem of {protocol}://")
         raise InputError(f"{what} {redact(url)}: reading {protocol}:// URLs needs {needs}".strip()) from None
     except ValueError as exc:
         if "Protocol not known" in str(exc):
             raise InputError(f"{what} {redact(url)}: fsspec knows no filesystem for {protocol}://".strip()) from None
-        raise remote_error(url, exc, what) from None
+        raise remote_error(url, exc, what, timeout_of(storage_options)) from None
     except TypeError as exc:  # an option the filesystem does not take
         raise InputError(f"{what} {redact(url)}: bad --storage-options for {protocol}://: {one_line(exc)}".strip()) \
             from None
     except Exception as exc:  # noqa: BLE001 (each filesystem raises its own types)
-        raise remote_error(url, exc, what) from None
+        raise remote_error(url, exc, what, timeout_of(storage_options)) from None

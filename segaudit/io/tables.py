@@ -126,7 +126,10 @@ def read_table(path: str | Path, what: str = "table", *, unique: str | None = No
     (checked when the table has it). InputError, one line naming the file (and the line or
     row), for a missing or unreadable file or a malformed table.
     """
+    from .files import require_regular_file
+
     path = Path(path)
+    require_regular_file(path, what)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:

@@ -25,7 +25,7 @@ from ..core.kernel import check_pixel_threshold
 from ..methods.clc import flag_pass
 from ..core.dataset import Dataset, open_dataset
 from ..errors import InputError
-from ..io.files import atomic_write_all, contained_path, refuse_overwriting_inputs, safe_relative_path
+from ..io.files import atomic_write_all, contained_path, refuse_overwriting_inputs, safe_relative_path, staged_directory
 from ..io.tables import render
 from ..io.volumes import encode_flag_volume, flag_volume_suffix
 from ..distributed import dask_partitions, dataset_spec, score_dataset_distributed
@@ -159,6 +159,10 @@ def _on_cluster(client, masks, predictions, inputs: dict, partition_size, prefet
                                           progress=on_progress)
 
 
+#: The staging folder of issue masks inside the output directory (this + the process id + ``-`` ...).
+STAGING_PREFIX = ".segaudit-issues-"
+
+
 def write_issue_masks(
     masks, predictions, out_dir: str | Path, *, method: str = "clc", top: int | None = None,
     pixel_threshold: float = 0.5, downsample: int = 4, prefetch: int = 4, on_progress=None,
@@ -213,12 +217,14 @@ def write_issue_masks(
             refuse_overwriting_inputs({"masks directory": masks, "prediction store": predictions},
                                       {"issue mask": target})
         written: list[tuple[str, int]] = []
+        # The masks are written into a staging folder inside out_dir and moved in when every one
+        # is complete: an error, SIGINT or SIGTERM mid-pass leaves none of them.
+        staged = stack.enter_context(staged_directory(out_dir, STAGING_PREFIX))
 
         def write(image_id: str, flag_map: np.ndarray | None, shape) -> None:
             from PIL import Image
 
-            target = targets[image_id]
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target = staged.path(targets[image_id].relative_to(out_dir))
             image = np.zeros(shape, np.uint8) if flag_map is None else flag_map * np.uint8(255)
             if volumes[image_id] is not None:
                 data = encode_flag_volume(sources[image_id], image.reshape(volumes[image_id]))

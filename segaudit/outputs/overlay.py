@@ -23,12 +23,9 @@ drawn image's predictions through the same block reader and kernel as ``score``
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import io
 import math
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +36,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .colours import ClassColours, class_colours
 from .text import OVERLAY_NAME, class_phrase, format_score, overlay_name, region_line
 from ..errors import InputError, one_line
-from ..io.files import atomic_write_all, remove_orphans, temporary_directory
+from ..io.files import atomic_write_all, staged_directory
 from ..io.photos import SCAN_EXTENSIONS, is_tiff, read_scan_slice, read_tiff_photo, scan_shape, tiff_photo_size
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
@@ -112,7 +109,7 @@ def save_png(image: Image.Image, path: Path, compress_level: int = 3) -> None:
 def find_photo(images_dir: Path, image_id: str, suffix: str = "", extensions=PHOTO_EXTENSIONS) -> Path | None:
     """The photo of an image id: ``images_dir/<id><suffix>.<png|jpg|jpeg|tif|tiff>``, any case
     (a volume's scan: ``extensions`` :data:`~segaudit.io.photos.SCAN_EXTENSIONS`)."""
-    from ..io.files import safe_relative_path
+    from ..io.files import require_regular_file, safe_relative_path
 
     relative = safe_relative_path(image_id, suffix)
     folder = images_dir / relative.parent
@@ -123,6 +120,7 @@ def find_photo(images_dir: Path, image_id: str, suffix: str = "", extensions=PHO
         return None
     for name in names:
         if name.startswith(stem) and name[len(stem):].lower() in extensions:
+            require_regular_file(folder / name, "photo")
             return folder / name
     return None
 
@@ -747,16 +745,6 @@ def write_overlays(
         palette_file=palette if palette is not None else record.palette, ignore=dataset.ignore,
     )
     run.colour_source = colours.source
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        # Every PNG is drawn into a temporary folder inside ``out`` and moved in only when all
-        # are complete: an interrupted or failed run (Ctrl-C, SIGTERM, a full disk) leaves none.
-        # A run killed outright (SIGKILL) leaves its staging folder; the next run removes it.
-        remove_orphans(out, STAGING_PREFIX)
-        staging = temporary_directory(out, f"{STAGING_PREFIX}{os.getpid()}-", renamed_into_place=False)
-    except OSError as exc:
-        raise InputError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
 
     def job(row: RankedImage) -> Callable[[], Path]:
         def render() -> Path:
@@ -794,29 +782,19 @@ def write_overlays(
                                    flags=flags, caption=caption, max_width=max_width,
                                    regions=shown, region_map=region_map if shown else None)
             del labels, s, predicted, region_map
-            save_png(image, staging / names[row.image_id])
+            save_png(image, staged.path(names[row.image_id]))
             return out / names[row.image_id]
 
         return render
 
     workers = workers or min(2, os.cpu_count() or 1)
-    try:
+    # Every PNG is drawn into a staging folder inside ``out`` and moved in only when all are
+    # complete: an interrupted or failed run (Ctrl-C, SIGTERM, a full disk) leaves none.
+    with staged_directory(out, STAGING_PREFIX) as staged:
         for done, path in enumerate(prefetched((job(row) for row in selected), workers, workers), 1):
             run.written.append(path)  # type: ignore[arg-type]
             if on_image:
                 on_image(done, len(selected))
-        for path in run.written:  # the one foreseeable rename failure, checked before any rename
-            if path.is_dir():
-                raise IsADirectoryError(errno.EISDIR, f"{path} is a directory", str(path))
-        for path in run.written:
-            os.replace(staging / path.name, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            if created and not any(out.iterdir()):
-                out.rmdir()
-        raise
-    staging.rmdir()
 
     expected_names = {overlay_name(r.rank, r.image_id, ranking.digits) for r in ranking.rows
                       if _safe(r.image_id)}

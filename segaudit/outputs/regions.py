@@ -9,6 +9,7 @@ encoding (palette, bit depth, label-map values); the input masks are never writt
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +18,16 @@ import numpy as np
 from ..core.dataset import Dataset, open_dataset
 from ..core.regions import Region, RegionRule, RegionRun, find_regions, propose
 from ..errors import InputError
-from ..io.files import atomic_write_all, contained_path, refuse_overwriting_inputs, safe_relative_path
+from ..io.files import (atomic_write_all, contained_path, lies_within, refuse_overwriting_inputs, safe_relative_path,
+                        staged_directory)
 from ..io.masks import encode_like, is_tiff, read_mask
 from ..io.volumes import encode_volume_like, volume_extension
 from ..io.tables import render
 from ..results import REGION_COLUMNS
+
+
+#: The staging folder of proposals inside --propose-dir (this + the process id + ``-`` ... ``.tmp``).
+STAGING_PREFIX = ".segaudit-proposals-"
 
 
 def _class(index: int, classes: list[str] | None) -> str | int:
@@ -130,15 +136,22 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
     """
     if not 0.0 <= min_score <= 1.0:
         raise InputError(f"--min-score must be in [0, 1], got {min_score}")
+    if propose_dir is not None and out is not None and lies_within(out, propose_dir):
+        raise InputError(f"--output {out} is inside --propose-dir {propose_dir}: a proposal could overwrite it; "
+                         "write the region table elsewhere")
     dataset = open_dataset(masks, predictions, **inputs)
     outcome = RegionOutcome(run=None)  # type: ignore[arg-type]
     on_image = None
+    staging = contextlib.nullcontext(None)
     if propose_dir is not None:
         propose_dir = Path(propose_dir)
         if propose_dir.exists() and not propose_dir.is_dir():
             raise InputError(f"--propose-dir is not a directory: {propose_dir}")
         raw_of = _raw_values(dataset)
         mask_of = {image_id: mask for mask, image_id in dataset.pairs}
+        # Proposals are written into a staging folder and moved in when every one is complete:
+        # an error, SIGINT or SIGTERM mid-pass leaves none of them.
+        staging = staged_directory(propose_dir, STAGING_PREFIX)
 
         def on_image(index, image_id, labels, regions: list[Region], finder) -> None:
             if not any(r.score >= min_score for r in regions):
@@ -150,16 +163,18 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
             volume_shape = dataset.store.volume_shape(image_id)
             suffix = (volume_extension(mask.path.name) if volume_shape is not None
                       else mask.path.suffix if is_tiff(mask) else ".png")
-            target = contained_path(propose_dir, safe_relative_path(image_id, suffix))
+            relative = safe_relative_path(image_id, suffix)
             refuse_overwriting_inputs({"masks directory": masks, "prediction store": predictions},
-                                      {"proposal": target})
+                                      {"proposal": contained_path(propose_dir, relative)})
             data = _proposal_bytes(dataset, mask, labels, new, raw_of, volume_shape)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_all({target: data})
+            atomic_write_all({staged.path(relative): data})
             outcome.proposals.append((image_id, int(np.count_nonzero(new != labels))))
 
-    outcome.run = find_regions(dataset, rule, keep_maps=(lambda image_id: True) if on_image else None,
-                               on_image=on_image, prefetch=prefetch, progress=on_progress)
-    if out is not None:
-        write_regions(outcome.run, out, fmt)
+    with staging as staged:
+        outcome.run = find_regions(dataset, rule, keep_maps=(lambda image_id: True) if on_image else None,
+                                   on_image=on_image, prefetch=prefetch, progress=on_progress)
+        if out is not None:
+            if staged is not None:
+                staged.check()  # the table goes with the proposals, or neither does
+            write_regions(outcome.run, out, fmt)
     return outcome

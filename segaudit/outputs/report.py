@@ -1134,6 +1134,9 @@ def build_report(
     """
     from .. import __version__
 
+    if isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float)) \
+            or not 0.0 <= score_threshold <= 1.0:  # nan and inf too: the page's JSON has no place for them
+        raise InputError(f"--score-threshold must be a number from 0 to 1 (scores are in [0, 1]), got {score_threshold}")
     overlays = Path(overlays_dir) if overlays_dir is not None else None
     found, looked, missing = _overlays(ranking, overlays, top, thumb_width)
     hash_note = ""

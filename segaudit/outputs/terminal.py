@@ -87,13 +87,21 @@ def confusion_table(rows, run: ScoreRun, top: int = 20) -> Table:
 
 def diff_table(changes, tolerance: float) -> Table:
     """What changed between two rankings."""
-    table = Table(title=f"{len(changes.regressed)} regressed (fell by > {tolerance:g}), "
+    scale = changes.scale
+    measure = "in rank percentile" if scale == "percentile" else "in score"
+    table = Table(title=f"{len(changes.regressed)} regressed (fell by > {tolerance:g} {measure}), "
+                        f"{len(changes.improved)} improved, "
                         f"{len(changes.new_under_gate)} new under the gate, {len(changes.added)} added, "
                         f"{len(changes.removed)} removed (by {changes.method})")
-    for name, justify in (("image", "left"), ("change", "left"), ("base", "right"), ("head", "right"),
-                          ("delta", "right")):
+    columns = [("image", "left"), ("change", "left"), ("base", "right"), ("head", "right"), ("delta", "right")]
+    if scale == "percentile":
+        columns += [("base %", "right"), ("head %", "right")]
+    for name, justify in columns:
         table.add_column(name, justify=justify, overflow="fold" if name == "image" else "ellipsis")
 
-    for image_id, change, old, new, delta in changes.rows():
-        table.add_row(image_id, change, *(format_score(v, missing="—", fixed=True) for v in (old, new, delta)))
+    for image_id, change, old, new, delta, base_pct, head_pct in changes.rows():
+        cells = [format_score(v, missing="—", fixed=True) for v in (old, new, delta)]
+        if scale == "percentile":
+            cells += ["—" if v is None else f"{100 * v:.0f}" for v in (base_pct, head_pct)]
+        table.add_row(image_id, change, *cells)
     return table

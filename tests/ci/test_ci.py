@@ -164,13 +164,13 @@ def write_ranking(path, rows, method="softmin"):
 def test_diff(tmp_path):
     base = write_ranking(tmp_path / "base.csv", [("a", 0.5), ("b", 0.9), ("c", 0.8)])
     head = write_ranking(tmp_path / "head.csv", [("a", 0.49), ("b", 0.7), ("d", 0.2)])
-    result = run("diff", base, head, "--tolerance", 0.05, "--fail-under", 0.3, "--format", "csv")
+    result = run("diff", base, head, "--scale", "score", "--tolerance", 0.05, "--fail-under", 0.3, "--format", "csv")
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
-        "image,change,base_score,head_score,delta",
-        f"b,regressed,0.9,0.7,{0.7 - 0.9!r}",
-        "d,new under gate,,0.2,",
-        "c,removed,0.8,,",
+        "image,change,base_score,head_score,delta,base_percentile,head_percentile",
+        f"b,regressed,0.9,0.7,{0.7 - 0.9!r},,",
+        "d,new under gate,,0.2,,,",
+        "c,removed,0.8,,,,",
     ]
     assert run("diff", base, base).exit_code == 0
     other = write_ranking(tmp_path / "other.csv", [("a", 0.5)], method="cil")
@@ -263,7 +263,7 @@ def test_diff_compares_a_subset_ranking_on_its_images_only(tmp_path, monkeypatch
     assert result.exit_code == 0, result.stderr
     result = run("diff", main, pr, "--format", "csv")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines()[1:] == [f"city_a/0001,removed,{load_score(main, 'city_a/0001')},,"]
+    assert result.stdout.splitlines()[1:] == [f"city_a/0001,removed,{load_score(main, 'city_a/0001')},,,,"]
     assert "10 image(s) outside the --only subset were not compared" in result.stderr
     # A full head against a full base still reports what is gone.
     assert "removed" in run("diff", main, write_ranking(tmp_path / "one.csv", [("city_a/0005", 0.9)])).stderr

@@ -28,7 +28,7 @@ from ...io.masks import MaskFile
 from ...io.remote import parse_storage_options
 from ...io.rankings import Ranking, load_ranking
 from ...io.tables import read_table
-from .base import ExportContext, ExportImage, Exporter, ExportRegion, ExportWriter
+from .base import ExportContext, ExportImage, Exporter, ExportRegion, ExportWriter, check_image_url
 
 __all__ = ["EXPORTERS", "ExportContext", "ExportImage", "ExportOutcome", "ExportRegion", "ExportWriter", "Exporter",
            "export", "get_exporter"]
@@ -141,6 +141,7 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
         raise InputError(f"--top must be >= 0, got {top}")
     if "{id}" not in image_url:
         raise InputError(f"--image-url must contain {{id}} (replaced by the image id), got {image_url!r}")
+    check_image_url(image_url.replace("{id}", "x"))  # checked before any work; each image's URL again
     if not out.parent.is_dir():
         raise InputError(f"output directory not found: {out.parent}")
     loaded = load_ranking(ranking)

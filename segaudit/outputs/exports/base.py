@@ -12,6 +12,7 @@ one image's maps plus what the writer keeps (encoded masks).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.regions import Region
+from ...errors import InputError
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,11 @@ class ExportContext:
         return len(self.classes)
 
     def url(self, image_id: str) -> str:
-        """Where the annotation tool finds the image's photo."""
-        return self.image_url.replace("{id}", image_id)
+        """Where the annotation tool finds the image's photo; InputError for a URL whose scheme
+        a browser would run or inline (``javascript:``, ``data:`` ...) rather than fetch."""
+        url = self.image_url.replace("{id}", image_id)
+        check_image_url(url)
+        return url
 
     def class_pixels(self, labels: np.ndarray) -> np.ndarray:
         """True where ``labels`` holds a class (not an ignore value)."""
@@ -45,6 +50,22 @@ class ExportContext:
         for value in self.ignore:
             known &= labels != value
         return known
+
+
+#: The schemes an image reference may have (none: a path, as Label Studio's local files).
+IMAGE_URL_SCHEMES = ("http", "https", "s3", "gs", "azure-blob", "file")
+# Browsers drop control characters and spaces before reading a scheme ("java\tscript:").
+_BLANKS = re.compile(r"[\x00-\x20\x7f]")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
+
+
+def check_image_url(url: str) -> None:
+    """InputError unless ``url`` is a path or has one of :data:`IMAGE_URL_SCHEMES` (a one-letter
+    scheme is a Windows drive)."""
+    found = _SCHEME.match(_BLANKS.sub("", url))
+    if found and len(found.group(1)) > 1 and found.group(1).lower() not in IMAGE_URL_SCHEMES:
+        raise InputError(f"--image-url gives {url!r}: an image reference must be a path or a "
+                         f"{', '.join(s + ':' for s in IMAGE_URL_SCHEMES)} URL, not {found.group(1)}:")
 
 
 @dataclass

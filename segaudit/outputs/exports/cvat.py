@@ -63,6 +63,9 @@ class _CvatWriter(ExportWriter):
         self.masks: list[tuple[int, str, bytes]] = []  # (rank, id, PNG)
 
     def add(self, image: ExportImage) -> None:
+        if "\n" in image.image_id or "\r" in image.image_id:  # the image list is one id a line
+            raise InputError(f"image id {image.image_id!r} holds a line break: CVAT's image list "
+                             "(ImageSets/Segmentation/default.txt) has one id a line; rename its mask")
         labels = image.labels
         index = np.where(self.context.class_pixels(labels), labels, self.context.n_classes)
         rgb = self.table[index]
