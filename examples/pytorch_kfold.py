@@ -310,6 +310,9 @@ def main() -> None:
     if missing:
         raise SystemExit(f"error: {len(missing)} image(s) of --folds {args.folds} have no mask in {args.masks}: "
                          f"{', '.join(missing[:3])}")
+    left_out = len(find_masks(args.masks, args.mask_suffix)) - len(dataset)
+    if left_out:
+        print(f"note: {left_out} mask(s) not in --folds {args.folds} are left out", flush=True)
     fold_ids = sorted(set(folds_of.values()))
     members = {fold: [n for n, (mask, _) in enumerate(dataset.items) if folds_of[mask.image_id] == fold]
                for fold in fold_ids}

@@ -57,10 +57,15 @@ def test_camvid_like_masks_with_folds_label_map_and_resize(tmp_path):
     folds = CliRunner().invoke(app, ["folds", str(tmp_path / "masks"), "-k", "3", "--group-by", "^(seq\\d)/",
                                      "--ignore-index", "99", "-o", str(tmp_path / "folds.csv")])
     assert folds.exit_code == 0, folds.output
+    extra = np.full((30, 40), 10, np.uint8)
+    write_masks(tmp_path / "extra", {"late/one": extra})  # a mask added after the split: left out, with a note
+    (tmp_path / "masks" / "late").mkdir()
+    (tmp_path / "extra" / "late" / "one.png").rename(tmp_path / "masks" / "late" / "one.png")
     result = example(tmp_path, "--classes", 3, "--label-map", tmp_path / "map.json", "--ignore-index", 11,
                      "--size", "24x32", "--folds", tmp_path / "folds.csv", "--epochs", 2, "--batch-size", 2,
                      "--threads", 1)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "note: 1 mask(s) not in --folds" in result.stdout
     assert "6 images, 3 folds, K=3" in result.stdout and "(6 images)" in result.stdout
     assert "out-of-fold mIoU against the masks" in result.stdout
 
@@ -71,7 +76,7 @@ def test_camvid_like_masks_with_folds_label_map_and_resize(tmp_path):
     assert recorded_folds(tmp_path / "preds.zarr") == read_folds(tmp_path / "folds.csv")
     scored = CliRunner().invoke(app, ["score", str(tmp_path / "masks"), str(tmp_path / "preds.zarr"), "--folds",
                                       str(tmp_path / "folds.csv"), "--label-map", str(tmp_path / "map.json"),
-                                      "-o", str(tmp_path / "ranking.csv"), "-q"])
+                                      "--allow-missing", "-o", str(tmp_path / "ranking.csv"), "-q"])
     assert scored.exit_code == 0, scored.output
 
 
