@@ -9,6 +9,7 @@ Chromium by tests/outputs/test_report_browser.py.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import math
@@ -26,6 +27,7 @@ from segaudit.cli import app
 from segaudit.outputs.overlay import overlay_name
 from segaudit.io.rankings import load_ranking
 from segaudit.io.decisions import file_sha256
+from segaudit.outputs import report as report_module
 from segaudit.outputs.report import build_report, embed_json, histogram_svg, load_confusions, read_embedded_data
 
 EVIL_ID = "<script>x</script>"
@@ -161,6 +163,37 @@ def test_self_contained(ranking):
         assert tag not in ("link", "iframe", "object")
     assert not re.search(r"url\(|@import|https?://(?!www\.w3\.org/2000/svg)", text)
     assert "fetch(" not in text and "XMLHttpRequest" not in text
+
+
+def test_csp_allows_only_the_inlined_script_and_style_by_hash(ranking):
+    text = build_report(ranking, overlays_dir=None).html
+    (policy,) = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', text)
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert directives["default-src"] == "'none'" and directives["img-src"] == "data:"
+    (script,) = re.findall(r"<script>(.*?)</script>", text, re.S)  # ours (the data block has a type)
+    (style,) = re.findall(r"<style>(.*?)</style>", text, re.S)
+
+    def source(content):
+        return "'sha256-" + base64.b64encode(hashlib.sha256(content.encode("utf-8")).digest()).decode() + "'"
+
+    assert directives["script-src"] == source(script)
+    assert directives["style-src"] == source(style)
+    # The inlined text is the package's report.js and report.css, as read as JS and CSS.
+    package = Path(report_module.__file__).parent
+    assert script.strip() == (package / "report.js").read_text(encoding="utf-8").strip()
+    assert style.strip() == (package / "report.css").read_text(encoding="utf-8").strip()
+
+
+def test_report_assets_are_package_data():
+    """A non-editable install carries every non-Python file of the report package."""
+    import tomllib
+
+    package = Path(report_module.__file__).parent
+    config = tomllib.loads((package.parents[2] / "pyproject.toml").read_text())
+    listed = config["tool"]["setuptools"]["package-data"]["segaudit.outputs.report"]
+    assets = sorted(p.name for p in package.iterdir() if p.is_file() and p.suffix not in (".py", ".pyc"))
+    assert assets == ["report.css", "report.js"] and sorted(listed) == assets
 
 
 def test_summary_counts_and_histogram(ranking):
