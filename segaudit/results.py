@@ -28,6 +28,18 @@ REGION_COLUMNS = ("rank", "image", "region", "score", "area", "x0", "y0", "x1", 
                   "likely_class", "mean_s", "mean_p_likely", "kind")
 
 
+def ranking_columns(methods: tuple[str, ...], regions: bool = False, volumes: bool = False) -> list[str]:
+    """The columns of a ranking (written by ``segaudit score``, read by :mod:`segaudit.io.rankings`):
+    ``regions`` (score --regions) adds regions and worst_region, ``volumes`` (a dataset holding
+    volumes) worst_slice."""
+    return ["rank", "image", "score", *methods, "pixels", "low_pixels", "suspect_class", "likely_class",
+            *(["regions", "worst_region"] if regions else []), *(["worst_slice"] if volumes else [])]
+
+
+#: Ranking columns that are never scores.
+RANKING_NOT_SCORES = {"rank", "image", "pixels", "low_pixels", "suspect_class", "likely_class", "regions", "worst_region"}
+
+
 @dataclass
 class Selection:
     """Which cells the flagging pass flags: s bits below ``low``, and ``take`` of [low, high)."""

@@ -18,7 +18,8 @@ from datasets import FIXTURES
 from segaudit.cli import app
 from segaudit.outputs.colours import class_colours
 from segaudit.outputs.overlay import overlay_name, panel_layout
-from segaudit.outputs.report import REGIONS_PER_IMAGE, build_report, load_regions, read_embedded_data
+from segaudit.io.regions import load_regions
+from segaudit.outputs.report import REGIONS_PER_IMAGE, build_report, read_embedded_data
 from segaudit.io.rankings import load_ranking
 
 

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from datasets import FIXTURES
 from segaudit.cli import app
 from segaudit.errors import InputError
-from segaudit.evaluation.evaluate import auroc, average_precision, evaluate, lift_at, load_ranking, precision_at
+from segaudit.evaluation.evaluate import auroc, average_precision, evaluate, lift_at, precision_at
+from segaudit.io.rankings import read_score_columns
 
 
 def invoke(*args):
@@ -107,10 +108,10 @@ TRUTH = "image,is_error,kind,classes\na,1,drop,car\nb,0,,\nc,0,,\nd,1,swap,sky;r
 def test_score_columns_and_the_redundant_score_column(tmp_path):
     ranking = write(tmp_path / "r.csv", "rank,image,score,softmin,cil,pixels,low_pixels,suspect_class,likely_class\n"
                                         "1,a,0.1,0.1,0.5,10,2,car,road\n2,b,0.4,0.4,,10,0,,\n")
-    ids, columns = load_ranking(ranking)
+    ids, columns = read_score_columns(ranking)
     assert ids == ["a", "b"] and list(columns) == ["softmin", "cil"]
     assert math.isnan(columns["cil"][1])
-    ids, columns = load_ranking(write(tmp_path / "s.csv", "image,score\na,0.3\nb,0.1\n"))
+    ids, columns = read_score_columns(write(tmp_path / "s.csv", "image,score\na,0.3\nb,0.1\n"))
     assert list(columns) == ["score"]
 
 

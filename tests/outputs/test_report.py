@@ -28,7 +28,8 @@ from segaudit.outputs.overlay import overlay_name
 from segaudit.io.rankings import load_ranking
 from segaudit.io.decisions import file_sha256
 from segaudit.outputs import report as report_module
-from segaudit.outputs.report import build_report, embed_json, histogram_svg, load_confusions, read_embedded_data
+from segaudit.io.confusions import load_confusions
+from segaudit.outputs.report import build_report, embed_json, histogram_svg, read_embedded_data
 
 EVIL_ID = "<script>x</script>"
 AMP_CLASS = "cars & trucks"
