@@ -23,21 +23,30 @@ from .errors import InputError
 CONFUSION_COLUMNS = ("annotated", "predicted", "pixels", "images", "share")
 
 #: The columns of the region table (written by ``segaudit regions``, read by
-#: ``segaudit report --regions``): the box in pixels, x1 and y1 exclusive.
+#: :func:`segaudit.io.regions.load_regions` for ``report --regions`` and ``export --regions``):
+#: the box in pixels, x1 and y1 exclusive.
 REGION_COLUMNS = ("rank", "image", "region", "score", "area", "x0", "y0", "x1", "y1", "annotated_class",
                   "likely_class", "mean_s", "mean_p_likely", "kind")
 
 
+#: The columns of a ranking (written by ``segaudit score``, read by :mod:`segaudit.io.rankings`),
+#: in order: these, then one per method, then the image's counts and classes, then the
+#: optional groups below.
+RANKING_LEAD_COLUMNS = ("rank", "image", "score")  # score repeats the first method's column
+RANKING_IMAGE_COLUMNS = ("pixels", "low_pixels", "suspect_class", "likely_class")
+RANKING_REGION_COLUMNS = ("regions", "worst_region")  # score --regions
+RANKING_VOLUME_COLUMNS = ("worst_slice",)  # a dataset holding volumes
+
+#: Ranking columns that are never scores: every column but score and the methods'.
+RANKING_NOT_SCORES = frozenset({*RANKING_LEAD_COLUMNS, *RANKING_IMAGE_COLUMNS, *RANKING_REGION_COLUMNS,
+                                *RANKING_VOLUME_COLUMNS} - {"score"})
+
+
 def ranking_columns(methods: tuple[str, ...], regions: bool = False, volumes: bool = False) -> list[str]:
-    """The columns of a ranking (written by ``segaudit score``, read by :mod:`segaudit.io.rankings`):
-    ``regions`` (score --regions) adds regions and worst_region, ``volumes`` (a dataset holding
-    volumes) worst_slice."""
-    return ["rank", "image", "score", *methods, "pixels", "low_pixels", "suspect_class", "likely_class",
-            *(["regions", "worst_region"] if regions else []), *(["worst_slice"] if volumes else [])]
-
-
-#: Ranking columns that are never scores.
-RANKING_NOT_SCORES = {"rank", "image", "pixels", "low_pixels", "suspect_class", "likely_class", "regions", "worst_region"}
+    """A ranking's columns, in order; ``regions`` (score --regions) adds
+    :data:`RANKING_REGION_COLUMNS`, ``volumes`` (a dataset holding volumes) :data:`RANKING_VOLUME_COLUMNS`."""
+    return [*RANKING_LEAD_COLUMNS, *methods, *RANKING_IMAGE_COLUMNS,
+            *(RANKING_REGION_COLUMNS if regions else ()), *(RANKING_VOLUME_COLUMNS if volumes else ())]
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, one_line
-from ..results import RANKING_NOT_SCORES, RunRecord
+from ..results import RANKING_IMAGE_COLUMNS, RANKING_LEAD_COLUMNS, RANKING_NOT_SCORES, RunRecord
 from .files import run_record_path
 from .tables import read_image_table, read_table
 
@@ -75,10 +75,10 @@ def load_ranking(path: str | Path, *, need_record: bool = True) -> Ranking:
         raise InputError(f"ranking not found: {path} (run segaudit score first, or pass --ranking FILE)")
     table = read_table(path, "ranking", unique="image")
     header = table.header
-    if not header or not {"rank", "image", "score"} <= set(header):
+    if not header or not set(RANKING_LEAD_COLUMNS) <= set(header):
         raise InputError(f"{path}: not a segaudit ranking (needs the columns rank, image and score)")
     column = {name: i for i, name in enumerate(header)}
-    end = column.get("pixels", len(header))
+    end = column.get(RANKING_IMAGE_COLUMNS[0], len(header))  # the method columns end where the image's begin
     methods = [name for name in header[column["score"] + 1:end]]
     rows: list[RankedImage] = []
     for index, get in enumerate(table.rows):

@@ -115,6 +115,24 @@ def test_score_columns_and_the_redundant_score_column(tmp_path):
     assert list(columns) == ["score"]
 
 
+def test_a_volume_rankings_worst_slice_is_not_a_score(tmp_path):
+    """A volume ranking ends with worst_slice (a slice index): evaluate scores the methods only."""
+    ranking = write(tmp_path / "r.csv", "rank,image,score,softmin,pixels,low_pixels,suspect_class,likely_class,"
+                                        "regions,worst_region,worst_slice\n"
+                                        "1,a,0.1,0.1,10,2,car,road,1,swap,3\n2,d,0.2,0.2,10,0,,,0,,0\n"
+                                        "3,b,0.4,0.4,10,0,,,0,,7\n")
+    ids, columns = read_score_columns(ranking)
+    assert list(columns) == ["softmin"]
+    assert list(evaluate(ranking, write(tmp_path / "t.csv", TRUTH)).scores) == ["softmin"]
+
+
+def test_every_column_score_writes_but_the_methods_is_not_a_score():
+    from segaudit.results import RANKING_NOT_SCORES, ranking_columns
+
+    columns = ranking_columns(("rsoftmin", "clc"), regions=True, volumes=True)
+    assert [c for c in columns if c not in RANKING_NOT_SCORES] == ["score", "rsoftmin", "clc"]
+
+
 def test_evaluate_counts_and_truth_rows_left_out(tmp_path):
     ranking = write(tmp_path / "r.csv", "image,m1,m2\na,0.1,0.9\nb,0.5,0.1\nd,0.2,0.5\n")
     result = evaluate(ranking, write(tmp_path / "t.csv", TRUTH))

@@ -27,7 +27,7 @@ from ...io.files import atomic_write_all, refuse_overwriting_inputs, safe_relati
 from ...io.masks import MaskFile
 from ...io.remote import parse_storage_options
 from ...io.rankings import Ranking, load_ranking
-from ...io.tables import read_table
+from ...io.regions import load_regions
 from .base import ExportContext, ExportImage, Exporter, ExportRegion, ExportWriter
 
 __all__ = ["EXPORTERS", "ExportContext", "ExportImage", "ExportOutcome", "ExportRegion", "ExportWriter", "Exporter",
@@ -66,19 +66,10 @@ class ExportOutcome:
 
 
 def _region_table(path: Path) -> dict[str, dict[int, tuple[float, int]]]:
-    """A region table (segaudit regions): per image, region number -> (score, area)."""
-    table = read_table(path, "region table")
-    missing = [c for c in ("image", "region", "score", "area") if c not in table.header]
-    if missing:
-        raise InputError(f"{path}: not a segaudit region table (no column {', '.join(missing)})")
-    out: dict[str, dict[int, tuple[float, int]]] = {}
-    for index, row in enumerate(table.rows):
-        try:
-            number, score, area = int(row["region"]), float(row["score"]), int(row["area"])
-        except ValueError as exc:
-            raise table.error(index, f"bad region, score or area: {exc}") from None
-        out.setdefault(row["image"], {})[number] = (score, area)
-    return out
+    """A region table (segaudit regions, read by :func:`segaudit.io.regions.load_regions`):
+    per image, region number -> (score, area)."""
+    table = load_regions(path)
+    return {image: {row.region: (row.score, row.area) for row in rows} for image, rows in table.by_image.items()}
 
 
 def _find_proposal(directory: Path, image_id: str) -> Path | None:
