@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import InputError, one_line
-from . import remote, volumes
-from .label_maps import LabelLookup
+from ...errors import InputError, one_line
+from .. import remote, volumes
+from ..label_maps import LabelLookup
 
 Palette = dict[tuple[int, int, int], int]
 
