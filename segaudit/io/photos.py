@@ -13,22 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, one_line
+from .masks.tiff import import_tifffile
 
-TIFF_EXTENSIONS = (".tif", ".tiff")
 #: Percentiles of the drawn values that the stretch maps to 0 and 255.
 STRETCH = (0.5, 99.5)
-
-
-def is_tiff(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in TIFF_EXTENSIONS
-
-
-def _tifffile():
-    try:
-        import tifffile
-    except ImportError:
-        return None
-    return tifffile
 
 
 def _plane_axes(axes: str, shape: tuple[int, ...], path: Path) -> tuple[int, int, int | None]:
@@ -45,7 +33,7 @@ def _plane_axes(axes: str, shape: tuple[int, ...], path: Path) -> tuple[int, int
 
 def tiff_photo_size(path: str | Path) -> tuple[int, int] | None:
     """(height, width) of a TIFF photo from its header, or None without tifffile."""
-    tifffile = _tifffile()
+    tifffile = import_tifffile()
     if tifffile is None:
         return None
     path = Path(path)
@@ -76,7 +64,7 @@ def read_tiff_photo(path: str | Path) -> np.ndarray | None:
     InputError, one line naming the file, for an unreadable file or one holding more than
     one plane of bands.
     """
-    tifffile = _tifffile()
+    tifffile = import_tifffile()
     if tifffile is None:
         return None
     path = Path(path)

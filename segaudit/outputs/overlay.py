@@ -40,7 +40,8 @@ from .colours import ClassColours, class_colours
 from .text import OVERLAY_NAME, class_phrase, format_score, overlay_name, region_line
 from ..errors import InputError, one_line
 from ..io.files import atomic_write_all, remove_orphans, temporary_directory
-from ..io.photos import SCAN_EXTENSIONS, is_tiff, read_scan_slice, read_tiff_photo, scan_shape, tiff_photo_size
+from ..io.masks.tiff import is_tiff
+from ..io.photos import SCAN_EXTENSIONS, read_scan_slice, read_tiff_photo, scan_shape, tiff_photo_size
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
 from ..results import REGION_COUNT_SCORE, RunRecord

@@ -18,8 +18,7 @@ from ..core.dataset import Dataset, open_dataset
 from ..core.regions import Region, RegionRule, RegionRun, find_regions, propose
 from ..errors import InputError
 from ..io.files import atomic_write_all, contained_path, refuse_overwriting_inputs, safe_relative_path
-from ..io.masks import encode_like, is_tiff, read_mask
-from ..io.volumes import encode_volume_like, volume_extension
+from ..io.masks import encode_like, read_mask, suffix_like
 from ..io.tables import render
 from ..results import REGION_COLUMNS
 
@@ -99,12 +98,9 @@ def _in_mask_values(dataset: Dataset, mask, labels: np.ndarray, new: np.ndarray,
     return raw, corrected
 
 
-def _proposal_bytes(dataset: Dataset, mask, labels: np.ndarray, new: np.ndarray, raw_of: np.ndarray | None,
-                    volume_shape=None) -> bytes:
+def _proposal_bytes(dataset: Dataset, mask, labels: np.ndarray, new: np.ndarray, raw_of: np.ndarray | None) -> bytes:
     """The bytes of a corrected mask in its source's encoding (PNG, TIFF or a volume's file)."""
     old, new = _in_mask_values(dataset, mask, labels, new, raw_of)
-    if volume_shape is not None:
-        return encode_volume_like(mask.path, new.reshape(volume_shape))
     return encode_like(mask, old, new, dataset.colour_map)
 
 
@@ -147,13 +143,10 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
             new = propose(labels, finder.region_map, finder.likely_map, regions, min_score, slice_rows)
             # The proposal keeps its source's format: PNG, TIFF or the volume's own (same suffix).
             mask = mask_of[image_id]
-            volume_shape = dataset.store.volume_shape(image_id)
-            suffix = (volume_extension(mask.path.name) if volume_shape is not None
-                      else mask.path.suffix if is_tiff(mask) else ".png")
-            target = contained_path(propose_dir, safe_relative_path(image_id, suffix))
+            target = contained_path(propose_dir, safe_relative_path(image_id, suffix_like(mask)))
             refuse_overwriting_inputs({"masks directory": masks, "prediction store": predictions},
                                       {"proposal": target})
-            data = _proposal_bytes(dataset, mask, labels, new, raw_of, volume_shape)
+            data = _proposal_bytes(dataset, mask, labels, new, raw_of)
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_all({target: data})
             outcome.proposals.append((image_id, int(np.count_nonzero(new != labels))))
