@@ -41,7 +41,7 @@ from .text import OVERLAY_NAME, class_phrase, format_score, overlay_name, region
 from ..errors import InputError, one_line
 from ..io.files import atomic_write_all, remove_orphans, temporary_directory
 from ..io.masks.tiff import is_tiff
-from ..io.photos import SCAN_EXTENSIONS, read_scan_slice, read_tiff_photo, scan_shape, tiff_photo_size
+from ..io.photos import SCAN_EXTENSIONS, read_scan_slice, read_tiff_photo, scan_shape, stretch, tiff_photo_size
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
 from ..results import REGION_COUNT_SCORE, RunRecord
@@ -142,7 +142,8 @@ def photo_size(path: Path) -> tuple[int, int]:
 
 
 def load_photo(path: Path) -> Image.Image:
-    """A photo as an 8-bit RGB image (16-bit and float images are stretched to 0-255).
+    """A photo as an 8-bit RGB image (16-bit and float images are stretched to 0-255 by
+    :func:`segaudit.io.photos.stretch`, as TIFF photos are).
 
     TIFF / GeoTIFF photos of any band count and bit depth are read with tifffile, when
     installed (see :mod:`segaudit.io.photos`: the first three bands, or one, stretched).
@@ -155,10 +156,7 @@ def load_photo(path: Path) -> Image.Image:
         with Image.open(path) as img:
             img.load()
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-                values = np.asarray(img, dtype=np.float64)
-                low, high = np.nanpercentile(values, [0.5, 99.5]) if values.size else (0.0, 1.0)
-                scaled = np.clip((values - low) / max(high - low, 1e-12) * 255, 0, 255)
-                return Image.fromarray(scaled.astype(np.uint8)).convert("RGB")
+                return Image.fromarray(stretch(np.asarray(img))).convert("RGB")
             return img.convert("RGB")
     except InputError:
         raise
