@@ -202,3 +202,12 @@ def test_get_label_quality_scores_takes_ignore_index_and_refuses_unknown_keyword
     assert flags.shape == clean.shape and flags.dtype == bool
     with pytest.raises(TypeError, match="find_label_issues.*unexpected keyword argument.*'downsampel'"):
         find_label_issues(clean, probs, downsampel=4)
+
+
+@pytest.mark.parametrize("downsample", [0, 65537, True, 2.0])
+def test_the_api_checks_downsample_as_the_cli_does(downsample):
+    import segaudit
+
+    labels, probs = dataset(n=2)
+    with pytest.raises(InputError, match=rf"^--downsample must be a whole number from 1 to 65536, got {downsample}$"):
+        segaudit.score_arrays_run(labels, probs, methods=("clc",), downsample=downsample)

@@ -42,6 +42,7 @@ from ..errors import InputError, one_line
 from ..io.files import atomic_write_all, remove_orphans, temporary_directory
 from ..io.masks.tiff import is_tiff
 from ..io.photos import SCAN_EXTENSIONS, read_scan_slice, read_tiff_photo, scan_shape, stretch, tiff_photo_size
+from ..core.kernel import check_pixel_threshold
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
 from ..results import REGION_COUNT_SCORE, RunRecord
@@ -625,6 +626,15 @@ class OverlayRun:
     colour_source: str = ""
 
 
+def check_region_min_score(region_min_score: float) -> float:
+    """The score from which an image's error regions are outlined: a number in [0, 1];
+    InputError (``--region-min-score``) otherwise."""
+    if isinstance(region_min_score, bool) or not isinstance(region_min_score, (int, float)) \
+            or not 0.0 <= region_min_score <= 1.0:
+        raise InputError(f"--region-min-score must be between 0 and 1, got {region_min_score}")
+    return region_min_score
+
+
 def write_overlays(
     ranking: Ranking,
     out_dir: str | Path,
@@ -672,13 +682,10 @@ def write_overlays(
             raise InputError(f"{ranking.record_path}: no '{key}' path in the run record")
     recorded = 0.5 if record.pixel_threshold is None else record.pixel_threshold
     threshold = recorded if pixel_threshold is None else pixel_threshold
-    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-        raise InputError(f"--pixel-threshold must be between 0 and 1, got {threshold}")
+    check_pixel_threshold(threshold)
     if max_width is not None and max_width < 0:
         raise InputError(f"--max-width must be 0 (full size) or a positive number of pixels, got {max_width}")
-    if isinstance(region_min_score, bool) or not isinstance(region_min_score, (int, float)) \
-            or not 0.0 <= region_min_score <= 1.0:
-        raise InputError(f"--region-min-score must be between 0 and 1, got {region_min_score}")
+    check_region_min_score(region_min_score)
     if isinstance(max_regions, bool) or not isinstance(max_regions, int) or max_regions < 0:
         raise InputError(f"--max-regions must be a whole number >= 0, got {max_regions}")
     selected = select_images(ranking, top, ids)

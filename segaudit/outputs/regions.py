@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.dataset import Dataset, open_dataset
-from ..core.regions import Region, RegionRule, RegionRun, find_regions, propose
+from ..core.regions import Region, RegionRule, RegionRun, check_min_score, find_regions, propose
 from ..errors import InputError
 from ..io.files import atomic_write_all, contained_path, refuse_overwriting_inputs, safe_relative_path
 from ..io.masks import encode_like, read_mask, suffix_like
@@ -124,8 +124,7 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
     min_score : float
         Regions scoring at least this are relabeled in the proposals.
     """
-    if not 0.0 <= min_score <= 1.0:
-        raise InputError(f"--min-score must be in [0, 1], got {min_score}")
+    check_min_score(min_score)
     dataset = open_dataset(masks, predictions, **inputs)
     outcome = RegionOutcome(run=None)  # type: ignore[arg-type]
     on_image = None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.regions import RegionRule, find_regions, propose
+from ...core.regions import RegionRule, check_min_score, find_regions, propose
 from ...errors import InputError
 from ...io.decisions import read_decisions
 from ...io.files import atomic_write_all, refuse_overwriting_inputs, safe_relative_path
@@ -126,8 +126,7 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
     """
     exporter = get_exporter(to)
     out = Path(out)
-    if not 0.0 <= min_score <= 1.0:
-        raise InputError(f"--min-score must be in [0, 1], got {min_score}")
+    check_min_score(min_score)
     if top is not None and top < 0:
         raise InputError(f"--top must be >= 0, got {top}")
     if "{id}" not in image_url:
