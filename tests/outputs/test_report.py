@@ -28,7 +28,6 @@ from segaudit.outputs.overlay import overlay_name
 from segaudit.io.rankings import load_ranking
 from segaudit.io.decisions import file_sha256
 from segaudit.outputs import report as report_module
-from segaudit.io.confusions import load_confusions
 from segaudit.outputs.report import build_report, embed_json, histogram_svg, read_embedded_data
 
 EVIL_ID = "<script>x</script>"
@@ -304,17 +303,6 @@ def test_confusion_section_only_when_given(ranking, tmp_path):
     assert "<td>cars &amp; trucks</td><td>road</td>" in text and "<td>&lt;b&gt;</td>" in text
     assert "25.00 %" in text
     assert "optional section: class confusions" in text
-
-
-def test_load_confusions(tmp_path):
-    path = tmp_path / "c.csv"
-    path.write_text('annotated,predicted,pixels,images,share\n"cars, trucks",road,10,2,0.5\n')
-    assert load_confusions(path) == [("cars, trucks", "road", 10, 2, 0.5)]
-    path.write_text("annotated,predicted,pixels\nx,y,1\n")
-    from segaudit.errors import InputError
-
-    with pytest.raises(InputError, match="missing column"):
-        load_confusions(path)
 
 
 # --- the command ---------------------------------------------------------------------------
