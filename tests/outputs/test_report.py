@@ -196,6 +196,20 @@ def test_report_assets_are_package_data():
     assert assets == ["report.css", "report.js"] and sorted(listed) == assets
 
 
+def test_report_js_is_valid_javascript():
+    """report.js is read as JS: Node's parser checks it (the page itself runs in Chromium, in
+    tests/outputs/test_report_browser.py)."""
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (Debian: apt-get install nodejs)")
+    script = Path(report_module.__file__).parent / "report.js"
+    checked = subprocess.run([node, "--check", str(script)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr
+
+
 def test_summary_counts_and_histogram(ranking):
     text = build_report(ranking, overlays_dir=None, score_threshold=0.1).html
     assert "Images scored</dt><dd>4 (+1 with no scored pixel)" in text
