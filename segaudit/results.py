@@ -27,6 +27,17 @@ CONFUSION_COLUMNS = ("annotated", "predicted", "pixels", "images", "share")
 #: the box in pixels, x1 and y1 exclusive.
 REGION_COLUMNS = ("rank", "image", "region", "score", "area", "x0", "y0", "x1", "y1", "annotated_class",
                   "likely_class", "mean_s", "mean_p_likely", "kind")
+#: A volume's regions also span slices z0 .. z1 - 1: these columns follow ``y1``.
+REGION_VOLUME_COLUMNS = ("z0", "z1")
+
+
+def region_columns(volumes: bool = False) -> tuple[str, ...]:
+    """A region table's columns: :data:`REGION_COLUMNS`, with :data:`REGION_VOLUME_COLUMNS`
+    after ``y1`` when a region lies in a volume."""
+    if not volumes:
+        return REGION_COLUMNS
+    at = REGION_COLUMNS.index("y1") + 1
+    return (*REGION_COLUMNS[:at], *REGION_VOLUME_COLUMNS, *REGION_COLUMNS[at:])
 
 
 #: The columns of a ranking (written by ``segaudit score``, read by :mod:`segaudit.io.rankings`),

@@ -1,7 +1,7 @@
 """Writing error regions: the ranked region table, and the proposed corrected masks.
 
 The table (``segaudit regions -o regions.csv``) has one row per region, ranked over the
-whole dataset, worst first (:data:`REGION_COLUMNS`). Proposals (``--propose-dir``) are
+whole dataset, worst first (:func:`segaudit.results.region_columns`). Proposals (``--propose-dir``) are
 the input masks with every region scoring at least ``--min-score`` relabeled to its
 likely class (:func:`segaudit.core.regions.propose`), written in each source mask's own
 encoding (palette, bit depth, label-map values); the input masks are never written.
@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..io.files import atomic_write_all, contained_path, refuse_overwriting_inputs, safe_relative_path
 from ..io.masks import encode_like, read_mask, suffix_like
 from ..io.tables import render
-from ..results import REGION_COLUMNS
+from ..results import region_columns
 
 
 def _class(index: int, classes: list[str] | None) -> str | int:
@@ -31,16 +31,8 @@ def _has_volumes(run: RegionRun) -> bool:
     return any(r.z0 is not None for r in run.regions)
 
 
-def region_columns(run: RegionRun) -> tuple[str, ...]:
-    """:data:`REGION_COLUMNS`, with ``z0,z1`` after ``y1`` when a region lies in a volume."""
-    if not _has_volumes(run):
-        return REGION_COLUMNS
-    at = REGION_COLUMNS.index("y1") + 1
-    return (*REGION_COLUMNS[:at], "z0", "z1", *REGION_COLUMNS[at:])
-
-
 def region_rows(run: RegionRun) -> list[list]:
-    """The table's rows, in ranking order (1-based ranks), in :func:`region_columns` order."""
+    """The table's rows, in ranking order (1-based ranks), in :func:`segaudit.results.region_columns` order."""
     volumes = _has_volumes(run)
     return [[rank, r.image_id, r.region, r.score, r.area, r.x0, r.y0, r.x1, r.y1, *([r.z0, r.z1] if volumes else []),
              _class(r.annotated_class, run.classes), _class(r.likely_class, run.classes), r.mean_s,
@@ -49,7 +41,7 @@ def region_rows(run: RegionRun) -> list[list]:
 
 def regions_text(run: RegionRun, fmt: str = "csv") -> str:
     """The region table as csv, jsonl or json (as :func:`segaudit.io.tables.render`)."""
-    return render(region_columns(run), region_rows(run), fmt)
+    return render(region_columns(_has_volumes(run)), region_rows(run), fmt)
 
 
 def write_regions(run: RegionRun, path: str | Path, fmt: str = "csv") -> Path:
