@@ -31,18 +31,27 @@ def _plane_axes(axes: str, shape: tuple[int, ...], path: Path) -> tuple[int, int
     return y, x, others[0] if others else None
 
 
-def tiff_photo_size(path: str | Path) -> tuple[int, int] | None:
-    """(height, width) of a TIFF photo from its header, or None without tifffile."""
+def _first_series(path: Path, pixels: bool) -> tuple[tuple[int, ...], str, np.ndarray | None] | None:
+    """A TIFF photo's first series: its shape, its axes and (with ``pixels``) its array; None
+    without tifffile. InputError, one line naming the file, when it cannot be read."""
     tifffile = import_tifffile()
     if tifffile is None:
         return None
-    path = Path(path)
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            shape, axes = tuple(series.shape), series.axes
-    except Exception as exc:  # TiffFileError, OSError, IndexError (no image), ...
+            return tuple(series.shape), series.axes, np.asarray(series.asarray()) if pixels else None
+    except Exception as exc:  # TiffFileError, OSError, IndexError (no image), truncated data, ...
         raise InputError(f"cannot read photo {path}: {one_line(exc, type(exc).__name__)}") from None
+
+
+def tiff_photo_size(path: str | Path) -> tuple[int, int] | None:
+    """(height, width) of a TIFF photo from its header, or None without tifffile."""
+    path = Path(path)
+    found = _first_series(path, pixels=False)
+    if found is None:
+        return None
+    shape, axes, _ = found
     y, x, _ = _plane_axes(axes, shape, path)
     return shape[y], shape[x]
 
@@ -64,17 +73,11 @@ def read_tiff_photo(path: str | Path) -> np.ndarray | None:
     InputError, one line naming the file, for an unreadable file or one holding more than
     one plane of bands.
     """
-    tifffile = import_tifffile()
-    if tifffile is None:
-        return None
     path = Path(path)
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            axes = series.axes
-            data = np.asarray(series.asarray())
-    except Exception as exc:  # truncated data, unsupported compression, ...
-        raise InputError(f"cannot read photo {path}: {one_line(exc, type(exc).__name__)}") from None
+    found = _first_series(path, pixels=True)
+    if found is None:
+        return None
+    _, axes, data = found
     y, x, band = _plane_axes(axes, data.shape, path)
     order = [y, x] + ([band] if band is not None else [])
     order += [i for i in range(data.ndim) if i not in order]  # axes of length 1
