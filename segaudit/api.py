@@ -51,6 +51,7 @@ def score(
     storage_options: dict | str | None = None,
     client=None,
     partition_size: int | None = None,
+    calibration_seed: int = 0,
 ) -> ScoreRun:
     """Score every image of a dataset and rank them worst first.
 
@@ -116,6 +117,10 @@ def score(
         find their images' regions).
     partition_size : int, optional
         With ``client``: images per task (default: about 1 GiB of stored predictions).
+    calibration_seed : int
+        With ``auto`` (the default method): the seed of the planted copies it calibrates
+        on (which images, which errors). The same seed gives the same run, byte for byte,
+        on any number of threads or partitions; ``run.calibration`` holds the table.
     storage_options : dict or str, optional
         Options of the fsspec filesystem of masks or predictions given as URLs (a dict or its
         JSON text: ``{"endpoint_url": ..., "anon": true, "profile": ...}``). Credentials are
@@ -142,11 +147,11 @@ def score(
         return _score_on_cluster(client, masks, predictions, inputs, methods, regions, temperature=temperature,
                                  pixel_threshold=pixel_threshold, downsample=downsample, prefetch=prefetch,
                                  on_progress=on_progress, baseline=baseline, threads=threads,
-                                 partition_size=partition_size)
+                                 partition_size=partition_size, calibration_seed=calibration_seed)
     dataset = open_dataset(masks, predictions, **inputs)
     run = score_dataset(dataset, methods, temperature=temperature, pixel_threshold=pixel_threshold,
                         downsample=downsample, prefetch=prefetch, on_progress=on_progress, baseline=baseline,
-                        threads=threads)
+                        threads=threads, calibration_seed=calibration_seed)
     if regions:
         add_regions(run, dataset, RegionRule() if regions is True else regions, prefetch=prefetch,
                     on_progress=on_progress)

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .core.dataset import Dataset, open_dataset
-from .engine import FirstPass, check_settings, finish_run, score_images
+from .engine import FirstPass, calibration_plan, check_settings, finish_run, score_images
 from .errors import InputError, one_line
 from .methods import Settings, resolve
 from .results import ClcRecord, ScoreRun
@@ -140,7 +140,7 @@ def _partition(spec: DatasetSpec, token: str, start: int, images: tuple[tuple[st
 
 
 def score_partition(spec: DatasetSpec, token: str, start: int, images: tuple, names: tuple[str, ...],
-                    settings: Settings, factor: int, prefetch: int, threads: int) -> list:
+                    settings: Settings, factor: int, prefetch: int, threads: int, plan=None) -> list:
     """The first pass over one partition, on a worker: its images' pieces, in order.
 
     Parameters
@@ -152,13 +152,16 @@ def score_partition(spec: DatasetSpec, token: str, start: int, images: tuple, na
     names, settings, factor, prefetch, threads
         The methods, their settings, the downsampling, the read-ahead and the threads
         that score the partition's images at once.
+    plan : CalibrationPlan, optional
+        With ``auto``: the planted copies (chosen by image id, so any partitioning
+        plants the same ones).
 
     Returns
     -------
     list of ImagePiece
     """
     dataset = _partition(spec, token, start, images)
-    scored = score_images(dataset, resolve(names), settings, factor, prefetch, threads=threads)
+    scored = score_images(dataset, resolve(names), settings, factor, prefetch, threads=threads, plan=plan)
     return [piece for _, piece, _ in scored]
 
 
@@ -342,7 +345,7 @@ def score_dataset_distributed(client, spec: DatasetSpec, methods: Iterable[str],
                               on_progress: Callable[[str, int, int], None] | None = None,
                               baseline: ClcRecord | dict | None = None, threads: int | None = None,
                               partition_size: int | None = None, dataset: Dataset | None = None,
-                              parts: DaskPartitions | None = None) -> ScoreRun:
+                              parts: DaskPartitions | None = None, calibration_seed: int = 0) -> ScoreRun:
     """Score a dataset on a Dask cluster: the same run as :func:`segaudit.engine.score_dataset`.
 
     Parameters
@@ -352,7 +355,7 @@ def score_dataset_distributed(client, spec: DatasetSpec, methods: Iterable[str],
         able to import segaudit and to read the dataset at the spec's paths or URLs.
     spec : DatasetSpec
         The dataset (:func:`dataset_spec`), opened on the client and on every worker.
-    methods, temperature, pixel_threshold, downsample, baseline
+    methods, temperature, pixel_threshold, downsample, baseline, calibration_seed
         As for :func:`segaudit.score`.
     prefetch : int
         Reads in flight ahead of the kernel, within each task.
@@ -383,15 +386,16 @@ def score_dataset_distributed(client, spec: DatasetSpec, methods: Iterable[str],
         methods, temperature, pixel_threshold, downsample, baseline, 1 if threads is None else threads)
     progress = on_progress or (lambda stage, done, total: None)
     dataset = spec.open() if dataset is None else dataset
+    plan = calibration_plan(names, dataset, calibration_seed)
     if parts is None:
         parts = dask_partitions(client, spec, dataset, partition_size, prefetch=prefetch, progress=progress)
     pieces = parts.submit("scoring", score_partition,
-                          [(names, settings, downsample, prefetch, threads)] * parts.count)
+                          [(names, settings, downsample, prefetch, threads, plan)] * parts.count)
     first = FirstPass(dataset.store.n_classes, chosen)
     for part in pieces:
         for piece in part:
             first.add(piece)
-    return finish_run(dataset, names, settings, downsample, first, parts, baseline)
+    return finish_run(dataset, names, settings, downsample, first, parts, baseline, plan)
 
 
 @contextmanager

@@ -24,7 +24,10 @@ from .core.passes import check_threads, map_images
 from .core.pooling import CellGrid, cell_row, grid_shape, pool
 from .core.sanity import ClassSpaceCheck
 from .core.slices import SliceTally
-from .errors import InputError
+from .calibration import (AUTO, CalibrationPlan, ImageCalibration, calibrate, image_values, planted_copies,
+                          temperatures)
+from .calibration.copies import CopyScorer
+from .errors import InputError, option_error
 from .methods import Method, Settings, resolve
 from .methods.base import LocalPartitions, Partitions
 from .results import ClcRecord, ClcState, ImageResult, ScoreRun
@@ -36,10 +39,14 @@ def kernel_config(decoding: Decoding, methods: Iterable[Method], pixel_threshold
                         want_tccp=any(m.tccp_histograms for m in methods))
 
 
-def image_stats(n_classes: int, pixels: int, methods: Iterable[Method], settings: Settings) -> ImageStats:
-    """Empty accumulators for an image of ``pixels`` pixels, with every softmin temperature ``methods`` ask for."""
-    temperatures = [m.temperature(settings, pixels) for m in methods if m.temperature is not None]
-    return ImageStats(n_classes, image_pixels=pixels, temperatures=temperatures)
+def image_stats(n_classes: int, pixels: int, methods: Iterable[Method], settings: Settings,
+                calibrating: bool = False) -> ImageStats:
+    """Empty accumulators for an image of ``pixels`` pixels, with every softmin temperature
+    ``methods`` ask for (and the calibration's candidates, when ``calibrating``)."""
+    wanted = [m.temperature(settings, pixels) for m in methods if m.temperature is not None]
+    if calibrating:
+        wanted += temperatures(settings, pixels)
+    return ImageStats(n_classes, image_pixels=pixels, temperatures=wanted)
 
 
 def rank_results(results: Iterable[ImageResult], key: str) -> list[ImageResult]:
@@ -87,6 +94,7 @@ class ImagePiece:
     class_pixels: np.ndarray  # per class, scored pixels annotated k (full resolution)
     class_space: tuple  # ClassSpaceCheck.piece of its accumulators
     passes: dict[str, object]  # name -> the image_piece of each dataset-wide method
+    calibration: ImageCalibration | None = None  # with --method auto: its candidates and planted copies
 
 
 class FirstPass:
@@ -98,6 +106,7 @@ class FirstPass:
         self.dataset_passes = {m.name: m.dataset_pass(n_classes) for m in methods if m.dataset_pass is not None}
         self.class_pixels = np.zeros(n_classes, np.int64)
         self.class_space = ClassSpaceCheck(n_classes)  # do the labels and the predictions share a class space?
+        self.calibration: list[ImageCalibration] = []  # with --method auto, per image in dataset order
 
     def add(self, piece: ImagePiece) -> None:
         """The next image, in dataset order."""
@@ -105,11 +114,14 @@ class FirstPass:
         self.class_space.add_piece(piece.class_space)
         for name, image_piece in piece.passes.items():
             self.dataset_passes[name].add_piece(image_piece)
+        if piece.calibration is not None:
+            self.calibration.append(piece.calibration)
         self.images.append(piece.result)
 
 
 def score_images(dataset: Dataset, methods: tuple[Method, ...], settings: Settings, factor: int, prefetch: int,
-                 cache: CellCache | None = None, pixel_scores=None, threads: int = 1):
+                 cache: CellCache | None = None, pixel_scores=None, threads: int = 1,
+                 plan: CalibrationPlan | None = None):
     """Score every image of ``dataset`` on ``threads`` worker threads: yield (index, piece,
     extra) in dataset order, ``extra`` being (grid, pixels, shape) for the cell cache when
     ``cache`` is given (else None).
@@ -119,18 +131,23 @@ def score_images(dataset: Dataset, methods: tuple[Method, ...], settings: Settin
     its own accumulators, and each dataset-wide method's piece is taken from its own
     cells, so every piece is the same for any number of threads, and wherever it is
     computed.
+
+    With a calibration ``plan`` (``--method auto``), each image's piece also carries its
+    candidate values, and the images the plan samples score their planted copies from
+    the same blocks (the store is read once).
     """
     n_classes = dataset.store.n_classes
     config = kernel_config(dataset.decoding, methods, settings.pixel_threshold)
     need_cells = any(m.needs_cells for m in methods)
     cell_methods = [m for m in methods if m.cell_score is not None]
     dataset_passes = {m.name: m.dataset_pass(n_classes) for m in methods if m.dataset_pass is not None}
-    grids = ("label", "pred", "s") + (("p_pred", "mismatched") if cache is not None else ())
+    grids = ("label", "pred", "s") + (("p_pred", "mismatched") if cache is not None or plan is not None else ())
     pixel_dtype = None if cache is None else cache.pixel_dtype
 
     def score_image(index, image_id, labels, blocks):
         # On a worker thread: this image only.
-        stats = image_stats(n_classes, labels.size, methods, settings)
+        stats = image_stats(n_classes, labels.size, methods, settings, plan is not None)
+        copies = [] if plan is None else planted_copies(plan, image_id, labels, dataset.decoding.ignore, n_classes)
         # A volume (its tall image): slices known where they matter, the cells and the worst slice.
         slice_rows = dataset.slice_rows(image_id)
         slices = None if slice_rows is None else SliceTally(labels.shape[0] // slice_rows, slice_rows,
@@ -141,6 +158,10 @@ def score_images(dataset: Dataset, methods: tuple[Method, ...], settings: Settin
             grid = CellGrid({name: np.empty(shape, CELL_FIELDS[name]) for name in grids},
                             slice_rows=None if slice_rows is None else -(-slice_rows // factor))
             pixels = [] if pixel_dtype is not None else None
+        copy_scorer = None
+        if copies:
+            copy_scorer = CopyScorer(copies, labels, lambda: image_stats(n_classes, labels.size, methods, settings, True),
+                                     config, dataset.decoding, factor, slice_rows, need_cells)
         for b in blocks:
             s_out = None if pixel_scores is None else pixel_scores[index][b.start:b.stop]
             if s_out is None and slices is not None:
@@ -157,6 +178,8 @@ def score_images(dataset: Dataset, methods: tuple[Method, ...], settings: Settin
                     values[rows] = getattr(cells, name)
                 if pixels is not None:
                     pixels.append(cells.pixel_pred)
+            if copy_scorer is not None:
+                copy_scorer.add_block(b)
         result = finish_image(image_id, stats, methods, settings)
         if slices is not None:
             result.worst_slice = slices.worst()
@@ -166,7 +189,12 @@ def score_images(dataset: Dataset, methods: tuple[Method, ...], settings: Settin
             for method in cell_methods:
                 result.scores[method.name] = method.cell_score(grid)
             passes = {name: p.image_piece(grid) for name, p in dataset_passes.items()}
-        piece = ImagePiece(result, stats.class_counts[LABEL].copy(), ClassSpaceCheck.piece(stats), passes)
+        calibration = None
+        if plan is not None:
+            calibration = ImageCalibration(image_values(stats, settings, grid),
+                                           [] if copy_scorer is None else copy_scorer.finish(grid, settings))
+        piece = ImagePiece(result, stats.class_counts[LABEL].copy(), ClassSpaceCheck.piece(stats), passes,
+                           calibration)
         return piece, None if cache is None else (grid, pixels, labels.shape)
 
     scored = map_images(dataset, score_image, threads=threads, row_alignment=factor if need_cells else 1,
@@ -179,7 +207,8 @@ def score_images(dataset: Dataset, methods: tuple[Method, ...], settings: Settin
 
 
 def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Settings, factor: int, prefetch: int,
-                    progress, cache: CellCache | None = None, pixel_scores=None, threads: int = 1) -> FirstPass:
+                    progress, cache: CellCache | None = None, pixel_scores=None, threads: int = 1,
+                    plan: CalibrationPlan | None = None) -> FirstPass:
     """The first pass: every per-image method, every cell score, and what dataset-wide methods need of it.
 
     With ``cache``, each image's cells (and, if the cache keeps them, its pixels' argmax)
@@ -189,7 +218,7 @@ def _per_image_pass(dataset: Dataset, methods: tuple[Method, ...], settings: Set
     for any number of threads.
     """
     first = FirstPass(dataset.store.n_classes, methods)
-    scored = score_images(dataset, methods, settings, factor, prefetch, cache, pixel_scores, threads)
+    scored = score_images(dataset, methods, settings, factor, prefetch, cache, pixel_scores, threads, plan)
     try:
         for index, piece, extra in scored:
             # In dataset order, on this thread.
@@ -219,9 +248,30 @@ def check_settings(methods: Iterable[str], temperature: float, pixel_threshold: 
     return names, chosen, settings, downsample, baseline, check_threads(threads)
 
 
+def calibration_plan(names: tuple[str, ...], dataset: Dataset, seed: int) -> CalibrationPlan | None:
+    """The plan of the planted copies when ``auto`` is asked for (else None)."""
+    if AUTO not in names:
+        return None
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise InputError(f"--calibration-seed must be a whole number >= 0, got {seed}")
+    return CalibrationPlan(seed, len(dataset.pairs))
+
+
+def _calibrated(first: FirstPass, plan: CalibrationPlan, clc: ClcState | None):
+    """Choose the auto ranking; every image's ``auto`` score is set (dataset order)."""
+    cut = -math.inf
+    if clc is not None and clc.selection is not None:
+        cut = float(np.array([clc.selection.low], np.uint64).view(np.float64)[0])
+    calibration = calibrate(plan, first.calibration, [r.flagged_pixels for r in first.images],
+                            [r.pixels for r in first.images], cut)
+    for result, value in zip(first.images, calibration.scores):
+        result.scores[AUTO] = float(value)
+    return calibration.record
+
+
 def finish_run(dataset: Dataset, names: tuple[str, ...], settings: Settings, downsample: int, first: FirstPass,
-               parts: Partitions, baseline: ClcRecord | None) -> ScoreRun:
-    """The dataset-wide methods' passes over ``parts``, then the ranked run."""
+               parts: Partitions, baseline: ClcRecord | None, plan: CalibrationPlan | None = None) -> ScoreRun:
+    """The dataset-wide methods' passes over ``parts``, the calibration (``auto``), then the ranked run."""
     states: dict[str, ClcState] = {}
     for name, passes in first.dataset_passes.items():
         outcome = passes.finish(parts, downsample, baseline)
@@ -229,6 +279,7 @@ def finish_run(dataset: Dataset, names: tuple[str, ...], settings: Settings, dow
             result.flagged_pixels = int(flagged)
             result.scores[name] = 1.0 - int(flagged) / result.pixels if result.pixels else math.nan
         states[name] = outcome.state
+    calibration = None if plan is None else _calibrated(first, plan, states.get("clc"))
     return ScoreRun(
         results=rank_results(first.images, names[0]),
         methods=names,
@@ -241,6 +292,7 @@ def finish_run(dataset: Dataset, names: tuple[str, ...], settings: Settings, dow
         class_pixels=first.class_pixels,
         warnings=first.class_space.warnings(dataset.store.classes),
         volumes=any(result.slices is not None for result in first.images),
+        calibration=calibration,
     )
 
 
@@ -248,7 +300,7 @@ def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: floa
                   pixel_threshold: float = 0.5, downsample: int = 4, prefetch: int = 4,
                   on_progress: Callable[[str, int, int], None] | None = None,
                   baseline: ClcRecord | dict | None = None, cache: CellCache | None = None,
-                  pixel_scores=None, threads: int | None = None) -> ScoreRun:
+                  pixel_scores=None, threads: int | None = None, calibration_seed: int = 0) -> ScoreRun:
     """Score an opened dataset (see :func:`segaudit.score` for the parameters).
 
     ``baseline``: the ``clc`` section of an earlier full run's record. clc then flags
@@ -266,15 +318,19 @@ def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: floa
 
     ``threads``: worker threads of the first pass (default: the cores this process may
     use). The result is the same, byte for byte, for any number.
+
+    ``calibration_seed``: with ``auto``, the seed of the planted copies (the sample and
+    the errors planted); the same seed gives the same run.
     """
     names, chosen, settings, downsample, baseline, threads = check_settings(
         methods, temperature, pixel_threshold, downsample, baseline, threads)
+    plan = calibration_plan(names, dataset, calibration_seed)
     progress = on_progress or (lambda stage, done, total: None)
     dataset_wide = any(m.dataset_pass is not None for m in chosen)
     with ExitStack() as temporary:
         if cache is None and dataset_wide:
             cache = temporary.enter_context(cell_cache(dataset, downsample))
         first = _per_image_pass(dataset, chosen, settings, downsample, prefetch, progress,
-                                cache if dataset_wide else None, pixel_scores, threads)
+                                cache if dataset_wide else None, pixel_scores, threads, plan)
         parts = LocalPartitions(dataset, cache, prefetch=prefetch, progress=progress)
-        return finish_run(dataset, names, settings, downsample, first, parts, baseline)
+        return finish_run(dataset, names, settings, downsample, first, parts, baseline, plan)

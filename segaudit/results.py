@@ -129,6 +129,7 @@ class ScoreRun:
     regions: RegionsRecord | None = None  # the region rule and count, when regions were found
     volumes: bool = False  # the dataset holds volumes: the ranking has a worst_slice column
     reviewed: ReviewRecord | None = None  # what --reviewed exempted, when it was given
+    calibration: CalibrationRecord | None = None  # what --method auto measured and chose
 
     @property
     def empty_images(self) -> list[str]:
@@ -305,6 +306,64 @@ class ReviewRecord(_Section):
                    not_found=read.get("not_found", _COUNT) or 0)
 
 
+def _is_table(value) -> bool:
+    return isinstance(value, list) and all(isinstance(row, list) and all(v is None or _is_number(v) for v in row)
+                                           for row in value)
+
+
+_OPTIONAL_NUMBERS = (_is_list_of(lambda v: v is None or _is_number(v)), "a list of numbers or nulls")
+_TABLE = (_is_table, "a list of lists of numbers or nulls")
+
+
+@dataclass(frozen=True)
+class CalibrationRecord(_Section):
+    """The calibration section of a run record (``--method auto``): every candidate's
+    AUPRC at finding the planted copies of each kind, the chosen candidate and the kinds
+    that even it finds poorly."""
+
+    seed: int
+    chosen: str
+    calibrated: bool  # False: too few images; the ranking is rsoftmin's
+    images: int  # clean-looking images the copies were planted into and compared with
+    set_aside: int  # images left out as suspicious by the consensus of the scores
+    kinds: tuple[str, ...]
+    copies: tuple[int, ...]  # planted copies per kind
+    candidates: tuple[str, ...]
+    auprc: tuple[tuple[float | None, ...], ...]  # [candidate][kind]
+    mean_auprc: tuple[float | None, ...]  # per candidate, over the kinds with copies
+    hard_kinds: tuple[str, ...]  # kinds the chosen candidate finds with AUPRC < 0.3
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        data["auprc"] = [list(row) for row in self.auprc]
+        return data
+
+    @property
+    def chosen_auprc(self) -> tuple[float | None, ...]:
+        return self.auprc[self.candidates.index(self.chosen)]
+
+    @classmethod
+    def from_dict(cls, data, source: str | Path = "run record") -> CalibrationRecord:
+        read = _Reader(data, source, "calibration.")
+        record = cls(
+            seed=read.get("seed", _COUNT, required=True, nullable=False),
+            chosen=read.get("chosen", _TEXT, required=True, nullable=False),
+            calibrated=read.get("calibrated", _FLAG, required=True, nullable=False),
+            images=read.get("images", _COUNT, required=True, nullable=False),
+            set_aside=read.get("set_aside", _COUNT, required=True, nullable=False),
+            kinds=read.get("kinds", _TEXTS, required=True, nullable=False),
+            copies=read.get("copies", _COUNTS, required=True, nullable=False),
+            candidates=read.get("candidates", _TEXTS, required=True, nullable=False),
+            auprc=tuple(tuple(row) for row in read.get("auprc", _TABLE, required=True, nullable=False)),
+            mean_auprc=read.get("mean_auprc", _OPTIONAL_NUMBERS, required=True, nullable=False),
+            hard_kinds=read.get("hard_kinds", _TEXTS, required=True, nullable=False),
+        )
+        if record.chosen not in record.candidates or len(record.auprc) != len(record.candidates) or any(
+                len(row) != len(record.kinds) for row in record.auprc) or len(record.copies) != len(record.kinds):
+            read.fail("calibration", "a table of one row per candidate and one column per kind", data)
+        return record
+
+
 #: The scoring options a run records (``ScoreRun.options``), in the record's order; how
 #: each is checked when read.
 _OPTIONS = {
@@ -363,6 +422,8 @@ class RunRecord:
     regions: RegionsRecord | None = None
     #: What --reviewed exempted from the gates (absent without --reviewed).
     reviewed: ReviewRecord | None = None
+    #: What --method auto measured on the planted copies and chose (absent otherwise).
+    calibration: CalibrationRecord | None = None
     #: Fields the record leaves out: options the run did not have (an in-memory dataset
     #: has no mask suffix), or keys missing from the file read.
     absent: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -391,9 +452,11 @@ class RunRecord:
             warnings=tuple(run.warnings),
             regions=run.regions,
             reviewed=run.reviewed,
+            calibration=run.calibration,
             absent=frozenset([name for name in _OPTIONS if name not in run.options]
                              + ([] if run.warnings else ["warnings"]) + ([] if run.regions else ["regions"])
-                             + ([] if run.reviewed else ["reviewed"])),
+                             + ([] if run.reviewed else ["reviewed"])
+                             + ([] if run.calibration else ["calibration"])),
         )
 
     def to_dict(self) -> dict:
@@ -417,6 +480,7 @@ class RunRecord:
         clc = data.get("clc")
         regions = data.get("regions")
         reviewed = data.get("reviewed")
+        calibration = data.get("calibration")
         return cls(
             segaudit_version=read.get("segaudit_version", _TEXT),
             command=read.get("command", _TEXT),
@@ -430,5 +494,6 @@ class RunRecord:
             warnings=read.get("warnings", _TEXTS),
             regions=None if regions is None else RegionsRecord.from_dict(regions, source),
             reviewed=None if reviewed is None else ReviewRecord.from_dict(reviewed, source),
+            calibration=None if calibration is None else CalibrationRecord.from_dict(calibration, source),
             absent=frozenset(name for name in cls.keys() if name not in data),
         )

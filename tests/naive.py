@@ -470,3 +470,78 @@ def regions_3d(labels, s, likely, p, n_classes, *, margin=0.25, band=2, band_wei
                       "score": (1.0 - math.exp(-mass * coverage ** coverage_power / (scale * total))
                                 if total else 0.0)})
     return found
+
+
+# --- planted copies and the calibration (segaudit.calibration) ---------------------------
+
+
+def objects(labels, scored):
+    """8-connected components of one scored class, by flood fill, in row-major order of
+    their first pixel: a list of (set of pixels, class)."""
+    rows, cols = labels.shape
+    seen = np.zeros((rows, cols), bool)
+    found = []
+    for i in range(rows):
+        for j in range(cols):
+            if not scored[i, j] or seen[i, j]:
+                continue
+            members = _flood(scored, lambda a, b: labels[a] == labels[b], (i, j), (rows, cols))
+            for member in members:
+                seen[member] = True
+            found.append((members, int(labels[i, j])))
+    return found
+
+
+def nearest_labels(mask, labels):
+    """For each pixel of ``mask``: the set of labels of the pixels outside it at the least
+    4-connected path distance (paths through the mask)."""
+    rows, cols = mask.shape
+    distance = np.where(mask, np.inf, 0.0)
+    frontier = [(i, j) for i in range(rows) for j in range(cols) if not mask[i, j]]
+    choices = {p: {int(labels[p])} for p in frontier}
+    step = 0
+    while frontier:
+        step += 1
+        reached = {}
+        for i, j in frontier:
+            for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                ni, nj = i + di, j + dj
+                if 0 <= ni < rows and 0 <= nj < cols and distance[ni, nj] >= step:
+                    distance[ni, nj] = step
+                    reached.setdefault((ni, nj), set()).update(choices[(i, j)])
+        choices.update(reached)
+        frontier = list(reached)
+    return {p: v for p, v in choices.items() if mask[p]}
+
+
+def average_precision(negatives, positives, prevalence=0.2):
+    """Average precision of ranking positives first (lowest score first), the positives
+    weighted to make up ``prevalence``; precision taken at every distinct score; NaN last."""
+    positives = [p for p in positives if not math.isnan(p)]
+    if not positives or not len(negatives):
+        return math.nan
+    negatives = [math.inf if math.isnan(n) else n for n in negatives]
+    weight = prevalence / (1 - prevalence) * len(negatives) / len(positives)
+    total = weight * len(positives)
+    ap, previous_recall = 0.0, 0.0
+    for threshold in sorted(set(positives) | set(negatives)):
+        tp = weight * sum(p <= threshold for p in positives)
+        fp = sum(n <= threshold for n in negatives)
+        if tp + fp == 0:
+            continue
+        recall = tp / total
+        ap += (recall - previous_recall) * tp / (tp + fp)
+        previous_recall = recall
+    return ap
+
+
+def calibration_choice(table, usable):
+    """The row of ``table`` (candidate x kind AUPRC) with the best mean over the ``usable``
+    kinds (NaN left out); ties to the first."""
+    best, best_mean = 0, -1.0
+    for row, values in enumerate(table):
+        chosen = [values[k] for k in usable if not math.isnan(values[k])]
+        mean = float(np.mean(chosen)) if chosen else -1.0
+        if mean > best_mean:
+            best, best_mean = row, mean
+    return best

@@ -126,6 +126,35 @@ def test_array_dataset_checks_ids_and_downsample():
         score_arrays(labels, probs, methods=("clc",), downsample=0)
 
 
+@pytest.mark.parametrize("option, value, api, cli", [
+    ("temperature", 0, "temperature must be a positive number, got 0", "--temperature must be"),
+    ("temperature", None, "temperature must be a positive number, got None", "--temperature must be"),
+    ("pixel_threshold", 1.5, "pixel_threshold must be between 0 and 1, got 1.5", "--pixel-threshold must be"),
+    ("threads", 0, "threads must be a whole number >= 1, got 0", "--threads must be"),
+    ("downsample", 0, "downsample must be a whole number >= 1, got 0", "--downsample must be"),
+])
+def test_option_errors_name_the_api_argument_in_python_and_the_flag_in_the_cli(option, value, api, cli):
+    # One check for both surfaces: the message names the keyword argument, and its
+    # command-line wording (which the CLI prints) the flag.
+    labels, probs = blocky_dataset(0, n=2)
+    with pytest.raises(InputError) as caught:
+        score_arrays(labels, probs, methods=("softmin", "clc"), **{option: value})
+    assert str(caught.value) == api
+    assert caught.value.cli_message.startswith(cli) and caught.value.cli_message[2:] == api.replace("_", "-")
+
+
+def test_input_errors_keep_their_command_line_wording_through_pickling():
+    # Errors raised on Dask workers travel pickled to the client, which prints them.
+    import pickle
+
+    from segaudit.errors import option_error
+
+    error = pickle.loads(pickle.dumps(option_error("pixel_threshold", "must be between 0 and 1, got 2")))
+    assert (str(error), error.cli_message) == ("pixel_threshold must be between 0 and 1, got 2",
+                                               "--pixel-threshold must be between 0 and 1, got 2")
+    assert InputError("plain").cli_message == "plain"
+
+
 def test_bad_label_in_a_dataset_method_names_the_image():
     labels, probs = blocky_dataset(0, k=3)
     labels[2, 0, 0] = 9
@@ -204,10 +233,11 @@ def test_get_label_quality_scores_takes_ignore_index_and_refuses_unknown_keyword
         find_label_issues(clean, probs, downsampel=4)
 
 
-@pytest.mark.parametrize("downsample", [0, 65537, True, 2.0])
-def test_the_api_checks_downsample_as_the_cli_does(downsample):
+@pytest.mark.parametrize("downsample, problem", [(0, ">= 1"), (True, ">= 1"), (2.0, ">= 1"), (65537, "from 1 to 65536")])
+def test_the_api_checks_downsample_as_the_cli_does(downsample, problem):
     import segaudit
 
     labels, probs = dataset(n=2)
-    with pytest.raises(InputError, match=rf"^--downsample must be a whole number from 1 to 65536, got {downsample}$"):
+    with pytest.raises(InputError, match=rf"^downsample must be a whole number {problem}, got {downsample}$") as caught:
         segaudit.score_arrays_run(labels, probs, methods=("clc",), downsample=downsample)
+    assert caught.value.cli_message == "--" + str(caught.value)  # the CLI's wording, from the same check

@@ -75,6 +75,19 @@ def test_every_method_is_byte_identical_on_a_cluster(client, mixed, tmp_path, me
     assert b"scheduler" not in want["ranking.run.json"] and b"partition" not in want["ranking.run.json"]
 
 
+@pytest.mark.parametrize("seed", [0, 5])
+def test_auto_is_byte_identical_on_a_cluster_for_any_partitioning(client, mixed, tmp_path, seed):
+    """The planted copies depend on the seed and the image ids only, so the calibration and
+    the ranking are the single machine's, byte for byte, however the images are split."""
+    local = score(mixed.masks, mixed.store, methods=("auto", "rsoftmin"), threads=2, calibration_seed=seed)
+    assert local.calibration is not None and local.calibration.seed == seed
+    want = written(local, tmp_path / "local")
+    for size in (1, 4):
+        run = score(mixed.masks, mixed.store, methods=("auto", "rsoftmin"), client=client, partition_size=size,
+                    calibration_seed=seed)
+        assert written(run, tmp_path / f"p{size}") == want
+
+
 def test_default_partitions_and_downsampling_one(client, mixed, tmp_path):
     local = score(mixed.masks, mixed.store, methods=("clc", "coco", "rsoftmin"), downsample=1)
     run = score(mixed.masks, mixed.store, methods=("clc", "coco", "rsoftmin"), downsample=1, client=client)
@@ -223,6 +236,9 @@ def test_bad_input_on_a_worker_is_the_single_machine_error(client, tmp_path):
     with pytest.raises(InputError) as remote:
         score(ds.masks, ds.store, methods=("softmin",), client=client, partition_size=1)
     assert str(remote.value) == str(local.value)
+    # The CLI's wording (--logits, not logits=True) survives the trip from the worker.
+    assert remote.value.cli_message == local.value.cli_message != str(local.value)
+    assert remote.value.cli_message.endswith("(if the store holds logits, pass --logits)")
 
 
 def outputs(directory: Path) -> dict[str, bytes]:

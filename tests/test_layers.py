@@ -12,7 +12,7 @@ LAYERS = [
     {"errors", "results"},
     {"io"},
     {"core"},
-    {"methods"},
+    {"methods", "calibration"},
     {"engine", "distributed"},
     {"api", "compat"},
     {"ci"},

@@ -227,7 +227,7 @@ def _cells(labels: np.ndarray, probs: np.ndarray, valid: np.ndarray, n_classes: 
 
 
 def _largest_component(mask: np.ndarray) -> int:
-    from segaudit.evaluation.corrupt import components
+    from segaudit.core.outlines import components
 
     regions, n = components(mask)
     return int(np.bincount(regions.ravel())[1:].max()) if n else 0

@@ -56,7 +56,7 @@ def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, revi
         try:
             labels = dataset.read_labels(mask)
         except InputError as exc:
-            report.problems.append(str(exc))
+            report.problems.append(exc.cli_message)
             continue
         if index in sampled:
             start, stop = store.row_blocks(image_id)[0]
@@ -66,9 +66,9 @@ def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, revi
                            labels[start:stop], KernelConfig(dataset.decoding), row_offset=start)
                 class_space.add_image(stats)
             except BadProbabilities as exc:
-                report.problems.append(str(dataset.probabilities_error(image_id, exc)))
+                report.problems.append(dataset.probabilities_error(image_id, exc).cli_message)
             except InputError as exc:
-                report.problems.append(str(exc))
+                report.problems.append(exc.cli_message)
             report.blocks_checked += 1
         if on_progress:
             on_progress("checking", index + 1, len(dataset.pairs))

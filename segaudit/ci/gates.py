@@ -49,7 +49,7 @@ def make_gates(methods: tuple[str, ...], fail_under: float | None, fail_under_me
             raise InputError(f"--fail-under-method {method} is not computed; add it to --method")
         gates.append(Gate(method, float(fail_under)))
     if max_flagged is not None:
-        if "clc" not in methods:
+        if "clc" not in methods and "auto" not in methods:  # auto computes clc too
             raise InputError("--max-flagged counts clc's flagged pixels; add clc to --method")
         if max_flagged < 0:
             raise InputError(f"--max-flagged must be >= 0, got {max_flagged}")

@@ -85,7 +85,8 @@ def fail(message: str) -> typer.Exit:
 
 @contextmanager
 def exit_on_error(writing: str | None = None, *, name_file: bool = False) -> Iterator[None]:
-    """Turn the library's InputError raised in the block into a one-line error and exit 2.
+    """Turn the library's InputError raised in the block into a one-line error and exit 2
+    (worded for the command line: options as flags, see ``InputError.cli_message``).
 
     With ``writing``, an OSError too, as ``cannot write <writing>: <reason>`` (followed by
     the file's name if ``name_file``).
@@ -95,7 +96,7 @@ def exit_on_error(writing: str | None = None, *, name_file: bool = False) -> Ite
     try:
         yield
     except InputError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc.cli_message) from None
     except OSError as exc:
         if writing is None:
             raise

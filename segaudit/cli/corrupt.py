@@ -23,6 +23,10 @@ class Kind(str, Enum):
     shift = "shift"
     boundary = "boundary"
     coarse = "coarse"
+    object_drop = "object_drop"
+    object_class = "object_class"
+    object_outline = "object_outline"
+    blob = "blob"
 
 
 class Fill(str, Enum):
@@ -33,7 +37,7 @@ class Fill(str, Enum):
 def command(
     masks: Masks,
     out: Annotated[Path, typer.Option("--out", help="New directory for the copy (must not exist, or be empty); file names are kept.")],
-    kind: Annotated[Kind, typer.Option(help="drop: a class's pixels become --unlabeled; swap: two classes exchange their pixels; shift: a class's region outlines are perturbed; boundary: a class's boundaries move by a one-sided random walk (real annotators' biased, spatially correlated noise); coarse: a class is redrawn on a grid of square blocks (a coarse polygon or a big brush).")],
+    kind: Annotated[Kind, typer.Option(help="drop: a class's pixels become --unlabeled; swap: two classes exchange their pixels; shift: a class's region outlines are perturbed; boundary: a class's boundaries move by a one-sided random walk (real annotators' biased, spatially correlated noise); coarse: a class is redrawn on a grid of square blocks (a coarse polygon or a big brush); object_drop, object_class, object_outline, blob: one object painted over by its surroundings, given another class, outlined wrong, or a spurious blob (the kinds --method auto plants; --classes does not apply).")],
     rate: Annotated[float, typer.Option(help="Fraction of ALL images to change, chosen among those where the class(es) occur.")],
     truth: Annotated[Path, typer.Option(help="CSV to write: image,is_error,kind,classes for every image.")],
     classes: Annotated[Optional[str], typer.Option(help="Comma list of the classes errors may involve: indices, or names from --classes-file. Default: every class but --unlabeled and the ignored values.")] = None,

@@ -19,7 +19,8 @@ from ._options import (DaskWorkers, Downsample, InputOptions, PartitionSize, Sch
 def command(
     *,
     output: Annotated[str, typer.Option("--output", "-o", help="Ranking to write, worst image first; '-' writes to stdout (logs go to stderr). A run record <stem>.run.json is written beside a file.")] = "ranking.csv",
-    method: Annotated[str, typer.Option("--method", "-m", help="Scoring method, a comma list, or 'all' (" + ", ".join(method_names()) + "). The first ranks the images and fills the 'score' column. rsoftmin (default) is softmin at a temperature scaled to the image size; softmin is the paper's. clc adds two passes over a temporary cell cache (the store is read once).")] = "rsoftmin",
+    method: Annotated[str, typer.Option("--method", "-m", help="Scoring method, a comma list, or 'all' (auto, " + ", ".join(method_names()) + "). The first ranks the images and fills the 'score' column. auto (default) plants realistic errors into copies of a sample of your masks, measures how well every candidate score (each method, softmin at several temperatures, rank blends) finds them with your model's predictions, and ranks with the best; the table goes to the terminal and the run record. rsoftmin is softmin at a temperature scaled to the image size; softmin is the paper's. clc adds two passes over a temporary cell cache (the store is read once).")] = "auto",
+    calibration_seed: Annotated[int, typer.Option(help="auto: seed of the planted copies it calibrates on (which images, which errors); the same seed gives the same ranking.")] = 0,
     temperature: Annotated[float, typer.Option(help="Softmin temperature (> 0): lower focuses on the worst pixels, higher approaches the mean. rsoftmin uses it on 760x1280 images and scales it to each image's size.")] = 0.1,
     pixel_threshold: PixelThreshold = 0.5,
     downsample: Downsample = 4,
@@ -74,7 +75,8 @@ def command(
         run = score_images(inputs.masks, inputs.predictions, methods=methods, temperature=temperature,
                            pixel_threshold=pixel_threshold, downsample=downsample, only=only_entries,
                            baseline=baseline_clc, regions=regions, on_progress=bar.on_progress, threads=threads,
-                           client=client, partition_size=partition_size, **keywords)
+                           client=client, partition_size=partition_size, calibration_seed=calibration_seed,
+                           **keywords)
     review = None
     if reviewed is not None:
         from ..ci.review import review_masks
@@ -93,6 +95,11 @@ def command(
         if not fail_on_warning:  # the gate prints them
             for warning in run.warnings:
                 stderr.print(f"warning: {warning}", soft_wrap=True)
+    if run.calibration is not None and not quiet:
+        from ..outputs.terminal import calibration_lines
+
+        for line in calibration_lines(run.calibration):
+            stderr.print(line, soft_wrap=True, highlight=False, markup=False)
     if show and run.results:
         from ..outputs.terminal import worst_table
 
@@ -115,7 +122,7 @@ def _parse_options(method: str, fail_under: float | None, fail_under_method: str
     methods = parse_methods(method)
     gates = make_gates(methods, fail_under, fail_under_method, max_flagged)
     only_entries = read_only_entries(only)
-    if baseline is not None and "clc" not in methods:
+    if baseline is not None and "clc" not in methods and "auto" not in methods:
         raise InputError("--baseline reuses the baseline's clc cut: it needs clc in --method")
     baseline_clc = _read_baseline(baseline) if baseline else None
     return methods, gates, only_entries, baseline_clc

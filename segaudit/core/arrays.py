@@ -17,11 +17,15 @@ from numba import njit
 
 from ..errors import InputError
 from ..io.predictions import PredictionStore, check_dtype, sum_tolerance
-from .dataset import Dataset, check_ignore, check_labels, make_decoding
+from .dataset import Dataset, Remedies, Remedy, check_ignore, check_labels, make_decoding
 
 
 #: What stands for the store's path in messages ("pred_probs/<image id>: ...").
 ARRAY_PATH = "pred_probs"
+
+#: :func:`segaudit.score_arrays`'s advice: its own arguments.
+ARRAY_REMEDIES = Remedies(logits=Remedy("if pred_probs are logits, pass logits=True"),
+                          channels_last=Remedy("pass channels_last=True"))
 
 
 @njit(cache=True, nogil=True)
@@ -119,11 +123,13 @@ def array_dataset(
     channels_last: bool = False,
     image_ids: list[str] | None = None,
     classes: list[str] | None = None,
+    remedies: Remedies = ARRAY_REMEDIES,
 ) -> ArrayDataset:
     """Wrap in-memory arrays as a dataset that :func:`segaudit.engine.score_dataset` walks.
 
     Arguments as for :func:`segaudit.api.score_arrays`. Shapes, dtypes and ids are checked
-    here; label values are checked image by image as the passes read them.
+    here; label values are checked image by image as the passes read them. ``remedies``:
+    what errors about the predictions advise, in the caller's words.
     """
     labels = np.asarray(labels)
     pred_probs = np.asarray(pred_probs)
@@ -166,4 +172,4 @@ def array_dataset(
         "channels_last": bool(channels_last),
     }
     return ArrayDataset(pairs=list(enumerate(image_ids)), store=store, decoding=decoding, ignore=ignore,
-                        colour_map=None, options=options, labels=labels)
+                        colour_map=None, options=options, remedies=remedies, labels=labels)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import option_error
 from ..io.files import remove_orphans, signals_deferred
 from .pooling import grid_shape
 
@@ -40,9 +40,11 @@ MAX_DOWNSAMPLE = 1 << 16
 
 def check_downsample(factor: int) -> int:
     """The cell size F of clc's and coco's grid: a whole number from 1 to :data:`MAX_DOWNSAMPLE`;
-    InputError (``--downsample``) otherwise."""
-    if not isinstance(factor, int) or isinstance(factor, bool) or not 1 <= factor <= MAX_DOWNSAMPLE:
-        raise InputError(f"--downsample must be a whole number from 1 to {MAX_DOWNSAMPLE}, got {factor}")
+    InputError (``downsample``, ``--downsample`` on the command line) otherwise."""
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+        raise option_error("downsample", f"must be a whole number >= 1, got {factor}")
+    if factor > MAX_DOWNSAMPLE:
+        raise option_error("downsample", f"must be a whole number from 1 to {MAX_DOWNSAMPLE}, got {factor}")
     return factor
 
 

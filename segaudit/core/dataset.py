@@ -28,8 +28,31 @@ from ..io.predictions import decoding as lookup_table
 
 DEFAULT_IGNORE_INDEX = (255,)
 
-#: How the kernel's BadProbabilities ends when the sum is off (replaced by a better hint).
-_LOGITS_HINT = " (if the store holds logits, pass --logits)"
+
+@dataclass(frozen=True)
+class Remedy:
+    """Advice that names an option: ``api`` in the Python API's words (``logits=True``),
+    ``cli`` in the command line's (``--logits``; None: the same words)."""
+
+    api: str
+    cli: str | None = None
+
+
+@dataclass(frozen=True)
+class Remedies:
+    """What an error about a dataset's predictions advises, worded for whoever opened it:
+    a store (the CLI or :func:`segaudit.score`), arrays given to
+    :func:`segaudit.score_arrays`, or cleanlab's drop-ins (which take no such options)."""
+
+    logits: Remedy  # values that are not probabilities (most often logits)
+    channels_last: Remedy  # an (H, W, K) array read as (K, H, W)
+
+
+#: A store's: the Python API's argument, or the command line's flag.
+STORE_REMEDIES = Remedies(
+    logits=Remedy("if the store holds logits, pass logits=True", cli="if the store holds logits, pass --logits"),
+    channels_last=Remedy("pass channels_last=True", cli="pass --channels-last / channels_last=True"),
+)
 
 
 @dataclass
@@ -45,6 +68,7 @@ class Dataset:
     skipped_masks: list[str] = field(default_factory=list)  # masks with no prediction
     skipped_predictions: list[str] = field(default_factory=list)  # predictions with no mask
     label_map: LabelLookup | None = None  # --label-map, checked against K and the ignore indices
+    remedies: Remedies = STORE_REMEDIES  # how errors about the predictions advise their caller
 
     def read_labels(self, mask: masks_io.MaskFile) -> np.ndarray:
         """The mask's int32 labels, every value a class or an ignore index."""
@@ -95,30 +119,36 @@ class Dataset:
 
     def probabilities_error(self, image_id: str, exc: BadProbabilities) -> InputError:
         """The InputError for an image whose stored values are not usable probabilities,
-        with a better hint than logits when the values say more (uint8 values cast to
-        float, a channels-last array read as channels-first)."""
-        message = str(exc)
-        if message.endswith(_LOGITS_HINT) and self.decoding.mode == FLOAT:
+        advising logits (:attr:`remedies`, in the caller's words), or something better
+        when the values say more (uint8 values cast to float, a channels-last array read
+        as channels-first)."""
+        message = f"{self.store.path}/{image_id}: {exc}"
+        if not exc.logits_may_help:
+            return InputError(message)
+        advice = self.remedies.logits
+        if self.decoding.mode == FLOAT:
             try:
                 rows = np.asarray(self.read_block(image_id, exc.row, exc.row + 1))
                 total = float(rows[:, 0, exc.col].sum(dtype=np.float64))
             except Exception:  # noqa: BLE001 (a hint is a nicety: keep the original error)
                 rows = None
             if rows is not None and math.isfinite(total):
-                hint = sum_hint(total, self.store.n_classes, rows)
+                turn = self.remedies.channels_last
+                hint = sum_hint(total, self.store.n_classes, rows, turn.api)
                 if hint:
-                    message = message[: -len(_LOGITS_HINT)] + f" ({hint})"
-        return InputError(f"{self.store.path}/{image_id}: {message}")
+                    advice = Remedy(hint, None if turn.cli is None else
+                                    sum_hint(total, self.store.n_classes, rows, turn.cli))
+        return InputError(f"{message} ({advice.api})",
+                          cli=None if advice.cli is None else f"{message} ({advice.cli})")
 
 
 def resolve_ignore(ignore_index: Iterable[int] | None, n_classes: int) -> tuple[int, ...]:
     """The ignore indices in force; the default 255 must not hide a real class."""
     if ignore_index is None:
         if n_classes > DEFAULT_IGNORE_INDEX[0]:
-            raise InputError(
-                f"the predictions have K={n_classes} classes, so the default ignore index 255 "
-                "is a real class; pass --ignore-index N for your unlabeled value, or --no-ignore"
-            )
+            problem = f"the predictions have K={n_classes} classes, so the default ignore index 255 is a real class"
+            raise InputError(f"{problem}; pass ignore_index=N for your unlabeled value, or ignore_index=()",
+                             cli=f"{problem}; pass --ignore-index N for your unlabeled value, or --no-ignore")
         return DEFAULT_IGNORE_INDEX
     return check_ignore(ignore_index)
 
@@ -159,10 +189,12 @@ def make_decoding(store_dtype: np.dtype, n_classes: int, ignore: tuple[int, ...]
                     sum_tol=sum_tol)
 
 
-LABEL_MAP_HINT = " (masks numbered in another convention? --label-map translates them, see docs/formats.md)"
+LABEL_MAP_HINT = Remedy("masks numbered in another convention? label_map= translates them, see docs/formats.md",
+                        cli="masks numbered in another convention? --label-map translates them, see docs/formats.md")
 
 
-def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], where: str, hint: str = "") -> None:
+def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], where: str,
+                 hint: Remedy | None = None) -> None:
     """Every label value must be a class (< K) or an ignore index; ``hint`` ends the error."""
     if labels.size == 0 or int(labels.max()) < n_classes:
         return
@@ -172,10 +204,11 @@ def check_labels(labels: np.ndarray, n_classes: int, ignore: tuple[int, ...], wh
     if bad.any():
         values, counts = np.unique(labels[bad], return_counts=True)
         listed = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:3].tolist(), counts[:3].tolist()))
-        raise InputError(
-            f"{where}: label values not below K={n_classes} and not ignored: {listed}"
-            + (f" and {len(values) - 3} more" if len(values) > 3 else "") + hint
-        )
+        message = (f"{where}: label values not below K={n_classes} and not ignored: {listed}"
+                   + (f" and {len(values) - 3} more" if len(values) > 3 else ""))
+        if hint is None:
+            raise InputError(message)
+        raise InputError(f"{message} ({hint.api})", cli=None if hint.cli is None else f"{message} ({hint.cli})")
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
@@ -210,7 +243,8 @@ def _pair(
         if no_mask:
             problems.append(f"{len(no_mask)} prediction(s) with no mask: "
                             + ", ".join(no_mask[:3]) + (" ..." if len(no_mask) > 3 else ""))
-        raise InputError("; ".join(problems) + " (--allow-missing skips them)")
+        raise InputError("; ".join(problems) + " (allow_missing=True skips them)",
+                         cli="; ".join(problems) + " (--allow-missing skips them)")
     pairs = [(m, m.image_id) for m in mask_files if m.image_id in in_store]
     if not pairs and not subset:
         raise InputError(f"no image id is in both the masks and {store.path}")

@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from ..errors import InputError
+from ..errors import option_error
 
 
 # Thresholds of thresholded CCP: 0.05, 0.10, ..., 0.95 (the nearest float64 to each).
@@ -547,6 +547,24 @@ class ImageStats:
         """Sum over the scored pixels of the argmax's probability (its expected accuracy)."""
         return float(self.sums[1])
 
+    def merge(self, other: ImageStats) -> None:
+        """Add ``other``'s accumulators (other rows of the same image, at the same
+        temperatures) to these: what accumulating its rows here would give, up to the
+        order of floating-point sums."""
+        self.totals += other.totals
+        self.sums += other.sums
+        self.class_counts += other.class_counts
+        self.low_confusion += other.low_confusion
+        self.tccp_hist += other.tccp_hist
+        for j in range(len(self.temperatures)):
+            (mine, w, sw), (theirs, w2, sw2) = self.soft[j], other.soft[j]
+            top = max(mine, theirs)
+            if top == -np.inf:
+                continue
+            a = 0.0 if mine == -np.inf else math.exp(mine - top)
+            b = 0.0 if theirs == -np.inf else math.exp(theirs - top)
+            self.soft[j] = (top, w * a + w2 * b, sw * a + sw2 * b)
+
     def softmin(self, temperature: float) -> float:
         """Σ s·exp((1−s)/τ) / Σ exp((1−s)/τ) at one of :attr:`temperatures`; NaN with no pixel."""
         if not self.pixels:
@@ -567,9 +585,11 @@ class BadProbabilities(ValueError):
             what = "all probabilities 0 (an unwritten chunk or image?)"
         else:
             what = f"probabilities summing to {value:.6g}, not 1"
-        hint = "" if logits or value == 0 else " (if the store holds logits, pass --logits)"
-        super().__init__(f"{what} at row {row}, column {col}{hint}")
+        super().__init__(f"{what} at row {row}, column {col}")
         self.row, self.col = row, col
+        # Logits read as probabilities fail this way; an all-zero pixel (an unwritten
+        # chunk) does not. The dataset words the advice for its caller.
+        self.logits_may_help = not logits and value != 0
 
 
 def accumulate(
@@ -622,13 +642,17 @@ def accumulate(
 
 def check_temperature(temperature: float) -> float:
     """Softmin's temperature, which must be a positive finite number."""
-    if not temperature > 0 or not math.isfinite(temperature):
-        raise InputError(f"--temperature must be a positive number, got {temperature}")
+    try:
+        usable = temperature > 0 and math.isfinite(temperature)
+    except TypeError:  # None, a string: not a number at all
+        usable = False
+    if not usable:
+        raise option_error("temperature", f"must be a positive number, got {temperature}")
     return float(temperature)
 
 
 def check_pixel_threshold(pixel_threshold: float) -> float:
     """The low-pixel threshold, which must be a number in [0, 1]."""
     if not isinstance(pixel_threshold, numbers.Real) or not 0.0 <= pixel_threshold <= 1.0:
-        raise InputError(f"--pixel-threshold must be between 0 and 1, got {pixel_threshold}")
+        raise option_error("pixel_threshold", f"must be between 0 and 1, got {pixel_threshold}")
     return float(pixel_threshold)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import option_error
 from .dataset import Dataset
 from .kernel import BadProbabilities
 
@@ -68,7 +68,7 @@ def check_threads(threads: int | None) -> int:
     if threads is None:
         return default_threads()
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise InputError(f"--threads must be a whole number >= 1, got {threads}")
+        raise option_error("threads", f"must be a whole number >= 1, got {threads}")
     return int(threads)
 
 

@@ -28,6 +28,11 @@ brush:
   half of it. Gained pixels take the class (ignored pixels never do); lost pixels take the
   class of the nearest pixel outside it. Objects smaller than half a block vanish.
 
+And the object-level kinds that ``--method auto`` plants to calibrate itself
+(:mod:`segaudit.calibration.kinds`): **object_drop** (one object painted over by the class
+around it), **object_class** (one object given another class), **object_outline** (one
+object's outline drawn wrong) and **blob** (a spurious ellipse of another class).
+
 ``fill="nearest"`` gives drop and shift the same rule for lost pixels, for mask sets whose
 unlabeled class is an ignore value (a drop into an ignored class is invisible to any score).
 
@@ -50,15 +55,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from numba import njit
 
 from ..errors import InputError
-from ..core.components import component_roots, numbered
+from ..calibration.kinds import PLANTED_KINDS, Mask
+from ..core.outlines import DEFAULT_CORRELATION, components, move_boundary_by, nearest_outside, shifted_region
 from ..io.remote import is_url, redact
-from ..io.masks import MaskFile, Palette, encode_like, find_masks, load_palette, mask_format, read_mask
+from ..io.masks import Palette, encode_like, find_masks, load_palette, mask_format, read_mask
 from ..io.files import atomic_write_all, read_class_names, safe_relative_path, temporary_directory
 
-KINDS = ("drop", "swap", "shift", "boundary", "coarse")  # append only: the index seeds each kind's generator
+#: The calibration's object-level kinds, planted here as they are (segaudit.calibration.kinds).
+OBJECT_KINDS = ("object_drop", "object_class", "object_outline", "blob")
+KINDS = ("drop", "swap", "shift", "boundary", "coarse", *OBJECT_KINDS)  # append only: the index seeds each kind's generator
 FILLS = ("unlabeled", "nearest")
 #: Knots of the periodic cubic spline f(angle) of a shift.
 SHIFT_KNOTS = 5
@@ -67,8 +74,6 @@ DEFAULT_SIGMA = "10%"
 DEFAULT_BOUNDARY_SIGMA = "1%"
 #: A coarse outline's block: 2 % of the image's mean side (8 pixels at 480x360).
 DEFAULT_COARSE_SIGMA = "2%"
-#: Correlation length of a boundary's random walk, in boundary pixels.
-DEFAULT_CORRELATION = 20.0
 
 Progress = Callable[[str, int, int], None]
 
@@ -140,28 +145,6 @@ def resolve_classes(tokens: Iterable[str | int] | None, names: list[str] | None,
     return result
 
 
-# --- the periodic cubic spline f(angle) --------------------------------------
-
-
-def periodic_cubic(samples: np.ndarray, angles: np.ndarray) -> np.ndarray:
-    """The periodic cubic spline through ``samples`` at equally spaced angles, evaluated at ``angles``.
-
-    The knots are at 2*pi*i/n, i = 0..n-1; the spline is C2 and 2*pi-periodic. Its second
-    derivatives M solve the cyclic system M[i-1] + 4 M[i] + M[i+1] = 6 (y[i-1] - 2 y[i] + y[i+1]) / h^2.
-    """
-    y = np.asarray(samples, dtype=np.float64)
-    n = y.size
-    h = 2 * math.pi / n
-    system = 4 * np.eye(n) + np.roll(np.eye(n), 1, axis=1) + np.roll(np.eye(n), -1, axis=1)
-    m = np.linalg.solve(system, 6 * (np.roll(y, 1) - 2 * y + np.roll(y, -1)) / h**2)
-    position = np.mod(np.asarray(angles, dtype=np.float64), 2 * math.pi) / h
-    i = np.minimum(np.floor(position).astype(np.int64), n - 1)
-    t = position - i
-    j = (i + 1) % n
-    return ((1 - t) * y[i] + t * y[j]
-            + h * h / 6 * (((1 - t) ** 3 - (1 - t)) * m[i] + (t**3 - t) * m[j]))
-
-
 # --- the three kinds of error on a label array --------------------------------
 
 
@@ -178,44 +161,6 @@ def swap(labels: np.ndarray, a: int, b: int) -> np.ndarray:
     out[labels == a] = b
     out[labels == b] = a
     return out
-
-
-def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected components of a boolean (H, W) mask: an int32 map (0 = background) and their count."""
-    inside = np.where(np.asarray(mask, dtype=np.bool_), 0, -1).astype(np.int8)
-    ids, sizes = numbered(component_roots(inside, inside), inside.shape)
-    return (ids + 1).astype(np.int32), int(sizes.size)
-
-
-def shifted_region(regions: np.ndarray, region: int, samples: np.ndarray,
-                   bbox: tuple[int, int, int, int] | None = None) -> tuple[tuple[slice, slice], np.ndarray]:
-    """The pixels of one region after its outline moves radially by f(angle).
-
-    ``regions`` is the component map, ``samples`` the spline's knot values in pixels.
-    A pixel at radius r and angle a from the bounding-box centre is in the new region when
-    the point at radius r - f(a) on the same ray is in the old one (nearest pixel; a
-    negative radius samples the centre). Points beyond the image edge sample the edge, so
-    a region touching the border keeps touching it. Returns the window (bounding box grown
-    by the largest displacement) and the new region inside it. ``bbox`` is the region's
-    (top, bottom, left, right), inclusive, when already known.
-    """
-    height, width = regions.shape
-    if bbox is None:
-        rows, cols = np.nonzero(regions == region)
-        bbox = (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max()))
-    y0, y1, x0, x1 = bbox
-    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
-    reach = math.ceil(np.abs(periodic_cubic(samples, np.linspace(0, 2 * math.pi, 721))).max()) + 2
-    window = (slice(max(0, y0 - reach), min(height, y1 + reach + 1)),
-              slice(max(0, x0 - reach), min(width, x1 + reach + 1)))
-    yy, xx = np.mgrid[window]
-    dy, dx = yy - cy, xx - cx
-    radius = np.hypot(dy, dx)
-    source = radius - periodic_cubic(samples, np.arctan2(dy, dx))
-    scale = np.divide(np.maximum(source, 0.0), radius, out=np.zeros_like(radius), where=radius > 0)
-    sy = np.clip(np.rint(cy + dy * scale), 0, height - 1).astype(np.intp)
-    sx = np.clip(np.rint(cx + dx * scale), 0, width - 1).astype(np.intp)
-    return window, regions[sy, sx] == region
 
 
 def shift(labels: np.ndarray, cls: int, unlabeled: int, rng: np.random.Generator, sigma: Sigma,
@@ -258,156 +203,14 @@ def shift(labels: np.ndarray, cls: int, unlabeled: int, rng: np.random.Generator
     return out
 
 
-@njit(cache=True, nogil=True)
-def _nearest_outside(mask, labels):
-    """For every pixel of ``mask``: the label of a nearest pixel outside it (4-connected BFS).
-
-    Pixels outside the mask keep their own label. The BFS starts from the mask pixels that
-    touch the outside, in raster order, so the result is deterministic.
-    """
-    rows, cols = mask.shape
-    fill = labels.copy()
-    seen = ~mask
-    queue = np.empty(rows * cols, np.int64)
-    head = tail = 0
-    for i in range(rows):
-        for j in range(cols):
-            if not mask[i, j]:
-                continue
-            for di, dj in ((-1, 0), (0, -1), (0, 1), (1, 0)):
-                ni, nj = i + di, j + dj
-                if 0 <= ni < rows and 0 <= nj < cols and not mask[ni, nj]:
-                    fill[i, j] = labels[ni, nj]
-                    seen[i, j] = True
-                    queue[tail] = i * cols + j
-                    tail += 1
-                    break
-    while head < tail:
-        here = queue[head]
-        head += 1
-        i, j = here // cols, here % cols
-        for di, dj in ((-1, 0), (0, -1), (0, 1), (1, 0)):
-            ni, nj = i + di, j + dj
-            if 0 <= ni < rows and 0 <= nj < cols and not seen[ni, nj]:
-                seen[ni, nj] = True
-                fill[ni, nj] = fill[i, j]
-                queue[tail] = ni * cols + nj
-                tail += 1
-    return fill
-
-
-def nearest_outside(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """``labels`` with every pixel of ``mask`` replaced by the label of a nearest pixel outside it."""
-    return _nearest_outside(np.ascontiguousarray(mask, dtype=np.bool_), np.ascontiguousarray(labels))
-
-
-def boundary_pixels(mask: np.ndarray) -> np.ndarray:
-    """Pixels of ``mask`` with a 4-neighbour outside it (the image edge is not a boundary)."""
-    inner = mask.copy()
-    inner[1:] &= mask[:-1]
-    inner[:-1] &= mask[1:]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    return mask & ~inner
-
-
-@njit(cache=True, nogil=True)
-def _walk(edge, eps, mean, spread, rho):
-    """The displacement of every pixel of ``edge``: an AR(1) random walk over a depth-first traversal.
-
-    Pixels are discovered from an 8-neighbour already on the walk; a pixel's value is
-    mean + rho * (its discoverer's value - mean) + spread * sqrt(1 - rho^2) * eps[k], k the
-    discovery count; each 8-connected piece of the boundary starts at mean + spread * eps[k].
-    Non-edge pixels are NaN.
-    """
-    rows, cols = edge.shape
-    value = np.full((rows, cols), np.nan)
-    stack = np.empty(rows * cols, np.int64)
-    step = spread * math.sqrt(1.0 - rho * rho)
-    k = 0
-    for i0 in range(rows):
-        for j0 in range(cols):
-            if not edge[i0, j0] or not math.isnan(value[i0, j0]):
-                continue
-            value[i0, j0] = mean + spread * eps[k]
-            k += 1
-            top = 0
-            stack[top] = i0 * cols + j0
-            top += 1
-            while top:
-                top -= 1
-                here = stack[top]
-                i, j = here // cols, here % cols
-                for di, dj in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
-                    ni, nj = i + di, j + dj
-                    if 0 <= ni < rows and 0 <= nj < cols and edge[ni, nj] and math.isnan(value[ni, nj]):
-                        value[ni, nj] = mean + rho * (value[i, j] - mean) + step * eps[k]
-                        k += 1
-                        stack[top] = ni * cols + nj
-                        top += 1
-    return value
-
-
-@njit(cache=True, nogil=True)
-def _paint(mask, value):
-    """Grow ``mask`` by a disc of radius d around each edge pixel with d > 0; shrink it by d < 0.
-
-    Returns (gained, lost): pixels outside the mask within distance d of an edge pixel with
-    d > 0, and pixels of the mask closer than |d| to an edge pixel with d < 0.
-    """
-    rows, cols = mask.shape
-    gained = np.zeros((rows, cols), np.bool_)
-    lost = np.zeros((rows, cols), np.bool_)
-    for i in range(rows):
-        for j in range(cols):
-            d = value[i, j]
-            if math.isnan(d) or d == 0:
-                continue
-            r = abs(d)
-            reach = int(math.ceil(r))
-            for ni in range(max(0, i - reach), min(rows, i + reach + 1)):
-                for nj in range(max(0, j - reach), min(cols, j + reach + 1)):
-                    dist2 = (ni - i) ** 2 + (nj - j) ** 2
-                    if d > 0 and dist2 <= r * r and not mask[ni, nj]:
-                        gained[ni, nj] = True
-                    elif d < 0 and dist2 < r * r and mask[ni, nj]:
-                        lost[ni, nj] = True
-    return gained, lost
-
-
-def boundary_displacement(mask: np.ndarray, rng: np.random.Generator, mean: float,
-                          correlation: float = DEFAULT_CORRELATION) -> np.ndarray:
-    """Signed displacement (pixels, > 0 outward) of every boundary pixel of ``mask``; NaN elsewhere.
-
-    One side for the whole image, outward or inward with probability 1/2; along the boundary
-    an AR(1) walk with mean ``mean``, standard deviation ``mean / 2`` and correlation
-    exp(-1 / ``correlation``) between a pixel and the one it was reached from.
-    """
-    edge = boundary_pixels(mask)
-    side = 1.0 if rng.random() < 0.5 else -1.0
-    eps = rng.standard_normal(int(edge.sum()))
-    rho = math.exp(-1.0 / correlation)
-    return side * _walk(edge, eps, float(mean), float(mean) / 2, rho)
-
-
 def move_boundary(labels: np.ndarray, cls: int, rng: np.random.Generator, sigma: Sigma,
                   correlation: float = DEFAULT_CORRELATION, ignored: np.ndarray | None = None) -> np.ndarray:
     """Move every boundary of ``cls`` by a one-sided, spatially correlated random walk.
 
-    The mean displacement is ``sigma`` (pixels, or a fraction of the image's mean side).
-    Gained pixels take ``cls`` except pixels in ``ignored``; lost pixels take the label of
-    the nearest pixel outside ``cls``.
+    The mean displacement is ``sigma`` (pixels, or a fraction of the image's mean side);
+    see :func:`segaudit.core.outlines.move_boundary_by`.
     """
-    old = labels == cls
-    value = boundary_displacement(old, rng, sigma.pixels(*labels.shape), correlation)
-    gained, lost = _paint(old, value)
-    out = labels.copy()
-    if lost.any():
-        out[lost] = nearest_outside(old, labels)[lost]
-    if ignored is not None:
-        gained &= ~ignored
-    out[gained] = cls
-    return out
+    return move_boundary_by(labels, cls, rng, sigma.pixels(*labels.shape), correlation, ignored)
 
 
 # --- the dataset-level run -------------------------------------------------------
@@ -451,6 +254,8 @@ def _present(labels: np.ndarray, excluded: set[int], min_pixels: int) -> set[int
 
 def _options_for(kind: str, present: set[int], chosen: list[int] | None) -> list[tuple[int, ...]]:
     """The class choices possible in one image: single classes, or (a, b) pairs for swap."""
+    if kind in OBJECT_KINDS:  # the kind picks its object itself
+        return [()] if present else []
     candidates = [c for c in chosen if c in present] if chosen is not None else sorted(present)
     if kind != "swap":
         return [(c,) for c in candidates]
@@ -458,7 +263,13 @@ def _options_for(kind: str, present: set[int], chosen: list[int] | None) -> list
 
 
 def _apply(kind: str, labels: np.ndarray, classes: tuple[int, ...], unlabeled: int, rng, sigma: Sigma,
-           ignore: tuple[int, ...], fill: str = "unlabeled", correlation: float = DEFAULT_CORRELATION) -> np.ndarray:
+           ignore: tuple[int, ...], fill: str = "unlabeled", correlation: float = DEFAULT_CORRELATION,
+           n_classes: int = 0) -> np.ndarray:
+    if kind in OBJECT_KINDS:
+        scored = ~np.isin(labels, ignore) if ignore else np.ones(labels.shape, bool)
+        classes_known = max(n_classes, int(labels[scored].max()) + 1 if scored.any() else 1)
+        copy = PLANTED_KINDS[kind].plant(Mask(labels.astype(np.int32), scored, classes_known), rng)
+        return labels if copy is None else copy.astype(labels.dtype)
     if kind == "drop":
         return drop(labels, classes[0], unlabeled, fill)
     if kind == "swap":
@@ -535,8 +346,9 @@ def corrupt_masks(
     ----------
     masks, out : path
         Source masks directory and the new one (must not exist, or be empty).
-    kind : {"drop", "swap", "shift", "boundary", "coarse"}
-        The kind of error (see the module docstring).
+    kind : {"drop", "swap", "shift", "boundary", "coarse", "object_drop", "object_class", "object_outline", "blob"}
+        The kind of error (see the module docstring; the object kinds are the calibration's,
+        :mod:`segaudit.calibration.kinds`).
     rate : float
         Fraction of *all* images to change, in [0, 1]; round(rate * N) images are changed
         if that many are eligible, else every eligible image.
@@ -589,6 +401,9 @@ def corrupt_masks(
     if class_names is not None and unlabeled >= len(class_names):
         raise InputError(f"--unlabeled {unlabeled} is out of range: {len(class_names)} classes")
     chosen = resolve_classes(classes, class_names, classes_file)
+    if kind in OBJECT_KINDS and chosen is not None:
+        raise InputError(f"--classes does not apply to {kind}: it picks its object (or blob) itself")
+    n_classes = len(class_names) if class_names is not None else 0
     excluded = {unlabeled, *ignore}
     if chosen is not None:
         bad = [c for c in chosen if c in excluded]
@@ -639,9 +454,10 @@ def corrupt_masks(
         if len(selected) == target:
             break
         choice, rng = plan(n)
-        if kind in ("shift", "boundary", "coarse"):
+        if kind in ("shift", "boundary", "coarse", *OBJECT_KINDS):
             labels = read_mask(files[n], palette)
-            if np.array_equal(_apply(kind, labels, choice, unlabeled, rng, sigma, ignore, fill, correlation), labels):
+            if np.array_equal(_apply(kind, labels, choice, unlabeled, rng, sigma, ignore, fill, correlation,
+                                     n_classes), labels):
                 continue
         selected[n] = choice
 
@@ -655,9 +471,10 @@ def corrupt_masks(
             if n in selected:
                 choice, rng = plan(n)
                 labels = read_mask(mask, palette)
-                new = _apply(kind, labels, choice, unlabeled, rng, sigma, ignore, fill, correlation)
+                new = _apply(kind, labels, choice, unlabeled, rng, sigma, ignore, fill, correlation, n_classes)
                 data = encode_like(mask, labels, new, palette)
-                run.changed[mask.image_id] = choice
+                # An object kind names the classes it changed (the object's, the blob's underlay).
+                run.changed[mask.image_id] = choice or tuple(int(c) for c in np.unique(labels[new != labels]))
             else:
                 data = mask.path.read_bytes()
             atomic_write_all({target_path: data})

@@ -74,9 +74,11 @@ def sum_tolerance(dtype: np.dtype, n_classes: int) -> float:
 CHANNELS_LAST_HINT_MAX = 64
 
 
-def sum_hint(total: float, n_classes: int, pixel: np.ndarray | None = None) -> str | None:
+def sum_hint(total: float, n_classes: int, pixel: np.ndarray | None = None,
+             channels_last: str = "pass --channels-last / channels_last=True") -> str | None:
     """What a pixel whose K values sum to ``total``, not 1, most likely means; None if
-    nothing more likely than logits.
+    nothing more likely than logits. ``channels_last``: how the caller turns channels-last
+    arrays around (an option, in the caller's words).
 
     - About 255 (or 65535): uint8 (uint16) probabilities cast to float. Integer stores
       are read as value/255 (value/65535), so store the integers as they are, or divide.
@@ -92,7 +94,7 @@ def sum_hint(total: float, n_classes: int, pixel: np.ndarray | None = None) -> s
         sums = pixel.sum(axis=-1, dtype=np.float64)
         if np.isfinite(sums).all() and np.abs(sums - 1).max() <= 1e-2 and pixel.min() >= 0:
             return (f"the last axis ({pixel.shape[-1]} values) sums to 1: the array looks channels-last, "
-                    "(H, W, K): pass --channels-last / channels_last=True")
+                    f"(H, W, K): {channels_last}")
     return None
 
 
@@ -466,29 +468,34 @@ def open_predictions(
             array = arrays[image_id]
             _check_chunks(array, f"{path}/{image_id}")
             if array.shape[class_axis] != n_classes:
-                raise InputError(
-                    f"{path}/{image_id}: {array.shape[class_axis]} classes, but {ids[0]} has {n_classes}"
-                    + ("" if channels_last else " (for (H, W, K) arrays pass --channels-last)")
-                )
+                problem = f"{path}/{image_id}: {array.shape[class_axis]} classes, but {ids[0]} has {n_classes}"
+                if channels_last:
+                    raise InputError(problem)
+                raise InputError(f"{problem} (for (H, W, K) arrays pass channels_last=True)",
+                                 cli=f"{problem} (for (H, W, K) arrays pass --channels-last)")
             if _native(array.dtype) != dtype:
                 raise InputError(f"{path}/{image_id}: dtype {array.dtype}, but {ids[0]} has {dtype}")
 
     if n_classes < 2:
-        raise InputError(
-            f"{path}: predictions have {n_classes} class(es) along the class axis; "
-            + ("is the store channels-first? drop --channels-last" if channels_last else "for (H, W, K) arrays pass --channels-last")
-        )
+        problem = f"{path}: predictions have {n_classes} class(es) along the class axis; "
+        if channels_last:
+            raise InputError(problem + "is the store channels-first? pass channels_last=False",
+                             cli=problem + "is the store channels-first? drop --channels-last")
+        raise InputError(problem + "for (H, W, K) arrays pass channels_last=True",
+                         cli=problem + "for (H, W, K) arrays pass --channels-last")
     if classes is None:
         classes = attrs.get("classes")
-        where = "attribute 'classes'"
+        where = cli_where = "attribute 'classes'"
     else:
-        where = "--classes"
+        where, cli_where = "the classes argument", "--classes"
     if classes is not None:
         if not isinstance(classes, (list, tuple)) or not all(isinstance(n, (str, int, float)) for n in classes):
-            raise InputError(f"{path}: {where} must be a list of class names, got {one_line(repr(classes))[:80]}")
+            problem = f"must be a list of class names, got {one_line(repr(classes))[:80]}"
+            raise InputError(f"{path}: {where} {problem}", cli=f"{path}: {cli_where} {problem}")
         classes = [str(name) for name in classes]
         if len(classes) != n_classes:
-            raise InputError(f"{path}: {where} names {len(classes)} classes but the predictions have K={n_classes}")
+            problem = f"names {len(classes)} classes but the predictions have K={n_classes}"
+            raise InputError(f"{path}: {where} {problem}", cli=f"{path}: {cli_where} {problem}")
     if logits and dtype.kind == "u":
         raise InputError(f"{path}: logits cannot be stored as {dtype} (quantised probabilities)")
     return ZarrStore(

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from ..errors import InputError
 from .base import Method, Settings
 
-__all__ = ["DATASET_METHODS", "DEFAULT_METHOD", "METHODS", "PER_IMAGE_METHODS", "REGISTRY", "SCORERS", "Method",
+__all__ = ["AUTO", "DATASET_METHODS", "DEFAULT_METHOD", "METHODS", "PER_IMAGE_METHODS", "REGISTRY", "SCORERS", "Method",
            "Settings", "check_methods", "parse_methods", "resolve"]
 
 
@@ -38,12 +38,16 @@ DATASET_METHODS = tuple(name for name, m in REGISTRY.items() if m.needs_cells)
 #: Per-image methods' finishing functions, by name.
 SCORERS = {name: m.finish for name, m in REGISTRY.items() if m.per_image}
 
-#: The default ranking method (chosen by the detection benchmark, docs/methods.md).
-DEFAULT_METHOD = "rsoftmin"
+#: The calibrated ranking: every method computed, plus planted copies of a sample of the
+#: masks; the candidate that finds them best ranks (:mod:`segaudit.calibration`).
+AUTO = "auto"
+
+#: The default ranking method (docs/methods.md).
+DEFAULT_METHOD = AUTO
 
 
 def _unknown(name: str) -> InputError:
-    return InputError(f"unknown method {name!r}; choose from " + ", ".join(METHODS) + " or all")
+    return InputError(f"unknown method {name!r}; choose from {AUTO}, " + ", ".join(METHODS) + " or all")
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
@@ -53,11 +57,11 @@ def parse_methods(text: str) -> tuple[str, ...]:
     """
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
     if not names:
-        raise InputError("--method is empty; choose from " + ", ".join(METHODS) + " or all")
+        raise InputError(f"--method is empty; choose from {AUTO}, " + ", ".join(METHODS) + " or all")
     chosen: list[str] = []
     for name in names:
         for method in METHODS if name == "all" else (name,):
-            if method not in REGISTRY:
+            if method not in REGISTRY and method != AUTO:
                 raise _unknown(method)
             if method not in chosen:
                 chosen.append(method)
@@ -67,12 +71,15 @@ def parse_methods(text: str) -> tuple[str, ...]:
 def check_methods(methods: Iterable[str]) -> tuple[str, ...]:
     """Methods as a tuple, each one known; the first is the ranking key."""
     methods = tuple(methods)
-    unknown = [m for m in methods if m not in REGISTRY]
+    unknown = [m for m in methods if m not in REGISTRY and m != AUTO]
     if not methods or unknown:
-        raise InputError(f"unknown or no methods {unknown or list(methods)}; choose from " + ", ".join(METHODS))
+        raise InputError(f"unknown or no methods {unknown or list(methods)}; choose from {AUTO}, " + ", ".join(METHODS))
     return methods
 
 
 def resolve(methods: Iterable[str]) -> tuple[Method, ...]:
-    """The :class:`Method` of each name (checked), in the given order."""
-    return tuple(REGISTRY[name] for name in check_methods(methods))
+    """The :class:`Method` of each name (checked), in the given order; ``auto`` needs them all."""
+    names = check_methods(methods)
+    if AUTO in names:
+        names = tuple(dict.fromkeys([n for n in names if n != AUTO] + list(METHODS)))
+    return tuple(REGISTRY[name] for name in names)

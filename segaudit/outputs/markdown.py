@@ -58,6 +58,13 @@ def summary_markdown(run: ScoreRun, gates: list[GateResult], worst: int = 10) ->
         lines.append("")
         lines.extend(f"- ⚠️ {_cell(warning)}" for warning in run.warnings)
         lines.append("")
+    if run.calibration is not None:  # --method auto: how well errors can be found with this model
+        from .calibration import calibration_markdown
+
+        lines.append("### Calibration")
+        lines.append("")
+        lines.extend(calibration_markdown(run.calibration))
+        lines.append("")
     if gates:
         lines.append("### Gates")
         lines.append("")

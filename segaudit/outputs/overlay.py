@@ -38,7 +38,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .colours import ClassColours, class_colours
 from .text import OVERLAY_NAME, class_phrase, format_score, overlay_name, region_line
-from ..errors import InputError, one_line
+from ..errors import InputError, one_line, option_error
 from ..io.files import atomic_write_all, remove_orphans, temporary_directory
 from ..io.masks.tiff import is_tiff
 from ..io.photos import SCAN_EXTENSIONS, read_scan_slice, read_tiff_photo, scan_shape, stretch, tiff_photo_size
@@ -628,10 +628,10 @@ class OverlayRun:
 
 def check_region_min_score(region_min_score: float) -> float:
     """The score from which an image's error regions are outlined: a number in [0, 1];
-    InputError (``--region-min-score``) otherwise."""
+    InputError (``region_min_score``, ``--region-min-score`` on the command line) otherwise."""
     if isinstance(region_min_score, bool) or not isinstance(region_min_score, (int, float)) \
             or not 0.0 <= region_min_score <= 1.0:
-        raise InputError(f"--region-min-score must be between 0 and 1, got {region_min_score}")
+        raise option_error("region_min_score", f"must be between 0 and 1, got {region_min_score}")
     return region_min_score
 
 

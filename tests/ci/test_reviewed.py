@@ -41,7 +41,8 @@ def decisions_file(path: Path, rows: list[str]) -> Path:
 
 
 def score(masks, out, *args):
-    return run("score", masks, FIXTURES / "preds.zarr", "-o", out, *args)
+    # The gates here are about rsoftmin's scores (the default before auto); a later -m wins.
+    return run("score", masks, FIXTURES / "preds.zarr", "-o", out, "-m", "rsoftmin", *args)
 
 
 def test_images_marked_ok_are_ranked_but_exempt_from_the_gate(tmp_path):

@@ -21,8 +21,9 @@ from typer.testing import CliRunner
 
 from datasets import FIXTURES, make_dataset, random_probs, read_csv, write_mask, write_masks, write_store
 from segaudit import __version__
-from segaudit.api import score_arrays
+from segaudit.api import score, score_arrays
 from segaudit.cli import app
+from segaudit.errors import InputError
 
 ALL_COLUMNS = "rank,image,score,rsoftmin,softmin,cil,ccp,tccp,iou,clc,coco,pixels,low_pixels,suspect_class,likely_class"
 METHOD_COLUMNS = ["rsoftmin", "softmin", "cil", "ccp", "tccp", "iou"]
@@ -68,10 +69,10 @@ def test_default_output_is_ranking_csv_with_run_record(out, monkeypatch):
     result = ok(invoke(FIXTURES / "masks", FIXTURES / "preds.zarr"))
     assert sorted(os.listdir(out)) == ["ranking.csv", "ranking.run.json"]  # no temporaries left
     assert result.stdout == ""
-    assert "wrote ranking.csv (12 images, ranked by rsoftmin)" in result.stderr
+    assert "wrote ranking.csv (12 images, ranked by auto)" in result.stderr
 
     text = (out / "ranking.csv").read_text()
-    assert text.splitlines()[0] == "rank,image,score,rsoftmin,pixels,low_pixels,suspect_class,likely_class"
+    assert text.splitlines()[0] == "rank,image,score,auto,pixels,low_pixels,suspect_class,likely_class"
     rows = rows_of(text)
     assert [r["rank"] for r in rows] == [str(n) for n in range(1, 13)]
     assert sorted(r["image"] for r in rows) == sorted(TRUTH)
@@ -83,7 +84,8 @@ def test_default_output_is_ranking_csv_with_run_record(out, monkeypatch):
     assert record["masks"] == str((FIXTURES / "masks").resolve())
     assert record["predictions"] == str((FIXTURES / "preds.zarr").resolve())
     assert record["layout"] == "per-image"
-    assert record["methods"] == ["rsoftmin"]
+    assert record["methods"] == ["auto"]
+    assert record["calibration"]["chosen"] in record["calibration"]["candidates"]
     assert record["temperature"] == 0.1 and record["pixel_threshold"] == 0.5
     assert record["ignore_index"] == [255]
     assert record["classes"] == ["unlabeled", "sky", "building", "road", "car"]
@@ -294,6 +296,9 @@ def test_default_ignore_index_refused_when_255_is_a_class(tmp_path, out):
     write_masks(ds.masks, ds.labels)
     result = invoke(ds.masks, ds.store, "-o", out / "r.csv")
     assert_input_error(result, out, "K=256", "default ignore index 255", "--ignore-index", "--no-ignore")
+    # The Python API says the same with its argument.
+    with pytest.raises(InputError, match=r"255 is a real class; pass ignore_index=N .*, or ignore_index=\(\)$"):
+        score(ds.masks, ds.store)
     # Either explicit choice works: 255 as a real class, or 255 ignored on purpose.
     ok(invoke(ds.masks, ds.store, "--no-ignore", "-o", out / "none.csv"))
     ok(invoke(ds.masks, ds.store, "--ignore-index", "255", "-o", out / "ignored.csv"))

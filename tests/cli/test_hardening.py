@@ -177,7 +177,7 @@ def test_issue_masks_refuse_downsample_zero_in_the_library(work):
     from segaudit.errors import InputError
     from segaudit.outputs.findings import write_issue_masks
 
-    with pytest.raises(InputError, match="--downsample"):
+    with pytest.raises(InputError, match="^downsample must be a whole number"):
         write_issue_masks(work / "masks", work / "preds.zarr", work / "iss", downsample=0)
     assert not (work / "iss").exists()
 
@@ -254,7 +254,7 @@ def test_a_fifo_where_a_mask_should_be_is_refused_not_read(work):
     (["summary", "masks", "preds.zarr", "--top", "-1"], "--top must be >= 0"),
     (["check", "masks", "preds.zarr", "--sample", "-1"], "--sample must be >= 0"),
     (["score", "masks", "preds.zarr", "-o", "x.csv", "--fail-under", "nan"], "--fail-under must be a finite"),
-    (["score", "masks", "preds.zarr", "-o", "x.csv", "--baseline", "nope.csv"], "needs clc in --method"),
+    (["score", "masks", "preds.zarr", "-o", "x.csv", "-m", "rsoftmin", "--baseline", "nope.csv"], "needs clc in --method"),
     (["overlay", "-r", "ranking.csv", "--out", "ov", "--palette", "classes.txt"], "classes.txt"),
 ])
 def test_bad_option_values_are_refused(work, args, fragment):

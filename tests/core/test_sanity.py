@@ -65,7 +65,7 @@ def test_an_ade20k_style_offset_warns_and_names_the_fix(tmp_path):
 
 def test_the_cli_warns_records_and_fails_on_warning(tmp_path):
     masks, store = standin(tmp_path)
-    result = run_cli(masks, store, "-o", tmp_path / "r.csv")
+    result = run_cli(masks, store, "-o", tmp_path / "r.csv", "-m", "rsoftmin")
     assert result.exit_code == 0, result.output
     assert "warning: the mask values look offset by -1" in result.stderr and "--label-map ade20k" in result.stderr
     record = json.loads((tmp_path / "r.run.json").read_text())

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from datasets import FIXTURES, write_mask
 from segaudit.cli import app
+from segaudit.core.outlines import boundary_displacement, boundary_pixels, components, nearest_outside, periodic_cubic
 from segaudit.evaluation.corrupt import (
-    Sigma, boundary_displacement, boundary_pixels, components, corrupt_masks, drop, move_boundary,
-    nearest_outside, parse_sigma, periodic_cubic, resolve_classes, shift, swap,
+    Sigma, corrupt_masks, drop, move_boundary, parse_sigma, resolve_classes, shift, swap,
 )
 from segaudit.errors import InputError
 from segaudit.io.masks import MaskFile, find_masks, read_mask
@@ -562,3 +562,42 @@ def test_a_class_that_does_not_fit_the_png_mode_leaves_nothing(tmp_path):
     assert result.exit_code == 2
     assert "class 300 does not fit a mode L PNG" in result.stderr and "a.png" in result.stderr
     assert sorted(os.listdir(tmp_path)) == ["m"]  # no output directory, no temporary, no truth
+
+
+def test_coarse_redraws_a_class_on_square_blocks():
+    from segaudit.evaluation.corrupt import coarsen
+
+    labels = np.zeros((40, 40), np.int32)
+    labels[5:23, 7:30] = 3  # a rectangle off the block grid
+    labels[0, 0] = 255
+    out = coarsen(labels, 3, Sigma(8, relative=False), labels == 255)
+    inside = out == 3
+    # Every 8x8 block is all class 3 or none of it; ignored pixels never change.
+    blocks = inside.reshape(5, 8, 5, 8)
+    assert np.all(blocks.all(axis=(1, 3)) | ~blocks.any(axis=(1, 3)))
+    assert out[0, 0] == 255
+    # A block takes the class where it covered at least half of it.
+    covered = (labels == 3).reshape(5, 8, 5, 8).mean(axis=(1, 3)) >= 0.5
+    assert np.array_equal(blocks.all(axis=(1, 3)), covered)
+    assert set(np.unique(out[(labels == 3) & ~inside])) <= {0}
+
+
+@pytest.mark.parametrize("kind", ["coarse", "object_drop", "object_class", "object_outline", "blob"])
+def test_new_kinds_plant_errors_through_the_command(tmp_path, kind):
+    truth = tmp_path / "truth.csv"
+    ok(invoke(FIXTURES / "masks", "--out", tmp_path / "out", "--kind", kind, "--rate", "0.5", "--truth", truth,
+              *(["--classes", "2,4"] if kind == "coarse" else [])))
+    rows = truth_rows(truth)
+    changed = [image for image, row in rows.items() if row["is_error"] == "1"]
+    assert changed and all(rows[i]["kind"] == kind for i in changed)
+    for image in changed:
+        before = np.asarray(Image.open(FIXTURES / "masks" / f"{image}.png"))
+        after = np.asarray(Image.open(tmp_path / "out" / f"{image}.png"))
+        assert (before != after).any()
+
+
+def test_object_kinds_refuse_classes(tmp_path):
+    result = invoke(FIXTURES / "masks", "--out", tmp_path / "out", "--kind", "object_drop", "--rate", "0.5",
+                    "--truth", tmp_path / "t.csv", "--classes", "1")
+    assert result.exit_code == 2 and "--classes does not apply to object_drop" in result.output
+    assert not (tmp_path / "out").exists()

@@ -223,8 +223,11 @@ def test_every_command_reading_masks_has_the_option(shifted, tmp_path):
 
 def test_values_not_below_k_hint_at_label_maps(shifted):
     root, _ = shifted
-    with pytest.raises(InputError, match="not below K=4.*--label-map"):
+    with pytest.raises(InputError, match=r"not below K=4.*\(masks numbered in another convention\? label_map= "
+                                         "translates them") as caught:
         score(root / "masks", root / "preds.zarr")
+    assert "--" not in str(caught.value)
+    assert "(masks numbered in another convention? --label-map translates them" in caught.value.cli_message
 
 
 def test_pack_masks_applies_a_label_map(tmp_path):

@@ -498,12 +498,14 @@ def test_sum_errors_hint_channels_last_and_uint8_values_cast_to_float(tmp_path):
     result = invoke("pack", tmp_path / "raw.npy", "--ids", tmp_path / "ids.txt", "-o", tmp_path / "r.zarr")
     assert result.exit_code == 2 and "sum to about 255" in result.stderr and "read as value/255" in result.stderr
     assert "--logits" not in result.stderr
-    # The same hints when scoring in memory (the kernel's check, not the writer's).
-    with pytest.raises(InputError, match="pass --channels-last") as caught:
+    # The same hints when scoring in memory (the kernel's check, not the writer's), in
+    # the words of the Python API: its arguments, never the CLI's flags.
+    with pytest.raises(InputError, match=r"\(H, W, K\): pass channels_last=True\)$") as caught:
         score_arrays(np.zeros((2, 24, 5), int), probs)
-    assert "--logits" not in str(caught.value)
+    assert "logits" not in str(caught.value) and "--" not in caught.value.cli_message
     with pytest.raises(InputError, match="read as value/255"):
         score_arrays(np.zeros((2, 16, 24), int), np.moveaxis(probs, -1, 1) * 255)
     # Values that are neither still point at logits.
-    with pytest.raises(InputError, match="pass --logits"):
+    with pytest.raises(InputError, match=r"\(if pred_probs are logits, pass logits=True\)$") as caught:
         score_arrays(np.zeros((2, 16, 24), int), np.moveaxis(probs, -1, 1) * 3)
+    assert "--" not in caught.value.cli_message

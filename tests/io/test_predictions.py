@@ -150,11 +150,21 @@ def test_channels_last(tmp_path, layout, how):
     assert_same_as_in_memory(run, ds, "float32")
 
 
+def test_unpaired_masks_point_at_allow_missing_in_each_surfaces_words(tmp_path):
+    ds = make_dataset(tmp_path)
+    (ds.masks / "city" / "b.png").unlink()
+    with pytest.raises(InputError, match=r"1 prediction\(s\) with no mask: city/b \(allow_missing=True skips them\)$") \
+            as caught:
+        score(ds.masks, ds.store)
+    assert caught.value.cli_message.endswith("(--allow-missing skips them)")
+
+
 def test_channels_last_without_flag_is_explained(tmp_path):
     # (H, W, K) arrays read as (K, H, W): "K" is each image's height, 10 and 12 here.
     ds = make_dataset(tmp_path, channels_last=True, sizes={"city/b": (12, 7)}, ids=("city/a", "city/b"))
-    with pytest.raises(InputError, match="--channels-last"):
+    with pytest.raises(InputError, match=r"pass channels_last=True\)$") as caught:
         open_predictions(ds.store)
+    assert caught.value.cli_message.endswith("pass --channels-last)")
 
 
 def test_option_overrides_channels_last_attribute(tmp_path):
@@ -197,8 +207,11 @@ def test_logits_equal_their_softmax(tmp_path, layout, how, dtype):
 
 def test_logits_without_flag_fail_and_suggest_logits(tmp_path):
     _, logits_store = logit_dataset(tmp_path, "per-image", "float32", None)
-    with pytest.raises(InputError, match=r"logits\.zarr/city/a: .*pass --logits"):
+    with pytest.raises(InputError, match=r"logits\.zarr/city/a: .*pass logits=True\)$") as caught:
         score(tmp_path / "p" / "masks", logits_store)
+    # The CLI prints the same error with its flag (tests/cli/test_cli.py runs it).
+    assert caught.value.cli_message.endswith("(if the store holds logits, pass --logits)")
+    assert str(caught.value) == caught.value.cli_message.replace("--logits", "logits=True")
 
 
 def test_probabilities_option_overrides_kind_attribute(tmp_path):
@@ -282,8 +295,9 @@ def test_classes_attribute_and_override(tmp_path):
     ds = make_dataset(tmp_path, attrs={"classes": ["a", "b", "c", "d"]})
     assert open_predictions(ds.store).classes == ["a", "b", "c", "d"]
     assert open_predictions(ds.store, classes=["w", "x", "y", "z"]).classes == ["w", "x", "y", "z"]
-    with pytest.raises(InputError, match=r"--classes names 3 classes but the predictions have K=4"):
+    with pytest.raises(InputError, match=r"the classes argument names 3 classes but the predictions have K=4") as caught:
         open_predictions(ds.store, classes=["x", "y", "z"])
+    assert "--classes names 3 classes but the predictions have K=4" in caught.value.cli_message
 
 
 def test_classes_attribute_of_wrong_length(tmp_path):

@@ -1,0 +1,242 @@
+"""The ranking calibrates itself: plant errors into the user's own masks, measure every
+candidate score on them, rank with the one that finds them (``--method auto``).
+
+The predictions are out of fold, so a planted copy of image i's mask scored against image
+i's prediction is exactly what a mislabeled image of *this* dataset looks like to *this*
+model. During the one pass over the store, a seeded sample of images also scores planted
+copies of its masks (:mod:`.kinds`: a missed object, an object of the wrong class, a
+wrong outline, a biased boundary, a spurious blob) from the same prediction blocks. After
+the pass, the images that look suspicious to a consensus of the scores are set aside
+(they may hold real errors); each candidate's average precision at separating the
+planted copies of the others from their real masks is measured per kind; the candidate
+with the best mean over the kinds ranks the dataset. See docs/methods.md.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..results import CalibrationRecord
+from .candidates import CANDIDATES, CLC, COCO, FAMILY, STATS_CANDIDATES, clc_delta, image_values, temperatures
+from .kinds import PLANTED_KINDS, Kind, plant
+
+#: The name of the calibrated ranking (``--method auto``).
+AUTO = "auto"
+#: Planted copies aimed at per kind: each image gets a copy of a kind with probability
+#: min(1, COPIES_PER_KIND / images), and at most about COPIES_PER_IMAGE copies per image
+#: on average once the dataset has COPY_FLOOR / COPIES_PER_IMAGE images (small datasets
+#: are cheap; on larger ones the copies stay a bounded share of the work).
+COPIES_PER_KIND = 48
+COPIES_PER_IMAGE = 2
+COPY_FLOOR = 128
+#: Share of the images set aside as suspicious by the consensus before calibrating.
+SUSPICIOUS_SHARE = 0.15
+#: The average precision is computed as if this share of the images were planted.
+PREVALENCE = 0.2
+#: Below this average precision, a kind is reported as hard to detect with this model.
+HARD_AUPRC = 0.3
+#: Candidates whose ranks the consensus averages (diverse ones: a cold, a warm and the
+#: size-scaled softmin, the mean and the counts).
+CONSENSUS = ("rsoftmin", "softmin t=0.05", "softmin t=0.5", "cil", "ccp", "clc")
+#: A calibration needs at least this many clean images and copies of some kind.
+MIN_IMAGES = 4
+
+
+@dataclass(frozen=True)
+class CalibrationPlan:
+    """Which images get which planted copies: the same for a seed and an image id on any
+    thread or machine, so the run is byte-identical however it is split."""
+
+    seed: int
+    n_images: int
+    per_kind: int = COPIES_PER_KIND
+
+    @property
+    def chance(self) -> float:
+        """The probability that an image gets a copy of a given kind."""
+        n = max(1, self.n_images)
+        budget = max(COPIES_PER_IMAGE * n, COPY_FLOOR) / len(PLANTED_KINDS)
+        return min(1.0, self.per_kind / n, budget / n)
+
+    def kinds_for(self, image_id: str) -> tuple[Kind, ...]:
+        chance = self.chance
+        chosen = []
+        for kind in PLANTED_KINDS.values():
+            draw = zlib.crc32(f"{self.seed}/{kind.order}/{image_id}".encode("utf-8")) / 2**32
+            if draw < chance:
+                chosen.append(kind)
+        return tuple(chosen)
+
+
+@dataclass
+class PlantedCopy:
+    """One planted copy's candidate values (clc as its change against the real mask)."""
+
+    kind: str
+    values: np.ndarray
+    clc_s: np.ndarray
+    clc_weight: np.ndarray
+
+
+@dataclass
+class ImageCalibration:
+    """What the calibration keeps of one image: small and picklable (it rides on the
+    engine's ImagePiece, from a thread or a Dask worker)."""
+
+    values: np.ndarray  # the real mask's candidate values (clc filled in after the run)
+    copies: list[PlantedCopy] = field(default_factory=list)
+
+
+def planted_copies(plan: CalibrationPlan, image_id: str, labels: np.ndarray, ignore: np.ndarray,
+                   n_classes: int) -> list[tuple[str, np.ndarray]]:
+    """The (kind, labels) of the image's planted copies (kinds that cannot change it pass)."""
+    kinds = plan.kinds_for(image_id)
+    if not kinds:
+        return []
+    ignored = labels >= n_classes
+    ignored |= ignore[np.minimum(labels, n_classes - 1)]
+    found = []
+    for kind in kinds:
+        copy = plant(kind, labels, ignored, n_classes, plan.seed, image_id)
+        if copy is not None:
+            found.append((kind.name, copy))
+    return found
+
+
+def average_precision(negatives: np.ndarray, positives: np.ndarray, prevalence: float = PREVALENCE) -> float:
+    """Average precision of ranking ``positives`` before ``negatives``, lowest score first,
+    with the positives weighted to make up ``prevalence`` of the whole; ties are ranked
+    together (precision is taken at each distinct score). NaN scores rank last."""
+    positives = positives[~np.isnan(positives)] if positives.size else positives
+    if not positives.size or not negatives.size:
+        return math.nan
+    negatives = np.where(np.isnan(negatives), np.inf, negatives)
+    weight = prevalence / (1 - prevalence) * negatives.size / positives.size
+    scores = np.concatenate([positives, negatives])
+    weights = np.concatenate([np.full(positives.size, weight), np.zeros(negatives.size)])
+    false = np.concatenate([np.zeros(positives.size), np.ones(negatives.size)])
+    order = np.argsort(scores, kind="stable")
+    scores, weights, false = scores[order], weights[order], false[order]
+    last = np.r_[scores[1:] != scores[:-1], True]  # the last of each run of ties
+    tp = np.cumsum(weights)[last]
+    fp = np.cumsum(false)[last]
+    recall = tp / tp[-1]
+    precision = tp / (tp + fp)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def _ecdf(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Where ``values`` fall in ``reference`` (share of it at or below), NaN kept."""
+    finite = np.sort(reference[~np.isnan(reference)])
+    if not finite.size:
+        return np.full(values.shape, np.nan)
+    out = np.searchsorted(finite, values, side="right") / finite.size
+    return np.where(np.isnan(values), np.nan, out)
+
+
+@dataclass
+class Calibration:
+    """The outcome: the table of every candidate's AUPRC per kind, the choice, and the
+    chosen candidate's value for every image of the run (in dataset order)."""
+
+    record: CalibrationRecord
+    scores: np.ndarray
+
+
+def _blend(components: tuple[int, ...], real: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A rank blend: the mean of each component's place in the real images' distribution."""
+    return np.mean([_ecdf(real[:, c], values[:, c]) for c in components], axis=0)
+
+
+def calibrate(plan: CalibrationPlan, pieces: list[ImageCalibration], flagged: list[int | None],
+              pixels: list[int], clc_cut: float) -> Calibration:
+    """Choose the ranking from the planted copies (the images in dataset order).
+
+    Parameters
+    ----------
+    plan : CalibrationPlan
+    pieces : list of ImageCalibration
+        Every image's, in dataset order.
+    flagged, pixels : lists of int
+        Every image's clc-flagged and scored pixels.
+    clc_cut : float
+        s of clc's dataset-wide cut: cells with s below it are flagged (-inf: none).
+    """
+    n = len(pieces)
+    real = np.array([p.values for p in pieces]) if n else np.zeros((0, len(CANDIDATES)))
+    for i, (f, px) in enumerate(zip(flagged, pixels)):
+        real[i, CLC] = 1.0 - f / px if px and f is not None else math.nan
+    scored = np.array([px > 0 for px in pixels], bool)
+    # The consensus: each image's mean place among the real images by diverse scores.
+    ranks = np.array([_ecdf(real[:, CANDIDATES.index(c)], real[:, CANDIDATES.index(c)]) for c in CONSENSUS])
+    known = (~np.isnan(ranks)).sum(axis=0)
+    places = np.where(known > 0, np.nansum(ranks, axis=0) / np.maximum(known, 1), np.inf) if n else np.zeros(0)
+    order = np.lexsort((np.arange(n), places))
+    suspicious = np.zeros(n, bool)
+    suspicious[order[: int(math.floor(SUSPICIOUS_SHARE * scored.sum()))]] = True
+    clean = scored & ~suspicious
+
+    kinds = list(PLANTED_KINDS)
+    copies: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
+    for i, piece in enumerate(pieces):
+        if not clean[i]:
+            continue
+        for copy in piece.copies:
+            values = copy.values.copy()
+            below = copy.clc_s < clc_cut
+            changed = int(copy.clc_weight[below].sum())
+            values[CLC] = 1.0 - ((flagged[i] or 0) + changed) / pixels[i]
+            copies[copy.kind].append(values)
+    positives = {k: np.array(v).reshape(-1, len(CANDIDATES)) for k, v in copies.items()}
+    negatives = real[clean]
+
+    names = list(CANDIDATES)
+    table = [[average_precision(negatives[:, c], positives[k][:, c]) for k in kinds] for c in range(len(CANDIDATES))]
+    usable = [j for j, k in enumerate(kinds) if positives[k].shape[0] >= MIN_IMAGES]
+    enough = negatives.shape[0] >= MIN_IMAGES and bool(usable)
+
+    def mean_of(row):
+        values = [row[j] for j in usable if not math.isnan(row[j])]
+        return float(np.mean(values)) if values else math.nan
+
+    blends: list[tuple[int, ...]] = []
+    if enough:
+        ranked = sorted(range(len(CANDIDATES)), key=lambda c: (-np.nan_to_num(mean_of(table[c]), nan=-1), c))
+        # The best two and three, and the best with the best of each other family: scores
+        # that fail differently can make up for each other.
+        wanted = [tuple(sorted(ranked[:2])), tuple(sorted(ranked[:3]))]
+        best_family = FAMILY[CANDIDATES[ranked[0]]]
+        for family in dict.fromkeys(FAMILY[CANDIDATES[c]] for c in ranked):
+            if family != best_family:
+                other = next(c for c in ranked if FAMILY[CANDIDATES[c]] == family)
+                wanted.append(tuple(sorted((ranked[0], other))))
+        for parts in dict.fromkeys(wanted):
+            blends.append(parts)
+            names.append("rank mean (" + ", ".join(CANDIDATES[c] for c in parts) + ")")
+            table.append([average_precision(_blend(parts, real, negatives),
+                                            _blend(parts, real, positives[k]) if positives[k].size else np.zeros(0))
+                          for k in kinds])
+    means = [mean_of(row) for row in table]
+    if enough:
+        chosen = max(range(len(names)), key=lambda c: (np.nan_to_num(means[c], nan=-1), -c))
+    else:
+        chosen = 0  # rsoftmin: too few images to calibrate on
+    scores = real[:, chosen] if chosen < len(CANDIDATES) else _blend(blends[chosen - len(CANDIDATES)], real, real)
+    hard = [kinds[j] for j in usable if not math.isnan(table[chosen][j]) and table[chosen][j] < HARD_AUPRC]
+    record = CalibrationRecord(
+        seed=plan.seed, chosen=names[chosen], calibrated=enough, images=int(clean.sum()),
+        set_aside=int((scored & suspicious).sum()), kinds=tuple(kinds),
+        copies=tuple(int(positives[k].shape[0]) for k in kinds), candidates=tuple(names),
+        auprc=tuple(tuple(None if math.isnan(v) else round(float(v), 6) for v in row) for row in table),
+        mean_auprc=tuple(None if math.isnan(v) else round(float(v), 6) for v in means), hard_kinds=tuple(hard),
+    )
+    return Calibration(record, np.asarray(scores, dtype=np.float64))
+
+
+__all__ = ["AUTO", "CANDIDATES", "Calibration", "CalibrationPlan", "ImageCalibration", "PLANTED_KINDS",
+           "PlantedCopy", "STATS_CANDIDATES", "average_precision", "calibrate", "clc_delta", "image_values",
+           "planted_copies", "temperatures", "COCO"]

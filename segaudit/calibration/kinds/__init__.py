@@ -1,0 +1,49 @@
+"""The kinds of error the calibration plants: one module each, found by this registry.
+
+Each module of this package that defines ``KIND`` (a :class:`~.base.Kind`) is a kind;
+adding one means adding its module. ``segaudit corrupt`` plants them too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import zlib
+
+import numpy as np
+
+from .base import Kind, Mask
+
+
+def _discover() -> dict[str, Kind]:
+    found = []
+    for module in pkgutil.iter_modules(__path__):
+        kind = getattr(importlib.import_module(f"{__name__}.{module.name}"), "KIND", None)
+        if isinstance(kind, Kind):
+            found.append(kind)
+    return {k.name: k for k in sorted(found, key=lambda k: (k.order, k.name))}
+
+
+#: Every planted kind by name, in the calibration table's order.
+PLANTED_KINDS: dict[str, Kind] = _discover()
+
+
+def kind_rng(seed: int, kind: Kind, image_id: str) -> np.random.Generator:
+    """The generator of one kind in one image: the same for a seed and an id wherever it runs."""
+    return np.random.default_rng([seed, kind.order, zlib.crc32(image_id.encode("utf-8"))])
+
+
+def plant(kind: Kind, labels: np.ndarray, ignored: np.ndarray, n_classes: int, seed: int,
+          image_id: str) -> np.ndarray | None:
+    """One planted copy of ``labels`` (int32), or None when ``kind`` cannot change it.
+
+    ``ignored``: bool (H, W), the pixels holding an ignored value (never changed).
+    """
+    mask = Mask(np.ascontiguousarray(labels, dtype=np.int32), ~ignored, n_classes)
+    copy = kind.plant(mask, kind_rng(seed, kind, image_id))
+    if copy is None:
+        return None
+    return np.ascontiguousarray(copy, dtype=np.int32)
+
+
+__all__ = ["Kind", "Mask", "PLANTED_KINDS", "kind_rng", "plant"]

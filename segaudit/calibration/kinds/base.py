@@ -1,0 +1,84 @@
+"""What a planted kind is, and the pieces the object-level kinds share.
+
+A kind turns one real mask into a copy holding one realistic annotation error, or gives
+None when the mask has nothing it can change. It never touches an ignored pixel and never
+writes an ignored value, so a copy has exactly the scored pixels of its mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...core.components import component_roots
+from ...core.outlines import nearest_outside
+
+#: A component is an object when it holds at least this share of the image's scored
+#: pixels (and MIN_OBJECT_PIXELS) and at most MAX_OBJECT_SHARE of them.
+MIN_OBJECT_SHARE = 0.0005
+MIN_OBJECT_PIXELS = 16
+MAX_OBJECT_SHARE = 0.25
+#: A copy changes at least this many pixels, else the kind passes.
+MIN_CHANGED = 8
+
+
+@dataclass(frozen=True)
+class Mask:
+    """One mask as the kinds see it."""
+
+    labels: np.ndarray  # int32 (H, W), ignored values included
+    scored: np.ndarray  # bool (H, W): not an ignored value
+    n_classes: int
+
+    @property
+    def side(self) -> float:
+        """The image's mean side, in pixels (the scale of outlines and blobs)."""
+        return (self.labels.shape[0] + self.labels.shape[1]) / 2
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of planted error: ``plant(mask, rng)`` gives the copy's labels or None."""
+
+    name: str
+    order: int  # position in the calibration table; seeds the kind's generator
+    plant: Callable[[Mask, np.random.Generator], np.ndarray | None]
+    description: str
+    phrase: str  # what a user calls it: "missed objects"
+
+
+def objects(mask: Mask) -> tuple[np.ndarray, np.ndarray]:
+    """The mask's objects: 8-connected components of one scored class.
+
+    Returns ``(roots, eligible)``: each pixel's component as the flat index of its first
+    pixel (-1 where ignored), and the roots of the components sized like objects, in
+    row-major order of their first pixels.
+    """
+    first = np.where(mask.scored, mask.labels, -1).astype(np.int32)
+    roots = component_roots(first, first)
+    scored = int(mask.scored.sum())
+    sizes = np.bincount(roots[roots >= 0], minlength=roots.size)
+    low = max(MIN_OBJECT_PIXELS, MIN_OBJECT_SHARE * scored)
+    eligible = np.flatnonzero((sizes >= low) & (sizes <= MAX_OBJECT_SHARE * scored))
+    return roots.reshape(first.shape), eligible
+
+
+def pick_object(mask: Mask, rng: np.random.Generator) -> tuple[np.ndarray, int] | None:
+    """One object chosen at random (each equally likely): its pixels and its class."""
+    roots, eligible = objects(mask)
+    if not eligible.size:
+        return None
+    chosen = int(eligible[int(rng.integers(eligible.size))])
+    return roots == chosen, int(mask.labels.flat[chosen])
+
+
+def surrounding(mask: Mask, inside: np.ndarray) -> np.ndarray:
+    """``labels`` with ``inside`` filled from the nearest scored pixel outside it."""
+    return nearest_outside(inside | ~mask.scored, mask.labels)
+
+
+def changed_enough(mask: Mask, copy: np.ndarray) -> np.ndarray | None:
+    """The copy, or None when it changes fewer than MIN_CHANGED pixels."""
+    return copy if int((copy != mask.labels).sum()) >= MIN_CHANGED else None

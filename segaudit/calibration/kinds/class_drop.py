@@ -1,0 +1,31 @@
+"""class_drop: every pixel of one class painted over by the classes around it.
+
+``segaudit corrupt --kind drop --fill nearest`` in one image: a class the annotator left
+out altogether (the paper's drop, with the surrounding class instead of "unlabeled").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import MIN_OBJECT_PIXELS, Kind, changed_enough, surrounding
+
+#: The class dropped holds at most this share of the scored pixels (not the background).
+MAX_SHARE = 0.5
+
+
+def plant(mask, rng):
+    classes, counts = np.unique(mask.labels[mask.scored], return_counts=True)
+    choices = classes[(counts >= MIN_OBJECT_PIXELS) & (counts <= MAX_SHARE * counts.sum())]
+    if classes.size < 2 or not choices.size:
+        return None
+    cls = int(choices[int(rng.integers(choices.size))])
+    inside = mask.labels == cls
+    copy = mask.labels.copy()
+    copy[inside] = surrounding(mask, inside)[inside]
+    return changed_enough(mask, copy)
+
+
+KIND = Kind(name="class_drop", order=60, plant=plant,
+            description="every pixel of one class painted over by the classes around it (a class left out)",
+            phrase="classes left out of a whole image")

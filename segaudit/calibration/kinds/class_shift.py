@@ -1,0 +1,49 @@
+"""class_shift: the outline of every region of one class drawn wrong (``corrupt --kind shift``).
+
+Each region of the class moves its outline radially by a periodic cubic spline through 5
+Gaussian samples (standard deviation 10 % of the region's size); gained pixels take the
+class, lost pixels the class around them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...core.outlines import components, shifted_region
+from .base import MIN_OBJECT_PIXELS, Kind, changed_enough, surrounding
+
+KNOTS = 5
+SIGMA = 0.10
+#: A class with more regions than this is left alone (each region is redrawn).
+MAX_REGIONS = 256
+
+
+def plant(mask, rng):
+    classes, counts = np.unique(mask.labels[mask.scored], return_counts=True)
+    choices = classes[(counts >= MIN_OBJECT_PIXELS) & (counts < counts.sum())]
+    if not choices.size:
+        return None
+    cls = int(choices[int(rng.integers(choices.size))])
+    old = mask.labels == cls
+    regions, n = components(old)
+    if n > MAX_REGIONS:
+        return None
+    new = np.zeros_like(old)
+    for region in range(1, n + 1):
+        rows, cols = np.nonzero(regions == region)
+        bbox = (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max()))
+        size = (bbox[1] - bbox[0] + 1 + bbox[3] - bbox[2] + 1) / 2
+        samples = rng.normal(0.0, max(0.5, SIGMA * size), KNOTS)
+        window, inside = shifted_region(regions, region, samples, bbox)
+        new[window] |= inside
+    copy = mask.labels.copy()
+    lost = old & ~new
+    if lost.any():
+        copy[lost] = surrounding(mask, old)[lost]
+    copy[new & ~old & mask.scored] = cls
+    return changed_enough(mask, copy)
+
+
+KIND = Kind(name="class_shift", order=80, plant=plant,
+            description="the outline of every region of one class drawn wrong (~10 % of each region's size)",
+            phrase="whole classes outlined wrong")

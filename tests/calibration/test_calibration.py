@@ -1,0 +1,184 @@
+"""The calibration of --method auto: per-copy accumulators against tests/naive.py, the
+average precision and the choice against their references, determinism, the record."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import naive
+from datasets import random_probs
+from segaudit.api import score_arrays_run
+from segaudit.calibration import (CANDIDATES, CalibrationPlan, average_precision, calibrate, planted_copies)
+from segaudit.calibration.candidates import LADDER, softmin_name
+from segaudit.core.arrays import array_dataset
+from segaudit.engine import score_images
+from segaudit.methods import Settings, resolve
+from segaudit.outputs.ranking import ranking_text
+from segaudit.results import CalibrationRecord, RunRecord
+
+IGNORE = 7
+
+
+def blocky(rng, n_classes, height, width):
+    labels = np.full((height, width), rng.integers(n_classes), np.int64)
+    for _ in range(5):
+        y, x = rng.integers(0, height), rng.integers(0, width)
+        labels[y:y + rng.integers(3, height // 2), x:x + rng.integers(3, width // 2)] = rng.integers(n_classes)
+    labels[rng.random((height, width)) < 0.05] = IGNORE
+    return labels
+
+
+def dataset_arrays(seed, n=4, n_classes=4, height=24, width=20):
+    rng = np.random.default_rng(seed)
+    labels = np.stack([blocky(rng, n_classes, height, width) for _ in range(n)])
+    probs = np.stack([random_probs(rng, n_classes, height, width) for _ in range(n)])
+    return labels, probs
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000), factor=st.sampled_from([1, 2, 4]))
+def test_every_copy_scores_as_its_labels_would(seed, factor):
+    """Each planted copy's candidates, from the kernel's per-copy accumulators and cells,
+    equal the naive scores of the copy's labels against the image's prediction."""
+    labels, probs = dataset_arrays(seed)
+    dataset = array_dataset(labels, probs, ignore_index=(IGNORE,))
+    plan = CalibrationPlan(seed=seed % 7, n_images=len(labels), per_kind=10**6)  # every kind in every image
+    cfg = Settings()
+    checked = 0
+    for index, piece, _ in score_images(dataset, resolve(["auto"]), cfg, factor, 2, plan=plan):
+        image_id = dataset.pairs[index][1]
+        copies = planted_copies(plan, image_id, labels[index].astype(np.int32), dataset.decoding.ignore,
+                                probs.shape[1])
+        assert [c.kind for c in piece.calibration.copies] == [kind for kind, _ in copies]
+        for (kind, copy_labels), copy in zip(copies, piece.calibration.copies):
+            reference = naive.image_scores(copy_labels, probs[index], ignore=(IGNORE,))
+            values = dict(zip(CANDIDATES, copy.values))
+            for name in ("cil", "ccp", "tccp", "iou", "rsoftmin"):
+                assert values[name] == pytest.approx(reference[name], rel=1e-9, abs=1e-12), (kind, name)
+            for t in LADDER:
+                expected = naive.image_scores(copy_labels, probs[index], ignore=(IGNORE,), temperature=t)["softmin"]
+                assert values[softmin_name(t)] == pytest.approx(expected, rel=1e-9, abs=1e-12), (kind, t)
+            label, pred, s, _ = naive.downsample(copy_labels, probs[index], factor, ignore=(IGNORE,))
+            assert values["coco"] == pytest.approx(naive.coco(label, pred, s), rel=1e-9)
+            # clc's change: the copy's mismatched pixels minus the real mask's, over all cells.
+            mismatched = lambda lab: int(((probs[index].argmax(0) != lab) & (lab != IGNORE)).sum())  # noqa: E731
+            assert int(copy.clc_weight.sum()) == mismatched(copy_labels) - mismatched(labels[index])
+            checked += 1
+    assert checked > 0
+
+
+@pytest.mark.parametrize("factor", [1, 4])
+def test_copies_from_a_store_of_small_row_chunks_score_as_their_labels_would(tmp_path, factor):
+    """Many blocks per image: each copy is cut at its band's edges, the real labels'
+    segments merged in; every candidate still equals the naive score of the copy."""
+    from datasets import make_dataset
+    from segaudit.core.dataset import open_dataset
+
+    made = make_dataset(tmp_path, [f"i{n}" for n in range(5)], n_classes=4, size=(37, 23), seed=2,
+                        dtype=np.float64, row_chunk=3)
+    dataset = open_dataset(made.masks, made.store)
+    plan = CalibrationPlan(seed=1, n_images=5, per_kind=10**6)
+    checked = 0
+    for index, piece, _ in score_images(dataset, resolve(["auto"]), Settings(), factor, 2, plan=plan):
+        image_id = dataset.pairs[index][1]
+        labels = made.labels[image_id].astype(np.int32)
+        copies = planted_copies(plan, image_id, labels, dataset.decoding.ignore, 4)
+        for (kind, copy_labels), copy in zip(copies, piece.calibration.copies):
+            reference = naive.image_scores(copy_labels, made.probs[image_id], ignore=(255,))
+            values = dict(zip(CANDIDATES, copy.values))
+            for name in ("cil", "ccp", "tccp", "iou", "rsoftmin"):
+                assert values[name] == pytest.approx(reference[name], rel=1e-9, abs=1e-12), (kind, name)
+            for t in LADDER:
+                expected = naive.image_scores(copy_labels, made.probs[image_id], ignore=(255,), temperature=t)
+                assert values[softmin_name(t)] == pytest.approx(expected["softmin"], rel=1e-9, abs=1e-12)
+            label, pred, s, _ = naive.downsample(copy_labels, made.probs[image_id], factor, ignore=(255,))
+            assert values["coco"] == pytest.approx(naive.coco(label, pred, s), rel=1e-9)
+            checked += 1
+    assert checked >= 10
+
+
+@settings(max_examples=200, deadline=None)
+@given(negatives=st.lists(st.sampled_from([0.1, 0.2, 0.3, 0.5, 0.9, math.nan]), min_size=1, max_size=12),
+       positives=st.lists(st.sampled_from([0.1, 0.2, 0.3, 0.5, 0.9]), min_size=1, max_size=12),
+       prevalence=st.sampled_from([0.1, 0.2, 0.5]))
+def test_average_precision_matches_the_reference(negatives, positives, prevalence):
+    got = average_precision(np.array(negatives), np.array(positives), prevalence)
+    assert got == pytest.approx(naive.average_precision(negatives, positives, prevalence), abs=1e-12)
+
+
+def test_average_precision_of_perfect_and_reversed_rankings():
+    assert average_precision(np.array([0.5, 0.6, 0.7]), np.array([0.1, 0.2])) == pytest.approx(1.0)
+    worst = average_precision(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.9]))
+    assert worst == pytest.approx(0.2 / (0.2 + 0.8))  # found last: precision = the prevalence
+
+
+def test_the_choice_is_the_reference_choice():
+    labels, probs = dataset_arrays(5, n=12, height=40, width=40)
+    run = score_arrays_run(labels, probs, methods=("auto",), ignore_index=IGNORE)
+    record = run.calibration
+    table = [[math.nan if v is None else v for v in row] for row in record.auprc]
+    usable = [j for j, n in enumerate(record.copies) if n >= 4]
+    assert record.candidates[naive.calibration_choice(table, usable)] == record.chosen
+    # The ranking is by the chosen candidate (a single one: its own values).
+    if record.chosen in ("cil", "ccp", "tccp", "iou", "rsoftmin", "coco", "clc"):
+        for result in run.results:
+            assert result.scores["auto"] == result.scores[record.chosen] or (
+                math.isnan(result.scores["auto"]) and math.isnan(result.scores[record.chosen]))
+
+
+def test_same_seed_same_run_any_threads_other_seed_other_copies():
+    labels, probs = dataset_arrays(9, n=10, height=32, width=32)
+    runs = [score_arrays_run(labels, probs, methods=("auto",), ignore_index=IGNORE, threads=t) for t in (1, 2, 3)]
+    texts = {ranking_text(run) for run in runs}
+    records = {json.dumps(run.calibration.to_dict()) for run in runs}
+    assert len(texts) == 1 and len(records) == 1
+    plan_a, plan_b = CalibrationPlan(0, 1000), CalibrationPlan(1, 1000)
+    ids = [f"img{i}" for i in range(200)]
+    assert [plan_a.kinds_for(i) for i in ids] != [plan_b.kinds_for(i) for i in ids]
+
+
+def test_a_tiny_dataset_falls_back_to_rsoftmin_and_says_so():
+    labels, probs = dataset_arrays(3, n=2)
+    run = score_arrays_run(labels, probs, methods=("auto",), ignore_index=IGNORE)
+    assert not run.calibration.calibrated and run.calibration.chosen == "rsoftmin"
+    assert [r.scores["auto"] for r in run.results] == [r.scores["rsoftmin"] for r in run.results]
+
+
+def test_the_record_round_trips_and_refuses_a_broken_table():
+    labels, probs = dataset_arrays(4, n=8, height=32, width=32)
+    run = score_arrays_run(labels, probs, methods=("auto", "clc"), ignore_index=IGNORE)
+    record = RunRecord.from_run(run, "ranking.csv")
+    again = RunRecord.from_dict(json.loads(record.to_json()))
+    assert again.calibration == run.calibration
+    broken = json.loads(record.to_json())
+    broken["calibration"]["auprc"] = broken["calibration"]["auprc"][:-1]
+    with pytest.raises(Exception, match="calibration"):
+        RunRecord.from_dict(broken)
+
+
+def test_kinds_poorly_found_are_named():
+    record = CalibrationRecord(seed=0, chosen="cil", calibrated=True, images=40, set_aside=5,
+                               kinds=("object_drop", "blob"), copies=(40, 40), candidates=("cil",),
+                               auprc=((0.21, 0.8),), mean_auprc=(0.505,), hard_kinds=("object_drop",))
+    from segaudit.outputs.calibration import calibration_lines, calibration_markdown
+
+    lines = calibration_lines(record)
+    assert any("missed objects are hard to detect (AUPRC 0.21" in line for line in lines)
+    assert any("a stronger model would help" in line for line in calibration_markdown(record))
+
+
+def test_calibrate_with_no_clc_cut_and_no_copies():
+    pieces = []
+    from segaudit.calibration import ImageCalibration
+
+    for i in range(6):
+        values = np.full(len(CANDIDATES), 0.5 + i / 100)
+        pieces.append(ImageCalibration(values))
+    outcome = calibrate(CalibrationPlan(0, 6), pieces, [0] * 6, [100] * 6, -math.inf)
+    assert not outcome.record.calibrated and len(outcome.scores) == 6
