@@ -327,7 +327,6 @@ def score_arrays_run(
     classes: list[str] | None = None,
     downsample: int = 4,
     threads: int | None = None,
-    storage_options: dict | str | None = None,
 ) -> ScoreRun:
     """Score images held in memory and rank them worst first, as :func:`score` does.
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .core.cells import CELL_FIELDS, CellCache, cell_cache
+from .core.cells import CELL_FIELDS, CellCache, cell_cache, check_downsample
 from .core.dataset import Dataset
 from .core.kernel import LABEL, Decoding, ImageStats, KernelConfig, accumulate, check_pixel_threshold, check_temperature
 from .core.passes import check_threads, map_images
@@ -27,7 +27,7 @@ from .core.slices import SliceTally
 from .calibration import (AUTO, CalibrationPlan, ImageCalibration, calibrate, image_values, planted_copies,
                           temperatures)
 from .calibration.copies import CopyScorer
-from .errors import InputError, option_error
+from .errors import InputError
 from .methods import Method, Settings, resolve
 from .methods.base import LocalPartitions, Partitions
 from .results import ClcRecord, ClcState, ImageResult, ScoreRun
@@ -244,8 +244,7 @@ def check_settings(methods: Iterable[str], temperature: float, pixel_threshold: 
     if baseline is not None:
         baseline = ClcRecord.coerce(baseline)
         downsample = baseline.downsample
-    if not isinstance(downsample, int) or isinstance(downsample, bool) or downsample < 1:
-        raise option_error("downsample", f"must be a whole number >= 1, got {downsample}")
+    check_downsample(downsample)
     return names, chosen, settings, downsample, baseline, check_threads(threads)
 
 

@@ -23,9 +23,41 @@ from .errors import InputError
 CONFUSION_COLUMNS = ("annotated", "predicted", "pixels", "images", "share")
 
 #: The columns of the region table (written by ``segaudit regions``, read by
-#: ``segaudit report --regions``): the box in pixels, x1 and y1 exclusive.
+#: :func:`segaudit.io.regions.load_regions` for ``report --regions`` and ``export --regions``):
+#: the box in pixels, x1 and y1 exclusive.
 REGION_COLUMNS = ("rank", "image", "region", "score", "area", "x0", "y0", "x1", "y1", "annotated_class",
                   "likely_class", "mean_s", "mean_p_likely", "kind")
+#: A volume's regions also span slices z0 .. z1 - 1: these columns follow ``y1``.
+REGION_VOLUME_COLUMNS = ("z0", "z1")
+
+
+def region_columns(volumes: bool = False) -> tuple[str, ...]:
+    """A region table's columns: :data:`REGION_COLUMNS`, with :data:`REGION_VOLUME_COLUMNS`
+    after ``y1`` when a region lies in a volume."""
+    if not volumes:
+        return REGION_COLUMNS
+    at = REGION_COLUMNS.index("y1") + 1
+    return (*REGION_COLUMNS[:at], *REGION_VOLUME_COLUMNS, *REGION_COLUMNS[at:])
+
+
+#: The columns of a ranking (written by ``segaudit score``, read by :mod:`segaudit.io.rankings`),
+#: in order: these, then one per method, then the image's counts and classes, then the
+#: optional groups below.
+RANKING_LEAD_COLUMNS = ("rank", "image", "score")  # score repeats the first method's column
+RANKING_IMAGE_COLUMNS = ("pixels", "low_pixels", "suspect_class", "likely_class")
+RANKING_REGION_COLUMNS = ("regions", "worst_region")  # score --regions
+RANKING_VOLUME_COLUMNS = ("worst_slice",)  # a dataset holding volumes
+
+#: Ranking columns that are never scores: every column but score and the methods'.
+RANKING_NOT_SCORES = frozenset({*RANKING_LEAD_COLUMNS, *RANKING_IMAGE_COLUMNS, *RANKING_REGION_COLUMNS,
+                                *RANKING_VOLUME_COLUMNS} - {"score"})
+
+
+def ranking_columns(methods: tuple[str, ...], regions: bool = False, volumes: bool = False) -> list[str]:
+    """A ranking's columns, in order; ``regions`` (score --regions) adds
+    :data:`RANKING_REGION_COLUMNS`, ``volumes`` (a dataset holding volumes) :data:`RANKING_VOLUME_COLUMNS`."""
+    return [*RANKING_LEAD_COLUMNS, *methods, *RANKING_IMAGE_COLUMNS,
+            *(RANKING_REGION_COLUMNS if regions else ()), *(RANKING_VOLUME_COLUMNS if volumes else ())]
 
 
 @dataclass

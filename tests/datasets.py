@@ -41,6 +41,36 @@ def agreeing_labels(rng, probs: np.ndarray, flip_fraction: float) -> np.ndarray:
     return labels.astype(np.uint8)
 
 
+#: The stored dtypes the kernel reads.
+DTYPES = ["float16", "float32", "float64", "uint8", "uint16"]
+
+
+def random_image(rng, n_classes, height, width, dtype, *, logits=False, ignore_fraction=0.2,
+                 ignore_value=255, exact_fraction=0.2):
+    """Labels and stored predictions (K, H, W) of the given dtype, with edge cases mixed in."""
+    labels = rng.integers(0, n_classes, size=(height, width))
+    labels[rng.random((height, width)) < ignore_fraction] = ignore_value
+    if logits:
+        stored = rng.normal(0, 3, size=(n_classes, height, width)).astype(dtype)
+        return labels.astype(np.int32), stored
+    # Peaked probabilities, some pixels exactly one-hot (0 and 1), some uniform (ties).
+    raw = rng.gamma(rng.uniform(0.05, 2.0), size=(n_classes, height, width))
+    probs = raw / raw.sum(axis=0)
+    onehot = rng.random((height, width)) < exact_fraction
+    hot = rng.integers(0, n_classes, size=(height, width))
+    probs[:, onehot] = 0.0
+    probs[hot[onehot], np.nonzero(onehot)[0], np.nonzero(onehot)[1]] = 1.0
+    uniform = rng.random((height, width)) < 0.05
+    probs[:, uniform] = 1.0 / n_classes
+    if dtype == "uint8":
+        stored = np.round(probs * 255).astype(np.uint8)
+    elif dtype == "uint16":
+        stored = np.round(probs * 65535).astype(np.uint16)
+    else:
+        stored = probs.astype(dtype)
+    return labels.astype(np.int32), stored
+
+
 def quantise(probs: np.ndarray, dtype) -> np.ndarray:
     """Probabilities as they are stored in ``dtype`` (uint8/uint16 = round(p * max))."""
     dtype = np.dtype(dtype)

@@ -231,3 +231,13 @@ def test_get_label_quality_scores_takes_ignore_index_and_refuses_unknown_keyword
     assert flags.shape == clean.shape and flags.dtype == bool
     with pytest.raises(TypeError, match="find_label_issues.*unexpected keyword argument.*'downsampel'"):
         find_label_issues(clean, probs, downsampel=4)
+
+
+@pytest.mark.parametrize("downsample, problem", [(0, ">= 1"), (True, ">= 1"), (2.0, ">= 1"), (65537, "from 1 to 65536")])
+def test_the_api_checks_downsample_as_the_cli_does(downsample, problem):
+    import segaudit
+
+    labels, probs = dataset(n=2)
+    with pytest.raises(InputError, match=rf"^downsample must be a whole number {problem}, got {downsample}$") as caught:
+        segaudit.score_arrays_run(labels, probs, methods=("clc",), downsample=downsample)
+    assert caught.value.cli_message == "--" + str(caught.value)  # the CLI's wording, from the same check

@@ -50,18 +50,14 @@ def parse_storage_options(value: str | None, timeout: float | None = None) -> di
         timeout_of(options)
         return options
 PixelThreshold = Annotated[float, typer.Option(help="Pixels whose probability of the annotated class is below this are low-quality pixels.")]
-MAX_DOWNSAMPLE = 1 << 16
+def _check_downsample(value: int) -> int:
+    from ..core.cells import check_downsample
+
+    with exit_on_error():
+        return check_downsample(value)
 
 
-def check_downsample(value: int) -> int:
-    from ._app import fail
-
-    if not 1 <= value <= MAX_DOWNSAMPLE:
-        raise fail(f"--downsample must be a whole number from 1 to {MAX_DOWNSAMPLE}, got {value}")
-    return value
-
-
-Downsample = Annotated[int, typer.Option(callback=check_downsample, help="Cell size F of the FxF grid that clc and coco work on (1 = full resolution).")]
+Downsample = Annotated[int, typer.Option(callback=_check_downsample, help="Cell size F of the FxF grid that clc and coco work on (1 = full resolution).")]
 
 
 def _check_threads(value: Optional[int]) -> Optional[int]:

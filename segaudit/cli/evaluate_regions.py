@@ -43,14 +43,15 @@ def command(
     Exit codes: 0 evaluated; 2 bad input or options.
     """
     from ..core.dataset import open_dataset
+    from ..core.regions import check_min_score
     from ..evaluation.evaluate import load_truth
     from ..evaluation.regions import evaluate_regions, summarise, summary_rows
     from ..io.tables import render
 
     if min_area < 1:
         raise fail(f"--min-area must be at least 1, got {min_area}")
-    if not 0.0 <= min_score <= 1.0:
-        raise fail(f"--min-score must be in [0, 1], got {min_score}")
+    with exit_on_error():
+        check_min_score(min_score)
     rule = region_rule(margin, band, band_weight)
     output = dash_is_stdout(output)
     require_parent_dirs(output)

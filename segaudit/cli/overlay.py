@@ -36,13 +36,13 @@ def command(
 
     Exit codes: 0 written; 2 bad input or options.
     """
-    from ..outputs.overlay import write_overlays
+    from ..outputs.overlay import check_region_min_score, write_overlays
     from ..io.rankings import load_ranking
 
     if top < 0:
         raise fail(f"--top must be >= 0, got {top}")
-    if not 0.0 <= region_min_score <= 1.0:
-        raise fail(f"--region-min-score must be between 0 and 1, got {region_min_score}")
+    with exit_on_error():
+        check_region_min_score(region_min_score)
     if max_regions < 0:
         raise fail(f"--max-regions must be >= 0, got {max_regions}")
     with exit_on_error(f"overlays to {out}", name_file=True):

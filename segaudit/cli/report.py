@@ -31,7 +31,9 @@ def command(
     """
     from ..io.decisions import read_decisions
     from ..io.rankings import load_ranking
-    from ..outputs.report import load_confusions, load_regions, write_report
+    from ..io.confusions import load_confusions
+    from ..io.regions import load_regions
+    from ..outputs.report import write_report
 
     if top < 0:
         raise fail(f"--top must be >= 0, got {top}")

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import InputError
-from ..io.predictions import check_dtype, sum_tolerance
+from ..io.predictions import PredictionStore, check_dtype, sum_tolerance
 from .dataset import Dataset, Remedies, Remedy, check_ignore, check_labels, make_decoding
 
 
@@ -43,8 +43,8 @@ def _narrow(labels, out):
 
 
 @dataclass
-class ArrayStore:
-    """The in-memory stand-in for :class:`~segaudit.io.predictions.PredictionStore`.
+class ArrayStore(PredictionStore):
+    """A :class:`~segaudit.io.predictions.PredictionStore` in memory.
 
     ``stored`` holds the values as the kernels read them, indexed [image, class, row,
     column] (float16 viewed as uint16). Each image is one block: a view, never a copy.
@@ -63,10 +63,6 @@ class ArrayStore:
 
     def __post_init__(self):
         self._index = {image_id: n for n, image_id in enumerate(self.image_ids)}
-
-    @property
-    def sum_tolerance(self) -> float:
-        return sum_tolerance(self.dtype, self.n_classes)
 
     def image_shape(self, image_id: str) -> tuple[int, int]:
         return tuple(self.stored.shape[2:])

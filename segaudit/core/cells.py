@@ -34,6 +34,20 @@ DISK_SHARE = 0.5  # the cache may take at most this share of the free temporary 
 MEMORY_SHARE = 0.5  # an in-memory dataset's cache stays in memory up to this share of free RAM
 
 
+#: The largest cell size F (``--downsample``): far beyond any image's side, and cell counts stay small.
+MAX_DOWNSAMPLE = 1 << 16
+
+
+def check_downsample(factor: int) -> int:
+    """The cell size F of clc's and coco's grid: a whole number from 1 to :data:`MAX_DOWNSAMPLE`;
+    InputError (``downsample``, ``--downsample`` on the command line) otherwise."""
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+        raise option_error("downsample", f"must be a whole number >= 1, got {factor}")
+    if factor > MAX_DOWNSAMPLE:
+        raise option_error("downsample", f"must be a whole number from 1 to {MAX_DOWNSAMPLE}, got {factor}")
+    return factor
+
+
 def pixel_dtype(n_classes: int) -> np.dtype:
     """The smallest integer dtype holding every class index."""
     return np.dtype(np.uint8 if n_classes <= 256 else np.int16)
@@ -227,8 +241,7 @@ def cell_cache(dataset, factor: int, *, pixels: bool = False,
     free space there (F = 1 on a huge dataset, say): the later passes then re-read the
     store instead.
     """
-    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
-        raise option_error("downsample", f"must be a whole number >= 1, got {factor}")
+    check_downsample(factor)
     size = cache_bytes(dataset, factor, pixels)
     if keeps_in_memory(dataset, size):
         cache = CellCache(None, dataset.store.n_classes, pixels)

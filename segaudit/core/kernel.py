@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -651,7 +652,7 @@ def check_temperature(temperature: float) -> float:
 
 
 def check_pixel_threshold(pixel_threshold: float) -> float:
-    """The low-pixel threshold, which must lie in [0, 1]."""
-    if not 0.0 <= pixel_threshold <= 1.0:
+    """The low-pixel threshold, which must be a number in [0, 1]."""
+    if not isinstance(pixel_threshold, numbers.Real) or not 0.0 <= pixel_threshold <= 1.0:
         raise option_error("pixel_threshold", f"must be between 0 and 1, got {pixel_threshold}")
     return float(pixel_threshold)

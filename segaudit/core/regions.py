@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from ..errors import option_error
 from .components import _find, component_roots, component_roots_3d, numbered
 from .dataset import Dataset
 from .kernel import ImageStats, KernelConfig, accumulate
@@ -577,6 +578,14 @@ def regions_part(dataset: Dataset, first: int, cache, prefetch: int, done, rule:
     found = find_regions(dataset, rule, prefetch=prefetch,
                          on_image=lambda index, image_id, labels, regions, finder: done(first + index))
     return found.regions
+
+
+def check_min_score(min_score: float) -> float:
+    """The score from which regions are suspect (and relabeled by :func:`propose`), which must
+    lie in [0, 1]; InputError (``min_score``, ``--min-score`` on the command line) otherwise."""
+    if not 0.0 <= min_score <= 1.0:  # NaN fails too
+        raise option_error("min_score", f"must be in [0, 1], got {min_score}")
+    return min_score
 
 
 def propose(labels: np.ndarray, region_map: np.ndarray, likely_map: np.ndarray, regions: list[Region],

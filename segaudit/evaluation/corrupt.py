@@ -60,7 +60,7 @@ from ..errors import InputError
 from ..calibration.kinds import PLANTED_KINDS, Mask
 from ..core.outlines import DEFAULT_CORRELATION, components, move_boundary_by, nearest_outside, shifted_region
 from ..io.remote import is_url, redact
-from ..io.masks import Palette, encode_like, find_masks, load_palette, read_mask
+from ..io.masks import Palette, encode_like, find_masks, load_palette, mask_format, read_mask
 from ..io.files import atomic_write_all, read_class_names, safe_relative_path, temporary_directory
 
 #: The calibration's object-level kinds, planted here as they are (segaudit.calibration.kinds).
@@ -421,7 +421,7 @@ def corrupt_masks(
                          "copy the masks to a local directory first")
     masks_dir, out = Path(masks), Path(out)
     files = find_masks(masks_dir, mask_suffix)
-    other = next((m for m in files if m.path.suffix.lower() != ".png"), None)
+    other = next((m for m in files if mask_format(m).name != "png"), None)
     if other is not None:  # planted errors are written in the mask's own PNG encoding
         raise InputError(f"{other.path}: corrupt plants errors in PNG masks only (not TIFF, NIfTI or .npy/.npz)")
     _check_out(masks_dir, out)

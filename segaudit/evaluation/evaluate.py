@@ -27,12 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io.tables import Table, read_table, render
+from ..io.rankings import read_score_columns
+from ..io.tables import read_image_table, render
 
 #: The metrics, in table order: key -> heading.
 METRICS = {"auroc": "AUROC", "auprc": "AUPRC", "lift_at_t": "Lift@T", "lift_at_100": "Lift@100"}
-#: Ranking columns that are never scores.
-NOT_SCORES = {"rank", "image", "pixels", "low_pixels", "suspect_class", "likely_class", "regions", "worst_region"}
 LIFT_TOP = 100
 
 
@@ -110,14 +109,6 @@ def lift_at(is_error, scores, top: int) -> float:
 # --- reading the inputs ------------------------------------------------------------
 
 
-def _read_rows(path: Path, what: str) -> Table:
-    """A CSV, JSON (``{"columns", "rows"}``) or JSON Lines table with a unique ``image`` column."""
-    table = read_table(path, what, unique="image")
-    if "image" not in table.header:
-        raise InputError(f"{path}: {what} has no 'image' column (header: {','.join(table.header) or 'empty'})")
-    return table
-
-
 def _text(value: str | None) -> str:
     return "" if value is None else value.strip()
 
@@ -125,7 +116,7 @@ def _text(value: str | None) -> str:
 def load_truth(path: str | Path) -> dict[str, tuple[bool, str]]:
     """``truth.csv`` -> {image: (is_error, kind)}; ``is_error`` is 0/1 (or false/true)."""
     path = Path(path)
-    table = _read_rows(path, "truth file")
+    table = read_image_table(path, "truth file")
     if "is_error" not in table.header:
         raise InputError(f"{path}: truth file has no 'is_error' column (header: {','.join(table.header)})")
     truth = {}
@@ -135,39 +126,6 @@ def load_truth(path: str | Path) -> dict[str, tuple[bool, str]]:
             raise table.error(index, f"is_error must be 0 or 1, got {row['is_error']!r}")
         truth[row["image"]] = (value in ("1", "true"), _text(row.get("kind")))
     return truth
-
-
-def load_ranking(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
-    """A ranking (CSV, JSON or JSON Lines, as ``segaudit score --format`` writes it) ->
-    (image ids, {score column: float64 scores, NaN for empty}).
-
-    The score columns are every column but those of :data:`NOT_SCORES`; ``score`` is left out when method columns are
-    present (it repeats the first of them).
-    """
-    path = Path(path)
-    table = _read_rows(path, "ranking")
-    columns = [name for name in table.header if name not in NOT_SCORES]
-    if len(columns) > 1 and "score" in columns:
-        columns.remove("score")
-    if not columns:
-        raise InputError(f"{path}: ranking has no score column (header: {','.join(table.header)})")
-    if not table.rows:
-        raise InputError(f"{path}: ranking has no rows")
-    scores = {name: np.empty(len(table.rows)) for name in columns}
-    for index, row in enumerate(table.rows):
-        for name in columns:
-            text = _text(row[name])
-            try:
-                value = float(text) if text else math.nan
-            except ValueError:
-                raise table.error(index, f"column {name!r} is not a number: {text!r}") from None
-            if math.isinf(value):
-                raise table.error(index, f"column {name!r} is infinite")
-            if text and math.isnan(value):  # an empty cell is the one way to say "no score"
-                raise table.error(index, f"column {name!r} is {text!r} (leave the cell empty for an image "
-                                         "with no scored pixel)")
-            scores[name][index] = value
-    return [row["image"] for row in table.rows], scores
 
 
 # --- the evaluation ------------------------------------------------------------------
@@ -221,7 +179,7 @@ def evaluate(ranking: str | Path, truth: str | Path) -> Evaluation:
     not scored) are left out and listed in ``truth_only``. InputError when the ranked
     images hold no error or nothing but errors.
     """
-    image_ids, columns = load_ranking(ranking)
+    image_ids, columns = read_score_columns(ranking)
     labels = load_truth(truth)
     missing = [image for image in image_ids if image not in labels]
     if missing:

@@ -57,12 +57,6 @@ BUILTIN: dict[str, Mapping[int, int | None] | Callable[[int], Mapping[int, int |
     "coco-stuff": _COCO_STUFF,
 }
 
-BUILTIN_HELP = {
-    "cityscapes": "Cityscapes labelIds (_gtFine_labelIds) -> the 19 trainIds, every other id ignored",
-    "ade20k": "ADE20K: 0 (other) ignored, value k -> class k-1",
-    "coco-stuff": "COCO-Stuff stuffthingmaps: the 171 used ids of 0..181 -> 0..170, 255 ignored",
-}
-
 
 # --- reading a map ------------------------------------------------------------------------
 

@@ -13,42 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, one_line
+from .masks.tiff import import_tifffile
 
-TIFF_EXTENSIONS = (".tif", ".tiff")
 #: Percentiles of the drawn values that the stretch maps to 0 and 255.
 STRETCH = (0.5, 99.5)
-
-
-def is_tiff(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in TIFF_EXTENSIONS
-
-
-def _tifffile():
-    try:
-        import tifffile
-    except ImportError:
-        return None
-    quiet_tifffile()
-    return tifffile
-
-
-def quiet_tifffile() -> None:
-    """Keep tifffile's log lines about a malformed file off stderr ("incorrect StripByteCounts
-    count", logged as errors, three lines per read of a forged header): a file it cannot read
-    raises, and segaudit says that in one line; the shape it reads is checked against the
-    prediction's either way."""
-    import logging
-
-    logger = logging.getLogger("tifffile")
-    if not any(isinstance(f, _Dropped) for f in logger.filters):
-        logger.addFilter(_Dropped())
-
-
-class _Dropped:
-    """A logging filter that drops every record."""
-
-    def filter(self, record) -> bool:
-        return False
 
 
 def _plane_axes(axes: str, shape: tuple[int, ...], path: Path) -> tuple[int, int, int | None]:
@@ -63,18 +31,27 @@ def _plane_axes(axes: str, shape: tuple[int, ...], path: Path) -> tuple[int, int
     return y, x, others[0] if others else None
 
 
-def tiff_photo_size(path: str | Path) -> tuple[int, int] | None:
-    """(height, width) of a TIFF photo from its header, or None without tifffile."""
-    tifffile = _tifffile()
+def _first_series(path: Path, pixels: bool) -> tuple[tuple[int, ...], str, np.ndarray | None] | None:
+    """A TIFF photo's first series: its shape, its axes and (with ``pixels``) its array; None
+    without tifffile. InputError, one line naming the file, when it cannot be read."""
+    tifffile = import_tifffile()
     if tifffile is None:
         return None
-    path = Path(path)
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            shape, axes = tuple(series.shape), series.axes
-    except Exception as exc:  # TiffFileError, OSError, IndexError (no image), ...
+            return tuple(series.shape), series.axes, np.asarray(series.asarray()) if pixels else None
+    except Exception as exc:  # TiffFileError, OSError, IndexError (no image), truncated data, ...
         raise InputError(f"cannot read photo {path}: {one_line(exc, type(exc).__name__)}") from None
+
+
+def tiff_photo_size(path: str | Path) -> tuple[int, int] | None:
+    """(height, width) of a TIFF photo from its header, or None without tifffile."""
+    path = Path(path)
+    found = _first_series(path, pixels=False)
+    if found is None:
+        return None
+    shape, axes, _ = found
     y, x, _ = _plane_axes(axes, shape, path)
     return shape[y], shape[x]
 
@@ -96,17 +73,11 @@ def read_tiff_photo(path: str | Path) -> np.ndarray | None:
     InputError, one line naming the file, for an unreadable file or one holding more than
     one plane of bands.
     """
-    tifffile = _tifffile()
-    if tifffile is None:
-        return None
     path = Path(path)
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            axes = series.axes
-            data = np.asarray(series.asarray())
-    except Exception as exc:  # truncated data, unsupported compression, ...
-        raise InputError(f"cannot read photo {path}: {one_line(exc, type(exc).__name__)}") from None
+    found = _first_series(path, pixels=True)
+    if found is None:
+        return None
+    _, axes, data = found
     y, x, band = _plane_axes(axes, data.shape, path)
     order = [y, x] + ([band] if band is not None else [])
     order += [i for i in range(data.ndim) if i not in order]  # axes of length 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -97,9 +98,56 @@ def sum_hint(total: float, n_classes: int, pixel: np.ndarray | None = None,
     return None
 
 
+class PredictionStore(Protocol):
+    """What the dataset, the passes and the kernel read predictions through: a zarr store
+    (:class:`ZarrStore`, from :func:`open_predictions`) or arrays in memory
+    (:class:`segaudit.core.arrays.ArrayStore`). Each declares it by subclassing; a new backend
+    is one class with these members.
+    """
+
+    path: Path | str  # where the predictions are, as messages and the run record name it
+    layout: str  # "per-image", "stacked", or "arrays" (in memory)
+    image_ids: list[str]
+    n_classes: int
+    classes: list[str] | None
+    logits: bool
+    channels_last: bool
+    dtype: np.dtype  # as stored (float16, float32, float64, uint8, uint16)
+
+    @property
+    def sum_tolerance(self) -> float:
+        """How far a pixel's stored probabilities may sum from 1."""
+        return sum_tolerance(self.dtype, self.n_classes)
+
+    def image_shape(self, image_id: str) -> tuple[int, int]:
+        """(H, W) of one image's predictions; a volume's (Z * Y, X), its tall image."""
+        ...
+
+    def volume_shape(self, image_id: str) -> tuple[int, int, int] | None:
+        """(Z, Y, X) of a volume's predictions, or None for a 2-D image."""
+        ...
+
+    def slice_rows(self, image_id: str) -> int | None:
+        """Rows per slice (Y) of a volume's tall image, or None for a 2-D image."""
+        ...
+
+    def volume_attributes(self, image_id: str) -> dict:
+        """A volume's attributes (``affine``, ``spacing``); none by default."""
+        return {}
+
+    def row_blocks(self, image_id: str, block_bytes: int | None = None, align: int = 1) -> list[tuple[int, int]]:
+        """Row ranges [start, stop) that cover the image, every start a multiple of ``align``."""
+        ...
+
+    def read_rows(self, image_id: str, start: int, stop: int) -> np.ndarray:
+        """Stored values of rows [start, stop) as a [class, row, column] array (float16 viewed
+        as uint16)."""
+        ...
+
+
 @dataclass
-class PredictionStore:
-    """An opened prediction store. Use :func:`open_predictions` to make one."""
+class ZarrStore(PredictionStore):
+    """An opened zarr prediction store. Use :func:`open_predictions` to make one."""
 
     path: Path | str  # a local path, or a URL as redact() shows it
     layout: str  # "per-image" or "stacked"
@@ -113,10 +161,6 @@ class PredictionStore:
     _stacked: object = field(repr=False, default=None)
     _index: dict = field(repr=False, default_factory=dict)  # id -> position (stacked)
     _direct: dict = field(repr=False, default_factory=dict)  # id(array) -> ChunkFiles or None
-
-    @property
-    def sum_tolerance(self) -> float:
-        return sum_tolerance(self.dtype, self.n_classes)
 
     def image_shape(self, image_id: str) -> tuple[int, int]:
         """(H, W) of one image's predictions; a volume's (Z * Y, X), its tall image."""
@@ -223,7 +267,7 @@ def check_dtype(dtype, where: str) -> np.dtype:
 
 
 def store_location(path: str | Path) -> str | Path:
-    """A prediction store as :class:`PredictionStore` names it: a URL redacted (no user,
+    """A prediction store as :class:`ZarrStore` names it: a URL redacted (no user,
     password or query), a local path as a :class:`~pathlib.Path`."""
     return remote.redact(path) if remote.is_url(path) else Path(path)
 
@@ -335,7 +379,7 @@ def open_predictions(
     channels_last: bool | None = None,
     only_ids: list[str] | None = None,
     storage_options: dict | None = None,
-) -> PredictionStore:
+) -> ZarrStore:
     """Open a prediction store and check its layout, shapes and attributes.
 
     Parameters
@@ -359,7 +403,7 @@ def open_predictions(
 
     Returns
     -------
-    PredictionStore
+    ZarrStore
 
     Raises
     ------
@@ -458,7 +502,7 @@ def open_predictions(
             raise InputError(f"{path}: {where} {problem}", cli=f"{path}: {cli_where} {problem}")
     if logits and dtype.kind == "u":
         raise InputError(f"{path}: logits cannot be stored as {dtype} (quantised probabilities)")
-    return PredictionStore(
+    return ZarrStore(
         path=path, layout=layout, image_ids=list(ids), n_classes=int(n_classes), classes=classes,
         logits=bool(logits), channels_last=bool(channels_last), dtype=dtype,
         _arrays=arrays, _stacked=stacked, _index=index,

@@ -7,10 +7,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InputError, one_line
-from ..results import RunRecord
+from ..results import RANKING_IMAGE_COLUMNS, RANKING_LEAD_COLUMNS, RANKING_NOT_SCORES, RunRecord
 from .files import run_record_path
-from .tables import read_table
+from .tables import read_image_table, read_table
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,10 @@ def load_ranking(path: str | Path, *, need_record: bool = True) -> Ranking:
         raise InputError(f"ranking not found: {path} (run segaudit score first, or pass --ranking FILE)")
     table = read_table(path, "ranking", unique="image")
     header = table.header
-    if not header or not {"rank", "image", "score"} <= set(header):
+    if not header or not set(RANKING_LEAD_COLUMNS) <= set(header):
         raise InputError(f"{path}: not a segaudit ranking (needs the columns rank, image and score)")
     column = {name: i for i, name in enumerate(header)}
-    end = column.get("pixels", len(header))
+    end = column.get(RANKING_IMAGE_COLUMNS[0], len(header))  # the method columns end where the image's begin
     methods = [name for name in header[column["score"] + 1:end]]
     rows: list[RankedImage] = []
     for index, get in enumerate(table.rows):
@@ -114,3 +116,36 @@ def read_run_record(path: str | Path) -> RunRecord:
         raise InputError(f"{path}: cannot read run record: {one_line(exc)}") from None
     return RunRecord.from_dict(data, path)
 
+
+def read_score_columns(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    """A ranking (CSV, JSON or JSON Lines, as ``segaudit score --format`` writes it) ->
+    (image ids, {score column: float64 scores, NaN for empty}).
+
+    For ``segaudit evaluate``, which also takes other tools' rankings (an ``image`` column and
+    score columns). The score columns are every column but those of :data:`RANKING_NOT_SCORES`; ``score`` is left out when method columns are
+    present (it repeats the first of them).
+    """
+    path = Path(path)
+    table = read_image_table(path, "ranking")
+    columns = [name for name in table.header if name not in RANKING_NOT_SCORES]
+    if len(columns) > 1 and "score" in columns:
+        columns.remove("score")
+    if not columns:
+        raise InputError(f"{path}: ranking has no score column (header: {','.join(table.header)})")
+    if not table.rows:
+        raise InputError(f"{path}: ranking has no rows")
+    scores = {name: np.empty(len(table.rows)) for name in columns}
+    for index, row in enumerate(table.rows):
+        for name in columns:
+            text = row[name].strip()
+            try:
+                value = float(text) if text else math.nan
+            except ValueError:
+                raise table.error(index, f"column {name!r} is not a number: {text!r}") from None
+            if math.isinf(value):
+                raise table.error(index, f"column {name!r} is infinite")
+            if text and math.isnan(value):  # an empty cell is the one way to say "no score"
+                raise table.error(index, f"column {name!r} is {text!r} (leave the cell empty for an image "
+                                         "with no scored pixel)")
+            scores[name][index] = value
+    return [row["image"] for row in table.rows], scores

@@ -147,3 +147,11 @@ def read_table(path: str | Path, what: str = "table", *, unique: str | None = No
                 raise table.error(index, f"{unique} {row[unique]!r} is listed twice")
             seen.add(row[unique])
     return table
+
+
+def read_image_table(path: str | Path, what: str) -> Table:
+    """A table (any of :data:`FORMATS`) with a unique ``image`` column: a ranking, a truth file."""
+    table = read_table(path, what, unique="image")
+    if "image" not in table.header:
+        raise InputError(f"{path}: {what} has no 'image' column (header: {','.join(table.header) or 'empty'})")
+    return table

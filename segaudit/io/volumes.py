@@ -286,9 +286,6 @@ def encode_flag_volume(path: str | Path, flags: np.ndarray) -> bytes:
 
 # --- predictions ----------------------------------------------------------------------
 
-#: The key of nnU-Net's ``--save_probabilities`` ``.npz`` files.
-NNUNET_KEY = "probabilities"
-
 
 class _PropertiesUnpickler(pickle.Unpickler):
     """Unpickles nnU-Net's ``.pkl`` properties: plain containers and numpy values, nothing else."""

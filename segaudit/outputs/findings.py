@@ -11,7 +11,6 @@ simple rule s < threshold (two passes).
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -27,7 +26,7 @@ from ..core.dataset import Dataset, open_dataset
 from ..errors import InputError
 from ..io.files import atomic_write_all, contained_path, refuse_overwriting_inputs, safe_relative_path, staged_directory
 from ..io.tables import render
-from ..io.volumes import encode_flag_volume, flag_volume_suffix
+from ..io.masks import encode_flags, flags_suffix
 from ..distributed import dask_partitions, dataset_spec, score_dataset_distributed
 from ..engine import score_dataset
 from ..results import CONFUSION_COLUMNS, ScoreRun
@@ -206,12 +205,9 @@ def write_issue_masks(
         else:
             ranked = sorted(flagged, key=lambda i: (-(flagged[i] / pixels[i]) if pixels[i] else 0.0, i))
             chosen = set(ranked[:top])
-        # A 2-D image's issue mask is a PNG; a volume's is (Z, Y, X) uint8, a NIfTI image with
-        # the mask's geometry for a NIfTI mask (viewers overlay it on the scan), else a .npy.
-        volumes = {image_id: dataset.store.volume_shape(image_id) for image_id in chosen}
-        sources = {image_id: mask.path for mask, image_id in dataset.pairs if image_id in chosen}
-        targets = {image_id: contained_path(out_dir, safe_relative_path(
-                       image_id, ".png" if volumes[image_id] is None else flag_volume_suffix(sources[image_id])))
+        # Each issue mask in its mask's issue-mask format (io.masks.encode_flags).
+        sources = {image_id: mask for mask, image_id in dataset.pairs if image_id in chosen}
+        targets = {image_id: contained_path(out_dir, safe_relative_path(image_id, flags_suffix(sources[image_id])))
                    for image_id in chosen}
         for target in targets.values():
             refuse_overwriting_inputs({"masks directory": masks, "prediction store": predictions},
@@ -222,17 +218,9 @@ def write_issue_masks(
         staged = stack.enter_context(staged_directory(out_dir, STAGING_PREFIX))
 
         def write(image_id: str, flag_map: np.ndarray | None, shape) -> None:
-            from PIL import Image
-
             target = staged.path(targets[image_id].relative_to(out_dir))
             image = np.zeros(shape, np.uint8) if flag_map is None else flag_map * np.uint8(255)
-            if volumes[image_id] is not None:
-                data = encode_flag_volume(sources[image_id], image.reshape(volumes[image_id]))
-            else:
-                buffer = io.BytesIO()
-                Image.fromarray(image, mode="L").save(buffer, format="PNG", optimize=False)
-                data = buffer.getvalue()
-            atomic_write_all({target: data})
+            atomic_write_all({target: encode_flags(sources[image_id], image)})
             written.append((image_id, int(np.count_nonzero(image))))
 
         if method == "clc":

@@ -35,9 +35,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .colours import ClassColours, class_colours
 from .text import OVERLAY_NAME, class_phrase, format_score, overlay_name, region_line
-from ..errors import InputError, one_line
+from ..errors import InputError, one_line, option_error
 from ..io.files import atomic_write_all, staged_directory
-from ..io.photos import SCAN_EXTENSIONS, is_tiff, read_scan_slice, read_tiff_photo, scan_shape, tiff_photo_size
+from ..io.masks.tiff import is_tiff
+from ..io.photos import SCAN_EXTENSIONS, read_scan_slice, read_tiff_photo, scan_shape, stretch, tiff_photo_size
+from ..core.kernel import check_pixel_threshold
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
 from ..results import REGION_COUNT_SCORE, RunRecord
@@ -139,7 +141,8 @@ def photo_size(path: Path) -> tuple[int, int]:
 
 
 def load_photo(path: Path) -> Image.Image:
-    """A photo as an 8-bit RGB image (16-bit and float images are stretched to 0-255).
+    """A photo as an 8-bit RGB image (16-bit and float images are stretched to 0-255 by
+    :func:`segaudit.io.photos.stretch`, as TIFF photos are).
 
     TIFF / GeoTIFF photos of any band count and bit depth are read with tifffile, when
     installed (see :mod:`segaudit.io.photos`: the first three bands, or one, stretched).
@@ -152,10 +155,7 @@ def load_photo(path: Path) -> Image.Image:
         with Image.open(path) as img:
             img.load()
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-                values = np.asarray(img, dtype=np.float64)
-                low, high = np.nanpercentile(values, [0.5, 99.5]) if values.size else (0.0, 1.0)
-                scaled = np.clip((values - low) / max(high - low, 1e-12) * 255, 0, 255)
-                return Image.fromarray(scaled.astype(np.uint8)).convert("RGB")
+                return Image.fromarray(stretch(np.asarray(img))).convert("RGB")
             return img.convert("RGB")
     except InputError:
         raise
@@ -624,6 +624,15 @@ class OverlayRun:
     colour_source: str = ""
 
 
+def check_region_min_score(region_min_score: float) -> float:
+    """The score from which an image's error regions are outlined: a number in [0, 1];
+    InputError (``region_min_score``, ``--region-min-score`` on the command line) otherwise."""
+    if isinstance(region_min_score, bool) or not isinstance(region_min_score, (int, float)) \
+            or not 0.0 <= region_min_score <= 1.0:
+        raise option_error("region_min_score", f"must be between 0 and 1, got {region_min_score}")
+    return region_min_score
+
+
 def write_overlays(
     ranking: Ranking,
     out_dir: str | Path,
@@ -671,13 +680,10 @@ def write_overlays(
             raise InputError(f"{ranking.record_path}: no '{key}' path in the run record")
     recorded = 0.5 if record.pixel_threshold is None else record.pixel_threshold
     threshold = recorded if pixel_threshold is None else pixel_threshold
-    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-        raise InputError(f"--pixel-threshold must be between 0 and 1, got {threshold}")
+    check_pixel_threshold(threshold)
     if max_width is not None and max_width < 0:
         raise InputError(f"--max-width must be 0 (full size) or a positive number of pixels, got {max_width}")
-    if isinstance(region_min_score, bool) or not isinstance(region_min_score, (int, float)) \
-            or not 0.0 <= region_min_score <= 1.0:
-        raise InputError(f"--region-min-score must be between 0 and 1, got {region_min_score}")
+    check_region_min_score(region_min_score)
     if isinstance(max_regions, bool) or not isinstance(max_regions, int) or max_regions < 0:
         raise InputError(f"--max-regions must be a whole number >= 0, got {max_regions}")
     selected = select_images(ranking, top, ids)

@@ -6,18 +6,11 @@ from pathlib import Path
 
 from ..io.files import atomic_write_all, run_record_path
 from ..io.tables import render
-from ..results import RunRecord, ScoreRun
-
-
-def csv_columns(methods: tuple[str, ...], regions: bool = False, volumes: bool = False) -> list[str]:
-    """The ranking's columns; ``regions`` (score --regions) adds regions and worst_region,
-    ``volumes`` (a dataset holding volumes) worst_slice."""
-    return ["rank", "image", "score", *methods, "pixels", "low_pixels", "suspect_class", "likely_class",
-            *(["regions", "worst_region"] if regions else []), *(["worst_slice"] if volumes else [])]
+from ..results import RunRecord, ScoreRun, ranking_columns
 
 
 def ranking_rows(run: ScoreRun) -> list[list]:
-    """One row per image, worst first, in :func:`csv_columns` order."""
+    """One row per image, worst first, in :func:`segaudit.results.ranking_columns` order."""
     key = run.methods[0]
     return [
         [rank, result.image_id, result.scores[key], *(result.scores[m] for m in run.methods),
@@ -31,7 +24,7 @@ def ranking_rows(run: ScoreRun) -> list[list]:
 
 def ranking_text(run: ScoreRun, fmt: str = "csv") -> str:
     """The ranking as CSV (byte-identical for the same input), JSON Lines or JSON."""
-    return render(csv_columns(run.methods, run.regions is not None, run.volumes), ranking_rows(run), fmt)
+    return render(ranking_columns(run.methods, run.regions is not None, run.volumes), ranking_rows(run), fmt)
 
 
 def write_ranking(run: ScoreRun, csv_path: str | Path, fmt: str = "csv") -> Path:

@@ -1,7 +1,7 @@
 """Writing error regions: the ranked region table, and the proposed corrected masks.
 
 The table (``segaudit regions -o regions.csv``) has one row per region, ranked over the
-whole dataset, worst first (:data:`REGION_COLUMNS`). Proposals (``--propose-dir``) are
+whole dataset, worst first (:func:`segaudit.results.region_columns`). Proposals (``--propose-dir``) are
 the input masks with every region scoring at least ``--min-score`` relabeled to its
 likely class (:func:`segaudit.core.regions.propose`), written in each source mask's own
 encoding (palette, bit depth, label-map values); the input masks are never written.
@@ -16,14 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from ..core.dataset import Dataset, open_dataset
-from ..core.regions import Region, RegionRule, RegionRun, find_regions, propose
+from ..core.regions import Region, RegionRule, RegionRun, check_min_score, find_regions, propose
 from ..errors import InputError
 from ..io.files import (atomic_write_all, contained_path, lies_within, refuse_overwriting_inputs, safe_relative_path,
                         staged_directory)
-from ..io.masks import encode_like, is_tiff, read_mask
-from ..io.volumes import encode_volume_like, volume_extension
+from ..io.masks import encode_like, read_mask, suffix_like
 from ..io.tables import render
-from ..results import REGION_COLUMNS
+from ..results import region_columns
 
 
 #: The staging folder of proposals inside --propose-dir (this + the process id + ``-`` ... ``.tmp``).
@@ -38,16 +37,8 @@ def _has_volumes(run: RegionRun) -> bool:
     return any(r.z0 is not None for r in run.regions)
 
 
-def region_columns(run: RegionRun) -> tuple[str, ...]:
-    """:data:`REGION_COLUMNS`, with ``z0,z1`` after ``y1`` when a region lies in a volume."""
-    if not _has_volumes(run):
-        return REGION_COLUMNS
-    at = REGION_COLUMNS.index("y1") + 1
-    return (*REGION_COLUMNS[:at], "z0", "z1", *REGION_COLUMNS[at:])
-
-
 def region_rows(run: RegionRun) -> list[list]:
-    """The table's rows, in ranking order (1-based ranks), in :func:`region_columns` order."""
+    """The table's rows, in ranking order (1-based ranks), in :func:`segaudit.results.region_columns` order."""
     volumes = _has_volumes(run)
     return [[rank, r.image_id, r.region, r.score, r.area, r.x0, r.y0, r.x1, r.y1, *([r.z0, r.z1] if volumes else []),
              _class(r.annotated_class, run.classes), _class(r.likely_class, run.classes), r.mean_s,
@@ -56,7 +47,7 @@ def region_rows(run: RegionRun) -> list[list]:
 
 def regions_text(run: RegionRun, fmt: str = "csv") -> str:
     """The region table as csv, jsonl or json (as :func:`segaudit.io.tables.render`)."""
-    return render(region_columns(run), region_rows(run), fmt)
+    return render(region_columns(_has_volumes(run)), region_rows(run), fmt)
 
 
 def write_regions(run: RegionRun, path: str | Path, fmt: str = "csv") -> Path:
@@ -105,12 +96,9 @@ def _in_mask_values(dataset: Dataset, mask, labels: np.ndarray, new: np.ndarray,
     return raw, corrected
 
 
-def _proposal_bytes(dataset: Dataset, mask, labels: np.ndarray, new: np.ndarray, raw_of: np.ndarray | None,
-                    volume_shape=None) -> bytes:
+def _proposal_bytes(dataset: Dataset, mask, labels: np.ndarray, new: np.ndarray, raw_of: np.ndarray | None) -> bytes:
     """The bytes of a corrected mask in its source's encoding (PNG, TIFF or a volume's file)."""
     old, new = _in_mask_values(dataset, mask, labels, new, raw_of)
-    if volume_shape is not None:
-        return encode_volume_like(mask.path, new.reshape(volume_shape))
     return encode_like(mask, old, new, dataset.colour_map)
 
 
@@ -134,8 +122,7 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
     min_score : float
         Regions scoring at least this are relabeled in the proposals.
     """
-    if not 0.0 <= min_score <= 1.0:
-        raise InputError(f"--min-score must be in [0, 1], got {min_score}")
+    check_min_score(min_score)
     if propose_dir is not None and out is not None and lies_within(out, propose_dir):
         raise InputError(f"--output {out} is inside --propose-dir {propose_dir}: a proposal could overwrite it; "
                          "write the region table elsewhere")
@@ -160,13 +147,10 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
             new = propose(labels, finder.region_map, finder.likely_map, regions, min_score, slice_rows)
             # The proposal keeps its source's format: PNG, TIFF or the volume's own (same suffix).
             mask = mask_of[image_id]
-            volume_shape = dataset.store.volume_shape(image_id)
-            suffix = (volume_extension(mask.path.name) if volume_shape is not None
-                      else mask.path.suffix if is_tiff(mask) else ".png")
-            relative = safe_relative_path(image_id, suffix)
+            relative = safe_relative_path(image_id, suffix_like(mask))
             refuse_overwriting_inputs({"masks directory": masks, "prediction store": predictions},
                                       {"proposal": contained_path(propose_dir, relative)})
-            data = _proposal_bytes(dataset, mask, labels, new, raw_of, volume_shape)
+            data = _proposal_bytes(dataset, mask, labels, new, raw_of)
             atomic_write_all({staged.path(relative): data})
             outcome.proposals.append((image_id, int(np.count_nonzero(new != labels))))
 

@@ -4,7 +4,6 @@ score, regions, overlay, report; the options and their errors."""
 from __future__ import annotations
 
 import csv
-import json
 import re
 import shutil
 from pathlib import Path
@@ -18,7 +17,7 @@ from datasets import FIXTURES
 from segaudit.cli import app
 from segaudit.outputs.colours import class_colours
 from segaudit.outputs.overlay import overlay_name, panel_layout
-from segaudit.outputs.report import REGIONS_PER_IMAGE, build_report, load_regions, read_embedded_data
+from segaudit.outputs.report import REGIONS_PER_IMAGE, build_report, read_embedded_data
 from segaudit.io.rankings import load_ranking
 
 
@@ -264,17 +263,6 @@ def test_the_report_refuses_to_write_over_the_region_table(scored, tmp_path):
                     "-o", tmp_path / "regions.csv")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert (tmp_path / "regions.csv").read_bytes() == before
-
-
-def test_load_regions_orders_each_images_regions(tmp_path):
-    path = tmp_path / "r.json"
-    rows = [{"rank": n, "image": "a", "region": region, "score": 0.9 - n / 10, "area": 4, "x0": 0, "y0": 0,
-             "x1": 2, "y1": 2, "annotated_class": "sky", "likely_class": "road", "mean_s": None,
-             "mean_p_likely": 0.9, "kind": "missing"} for n, region in enumerate((2, 1), 1)]
-    path.write_text(json.dumps({"columns": list(rows[0]), "rows": rows}))
-    table = load_regions(path)
-    assert table.count == 2 and [r.region for r in table.by_image["a"]] == [1, 2]
-    assert table.by_image["a"][0].box == (0, 0, 2, 2)
 
 
 def test_overlay_uses_the_region_rule_of_the_run_record(tmp_path):

@@ -19,7 +19,7 @@ from segaudit.cli import app
 from segaudit.core.dataset import open_dataset
 from segaudit.core.regions import KINDS, RegionRule, find_regions
 from segaudit.io.rankings import load_ranking
-from segaudit.outputs.regions import REGION_COLUMNS
+from segaudit.results import REGION_COLUMNS
 
 TRUTH = {row["image"]: row for row in csv.DictReader(open(FIXTURES / "truth.csv"))}
 PLANTED = {image for image, row in TRUTH.items() if row["is_error"] == "1"}

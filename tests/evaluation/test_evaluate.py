@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from datasets import FIXTURES
 from segaudit.cli import app
 from segaudit.errors import InputError
-from segaudit.evaluation.evaluate import auroc, average_precision, evaluate, lift_at, load_ranking, precision_at
+from segaudit.evaluation.evaluate import auroc, average_precision, evaluate, lift_at, precision_at
+from segaudit.io.rankings import read_score_columns
 
 
 def invoke(*args):
@@ -107,11 +108,29 @@ TRUTH = "image,is_error,kind,classes\na,1,drop,car\nb,0,,\nc,0,,\nd,1,swap,sky;r
 def test_score_columns_and_the_redundant_score_column(tmp_path):
     ranking = write(tmp_path / "r.csv", "rank,image,score,softmin,cil,pixels,low_pixels,suspect_class,likely_class\n"
                                         "1,a,0.1,0.1,0.5,10,2,car,road\n2,b,0.4,0.4,,10,0,,\n")
-    ids, columns = load_ranking(ranking)
+    ids, columns = read_score_columns(ranking)
     assert ids == ["a", "b"] and list(columns) == ["softmin", "cil"]
     assert math.isnan(columns["cil"][1])
-    ids, columns = load_ranking(write(tmp_path / "s.csv", "image,score\na,0.3\nb,0.1\n"))
+    ids, columns = read_score_columns(write(tmp_path / "s.csv", "image,score\na,0.3\nb,0.1\n"))
     assert list(columns) == ["score"]
+
+
+def test_a_volume_rankings_worst_slice_is_not_a_score(tmp_path):
+    """A volume ranking ends with worst_slice (a slice index): evaluate scores the methods only."""
+    ranking = write(tmp_path / "r.csv", "rank,image,score,softmin,pixels,low_pixels,suspect_class,likely_class,"
+                                        "regions,worst_region,worst_slice\n"
+                                        "1,a,0.1,0.1,10,2,car,road,1,swap,3\n2,d,0.2,0.2,10,0,,,0,,0\n"
+                                        "3,b,0.4,0.4,10,0,,,0,,7\n")
+    ids, columns = read_score_columns(ranking)
+    assert list(columns) == ["softmin"]
+    assert list(evaluate(ranking, write(tmp_path / "t.csv", TRUTH)).scores) == ["softmin"]
+
+
+def test_every_column_score_writes_but_the_methods_is_not_a_score():
+    from segaudit.results import RANKING_NOT_SCORES, ranking_columns
+
+    columns = ranking_columns(("rsoftmin", "clc"), regions=True, volumes=True)
+    assert [c for c in columns if c not in RANKING_NOT_SCORES] == ["score", "rsoftmin", "clc"]
 
 
 def test_evaluate_counts_and_truth_rows_left_out(tmp_path):

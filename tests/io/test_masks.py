@@ -8,13 +8,13 @@ from PIL import Image
 from segaudit.errors import InputError
 from segaudit.io.masks import (
     MaskFile,
-    _classes,
     find_masks,
     load_palette,
     mask_palette,
     mask_shape,
     read_mask,
 )
+from segaudit.io.masks.png import _classes
 
 
 def save(path: Path, img: Image.Image) -> MaskFile:
@@ -323,3 +323,84 @@ def test_palette_same_colour_same_class_is_fine(tmp_path):
 def test_palette_missing_file(tmp_path):
     with pytest.raises(InputError, match="palette file not found: .*nope.json"):
         load_palette(tmp_path / "nope.json")
+
+
+# --- the format registry: every format reads, and writes like its source --------------------
+
+
+def _one_of_each(tmp_path):
+    """A mask of every format (2-D labels (4, 5); volumes (3, 4, 5)), as {name: (MaskFile, labels)}."""
+    import tifffile
+    import nibabel
+
+    rng = np.random.default_rng(0)
+    flat = rng.integers(0, 6, (4, 5)).astype(np.uint8)
+    volume = rng.integers(0, 6, (3, 4, 5)).astype(np.uint16)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    made = {}
+    Image.fromarray(flat, mode="L").save(tmp_path / "a.png")
+    made["a.png"] = flat
+    tifffile.imwrite(tmp_path / "b.TIF", flat.astype(np.uint16))
+    made["b.TIF"] = flat
+    np.save(tmp_path / "c.npy", volume)
+    made["c.npy"] = volume
+    np.savez_compressed(tmp_path / "d.npz", seg=volume)
+    made["d.npz"] = volume
+    np.save(tmp_path / "e.npy", flat)  # a 2-D array file
+    made["e.npy"] = flat
+    nibabel.save(nibabel.Nifti1Image(volume.transpose(2, 1, 0), np.diag([0.5, 0.5, 2.0, 1.0])), tmp_path / "f.nii.gz")
+    made["f.nii.gz"] = volume
+    return {name: (MaskFile(name.split(".")[0], tmp_path / name), labels) for name, labels in made.items()}
+
+
+def test_every_format_is_registered_once_and_found():
+    from segaudit.io.masks import FORMATS, MASK_EXTENSIONS
+
+    assert [f.name for f in FORMATS] == ["png", "tiff", "volume"]
+    extensions = [ext for f in FORMATS for ext in f.extensions]
+    assert sorted(extensions) == sorted(set(extensions)) == sorted(MASK_EXTENSIONS)
+    assert set(MASK_EXTENSIONS) == {".png", ".tif", ".tiff", ".nii", ".nii.gz", ".npy", ".npz"}
+
+
+def test_every_format_writes_a_mask_like_its_source(tmp_path):
+    from segaudit.io.masks import encode_like, mask_format, suffix_like
+
+    masks = _one_of_each(tmp_path / "in")
+    assert [m.image_id for m in find_masks(tmp_path / "in")] == ["a", "b", "c", "d", "e", "f"]
+    suffixes = {name: suffix_like(mask) for name, (mask, _) in masks.items()}
+    assert suffixes == {"a.png": ".png", "b.TIF": ".TIF", "c.npy": ".npy", "d.npz": ".npz", "e.npy": ".npy",
+                        "f.nii.gz": ".nii.gz"}
+    (tmp_path / "out").mkdir()
+    for name, (mask, labels) in masks.items():
+        old = read_mask(mask)
+        assert old.shape == (labels.size // labels.shape[-1], labels.shape[-1])  # tall for volumes
+        assert mask_shape(mask) == old.shape
+        np.testing.assert_array_equal(old, labels.reshape(old.shape))
+        new = old.copy()
+        new[0, 0] = (new[0, 0] + 1) % 6
+        written = MaskFile(mask.image_id, tmp_path / "out" / f"{mask.image_id}{suffixes[name]}")
+        written.path.write_bytes(encode_like(mask, old, new, None))
+        assert mask_format(written) is mask_format(mask)
+        np.testing.assert_array_equal(read_mask(written), new)
+
+
+def test_issue_masks_are_png_but_for_volumes(tmp_path):
+    from segaudit.io.masks import encode_flags, flags_suffix
+
+    masks = _one_of_each(tmp_path)
+    assert {name: flags_suffix(mask) for name, (mask, _) in masks.items()} == {
+        "a.png": ".png", "b.TIF": ".png", "c.npy": ".npy", "d.npz": ".npy", "e.npy": ".png", "f.nii.gz": ".nii.gz"}
+    for name, (mask, labels) in masks.items():
+        flags = (read_mask(mask) % 2 * 255).astype(np.uint8)
+        data = encode_flags(mask, flags)
+        out = tmp_path / f"flags_{mask.image_id}{flags_suffix(mask)}"
+        out.write_bytes(data)
+        if out.suffix == ".png":
+            np.testing.assert_array_equal(np.asarray(Image.open(out)), flags)
+        elif out.suffix == ".npy":
+            np.testing.assert_array_equal(np.load(out), flags.reshape(labels.shape))
+        else:
+            import nibabel
+
+            np.testing.assert_array_equal(np.asarray(nibabel.load(out).dataobj).transpose(2, 1, 0),
+                                          flags.reshape(labels.shape))

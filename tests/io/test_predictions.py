@@ -399,3 +399,16 @@ def test_corrupt_array_metadata_is_one_line(tmp_path):
         open_predictions(ds.store)
     with pytest.raises(InputError, match="city/a: cannot open"):
         open_predictions(ds.store, only_ids=["city/a"])
+
+
+def test_both_stores_declare_and_implement_the_prediction_store_protocol():
+    from segaudit.core.arrays import ArrayStore
+    from segaudit.io.predictions import PredictionStore, ZarrStore
+
+    defaults = {"sum_tolerance", "volume_attributes"}  # the protocol's own, shared implementations
+    members = [n for n, v in vars(PredictionStore).items() if callable(v) and not n.startswith("_")]
+    assert {"image_shape", "volume_shape", "slice_rows", "row_blocks", "read_rows"} <= set(members)
+    for store in (ZarrStore, ArrayStore):
+        assert PredictionStore in store.__mro__  # declared, not merely alike
+        for name in set(members) - defaults:
+            assert getattr(store, name) is not getattr(PredictionStore, name), (store.__name__, name)

@@ -42,7 +42,7 @@ def test_read_table_missing_file(tmp_path):
 
 
 def test_a_confusion_summary_in_json_feeds_the_report(tmp_path):
-    from segaudit.outputs.report import load_confusions
+    from segaudit.io.confusions import load_confusions
     from segaudit.results import CONFUSION_COLUMNS
 
     rows = [["car", "road", 10, 2, 0.5]]

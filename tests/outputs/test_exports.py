@@ -310,6 +310,24 @@ def test_a_region_table_limits_the_regions_and_must_match(scored, tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
+def test_a_region_table_is_checked_as_the_report_checks_it(scored, tmp_path):
+    """export --regions reads region tables with the report's reader (io.regions.load_regions)."""
+    rows = list(csv.DictReader(open(scored / "regions.csv")))
+    for column, value, message in (("x0", None, "missing column(s) x0"),
+                                   ("score", "1.5", "score must be between 0 and 1")):
+        table = tmp_path / "regions.csv"
+        fields = [f for f in rows[0] if f != column] if value is None else list(rows[0])
+        with open(table, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows({**row, **({column: value} if value else {})} for row in rows[:2])
+        result = run("export", "--to", "coco", "-r", scored / "ranking.csv", "--regions", table,
+                     "-o", tmp_path / "x.json")
+        assert result.exit_code == 2 and message in result.output and "regions.csv" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+        assert not (tmp_path / "x.json").exists()
+
+
 def test_proposals_directory_is_the_fix(scored, tmp_path):
     brush = _brush()
     out = tmp_path / "t.json"

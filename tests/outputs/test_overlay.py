@@ -559,3 +559,14 @@ def test_many_classes_get_a_perceptually_distinct_deterministic_palette():
     reserved = np.array([(0, 0, 0), (255, 255, 255)], float)
     assert lab_distance(lab[:, None], reserved[None]).min() >= 15
     assert distinct_colours(300)[:60] == colours  # a longer table starts the same
+
+
+def test_16_bit_photos_are_stretched_as_tiff_photos_are(tmp_path):
+    from segaudit.io.photos import stretch
+    from segaudit.outputs.overlay import load_photo
+
+    values = (np.arange(60, dtype=np.uint16) * 1000).reshape(6, 10)
+    Image.fromarray(values).save(tmp_path / "photo.png")
+    got = np.asarray(load_photo(tmp_path / "photo.png"))
+    assert got.shape == (6, 10, 3) and got[0, 0, 0] == 0 and got[-1, -1, 0] == 255
+    np.testing.assert_array_equal(got, np.repeat(stretch(values)[..., None], 3, axis=2))

@@ -9,6 +9,7 @@ Chromium by tests/outputs/test_report_browser.py.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import math
@@ -26,7 +27,8 @@ from segaudit.cli import app
 from segaudit.outputs.overlay import overlay_name
 from segaudit.io.rankings import load_ranking
 from segaudit.io.decisions import file_sha256
-from segaudit.outputs.report import build_report, embed_json, histogram_svg, load_confusions, read_embedded_data
+from segaudit.outputs import report as report_module
+from segaudit.outputs.report import build_report, embed_json, histogram_svg, read_embedded_data
 
 EVIL_ID = "<script>x</script>"
 AMP_CLASS = "cars & trucks"
@@ -163,6 +165,51 @@ def test_self_contained(ranking):
     assert "fetch(" not in text and "XMLHttpRequest" not in text
 
 
+def test_csp_allows_only_the_inlined_script_and_style_by_hash(ranking):
+    text = build_report(ranking, overlays_dir=None).html
+    (policy,) = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', text)
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert directives["default-src"] == "'none'" and directives["img-src"] == "data:"
+    (script,) = re.findall(r"<script>(.*?)</script>", text, re.S)  # ours (the data block has a type)
+    (style,) = re.findall(r"<style>(.*?)</style>", text, re.S)
+
+    def source(content):
+        return "'sha256-" + base64.b64encode(hashlib.sha256(content.encode("utf-8")).digest()).decode() + "'"
+
+    assert directives["script-src"] == source(script)
+    assert directives["style-src"] == source(style)
+    # The inlined text is the package's report.js and report.css, as read as JS and CSS.
+    package = Path(report_module.__file__).parent
+    assert script.strip() == (package / "report.js").read_text(encoding="utf-8").strip()
+    assert style.strip() == (package / "report.css").read_text(encoding="utf-8").strip()
+
+
+def test_report_assets_are_package_data():
+    """A non-editable install carries every non-Python file of the report package."""
+    import tomllib
+
+    package = Path(report_module.__file__).parent
+    config = tomllib.loads((package.parents[2] / "pyproject.toml").read_text())
+    listed = config["tool"]["setuptools"]["package-data"]["segaudit.outputs.report"]
+    assets = sorted(p.name for p in package.iterdir() if p.is_file() and p.suffix not in (".py", ".pyc"))
+    assert assets == ["report.css", "report.js"] and sorted(listed) == assets
+
+
+def test_report_js_is_valid_javascript():
+    """report.js is read as JS: Node's parser checks it (the page itself runs in Chromium, in
+    tests/outputs/test_report_browser.py)."""
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (Debian: apt-get install nodejs)")
+    script = Path(report_module.__file__).parent / "report.js"
+    checked = subprocess.run([node, "--check", str(script)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr
+
+
 def test_summary_counts_and_histogram(ranking):
     text = build_report(ranking, overlays_dir=None, score_threshold=0.1).html
     assert "Images scored</dt><dd>4 (+1 with no scored pixel)" in text
@@ -270,17 +317,6 @@ def test_confusion_section_only_when_given(ranking, tmp_path):
     assert "<td>cars &amp; trucks</td><td>road</td>" in text and "<td>&lt;b&gt;</td>" in text
     assert "25.00 %" in text
     assert "optional section: class confusions" in text
-
-
-def test_load_confusions(tmp_path):
-    path = tmp_path / "c.csv"
-    path.write_text('annotated,predicted,pixels,images,share\n"cars, trucks",road,10,2,0.5\n')
-    assert load_confusions(path) == [("cars, trucks", "road", 10, 2, 0.5)]
-    path.write_text("annotated,predicted,pixels\nx,y,1\n")
-    from segaudit.errors import InputError
-
-    with pytest.raises(InputError, match="missing column"):
-        load_confusions(path)
 
 
 # --- the command ---------------------------------------------------------------------------

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.regions import RegionRule, find_regions, propose
+from ...core.regions import RegionRule, check_min_score, find_regions, propose
 from ...errors import InputError
 from ...io.decisions import read_decisions
 from ...io.files import atomic_write_all, refuse_overwriting_inputs, safe_relative_path
 from ...io.masks import MaskFile
 from ...io.remote import parse_storage_options
 from ...io.rankings import Ranking, load_ranking
-from ...io.tables import read_table
+from ...io.regions import load_regions
 from .base import ExportContext, ExportImage, Exporter, ExportRegion, ExportWriter, check_image_url
 
 __all__ = ["EXPORTERS", "ExportContext", "ExportImage", "ExportOutcome", "ExportRegion", "ExportWriter", "Exporter",
@@ -66,19 +66,10 @@ class ExportOutcome:
 
 
 def _region_table(path: Path) -> dict[str, dict[int, tuple[float, int]]]:
-    """A region table (segaudit regions): per image, region number -> (score, area)."""
-    table = read_table(path, "region table")
-    missing = [c for c in ("image", "region", "score", "area") if c not in table.header]
-    if missing:
-        raise InputError(f"{path}: not a segaudit region table (no column {', '.join(missing)})")
-    out: dict[str, dict[int, tuple[float, int]]] = {}
-    for index, row in enumerate(table.rows):
-        try:
-            number, score, area = int(row["region"]), float(row["score"]), int(row["area"])
-        except ValueError as exc:
-            raise table.error(index, f"bad region, score or area: {exc}") from None
-        out.setdefault(row["image"], {})[number] = (score, area)
-    return out
+    """A region table (segaudit regions, read by :func:`segaudit.io.regions.load_regions`):
+    per image, region number -> (score, area)."""
+    table = load_regions(path)
+    return {image: {row.region: (row.score, row.area) for row in rows} for image, rows in table.by_image.items()}
 
 
 def _find_proposal(directory: Path, image_id: str) -> Path | None:
@@ -135,8 +126,7 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
     """
     exporter = get_exporter(to)
     out = Path(out)
-    if not 0.0 <= min_score <= 1.0:
-        raise InputError(f"--min-score must be in [0, 1], got {min_score}")
+    check_min_score(min_score)
     if top is not None and top < 0:
         raise InputError(f"--top must be >= 0, got {top}")
     if "{id}" not in image_url:
