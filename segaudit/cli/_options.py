@@ -50,14 +50,15 @@ def parse_storage_options(value: str | None, timeout: float | None = None) -> di
         timeout_of(options)
         return options
 PixelThreshold = Annotated[float, typer.Option(help="Pixels whose probability of the annotated class is below this are low-quality pixels.")]
-def _check_downsample(value: int) -> int:
-    from ..core.cells import check_downsample
+def check_downsample(value: int) -> int:
+    """--downsample's callback: core.cells' check, as a one-line error."""
+    from ..core import cells
 
     with exit_on_error():
-        return check_downsample(value)
+        return cells.check_downsample(value)
 
 
-Downsample = Annotated[int, typer.Option(callback=_check_downsample, help="Cell size F of the FxF grid that clc and coco work on (1 = full resolution).")]
+Downsample = Annotated[int, typer.Option(callback=check_downsample, help="Cell size F of the FxF grid that clc and coco work on (1 = full resolution).")]
 
 
 def _check_threads(value: Optional[int]) -> Optional[int]:

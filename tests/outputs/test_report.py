@@ -396,3 +396,23 @@ def test_report_never_writes_inside_the_masks_it_hashes(tmp_path, monkeypatch):
     assert os.listdir(masks) == ["a.png"]
     ok(invoke("report", "-q"))
     assert read_embedded_data((tmp_path / "report.html").read_text())["images"][0]["sha"] == file_sha256(masks / "a.png")
+
+
+def test_an_auto_run_shows_its_calibration(tmp_path):
+    """The review page of a --method auto ranking says which candidate ranked it and shows
+    the table of every candidate's AUPRC per planted kind."""
+    import html
+
+    from segaudit.api import score
+    from segaudit.outputs.ranking import write_ranking as write_run
+
+    run = score(FIXTURES / "masks", FIXTURES / "preds.zarr")
+    write_run(run, tmp_path / "ranking.csv")
+    text = build_report(load_ranking(tmp_path / "ranking.csv"), overlays_dir=None, top=3).html
+    page = Page(text)
+    assert page.errors == [] and page.stack == []
+    assert page.find("section", id="calibration")
+    chosen = run.calibration.chosen
+    assert f"chose {html.escape(chosen)}" in text and f"{html.escape(chosen)} (chosen)" in text
+    for kind in run.calibration.kinds:
+        assert f"<th data-type=\"num\">{kind}</th>" in text

@@ -273,8 +273,8 @@ def test_keys_decisions_download_and_score_reviewed(made, browser, tmp_path):
     # score --reviewed: the image marked ok is exempt from the gate, the others still fail it
     reviewed = tmp_path / "decisions.csv"
     reviewed.write_bytes(target.read_bytes())
-    result = invoke("score", masks, FIXTURES / "preds.zarr", "-o", tmp_path / "r.csv", "--fail-under", "0.1",
-                    "--reviewed", reviewed)
+    result = invoke("score", masks, FIXTURES / "preds.zarr", "-o", tmp_path / "r.csv", "-m", "rsoftmin",
+                    "--fail-under", "0.1", "--reviewed", reviewed)
     assert result.exit_code == 1
     (gate,) = [line for line in result.stderr.splitlines() if line.startswith("gate failed")]
     failing = sorted(set(PLANTED) - {ranked[0]})

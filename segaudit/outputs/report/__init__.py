@@ -163,6 +163,8 @@ def _summary(ranking: Ranking, score_threshold: float, regions: RegionTable | No
     method = esc(ranking.method)
     if ranking.method in ("softmin", "rsoftmin") and record.temperature is not None:
         method += f" (temperature {esc(record.temperature)})"
+    if ranking.method == "auto" and record.calibration is not None:
+        method += f" (chose {esc(record.calibration.chosen)}; see Calibration)"
     others = [m for m in ranking.methods[1:]]
     items = [
         ("Images scored", f"{len(scored)}" + (f" (+{len(rows) - len(scored)} with no scored pixel)"
@@ -496,6 +498,10 @@ def build_report(
         "<main>",
         _summary(ranking, score_threshold, regions),
     ]
+    if ranking.record is not None and ranking.record.calibration is not None:  # --method auto: how it chose
+        from ..calibration import calibration_html
+
+        parts.append(calibration_html(ranking.record.calibration))
     if confusions is not None:
         parts.append(_confusion_section(confusions))
     parts += [
