@@ -52,6 +52,7 @@ def score(
     client=None,
     partition_size: int | None = None,
     calibration_seed: int = 0,
+    unlabeled: int | None = None,
 ) -> ScoreRun:
     """Score every image of a dataset and rank them worst first.
 
@@ -121,6 +122,10 @@ def score(
         With ``auto`` (the default method): the seed of the planted copies it calibrates
         on (which images, which errors). The same seed gives the same run, byte for byte,
         on any number of threads or partitions; ``run.calibration`` holds the table.
+    unlabeled : int, optional
+        With ``auto``: the dataset's unlabeled (background) class, when it is a scored class
+        (not an ignore index): the planted missed objects are annotated as it, as real missed
+        objects are. Default: a missed object keeps the class around it.
     storage_options : dict or str, optional
         Options of the fsspec filesystem of masks or predictions given as URLs (a dict or its
         JSON text: ``{"endpoint_url": ..., "anon": true, "profile": ...}``). Credentials are
@@ -147,11 +152,12 @@ def score(
         return _score_on_cluster(client, masks, predictions, inputs, methods, regions, temperature=temperature,
                                  pixel_threshold=pixel_threshold, downsample=downsample, prefetch=prefetch,
                                  on_progress=on_progress, baseline=baseline, threads=threads,
-                                 partition_size=partition_size, calibration_seed=calibration_seed)
+                                 partition_size=partition_size, calibration_seed=calibration_seed,
+                                 unlabeled=unlabeled)
     dataset = open_dataset(masks, predictions, **inputs)
     run = score_dataset(dataset, methods, temperature=temperature, pixel_threshold=pixel_threshold,
                         downsample=downsample, prefetch=prefetch, on_progress=on_progress, baseline=baseline,
-                        threads=threads, calibration_seed=calibration_seed)
+                        threads=threads, calibration_seed=calibration_seed, unlabeled=unlabeled)
     if regions:
         add_regions(run, dataset, RegionRule() if regions is True else regions, prefetch=prefetch,
                     on_progress=on_progress)

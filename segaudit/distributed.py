@@ -350,7 +350,8 @@ def score_dataset_distributed(client, spec: DatasetSpec, methods: Iterable[str],
                               on_progress: Callable[[str, int, int], None] | None = None,
                               baseline: ClcRecord | dict | None = None, threads: int | None = None,
                               partition_size: int | None = None, dataset: Dataset | None = None,
-                              parts: DaskPartitions | None = None, calibration_seed: int = 0) -> ScoreRun:
+                              parts: DaskPartitions | None = None, calibration_seed: int = 0,
+                              unlabeled: int | None = None) -> ScoreRun:
     """Score a dataset on a Dask cluster: the same run as :func:`segaudit.engine.score_dataset`.
 
     Parameters
@@ -360,7 +361,7 @@ def score_dataset_distributed(client, spec: DatasetSpec, methods: Iterable[str],
         able to import segaudit and to read the dataset at the spec's paths or URLs.
     spec : DatasetSpec
         The dataset (:func:`dataset_spec`), opened on the client and on every worker.
-    methods, temperature, pixel_threshold, downsample, baseline, calibration_seed
+    methods, temperature, pixel_threshold, downsample, baseline, calibration_seed, unlabeled
         As for :func:`segaudit.score`.
     prefetch : int
         Reads in flight ahead of the kernel, within each task.
@@ -391,7 +392,7 @@ def score_dataset_distributed(client, spec: DatasetSpec, methods: Iterable[str],
         methods, temperature, pixel_threshold, downsample, baseline, 1 if threads is None else threads)
     progress = on_progress or (lambda stage, done, total: None)
     dataset = spec.open() if dataset is None else dataset
-    plan = calibration_plan(names, dataset, calibration_seed)
+    plan = calibration_plan(names, dataset, calibration_seed, unlabeled)
     if parts is None:
         parts = dask_partitions(client, spec, dataset, partition_size, prefetch=prefetch, progress=progress)
     pieces = parts.submit("scoring", score_partition,

@@ -248,13 +248,23 @@ def check_settings(methods: Iterable[str], temperature: float, pixel_threshold: 
     return names, chosen, settings, downsample, baseline, check_threads(threads)
 
 
-def calibration_plan(names: tuple[str, ...], dataset: Dataset, seed: int) -> CalibrationPlan | None:
+def calibration_plan(names: tuple[str, ...], dataset: Dataset, seed: int,
+                     unlabeled: int | None = None) -> CalibrationPlan | None:
     """The plan of the planted copies when ``auto`` is asked for (else None)."""
     if AUTO not in names:
+        if unlabeled is not None:
+            raise InputError("--unlabeled is what auto's planted missed objects become: add auto to --method")
         return None
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise InputError(f"--calibration-seed must be a whole number >= 0, got {seed}")
-    return CalibrationPlan(seed, len(dataset.pairs))
+    if unlabeled is not None:
+        n_classes = dataset.store.n_classes
+        if not isinstance(unlabeled, int) or isinstance(unlabeled, bool) or not 0 <= unlabeled < n_classes:
+            raise InputError(f"--unlabeled must be a class index from 0 to {n_classes - 1}, got {unlabeled}")
+        if bool(dataset.decoding.ignore[unlabeled]):
+            raise InputError(f"--unlabeled {unlabeled} is an ignored value: a missed object annotated as it would "
+                             "not be scored; leave --unlabeled out (missed objects then keep their surroundings)")
+    return CalibrationPlan(seed, len(dataset.pairs), unlabeled=unlabeled)
 
 
 def _calibrated(first: FirstPass, plan: CalibrationPlan, clc: ClcState | None):
@@ -300,7 +310,8 @@ def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: floa
                   pixel_threshold: float = 0.5, downsample: int = 4, prefetch: int = 4,
                   on_progress: Callable[[str, int, int], None] | None = None,
                   baseline: ClcRecord | dict | None = None, cache: CellCache | None = None,
-                  pixel_scores=None, threads: int | None = None, calibration_seed: int = 0) -> ScoreRun:
+                  pixel_scores=None, threads: int | None = None, calibration_seed: int = 0,
+                  unlabeled: int | None = None) -> ScoreRun:
     """Score an opened dataset (see :func:`segaudit.score` for the parameters).
 
     ``baseline``: the ``clc`` section of an earlier full run's record. clc then flags
@@ -320,11 +331,12 @@ def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: floa
     use). The result is the same, byte for byte, for any number.
 
     ``calibration_seed``: with ``auto``, the seed of the planted copies (the sample and
-    the errors planted); the same seed gives the same run.
+    the errors planted); the same seed gives the same run. ``unlabeled``: with ``auto``, the
+    dataset's scored unlabeled (background) class, which a planted missed object becomes.
     """
     names, chosen, settings, downsample, baseline, threads = check_settings(
         methods, temperature, pixel_threshold, downsample, baseline, threads)
-    plan = calibration_plan(names, dataset, calibration_seed)
+    plan = calibration_plan(names, dataset, calibration_seed, unlabeled)
     progress = on_progress or (lambda stage, done, total: None)
     dataset_wide = any(m.dataset_pass is not None for m in chosen)
     with ExitStack() as temporary:

@@ -333,6 +333,7 @@ class CalibrationRecord(_Section):
     mean_auprc: tuple[float | None, ...]  # per candidate, over the kinds with copies
     mean_log_odds: tuple[float | None, ...]  # per candidate: the mean log-odds of its AUPRC, which chose
     hard_kinds: tuple[str, ...]  # kinds the chosen candidate finds with AUPRC < 0.3
+    unlabeled: int | None = None  # the scored unlabeled class planted missed objects became (--unlabeled)
 
     def to_dict(self) -> dict:
         data = super().to_dict()
@@ -359,6 +360,7 @@ class CalibrationRecord(_Section):
             mean_auprc=read.get("mean_auprc", _OPTIONAL_NUMBERS, required=True, nullable=False),
             mean_log_odds=read.get("mean_log_odds", _OPTIONAL_NUMBERS, required=True, nullable=False),
             hard_kinds=read.get("hard_kinds", _TEXTS, required=True, nullable=False),
+            unlabeled=read.get("unlabeled", _COUNT),
         )
         if record.chosen not in record.candidates or len(record.auprc) != len(record.candidates) or len(
                 record.mean_log_odds) != len(record.candidates) or any(

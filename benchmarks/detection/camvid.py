@@ -256,7 +256,7 @@ def render(saved: dict) -> str:
     lines.append("")
     for number, metric in ((7, "auprc"), (8, "auroc")):
         lines += [f"**Table {number}. CamVid: {METRICS[metric]} per cell** (best per cell in bold, worst in italics; "
-                  "the fixed methods; auto, the default, is in Table 10)", "",
+                  "the fixed methods; auto is in Table 10)", "",
                   "| cell | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
         matrix = []
         for name in meta["settings"]:

@@ -68,7 +68,7 @@ HELP_LIMIT_S = 0.5
 FIXTURES_LIMIT_S = 2.0
 FRESH_LIMIT_S = 20.0  # first run after a fresh install, Numba compiling every kernel
 THREAD_SCALING = 1.7  # 1 -> 2 threads
-DEFAULT_METHOD = "auto"
+DEFAULT_METHOD = "auto"  # timed as "the default" (issue 26's candidate default; rsoftmin is the shipped one)
 AUTO_OVER_ALL = 2.0  # issue 26: auto (its planted copies) <= 2x --method all
 
 

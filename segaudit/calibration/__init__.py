@@ -54,6 +54,7 @@ class CalibrationPlan:
     seed: int
     n_images: int
     per_kind: int = COPIES_PER_KIND
+    unlabeled: int | None = None  # the scored unlabeled class a missed object becomes (None: its surroundings)
 
     @property
     def chance(self) -> float:
@@ -101,7 +102,7 @@ def planted_copies(plan: CalibrationPlan, image_id: str, labels: np.ndarray, ign
     ignored |= ignore[np.minimum(labels, n_classes - 1)]
     found = []
     for kind in kinds:
-        copy = plant(kind, labels, ignored, n_classes, plan.seed, image_id)
+        copy = plant(kind, labels, ignored, n_classes, plan.seed, image_id, plan.unlabeled)
         if copy is not None:
             found.append((kind.name, copy))
     return found
@@ -250,6 +251,7 @@ def calibrate(plan: CalibrationPlan, pieces: list[ImageCalibration], flagged: li
         auprc=tuple(tuple(None if math.isnan(v) else round(float(v), 6) for v in row) for row in table),
         mean_auprc=tuple(None if math.isnan(v) else round(float(v), 6) for v in means),
         mean_log_odds=tuple(None if math.isnan(v) else round(float(v), 6) for v in odds), hard_kinds=tuple(hard),
+        unlabeled=plan.unlabeled,
     )
     return Calibration(record, np.asarray(scores, dtype=np.float64))
 

@@ -19,8 +19,9 @@ from ._options import (DaskWorkers, Downsample, InputOptions, PartitionSize, Sch
 def command(
     *,
     output: Annotated[str, typer.Option("--output", "-o", help="Ranking to write, worst image first; '-' writes to stdout (logs go to stderr). A run record <stem>.run.json is written beside a file.")] = "ranking.csv",
-    method: Annotated[str, typer.Option("--method", "-m", help="Scoring method, a comma list, or 'all' (auto, " + ", ".join(method_names()) + "). The first ranks the images and fills the 'score' column. auto (default) plants realistic errors into copies of a sample of your masks, measures how well every candidate score (each method, softmin at several temperatures, rank blends) finds them with your model's predictions, and ranks with the best; the table goes to the terminal and the run record. rsoftmin is softmin at a temperature scaled to the image size; softmin is the paper's. clc adds two passes over a temporary cell cache (the store is read once).")] = "auto",
+    method: Annotated[str, typer.Option("--method", "-m", help="Scoring method, a comma list, or 'all' (auto, " + ", ".join(method_names()) + "). The first ranks the images and fills the 'score' column. rsoftmin (default) is softmin at a temperature scaled to the image size; softmin is the paper's. auto plants realistic errors into copies of a sample of your masks, measures how well every candidate score (each method, softmin at several temperatures, rank blends) finds them with your model's predictions, and ranks with the best; the table goes to the terminal and the run record. clc adds two passes over a temporary cell cache (the store is read once).")] = "rsoftmin",
     calibration_seed: Annotated[int, typer.Option(help="auto: seed of the planted copies it calibrates on (which images, which errors); the same seed gives the same ranking.")] = 0,
+    unlabeled: Annotated[Optional[int], typer.Option("--unlabeled", help="auto: your unlabeled (background) class, if it is a scored class (not an --ignore-index): planted missed objects are annotated as it, as real ones are. Default: a missed object keeps the class around it.")] = None,
     temperature: Annotated[float, typer.Option(help="Softmin temperature (> 0): lower focuses on the worst pixels, higher approaches the mean. rsoftmin uses it on 760x1280 images and scales it to each image's size.")] = 0.1,
     pixel_threshold: PixelThreshold = 0.5,
     downsample: Downsample = 4,
@@ -82,7 +83,7 @@ def command(
                            pixel_threshold=pixel_threshold, downsample=downsample, only=only_entries,
                            baseline=baseline_clc, regions=regions, on_progress=bar.on_progress, threads=threads,
                            client=client, partition_size=partition_size, calibration_seed=calibration_seed,
-                           **keywords)
+                           unlabeled=unlabeled, **keywords)
     review = None
     if reviewed is not None:
         from ..ci.review import review_masks

@@ -200,3 +200,19 @@ def test_auto_leaves_every_other_method_unchanged(tmp_path):
         other = by_id[result.image_id]
         assert all(np.float64(result.scores[m]).tobytes() == np.float64(other.scores[m]).tobytes() for m in METHODS)
         assert (result.flagged_pixels, result.low_pixels) == (other.flagged_pixels, other.low_pixels)
+
+
+def test_unlabeled_is_checked_and_recorded(tmp_path):
+    from datasets import make_dataset
+    from segaudit.api import score
+    from segaudit.errors import InputError
+
+    made = make_dataset(tmp_path, [f"i{n}" for n in range(6)], n_classes=4, size=(24, 24), seed=1)
+    run = score(made.masks, made.store, methods=("auto",), unlabeled=0)
+    assert run.calibration.unlabeled == 0
+    with pytest.raises(InputError, match="--unlabeled must be a class index from 0 to 3"):
+        score(made.masks, made.store, methods=("auto",), unlabeled=4)
+    with pytest.raises(InputError, match="add auto to --method"):
+        score(made.masks, made.store, methods=("rsoftmin",), unlabeled=0)
+    with pytest.raises(InputError, match="is an ignored value"):
+        score(made.masks, made.store, methods=("auto",), unlabeled=1, ignore_index=(1, 255))

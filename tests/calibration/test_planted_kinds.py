@@ -134,3 +134,24 @@ def test_kinds_differ_by_seed_and_image():
     labels = blocky_labels(3, 160, 160, 4, 0.0)
     copies = {(seed, image): copy_of("blob", labels, seed, image) for seed in (0, 1) for image in ("x", "y")}
     assert len({c.tobytes() for c in copies.values() if c is not None}) > 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(labels=masks, seed=st.integers(0, 3))
+def test_missed_objects_become_the_unlabeled_class_when_it_is_scored(labels, seed):
+    """With an unlabeled class, object_drop annotates one whole object as it (class_drop a
+    whole class); without one, the object keeps its surroundings."""
+    unlabeled = 4
+    copy = plant(PLANTED_KINDS["object_drop"], labels, labels == IGNORED, 5, seed, "a/b", unlabeled)
+    if copy is not None:
+        changed = copy != labels
+        assert set(np.unique(copy[changed]).tolist()) == {unlabeled}
+        members, _ = eligible(labels)[int(kind_rng(seed, PLANTED_KINDS["object_drop"], "a/b").integers(
+            len(eligible(labels))))]
+        assert set(zip(*np.nonzero(changed))) <= members
+    whole = plant(PLANTED_KINDS["class_drop"], labels, labels == IGNORED, 5, seed, "a/b", unlabeled)
+    if whole is not None:
+        changed = whole != labels
+        assert set(np.unique(whole[changed]).tolist()) == {unlabeled}
+        assert len(np.unique(labels[changed])) == 1  # one class, all of it
+        assert not (whole == np.unique(labels[changed])[0]).any()

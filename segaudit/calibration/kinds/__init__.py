@@ -34,12 +34,13 @@ def kind_rng(seed: int, kind: Kind, image_id: str) -> np.random.Generator:
 
 
 def plant(kind: Kind, labels: np.ndarray, ignored: np.ndarray, n_classes: int, seed: int,
-          image_id: str) -> np.ndarray | None:
+          image_id: str, unlabeled: int | None = None) -> np.ndarray | None:
     """One planted copy of ``labels`` (int32), or None when ``kind`` cannot change it.
 
-    ``ignored``: bool (H, W), the pixels holding an ignored value (never changed).
+    ``ignored``: bool (H, W), the pixels holding an ignored value (never changed);
+    ``unlabeled``: the dataset's scored unlabeled class, what a missed object becomes.
     """
-    mask = Mask(np.ascontiguousarray(labels, dtype=np.int32), ~ignored, n_classes)
+    mask = Mask(np.ascontiguousarray(labels, dtype=np.int32), ~ignored, n_classes, unlabeled)
     copy = kind.plant(mask, kind_rng(seed, kind, image_id))
     if copy is None:
         return None

@@ -31,6 +31,9 @@ class Mask:
     labels: np.ndarray  # int32 (H, W), ignored values included
     scored: np.ndarray  # bool (H, W): not an ignored value
     n_classes: int
+    #: The dataset's unlabeled (background) class, when it is a scored class: what a missed
+    #: object is annotated as. None: a missed object keeps the class around it.
+    unlabeled: int | None = None
 
     @property
     def side(self) -> float:
@@ -72,6 +75,14 @@ def pick_object(mask: Mask, rng: np.random.Generator) -> tuple[np.ndarray, int] 
         return None
     chosen = int(eligible[int(rng.integers(eligible.size))])
     return roots == chosen, int(mask.labels.flat[chosen])
+
+
+def missed(mask: Mask, inside: np.ndarray) -> np.ndarray:
+    """``labels`` with ``inside`` annotated as a missed object is: the unlabeled class when
+    the dataset has a scored one, else the class around it (:func:`surrounding`)."""
+    if mask.unlabeled is None:
+        return surrounding(mask, inside)
+    return np.where(inside, np.int32(mask.unlabeled), mask.labels)
 
 
 def surrounding(mask: Mask, inside: np.ndarray) -> np.ndarray:

@@ -1,14 +1,14 @@
-"""class_drop: every pixel of one class painted over by the classes around it.
+"""class_drop: every pixel of one class left out (the paper's drop, in one image).
 
-``segaudit corrupt --kind drop --fill nearest`` in one image: a class the annotator left
-out altogether (the paper's drop, with the surrounding class instead of "unlabeled").
+The pixels become the unlabeled class when the dataset has a scored one (``--unlabeled``),
+as ``segaudit corrupt --kind drop``; else the classes around them (``--fill nearest``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .base import MIN_OBJECT_PIXELS, Kind, changed_enough, surrounding
+from .base import MIN_OBJECT_PIXELS, Kind, changed_enough, missed
 
 #: The class dropped holds at most this share of the scored pixels (not the background).
 MAX_SHARE = 0.5
@@ -16,13 +16,14 @@ MAX_SHARE = 0.5
 
 def plant(mask, rng):
     classes, counts = np.unique(mask.labels[mask.scored], return_counts=True)
-    choices = classes[(counts >= MIN_OBJECT_PIXELS) & (counts <= MAX_SHARE * counts.sum())]
+    choices = classes[(counts >= MIN_OBJECT_PIXELS) & (counts <= MAX_SHARE * counts.sum())
+                      & (classes != (-1 if mask.unlabeled is None else mask.unlabeled))]
     if classes.size < 2 or not choices.size:
         return None
     cls = int(choices[int(rng.integers(choices.size))])
     inside = mask.labels == cls
     copy = mask.labels.copy()
-    copy[inside] = surrounding(mask, inside)[inside]
+    copy[inside] = missed(mask, inside)[inside]
     return changed_enough(mask, copy)
 
 

@@ -1,13 +1,14 @@
-"""object_drop: one object left unannotated, painted over by its surroundings.
+"""object_drop: one object left unannotated.
 
-The most common real error: an annotator misses an object, so its pixels keep the class
-around it. (Filling with the surrounding class, not an "unlabeled" class, keeps the error
-visible where unlabeled is an ignored value.)
+The most common real error: an annotator misses an object, so its pixels are annotated as
+the dataset's unlabeled (background) class when it has a scored one (``--unlabeled``), else
+keep the class around them (unlabeled is then an ignored value, or there is none, and
+filling with the surrounding class keeps the error visible).
 """
 
 from __future__ import annotations
 
-from .base import Kind, changed_enough, pick_object, surrounding
+from .base import Kind, changed_enough, missed, pick_object
 
 
 def plant(mask, rng):
@@ -16,10 +17,10 @@ def plant(mask, rng):
         return None
     inside, _ = picked
     copy = mask.labels.copy()
-    copy[inside] = surrounding(mask, inside)[inside]
+    copy[inside] = missed(mask, inside)[inside]
     return changed_enough(mask, copy)
 
 
 KIND = Kind(name="object_drop", order=10, plant=plant,
-            description="one object painted over by the class around it (a missed object)",
+            description="one object annotated as unlabeled, or as the class around it (a missed object)",
             phrase="missed objects")
