@@ -406,7 +406,7 @@ def test_an_auto_run_shows_its_calibration(tmp_path):
     from segaudit.api import score
     from segaudit.outputs.ranking import write_ranking as write_run
 
-    run = score(FIXTURES / "masks", FIXTURES / "preds.zarr")
+    run = score(FIXTURES / "masks", FIXTURES / "preds.zarr", methods=("auto",))
     write_run(run, tmp_path / "ranking.csv")
     text = build_report(load_ranking(tmp_path / "ranking.csv"), overlays_dir=None, top=3).html
     page = Page(text)
