@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...core.components import component_roots
-from ...core.outlines import nearest_outside
+from ...core.outlines import nearest_outside, shifted_region
 
 #: A component is an object when it holds at least this share of the image's scored
 #: pixels (and MIN_OBJECT_PIXELS) and at most MAX_OBJECT_SHARE of them.
@@ -88,6 +88,36 @@ def missed(mask: Mask, inside: np.ndarray) -> np.ndarray:
 def surrounding(mask: Mask, inside: np.ndarray) -> np.ndarray:
     """``labels`` with ``inside`` filled from the nearest scored pixel outside it."""
     return nearest_outside(inside | ~mask.scored, mask.labels)
+
+
+#: Knots of the periodic spline an outline moves by (as ``segaudit corrupt --kind shift``).
+OUTLINE_KNOTS = 5
+
+
+def moved_outline(regions: np.ndarray, region: int, rng: np.random.Generator, share: float,
+                  floor: float) -> np.ndarray:
+    """One region of ``regions`` after its outline moves radially by a spline through 5
+    Gaussian samples of standard deviation ``share`` of its size (the mean side of its
+    bounding box), at least ``floor`` pixels: the pixels it covers then."""
+    rows, cols = np.nonzero(regions == region)
+    bbox = (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max()))
+    size = (bbox[1] - bbox[0] + 1 + bbox[3] - bbox[2] + 1) / 2
+    samples = rng.normal(0.0, max(floor, share * size), OUTLINE_KNOTS)
+    window, inside = shifted_region(regions, region, samples, bbox)
+    moved = np.zeros(regions.shape, np.bool_)
+    moved[window] = inside
+    return moved
+
+
+def redrawn(mask: Mask, old: np.ndarray, new: np.ndarray, cls: int) -> np.ndarray | None:
+    """The copy where ``cls`` covers ``new`` instead of ``old``: gained scored pixels take it,
+    lost ones the class around them (None when too little changed)."""
+    copy = mask.labels.copy()
+    lost = old & ~new
+    if lost.any():
+        copy[lost] = surrounding(mask, old)[lost]
+    copy[new & ~old & mask.scored] = cls
+    return changed_enough(mask, copy)
 
 
 def changed_enough(mask: Mask, copy: np.ndarray) -> np.ndarray | None:

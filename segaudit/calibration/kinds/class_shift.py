@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...core.outlines import components, shifted_region
-from .base import MIN_OBJECT_PIXELS, Kind, changed_enough, surrounding
+from ...core.outlines import components
+from .base import MIN_OBJECT_PIXELS, Kind, moved_outline, redrawn
 
-KNOTS = 5
 SIGMA = 0.10
 #: A class with more regions than this is left alone (each region is redrawn).
 MAX_REGIONS = 256
@@ -30,18 +29,8 @@ def plant(mask, rng):
         return None
     new = np.zeros_like(old)
     for region in range(1, n + 1):
-        rows, cols = np.nonzero(regions == region)
-        bbox = (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max()))
-        size = (bbox[1] - bbox[0] + 1 + bbox[3] - bbox[2] + 1) / 2
-        samples = rng.normal(0.0, max(0.5, SIGMA * size), KNOTS)
-        window, inside = shifted_region(regions, region, samples, bbox)
-        new[window] |= inside
-    copy = mask.labels.copy()
-    lost = old & ~new
-    if lost.any():
-        copy[lost] = surrounding(mask, old)[lost]
-    copy[new & ~old & mask.scored] = cls
-    return changed_enough(mask, copy)
+        new |= moved_outline(regions, region, rng, SIGMA, 0.5)
+    return redrawn(mask, old, new, cls)
 
 
 KIND = Kind(name="class_shift", order=80, plant=plant,

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...core.outlines import shifted_region
-from .base import Kind, changed_enough, pick_object, surrounding
+from .base import Kind, moved_outline, pick_object, redrawn
 
-KNOTS = 5
 SIGMA = 0.15
 
 
@@ -22,19 +20,7 @@ def plant(mask, rng):
     if picked is None:
         return None
     inside, cls = picked
-    rows, cols = np.nonzero(inside)
-    bbox = (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max()))
-    size = (bbox[1] - bbox[0] + 1 + bbox[3] - bbox[2] + 1) / 2
-    samples = rng.normal(0.0, max(1.0, SIGMA * size), KNOTS)
-    window, new_inside = shifted_region(inside.astype(np.int32), 1, samples, bbox)
-    grown = np.zeros_like(inside)
-    grown[window] = new_inside
-    copy = mask.labels.copy()
-    lost = inside & ~grown
-    if lost.any():
-        copy[lost] = surrounding(mask, inside)[lost]
-    copy[grown & ~inside & mask.scored] = cls
-    return changed_enough(mask, copy)
+    return redrawn(mask, inside, moved_outline(inside.astype(np.int32), 1, rng, SIGMA, 1.0), cls)
 
 
 KIND = Kind(name="object_outline", order=30, plant=plant,
