@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..results import CalibrationRecord
-from .candidates import CANDIDATES, CLC, COCO, FAMILY, STATS_CANDIDATES, clc_delta, image_values, temperatures
+from .candidates import CANDIDATES, CLC, FAMILY, clc_delta, image_values, temperatures
+from ..methods import AUTO  # the name of the calibrated ranking, defined with the other methods' names
 from .kinds import PLANTED_KINDS, Kind, plant
 
-#: The name of the calibrated ranking (``--method auto``).
-AUTO = "auto"
 #: Planted copies aimed at per kind: each image gets a copy of a kind with probability
 #: min(1, COPIES_PER_KIND / images), and at most about COPIES_PER_IMAGE copies per image
 #: on average once the dataset has COPY_FLOOR / COPIES_PER_IMAGE images (small datasets
@@ -256,6 +255,5 @@ def calibrate(plan: CalibrationPlan, pieces: list[ImageCalibration], flagged: li
     return Calibration(record, np.asarray(scores, dtype=np.float64))
 
 
-__all__ = ["AUTO", "CANDIDATES", "Calibration", "CalibrationPlan", "ImageCalibration", "PLANTED_KINDS",
-           "PlantedCopy", "STATS_CANDIDATES", "average_precision", "calibrate", "log_odds", "clc_delta", "image_values",
-           "planted_copies", "temperatures", "COCO"]
+__all__ = ["AUTO", "CANDIDATES", "Calibration", "CalibrationPlan", "ImageCalibration", "PLANTED_KINDS", "PlantedCopy",
+           "average_precision", "calibrate", "clc_delta", "image_values", "log_odds", "planted_copies", "temperatures"]

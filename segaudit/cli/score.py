@@ -103,7 +103,7 @@ def command(
             for warning in run.warnings:
                 stderr.print(f"warning: {warning}", soft_wrap=True)
     if run.calibration is not None and not quiet:
-        from ..outputs.terminal import calibration_lines
+        from ..outputs.calibration import calibration_lines
 
         for line in calibration_lines(run.calibration):
             stderr.print(line, soft_wrap=True, highlight=False, markup=False)

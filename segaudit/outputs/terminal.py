@@ -7,7 +7,6 @@ import math
 from rich.table import Table
 
 from ..results import ScoreRun
-from .calibration import calibration_lines  # noqa: F401  (the terminal tells the calibration too)
 from .text import format_score
 
 
