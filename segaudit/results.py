@@ -25,8 +25,10 @@ CONFUSION_COLUMNS = ("annotated", "predicted", "pixels", "images", "share")
 #: The columns of the region table (written by ``segaudit regions``, read by
 #: :func:`segaudit.io.regions.load_regions` for ``report --regions`` and ``export --regions``):
 #: the box in pixels, x1 and y1 exclusive.
-REGION_COLUMNS = ("rank", "image", "region", "score", "area", "x0", "y0", "x1", "y1", "annotated_class",
+REGION_COLUMNS = ("rank", "image", "region", "score", "raw_score", "area", "x0", "y0", "x1", "y1", "annotated_class",
                   "likely_class", "mean_s", "mean_p_likely", "kind")
+#: Columns a region table written before the calibration lacks (its reader accepts that).
+REGION_NEWER_COLUMNS = ("raw_score",)
 #: A volume's regions also span slices z0 .. z1 - 1: these columns follow ``y1``.
 REGION_VOLUME_COLUMNS = ("z0", "z1")
 
@@ -107,7 +109,7 @@ class ImageResult:
     suspect_class: int | None  # annotated class holding most low pixels
     likely_class: int | None  # the predicted class most common among those pixels
     flagged_pixels: int | None = None  # clc-flagged pixels, when clc was computed
-    regions: int | None = None  # error regions scoring >= REGION_COUNT_SCORE, when regions were found
+    regions: int | None = None  # error regions scoring >= the run's region threshold, when regions were found
     worst_region: str | None = None  # the kind of the image's worst such region
     slices: int | None = None  # a volume's slice count (None: a 2-D image)
     worst_slice: int | None = None  # a volume's slice with the most low voxels (see core.slices)
@@ -262,27 +264,40 @@ class ClcRecord(_Section):
         return value if isinstance(value, ClcRecord) else cls.from_dict(value, "baseline")
 
 
-#: A region counts in the ranking's ``regions`` column when it scores at least this.
+#: A region counted in the ranking's ``regions`` column when it scored at least this, before
+#: region scores were calibrated (a run record without a ``threshold`` means it).
 REGION_COUNT_SCORE = 0.5
+
+_OBJECT = (lambda v: isinstance(v, dict), "a JSON object")
 
 
 @dataclass(frozen=True)
 class RegionsRecord(_Section):
     """The regions section of a run record (``score --regions``): the rule that found the
-    regions (so ``overlay`` draws the same ones) and how many scored >= REGION_COUNT_SCORE."""
+    regions (so ``overlay`` draws the same ones), the threshold from which a region counts,
+    how many did, and the calibration of the region scores (its fit, so that ``overlay``
+    and ``export`` score regions the same way)."""
 
     margin: float
     band: int
     band_weight: float
-    regions: int
+    regions: int  # regions scoring >= threshold
+    threshold: float = REGION_COUNT_SCORE
+    #: :meth:`segaudit.calibration.regions.RegionCalibration.to_dict` (None: raw scores).
+    calibration: dict | None = None
 
     @classmethod
     def from_dict(cls, data, source: str | Path = "run record") -> RegionsRecord:
         read = _Reader(data, source, "regions.")
+        threshold = read.get("threshold", _NUMBER)
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            read.fail("regions.threshold", "a number in [0, 1]", threshold)
         return cls(margin=read.get("margin", _NUMBER, required=True, nullable=False),
                    band=read.get("band", _COUNT, required=True, nullable=False),
                    band_weight=read.get("band_weight", _NUMBER, required=True, nullable=False),
-                   regions=read.get("regions", _COUNT, required=True, nullable=False))
+                   regions=read.get("regions", _COUNT, required=True, nullable=False),
+                   threshold=REGION_COUNT_SCORE if threshold is None else threshold,
+                   calibration=read.get("calibration", _OBJECT))
 
 
 @dataclass(frozen=True)

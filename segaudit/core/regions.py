@@ -97,7 +97,7 @@ class Region:
 
     image_id: str
     region: int  # 1-based, worst first within the image
-    score: float  # in [0, 1); higher = more likely an annotation error
+    score: float  # in [0, 1); higher = more likely an annotation error (calibrated when the run is)
     area: int
     x0: int
     y0: int
@@ -115,6 +115,11 @@ class Region:
     touching: int = 0  # pixels near (within the rule's reach) an annotation of the likely class
     z0: int | None = None  # a volume's slices [z0, z1) (y0/y1 are then rows within a slice)
     z1: int | None = None
+    #: The rule's score (region_score), before any calibration: what ranks regions within an image.
+    raw_score: float = math.nan
+    #: mass * coverage**coverage_power / (scale * pixels): raw_score is 1 - exp(-strength),
+    #: which saturates at 1.0 in floating point while the strength still tells regions apart.
+    strength: float = math.nan
 
     @property
     def thickness(self) -> float:
@@ -324,8 +329,8 @@ def _roots(parent, count):
     return roots
 
 
-def region_score(mass: float, coverage: float, pixels: int, rule: RegionRule) -> float:
-    """1 - exp(-mass * coverage**coverage_power / (scale * pixels)), in [0, 1).
+def region_strength(mass: float, coverage: float, pixels: int, rule: RegionRule) -> float:
+    """mass * coverage**coverage_power / (scale * pixels): the evidence :func:`region_score` maps to [0, 1).
 
     ``mass``: the region's summed margin p[likely] - p[label] (band pixels weighted);
     ``coverage``: the share of its annotated object it covers (a whole object in another
@@ -334,7 +339,13 @@ def region_score(mass: float, coverage: float, pixels: int, rule: RegionRule) ->
     """
     if pixels <= 0:
         return 0.0
-    return float(-math.expm1(-mass * coverage ** rule.coverage_power / (rule.scale * pixels)))
+    return float(mass * coverage ** rule.coverage_power / (rule.scale * pixels))
+
+
+def region_score(mass: float, coverage: float, pixels: int, rule: RegionRule) -> float:
+    """1 - exp(-strength) (:func:`region_strength`), in [0, 1] (1.0 only once floating point
+    saturates, for strengths above about 37)."""
+    return float(-math.expm1(-region_strength(mass, coverage, pixels, rule)))
 
 
 def classify(region: Region, background: frozenset[int], rule: RegionRule, image_pixels: int) -> str:
@@ -386,10 +397,13 @@ class RegionFinder:
         The image is a volume's tall image of slices of this many rows: regions and
         objects are 26-connected across slices; the edge band, the kind's thickness and
         the likely class's annotation nearby are taken within each slice.
+    marked : np.ndarray, optional
+        bool (H, W): pixels to count per region (a planted error's, for the calibration);
+        :meth:`finish` then sets ``marked_areas``, each returned region's marked pixels.
     """
 
     def __init__(self, labels: np.ndarray, n_classes: int, rule: RegionRule, *, keep_ids: bool = False,
-                 slice_rows: int | None = None):
+                 slice_rows: int | None = None, marked: np.ndarray | None = None):
         self.rule = rule
         self.shape = labels.shape
         self.slice_rows = int(slice_rows) if slice_rows else 0
@@ -415,6 +429,9 @@ class RegionFinder:
         self.ids = np.full(labels.shape, -1, np.int64) if keep_ids else None
         self.likely_map = np.full(labels.shape, -1, np.int32) if keep_ids else None
         self.region_map: np.ndarray | None = None
+        self.marked = marked
+        self.marked_counts = np.zeros(0, np.int64)
+        self.marked_areas: list[int] = []
         self.next_row = 0
 
     def _room(self, pixels: int) -> None:
@@ -429,6 +446,7 @@ class RegionFinder:
         ints[:, _ROW1] = ints[:, _COL1] = ints[:, _Z1] = -1
         self.ints = np.concatenate([self.ints, ints])
         self.floats = np.concatenate([self.floats, np.zeros((grow, 4))])
+        self.marked_counts = np.concatenate([self.marked_counts, np.zeros(grow, np.int64)])
 
     def add_block(self, start: int, label: np.ndarray, likely: np.ndarray, s: np.ndarray, p: np.ndarray) -> None:
         """Rows [start, start + len(label)): scored labels (-1 ignored), argmax, s and p[argmax]."""
@@ -444,6 +462,10 @@ class RegionFinder:
                                  self.count, self.ints, self.floats)
         if self.likely_map is not None:
             self.likely_map[start:stop] = likely
+        if self.marked is not None:
+            hit = ids[self.marked[start:stop] & (ids >= 0)]
+            if hit.size:
+                self.marked_counts[: self.count] += np.bincount(hit, minlength=self.count)
         if rows:
             # The carried rows shift up by the block's rows and its last rows fill in below;
             # only those rows are copied, not the block.
@@ -468,8 +490,10 @@ class RegionFinder:
             area = int(n[_AREA])
             mass = float(f[_MASS_CORE] + self.rule.band_weight * f[_MASS_BAND])
             object_pixels = int(self.object_sizes[n[_OBJECT]])
+            strength = region_strength(mass, area / object_pixels, pixels, self.rule)
+            score = float(-math.expm1(-strength))
             region = Region(
-                image_id=image_id, region=0, score=region_score(mass, area / object_pixels, pixels, self.rule),
+                image_id=image_id, region=0, score=score, raw_score=score, strength=strength,
                 area=area,
                 x0=int(n[_COL0]), y0=int(n[_ROW0]), x1=int(n[_COL1]) + 1, y1=int(n[_ROW1]) + 1,
                 annotated_class=int(n[_LABEL]), likely_class=int(n[_LIKELY]),
@@ -480,7 +504,11 @@ class RegionFinder:
             plane_pixels = self.slice_rows * self.shape[1] if self.slice_rows else self.labels.size
             region.kind = classify(region, background, self.rule, plane_pixels)
             found.append((root, region))
-        found.sort(key=lambda item: (-item[1].score, -item[1].area, item[1].z0 or 0, item[1].y0, item[1].x0))
+        found.sort(key=lambda item: (-item[1].strength, -item[1].area, item[1].z0 or 0, item[1].y0, item[1].x0))
+        if self.marked is not None:
+            per_root = np.bincount(_roots(self.parent, self.count), weights=self.marked_counts[: self.count],
+                                   minlength=self.count) if self.count else np.zeros(0)
+            self.marked_areas = [int(per_root[root]) for root, _ in found]
         if self.ids is not None:
             number = np.full(self.count + 1, -1, np.int32)  # index count: "no region" (-1)
             for index, (root, _) in enumerate(found):
@@ -508,15 +536,37 @@ class RegionRun:
     counts: dict[str, int]  # regions per image id (every image, 0 included)
     classes: list[str] | None
     rule: RegionRule
+    #: How scores were calibrated (a :class:`segaudit.calibration.regions.RegionCalibration`),
+    #: None when ``score`` is the rule's raw score.
+    calibration: object | None = None
+
+    @property
+    def threshold(self) -> float:
+        """The score from which a region counts (is suspect, proposed, exported): the
+        calibration's threshold, else :data:`RAW_THRESHOLD`."""
+        return self.calibration.threshold if self.calibration is not None else RAW_THRESHOLD
+
+    def counted(self) -> dict[str, int]:
+        """Regions at or above :attr:`threshold` per image id (every image, 0 included)."""
+        out = dict.fromkeys(self.counts, 0)
+        for region in self.regions:
+            if region.score >= self.threshold:
+                out[region.image_id] = out.get(region.image_id, 0) + 1
+        return out
+
+
+#: The threshold of uncalibrated (raw) scores: what --min-score meant before the calibration.
+RAW_THRESHOLD = 0.5
 
 
 def rank_regions(regions: list[Region]) -> list[Region]:
-    """Worst first: score (descending), then image id and region number."""
-    return sorted(regions, key=lambda r: (-r.score, r.image_id, r.region))
+    """Worst first: score (descending), strength (descending: calibrated scores tie in
+    steps, raw ones once they saturate), then image id and region number."""
+    return sorted(regions, key=lambda r: (-r.score, -np.nan_to_num(r.strength, nan=-np.inf), r.image_id, r.region))
 
 
 def find_regions(dataset: Dataset, rule: RegionRule | None = None, *, keep_maps=None, on_image=None,
-                 prefetch: int = 4, progress=None) -> RegionRun:
+                 prefetch: int = 4, progress=None, calibration=None, images=None) -> RegionRun:
     """Find the error regions of every image of ``dataset``, one streamed pass over the store.
 
     Parameters
@@ -533,8 +583,17 @@ def find_regions(dataset: Dataset, rule: RegionRule | None = None, *, keep_maps=
         Reads in flight ahead of the kernel.
     progress : callable, optional
         ``progress(stage, done, total)``.
+    calibration : RegionCalibration, optional
+        Maps each region's raw score to its calibrated ``score`` (before ``on_image``);
+        it must come from the same dataset and rule.
+    images : set of str, optional
+        Only these image ids are read (the rest are not scanned, and count 0 regions).
     """
     rule = rule or RegionRule()
+    if images is not None:
+        from dataclasses import replace
+
+        dataset = replace(dataset, pairs=[pair for pair in dataset.pairs if pair[1] in images])
     n_classes = dataset.store.n_classes
     background = background_classes(dataset.store.classes)
     config = KernelConfig(dataset.decoding)
@@ -558,6 +617,8 @@ def find_regions(dataset: Dataset, rule: RegionRule | None = None, *, keep_maps=
     def end(index, image_id):
         finder = state.pop("finder")
         regions = finder.finish(image_id, background)
+        if calibration is not None:
+            calibration.apply(regions)
         counts[image_id] = len(regions)
         found.extend(regions)
         if on_image:
@@ -567,7 +628,7 @@ def find_regions(dataset: Dataset, rule: RegionRule | None = None, *, keep_maps=
             progress("regions", index + 1, len(dataset.pairs))
 
     walk(dataset, block, on_image_start=start, on_image_end=end, prefetch=prefetch)
-    return RegionRun(rank_regions(found), len(dataset.pairs), counts, dataset.store.classes, rule)
+    return RegionRun(rank_regions(found), len(dataset.pairs), counts, dataset.store.classes, rule, calibration)
 
 
 def regions_part(dataset: Dataset, first: int, cache, prefetch: int, done, rule: RegionRule) -> list[Region]:

@@ -94,7 +94,8 @@ def _best_overlaps(region_map: np.ndarray, planted: np.ndarray, region_areas: np
 
 def evaluate_regions(dataset: Dataset, clean_masks: str | Path, truth: dict[str, tuple[bool, str]],
                      rule: RegionRule | None = None, *, min_score: float = 0.5, min_area: int = 16,
-                     mask_suffix: str = "", prefetch: int = 4, progress=None) -> RegionEvaluation:
+                     mask_suffix: str = "", prefetch: int = 4, progress=None,
+                     calibration=None) -> RegionEvaluation:
     """Find regions in ``dataset`` (noisy masks) and match them to the errors planted in it.
 
     Parameters
@@ -110,6 +111,9 @@ def evaluate_regions(dataset: Dataset, clean_masks: str | Path, truth: dict[str,
         The proposals relabel regions scoring at least this.
     min_area : int
         Planted regions smaller than this many pixels are not counted in recall.
+    calibration : RegionCalibration, optional
+        Calibrated region scores (:func:`segaudit.calibration.regions.calibrated_regions`
+        fitted it on the same dataset and rule); ``min_score`` then applies to them.
     """
     clean_files = {m.image_id: m for m in find_masks(clean_masks, mask_suffix)}
     missing = [image_id for _, image_id in dataset.pairs if image_id not in clean_files]
@@ -153,7 +157,7 @@ def evaluate_regions(dataset: Dataset, clean_masks: str | Path, truth: dict[str,
         result.per_kind_restored[kind] += restored
 
     find_regions(dataset, rule, keep_maps=lambda image_id: True, on_image=on_image, prefetch=prefetch,
-                 progress=progress)
+                 progress=progress, calibration=calibration)
     return result
 
 

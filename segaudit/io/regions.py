@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..results import REGION_COLUMNS
+from ..results import REGION_COLUMNS, REGION_NEWER_COLUMNS
 from .tables import read_table
 
 
@@ -58,7 +58,7 @@ def load_regions(path: str | Path) -> RegionTable:
         [0, 1], a box that is not x0 <= x1, y0 <= y1 (all >= 0), or a region listed twice.
     """
     table = read_table(path, "region table")
-    missing = [c for c in REGION_COLUMNS if c not in table.header]
+    missing = [c for c in REGION_COLUMNS if c not in table.header and c not in REGION_NEWER_COLUMNS]
     if missing:
         raise InputError(f"{table.path}: missing column(s) {', '.join(missing)} "
                          f"(expected {','.join(REGION_COLUMNS)}, as segaudit regions writes)")

@@ -40,7 +40,7 @@ def _has_volumes(run: RegionRun) -> bool:
 def region_rows(run: RegionRun) -> list[list]:
     """The table's rows, in ranking order (1-based ranks), in :func:`segaudit.results.region_columns` order."""
     volumes = _has_volumes(run)
-    return [[rank, r.image_id, r.region, r.score, r.area, r.x0, r.y0, r.x1, r.y1, *([r.z0, r.z1] if volumes else []),
+    return [[rank, r.image_id, r.region, r.score, r.raw_score, r.area, r.x0, r.y0, r.x1, r.y1, *([r.z0, r.z1] if volumes else []),
              _class(r.annotated_class, run.classes), _class(r.likely_class, run.classes), r.mean_s,
              r.mean_p_likely, r.kind] for rank, r in enumerate(run.regions, 1)]
 
@@ -63,6 +63,7 @@ class RegionOutcome:
 
     run: RegionRun
     proposals: list[tuple[str, int]] = field(default_factory=list)  # (image id, pixels relabeled)
+    threshold: float = 0.5  # the min score used: --min-score, or the calibration's threshold
 
 
 def _raw_values(dataset: Dataset) -> np.ndarray | None:
@@ -103,9 +104,16 @@ def _proposal_bytes(dataset: Dataset, mask, labels: np.ndarray, new: np.ndarray,
 
 
 def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None, out: str | Path | None = None,
-                           fmt: str = "csv", propose_dir: str | Path | None = None, min_score: float = 0.5,
+                           fmt: str = "csv", propose_dir: str | Path | None = None, min_score: float | None = None,
+                           calibration_seed: int = 0, unlabeled: int | None = None,
                            prefetch: int = 4, on_progress=None, **inputs) -> RegionOutcome:
-    """Find every image's error regions; write the region table and, optionally, proposals.
+    """Find every image's error regions, with scores calibrated on errors planted into a
+    sample of the masks; write the region table and, optionally, proposals.
+
+    The first pass finds the regions and calibrates their scores
+    (:func:`segaudit.calibration.regions.calibrated_regions`); proposals need each image's
+    region map, so a second pass reads only the images with a region at or above the
+    threshold and writes their proposals.
 
     Parameters
     ----------
@@ -119,10 +127,18 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
     propose_dir : str or Path, optional
         Where to write a corrected mask per image with a region scoring at least
         ``min_score`` (files mirror the mask ids).
-    min_score : float
-        Regions scoring at least this are relabeled in the proposals.
+    min_score : float, optional
+        Regions scoring (calibrated) at least this are relabeled in the proposals; None: the
+        calibration's threshold (``outcome.threshold``).
+    calibration_seed : int
+        The seed of the planted copies the scores are calibrated on.
+    unlabeled : int, optional
+        The dataset's scored unlabeled class, which planted missed objects become.
     """
-    check_min_score(min_score)
+    from ..calibration.regions import calibrated_regions
+
+    if min_score is not None:
+        check_min_score(min_score)
     if propose_dir is not None and out is not None and lies_within(out, propose_dir):
         raise InputError(f"--output {out} is inside --propose-dir {propose_dir}: a proposal could overwrite it; "
                          "write the region table elsewhere")
@@ -134,6 +150,12 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
         propose_dir = Path(propose_dir)
         if propose_dir.exists() and not propose_dir.is_dir():
             raise InputError(f"--propose-dir is not a directory: {propose_dir}")
+    outcome.run, _ = calibrated_regions(dataset, rule, seed=calibration_seed, unlabeled=unlabeled,
+                                        prefetch=prefetch, progress=on_progress)
+    if min_score is None:
+        min_score = outcome.run.threshold
+    outcome.threshold = min_score
+    if propose_dir is not None:
         raw_of = _raw_values(dataset)
         mask_of = {image_id: mask for mask, image_id in dataset.pairs}
         # Proposals are written into a staging folder and moved in when every one is complete:
@@ -155,8 +177,11 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
             outcome.proposals.append((image_id, int(np.count_nonzero(new != labels))))
 
     with staging as staged:
-        outcome.run = find_regions(dataset, rule, keep_maps=(lambda image_id: True) if on_image else None,
-                                   on_image=on_image, prefetch=prefetch, progress=on_progress)
+        if on_image is not None:
+            wanted = {r.image_id for r in outcome.run.regions if r.score >= min_score}
+            # The same regions again (deterministic), calibrated by the same fit, with their maps.
+            find_regions(dataset, outcome.run.rule, keep_maps=lambda image_id: True, on_image=on_image,
+                         prefetch=prefetch, calibration=outcome.run.calibration, images=wanted)
         if out is not None:
             if staged is not None:
                 staged.check()  # the table goes with the proposals, or neither does
