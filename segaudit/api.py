@@ -22,8 +22,8 @@ from .core.kernel import check_pixel_threshold, check_temperature
 from .core.passes import check_threads
 from .engine import rank_results, score_dataset
 from .methods import DEFAULT_METHOD, check_methods
-from .core.regions import RegionRule, RegionRun, find_regions, rank_regions, regions_part
-from .results import REGION_COUNT_SCORE, ImageResult, RegionsRecord, ScoreRun
+from .core.regions import RegionRule, RegionRun, rank_regions
+from .results import ImageResult, RegionsRecord, ScoreRun
 
 
 def score(
@@ -102,8 +102,10 @@ def score(
     regions : RegionRule or bool, optional
         Also find each image's error regions (one more pass over the store; True = the
         default :class:`~segaudit.core.regions.RegionRule`): each result's ``regions`` is
-        its count of regions scoring at least ``REGION_COUNT_SCORE`` (0.5) and
-        ``worst_region`` the kind of the worst of them, and ``run.regions`` records the rule.
+        its count of regions scoring at least the calibrated threshold (regions' scores are
+        calibrated on errors planted into a sample of the masks, as ``segaudit regions``
+        does) and ``worst_region`` the kind of the worst of them, and ``run.regions``
+        records the rule, the threshold and the calibration.
     on_progress : callable, optional
         Called as ``on_progress(stage, done, total)`` after each image of each pass over
         the dataset (one pass, plus two or more for clc), for progress display.
@@ -160,7 +162,7 @@ def score(
                         threads=threads, calibration_seed=calibration_seed, unlabeled=unlabeled)
     if regions:
         add_regions(run, dataset, RegionRule() if regions is True else regions, prefetch=prefetch,
-                    on_progress=on_progress)
+                    on_progress=on_progress, calibration_seed=calibration_seed, unlabeled=unlabeled)
     return run
 
 
@@ -174,12 +176,14 @@ def _score_on_cluster(client, masks, predictions, inputs: dict, methods, regions
                             progress=settings["on_progress"])
     run = score_dataset_distributed(client, spec, methods, dataset=dataset, parts=parts, **settings)
     if regions:  # each worker finds its images' regions; the counts are the single-machine ones
-        add_regions(run, dataset, RegionRule() if regions is True else regions, parts=parts)
+        add_regions(run, dataset, RegionRule() if regions is True else regions, parts=parts,
+                    calibration_seed=settings["calibration_seed"], unlabeled=settings["unlabeled"])
     return run
 
 
 def regions(masks: str | Path, predictions: str | Path, *, rule: RegionRule | None = None, prefetch: int = 4,
-            on_progress: Callable[[str, int, int], None] | None = None, **inputs) -> RegionRun:
+            on_progress: Callable[[str, int, int], None] | None = None, calibration_seed: int = 0,
+            unlabeled: int | None = None, **inputs) -> RegionRun:
     """The error regions of every image, ranked over the dataset, worst first.
 
     Parameters
@@ -191,6 +195,10 @@ def regions(masks: str | Path, predictions: str | Path, *, rule: RegionRule | No
         (:class:`segaudit.RegionRule`; the defaults chosen on the benchmarks when None).
     prefetch, on_progress
         As :func:`score`.
+    calibration_seed, unlabeled
+        The seed of the errors planted into a sample of the masks that the region scores
+        are calibrated on, and the dataset's scored unlabeled class (what a planted missed
+        object becomes; None: its surroundings).
     **inputs
         The input keywords of :func:`score`: ``ignore_index``, ``mask_suffix``, ``palette``,
         ``classes``, ``logits``, ``channels_last``, ``allow_missing``, ``only``, ``label_map``,
@@ -199,35 +207,52 @@ def regions(masks: str | Path, predictions: str | Path, *, rule: RegionRule | No
     Returns
     -------
     RegionRun
-        ``regions`` (:class:`segaudit.Region`, worst first), the per-image counts, the class
-        names and the rule. :func:`segaudit.write_regions` writes the table.
+        ``regions`` (:class:`segaudit.Region`, worst first, ``score`` calibrated and
+        ``raw_score`` the rule's), the per-image counts, the class names, the rule and the
+        ``calibration`` (its ``threshold``: from which a region counts).
+        :func:`segaudit.write_regions` writes the table.
     """
+    from .calibration.regions import calibrated_regions
+
     dataset = open_dataset(masks, predictions, **inputs)
-    return find_regions(dataset, rule, prefetch=prefetch, progress=on_progress)
+    return calibrated_regions(dataset, rule, seed=calibration_seed, unlabeled=unlabeled, prefetch=prefetch,
+                              progress=on_progress)[0]
 
 
 def add_regions(run: ScoreRun, dataset, rule: RegionRule, *, prefetch: int = 4, on_progress=None,
-                parts=None) -> None:
-    """Find the regions of ``dataset`` (scored as ``run``) and add each image's count and worst kind.
+                parts=None, calibration_seed: int = 0, unlabeled: int | None = None) -> None:
+    """Find the regions of ``dataset`` (scored as ``run``), calibrate their scores, and add
+    each image's count of regions at or above the calibrated threshold and its worst kind.
 
     ``parts``: the dataset's partitions on a Dask cluster (:func:`segaudit.distributed.dask_partitions`),
-    where the workers find their images' regions; the counts are the same as here.
+    where the workers find their images' regions and planted copies; the client fits the
+    calibration on every partition's samples in dataset order, so the counts are the same as here.
     """
+    from .calibration.regions import calibrated_regions, calibrated_regions_part, fit_region_calibration
+
     if parts is None:
-        ranked = find_regions(dataset, rule, prefetch=prefetch, progress=on_progress).regions
+        ranked = calibrated_regions(dataset, rule, seed=calibration_seed, unlabeled=unlabeled, prefetch=prefetch,
+                                    progress=on_progress)[0]
+        calibration = ranked.calibration
+        ranked = ranked.regions
     else:
-        pieces = parts.map("regions", regions_part, [(rule,)] * parts.count)
-        ranked = rank_regions([region for piece in pieces for region in piece])
+        pieces = parts.map("regions", calibrated_regions_part,
+                           [(rule, calibration_seed, unlabeled, len(dataset.pairs))] * parts.count)
+        found = [region for regions, _ in pieces for region in regions]
+        calibration = fit_region_calibration([image for _, samples in pieces for image in samples], calibration_seed)
+        calibration.apply(found)
+        ranked = rank_regions(found)
     counted: dict[str, list] = {}
     for region in ranked:  # worst first
-        if region.score >= REGION_COUNT_SCORE:
+        if region.score >= calibration.threshold:
             counted.setdefault(region.image_id, []).append(region)
     for result in run.results:
         mine = counted.get(result.image_id, [])
         result.regions = len(mine)
         result.worst_region = mine[0].kind if mine else None
     run.regions = RegionsRecord(margin=rule.margin, band=rule.band, band_weight=rule.band_weight,
-                                regions=sum(len(v) for v in counted.values()))
+                                regions=sum(len(v) for v in counted.values()), threshold=calibration.threshold,
+                                calibration=calibration.to_dict())
 
 
 def score_array_dataset(dataset: ArrayDataset, methods: Iterable[str], *, temperature: float = 0.1,

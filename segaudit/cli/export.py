@@ -21,7 +21,7 @@ def command(
     regions: Annotated[Optional[Path], typer.Option("--regions", help="Region table from segaudit regions: export only its regions (checked against the regions found now).")] = None,
     decisions: Annotated[Optional[Path], typer.Option("--decisions", help="A reviewer's decisions.csv: export the images marked fix (a region marked fix whatever its score); regions marked ok are left out.")] = None,
     top: Annotated[Optional[int], typer.Option(help="Also export the N worst images of the ranking (but those marked ok in --decisions, masks unchanged).")] = None,
-    min_score: Annotated[float, typer.Option(help="Regions scoring at least this (0-1) are suspect; without --decisions and --top, the images with such a region are exported.")] = 0.5,
+    min_score: Annotated[Optional[float], typer.Option(help="Regions scoring at least this (0-1, calibrated score) are suspect; without --decisions and --top, the images with such a region are exported. Default: the calibrated threshold score --regions recorded (without it, the region scores are calibrated now, one more pass).")] = None,
     proposals: Annotated[Optional[Path], typer.Option("--proposals", help="Directory of proposed masks (segaudit regions --propose-dir). Default: propose the fix now, the exported regions relabeled to their likely class.")] = None,
     image_url: Annotated[str, typer.Option(help="Where the tool finds each photo; {id} is replaced by the image id (e.g. '/data/local-files/?d=photos/{id}.jpg' for Label Studio).")] = "{id}.png",
     margin: Annotated[Optional[float], typer.Option(help="Region rule (as segaudit regions); default: the ranking's (score --regions) or 0.25.")] = None,

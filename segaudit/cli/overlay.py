@@ -24,7 +24,7 @@ def command(
     pixel_threshold: Annotated[Optional[float], typer.Option(help="Highlight pixels whose probability of the annotated class is below this. Default: the one score used.")] = None,
     max_width: Annotated[int, typer.Option(help="Downscale panels wider than this many pixels (nearest for label maps; the error map keeps every low pixel visible). 0 = full resolution.")] = 1024,
     palette: Annotated[Optional[Path], typer.Option(help="JSON colours for the classes (list, or mapping colour -> class). Default: the masks' own palette, the palette score used, or fixed colours.")] = None,
-    region_min_score: Annotated[float, typer.Option(help="Outline the image's error regions (as segaudit regions finds them) scoring at least this (0-1) on the error map, numbered, with a legend line each.")] = 0.5,
+    region_min_score: Annotated[Optional[float], typer.Option(help="Outline the image's error regions (as segaudit regions finds them) scoring at least this (0-1) on the error map, numbered, with a legend line each. Default: the calibrated threshold that score --regions recorded (the one its regions column counts from); 0.5 of the raw score without --regions.")] = None,
     max_regions: Annotated[int, typer.Option(help="Outline at most this many regions per image, the worst first; 0 = none.")] = 5,
     storage_options: StorageOptions = None,
     timeout: Timeout = DEFAULT_TIMEOUT,
@@ -41,8 +41,9 @@ def command(
 
     if top < 0:
         raise fail(f"--top must be >= 0, got {top}")
-    with exit_on_error():
-        check_region_min_score(region_min_score)
+    if region_min_score is not None:
+        with exit_on_error():
+            check_region_min_score(region_min_score)
     if max_regions < 0:
         raise fail(f"--max-regions must be >= 0, got {max_regions}")
     with exit_on_error(f"overlays to {out}", name_file=True):

@@ -20,7 +20,7 @@ def command(
     *,
     output: Annotated[str, typer.Option("--output", "-o", help="Ranking to write, worst image first; '-' writes to stdout (logs go to stderr). A run record <stem>.run.json is written beside a file.")] = "ranking.csv",
     method: Annotated[str, typer.Option("--method", "-m", help="Scoring method, a comma list, or 'all' (auto, " + ", ".join(method_names()) + "). The first ranks the images and fills the 'score' column. rsoftmin (default) is softmin at a temperature scaled to the image size; softmin is the paper's. auto plants realistic errors into copies of a sample of your masks, measures how well every candidate score (each method, softmin at several temperatures, rank blends) finds them with your model's predictions, and ranks with the best; the table goes to the terminal and the run record. clc adds two passes over a temporary cell cache (the store is read once).")] = "rsoftmin",
-    calibration_seed: Annotated[int, typer.Option(help="auto: seed of the planted copies it calibrates on (which images, which errors); the same seed gives the same ranking.")] = 0,
+    calibration_seed: Annotated[int, typer.Option(help="auto and --regions: seed of the planted copies they calibrate on (which images, which errors); the same seed gives the same ranking and region scores.")] = 0,
     unlabeled: Annotated[Optional[int], typer.Option("--unlabeled", help="auto: your unlabeled (background) class, if it is a scored class (not an --ignore-index): planted missed objects are annotated as it, as real ones are. Default: a missed object keeps the class around it.")] = None,
     temperature: Annotated[float, typer.Option(help="Softmin temperature (> 0): lower focuses on the worst pixels, higher approaches the mean. rsoftmin uses it on 760x1280 images and scales it to each image's size.")] = 0.1,
     pixel_threshold: PixelThreshold = 0.5,
@@ -35,7 +35,7 @@ def command(
     fail_under: Annotated[Optional[float], typer.Option(help="Gate: exit 1 if any image's score (the first method, or --fail-under-method) is below this; the images are listed on stderr.")] = None,
     fail_under_method: Annotated[Optional[str], typer.Option(help="Gate --fail-under on this computed method instead of the first.")] = None,
     max_flagged: Annotated[Optional[int], typer.Option(help="Gate: exit 1 if any image has more than N clc-flagged pixels (needs clc in --method).")] = None,
-    regions: Annotated[bool, typer.Option("--regions", help="Also find each image's error regions (one more pass over the store; see segaudit regions): adds the columns regions (how many score >= 0.5) and worst_region (the worst one's kind: missing, wrong_class, boundary, spurious), and the rule to the run record, so overlay draws the same regions.")] = False,
+    regions: Annotated[bool, typer.Option("--regions", help="Also find each image's error regions (one more pass over the store; see segaudit regions): adds the columns regions (how many score at or above the calibrated threshold: region scores are calibrated on errors planted into a sample of the masks, seeded by --calibration-seed; the threshold is printed and recorded) and worst_region (the worst one's kind: missing, wrong_class, boundary, spurious), and the rule to the run record, so overlay draws the same regions.")] = False,
     reviewed: Annotated[Optional[Path], typer.Option("--reviewed", help="A reviewer's decisions.csv (image,region,decision,note,mask_sha256): images marked ok whose mask file still has the recorded sha256 stay in the ranking but are exempt from the gates; a changed mask is judged again. The run record and --summary-md say how many were exempted and how many decisions went stale.")] = None,
     folds: Annotated[Optional[Path], typer.Option("--folds", help="An image,fold table (from 'segaudit folds'): before scoring, check that every image with a recorded fold (PredictionWriter(fold=), pack --fold) was predicted by its own fold's model; exit 2 naming the first offenders otherwise. A store without recorded folds passes.")] = None,
     fail_on_warning: Annotated[bool, typer.Option("--fail-on-warning", help="Gate: exit 1 if the dataset-level check warns (labels and predictions do not look like the same class space, e.g. masks needing --label-map).")] = False,
@@ -102,6 +102,12 @@ def command(
         if not fail_on_warning:  # the gate prints them
             for warning in run.warnings:
                 stderr.print(f"warning: {warning}", soft_wrap=True)
+    if run.regions is not None and run.regions.calibration is not None and not quiet:
+        from ..calibration.regions import RegionCalibration
+
+        stderr.print(RegionCalibration.from_dict(run.regions.calibration).describe()
+                     + f"; {run.regions.regions} region(s) at or above it (the regions column)",
+                     soft_wrap=True, highlight=False, markup=False)
     if run.calibration is not None and not quiet:
         from ..outputs.calibration import calibration_lines
 

@@ -42,7 +42,7 @@ from ..io.photos import SCAN_EXTENSIONS, read_scan_slice, read_tiff_photo, scan_
 from ..core.kernel import check_pixel_threshold
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
-from ..results import REGION_COUNT_SCORE, RunRecord
+from ..results import RunRecord
 
 #: Photo file extensions looked for with ``--images`` (any letter case).
 PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -647,7 +647,7 @@ def write_overlays(
     flags_for: FlagSource | None = None,
     workers: int | None = None,
     on_image: Callable[[int, int], None] | None = None,
-    region_min_score: float = DEFAULT_REGION_MIN_SCORE,
+    region_min_score: float | None = None,
     max_regions: int = DEFAULT_MAX_REGIONS,
     regions_for: RegionSource | None = None,
     storage_options: dict | str | None = None,
@@ -658,10 +658,12 @@ def write_overlays(
     ``pixel_threshold`` defaults to the recorded one, ``palette`` (colours only) to the
     recorded ``--palette``. ``flags_for`` supplies per-pixel flags per image (None: the
     recorded clc flags, if any). Each image's error regions scoring at least
-    ``region_min_score``, at most ``max_regions`` of them (0: none, and no region pass), are
-    outlined; ``regions_for`` supplies them (None: :func:`recorded_regions`, the rule of
-    the run record; then an image whose ``regions`` column, from ``score --regions``, is 0
-    is not read again when ``region_min_score`` is at least the column's 0.5). Every check that needs no pixel data (ids, names, pairing, photo
+    ``region_min_score`` (None: the threshold ``score --regions`` recorded, the one its
+    ``regions`` column counts from; :data:`DEFAULT_REGION_MIN_SCORE` without one), at most
+    ``max_regions`` of them (0: none, and no region pass), are outlined; ``regions_for``
+    supplies them (None: :func:`recorded_regions`, the rule and calibrated scores of the run
+    record; then an image whose ``regions`` column is 0 is not read again when
+    ``region_min_score`` is at least the recorded threshold). Every check that needs no pixel data (ids, names, pairing, photo
     sizes) is done before the first PNG is written. ``storage_options``: for masks or
     predictions recorded as URLs (never recorded themselves). InputError for bad input.
     """
@@ -683,7 +685,8 @@ def write_overlays(
     check_pixel_threshold(threshold)
     if max_width is not None and max_width < 0:
         raise InputError(f"--max-width must be 0 (full size) or a positive number of pixels, got {max_width}")
-    check_region_min_score(region_min_score)
+    if region_min_score is not None:
+        check_region_min_score(region_min_score)
     if isinstance(max_regions, bool) or not isinstance(max_regions, int) or max_regions < 0:
         raise InputError(f"--max-regions must be a whole number >= 0, got {max_regions}")
     selected = select_images(ranking, top, ids)
@@ -701,11 +704,17 @@ def write_overlays(
     if flags_for is None:
         flags_for = recorded_clc_flags(dataset, record)
     recorded_rule = False  # whether regions_for uses the rule that counted the ranking's regions column
+    recorded_threshold = record.regions.threshold if record.regions is not None else DEFAULT_REGION_MIN_SCORE
     if max_regions == 0:
         regions_for = None
     elif regions_for is None:
-        regions_for = recorded_regions(dataset, record, ranking.record_path)
+        regions_for = recorded_regions(dataset, record, ranking.record_path, storage_options=storage_options)
         recorded_rule = record.regions is not None
+        calibration = getattr(regions_for, "calibration", None)
+        if calibration is not None:
+            recorded_threshold = calibration.threshold
+    if region_min_score is None:
+        region_min_score = recorded_threshold
     masks = {image_id: mask for mask, image_id in dataset.pairs}
     for row in selected:
         if row.image_id not in masks:
@@ -777,8 +786,8 @@ def write_overlays(
             caption = Caption(image_id=title, rank=row.rank, score=row.score,
                               method=ranking.method, suspect=row.suspect, likely=row.likely)
             shown, region_map = [], None
-            # score --regions counted the image's regions at >= REGION_COUNT_SCORE with this rule.
-            counted_none = row.regions == 0 and recorded_rule and region_min_score >= REGION_COUNT_SCORE
+            # score --regions counted the image's regions at >= its threshold with this rule.
+            counted_none = row.regions == 0 and recorded_rule and region_min_score >= recorded_threshold
             if regions_for is not None and not counted_none:
                 found, region_map = regions_for(row.image_id, **({} if rows is None else {"rows": rows}))
                 # only regions with a pixel in the map drawn (all of them, but for a volume's slice)
@@ -863,17 +872,22 @@ def recorded_region_rule(record: RunRecord, source: str | Path = "run record"):
         raise InputError(f"{source}: bad 'regions' entry: {one_line(exc)}") from None
 
 
-def recorded_regions(dataset, record: RunRecord, source: str | Path = "run record") -> RegionSource:
+def recorded_regions(dataset, record: RunRecord, source: str | Path = "run record", *,
+                     storage_options: dict | str | None = None) -> RegionSource:
     """The error regions of drawn images, found as ``segaudit regions`` finds them (with the
     rule of :func:`recorded_region_rule`), re-reading one image's predictions at a time.
 
     The source returned is called as ``regions(image_id, rows=None)``: every region of the
-    image, and its region map (of rows ``rows[0]:rows[1]`` only, when given)."""
+    image, and its region map (of rows ``rows[0]:rows[1]`` only, when given); its
+    ``calibration`` attribute calibrates their scores: the run record's (``score
+    --regions``), else fitted now on the whole dataset (:func:`segaudit.outputs.regions.recorded_calibration`)."""
     import dataclasses
 
     from ..core.regions import find_regions
+    from .regions import recorded_calibration
 
     rule = recorded_region_rule(record, source)
+    calibration = recorded_calibration(record, source, rule, storage_options)
     masks = {image_id: mask for mask, image_id in dataset.pairs}
 
     def regions(image_id, rows=None):
@@ -883,10 +897,11 @@ def recorded_regions(dataset, record: RunRecord, source: str | Path = "run recor
         def keep(index, _, labels, image_regions, finder):
             found["regions"], found["map"] = image_regions, finder.region_map
 
-        find_regions(single, rule, keep_maps=lambda _: True, on_image=keep, prefetch=1)
+        find_regions(single, rule, keep_maps=lambda _: True, on_image=keep, prefetch=1, calibration=calibration)
         region_map = found["map"] if rows is None else found["map"][rows[0]:rows[1]]
         return found["regions"], region_map
 
+    regions.calibration = calibration
     return regions
 
 

@@ -187,3 +187,22 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
                 staged.check()  # the table goes with the proposals, or neither does
             write_regions(outcome.run, out, fmt)
     return outcome
+
+
+def recorded_calibration(record, source, rule: RegionRule, storage_options=None, progress=None):
+    """The region scores' calibration of a scoring run: the one ``score --regions`` recorded,
+    else fitted now on the whole dataset its run record names (one more pass, as ``segaudit
+    regions`` makes, with --method auto's seed and unlabeled class when it ran), so that
+    ``overlay`` and ``export`` score and count regions as ``segaudit regions`` does."""
+    from ..calibration.regions import RegionCalibration, calibrated_regions
+
+    if record.regions is not None and record.regions.calibration is not None:
+        return RegionCalibration.from_dict(record.regions.calibration, str(source))
+    dataset = open_dataset(
+        record.masks, record.predictions, ignore_index=record.ignore_index, mask_suffix=record.mask_suffix or "",
+        palette=record.palette, classes=None if record.classes is None else list(record.classes),
+        logits=record.logits, channels_last=record.channels_last, allow_missing=True, label_map=record.label_map,
+        storage_options=storage_options)
+    auto = record.calibration
+    return calibrated_regions(dataset, rule, seed=auto.seed if auto else 0, unlabeled=auto.unlabeled if auto else None,
+                              progress=progress)[0].calibration

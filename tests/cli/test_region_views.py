@@ -54,7 +54,10 @@ def scored(tmp_path_factory):
         regions = list(csv.DictReader(stream))
     with open(ranking, newline="") as stream:
         ranks = {row["image"]: int(row["rank"]) for row in csv.DictReader(stream)}
-    return {"dir": work, "ranking": ranking, "regions": regions, "ranks": ranks}
+    import segaudit
+
+    threshold = segaudit.regions(FIXTURES / "masks", FIXTURES / "preds.zarr").threshold  # --min-score's default
+    return {"dir": work, "ranking": ranking, "regions": regions, "ranks": ranks, "threshold": threshold}
 
 
 def fixture_colours():
@@ -81,7 +84,7 @@ def test_overlay_outlines_each_region_on_its_box(scored):
     from segaudit.outputs.overlay import any_pool, region_outline
 
     image_id = "city_a/0005"
-    rows = [r for r in scored["regions"] if r["image"] == image_id and float(r["score"]) >= 0.5]
+    rows = [r for r in scored["regions"] if r["image"] == image_id and float(r["score"]) >= scored["threshold"]]
     assert len(rows) == 3
     dataset = open_dataset(FIXTURES / "masks", FIXTURES / "preds.zarr")
     dataset = dataclasses.replace(dataset, pairs=[p for p in dataset.pairs if p[1] == image_id])
@@ -122,7 +125,7 @@ def test_overlay_adds_one_legend_line_per_region_under_the_panels(scored):
 
 
 def test_images_without_a_region_at_the_threshold_are_unchanged(scored):
-    shown = {r["image"] for r in scored["regions"] if float(r["score"]) >= 0.5}
+    shown = {r["image"] for r in scored["regions"] if float(r["score"]) >= scored["threshold"]}
     unchanged = [i for i in scored["ranks"] if i not in shown]
     assert "city_a/0002" in unchanged  # it has a region, but scoring 0.05
     for image_id in unchanged:
@@ -297,16 +300,22 @@ def test_images_score_counted_without_regions_are_not_read_again(tmp_path, monke
     real = overlay.recorded_regions
     asked: list[str] = []
 
-    def spying(dataset, record, source="run record"):
-        source_of = real(dataset, record, source)
-        return lambda image_id: (asked.append(image_id), source_of(image_id))[1]
+    def spying(dataset, record, source="run record", **options):
+        source_of = real(dataset, record, source, **options)
+
+        def spy(image_id):
+            asked.append(image_id)
+            return source_of(image_id)
+
+        spy.calibration = source_of.calibration
+        return spy
 
     monkeypatch.setattr(overlay, "recorded_regions", spying)
     overlay.write_overlays(ranking, tmp_path / "o", top=12, workers=1)
     assert sorted(asked) == sorted(i for i, n in counted.items() if n)
     asked.clear()
     overlay.write_overlays(ranking, tmp_path / "low", top=12, workers=1, region_min_score=0.2)
-    assert len(asked) == 12  # below the column's 0.5 every image is looked at
+    assert len(asked) == 12  # below the column's threshold every image is looked at
 
 
 def test_regions_outside_the_drawn_rows_are_left_out(scored, tmp_path):
@@ -318,14 +327,15 @@ def test_regions_outside_the_drawn_rows_are_left_out(scored, tmp_path):
     seen = {}
     recorded = overlay.recorded_regions
 
-    def source_of(dataset, record, source="run record"):
-        real = recorded(dataset, record, source)
+    def source_of(dataset, record, source="run record", **options):
+        real = recorded(dataset, record, source, **options)
         seen["cropped"] = real("city_a/0005", rows=(40, 48))[1].shape
 
         def without_the_worst(image_id):
             found, region_map = real(image_id)
             return found, np.where(region_map == 0, -1, region_map)
 
+        without_the_worst.calibration = real.calibration
         return without_the_worst
 
     with pytest.MonkeyPatch.context() as patch:

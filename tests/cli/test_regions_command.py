@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -29,6 +30,14 @@ def run(*args):
     return CliRunner().invoke(app, [*map(str, args)])
 
 
+@functools.lru_cache(maxsize=1)
+def fixture_threshold() -> float:
+    """The fixtures' calibrated region threshold (what --min-score defaults to)."""
+    import segaudit
+
+    return segaudit.regions(FIXTURES / "masks", FIXTURES / "preds.zarr").threshold
+
+
 def ok(result):
     assert result.exit_code == 0, result.output
     return result
@@ -47,7 +56,14 @@ def test_fixture_regions_rank_the_planted_errors_first_with_their_kinds(tmp_path
     assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
     scores = [float(r["score"]) for r in rows]
     assert scores == sorted(scores, reverse=True)
-    strong = [r for r in rows if float(r["score"]) >= 0.5]
+    assert all(0.0 <= s < 1.0 for s in scores)  # calibrated probabilities, never certain
+    # The raw score keeps the rule's order within an image (regions are numbered by it).
+    for image in {r["image"] for r in rows}:
+        raw = [float(r["raw_score"]) for r in sorted(rows, key=lambda r: int(r["region"])) if r["image"] == image]
+        assert raw == sorted(raw, reverse=True)
+    threshold = fixture_threshold()
+    assert 0.0 < threshold < 1.0
+    strong = [r for r in rows if float(r["score"]) >= threshold]
     assert {r["image"] for r in strong} == PLANTED
     kinds = {r["image"]: r["kind"] for r in strong if r["region"] == "1"}
     # The swap is a whole object in another class; the dropped cars are annotated as background.
@@ -78,7 +94,8 @@ def test_proposals_relabel_the_planted_errors_and_nothing_else(tmp_path):
     assert digest(FIXTURES / "masks") == before
     written = {str(p.relative_to(fixes).with_suffix("")) for p in fixes.rglob("*.png")}
     assert written == PLANTED
-    rows = [r for r in csv.DictReader(open(tmp_path / "r.csv")) if float(r["score"]) >= 0.5]
+    assert f"regions scoring >= {fixture_threshold():.3f}" in result.stderr
+    rows = [r for r in csv.DictReader(open(tmp_path / "r.csv")) if float(r["score"]) >= fixture_threshold()]
     for image_id in written:
         old_img = Image.open(FIXTURES / "masks" / f"{image_id}.png")
         new_img = Image.open(fixes / f"{image_id}.png")
@@ -131,12 +148,15 @@ def test_score_regions_adds_columns_and_the_rule_to_the_record(tmp_path):
     table = list(csv.DictReader(io.StringIO(
         ok(run("regions", FIXTURES / "masks", FIXTURES / "preds.zarr", "-o", "-", "-q")).stdout)))
     for row in rows:
-        mine = [r for r in table if r["image"] == row["image"] and float(r["score"]) >= 0.5]
+        mine = [r for r in table if r["image"] == row["image"] and float(r["score"]) >= fixture_threshold()]
         assert int(row["regions"]) == len(mine)
         assert row["worst_region"] == (mine[0]["kind"] if mine else "")
     record = json.loads((tmp_path / "regions.run.json").read_text())
+    calibration = record["regions"].pop("calibration")
     assert record["regions"] == {"margin": 0.25, "band": 2, "band_weight": 1.0,
-                                 "regions": sum(int(r["regions"]) for r in rows)}
+                                 "regions": sum(int(r["regions"]) for r in rows), "threshold": fixture_threshold()}
+    assert calibration["calibrated"] and calibration["threshold"] == fixture_threshold()
+    assert 0.5 <= calibration["precision"] <= 1.0 and 0.0 < calibration["recall"] <= 1.0
     assert "regions" not in json.loads((tmp_path / "plain.run.json").read_text())
     ranking = load_ranking(with_regions)
     assert ranking.record.regions.band == 2

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.regions import RegionRule, check_min_score, find_regions, propose
+from ..regions import recorded_calibration
 from ...errors import InputError
 from ...io.decisions import read_decisions
 from ...io.files import atomic_write_all, refuse_overwriting_inputs, safe_relative_path
@@ -81,7 +82,7 @@ def _find_proposal(directory: Path, image_id: str) -> Path | None:
 
 
 def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path | None = None,
-           decisions: str | Path | None = None, top: int | None = None, min_score: float = 0.5,
+           decisions: str | Path | None = None, top: int | None = None, min_score: float | None = None,
            proposals: str | Path | None = None, image_url: str = "{id}.png", rule: RegionRule | None = None,
            on_progress=None, storage_options: dict | str | None = None) -> ExportOutcome:
     """Export the images to relabel in an annotation tool's format.
@@ -126,7 +127,8 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
     """
     exporter = get_exporter(to)
     out = Path(out)
-    check_min_score(min_score)
+    if min_score is not None:
+        check_min_score(min_score)
     if top is not None and top < 0:
         raise InputError(f"--top must be >= 0, got {top}")
     if "{id}" not in image_url:
@@ -151,6 +153,9 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
     if rule is None:
         rule = (RegionRule(margin=record.regions.margin, band=record.regions.band,
                            band_weight=record.regions.band_weight) if record.regions else RegionRule())
+    calibration = recorded_calibration(record, loaded.record_path, rule, storage_options, on_progress)
+    if min_score is None:
+        min_score = calibration.threshold
 
     listed = _region_table(Path(regions)) if regions is not None else None
     whole: dict[str, str] = {}
@@ -229,7 +234,8 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
                                regions=picked, decision="fix" if whole.get(image_id) == "fix" else ""))
         exported.append((row.rank, image_id, len(picked)))
 
-    find_regions(dataset, rule, keep_maps=lambda image_id: True, on_image=on_image, progress=on_progress)
+    find_regions(dataset, rule, keep_maps=lambda image_id: True, on_image=on_image, progress=on_progress,
+                 calibration=calibration)
     if not exported:
         raise InputError(f"no image to export: no region scores >= {min_score:g} "
                          "(lower --min-score or pass --top N)")
