@@ -546,3 +546,38 @@ def calibration_choice(table, usable):
         if mean > best_mean:
             best, best_mean = row, mean
     return best
+
+
+def isotonic_fit(x, y, w):
+    """The weighted least-squares non-decreasing fit of y on x, at each point (points of
+    equal x share one value): pool adjacent violators, merging the first violating pair
+    of blocks (mean not increasing) until none is left."""
+    order = sorted(range(len(x)), key=lambda i: (x[i], y[i]))
+    blocks = []  # [xs, total weight, weighted sum, members]
+    for i in order:
+        if blocks and blocks[-1][0] == x[i]:
+            blocks[-1][1] += w[i]
+            blocks[-1][2] += w[i] * y[i]
+            blocks[-1][3].append(i)
+        else:
+            blocks.append([x[i], w[i], w[i] * y[i], [i]])
+    merged = True
+    while merged:
+        merged = False
+        for k in range(len(blocks) - 1):
+            a, b = blocks[k], blocks[k + 1]
+            if b[2] / b[1] <= a[2] / a[1]:
+                blocks[k] = [a[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]
+                del blocks[k + 1]
+                merged = True
+                break
+    fitted = [0.0] * len(x)
+    for block in blocks:
+        for i in block[3]:
+            fitted[i] = block[2] / block[1]
+    return fitted
+
+
+def region_marked_areas(region_map, marked, n_regions):
+    """Per region (index in the finder's list), its pixels in ``marked``."""
+    return [int(np.sum((region_map == k) & marked)) for k in range(n_regions)]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from datasets import make_dataset
+from datasets import FIXTURES, make_dataset
 from segaudit.api import score
 from segaudit.cli import app
 from segaudit.distributed import DatasetSpec, dataset_spec, score_dataset_distributed
@@ -282,6 +282,24 @@ def test_regions_on_a_cluster_are_the_single_machine_ones(client, mixed, tmp_pat
         cluster = tmp_path / f"dask{size}"
         cluster.mkdir()
         invoke("score", mixed.masks, mixed.store, "-m", "rsoftmin,cil", "--regions", "-q", "-o", cluster / "r.csv",
+               "--scheduler", client.scheduler.address, "--partition-size", size)
+        assert outputs(cluster) == outputs(local)
+
+
+def test_calibrated_region_scores_on_a_cluster_are_the_single_machine_ones(client, tmp_path):
+    # The fixtures are large enough for the region calibration: the workers plant the
+    # copies and find their regions, the client fits on every partition's samples in order.
+    import json
+
+    local = tmp_path / "local"
+    local.mkdir()
+    invoke("score", FIXTURES / "masks", FIXTURES / "preds.zarr", "--regions", "-q", "-o", local / "r.csv")
+    record = json.loads((local / "r.run.json").read_text())["regions"]
+    assert record["calibration"]["calibrated"] and 0 < record["threshold"] < 1
+    for size in ("1", "5"):
+        cluster = tmp_path / f"dask{size}"
+        cluster.mkdir()
+        invoke("score", FIXTURES / "masks", FIXTURES / "preds.zarr", "--regions", "-q", "-o", cluster / "r.csv",
                "--scheduler", client.scheduler.address, "--partition-size", size)
         assert outputs(cluster) == outputs(local)
 

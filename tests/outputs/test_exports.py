@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import segaudit
 from datasets import FIXTURES
 from segaudit.cli import app
 from segaudit.cli.export import FORMATS
@@ -46,7 +47,7 @@ def ok(result):
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
-    """The fixtures scored, their region table and proposals (min score 0.5)."""
+    """The fixtures scored, their region table and proposals (the calibrated min score)."""
     root = tmp_path_factory.mktemp("export")
     ok(run("score", MASKS, PREDS, "-o", root / "ranking.csv", "-q"))
     ok(run("regions", MASKS, PREDS, "-o", root / "regions.csv", "--propose-dir", root / "fixes", "-q"))
@@ -55,15 +56,24 @@ def scored(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def found():
-    """The fixtures' regions and region maps, found afresh (what the exports must carry)."""
+    """The fixtures' regions and region maps, found afresh with calibrated scores (what the
+    exports must carry)."""
+    from segaudit.calibration.regions import calibrated_regions
+
     dataset = open_dataset(MASKS, PREDS)
+    calibration = calibrated_regions(dataset)[0].calibration
+    assert calibration.threshold == THRESHOLD
     maps = {}
 
     def keep(index, image_id, labels, regions, finder):
         maps[image_id] = (labels.copy(), regions, finder.region_map.copy())
 
-    find_regions(dataset, keep_maps=lambda image_id: True, on_image=keep)
+    find_regions(dataset, keep_maps=lambda image_id: True, on_image=keep, calibration=calibration)
     return maps
+
+
+#: The fixtures' calibrated region threshold (export's default --min-score), measured once.
+THRESHOLD = segaudit.regions(MASKS, PREDS).threshold
 
 
 def labels_of(image_id: str) -> np.ndarray:
@@ -122,7 +132,7 @@ def test_coco_export_reads_back_in_pycocotools_pixel_for_pixel(scored, found, tm
     assert list(names.values()) == classes()
     images = {i["id"]: i for i in document["images"]}
     assert {i["segaudit"]["image"] for i in images.values()} == PLANTED
-    expected = {(image_id, r.region) for image_id, (_, regions, _) in found.items() for r in regions if r.score >= 0.5}
+    expected = {(image_id, r.region) for image_id, (_, regions, _) in found.items() for r in regions if r.score >= THRESHOLD}
     seen = set()
     for annotation in document["annotations"]:
         image = images[annotation["image_id"]]
@@ -229,7 +239,7 @@ def test_cvat_export_reads_back_in_datumaro_pixel_for_pixel(scored, found, tmp_p
     assert set(items) == PLANTED
     for image_id, item in items.items():
         labels, regions, region_map = found[image_id]
-        suspect = np.isin(region_map, [r.region - 1 for r in regions if r.score >= 0.5])
+        suspect = np.isin(region_map, [r.region - 1 for r in regions if r.score >= THRESHOLD])
         expected = np.where(suspect, label_names.index(SUSPECT_LABEL), np.where(labels < len(classes()), labels + 1, 0))
         rebuilt = np.full(labels.shape, -1)
         for annotation in item.annotations:
@@ -270,9 +280,9 @@ def test_decisions_choose_fix_images_and_drop_ok_regions(scored, found, tmp_path
     assert set(got["images"]) == {clean, "city_b/0002"}
     assert ("city_b/0002", 1) not in got["regions"]
     assert {n for i, n in got["regions"] if i == "city_b/0002"} == {
-        r.region for r in found["city_b/0002"][1] if r.score >= 0.5 and r.region != 1}
+        r.region for r in found["city_b/0002"][1] if r.score >= THRESHOLD and r.region != 1}
     # A region marked fix is exported whatever its score.
-    weak = next((i, r.region) for i in sorted(found) for r in found[i][1] if r.score < 0.5)
+    weak = next((i, r.region) for i in sorted(found) for r in found[i][1] if r.score < THRESHOLD)
     decisions.write_text(f"image,region,decision\n{weak[0]},{weak[1]},fix\n")
     assert _coco(scored, tmp_path, "--decisions", decisions)["regions"] == {weak}
 
