@@ -74,7 +74,11 @@ def finish_image(image_id: str, stats: ImageStats, methods: Iterable[str | Metho
     if low:
         # Ties go to the lowest class index (np.argmax keeps the first maximum).
         suspect = int(np.argmax(stats.low_confusion.sum(axis=1)))
-        likely = int(np.argmax(stats.low_confusion[suspect]))
+        # The likely class is another class (the annotated one is no correction): the most
+        # common prediction among the suspect class's low pixels predicted otherwise, if any.
+        others = stats.low_confusion[suspect].copy()
+        others[suspect] = 0
+        likely = int(np.argmax(others)) if others.max() > 0 else None
     return ImageResult(
         image_id=image_id,
         scores={m.name: m.finish(stats, settings) for m in methods if m.per_image},

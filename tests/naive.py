@@ -93,7 +93,10 @@ def image_scores(labels, stored, *, ignore=(), temperature=0.1, pixel_threshold=
     if low.any():
         suspect = int(np.argmax(np.bincount(lab[low], minlength=n_classes)))
         out["suspect_class"] = suspect
-        out["likely_class"] = int(np.argmax(np.bincount(pred[low & (lab == suspect)], minlength=n_classes)))
+        # The likely class is another class: the most common prediction among the suspect
+        # class's low pixels predicted otherwise (None when the model agrees on all of them).
+        others = pred[low & (lab == suspect) & (pred != suspect)]
+        out["likely_class"] = int(np.argmax(np.bincount(others, minlength=n_classes))) if others.size else None
     else:
         out["suspect_class"] = out["likely_class"] = None
     return out
