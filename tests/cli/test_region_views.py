@@ -192,6 +192,22 @@ def test_report_embeds_each_images_regions(scored, tmp_path):
     assert (tmp_path / "jsonl.html").read_text().replace("regions.jsonl", "regions.csv") == text
 
 
+def test_report_counts_regions_as_the_ranking_does(scored, tmp_path):
+    # With score --regions the ranking's regions column counts the regions at or above the
+    # calibrated threshold; the report's column is that count, every region still listed.
+    ranking = tmp_path / "ranking.csv"
+    ok(invoke("score", FIXTURES / "masks", FIXTURES / "preds.zarr", "--regions", "-q", "-o", ranking))
+    ok(invoke("report", "-r", ranking, "--regions", scored["dir"] / "regions.csv", "-q", "-o", tmp_path / "r.html"))
+    data = read_embedded_data((tmp_path / "r.html").read_text())
+    assert data["region_threshold"] == scored["threshold"]
+    counted = {row["image"]: int(row["regions"]) for row in csv.DictReader(open(ranking))}
+    for image in data["images"]:
+        listed = [r for r in scored["regions"] if r["image"] == image["id"]]
+        assert image["nreg"] == counted[image["id"]] == sum(float(r["score"]) >= scored["threshold"] for r in listed)
+        assert len(image["reg"]) == len(listed)
+    assert sum(image["nreg"] for image in data["images"]) < len(scored["regions"])
+
+
 def test_report_without_regions_has_none(scored, tmp_path):
     ranking = load_ranking(scored["ranking"], need_record=False)
     plain = build_report(ranking, overlays_dir=scored["dir"] / "overlays").html

@@ -298,6 +298,8 @@ def report_data(ranking: Ranking, *, overlays: dict[str, list], hashes: dict[str
     decisions.csv) as the page's starting decisions."""
     methods = list(ranking.methods) or [ranking.method]
     record = ranking.record
+    # The threshold score --regions counted the ranking's regions column from (calibrated).
+    region_threshold = record.regions.threshold if record and record.regions else None
     classes: set[str] = set(record.classes or ()) if record else set()
     kinds: set[str] = set()
     images = []
@@ -317,6 +319,8 @@ def report_data(ranking: Ranking, *, overlays: dict[str, list], hashes: dict[str
                             for r in listed[:REGIONS_PER_IMAGE]]
             if len(listed) > REGIONS_PER_IMAGE:
                 image["more"] = len(listed) - REGIONS_PER_IMAGE
+            if region_threshold is not None:  # one count everywhere: regions at or above the threshold
+                image["nreg"] = sum(1 for r in listed if r.score >= region_threshold)
             for r in listed:
                 classes.update(c for c in (r.annotated, r.likely) if c)
                 if r.kind:
@@ -335,6 +339,7 @@ def report_data(ranking: Ranking, *, overlays: dict[str, list], hashes: dict[str
         "pixel_threshold": record.pixel_threshold if record else None,
         "top": top,
         "regions": regions.path.name if regions is not None else None,
+        "region_threshold": region_threshold,
         "columns": list(DECISION_COLUMNS),
         "classes": sorted(classes),
         "kinds": sorted(kinds),

@@ -46,6 +46,13 @@
     if (v !== 0 && Math.abs(v) < 1e-3) return v.toExponential(2);
     return v.toFixed(4);
   }
+  // The regions column counts the regions at or above the threshold score --regions
+  // recorded (the ranking's own count); without one, every listed region.
+  function regionCount(im) {
+    if (D.region_threshold !== null && D.region_threshold !== undefined) return im.nreg;
+    return im.reg ? im.reg.length + (im.more || 0) : im.nreg;
+  }
+  var showAllRegions = false;
   function fmtRegionScore(v) { return Math.min(Math.floor(v * 100) / 100, 0.99).toFixed(2); }
   function fmtInt(v) { return v === null || v === undefined ? '' : v.toLocaleString('en-US'); }
   function lowShare(im) { return im.low === null || im.low === undefined || !im.px ? null : 100 * im.low / im.px; }
@@ -157,8 +164,8 @@
                {key: 'sus', label: 'annotated', get: function (im) { return im.sus; }, show: function (im) { return im.sus; }},
                {key: 'lik', label: 'likely', get: function (im) { return im.lik; }, show: function (im) { return im.lik; }},
                {key: 'nreg', label: 'regions', num: true,
-                get: function (im) { var n = im.reg ? im.reg.length + (im.more || 0) : im.nreg; return n === null || n === undefined ? NaN : n; },
-                show: function (im) { var n = im.reg ? im.reg.length + (im.more || 0) : im.nreg; return n === null || n === undefined ? '' : n; }},
+                get: function (im) { var n = regionCount(im); return n === null || n === undefined ? NaN : n; },
+                show: function (im) { var n = regionCount(im); return n === null || n === undefined ? '' : n; }},
                {key: 'dec', label: 'decision', get: function (im) { var d = decisionOf(im.id, null); return d ? d.d : (store[im.id] ? '~' : '~~'); }});
   var TEMPLATE = '64px minmax(160px, 2.2fr)' + ' 84px'.repeat(METHODS.length) + ' 76px 60px minmax(80px, 1fr) minmax(80px, 1fr) 72px 84px';
   function column(key) { return COLUMNS.filter(function (c) { return c.key === key; })[0]; }
@@ -338,7 +345,9 @@
       if (!im.reg.length) box.appendChild(el('p', 'no-regions', 'no error regions in ' + D.regions));
       else box.appendChild(regionTable(im));
     } else if (im.nreg) {
-      box.appendChild(el('p', 'no-regions', im.nreg + ' region(s) scoring ≥ 0.5' + (im.worst ? ' (worst: ' + im.worst + ')' : '') +
+      box.appendChild(el('p', 'no-regions', im.nreg + ' region(s) scoring ≥ ' +
+                                             (D.region_threshold === null || D.region_threshold === undefined ? '0.5' : D.region_threshold.toFixed(3)) +
+                                             (im.worst ? ' (worst: ' + im.worst + ')' : '') +
                                              '; pass --regions regions.csv to list them and decide about each'));
     }
   }
@@ -349,7 +358,10 @@
     });
     var thead = el('thead'); thead.appendChild(head); t.appendChild(thead);
     var body = el('tbody');
+    var limit = D.region_threshold, below = 0;
     im.reg.forEach(function (r) {
+      // Regions below the threshold are not suspect: listed only on demand.
+      if (limit !== null && limit !== undefined && r[5] < limit && !showAllRegions && target !== r[0]) { below++; return; }
       var tr = el('tr', target === r[0] ? 'target' : '');
       tr.setAttribute('data-region', r[0]);
       tr.appendChild(el('td', 'num', '#' + r[0]));
@@ -365,13 +377,17 @@
       body.appendChild(tr);
     });
     t.appendChild(body);
-    if (im.more) {
-      var wrap = el('div');
-      wrap.appendChild(t);
-      wrap.appendChild(el('p', 'no-regions', 'and ' + im.more + ' more region(s) in ' + D.regions));
-      return wrap;
+    var wrap = el('div');
+    wrap.appendChild(t);
+    if (limit !== null && limit !== undefined && (below || showAllRegions)) {
+      var toggle = el('p', 'no-regions show-all', showAllRegions
+        ? 'hide the regions below the threshold ' + limit.toFixed(3)
+        : 'show ' + below + ' more region(s) below the threshold ' + limit.toFixed(3));
+      toggle.addEventListener('click', function () { showAllRegions = !showAllRegions; renderDetail(); });
+      wrap.appendChild(toggle);
     }
-    return t;
+    if (im.more) wrap.appendChild(el('p', 'no-regions', 'and ' + im.more + ' more region(s) in ' + D.regions));
+    return wrap;
   }
   function act(d) {
     if (cur < 0) return;
