@@ -25,7 +25,8 @@ def command(
     *,
     clean: Annotated[Path, typer.Option("--clean", help="The masks before the errors were planted (the --masks of segaudit corrupt), with the same image ids.")],
     truth: Annotated[Path, typer.Option("--truth", help="CSV image,is_error,kind,classes (segaudit corrupt --truth writes it); the kind of each planted image is what its regions' kind is judged against.")],
-    min_score: Annotated[float, typer.Option(help="The proposed fixes relabel regions scoring at least this (0-1), as segaudit regions --propose-dir does.")] = 0.5,
+    min_score: Annotated[Optional[float], typer.Option(help="The proposed fixes relabel regions scoring at least this (0-1, calibrated score), as segaudit regions --propose-dir does. Default: the calibrated threshold, as there.")] = None,
+    calibration_seed: Annotated[int, typer.Option(help="Seed of the errors planted into a sample of the masks to calibrate region scores on, as segaudit regions.")] = 0,
     min_area: Annotated[int, typer.Option(help="Planted regions smaller than this many pixels are not counted in recall.")] = 16,
     margin: Margin = 0.25,
     band: Band = 2,
@@ -42,6 +43,7 @@ def command(
 
     Exit codes: 0 evaluated; 2 bad input or options.
     """
+    from ..calibration.regions import calibrated_regions
     from ..core.dataset import open_dataset
     from ..core.regions import check_min_score
     from ..evaluation.evaluate import load_truth
@@ -50,8 +52,9 @@ def command(
 
     if min_area < 1:
         raise fail(f"--min-area must be at least 1, got {min_area}")
-    with exit_on_error():
-        check_min_score(min_score)
+    if min_score is not None:
+        with exit_on_error():
+            check_min_score(min_score)
     rule = region_rule(margin, band, band_weight)
     output = dash_is_stdout(output)
     require_parent_dirs(output)
@@ -59,8 +62,12 @@ def command(
     with exit_on_error(), progress(interactive(quiet)) as bar:
         truth_rows = load_truth(truth)
         dataset = open_dataset(inputs.masks, inputs.predictions, **inputs.keywords())
-        evaluation = evaluate_regions(dataset, clean, truth_rows, rule, min_score=min_score, min_area=min_area,
-                                      mask_suffix=inputs.mask_suffix, progress=bar.on_progress)
+        # The region scores calibrated as segaudit regions calibrates them (one more pass).
+        calibration = calibrated_regions(dataset, rule, seed=calibration_seed, progress=bar.on_progress)[0].calibration
+        evaluation = evaluate_regions(dataset, clean, truth_rows, rule,
+                                      min_score=calibration.threshold if min_score is None else min_score,
+                                      min_area=min_area, mask_suffix=inputs.mask_suffix, progress=bar.on_progress,
+                                      calibration=calibration)
     summary = summarise(evaluation)
     rows = summary_rows(summary)
     if output_format is None:

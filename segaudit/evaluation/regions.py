@@ -189,13 +189,19 @@ def summarise(evaluation: RegionEvaluation, scores: np.ndarray | None = None) ->
     default the regions' own.
     """
     reported = evaluation.reported
+    ranked = scores
     if scores is None:
         scores = np.array([r.region.score for r in reported])
+        # Calibrated scores tie in steps: the ranking breaks ties by strength, as rank_regions does.
+        order = sorted(range(len(reported)), key=lambda i: (-reported[i].region.score,
+                                                             -np.nan_to_num(reported[i].region.strength, nan=-np.inf)))
+        ranked = np.empty(len(reported))
+        ranked[order] = -np.arange(len(reported), dtype=np.float64)
     n_planted = len(evaluation.planted_kind)
     out: dict = {"images": evaluation.images, "regions": len(reported), "planted": n_planted}
     for threshold in IOU_THRESHOLDS:
         matches = np.array([r.planted if r.iou >= threshold else -1 for r in reported], np.int64)
-        ap, recall = region_average_precision(scores, matches, n_planted)
+        ap, recall = region_average_precision(ranked, matches, n_planted)
         key = f"{int(threshold * 100)}"
         out[f"ap@{key}"] = ap
         out[f"recall@{key}"] = recall
