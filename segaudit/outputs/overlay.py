@@ -709,7 +709,8 @@ def write_overlays(
         regions_for = None
     elif regions_for is None:
         regions_for = recorded_regions(dataset, record, ranking.record_path, storage_options=storage_options)
-        recorded_rule = record.regions is not None
+        # A run record from before the calibration counted raw scores: its column says nothing here.
+        recorded_rule = record.regions is not None and record.regions.calibration is not None
         calibration = getattr(regions_for, "calibration", None)
         if calibration is not None:
             recorded_threshold = calibration.threshold
