@@ -163,6 +163,18 @@ def test_known_values_by_hand():
     assert (result.pixels, result.low_pixels, result.suspect_class, result.likely_class) == (2, 1, 1, 0)
 
 
+def test_the_likely_class_is_never_the_suspect_class():
+    # K=3, every pixel annotated 0. Low pixels (s < 0.5): two where the model agrees but
+    # is unsure (argmax 0), one where it sees class 2: the likely class is 2, not 0.
+    labels = np.zeros((1, 4), np.int32)
+    stored = np.array([[[0.45, 0.45, 0.2, 0.9]], [[0.3, 0.3, 0.1, 0.05]], [[0.25, 0.25, 0.7, 0.05]]])
+    result, _ = run_kernel(labels, stored)
+    assert (result.low_pixels, result.suspect_class, result.likely_class) == (3, 0, 2)
+    # The model agrees with the label on every low pixel: no likely class.
+    result, _ = run_kernel(labels[:, :2], stored[:, :, :2])
+    assert (result.low_pixels, result.suspect_class, result.likely_class) == (2, 0, None)
+
+
 def test_image_with_no_scored_pixel_is_nan():
     labels = np.full((3, 4), 255, np.int32)
     stored = np.full((2, 3, 4), 0.5)
