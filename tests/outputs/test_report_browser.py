@@ -368,3 +368,36 @@ def test_only_the_visible_rows_are_in_the_document(tmp_path, browser):
     set_control(browser, "cls", "c3")
     wait_for(lambda: browser.find_element("id", "status").text.startswith(f"{sum(1 for i in range(1, n + 1) if i % 7 == 3 or (i + 1) % 7 == 3):,} of"),
              what="the class filter on 3,000 images")
+
+
+def test_regions_below_the_threshold_are_listed_on_demand(made, browser, tmp_path):
+    # With score --regions, the page counts and lists the regions at or above the recorded
+    # threshold; a click lists the others, another hides them again.
+    import json
+
+    work = tmp_path / "counted"
+    work.mkdir()
+    ok(invoke("score", FIXTURES / "masks", FIXTURES / "preds.zarr", "-q", "--regions", "-o", work / "ranking.csv"))
+    ok(invoke("report", "-r", work / "ranking.csv", "--regions", made["dir"] / "regions.csv", "-o",
+              work / "report.html", "-q"))
+    threshold = json.loads((work / "ranking.run.json").read_text())["regions"]["threshold"]
+    image = "city_a/0003"
+    mine = [r for r in made["regions"] if r["image"] == image]
+    above = [f"#{r['region']}" for r in mine if float(r["score"]) >= threshold]
+    assert 0 < len(above) < len(mine)
+    open_page(browser, work / "report.html")
+    browser.execute_script("document.querySelector('#body .row[data-id=\"' + arguments[0] + '\"]').click()", image)
+
+    def listed():
+        return browser.execute_script("return Array.from(document.querySelectorAll('table.regions tr[data-region]'))"
+                                      ".map(function (r) { return r.cells[0].textContent; })")
+
+    wait_for(lambda: listed() == above, what="the regions at or above the threshold")
+    toggle = browser.find_element("css selector", ".show-all")
+    assert f"show {len(mine) - len(above)} more region(s) below the threshold {threshold:.3f}" in toggle.text
+    toggle.click()
+    wait_for(lambda: listed() == [f"#{r['region']}" for r in sorted(mine, key=lambda r: int(r["region"]))],
+             what="every region")
+    browser.find_element("css selector", ".show-all").click()
+    wait_for(lambda: listed() == above, what="the regions at or above the threshold again")
+    assert severe_logs(browser) == []
