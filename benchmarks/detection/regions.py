@@ -187,7 +187,9 @@ def calibrated_cell(cell: dict) -> dict:
 
     dataset = open_dataset(cell["masks"], cell["preds"], ignore_index=cell["ignore"],
                            allow_missing=cell["grid"] == "synthetic")
-    truth = load_truth(cell["truth"])
+    # Only the images with a prediction count (the synthetic stores hold the validation half).
+    scored = {image_id for _, image_id in dataset.pairs}
+    truth = {image: row for image, row in load_truth(cell["truth"]).items() if image in scored}
     if cell["planted"] is not None:
         full = load_truth(cell["planted"])
         kind_of = {image: (full[image][1] if truth[image][0] else "") for image in truth}
