@@ -214,11 +214,13 @@ class InputOptions:
                 "prediction store": None if is_url(self.predictions) else self.predictions,
                 "--palette file": self.palette, "--classes file": classes, "--label-map file": label_map}
 
-    def keywords(self) -> dict:
-        """The keyword arguments of the library's readers (:func:`segaudit.engine.score`,
-        ``open_dataset`` and those built on them) but masks and predictions; exit 2 on a bad
-        --classes file or --storage-options JSON."""
-        return dict(
+    def spec(self) -> InputSpec:
+        """The :class:`~segaudit.results.InputSpec` of these options, which every reader of the
+        library takes (``spec=``); exit 2 on a bad --classes file or --storage-options JSON."""
+        from ..results import InputSpec
+
+        return InputSpec(
+            self.masks, self.predictions,
             ignore_index=() if self.no_ignore else self.ignore_index or None, mask_suffix=self.mask_suffix,
             palette=self.palette, classes=parse_classes(self.classes), logits=self.logits,
             channels_last=self.channels_last, allow_missing=self.allow_missing, label_map=self.label_map,

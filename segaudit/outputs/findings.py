@@ -29,7 +29,7 @@ from ..io.tables import render
 from ..io.masks import encode_flags, flags_suffix
 from ..distributed import dask_partitions, dataset_spec, score_dataset_distributed
 from ..engine import score_dataset
-from ..results import CONFUSION_COLUMNS, ScoreRun
+from ..results import CONFUSION_COLUMNS, InputSpec, ScoreRun
 
 ISSUE_METHODS = ("clc", "threshold")
 
@@ -89,18 +89,20 @@ def flag_maps_part(dataset: Dataset, first: int, cache: CellCache | None, prefet
     return found
 
 
-def class_confusions(masks, predictions, *, downsample: int = 4, prefetch: int = 4, on_progress=None,
+def class_confusions(masks=None, predictions=None, *, downsample: int = 4, prefetch: int = 4, on_progress=None,
                      threads: int | None = None, client=None, partition_size: int | None = None,
-                     **inputs) -> tuple[list[Confusion], ScoreRun]:
+                     spec: InputSpec | None = None, **inputs) -> tuple[list[Confusion], ScoreRun]:
     """Over all clc-flagged pixels: (annotated → predicted) counts, worst first.
 
     ``inputs`` are :func:`segaudit.score`'s input options (ignore_index, mask_suffix,
-    palette, classes, logits, channels_last, allow_missing). Four passes, one over the
+    palette, classes, logits, channels_last, allow_missing), or ``spec`` all of them in one
+    (:class:`segaudit.InputSpec`). Four passes, one over the
     store (see the module's docstring). ``threads``, ``client`` and ``partition_size``: as
     for :func:`segaudit.score` (on a Dask cluster every pass runs on the workers, the
     same rows result).
     """
-    with _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs, threads, client,
+    spec = InputSpec.of(masks, predictions, spec, **inputs)
+    with _clc_run(spec, downsample, prefetch, on_progress, threads, client,
                   partition_size) as (run, dataset, cache, parts):
         n_classes = dataset.store.n_classes
         pixels = np.zeros((n_classes, n_classes), np.int64)
@@ -130,7 +132,7 @@ def confusions_csv(rows: list[Confusion], class_name: Callable[[int], str]) -> s
 
 
 @contextmanager
-def _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs, threads=None, client=None,
+def _clc_run(spec: InputSpec, downsample, prefetch, on_progress, threads=None, client=None,
              partition_size=None) -> Iterator[tuple[ScoreRun, Dataset, CellCache | None, object]]:
     """Score clc, with a cell cache that keeps the pixels' argmax for the flag maps; it
     is removed on exit. Without one (too big for the disk) the flag maps re-read the store.
@@ -138,21 +140,21 @@ def _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs, thre
     With ``client``, on that Dask cluster: no cache, and the partitions (the last item)
     for the flag maps' pass on the workers; None otherwise."""
     if client is not None:
-        spec, dataset, parts = _on_cluster(client, masks, predictions, inputs, partition_size, prefetch, on_progress)
+        spec, dataset, parts = _on_cluster(client, spec, partition_size, prefetch, on_progress)
         run = score_dataset_distributed(client, spec, ("clc",), downsample=downsample, prefetch=prefetch,
                                         on_progress=on_progress, threads=threads, dataset=dataset, parts=parts)
         yield run, dataset, None, parts
         return
-    dataset = open_dataset(masks, predictions, **inputs)
+    dataset = open_dataset(spec)
     with cell_cache(dataset, downsample, pixels=True) as cache:
         run = score_dataset(dataset, ("clc",), downsample=downsample, prefetch=prefetch, on_progress=on_progress,
                             cache=cache, threads=threads)
         yield run, dataset, cache, None
 
 
-def _on_cluster(client, masks, predictions, inputs: dict, partition_size, prefetch: int, on_progress):
+def _on_cluster(client, spec: InputSpec, partition_size, prefetch: int, on_progress):
     """The spec, the dataset opened here and its partitions on ``client``'s cluster."""
-    spec = dataset_spec(masks, predictions, **inputs)
+    spec = dataset_spec(spec)
     dataset = spec.open()
     return spec, dataset, dask_partitions(client, spec, dataset, partition_size, prefetch=prefetch,
                                           progress=on_progress)
@@ -163,9 +165,10 @@ STAGING_PREFIX = ".segaudit-issues-"
 
 
 def write_issue_masks(
-    masks, predictions, out_dir: str | Path, *, method: str = "clc", top: int | None = None,
+    masks=None, predictions=None, out_dir: str | Path | None = None, *, method: str = "clc", top: int | None = None,
     pixel_threshold: float = 0.5, downsample: int = 4, prefetch: int = 4, on_progress=None,
-    threads: int | None = None, client=None, partition_size: int | None = None, **inputs,
+    threads: int | None = None, client=None, partition_size: int | None = None, spec: InputSpec | None = None,
+    **inputs,
 ) -> tuple[list[tuple[str, int]], ScoreRun]:
     """Write a full-resolution PNG (0 = fine, 255 = flagged) per image with flagged pixels.
 
@@ -176,26 +179,27 @@ def write_issue_masks(
     Dask cluster, the scoring and clc's flag maps run on the workers; threshold's maps of
     the chosen images are computed here).
     """
+    spec = InputSpec.of(masks, predictions, spec, **inputs)  # as class_confusions
+    if out_dir is None:
+        raise TypeError("write_issue_masks: give out_dir")
     if method not in ISSUE_METHODS:
         raise InputError(f"unknown issue method {method!r}; choose clc or threshold")
     out_dir = Path(out_dir)
     with ExitStack() as stack:
         if method == "clc":
             # The cache (with the pixels' argmax) stays until the flag maps are written.
-            run, dataset, cache, parts = stack.enter_context(_clc_run(masks, predictions, downsample, prefetch,
-                                                                      on_progress, inputs, threads, client,
-                                                                      partition_size))
+            run, dataset, cache, parts = stack.enter_context(_clc_run(spec, downsample, prefetch, on_progress,
+                                                                      threads, client, partition_size))
             flagged = {image_id: int(n) for (_, image_id), n in zip(dataset.pairs, run.clc.flagged)}
         else:
             check_pixel_threshold(pixel_threshold)
             if client is not None:
-                spec, dataset, parts = _on_cluster(client, masks, predictions, inputs, partition_size, prefetch,
-                                                   on_progress)
-                run = score_dataset_distributed(client, spec, ("cil",), pixel_threshold=pixel_threshold,
+                dask_spec, dataset, parts = _on_cluster(client, spec, partition_size, prefetch, on_progress)
+                run = score_dataset_distributed(client, dask_spec, ("cil",), pixel_threshold=pixel_threshold,
                                                 prefetch=prefetch, on_progress=on_progress, threads=threads,
                                                 dataset=dataset, parts=parts)
             else:
-                dataset = open_dataset(masks, predictions, **inputs)
+                dataset = open_dataset(spec)
                 run = score_dataset(dataset, ("cil",), pixel_threshold=pixel_threshold, prefetch=prefetch,
                                     on_progress=on_progress, threads=threads)
             flagged = {r.image_id: r.low_pixels for r in run.results}
@@ -210,7 +214,7 @@ def write_issue_masks(
         targets = {image_id: contained_path(out_dir, safe_relative_path(image_id, flags_suffix(sources[image_id])))
                    for image_id in chosen}
         for target in targets.values():
-            refuse_overwriting_inputs({"masks directory": masks, "prediction store": predictions},
+            refuse_overwriting_inputs({"masks directory": spec.masks, "prediction store": spec.predictions},
                                       {"issue mask": target})
         written: list[tuple[str, int]] = []
         # The masks are written into a staging folder inside out_dir and moved in when every one
