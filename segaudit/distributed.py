@@ -174,7 +174,7 @@ def score_partition(spec: DatasetSpec, token: str, start: int, images: tuple, na
 def map_partition(spec: DatasetSpec, token: str, start: int, images: tuple, function: Callable,
                   args: tuple, prefetch: int):
     """``function(partition, start, None, prefetch, done, *args)`` on a worker: a
-    :meth:`~segaudit.methods.base.Partitions.map` job over the store (there is no cell
+    :meth:`~segaudit.core.partitions.Partitions.map` job over the store (there is no cell
     cache on a worker)."""
     return function(_partition(spec, token, start, images), start, None, prefetch, lambda index: None, *args)
 
@@ -203,7 +203,7 @@ def partition_spans(dataset: Dataset, worker_threads: int, images: int | None = 
 
 
 class DaskPartitions:
-    """The dataset's partitions on a Dask cluster (see :class:`~segaudit.methods.base.Partitions`).
+    """The dataset's partitions on a Dask cluster (see :class:`~segaudit.core.partitions.Partitions`).
 
     Each :meth:`map` is one task per partition; the results are gathered in dataset order
     and progress is reported per completed partition.

@@ -29,7 +29,7 @@ from .calibration import (AUTO, CalibrationPlan, ImageCalibration, calibrate, im
 from .calibration.copies import CopyScorer
 from .errors import InputError
 from .methods import Method, Settings, resolve
-from .methods.base import LocalPartitions, Partitions
+from .core.partitions import LocalPartitions, Partitions
 from .results import ClcRecord, ClcState, ImageResult, ScoreRun
 
 

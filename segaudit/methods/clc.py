@@ -30,7 +30,8 @@ from numba import njit
 
 from ..core.cells import CellCache
 from ..results import ClcRecord, ClcState, Selection
-from .base import DatasetOutcome, Method, Partitions
+from ..core.partitions import Partitions
+from .base import DatasetOutcome, Method
 
 THRESHOLD_FLOOR = 2e-6  # cleanlab's CONFIDENT_THRESHOLDS_LOWER_BOUND
 THRESHOLD_MARGIN = 1e-6  # cleanlab's FLOATING_POINT_COMPARISON
