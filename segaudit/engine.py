@@ -30,7 +30,7 @@ from .calibration.copies import CopyScorer
 from .errors import InputError
 from .methods import Method, Settings, resolve
 from .core.partitions import LocalPartitions, Partitions
-from .results import ClcRecord, ClcState, ImageResult, ScoreRun
+from .results import ClcRecord, ImageResult, ScoreRun
 
 
 def kernel_config(decoding: Decoding, methods: Iterable[Method], pixel_threshold: float = 0.5) -> KernelConfig:
@@ -267,11 +267,9 @@ def calibration_plan(names: tuple[str, ...], dataset: Dataset, seed: int,
     return CalibrationPlan(seed, len(dataset.pairs), unlabeled=unlabeled)
 
 
-def _calibrated(first: FirstPass, plan: CalibrationPlan, clc: ClcState | None):
-    """Choose the auto ranking; every image's ``auto`` score is set (dataset order)."""
-    cut = -math.inf
-    if clc is not None and clc.selection is not None:
-        cut = float(np.array([clc.selection.low], np.uint64).view(np.float64)[0])
+def _calibrated(first: FirstPass, plan: CalibrationPlan, cut: float):
+    """Choose the auto ranking; every image's ``auto`` score is set (dataset order). ``cut``:
+    the s at or below which the dataset-wide method flagged cells (-inf: none)."""
     calibration = calibrate(plan, first.calibration, [r.flagged_pixels for r in first.images],
                             [r.pixels for r in first.images], cut)
     for result, value in zip(first.images, calibration.scores):
@@ -282,14 +280,16 @@ def _calibrated(first: FirstPass, plan: CalibrationPlan, clc: ClcState | None):
 def finish_run(dataset: Dataset, names: tuple[str, ...], settings: Settings, downsample: int, first: FirstPass,
                parts: Partitions, baseline: ClcRecord | None, plan: CalibrationPlan | None = None) -> ScoreRun:
     """The dataset-wide methods' passes over ``parts``, the calibration (``auto``), then the ranked run."""
-    states: dict[str, ClcState] = {}
+    kept: dict[str, object] = {}  # what the dataset-wide methods leave on the run
+    cut = -math.inf
     for name, passes in first.dataset_passes.items():
-        outcome = passes.finish(parts, downsample, baseline)
-        for result, flagged in zip(first.images, outcome.flagged):
+        outcome = passes.finish(parts, downsample, baseline, [result.pixels for result in first.images])
+        for result, score, flagged in zip(first.images, outcome.scores, outcome.flagged):
             result.flagged_pixels = int(flagged)
-            result.scores[name] = 1.0 - int(flagged) / result.pixels if result.pixels else math.nan
-        states[name] = outcome.state
-    calibration = None if plan is None else _calibrated(first, plan, states.get("clc"))
+            result.scores[name] = score
+        kept.update(outcome.keep)
+        cut = max(cut, outcome.cut)
+    calibration = None if plan is None else _calibrated(first, plan, cut)
     return ScoreRun(
         results=rank_results(first.images, names[0]),
         methods=names,
@@ -298,7 +298,7 @@ def finish_run(dataset: Dataset, names: tuple[str, ...], settings: Settings, dow
                  "pixel_threshold": settings.pixel_threshold, "downsample": downsample},
         skipped_masks=dataset.skipped_masks,
         skipped_predictions=dataset.skipped_predictions,
-        clc=states.get("clc"),
+        **kept,
         class_pixels=first.class_pixels,
         warnings=first.class_space.warnings(dataset.store.classes),
         volumes=any(result.slices is not None for result in first.images),

@@ -16,7 +16,7 @@ pass over the pixels for every method asked for) and which further passes run:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -38,8 +38,10 @@ class Settings:
 class DatasetOutcome:
     """What a dataset-wide method found, per image in dataset order."""
 
-    flagged: np.ndarray  # flagged full-resolution pixels per image
-    state: ClcState  # kept on the ScoreRun and in the run record
+    scores: list[float]  # the method's score per image (NaN: no scored pixel)
+    flagged: np.ndarray  # flagged full-resolution pixels per image (the results' flagged_pixels)
+    cut: float  # cells with s at or below it are flagged (-inf: none), for auto's calibration
+    keep: dict[str, ClcState] = field(default_factory=dict)  # ScoreRun fields the run keeps (clc=...)
 
 
 class DatasetPass(Protocol):
@@ -56,8 +58,8 @@ class DatasetPass(Protocol):
     def add_piece(self, piece: object) -> None:
         """One image's :meth:`image_piece`, in dataset order, during the first pass."""
 
-    def finish(self, parts: Partitions, factor: int, baseline) -> DatasetOutcome:
-        """The passes after the first one, over ``parts``."""
+    def finish(self, parts: Partitions, factor: int, baseline, pixels: list[int]) -> DatasetOutcome:
+        """The passes after the first one, over ``parts``; ``pixels``: each image's scored pixels."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ one (it would not fit on disk) they re-read the store.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -376,12 +378,18 @@ class ConfidentLearningPass:
         self.sums += sums
         self.counts += counts
 
-    def finish(self, parts: Partitions, factor: int, baseline) -> DatasetOutcome:
+    def finish(self, parts: Partitions, factor: int, baseline, pixels: list[int]) -> DatasetOutcome:
+        """Count and flag (or flag with the ``baseline`` run's cut): clc = 1 - flagged / scored
+        pixels per image; the state goes on the run (``ScoreRun.clc``)."""
         if baseline is not None:
             state = clc_from_baseline(parts, baseline)
         else:
             state = confident_learning(parts, factor, self.sums, self.counts)
-        return DatasetOutcome(state.flagged, state)
+        scores = [1.0 - int(flagged) / n if n else math.nan for flagged, n in zip(state.flagged, pixels)]
+        cut = -math.inf
+        if state.selection is not None:  # the s of the last flagged cells, from its bits
+            cut = float(np.array([state.selection.low], np.uint64).view(np.float64)[0])
+        return DatasetOutcome(scores, state.flagged, cut, keep={"clc": state})
 
 
 METHOD = Method(
