@@ -21,7 +21,8 @@ from .core.arrays import ArrayDataset, array_dataset
 from .core.dataset import open_dataset
 from .core.kernel import check_pixel_threshold, check_temperature
 from .core.passes import check_threads
-from .engine import rank_results, score_dataset
+from .core.partitions import Partitions
+from .engine import rank_results, score_dataset, scoring
 from .methods import DEFAULT_METHOD, check_methods
 from .core.regions import RegionRule, RegionRun, find_regions, rank_regions, regions_part
 from .results import REGION_COUNT_SCORE, ImageResult, InputSpec, RegionsRecord, ScoreRun
@@ -156,19 +157,11 @@ def score(
         ignore_index=ignore_index, mask_suffix=mask_suffix, palette=palette, classes=classes, logits=logits,
         channels_last=channels_last, allow_missing=allow_missing, only=only, label_map=label_map,
         storage_options=storage_options))
-    if client is not None:
-        return _score_on_cluster(client, spec, methods, regions, temperature=temperature,
-                                 pixel_threshold=pixel_threshold, downsample=downsample, prefetch=prefetch,
-                                 on_progress=on_progress, baseline=baseline, threads=threads,
-                                 partition_size=partition_size, calibration_seed=calibration_seed,
-                                 unlabeled=unlabeled)
-    dataset = open_dataset(spec)
-    run = score_dataset(dataset, methods, temperature=temperature, pixel_threshold=pixel_threshold,
-                        downsample=downsample, prefetch=prefetch, on_progress=on_progress, baseline=baseline,
-                        threads=threads, calibration_seed=calibration_seed, unlabeled=unlabeled)
-    if regions:
-        add_regions(run, dataset, RegionRule() if regions is True else regions, prefetch=prefetch,
-                    on_progress=on_progress)
+    with scoring(spec, client, partition_size=partition_size, prefetch=prefetch, on_progress=on_progress) as engine:
+        run = engine.score(methods, temperature=temperature, pixel_threshold=pixel_threshold, downsample=downsample,
+                           baseline=baseline, threads=threads, calibration_seed=calibration_seed, unlabeled=unlabeled)
+        if regions:  # on a cluster, each worker finds its images' regions; the counts are the same
+            add_regions(run, engine.parts, RegionRule() if regions is True else regions)
     return run
 
 
@@ -184,20 +177,6 @@ def _input_spec(masks, predictions, spec: InputSpec | None, keywords: dict) -> I
 
 
 _INPUT_DEFAULTS = {f.name: f.default for f in fields(InputSpec)}
-
-
-def _score_on_cluster(client, spec: InputSpec, methods, regions, **settings) -> ScoreRun:
-    """:func:`score` on a Dask cluster: the dataset is opened here and, from the same spec, on the workers."""
-    from .distributed import dask_partitions, dataset_spec, score_dataset_distributed
-
-    spec = dataset_spec(spec)
-    dataset = spec.open()
-    parts = dask_partitions(client, spec, dataset, settings.pop("partition_size"), prefetch=settings["prefetch"],
-                            progress=settings["on_progress"])
-    run = score_dataset_distributed(client, spec, methods, dataset=dataset, parts=parts, **settings)
-    if regions:  # each worker finds its images' regions; the counts are the single-machine ones
-        add_regions(run, dataset, RegionRule() if regions is True else regions, parts=parts)
-    return run
 
 
 def regions(masks: str | Path | None = None, predictions: str | Path | None = None, *, rule: RegionRule | None = None,
@@ -231,18 +210,12 @@ def regions(masks: str | Path | None = None, predictions: str | Path | None = No
     return find_regions(dataset, rule, prefetch=prefetch, progress=on_progress)
 
 
-def add_regions(run: ScoreRun, dataset, rule: RegionRule, *, prefetch: int = 4, on_progress=None,
-                parts=None) -> None:
-    """Find the regions of ``dataset`` (scored as ``run``) and add each image's count and worst kind.
-
-    ``parts``: the dataset's partitions on a Dask cluster (:func:`segaudit.distributed.dask_partitions`),
-    where the workers find their images' regions; the counts are the same as here.
-    """
-    if parts is None:
-        ranked = find_regions(dataset, rule, prefetch=prefetch, progress=on_progress).regions
-    else:
-        pieces = parts.map("regions", regions_part, [(rule,)] * parts.count)
-        ranked = rank_regions([region for piece in pieces for region in piece])
+def add_regions(run: ScoreRun, parts: Partitions, rule: RegionRule) -> None:
+    """Find the regions of the dataset of ``parts`` (scored as ``run``) and add each image's
+    count and worst kind (:meth:`segaudit.engine.Scoring.parts`: here, or on a Dask
+    cluster's workers, which find their images' regions; the counts are the same)."""
+    pieces = parts.map("regions", regions_part, [(rule,)] * parts.count)
+    ranked = rank_regions([region for piece in pieces for region in piece])
     counted: dict[str, list] = {}
     for region in ranked:  # worst first
         if region.score >= REGION_COUNT_SCORE:

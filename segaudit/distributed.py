@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .core.dataset import Dataset, open_dataset
+from .core.partitions import collected
 from .engine import FirstPass, calibration_plan, check_settings, finish_run, score_images
 from .errors import InputError, one_line
 from .methods import Settings, resolve
@@ -230,6 +231,13 @@ class DaskPartitions:
 
     def map(self, stage: str, function: Callable, args: list[tuple]) -> list:
         return self.submit(stage, map_partition, [(function, part_args, self.prefetch) for part_args in args])
+
+    def each(self, stage: str, function: Callable, args: list[tuple], on_item: Callable) -> None:
+        """Each partition's emitted items (:func:`~segaudit.core.partitions.collected` on the
+        workers) to ``on_item``, in dataset order, as the partitions come back in order."""
+        for items in self.map(stage, collected, [(function, part_args) for part_args in args]):
+            for item in items:
+                on_item(item)
 
     def map_sum(self, stage: str, function: Callable, args: list[tuple]):
         """As :meth:`map`, summed on the workers in a tree, so that one result reaches the client."""

@@ -39,6 +39,12 @@ class Partitions(Protocol):
         """As :meth:`map` for a ``function`` returning a tuple of integers or integer arrays:
         their element-wise sum over the partitions (in any order: integer sums are exact)."""
 
+    def each(self, stage: str, function: Callable, args: list[tuple], on_item: Callable) -> None:
+        """``function(dataset, first, cache, prefetch, done, emit, *args[p])`` for each
+        partition p, which calls ``emit(item)`` per item (per image, say): ``on_item(item)``
+        for every item, in dataset order. Here they stream as they come; from Dask workers,
+        a partition's items arrive together (:func:`collected`)."""
+
 
 class LocalPartitions:
     """The whole dataset as one partition, in this process (see :class:`Partitions`)."""
@@ -61,3 +67,14 @@ class LocalPartitions:
     def map_sum(self, stage: str, function: Callable, args: list[tuple]):
         (result,) = self.map(stage, function, args)
         return result
+
+    def each(self, stage: str, function: Callable, args: list[tuple], on_item: Callable) -> None:
+        (part_args,) = args
+        self.map(stage, function, [(on_item, *part_args)])
+
+
+def collected(dataset, first: int, cache, prefetch: int, done, function: Callable, args: tuple) -> list:
+    """A :meth:`Partitions.each` job run as a :meth:`Partitions.map` job: the items it emits, as a list."""
+    items: list = []
+    function(dataset, first, cache, prefetch, done, items.append, *args)
+    return items
