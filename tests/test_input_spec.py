@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,6 +33,13 @@ def test_every_recorded_input_is_a_run_record_field_and_every_option_a_field():
     options = InputOptions("m", "p")
     built = options.spec()
     assert isinstance(built, InputSpec) and built.masks == "m" and built.predictions == "p"
+    # The options in the command line's terms: repeated --ignore-index, --no-ignore, --timeout.
+    given = InputOptions("m", "p", ignore_index=[3, 255], palette=Path("pal.json"), classes="a,b", timeout=5.0,
+                         mask_suffix="_gt", allow_missing=True).spec()
+    assert (given.ignore_index, given.palette, given.classes, given.mask_suffix, given.allow_missing) == (
+        (3, 255), "pal.json", ("a", "b"), "_gt", True)
+    assert given.storage_options == {"timeout": 5.0}
+    assert InputOptions("m", "p", ignore_index=[3], no_ignore=True).spec().ignore_index == ()
     cli_only = {"no_ignore", "timeout"}  # folded into ignore_index and storage_options
     spec_fields = {f.name for f in dataclasses.fields(InputSpec)} - {"only"}  # --only is score's and regions'
     assert {f.name for f in dataclasses.fields(InputOptions)} - cli_only == spec_fields
