@@ -15,6 +15,9 @@ import typer
 
 from ._app import exit_on_error
 
+if typing.TYPE_CHECKING:
+    from ..results import InputSpec
+
 
 def method_names() -> list[str]:
     """The scoring methods' names, read from the modules of segaudit/methods without importing
