@@ -12,6 +12,7 @@ in-memory functions ignore nothing unless told (like cleanlab, which has no igno
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +21,18 @@ from .core.arrays import ArrayDataset, array_dataset
 from .core.dataset import open_dataset
 from .core.kernel import check_pixel_threshold, check_temperature
 from .core.passes import check_threads
-from .engine import rank_results, score_dataset
+from .core.partitions import Partitions
+from .engine import rank_results, score_dataset, scoring
 from .methods import DEFAULT_METHOD, check_methods
 from .core.regions import RegionRule, RegionRun, find_regions, rank_regions, regions_part
-from .results import REGION_COUNT_SCORE, ImageResult, RegionsRecord, ScoreRun
+from .results import REGION_COUNT_SCORE, ImageResult, InputSpec, RegionsRecord, ScoreRun
 
 
 def score(
-    masks: str | Path,
-    predictions: str | Path,
+    masks: str | Path | None = None,
+    predictions: str | Path | None = None,
     *,
+    spec: InputSpec | None = None,
     methods: tuple[str, ...] = (DEFAULT_METHOD,),
     temperature: float = 0.1,
     pixel_threshold: float = 0.5,
@@ -64,6 +67,11 @@ def score(
     predictions : str or Path
         Zarr store of predicted class probabilities (per-image or stacked layout), or a URL
         (``s3://bucket/preds.zarr``, ``gs://``, ``https://`` ...), read chunk by chunk.
+    spec : InputSpec, optional
+        The masks, the predictions and every input option in one
+        (:class:`segaudit.InputSpec`; ``InputSpec.from_record`` reopens a run's), instead of
+        ``masks``, ``predictions`` and the input keywords below (``ignore_index`` to
+        ``label_map``, ``storage_options``), which build one.
     methods : tuple of str
         Methods from :data:`segaudit.methods.METHODS`; the first is the ranking key.
     temperature : float
@@ -145,41 +153,35 @@ def score(
     check_temperature(temperature)
     check_pixel_threshold(pixel_threshold)
     check_threads(threads)
-    inputs = dict(ignore_index=ignore_index, mask_suffix=mask_suffix, palette=palette, classes=classes,
-                  logits=logits, channels_last=channels_last, allow_missing=allow_missing, only=only,
-                  label_map=label_map, storage_options=storage_options)
-    if client is not None:
-        return _score_on_cluster(client, masks, predictions, inputs, methods, regions, temperature=temperature,
-                                 pixel_threshold=pixel_threshold, downsample=downsample, prefetch=prefetch,
-                                 on_progress=on_progress, baseline=baseline, threads=threads,
-                                 partition_size=partition_size, calibration_seed=calibration_seed,
-                                 unlabeled=unlabeled)
-    dataset = open_dataset(masks, predictions, **inputs)
-    run = score_dataset(dataset, methods, temperature=temperature, pixel_threshold=pixel_threshold,
-                        downsample=downsample, prefetch=prefetch, on_progress=on_progress, baseline=baseline,
-                        threads=threads, calibration_seed=calibration_seed, unlabeled=unlabeled)
-    if regions:
-        add_regions(run, dataset, RegionRule() if regions is True else regions, prefetch=prefetch,
-                    on_progress=on_progress)
+    spec = _input_spec(masks, predictions, spec, dict(
+        ignore_index=ignore_index, mask_suffix=mask_suffix, palette=palette, classes=classes, logits=logits,
+        channels_last=channels_last, allow_missing=allow_missing, only=only, label_map=label_map,
+        storage_options=storage_options))
+    with scoring(spec, client, partition_size=partition_size, prefetch=prefetch, on_progress=on_progress) as engine:
+        run = engine.score(methods, temperature=temperature, pixel_threshold=pixel_threshold, downsample=downsample,
+                           baseline=baseline, threads=threads, calibration_seed=calibration_seed, unlabeled=unlabeled)
+        if regions:  # on a cluster, each worker finds its images' regions; the counts are the same
+            add_regions(run, engine.parts, RegionRule() if regions is True else regions)
     return run
 
 
-def _score_on_cluster(client, masks, predictions, inputs: dict, methods, regions, **settings) -> ScoreRun:
-    """:func:`score` on a Dask cluster: the dataset is opened here and, from the same spec, on the workers."""
-    from .distributed import dask_partitions, dataset_spec, score_dataset_distributed
-
-    spec = dataset_spec(masks, predictions, **inputs)
-    dataset = spec.open()
-    parts = dask_partitions(client, spec, dataset, settings.pop("partition_size"), prefetch=settings["prefetch"],
-                            progress=settings["on_progress"])
-    run = score_dataset_distributed(client, spec, methods, dataset=dataset, parts=parts, **settings)
-    if regions:  # each worker finds its images' regions; the counts are the single-machine ones
-        add_regions(run, dataset, RegionRule() if regions is True else regions, parts=parts)
-    return run
+def _input_spec(masks, predictions, spec: InputSpec | None, keywords: dict) -> InputSpec:
+    """``spec``, or the spec that ``masks``, ``predictions`` and the input ``keywords`` make;
+    TypeError when a spec comes with masks, predictions or an input keyword not at its default."""
+    if spec is None:
+        return InputSpec.of(masks, predictions, **keywords)
+    changed = {name: value for name, value in keywords.items()
+               if not (value is _INPUT_DEFAULTS[name] or (isinstance(value, (str, bool))
+                                                          and value == _INPUT_DEFAULTS[name]))}
+    return InputSpec.of(masks, predictions, spec, **changed)
 
 
-def regions(masks: str | Path, predictions: str | Path, *, rule: RegionRule | None = None, prefetch: int = 4,
-            on_progress: Callable[[str, int, int], None] | None = None, **inputs) -> RegionRun:
+_INPUT_DEFAULTS = {f.name: f.default for f in fields(InputSpec)}
+
+
+def regions(masks: str | Path | None = None, predictions: str | Path | None = None, *, rule: RegionRule | None = None,
+            prefetch: int = 4, on_progress: Callable[[str, int, int], None] | None = None,
+            spec: InputSpec | None = None, **inputs) -> RegionRun:
     """The error regions of every image, ranked over the dataset, worst first.
 
     Parameters
@@ -191,10 +193,12 @@ def regions(masks: str | Path, predictions: str | Path, *, rule: RegionRule | No
         (:class:`segaudit.RegionRule`; the defaults chosen on the benchmarks when None).
     prefetch, on_progress
         As :func:`score`.
+    spec : InputSpec, optional
+        The inputs in one, instead of ``masks``, ``predictions`` and ``inputs`` (as :func:`score`).
     **inputs
-        The input keywords of :func:`score`: ``ignore_index``, ``mask_suffix``, ``palette``,
-        ``classes``, ``logits``, ``channels_last``, ``allow_missing``, ``only``, ``label_map``,
-        ``storage_options``.
+        The input keywords of :func:`score` (the fields of :class:`segaudit.InputSpec`):
+        ``ignore_index``, ``mask_suffix``, ``palette``, ``classes``, ``logits``,
+        ``channels_last``, ``allow_missing``, ``only``, ``label_map``, ``storage_options``.
 
     Returns
     -------
@@ -202,22 +206,16 @@ def regions(masks: str | Path, predictions: str | Path, *, rule: RegionRule | No
         ``regions`` (:class:`segaudit.Region`, worst first), the per-image counts, the class
         names and the rule. :func:`segaudit.write_regions` writes the table.
     """
-    dataset = open_dataset(masks, predictions, **inputs)
+    dataset = open_dataset(InputSpec.of(masks, predictions, spec, **inputs))
     return find_regions(dataset, rule, prefetch=prefetch, progress=on_progress)
 
 
-def add_regions(run: ScoreRun, dataset, rule: RegionRule, *, prefetch: int = 4, on_progress=None,
-                parts=None) -> None:
-    """Find the regions of ``dataset`` (scored as ``run``) and add each image's count and worst kind.
-
-    ``parts``: the dataset's partitions on a Dask cluster (:func:`segaudit.distributed.dask_partitions`),
-    where the workers find their images' regions; the counts are the same as here.
-    """
-    if parts is None:
-        ranked = find_regions(dataset, rule, prefetch=prefetch, progress=on_progress).regions
-    else:
-        pieces = parts.map("regions", regions_part, [(rule,)] * parts.count)
-        ranked = rank_regions([region for piece in pieces for region in piece])
+def add_regions(run: ScoreRun, parts: Partitions, rule: RegionRule) -> None:
+    """Find the regions of the dataset of ``parts`` (scored as ``run``) and add each image's
+    count and worst kind (:meth:`segaudit.engine.Scoring.parts`: here, or on a Dask
+    cluster's workers, which find their images' regions; the counts are the same)."""
+    pieces = parts.map("regions", regions_part, [(rule,)] * parts.count)
+    ranked = rank_regions([region for piece in pieces for region in piece])
     counted: dict[str, list] = {}
     for region in ranked:  # worst first
         if region.score >= REGION_COUNT_SCORE:

@@ -58,7 +58,7 @@ def command(
     refuse_overwriting_inputs({**inputs.reads(), "--clean masks": clean, "--truth file": truth}, {"--output": output})
     with exit_on_error(), progress(interactive(quiet)) as bar:
         truth_rows = load_truth(truth)
-        dataset = open_dataset(inputs.masks, inputs.predictions, **inputs.keywords())
+        dataset = open_dataset(inputs.spec())
         evaluation = evaluate_regions(dataset, clean, truth_rows, rule, min_score=min_score, min_area=min_area,
                                       mask_suffix=inputs.mask_suffix, progress=bar.on_progress)
     summary = summarise(evaluation)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -75,22 +76,22 @@ def command(
             from ._options import parse_storage_options
 
             check_store_folds(inputs.predictions, folds, parse_storage_options(inputs.storage_options))
-    keywords = inputs.keywords()
+    spec = inputs.spec()
     cluster = dask_client(scheduler, dask_workers, partition_size, inputs.timeout)
     show = interactive(quiet, verbose)
     with exit_on_error(), cluster as client, progress(show) as bar:
-        run = score_images(inputs.masks, inputs.predictions, methods=methods, temperature=temperature,
-                           pixel_threshold=pixel_threshold, downsample=downsample, only=only_entries,
+        run = score_images(spec=replace(spec, only=only_entries), methods=methods, temperature=temperature,
+                           pixel_threshold=pixel_threshold, downsample=downsample,
                            baseline=baseline_clc, regions=regions, on_progress=bar.on_progress, threads=threads,
                            client=client, partition_size=partition_size, calibration_seed=calibration_seed,
-                           unlabeled=unlabeled, **keywords)
+                           unlabeled=unlabeled)
     review = None
     if reviewed is not None:
         from ..ci.review import review_masks
 
         with exit_on_error():
-            review = review_masks(reviewed, inputs.masks, inputs.mask_suffix, [r.image_id for r in run.results],
-                                  decisions, keywords["storage_options"])
+            review = review_masks(reviewed, spec.masks, spec.mask_suffix, [r.image_id for r in run.results],
+                                  decisions, spec.storage_options)
         run.reviewed = review.record()
     gate_results = check_gates(run, gates, review.exempt if review else frozenset())
     with exit_on_error("output"):
