@@ -36,13 +36,14 @@ _LAZY = {
     "RegionRule": "segaudit.core.regions",
     "Region": "segaudit.core.regions",
     "write_regions": "segaudit.outputs.regions",
+    "InputSpec": "segaudit.results",
 }
 
 __all__ = [  # noqa: RUF022 (the order of _LAZY)
     "__version__", "score", "ScoreRun", "ImageResult", "score_arrays", "score_arrays_run",
     "get_label_quality_scores",
     "find_label_issues", "write_ranking", "InputError", "METHODS", "PredictionWriter",
-    "regions", "RegionRule", "Region", "write_regions",
+    "regions", "RegionRule", "Region", "write_regions", "InputSpec",
 ]
 
 

@@ -12,6 +12,7 @@ in-memory functions ignore nothing unless told (like cleanlab, which has no igno
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +21,18 @@ from .core.arrays import ArrayDataset, array_dataset
 from .core.dataset import open_dataset
 from .core.kernel import check_pixel_threshold, check_temperature
 from .core.passes import check_threads
-from .engine import rank_results, score_dataset
+from .core.partitions import Partitions
+from .engine import rank_results, score_dataset, scoring
 from .methods import DEFAULT_METHOD, check_methods
 from .core.regions import RegionRule, RegionRun, rank_regions
-from .results import ImageResult, RegionsRecord, ScoreRun
+from .results import ImageResult, InputSpec, RegionsRecord, ScoreRun
 
 
 def score(
-    masks: str | Path,
-    predictions: str | Path,
+    masks: str | Path | None = None,
+    predictions: str | Path | None = None,
     *,
+    spec: InputSpec | None = None,
     methods: tuple[str, ...] = (DEFAULT_METHOD,),
     temperature: float = 0.1,
     pixel_threshold: float = 0.5,
@@ -64,6 +67,11 @@ def score(
     predictions : str or Path
         Zarr store of predicted class probabilities (per-image or stacked layout), or a URL
         (``s3://bucket/preds.zarr``, ``gs://``, ``https://`` ...), read chunk by chunk.
+    spec : InputSpec, optional
+        The masks, the predictions and every input option in one
+        (:class:`segaudit.InputSpec`; ``InputSpec.from_record`` reopens a run's), instead of
+        ``masks``, ``predictions`` and the input keywords below (``ignore_index`` to
+        ``label_map``, ``storage_options``), which build one.
     methods : tuple of str
         Methods from :data:`segaudit.methods.METHODS`; the first is the ranking key.
     temperature : float
@@ -147,43 +155,37 @@ def score(
     check_temperature(temperature)
     check_pixel_threshold(pixel_threshold)
     check_threads(threads)
-    inputs = dict(ignore_index=ignore_index, mask_suffix=mask_suffix, palette=palette, classes=classes,
-                  logits=logits, channels_last=channels_last, allow_missing=allow_missing, only=only,
-                  label_map=label_map, storage_options=storage_options)
-    if client is not None:
-        return _score_on_cluster(client, masks, predictions, inputs, methods, regions, temperature=temperature,
-                                 pixel_threshold=pixel_threshold, downsample=downsample, prefetch=prefetch,
-                                 on_progress=on_progress, baseline=baseline, threads=threads,
-                                 partition_size=partition_size, calibration_seed=calibration_seed,
-                                 unlabeled=unlabeled)
-    dataset = open_dataset(masks, predictions, **inputs)
-    run = score_dataset(dataset, methods, temperature=temperature, pixel_threshold=pixel_threshold,
-                        downsample=downsample, prefetch=prefetch, on_progress=on_progress, baseline=baseline,
-                        threads=threads, calibration_seed=calibration_seed, unlabeled=unlabeled)
-    if regions:
-        add_regions(run, dataset, RegionRule() if regions is True else regions, prefetch=prefetch,
-                    on_progress=on_progress, calibration_seed=calibration_seed, unlabeled=unlabeled)
+    spec = _input_spec(masks, predictions, spec, dict(
+        ignore_index=ignore_index, mask_suffix=mask_suffix, palette=palette, classes=classes, logits=logits,
+        channels_last=channels_last, allow_missing=allow_missing, only=only, label_map=label_map,
+        storage_options=storage_options))
+    with scoring(spec, client, partition_size=partition_size, prefetch=prefetch, on_progress=on_progress) as engine:
+        run = engine.score(methods, temperature=temperature, pixel_threshold=pixel_threshold, downsample=downsample,
+                           baseline=baseline, threads=threads, calibration_seed=calibration_seed, unlabeled=unlabeled)
+        if regions:  # on a cluster, each worker finds its images' regions; the counts are the same
+            add_regions(run, engine.parts, RegionRule() if regions is True else regions,
+                        calibration_seed=calibration_seed, unlabeled=unlabeled)
     return run
 
 
-def _score_on_cluster(client, masks, predictions, inputs: dict, methods, regions, **settings) -> ScoreRun:
-    """:func:`score` on a Dask cluster: the dataset is opened here and, from the same spec, on the workers."""
-    from .distributed import dask_partitions, dataset_spec, score_dataset_distributed
-
-    spec = dataset_spec(masks, predictions, **inputs)
-    dataset = spec.open()
-    parts = dask_partitions(client, spec, dataset, settings.pop("partition_size"), prefetch=settings["prefetch"],
-                            progress=settings["on_progress"])
-    run = score_dataset_distributed(client, spec, methods, dataset=dataset, parts=parts, **settings)
-    if regions:  # each worker finds its images' regions; the counts are the single-machine ones
-        add_regions(run, dataset, RegionRule() if regions is True else regions, parts=parts,
-                    calibration_seed=settings["calibration_seed"], unlabeled=settings["unlabeled"])
-    return run
+def _input_spec(masks, predictions, spec: InputSpec | None, keywords: dict) -> InputSpec:
+    """``spec``, or the spec that ``masks``, ``predictions`` and the input ``keywords`` make;
+    TypeError when a spec comes with masks, predictions or an input keyword not at its default."""
+    if spec is None:
+        return InputSpec.of(masks, predictions, **keywords)
+    changed = {name: value for name, value in keywords.items()
+               if not (value is _INPUT_DEFAULTS[name] or (isinstance(value, (str, bool))
+                                                          and value == _INPUT_DEFAULTS[name]))}
+    return InputSpec.of(masks, predictions, spec, **changed)
 
 
-def regions(masks: str | Path, predictions: str | Path, *, rule: RegionRule | None = None, prefetch: int = 4,
-            on_progress: Callable[[str, int, int], None] | None = None, calibration_seed: int = 0,
-            unlabeled: int | None = None, **inputs) -> RegionRun:
+_INPUT_DEFAULTS = {f.name: f.default for f in fields(InputSpec)}
+
+
+def regions(masks: str | Path | None = None, predictions: str | Path | None = None, *, rule: RegionRule | None = None,
+            prefetch: int = 4, on_progress: Callable[[str, int, int], None] | None = None,
+            spec: InputSpec | None = None, calibration_seed: int = 0, unlabeled: int | None = None,
+            **inputs) -> RegionRun:
     """The error regions of every image, ranked over the dataset, worst first.
 
     Parameters
@@ -195,14 +197,16 @@ def regions(masks: str | Path, predictions: str | Path, *, rule: RegionRule | No
         (:class:`segaudit.RegionRule`; the defaults chosen on the benchmarks when None).
     prefetch, on_progress
         As :func:`score`.
+    spec : InputSpec, optional
+        The inputs in one, instead of ``masks``, ``predictions`` and ``inputs`` (as :func:`score`).
     calibration_seed, unlabeled
         The seed of the errors planted into a sample of the masks that the region scores
         are calibrated on, and the dataset's scored unlabeled class (what a planted missed
         object becomes; None: its surroundings).
     **inputs
-        The input keywords of :func:`score`: ``ignore_index``, ``mask_suffix``, ``palette``,
-        ``classes``, ``logits``, ``channels_last``, ``allow_missing``, ``only``, ``label_map``,
-        ``storage_options``.
+        The input keywords of :func:`score` (the fields of :class:`segaudit.InputSpec`):
+        ``ignore_index``, ``mask_suffix``, ``palette``, ``classes``, ``logits``,
+        ``channels_last``, ``allow_missing``, ``only``, ``label_map``, ``storage_options``.
 
     Returns
     -------
@@ -214,34 +218,26 @@ def regions(masks: str | Path, predictions: str | Path, *, rule: RegionRule | No
     """
     from .calibration.regions import calibrated_regions
 
-    dataset = open_dataset(masks, predictions, **inputs)
+    dataset = open_dataset(InputSpec.of(masks, predictions, spec, **inputs))
     return calibrated_regions(dataset, rule, seed=calibration_seed, unlabeled=unlabeled, prefetch=prefetch,
                               progress=on_progress)[0]
 
 
-def add_regions(run: ScoreRun, dataset, rule: RegionRule, *, prefetch: int = 4, on_progress=None,
-                parts=None, calibration_seed: int = 0, unlabeled: int | None = None) -> None:
-    """Find the regions of ``dataset`` (scored as ``run``), calibrate their scores, and add
-    each image's count of regions at or above the calibrated threshold and its worst kind.
+def add_regions(run: ScoreRun, parts: Partitions, rule: RegionRule, *, calibration_seed: int = 0,
+                unlabeled: int | None = None) -> None:
+    """Find the regions of the dataset of ``parts`` (scored as ``run``), calibrate their
+    scores, and add each image's count of regions at or above the calibrated threshold and
+    its worst kind (:meth:`segaudit.engine.Scoring.parts`: here, or on a Dask cluster's
+    workers, which find their images' regions and plant the copies; the fit is made here on
+    every partition's samples in dataset order, so the counts are the same)."""
+    from .calibration.regions import calibrated_regions_part, fit_region_calibration
 
-    ``parts``: the dataset's partitions on a Dask cluster (:func:`segaudit.distributed.dask_partitions`),
-    where the workers find their images' regions and planted copies; the client fits the
-    calibration on every partition's samples in dataset order, so the counts are the same as here.
-    """
-    from .calibration.regions import calibrated_regions, calibrated_regions_part, fit_region_calibration
-
-    if parts is None:
-        ranked = calibrated_regions(dataset, rule, seed=calibration_seed, unlabeled=unlabeled, prefetch=prefetch,
-                                    progress=on_progress)[0]
-        calibration = ranked.calibration
-        ranked = ranked.regions
-    else:
-        pieces = parts.map("regions", calibrated_regions_part,
-                           [(rule, calibration_seed, unlabeled, len(dataset.pairs))] * parts.count)
-        found = [region for regions, _ in pieces for region in regions]
-        calibration = fit_region_calibration([image for _, samples in pieces for image in samples], calibration_seed)
-        calibration.apply(found)
-        ranked = rank_regions(found)
+    pieces = parts.map("regions", calibrated_regions_part,
+                       [(rule, calibration_seed, unlabeled, parts.n_images)] * parts.count)
+    found = [region for regions, _ in pieces for region in regions]
+    calibration = fit_region_calibration([image for _, samples in pieces for image in samples], calibration_seed)
+    calibration.apply(found)
+    ranked = rank_regions(found)
     counted: dict[str, list] = {}
     for region in ranked:  # worst first
         if region.score >= calibration.threshold:

@@ -4,8 +4,8 @@ As stumpy pairs ``stump`` with ``stumped(client, ...)``, :func:`score_dataset_di
 takes a ``dask.distributed`` client and gives the same :class:`~segaudit.results.ScoreRun`,
 byte for byte in every output, as the single-machine run.
 
-- **Workers read their own images.** The dataset travels as a :class:`DatasetSpec` (the
-  arguments of :func:`~segaudit.core.dataset.open_dataset`, small and picklable); a
+- **Workers read their own images.** The dataset travels as a :class:`DatasetSpec` (its
+  :class:`~segaudit.results.InputSpec`, small and picklable); a
   worker opens each of its partitions (runs of consecutive images) from it, restricted to
   the partition's images, once per run, and reads them straight from the masks and the
   store. Only per-image results and integer histograms come back.
@@ -35,16 +35,17 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .core.dataset import Dataset, open_dataset
+from .core.partitions import collected
 from .engine import FirstPass, calibration_plan, check_settings, finish_run, score_images
 from .errors import InputError, one_line
 from .methods import Settings, resolve
-from .results import ClcRecord, ScoreRun
+from .results import ClcRecord, InputSpec, ScoreRun
 
 #: A partition's stored prediction bytes, by default: a few seconds of one core's work.
 PARTITION_BYTES = 1 << 30
@@ -76,36 +77,37 @@ def _local_path(value):
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """How to open a dataset anywhere: the arguments of :func:`~segaudit.core.dataset.open_dataset`.
+    """How to open a dataset anywhere: its :class:`~segaudit.results.InputSpec`, shipped to
+    every worker, which opens the dataset from it (:meth:`open`). Make one with
+    :func:`dataset_spec`, which makes local paths absolute."""
 
-    Small and picklable; every worker opens the dataset from it (:meth:`open`). Make one
-    with :func:`dataset_spec`, which makes local paths absolute. Any further keyword of
-    ``open_dataset`` (a store's storage options, say) goes into ``keywords`` and flows
-    to the workers unchanged.
-    """
+    inputs: InputSpec
 
-    masks: str
-    predictions: str
-    keywords: dict = field(default_factory=dict)
+    @property
+    def masks(self) -> str:
+        return self.inputs.masks
+
+    @property
+    def predictions(self) -> str:
+        return self.inputs.predictions
 
     def open(self) -> Dataset:
         """The dataset, opened and checked as :func:`~segaudit.core.dataset.open_dataset` does."""
-        return open_dataset(self.masks, self.predictions, **self.keywords)
+        return open_dataset(self.inputs)
 
 
-def dataset_spec(masks: str | Path, predictions: str | Path, **keywords) -> DatasetSpec:
-    """A :class:`DatasetSpec` for ``open_dataset(masks, predictions, **keywords)``.
+def dataset_spec(masks: str | Path | InputSpec, predictions: str | Path | None = None, **inputs) -> DatasetSpec:
+    """A :class:`DatasetSpec` of an InputSpec (or of ``InputSpec(masks, predictions, **inputs)``).
 
     Local paths (masks, predictions, palette, a label-map file) are made absolute, so
     that workers started in another directory open the same files; URLs are unchanged.
     """
-    keywords = dict(keywords)
-    if keywords.get("palette") is not None:
-        keywords["palette"] = _local_path(keywords["palette"])
-    label_map = keywords.get("label_map")
-    if isinstance(label_map, (str, Path)) and Path(label_map).is_file():
-        keywords["label_map"] = _local_path(label_map)
-    return DatasetSpec(_local_path(masks), _local_path(predictions), keywords)
+    spec = masks if isinstance(masks, InputSpec) else InputSpec(masks, predictions, **inputs)
+    label_map = spec.label_map
+    if isinstance(label_map, str) and Path(label_map).is_file():
+        label_map = _local_path(label_map)
+    return DatasetSpec(replace(spec, masks=_local_path(spec.masks), predictions=_local_path(spec.predictions),
+                               palette=_local_path(spec.palette), label_map=label_map))
 
 
 # --- on the workers ------------------------------------------------------------------
@@ -130,7 +132,7 @@ def _partition(spec: DatasetSpec, token: str, start: int, images: tuple[tuple[st
     if dataset is not None:
         return dataset
     restricted = copy.copy(spec)  # (not dataclasses.replace: a subclass's own attributes stay)
-    object.__setattr__(restricted, "keywords", {**spec.keywords, "only": [image_id for image_id, _ in images]})
+    object.__setattr__(restricted, "inputs", replace(spec.inputs, only=tuple(image_id for image_id, _ in images)))
     dataset = restricted.open()
     seen = tuple((image_id, tuple(dataset.store.image_shape(image_id))) for _, image_id in dataset.pairs)
     if seen != images:
@@ -173,7 +175,7 @@ def score_partition(spec: DatasetSpec, token: str, start: int, images: tuple, na
 def map_partition(spec: DatasetSpec, token: str, start: int, images: tuple, function: Callable,
                   args: tuple, prefetch: int):
     """``function(partition, start, None, prefetch, done, *args)`` on a worker: a
-    :meth:`~segaudit.methods.base.Partitions.map` job over the store (there is no cell
+    :meth:`~segaudit.core.partitions.Partitions.map` job over the store (there is no cell
     cache on a worker)."""
     return function(_partition(spec, token, start, images), start, None, prefetch, lambda index: None, *args)
 
@@ -202,7 +204,7 @@ def partition_spans(dataset: Dataset, worker_threads: int, images: int | None = 
 
 
 class DaskPartitions:
-    """The dataset's partitions on a Dask cluster (see :class:`~segaudit.methods.base.Partitions`).
+    """The dataset's partitions on a Dask cluster (see :class:`~segaudit.core.partitions.Partitions`).
 
     Each :meth:`map` is one task per partition; the results are gathered in dataset order
     and progress is reported per completed partition.
@@ -229,6 +231,13 @@ class DaskPartitions:
 
     def map(self, stage: str, function: Callable, args: list[tuple]) -> list:
         return self.submit(stage, map_partition, [(function, part_args, self.prefetch) for part_args in args])
+
+    def each(self, stage: str, function: Callable, args: list[tuple], on_item: Callable) -> None:
+        """Each partition's emitted items (:func:`~segaudit.core.partitions.collected` on the
+        workers) to ``on_item``, in dataset order, as the partitions come back in order."""
+        for items in self.map(stage, collected, [(function, part_args) for part_args in args]):
+            for item in items:
+                on_item(item)
 
     def map_sum(self, stage: str, function: Callable, args: list[tuple]):
         """As :meth:`map`, summed on the workers in a tree, so that one result reaches the client."""

@@ -1,5 +1,9 @@
 """The engine: stream a dataset through the fused kernel for the methods asked for.
 
+:func:`scoring` is its one entry: a spec's dataset opened for scoring here or on a Dask
+cluster (the only place that chooses), whose runs and later passes are the same calls
+either way.
+
 The data flow is one-way: masks and prediction blocks are read ahead on worker threads,
 the fused kernel folds each block into that image's accumulators, and each finished
 image leaves only its scores behind. The methods declare what they need
@@ -11,14 +15,14 @@ dataset-wide passes to run.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from .core.cells import CELL_FIELDS, CellCache, cell_cache, check_downsample
-from .core.dataset import Dataset
+from .core.dataset import Dataset, open_dataset
 from .core.kernel import LABEL, Decoding, ImageStats, KernelConfig, accumulate, check_pixel_threshold, check_temperature
 from .core.passes import check_threads, map_images
 from .core.pooling import CellGrid, cell_row, grid_shape, pool
@@ -29,8 +33,8 @@ from .calibration import (AUTO, CalibrationPlan, ImageCalibration, calibrate, im
 from .calibration.copies import CopyScorer
 from .errors import InputError
 from .methods import Method, Settings, resolve
-from .methods.base import LocalPartitions, Partitions
-from .results import ClcRecord, ClcState, ImageResult, ScoreRun
+from .core.partitions import LocalPartitions, Partitions
+from .results import ClcRecord, ImageResult, InputSpec, ScoreRun
 
 
 def kernel_config(decoding: Decoding, methods: Iterable[Method], pixel_threshold: float = 0.5) -> KernelConfig:
@@ -271,11 +275,9 @@ def calibration_plan(names: tuple[str, ...], dataset: Dataset, seed: int,
     return CalibrationPlan(seed, len(dataset.pairs), unlabeled=unlabeled)
 
 
-def _calibrated(first: FirstPass, plan: CalibrationPlan, clc: ClcState | None):
-    """Choose the auto ranking; every image's ``auto`` score is set (dataset order)."""
-    cut = -math.inf
-    if clc is not None and clc.selection is not None:
-        cut = float(np.array([clc.selection.low], np.uint64).view(np.float64)[0])
+def _calibrated(first: FirstPass, plan: CalibrationPlan, cut: float):
+    """Choose the auto ranking; every image's ``auto`` score is set (dataset order). ``cut``:
+    the s at or below which the dataset-wide method flagged cells (-inf: none)."""
     calibration = calibrate(plan, first.calibration, [r.flagged_pixels for r in first.images],
                             [r.pixels for r in first.images], cut)
     for result, value in zip(first.images, calibration.scores):
@@ -286,14 +288,16 @@ def _calibrated(first: FirstPass, plan: CalibrationPlan, clc: ClcState | None):
 def finish_run(dataset: Dataset, names: tuple[str, ...], settings: Settings, downsample: int, first: FirstPass,
                parts: Partitions, baseline: ClcRecord | None, plan: CalibrationPlan | None = None) -> ScoreRun:
     """The dataset-wide methods' passes over ``parts``, the calibration (``auto``), then the ranked run."""
-    states: dict[str, ClcState] = {}
+    kept: dict[str, object] = {}  # what the dataset-wide methods leave on the run
+    cut = -math.inf
     for name, passes in first.dataset_passes.items():
-        outcome = passes.finish(parts, downsample, baseline)
-        for result, flagged in zip(first.images, outcome.flagged):
+        outcome = passes.finish(parts, downsample, baseline, [result.pixels for result in first.images])
+        for result, score, flagged in zip(first.images, outcome.scores, outcome.flagged):
             result.flagged_pixels = int(flagged)
-            result.scores[name] = 1.0 - int(flagged) / result.pixels if result.pixels else math.nan
-        states[name] = outcome.state
-    calibration = None if plan is None else _calibrated(first, plan, states.get("clc"))
+            result.scores[name] = score
+        kept.update(outcome.keep)
+        cut = max(cut, outcome.cut)
+    calibration = None if plan is None else _calibrated(first, plan, cut)
     return ScoreRun(
         results=rank_results(first.images, names[0]),
         methods=names,
@@ -302,7 +306,7 @@ def finish_run(dataset: Dataset, names: tuple[str, ...], settings: Settings, dow
                  "pixel_threshold": settings.pixel_threshold, "downsample": downsample},
         skipped_masks=dataset.skipped_masks,
         skipped_predictions=dataset.skipped_predictions,
-        clc=states.get("clc"),
+        **kept,
         class_pixels=first.class_pixels,
         warnings=first.class_space.warnings(dataset.store.classes),
         volumes=any(result.slices is not None for result in first.images),
@@ -350,3 +354,80 @@ def score_dataset(dataset: Dataset, methods: Iterable[str], *, temperature: floa
                                 cache if dataset_wide else None, pixel_scores, threads, plan)
         parts = LocalPartitions(dataset, cache, prefetch=prefetch, progress=progress)
         return finish_run(dataset, names, settings, downsample, first, parts, baseline, plan)
+
+
+class Scoring:
+    """A dataset opened from its :class:`~segaudit.results.InputSpec`, here or on a Dask
+    cluster (see :func:`scoring`): scoring runs (:meth:`score`), then further passes over
+    its partitions (:attr:`parts`: regions, flag maps), the same calls either way."""
+
+    def __init__(self, dataset: Dataset, parts: Partitions, stack: ExitStack, *, client=None, shipped=None,
+                 prefetch: int = 4, on_progress=None):
+        self.dataset, self.parts, self._stack = dataset, parts, stack
+        self._client, self._shipped, self._prefetch = client, shipped, prefetch
+        self._on_progress = on_progress
+
+    def score(self, methods: Iterable[str], *, temperature: float = 0.1, pixel_threshold: float = 0.5,
+              downsample: int = 4, baseline: ClcRecord | dict | None = None, threads: int | None = None,
+              calibration_seed: int = 0, unlabeled: int | None = None, keep_cells: bool = False,
+              cell_pixels: bool = False) -> ScoreRun:
+        """Score the dataset (the parameters are :func:`score_dataset`'s); the same run here
+        and on a cluster.
+
+        ``keep_cells``: here, the cell cache (with every pixel's argmax when ``cell_pixels``)
+        stays until the :func:`scoring` block ends, and :attr:`parts` reads it (flag maps);
+        a cluster keeps no cache, its workers read the store.
+        """
+        settings = dict(temperature=temperature, pixel_threshold=pixel_threshold, downsample=downsample,
+                        prefetch=self._prefetch, on_progress=self._on_progress, baseline=baseline, threads=threads,
+                        calibration_seed=calibration_seed, unlabeled=unlabeled)
+        if self._client is not None:
+            from .distributed import score_dataset_distributed
+
+            return score_dataset_distributed(self._client, self._shipped, methods, dataset=self.dataset,
+                                             parts=self.parts, **settings)
+        cache = None
+        if keep_cells:
+            cache = self._stack.enter_context(cell_cache(self.dataset, downsample, pixels=cell_pixels))
+        run = score_dataset(self.dataset, methods, cache=cache, **settings)
+        self.parts = LocalPartitions(self.dataset, cache, prefetch=self._prefetch, progress=self._on_progress)
+        return run
+
+
+@contextmanager
+def scoring(spec: InputSpec, client=None, *, partition_size: int | None = None, prefetch: int = 4,
+            on_progress: Callable[[str, int, int], None] | None = None) -> Iterator[Scoring]:
+    """The one entry to the engine: ``spec``'s dataset opened for scoring, in this process or,
+    with ``client`` (a ``dask.distributed.Client``), on that cluster.
+
+    Parameters
+    ----------
+    spec : InputSpec
+        What to read.
+    client : distributed.Client, optional
+        Score on this Dask cluster (:mod:`segaudit.distributed`): the dataset is opened here
+        and, from the same spec, on the workers, which read their own images. Every output is
+        the same, byte for byte, as without.
+    partition_size : int, optional
+        With ``client``: images per task (default: about 1 GiB of stored predictions).
+    prefetch, on_progress
+        As for :func:`segaudit.score`.
+
+    Yields
+    ------
+    Scoring
+        Its temporary files (a kept cell cache) are removed when the block ends, on errors too.
+    """
+    with ExitStack() as stack:
+        if client is None:
+            dataset = open_dataset(spec)
+            parts = LocalPartitions(dataset, prefetch=prefetch, progress=on_progress)
+            yield Scoring(dataset, parts, stack, prefetch=prefetch, on_progress=on_progress)
+            return
+        from .distributed import dask_partitions, dataset_spec
+
+        shipped = dataset_spec(spec)
+        dataset = shipped.open()
+        parts = dask_partitions(client, shipped, dataset, partition_size, prefetch=prefetch, progress=on_progress)
+        yield Scoring(dataset, parts, stack, client=client, shipped=shipped, prefetch=prefetch,
+                      on_progress=on_progress)

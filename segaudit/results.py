@@ -3,14 +3,16 @@
 These types sit below the engine and every writer, so that outputs need not import the
 engine to read a run. :class:`RunRecord` is the run record (``<stem>.run.json``) written
 beside a ranking: written only by :meth:`RunRecord.to_json` and read only by
-:meth:`RunRecord.from_dict`, which checks every field.
+:meth:`RunRecord.from_dict`, which checks every field. :class:`InputSpec` is what a run
+reads (masks, predictions and every input option): the CLI builds it, the API takes it,
+the run record stores it and :meth:`InputSpec.from_record` reopens it, and Dask ships it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -384,13 +386,103 @@ class CalibrationRecord(_Section):
         return record
 
 
-#: The scoring options a run records (``ScoreRun.options``), in the record's order; how
-#: each is checked when read.
+def _recorded(kind, *, omit_none: bool = False) -> dict:
+    """An :class:`InputSpec` field's metadata: the run record keeps it under its name, checked
+    as ``kind`` when read; with ``omit_none``, a None value is left out of the record."""
+    return {"record": kind, "omit_none": omit_none}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a run reads: the masks, the prediction store and every input option, in one place.
+
+    The command line builds it (``cli/_options.py``), :func:`segaudit.score` and the other
+    readers take it (``spec=``; their input keywords build one),
+    :func:`segaudit.core.dataset.open_dataset` opens it, the run record stores its recorded
+    fields (the metadata ``record``: how the record's reader checks the field) and
+    :meth:`from_record` reopens it; it is small and picklable, so Dask ships it to the
+    workers. An input option is one field here (docs/development.md, "add an input option").
+
+    The fields hold what was given; :func:`~segaudit.core.dataset.open_dataset` checks and
+    resolves them (the default ignore index, the store's classes and kind, ``only``'s mask
+    paths as ids) and records the resolved spec (``Dataset.spec``).
+    """
+
+    masks: str = field(metadata=_recorded(_TEXT))  # a directory of masks, or a URL
+    predictions: str = field(metadata=_recorded(_TEXT))  # a zarr store, or a URL
+    ignore_index: int | tuple[int, ...] | None = field(default=None, metadata=_recorded(_COUNTS))  # None: 255
+    mask_suffix: str = field(default="", metadata=_recorded(_TEXT))
+    palette: str | None = field(default=None, metadata=_recorded(_TEXT))
+    # A built-in name, a file, or a mapping {value: class or None}; recorded only when given,
+    # so that the records of runs without one keep their bytes.
+    label_map: str | dict | None = field(default=None, metadata=_recorded(_LABEL_MAP, omit_none=True))
+    classes: tuple[str, ...] | None = field(default=None, metadata=_recorded(_TEXTS))
+    logits: bool | None = field(default=None, metadata=_recorded(_FLAG))
+    channels_last: bool | None = field(default=None, metadata=_recorded(_FLAG))
+    allow_missing: bool = field(default=False, metadata=_recorded(_FLAG))
+    only: tuple[str, ...] | None = field(default=None, metadata=_recorded(_TEXTS))  # ids or mask paths
+    # fsspec options of inputs given as URLs (a dict or its JSON text): never recorded (credentials).
+    storage_options: dict | str | None = None
+
+    def __post_init__(self):
+        # Paths as text (a Path would lose a URL's slash) and lists as tuples, so that a spec
+        # compares equal to the one its run record reopens.
+        for name in ("masks", "predictions", "palette"):
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                object.__setattr__(self, name, str(value))
+        if isinstance(self.label_map, Path):
+            object.__setattr__(self, "label_map", str(self.label_map))
+        for name in ("ignore_index", "classes", "only"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+
+    @classmethod
+    def recorded_fields(cls) -> tuple[str, ...]:
+        """The fields the run record keeps, in this order."""
+        return tuple(f.name for f in fields(cls) if "record" in f.metadata)
+
+    def recorded(self) -> dict:
+        """The recorded fields as the run record's options (``ScoreRun.options``): tuples as
+        lists, a None ``omit_none`` field left out."""
+        return {f.name: list(value) if isinstance(value, tuple) else value
+                for f in fields(self) if "record" in f.metadata
+                for value in [getattr(self, f.name)] if not (value is None and f.metadata["omit_none"])}
+
+    @classmethod
+    def from_record(cls, record: RunRecord, *, storage_options: dict | str | None = None) -> InputSpec:
+        """The inputs of the run ``record`` describes (its resolved options: absolute paths,
+        the ignore indices, the classes and kind read from the store); ``storage_options``
+        for inputs recorded as URLs (they are never recorded). A field an older record
+        leaves out takes its default (masks and predictions have none: None)."""
+        given = {}
+        for f in fields(cls):
+            if "record" in f.metadata:
+                value = getattr(record, f.name)
+                given[f.name] = value if value is not None or f.default is MISSING else f.default
+        return cls(**given, storage_options=storage_options)
+
+    @classmethod
+    def of(cls, masks, predictions, spec: InputSpec | None = None, **inputs) -> InputSpec:
+        """``spec``, or the spec of ``masks``, ``predictions`` and the input keywords
+        ``inputs`` (the fields of InputSpec): the readers' two ways of being told their
+        inputs. TypeError when both or neither are given."""
+        if spec is None:
+            if masks is None or predictions is None:
+                raise TypeError("give masks and predictions, or spec=")
+            return cls(masks, predictions, **inputs)
+        if masks is not None or predictions is not None or inputs:
+            raise TypeError("give spec= or masks, predictions and input keywords, not both")
+        return spec
+
+
+#: The scoring options a run records (``ScoreRun.options``): the recorded input fields of
+#: :class:`InputSpec`, what the store says, and the settings; how each is checked when read.
+#: The record's order is the order of the fields of :class:`RunRecord`.
 _OPTIONS = {
-    "masks": _TEXT, "predictions": _TEXT, "layout": _TEXT, "ignore_index": _COUNTS, "mask_suffix": _TEXT,
-    "palette": _TEXT, "label_map": _LABEL_MAP, "classes": _TEXTS, "n_classes": _POSITIVE, "logits": _FLAG,
-    "channels_last": _FLAG,
-    "allow_missing": _FLAG, "only": _TEXTS, "only_deleted": _TEXTS, "methods": _TEXTS,
+    **{f.name: f.metadata["record"] for f in fields(InputSpec) if "record" in f.metadata},
+    "layout": _TEXT, "n_classes": _POSITIVE, "only_deleted": _TEXTS, "methods": _TEXTS,
     "temperature": _NUMBER, "pixel_threshold": _NUMBER, "downsample": _POSITIVE,
 }
 

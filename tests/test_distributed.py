@@ -173,7 +173,7 @@ def test_a_worker_killed_mid_run_changes_nothing(client, mixed, tmp_path):
     local = score(mixed.masks, mixed.store, methods=tuple(METHODS))
     marker = tmp_path / "killed"
     spec = dataset_spec(mixed.masks, mixed.store)
-    killing = KillingSpec(spec.masks, spec.predictions, spec.keywords)
+    killing = KillingSpec(spec.inputs)
     object.__setattr__(killing, "marker", str(marker))
     object.__setattr__(killing, "after", 6)  # past the scoring pass (about 5 blocks a worker): in clc's passes
     run = score_dataset_distributed(client, killing, tuple(METHODS), partition_size=1, dataset=spec.open())
@@ -202,7 +202,7 @@ def test_a_lost_scheduler_is_a_one_line_input_error(mixed):
 
     with dask.config.set({"distributed.comm.timeouts.connect": "2s"}), dask_cluster(1) as own:
         spec = dataset_spec(mixed.masks, mixed.store)
-        lost = ShutdownSpec(spec.masks, spec.predictions, spec.keywords)
+        lost = ShutdownSpec(spec.inputs)
         with pytest.raises(InputError, match="scheduler was lost") as raised:
             score_dataset_distributed(own, lost, ("rsoftmin",), partition_size=1, dataset=spec.open())
         assert "\n" not in str(raised.value)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..results import CalibrationRecord
-from .candidates import CANDIDATES, CLC, FAMILY, clc_delta, image_values, temperatures
+from .candidates import CANDIDATES, CLC, clc_delta, image_values, temperatures
 from ..methods import AUTO  # the name of the calibrated ranking, defined with the other methods' names
 from .kinds import PLANTED_KINDS, Kind, plant
 
@@ -157,11 +157,6 @@ class Calibration:
     scores: np.ndarray
 
 
-def _blend(components: tuple[int, ...], real: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """A rank blend: the mean of each component's place in the real images' distribution."""
-    return np.mean([_ecdf(real[:, c], values[:, c]) for c in components], axis=0)
-
-
 def calibrate(plan: CalibrationPlan, pieces: list[ImageCalibration], flagged: list[int | None],
               pixels: list[int], clc_cut: float) -> Calibration:
     """Choose the ranking from the planted copies (the images in dataset order).
@@ -217,31 +212,13 @@ def calibrate(plan: CalibrationPlan, pieces: list[ImageCalibration], flagged: li
         values = [log_odds(row[j]) for j in usable if not math.isnan(row[j])]
         return float(np.mean(values)) if values else math.nan
 
-    blends: list[tuple[int, ...]] = []
-    if enough:
-        ranked = sorted(range(len(CANDIDATES)),
-                        key=lambda c: (-np.nan_to_num(log_odds_of(table[c]), nan=-math.inf), c))
-        # The best two and three, and the best with the best of each other family: scores
-        # that fail differently can make up for each other.
-        wanted = [tuple(sorted(ranked[:2])), tuple(sorted(ranked[:3]))]
-        best_family = FAMILY[CANDIDATES[ranked[0]]]
-        for family in dict.fromkeys(FAMILY[CANDIDATES[c]] for c in ranked):
-            if family != best_family:
-                other = next(c for c in ranked if FAMILY[CANDIDATES[c]] == family)
-                wanted.append(tuple(sorted((ranked[0], other))))
-        for parts in dict.fromkeys(wanted):
-            blends.append(parts)
-            names.append("rank mean (" + ", ".join(CANDIDATES[c] for c in parts) + ")")
-            table.append([average_precision(_blend(parts, real, negatives),
-                                            _blend(parts, real, positives[k]) if positives[k].size else np.zeros(0))
-                          for k in kinds])
     means = [mean_of(row) for row in table]
     odds = [log_odds_of(row) for row in table]
     if enough:
         chosen = max(range(len(names)), key=lambda c: (np.nan_to_num(odds[c], nan=-math.inf), -c))
     else:
         chosen = 0  # rsoftmin: too few images to calibrate on
-    scores = real[:, chosen] if chosen < len(CANDIDATES) else _blend(blends[chosen - len(CANDIDATES)], real, real)
+    scores = real[:, chosen]
     hard = [kinds[j] for j in usable if not math.isnan(table[chosen][j]) and table[chosen][j] < HARD_AUPRC]
     record = CalibrationRecord(
         seed=plan.seed, chosen=names[chosen], calibrated=enough, images=int(clean.sum()),

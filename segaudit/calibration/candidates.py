@@ -32,9 +32,6 @@ STATS_CANDIDATES = ("rsoftmin", *(softmin_name(t) for t in LADDER), *STATS_METHO
 #: Every single candidate, in the calibration table's order.
 CANDIDATES = (*STATS_CANDIDATES, "coco", "clc")
 COCO, CLC = CANDIDATES.index("coco"), CANDIDATES.index("clc")
-#: Families of candidates that fail alike: rank blends pair the best with another family's best.
-FAMILY = {name: "softmin" for name in STATS_CANDIDATES[: 1 + len(LADDER)]}
-FAMILY.update(cil="mean", ccp="mean", tccp="mean", iou="iou", coco="cells", clc="counts")
 
 
 def temperatures(settings: Settings, pixels: int) -> list[float]:

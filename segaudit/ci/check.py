@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ..core.dataset import LabelValuesError, label_hint, open_dataset
 from ..errors import InputError
+from ..results import InputSpec
 from ..core.kernel import BadProbabilities, ImageStats, KernelConfig, accumulate
 from ..core.sanity import ClassSpaceCheck
 from ..io.decisions import read_decisions
@@ -30,8 +31,8 @@ class CheckReport:
     review: Review | None = None  # with ``reviewed``: which images a reviewer's ok exempts
 
 
-def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, reviewed=None,
-          **inputs) -> CheckReport:
+def check(masks=None, predictions=None, *, sample_blocks: int = 32, on_progress=None, reviewed=None,
+          spec: InputSpec | None = None, **inputs) -> CheckReport:
     """Validate pairing, sizes, label ranges and a sample of prediction blocks.
 
     Raises InputError for problems that stop everything (a missing store, unpaired
@@ -44,7 +45,8 @@ def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, revi
     """
     decisions = read_decisions(reviewed) if reviewed is not None else None  # a bad file fails first
     header_problems: list[str] = []
-    dataset = open_dataset(masks, predictions, problems=header_problems, **inputs)
+    spec = InputSpec.of(masks, predictions, spec, **inputs)  # the inputs: as segaudit.score takes them
+    dataset = open_dataset(spec, problems=header_problems)
     store = dataset.store
     report = CheckReport(images=len(dataset.pairs) + len(header_problems), n_classes=store.n_classes,
                          problems=header_problems)
@@ -87,9 +89,8 @@ def check(masks, predictions, *, sample_blocks: int = 32, on_progress=None, revi
                        for problem in report.problems]
     report.warnings = class_space.warnings(store.classes)
     if decisions is not None:
-        report.review = review_masks(reviewed, masks, inputs.get("mask_suffix") or "",
-                                     [image_id for _, image_id in dataset.pairs], decisions,
-                                     inputs.get("storage_options"))
+        report.review = review_masks(reviewed, spec.masks, spec.mask_suffix,
+                                     [image_id for _, image_id in dataset.pairs], decisions, spec.storage_options)
     return report
 
 

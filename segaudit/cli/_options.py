@@ -15,6 +15,9 @@ import typer
 
 from ._app import exit_on_error
 
+if typing.TYPE_CHECKING:
+    from ..results import InputSpec
+
 
 def method_names() -> list[str]:
     """The scoring methods' names, read from the modules of segaudit/methods without importing
@@ -182,7 +185,9 @@ def parse_classes(value: str | None) -> list[str] | None:
 
 @dataclasses.dataclass(frozen=True)
 class InputOptions:
-    """The masks and predictions arguments and the input options, as a command receives them.
+    """The masks and predictions arguments and the input options, as a command receives them:
+    a field of :class:`~segaudit.results.InputSpec` of the same name each (:meth:`spec`),
+    but ``no_ignore`` and ``timeout``, which fold into ``ignore_index`` and ``storage_options``.
 
     A command decorated with :func:`reads_inputs` declares one parameter ``inputs:
     InputOptions`` and gets these fields as its first two arguments and, in the place of
@@ -214,16 +219,19 @@ class InputOptions:
                 "prediction store": None if is_url(self.predictions) else self.predictions,
                 "--palette file": self.palette, "--classes file": classes, "--label-map file": label_map}
 
-    def keywords(self) -> dict:
-        """The keyword arguments of the library's readers (:func:`segaudit.engine.score`,
-        ``open_dataset`` and those built on them) but masks and predictions; exit 2 on a bad
-        --classes file or --storage-options JSON."""
-        return dict(
-            ignore_index=() if self.no_ignore else self.ignore_index or None, mask_suffix=self.mask_suffix,
-            palette=self.palette, classes=parse_classes(self.classes), logits=self.logits,
-            channels_last=self.channels_last, allow_missing=self.allow_missing, label_map=self.label_map,
-            storage_options=parse_storage_options(self.storage_options, self.timeout),
-        )
+    def spec(self) -> InputSpec:
+        """The :class:`~segaudit.results.InputSpec` of these options, which every reader of the
+        library takes (``spec=``); exit 2 on a bad --classes file or --storage-options JSON."""
+        from ..results import InputSpec
+
+        # A field of both goes over as it is; these three are given in the command line's terms.
+        given = {f.name: getattr(self, f.name) for f in dataclasses.fields(InputSpec) if hasattr(self, f.name)}
+        return InputSpec(**{
+            **given,
+            "ignore_index": () if self.no_ignore else self.ignore_index or None,
+            "classes": parse_classes(self.classes),
+            "storage_options": parse_storage_options(self.storage_options, self.timeout),
+        })
 
 
 def reads_inputs(command):

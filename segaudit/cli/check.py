@@ -38,10 +38,9 @@ def command(
 
     if sample < 0:
         raise fail(f"--sample must be >= 0, got {sample}")
-    keywords = inputs.keywords()
+    spec = inputs.spec()
     with exit_on_error(), progress(interactive(quiet)) as bar:
-        report = check_dataset(inputs.masks, inputs.predictions, sample_blocks=sample, on_progress=bar.on_progress,
-                               reviewed=reviewed, **keywords)
+        report = check_dataset(spec=spec, sample_blocks=sample, on_progress=bar.on_progress, reviewed=reviewed)
     for problem in report.problems[:MAX_LISTED]:
         stderr.print(f"error: {problem}", soft_wrap=True)
     if len(report.problems) > MAX_LISTED:

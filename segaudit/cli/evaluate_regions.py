@@ -61,7 +61,7 @@ def command(
     refuse_overwriting_inputs({**inputs.reads(), "--clean masks": clean, "--truth file": truth}, {"--output": output})
     with exit_on_error(), progress(interactive(quiet)) as bar:
         truth_rows = load_truth(truth)
-        dataset = open_dataset(inputs.masks, inputs.predictions, **inputs.keywords())
+        dataset = open_dataset(inputs.spec())
         # The region scores calibrated as segaudit regions calibrates them (one more pass).
         calibration = calibrated_regions(dataset, rule, seed=calibration_seed, progress=bar.on_progress)[0].calibration
         evaluation = evaluate_regions(dataset, clean, truth_rows, rule,

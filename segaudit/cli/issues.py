@@ -42,13 +42,13 @@ def command(
     if top is not None and top < 1:
         raise fail(f"--top must be at least 1, got {top}")
     refuse_overwriting_inputs(inputs.reads(), {"--out": out})
-    keywords = inputs.keywords()
+    spec = inputs.spec()
     cluster = dask_client(scheduler, dask_workers, partition_size, inputs.timeout)
     with exit_on_error(f"to {out}"), cluster as client, progress(interactive(quiet)) as bar:
-        written, run = write_issue_masks(inputs.masks, inputs.predictions, out, method=method, top=top,
+        written, run = write_issue_masks(out_dir=out, spec=spec, method=method, top=top,
                                          pixel_threshold=pixel_threshold, downsample=downsample,
                                          on_progress=bar.on_progress, threads=threads, client=client,
-                                         partition_size=partition_size, **keywords)
+                                         partition_size=partition_size)
     if not quiet:
         flagged = sum(pixels for _, pixels in written)
         stderr.print(f"wrote {len(written)} issue mask(s) to {out} ({flagged} flagged pixels, method {method})",

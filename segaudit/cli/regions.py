@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -52,14 +53,14 @@ def command(
     refuse_overwriting_inputs({**inputs.reads(), "--only file": only}, {"--output": None if to_stdout else output,
                                                "--propose-dir": propose_dir})
     rule = region_rule(margin, band, band_weight)
-    keywords = inputs.keywords()
+    spec = inputs.spec()
     where = f"to {propose_dir}" if propose_dir is not None else f"to {output}"
     with exit_on_error(where, name_file=True), progress(interactive(quiet)) as bar:
-        outcome = find_and_write_regions(inputs.masks, inputs.predictions, rule=rule, only=read_only_entries(only),
+        outcome = find_and_write_regions(spec=replace(spec, only=read_only_entries(only)), rule=rule,
                                          out=None if to_stdout else output, fmt=output_format.value,
                                          propose_dir=propose_dir, min_score=min_score,
                                          calibration_seed=calibration_seed, unlabeled=unlabeled,
-                                         on_progress=bar.on_progress, **keywords)
+                                         on_progress=bar.on_progress)
     if to_stdout:
         sys.stdout.write(regions_text(outcome.run, output_format.value))
         sys.stdout.flush()

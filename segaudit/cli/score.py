@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,7 +20,7 @@ from ._options import (DaskWorkers, Downsample, InputOptions, PartitionSize, Sch
 def command(
     *,
     output: Annotated[str, typer.Option("--output", "-o", help="Ranking to write, worst image first; '-' writes to stdout (logs go to stderr). A run record <stem>.run.json is written beside a file.")] = "ranking.csv",
-    method: Annotated[str, typer.Option("--method", "-m", help="Scoring method, a comma list, or 'all' (auto, " + ", ".join(method_names()) + "). The first ranks the images and fills the 'score' column. rsoftmin (default) is softmin at a temperature scaled to the image size; softmin is the paper's. auto plants realistic errors into copies of a sample of your masks, measures how well every candidate score (each method, softmin at several temperatures, rank blends) finds them with your model's predictions, and ranks with the best; the table goes to the terminal and the run record. clc adds two passes over a temporary cell cache (the store is read once).")] = "rsoftmin",
+    method: Annotated[str, typer.Option("--method", "-m", help="Scoring method, a comma list, or 'all' (auto, " + ", ".join(method_names()) + "). The first ranks the images and fills the 'score' column. rsoftmin (default) is softmin at a temperature scaled to the image size; softmin is the paper's. auto plants realistic errors into copies of a sample of your masks, measures how well every candidate score (each method, softmin at several temperatures) finds them with your model's predictions, and ranks with the best; the table goes to the terminal and the run record. clc adds two passes over a temporary cell cache (the store is read once).")] = "rsoftmin",
     calibration_seed: Annotated[int, typer.Option(help="auto and --regions: seed of the planted copies they calibrate on (which images, which errors); the same seed gives the same ranking and region scores.")] = 0,
     unlabeled: Annotated[Optional[int], typer.Option("--unlabeled", help="auto: your unlabeled (background) class, if it is a scored class (not an --ignore-index): planted missed objects are annotated as it, as real ones are. Default: a missed object keeps the class around it.")] = None,
     temperature: Annotated[float, typer.Option(help="Softmin temperature (> 0): lower focuses on the worst pixels, higher approaches the mean. rsoftmin uses it on 760x1280 images and scales it to each image's size.")] = 0.1,
@@ -75,22 +76,22 @@ def command(
             from ._options import parse_storage_options
 
             check_store_folds(inputs.predictions, folds, parse_storage_options(inputs.storage_options))
-    keywords = inputs.keywords()
+    spec = inputs.spec()
     cluster = dask_client(scheduler, dask_workers, partition_size, inputs.timeout)
     show = interactive(quiet, verbose)
     with exit_on_error(), cluster as client, progress(show) as bar:
-        run = score_images(inputs.masks, inputs.predictions, methods=methods, temperature=temperature,
-                           pixel_threshold=pixel_threshold, downsample=downsample, only=only_entries,
+        run = score_images(spec=replace(spec, only=only_entries), methods=methods, temperature=temperature,
+                           pixel_threshold=pixel_threshold, downsample=downsample,
                            baseline=baseline_clc, regions=regions, on_progress=bar.on_progress, threads=threads,
                            client=client, partition_size=partition_size, calibration_seed=calibration_seed,
-                           unlabeled=unlabeled, **keywords)
+                           unlabeled=unlabeled)
     review = None
     if reviewed is not None:
         from ..ci.review import review_masks
 
         with exit_on_error():
-            review = review_masks(reviewed, inputs.masks, inputs.mask_suffix, [r.image_id for r in run.results],
-                                  decisions, keywords["storage_options"])
+            review = review_masks(reviewed, spec.masks, spec.mask_suffix, [r.image_id for r in run.results],
+                                  decisions, spec.storage_options)
         run.reviewed = review.record()
     gate_results = check_gates(run, gates, review.exempt if review else frozenset())
     with exit_on_error("output"):

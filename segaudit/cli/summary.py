@@ -41,12 +41,12 @@ def command(
         csv, output_format = None, output_format or OutputFormat.csv
     require_parent_dirs(csv)
     refuse_overwriting_inputs(inputs.reads(), {"--csv": csv})
-    keywords = inputs.keywords()
+    spec = inputs.spec()
     cluster = dask_client(scheduler, dask_workers, partition_size, inputs.timeout)
     with exit_on_error(), cluster as client, progress(interactive(quiet)) as bar:
-        rows, run = class_confusions(inputs.masks, inputs.predictions, downsample=downsample,
+        rows, run = class_confusions(spec=spec, downsample=downsample,
                                      on_progress=bar.on_progress, threads=threads, client=client,
-                                     partition_size=partition_size, **keywords)
+                                     partition_size=partition_size)
     if csv is not None:
         with exit_on_error(str(csv)):
             atomic_write_all({csv: confusions_csv(rows, run.class_name)})

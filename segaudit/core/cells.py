@@ -1,4 +1,6 @@
-"""The cell cache: every image's downsampled cells, kept by the per-image pass.
+"""The cell cache: every image's downsampled cells, kept by the per-image pass; and the
+passes over every cell (:func:`dataset_cells`, :func:`image_cells`), from the cache or,
+without one, from the store.
 
 Dataset-wide methods (clc) make passes over every cell after the per-image pass; reading
 the cells back from this cache costs far less than reading and pooling the store again.
@@ -14,8 +16,9 @@ import atexit
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -268,3 +271,100 @@ def cell_cache(dataset, factor: int, *, pixels: bool = False,
             cache.close()
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+# --- passes over every cell: from the cache, or from the store when there is none -------------
+
+
+@dataclass
+class CellRows:
+    """Full-resolution rows that a piece of cells covers, for flag maps: rows ``start`` ..
+    ``start + len(labels)`` of the image, their labels and argmax, the pieces' cell grid
+    shape and the image's slice height (None: a 2-D image)."""
+
+    start: int
+    labels: np.ndarray
+    pixel_pred: np.ndarray
+    grid: tuple[int, int]
+    slice_rows: int | None
+
+
+def dataset_cells(dataset, factor: int, cache: CellCache | None, names: tuple[str, ...],
+                  on_cells: Callable[[dict[str, np.ndarray]], None], on_image_end: Callable[[int], None],
+                  prefetch: int = 4) -> None:
+    """Hand every cell of ``dataset`` to ``on_cells({name: flat array})``, in dataset order,
+    then report each image they completed to ``on_image_end(index)``.
+
+    From ``cache`` (of ``dataset`` at ``factor``) in chunks of whole images; without one,
+    reading and pooling the store block by block. ``names``: fields of :data:`CELL_FIELDS`.
+    """
+    if cache is not None:
+        for first, offsets, cells in cache.chunks(names):
+            on_cells(cells)
+            for index in range(first, first + len(offsets) - 1):
+                on_image_end(index)
+        return
+    from .passes import walk
+    from .pooling import pool
+
+    def block(index, image_id, b):
+        cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=None,
+                     slice_rows=dataset.slice_rows(image_id))
+        on_cells({name: getattr(cells, name).ravel() for name in names})
+
+    walk(dataset, block, on_image_end=lambda index, _: on_image_end(index), row_alignment=factor,
+         prefetch=prefetch)
+
+
+def image_cells(dataset, factor: int, cache: CellCache | None, names: tuple[str, ...],
+                on_cells: Callable[[int, dict[str, np.ndarray], CellRows | None], None], *,
+                on_image_start: Callable[[int, str, np.ndarray | None], None] | None = None,
+                on_image_end: Callable[[int, str], None] | None = None, pixels: bool = False,
+                prefetch: int = 4) -> None:
+    """Hand each image's cells to ``on_cells(index, {name: flat array}, rows)``, image by
+    image in dataset order: the whole image's from ``cache``, or block by block from the
+    store (pooled) without one.
+
+    With ``pixels``, ``rows`` (:class:`CellRows`) holds the full-resolution labels and
+    argmax that the cells cover (the labels read from the masks again; with a cache, it
+    must keep the pixels' argmax), and ``on_image_start(index, image_id, labels)`` gets the
+    image's labels (None without ``pixels`` when the cells come from the cache).
+    """
+    start = on_image_start or (lambda index, image_id, labels: None)
+    end = on_image_end or (lambda index, image_id: None)
+    if cache is None:
+        from .passes import walk
+        from .pooling import pool
+
+        def block(index, image_id, b):
+            slice_rows = dataset.slice_rows(image_id)
+            cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=np.int32 if pixels else None,
+                         slice_rows=slice_rows)
+            rows = CellRows(b.start, b.labels, cells.pixel_pred, cells.label.shape, slice_rows) if pixels else None
+            on_cells(index, {name: getattr(cells, name).ravel() for name in names}, rows)
+
+        walk(dataset, block, on_image_start=start, on_image_end=end, row_alignment=factor, prefetch=prefetch)
+        return
+    from .passes import prefetched
+
+    labels = None
+    if pixels:
+        labels = prefetched((lambda mask=mask: dataset.read_labels(mask) for mask, _ in dataset.pairs),
+                            max(1, prefetch))
+    try:
+        for first, offsets, cells in cache.chunks(names):
+            for i in range(len(offsets) - 1):
+                index, part = first + i, slice(offsets[i], offsets[i + 1])
+                image_id = dataset.pairs[index][1]
+                rows = None
+                if pixels:
+                    image_labels = next(labels)
+                    slice_rows = dataset.slice_rows(image_id)
+                    rows = CellRows(0, image_labels, cache.pixel_pred(index),
+                                    grid_shape(*image_labels.shape, factor, slice_rows), slice_rows)
+                start(index, image_id, None if rows is None else rows.labels)
+                on_cells(index, {name: cells[name][part] for name in names}, rows)
+                end(index, image_id)
+    finally:
+        if labels is not None:
+            labels.close()

@@ -11,16 +11,17 @@ import ctypes
 import math
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..io import masks as masks_io
 from ..io import remote
-from ..io.label_maps import LabelLookup, LabelMap, load_label_map
+from ..io.label_maps import LabelLookup, load_label_map
 from ..io.volumes import check_same_grid
 from ..errors import InputError, one_line
+from ..results import InputSpec
 from .kernel import (FLOAT, HALF, MAX_CLASSES, QUANTISED, BadProbabilities, Decoding, ImageStats, KernelConfig,
                      accumulate)
 from ..io.predictions import PredictionStore, open_predictions, sum_hint
@@ -69,6 +70,7 @@ class Dataset:
     skipped_predictions: list[str] = field(default_factory=list)  # predictions with no mask
     label_map: LabelLookup | None = None  # --label-map, checked against K and the ignore indices
     remedies: Remedies = STORE_REMEDIES  # how errors about the predictions advise their caller
+    spec: InputSpec | None = None  # the inputs it was opened from, resolved (None: arrays in memory)
 
     def read_labels(self, mask: masks_io.MaskFile) -> np.ndarray:
         """The mask's int32 labels, every value a class or an ignore index."""
@@ -298,50 +300,62 @@ def check_volume_pair(mask: masks_io.MaskFile, image_id: str, store: PredictionS
 
 
 def open_dataset(
-    masks: str | Path,
-    predictions: str | Path,
+    masks: str | Path | InputSpec,
+    predictions: str | Path | None = None,
     *,
-    ignore_index: Iterable[int] | None = None,
-    mask_suffix: str = "",
-    palette: str | Path | None = None,
-    classes: list[str] | None = None,
-    logits: bool | None = None,
-    channels_last: bool | None = None,
-    allow_missing: bool = False,
-    only: list[str] | None = None,
-    label_map: str | Path | dict | LabelMap | None = None,
     problems: list[str] | None = None,
-    storage_options: dict | str | None = None,
+    **inputs,
 ) -> Dataset:
     """Find the masks, open the store, pair them and check sizes (headers only).
 
-    Parameters are those of :func:`segaudit.score`. ``only``: entries naming the images
-    to use (ids or mask paths, see :func:`segaudit.io.subset.resolve_only`). Raises
-    InputError for any problem that can be seen without decoding masks or predictions;
-    with a ``problems`` list, an image whose mask cannot be read or whose size differs
-    from its prediction's is appended to it instead (and left out of the dataset), so
-    that ``segaudit check`` lists every one. ``storage_options``: the fsspec options of masks
-    or predictions given as URLs (a dict, or its JSON text); never recorded.
+    Parameters
+    ----------
+    masks : str, Path or InputSpec
+        The masks (then ``predictions`` and the input keywords ``inputs``, the fields of
+        :class:`~segaudit.results.InputSpec`, say the rest), or the whole spec.
+    predictions : str or Path, optional
+        The prediction store, unless ``masks`` is a spec.
+    problems : list of str, optional
+        Without it, InputError for any problem that can be seen without decoding masks or
+        predictions; with it, an image whose mask cannot be read or whose size differs from
+        its prediction's is appended to it instead (and left out of the dataset), so that
+        ``segaudit check`` lists every one.
+    **inputs
+        The input options (as :func:`segaudit.score`'s): ``only`` names the images to use
+        (ids or mask paths, see :func:`segaudit.io.subset.resolve_only`);
+        ``storage_options``, the fsspec options of masks or predictions given as URLs (a
+        dict, or its JSON text), is never recorded.
+
+    Returns
+    -------
+    Dataset
+        With ``spec``, the inputs resolved (what the run record keeps), and ``options``.
     """
+    spec = masks if isinstance(masks, InputSpec) else InputSpec(masks, predictions, **inputs)
+    if isinstance(masks, InputSpec) and (predictions is not None or inputs):
+        raise TypeError("open_dataset: give an InputSpec, or masks, predictions and input keywords, not both")
     limit_malloc_arenas()
-    storage_options = remote.parse_storage_options(storage_options, "storage_options")
+    masks, predictions, only, mask_suffix, palette = (spec.masks, spec.predictions, spec.only, spec.mask_suffix,
+                                                      spec.palette)
+    storage_options = remote.parse_storage_options(spec.storage_options, "storage_options")
     mask_files = masks_io.find_masks(masks, mask_suffix, storage_options)
     deleted: list[str] = []
     if only is not None:
         from ..io.subset import resolve_only
 
-        chosen, deleted = resolve_only(only, masks, mask_files, mask_suffix)
+        chosen, deleted = resolve_only(list(only), masks, mask_files, mask_suffix)
         keep = set(chosen)
         mask_files = [m for m in mask_files if m.image_id in keep]
     colour_map = masks_io.load_palette(palette) if palette else None
-    label_map = None if label_map is None else load_label_map(label_map)
-    store = open_predictions(predictions, classes=classes, logits=logits, channels_last=channels_last,
+    label_map = None if spec.label_map is None else load_label_map(spec.label_map)
+    store = open_predictions(predictions, classes=None if spec.classes is None else list(spec.classes),
+                             logits=spec.logits, channels_last=spec.channels_last,
                              only_ids=None if only is None else [m.image_id for m in mask_files],
                              storage_options=storage_options)
-    ignore = resolve_ignore(ignore_index, store.n_classes)
+    ignore = resolve_ignore(spec.ignore_index, store.n_classes)
     decoding = make_decoding(store.dtype, store.n_classes, ignore, store.logits, store.sum_tolerance)
     lookup = None if label_map is None else label_map.lookup(store.n_classes, ignore)
-    pairs, no_prediction, no_mask = _pair(mask_files, store, allow_missing, subset=only is not None)
+    pairs, no_prediction, no_mask = _pair(mask_files, store, spec.allow_missing, subset=only is not None)
 
     # Cheap checks first (PNG headers and array metadata), so a size mismatch in the
     # last image fails before minutes of scoring.
@@ -363,22 +377,20 @@ def open_dataset(
             continue
         checked.append((mask, image_id))
     pairs = checked
-    options = {
-        "masks": remote.location_text(masks),  # a URL without user, password or query
-        "predictions": remote.location_text(predictions),
-        "layout": store.layout,
-        "ignore_index": list(ignore),
-        "mask_suffix": mask_suffix,
-        "palette": str(Path(palette).resolve()) if palette else None,
-        # Only a run with a label map records one, so that other records keep their bytes.
-        **({} if label_map is None else {"label_map": label_map.record()}),
-        "classes": store.classes,
-        "n_classes": store.n_classes,
-        "logits": store.logits,
-        "channels_last": store.channels_last,
-        "allow_missing": allow_missing,
-        "only": None if only is None else [image_id for _, image_id in pairs],
-        "only_deleted": deleted,
-    }
+    # The spec as it was resolved: what the run record keeps and reopens.
+    resolved = replace(
+        spec,
+        masks=remote.location_text(masks),  # a URL without user, password or query
+        predictions=remote.location_text(predictions),
+        ignore_index=ignore,
+        palette=str(Path(palette).resolve()) if palette else None,
+        label_map=None if label_map is None else label_map.record(),
+        classes=None if store.classes is None else tuple(store.classes),
+        logits=store.logits,
+        channels_last=store.channels_last,
+        only=None if only is None else tuple(image_id for _, image_id in pairs),
+    )
+    options = {**resolved.recorded(), "layout": store.layout, "n_classes": store.n_classes, "only_deleted": deleted}
     return Dataset(pairs=pairs, store=store, decoding=decoding, ignore=ignore, colour_map=colour_map,
-                   options=options, skipped_masks=no_prediction, skipped_predictions=no_mask, label_map=lookup)
+                   options=options, skipped_masks=no_prediction, skipped_predictions=no_mask, label_map=lookup,
+                   spec=resolved)

@@ -633,7 +633,7 @@ def find_regions(dataset: Dataset, rule: RegionRule | None = None, *, keep_maps=
 
 def regions_part(dataset: Dataset, first: int, cache, prefetch: int, done, rule: RegionRule) -> list[Region]:
     """:func:`find_regions` over one partition of a dataset (a
-    :meth:`~segaudit.methods.base.Partitions.map` job, on a Dask worker say): its regions, in
+    :meth:`~segaudit.core.partitions.Partitions.map` job, on a Dask worker say): its regions, in
     no particular order (:func:`rank_regions` of every partition's is the dataset's ranking:
     a region's score depends on its own image only)."""
     found = find_regions(dataset, rule, prefetch=prefetch,

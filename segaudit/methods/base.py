@@ -16,12 +16,13 @@ pass over the pixels for every method asked for) and which further passes run:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from ..core.kernel import ImageStats
+from ..core.partitions import Partitions
 from ..results import ClcState
 
 
@@ -37,58 +38,10 @@ class Settings:
 class DatasetOutcome:
     """What a dataset-wide method found, per image in dataset order."""
 
-    flagged: np.ndarray  # flagged full-resolution pixels per image
-    state: ClcState  # kept on the ScoreRun and in the run record
-
-
-class Partitions(Protocol):
-    """The dataset as consecutive runs of images, each pass over it one job per partition.
-
-    :class:`LocalPartitions` is the whole dataset in this process (one partition, the cell
-    cache when there is one); :mod:`segaudit.distributed` maps the same functions over
-    partitions on Dask workers, each reading its images from the store. What a
-    dataset-wide method merges from the partitions' results is the same either way.
-    """
-
-    n_images: int
-    count: int  # partitions
-
-    def map(self, stage: str, function: Callable, args: list[tuple]) -> list:
-        """``function(dataset, first, cache, prefetch, done, *args[p])`` for each partition p,
-        in dataset order; the results, in that order.
-
-        ``dataset`` holds the partition's images (image n of the dataset is image
-        n - first of it); ``cache`` is the cell cache of the whole dataset or None (then
-        the cells come from the store); ``done(n)`` reports that image n (of the whole
-        dataset) is through, for progress under ``stage``.
-        """
-
-    def map_sum(self, stage: str, function: Callable, args: list[tuple]):
-        """As :meth:`map` for a ``function`` returning a tuple of integers or integer arrays:
-        their element-wise sum over the partitions (in any order: integer sums are exact)."""
-
-
-class LocalPartitions:
-    """The whole dataset as one partition, in this process (see :class:`Partitions`)."""
-
-    count = 1
-
-    def __init__(self, dataset, cache=None, *, prefetch: int = 4, progress=None):
-        self.dataset, self.cache, self.prefetch = dataset, cache, prefetch
-        self.progress = progress or (lambda stage, done, total: None)
-        self.n_images = len(dataset.pairs)
-
-    def map(self, stage: str, function: Callable, args: list[tuple]) -> list:
-        (part_args,) = args
-
-        def done(index):
-            self.progress(stage, index + 1, self.n_images)
-
-        return [function(self.dataset, 0, self.cache, self.prefetch, done, *part_args)]
-
-    def map_sum(self, stage: str, function: Callable, args: list[tuple]):
-        (result,) = self.map(stage, function, args)
-        return result
+    scores: list[float]  # the method's score per image (NaN: no scored pixel)
+    flagged: np.ndarray  # flagged full-resolution pixels per image (the results' flagged_pixels)
+    cut: float  # cells with s at or below it are flagged (-inf: none), for auto's calibration
+    keep: dict[str, ClcState] = field(default_factory=dict)  # ScoreRun fields the run keeps (clc=...)
 
 
 class DatasetPass(Protocol):
@@ -105,8 +58,8 @@ class DatasetPass(Protocol):
     def add_piece(self, piece: object) -> None:
         """One image's :meth:`image_piece`, in dataset order, during the first pass."""
 
-    def finish(self, parts: Partitions, factor: int, baseline) -> DatasetOutcome:
-        """The passes after the first one, over ``parts``."""
+    def finish(self, parts: Partitions, factor: int, baseline, pixels: list[int]) -> DatasetOutcome:
+        """The passes after the first one, over ``parts``; ``pixels``: each image's scored pixels."""
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,15 @@ one (it would not fit on disk) they re-read the store.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
-from ..core.cells import CellCache
+from ..core.cells import CellCache, dataset_cells, image_cells
 from ..results import ClcRecord, ClcState, Selection
-from .base import DatasetOutcome, Method, Partitions
+from ..core.partitions import Partitions
+from .base import DatasetOutcome, Method
 
 THRESHOLD_FLOOR = 2e-6  # cleanlab's CONFIDENT_THRESHOLDS_LOWER_BOUND
 THRESHOLD_MARGIN = 1e-6  # cleanlab's FLOATING_POINT_COMPARISON
@@ -267,17 +270,14 @@ def histogram_part(dataset, first: int, cache: CellCache | None, prefetch: int, 
     histogram = np.zeros(1 << bits, np.int64)
     issues = [0]
 
-    def count(label, pred, s, p_pred):
+    def count(cells):
+        label, s = cells["label"], cells["s"]
+        pred, p_pred = (cells["pred"], cells["p_pred"]) if count_issues else (label, s)  # not read
         issues[0] += _count_and_histogram(label, pred, s, p_pred, adjusted, np.uint64(prefix), prefix_bits,
                                           bits, histogram, count_issues)
 
-    def image_done(index):
-        done(first + index)
-
-    if cache is None:
-        _cells_from_store(dataset, factor, prefetch, count, image_done)
-    else:
-        _cells_from_cache(cache, count_issues, count, image_done)
+    names = ("label", "pred", "s", "p_pred") if count_issues else ("label", "s")
+    dataset_cells(dataset, factor, cache, names, count, lambda index: done(first + index), prefetch)
     return histogram, issues[0]
 
 
@@ -292,32 +292,6 @@ def flag_part(dataset, first: int, cache: CellCache | None, prefetch: int, done,
               progress=lambda stage, index, total: done(first + index - 1))
     n = int(candidates.count[0])
     return flagged, (candidates.bits[:n].copy(), candidates.image[:n] + first, candidates.pixels[:n].copy())
-
-
-def _cells_from_cache(cache: CellCache, count_issues: bool, on_cells, on_image_end) -> None:
-    """Hand the cached cells to ``on_cells(label, pred, s, p_pred)``, flat, in dataset order
-    (pred and p_pred only with count_issues), then report each image they completed."""
-    names = ("label", "pred", "s", "p_pred") if count_issues else ("label", "s")
-    for first, offsets, cells in cache.chunks(names):
-        label, s = cells["label"], cells["s"]
-        pred, p_pred = (cells["pred"], cells["p_pred"]) if count_issues else (label, s)
-        on_cells(label, pred, s, p_pred)
-        for index in range(first, first + len(offsets) - 1):
-            on_image_end(index)
-
-
-def _cells_from_store(dataset, factor: int, prefetch: int, on_cells, on_image_end) -> None:
-    """As :func:`_cells_from_cache`, reading and pooling the store block by block."""
-    from ..core.pooling import pool
-    from ..core.passes import walk
-
-    def block(index, image_id, b):
-        cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=None,
-                     slice_rows=dataset.slice_rows(image_id))
-        on_cells(cells.label.ravel(), cells.pred.ravel(), cells.s.ravel(), cells.p_pred.ravel())
-
-    walk(dataset, block, on_image_end=lambda index, _: on_image_end(index), row_alignment=factor,
-         prefetch=prefetch)
 
 
 def flag_pass(dataset, factor: int, selection: Selection, *, prefetch: int = 4, progress=None,
@@ -344,21 +318,6 @@ def flag_pass(dataset, factor: int, selection: Selection, *, prefetch: int = 4, 
         if flagged is not None:
             flagged[index] += count
 
-    def done(index):
-        progress("clc: flagging", index + 1, len(dataset.pairs))
-
-    if cache is None:
-        _flag_store(dataset, factor, flag, on_image, done, prefetch)
-    else:
-        _flag_cache(dataset, factor, cache, flag, on_image, done, prefetch)
-
-
-def _flag_store(dataset, factor: int, flag, on_image, done, prefetch: int) -> None:
-    """:func:`flag_pass` reading and pooling the store."""
-    from ..core.pooling import pool
-    from ..core.passes import walk
-
-    decoding = dataset.decoding
     n_classes = dataset.store.n_classes
     state = {}
 
@@ -367,61 +326,21 @@ def _flag_store(dataset, factor: int, flag, on_image, done, prefetch: int) -> No
             state["map"] = np.zeros(labels.shape, np.uint8)
             state["confusion"] = np.zeros((n_classes, n_classes), np.int64)
 
-    def block(index, image_id, b):
-        slice_rows = dataset.slice_rows(image_id)
-        cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=np.int32 if on_image else None,
-                     slice_rows=slice_rows)
-        certain = np.empty(cells.label.size if on_image else 0, np.bool_)
-        flag(index, cells.label.ravel(), cells.s.ravel(), cells.mismatched.ravel(), certain)
+    def cells_of(index, cells, rows):
+        certain = np.empty(cells["label"].size if on_image else 0, np.bool_)
+        flag(index, cells["label"], cells["s"], cells["mismatched"], certain)
         if on_image:
-            _map_flags(certain.reshape(cells.label.shape), b.labels, cells.pixel_pred, decoding.ignore, factor,
-                       slice_rows or max(1, b.labels.shape[0]), state["map"][b.start:b.stop], state["confusion"])
+            _map_flags(certain.reshape(rows.grid), rows.labels, rows.pixel_pred, dataset.decoding.ignore, factor,
+                       rows.slice_rows or max(1, rows.labels.shape[0]),
+                       state["map"][rows.start:rows.start + rows.labels.shape[0]], state["confusion"])
 
     def end(index, image_id):
         if on_image:
-            on_image(index, image_id, state["map"], state["confusion"])
-        done(index)
+            on_image(index, image_id, state.pop("map"), state.pop("confusion"))
+        progress("clc: flagging", index + 1, len(dataset.pairs))
 
-    walk(dataset, block, on_image_start=start, on_image_end=end, row_alignment=factor, prefetch=prefetch)
-
-
-def _flag_cache(dataset, factor: int, cache: CellCache, flag, on_image, done, prefetch: int) -> None:
-    """:func:`flag_pass` reading the cache (and, for flag maps, the masks)."""
-    from ..core.passes import prefetched
-
-    labels = None
-    if on_image:
-        labels = prefetched((lambda mask=mask: dataset.read_labels(mask) for mask, _ in dataset.pairs),
-                            max(1, prefetch))
-    try:
-        for first, offsets, cells in cache.chunks(("label", "s", "mismatched")):
-            for i in range(len(offsets) - 1):
-                index, part = first + i, slice(offsets[i], offsets[i + 1])
-                label, s, mismatched = (cells[name][part] for name in ("label", "s", "mismatched"))
-                if on_image:
-                    certain = np.empty(label.size, np.bool_)
-                    flag(index, label, s, mismatched, certain)
-                    _hand_out_map(dataset, factor, index, certain, next(labels), cache.pixel_pred(index), on_image)
-                else:
-                    flag(index, label, s, mismatched, np.empty(0, np.bool_))
-                done(index)
-    finally:
-        if labels is not None:
-            labels.close()
-
-
-def _hand_out_map(dataset, factor: int, index: int, certain: np.ndarray, labels: np.ndarray,
-                  pixel_pred: np.ndarray, on_image) -> None:
-    """One image's flag map and confusion from its flagged cells, to ``on_image``."""
-    from ..core.pooling import grid_shape
-
-    n_classes = dataset.store.n_classes
-    flag_map = np.zeros(labels.shape, np.uint8)
-    confusion = np.zeros((n_classes, n_classes), np.int64)
-    slice_rows = dataset.slice_rows(dataset.pairs[index][1])
-    _map_flags(certain.reshape(grid_shape(*labels.shape, factor, slice_rows)), labels, pixel_pred,
-               dataset.decoding.ignore, factor, slice_rows or max(1, labels.shape[0]), flag_map, confusion)
-    on_image(index, dataset.pairs[index][1], flag_map, confusion)
+    image_cells(dataset, factor, cache, ("label", "s", "mismatched"), cells_of, on_image_start=start,
+                on_image_end=end, pixels=on_image is not None, prefetch=prefetch)
 
 
 def clc_from_baseline(parts: Partitions, record: ClcRecord) -> ClcState:
@@ -459,12 +378,18 @@ class ConfidentLearningPass:
         self.sums += sums
         self.counts += counts
 
-    def finish(self, parts: Partitions, factor: int, baseline) -> DatasetOutcome:
+    def finish(self, parts: Partitions, factor: int, baseline, pixels: list[int]) -> DatasetOutcome:
+        """Count and flag (or flag with the ``baseline`` run's cut): clc = 1 - flagged / scored
+        pixels per image; the state goes on the run (``ScoreRun.clc``)."""
         if baseline is not None:
             state = clc_from_baseline(parts, baseline)
         else:
             state = confident_learning(parts, factor, self.sums, self.counts)
-        return DatasetOutcome(state.flagged, state)
+        scores = [1.0 - int(flagged) / n if n else math.nan for flagged, n in zip(state.flagged, pixels)]
+        cut = -math.inf
+        if state.selection is not None:  # the s of the last flagged cells, from its bits
+            cut = float(np.array([state.selection.low], np.uint64).view(np.float64)[0])
+        return DatasetOutcome(scores, state.flagged, cut, keep={"clc": state})
 
 
 METHOD = Method(

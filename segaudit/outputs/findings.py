@@ -19,17 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.cells import CellCache, cell_cache
+from ..core.cells import CellCache
 from ..core.kernel import check_pixel_threshold
 from ..methods.clc import flag_pass
-from ..core.dataset import Dataset, open_dataset
+from ..core.dataset import Dataset
 from ..errors import InputError
 from ..io.files import atomic_write_all, contained_path, refuse_overwriting_inputs, safe_relative_path, staged_directory
 from ..io.tables import render
 from ..io.masks import encode_flags, flags_suffix
-from ..distributed import dask_partitions, dataset_spec, score_dataset_distributed
-from ..engine import score_dataset
-from ..results import CONFUSION_COLUMNS, ScoreRun
+from ..engine import Scoring, scoring
+from ..results import CONFUSION_COLUMNS, InputSpec, ScoreRun
 
 ISSUE_METHODS = ("clc", "threshold")
 
@@ -45,64 +44,61 @@ class Confusion:
     share: float  # pixels / all scored pixels annotated ``annotated``
 
 
-def _flag_maps(run: ScoreRun, dataset: Dataset, on_image: Callable, prefetch: int, progress,
-               cache: CellCache | None, parts=None, keep: frozenset = frozenset()) -> None:
-    """The exact clc flag pass over the dataset of ``run`` (over its cache, if any).
-
-    With ``parts`` (:class:`~segaudit.distributed.DaskPartitions`), the pass runs on the
-    cluster's workers (:func:`flag_maps_part`); they send back each image's confusion and,
-    for the images in ``keep`` only, its flag map (others get None), handed to
-    ``on_image`` in dataset order.
+def _flag_maps(run: ScoreRun, engine: Scoring, on_image: Callable, keep: frozenset = frozenset()) -> None:
+    """The exact clc flag pass over the dataset of ``run`` (its partitions: here over its
+    cell cache, if any; or on a Dask cluster's workers, :func:`flag_maps_part`): each image's
+    confusion of flagged pixels and, for the images in ``keep`` only, its flag map (others
+    get None), handed to ``on_image(index, image_id, flag_map, confusion)`` in dataset order.
     """
+    dataset = engine.dataset
     if run.clc.selection is None:  # nothing flagged anywhere
         for index, (mask, image_id) in enumerate(dataset.pairs):
             on_image(index, image_id, None, None)
         return
-    if parts is None:
-        flag_pass(dataset, run.clc.downsample, run.clc.selection, prefetch=prefetch, progress=progress,
-                  on_image=on_image, cache=cache)
-        return
-    found = parts.map("clc: flagging", flag_maps_part, [(run.clc.downsample, run.clc.selection, keep)] * parts.count)
+    parts = engine.parts
     index = 0
-    for part in found:
-        for confusion, packed in part:
-            flag_map = None
-            if packed is not None:
-                shape, bits = packed
-                flag_map = np.unpackbits(bits, count=math.prod(shape)).reshape(shape)
-            on_image(index, dataset.pairs[index][1], flag_map, confusion)
-            index += 1
+
+    def add(item):
+        nonlocal index
+        confusion, packed = item
+        flag_map = None
+        if packed is not None:
+            shape, bits = packed
+            flag_map = np.unpackbits(bits, count=math.prod(shape)).reshape(shape)
+        on_image(index, dataset.pairs[index][1], flag_map, confusion)
+        index += 1
+
+    parts.each("clc: flagging", flag_maps_part, [(run.clc.downsample, run.clc.selection, keep)] * parts.count, add)
 
 
-def flag_maps_part(dataset: Dataset, first: int, cache: CellCache | None, prefetch: int, done, factor: int,
-                   selection, keep: frozenset) -> list:
-    """One partition's clc flag maps, on a Dask worker (a :meth:`Partitions.map` job): per
-    image in order, its (annotated, predicted) confusion of flagged pixels and, for the
-    images in ``keep``, its flag map as (shape, packed bits); None for the others."""
-    found = []
+def flag_maps_part(dataset: Dataset, first: int, cache: CellCache | None, prefetch: int, done, emit, factor: int,
+                   selection, keep: frozenset) -> None:
+    """One partition's clc flag maps (a :meth:`Partitions.each` job): per image in order, it
+    emits its (annotated, predicted) confusion of flagged pixels and, for the images in
+    ``keep``, its flag map as (shape, packed bits); None for the others."""
 
     def on_image(index, image_id, flag_map, confusion):
-        found.append((confusion, (flag_map.shape, np.packbits(flag_map)) if image_id in keep else None))
+        emit((confusion, (flag_map.shape, np.packbits(flag_map)) if image_id in keep else None))
 
     flag_pass(dataset, factor, selection, prefetch=prefetch, on_image=on_image, cache=cache,
               progress=lambda stage, index, total: done(first + index - 1))
-    return found
 
 
-def class_confusions(masks, predictions, *, downsample: int = 4, prefetch: int = 4, on_progress=None,
+def class_confusions(masks=None, predictions=None, *, downsample: int = 4, prefetch: int = 4, on_progress=None,
                      threads: int | None = None, client=None, partition_size: int | None = None,
-                     **inputs) -> tuple[list[Confusion], ScoreRun]:
+                     spec: InputSpec | None = None, **inputs) -> tuple[list[Confusion], ScoreRun]:
     """Over all clc-flagged pixels: (annotated → predicted) counts, worst first.
 
     ``inputs`` are :func:`segaudit.score`'s input options (ignore_index, mask_suffix,
-    palette, classes, logits, channels_last, allow_missing). Four passes, one over the
+    palette, classes, logits, channels_last, allow_missing), or ``spec`` all of them in one
+    (:class:`segaudit.InputSpec`). Four passes, one over the
     store (see the module's docstring). ``threads``, ``client`` and ``partition_size``: as
     for :func:`segaudit.score` (on a Dask cluster every pass runs on the workers, the
     same rows result).
     """
-    with _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs, threads, client,
-                  partition_size) as (run, dataset, cache, parts):
-        n_classes = dataset.store.n_classes
+    spec = InputSpec.of(masks, predictions, spec, **inputs)
+    with _clc_run(spec, downsample, prefetch, on_progress, threads, client, partition_size) as (run, engine):
+        n_classes = engine.dataset.store.n_classes
         pixels = np.zeros((n_classes, n_classes), np.int64)
         images = np.zeros((n_classes, n_classes), np.int64)
 
@@ -111,7 +107,7 @@ def class_confusions(masks, predictions, *, downsample: int = 4, prefetch: int =
                 pixels[:] += confusion
                 images[:] += confusion > 0
 
-        _flag_maps(run, dataset, add, prefetch, on_progress, cache, parts)
+        _flag_maps(run, engine, add)
     rows = [
         Confusion(int(a), int(p), int(pixels[a, p]), int(images[a, p]),
                   float(pixels[a, p] / run.class_pixels[a]) if run.class_pixels[a] else math.nan)
@@ -130,32 +126,14 @@ def confusions_csv(rows: list[Confusion], class_name: Callable[[int], str]) -> s
 
 
 @contextmanager
-def _clc_run(masks, predictions, downsample, prefetch, on_progress, inputs, threads=None, client=None,
-             partition_size=None) -> Iterator[tuple[ScoreRun, Dataset, CellCache | None, object]]:
-    """Score clc, with a cell cache that keeps the pixels' argmax for the flag maps; it
-    is removed on exit. Without one (too big for the disk) the flag maps re-read the store.
-
-    With ``client``, on that Dask cluster: no cache, and the partitions (the last item)
-    for the flag maps' pass on the workers; None otherwise."""
-    if client is not None:
-        spec, dataset, parts = _on_cluster(client, masks, predictions, inputs, partition_size, prefetch, on_progress)
-        run = score_dataset_distributed(client, spec, ("clc",), downsample=downsample, prefetch=prefetch,
-                                        on_progress=on_progress, threads=threads, dataset=dataset, parts=parts)
-        yield run, dataset, None, parts
-        return
-    dataset = open_dataset(masks, predictions, **inputs)
-    with cell_cache(dataset, downsample, pixels=True) as cache:
-        run = score_dataset(dataset, ("clc",), downsample=downsample, prefetch=prefetch, on_progress=on_progress,
-                            cache=cache, threads=threads)
-        yield run, dataset, cache, None
-
-
-def _on_cluster(client, masks, predictions, inputs: dict, partition_size, prefetch: int, on_progress):
-    """The spec, the dataset opened here and its partitions on ``client``'s cluster."""
-    spec = dataset_spec(masks, predictions, **inputs)
-    dataset = spec.open()
-    return spec, dataset, dask_partitions(client, spec, dataset, partition_size, prefetch=prefetch,
-                                          progress=on_progress)
+def _clc_run(spec: InputSpec, downsample, prefetch, on_progress, threads=None, client=None,
+             partition_size=None) -> Iterator[tuple[ScoreRun, Scoring]]:
+    """Score clc (here or on ``client``'s cluster) and keep what the flag maps' pass reads:
+    here, a cell cache with the pixels' argmax, removed on exit (without one, too big for
+    the disk, the flag maps re-read the store); on a cluster, the partitions."""
+    with scoring(spec, client, partition_size=partition_size, prefetch=prefetch, on_progress=on_progress) as engine:
+        run = engine.score(("clc",), downsample=downsample, threads=threads, keep_cells=True, cell_pixels=True)
+        yield run, engine
 
 
 #: The staging folder of issue masks inside the output directory (this + the process id + ``-`` ...).
@@ -163,9 +141,10 @@ STAGING_PREFIX = ".segaudit-issues-"
 
 
 def write_issue_masks(
-    masks, predictions, out_dir: str | Path, *, method: str = "clc", top: int | None = None,
+    masks=None, predictions=None, out_dir: str | Path | None = None, *, method: str = "clc", top: int | None = None,
     pixel_threshold: float = 0.5, downsample: int = 4, prefetch: int = 4, on_progress=None,
-    threads: int | None = None, client=None, partition_size: int | None = None, **inputs,
+    threads: int | None = None, client=None, partition_size: int | None = None, spec: InputSpec | None = None,
+    **inputs,
 ) -> tuple[list[tuple[str, int]], ScoreRun]:
     """Write a full-resolution PNG (0 = fine, 255 = flagged) per image with flagged pixels.
 
@@ -176,29 +155,26 @@ def write_issue_masks(
     Dask cluster, the scoring and clc's flag maps run on the workers; threshold's maps of
     the chosen images are computed here).
     """
+    spec = InputSpec.of(masks, predictions, spec, **inputs)  # as class_confusions
+    if out_dir is None:
+        raise TypeError("write_issue_masks: give out_dir")
     if method not in ISSUE_METHODS:
         raise InputError(f"unknown issue method {method!r}; choose clc or threshold")
     out_dir = Path(out_dir)
     with ExitStack() as stack:
         if method == "clc":
             # The cache (with the pixels' argmax) stays until the flag maps are written.
-            run, dataset, cache, parts = stack.enter_context(_clc_run(masks, predictions, downsample, prefetch,
-                                                                      on_progress, inputs, threads, client,
-                                                                      partition_size))
-            flagged = {image_id: int(n) for (_, image_id), n in zip(dataset.pairs, run.clc.flagged)}
+            run, engine = stack.enter_context(_clc_run(spec, downsample, prefetch, on_progress, threads, client,
+                                                       partition_size))
+            flagged = {image_id: int(n) for (_, image_id), n in zip(engine.dataset.pairs, run.clc.flagged)}
         else:
             check_pixel_threshold(pixel_threshold)
-            if client is not None:
-                spec, dataset, parts = _on_cluster(client, masks, predictions, inputs, partition_size, prefetch,
-                                                   on_progress)
-                run = score_dataset_distributed(client, spec, ("cil",), pixel_threshold=pixel_threshold,
-                                                prefetch=prefetch, on_progress=on_progress, threads=threads,
-                                                dataset=dataset, parts=parts)
-            else:
-                dataset = open_dataset(masks, predictions, **inputs)
-                run = score_dataset(dataset, ("cil",), pixel_threshold=pixel_threshold, prefetch=prefetch,
-                                    on_progress=on_progress, threads=threads)
+            engine = stack.enter_context(scoring(spec, client, partition_size=partition_size, prefetch=prefetch,
+                                                 on_progress=on_progress))
+            # On a cluster the workers score; the maps of the chosen images are computed here.
+            run = engine.score(("cil",), pixel_threshold=pixel_threshold, threads=threads)
             flagged = {r.image_id: r.low_pixels for r in run.results}
+        dataset = engine.dataset
         pixels = {r.image_id: r.pixels for r in run.results}
         if top is None:
             chosen = {i for i, n in flagged.items() if n}
@@ -210,7 +186,7 @@ def write_issue_masks(
         targets = {image_id: contained_path(out_dir, safe_relative_path(image_id, flags_suffix(sources[image_id])))
                    for image_id in chosen}
         for target in targets.values():
-            refuse_overwriting_inputs({"masks directory": masks, "prediction store": predictions},
+            refuse_overwriting_inputs({"masks directory": spec.masks, "prediction store": spec.predictions},
                                       {"issue mask": target})
         written: list[tuple[str, int]] = []
         # The masks are written into a staging folder inside out_dir and moved in when every one
@@ -228,7 +204,7 @@ def write_issue_masks(
                 if image_id in targets:
                     write(image_id, flag_map, dataset.store.image_shape(image_id))
 
-            _flag_maps(run, dataset, on_image, prefetch, on_progress, cache, parts, frozenset(targets))
+            _flag_maps(run, engine, on_image, frozenset(targets))
         else:
             subset = dataclasses.replace(dataset, pairs=[p for p in dataset.pairs if p[1] in targets])
             for mask, image_id in subset.pairs:

@@ -27,7 +27,7 @@ import io
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ from ..io.photos import SCAN_EXTENSIONS, read_scan_slice, read_tiff_photo, scan_
 from ..core.kernel import check_pixel_threshold
 from ..core.passes import prefetched
 from ..io.rankings import RankedImage, Ranking
-from ..results import RunRecord
+from ..results import InputSpec, RunRecord
 
 #: Photo file extensions looked for with ``--images`` (any letter case).
 PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -692,15 +692,9 @@ def write_overlays(
     selected = select_images(ranking, top, ids)
     names = {row.image_id: overlay_name(row.rank, row.image_id, ranking.digits) for row in selected}
 
-    dataset = open_dataset(
-        record.masks, record.predictions,
-        ignore_index=record.ignore_index, mask_suffix=record.mask_suffix or "",
-        palette=record.palette, classes=None if record.classes is None else list(record.classes),
-        logits=record.logits, channels_last=record.channels_last, allow_missing=True,
-        label_map=record.label_map,  # masks read as score read them
-        only=[row.image_id for row in selected],  # open and check only what is drawn
-        storage_options=storage_options,
-    )
+    # The masks read as score read them; only what is drawn opened and checked.
+    dataset = open_dataset(replace(InputSpec.from_record(record, storage_options=storage_options),
+                                   allow_missing=True, only=tuple(row.image_id for row in selected)))
     if flags_for is None:
         flags_for = recorded_clc_flags(dataset, record)
     recorded_rule = False  # whether regions_for uses the rule that counted the ranking's regions column

@@ -22,7 +22,7 @@ from ..io.files import (atomic_write_all, contained_path, lies_within, refuse_ov
                         staged_directory)
 from ..io.masks import encode_like, read_mask, suffix_like
 from ..io.tables import render
-from ..results import region_columns
+from ..results import InputSpec, region_columns
 
 
 #: The staging folder of proposals inside --propose-dir (this + the process id + ``-`` ... ``.tmp``).
@@ -103,10 +103,11 @@ def _proposal_bytes(dataset: Dataset, mask, labels: np.ndarray, new: np.ndarray,
     return encode_like(mask, old, new, dataset.colour_map)
 
 
-def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None, out: str | Path | None = None,
-                           fmt: str = "csv", propose_dir: str | Path | None = None, min_score: float | None = None,
-                           calibration_seed: int = 0, unlabeled: int | None = None,
-                           prefetch: int = 4, on_progress=None, **inputs) -> RegionOutcome:
+def find_and_write_regions(masks=None, predictions=None, *, rule: RegionRule | None = None,
+                           out: str | Path | None = None, fmt: str = "csv", propose_dir: str | Path | None = None,
+                           min_score: float | None = None, calibration_seed: int = 0, unlabeled: int | None = None,
+                           prefetch: int = 4, on_progress=None, spec: InputSpec | None = None,
+                           **inputs) -> RegionOutcome:
     """Find every image's error regions, with scores calibrated on errors planted into a
     sample of the masks; write the region table and, optionally, proposals.
 
@@ -119,7 +120,7 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
     ----------
     masks, predictions
         As :func:`segaudit.score`; ``inputs`` are its input keywords (ignore_index,
-        label_map, palette, ...).
+        label_map, palette, ...), or ``spec`` all of them in one (:class:`segaudit.InputSpec`).
     rule : RegionRule, optional
         Which pixels are suspect and how regions score.
     out : str or Path, optional
@@ -142,7 +143,8 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
     if propose_dir is not None and out is not None and lies_within(out, propose_dir):
         raise InputError(f"--output {out} is inside --propose-dir {propose_dir}: a proposal could overwrite it; "
                          "write the region table elsewhere")
-    dataset = open_dataset(masks, predictions, **inputs)
+    spec = InputSpec.of(masks, predictions, spec, **inputs)
+    dataset = open_dataset(spec)
     outcome = RegionOutcome(run=None)  # type: ignore[arg-type]
     on_image = None
     staging = contextlib.nullcontext(None)
@@ -170,7 +172,7 @@ def find_and_write_regions(masks, predictions, *, rule: RegionRule | None = None
             # The proposal keeps its source's format: PNG, TIFF or the volume's own (same suffix).
             mask = mask_of[image_id]
             relative = safe_relative_path(image_id, suffix_like(mask))
-            refuse_overwriting_inputs({"masks directory": masks, "prediction store": predictions},
+            refuse_overwriting_inputs({"masks directory": spec.masks, "prediction store": spec.predictions},
                                       {"proposal": contained_path(propose_dir, relative)})
             data = _proposal_bytes(dataset, mask, labels, new, raw_of)
             atomic_write_all({staged.path(relative): data})
@@ -198,11 +200,9 @@ def recorded_calibration(record, source, rule: RegionRule, storage_options=None,
 
     if record.regions is not None and record.regions.calibration is not None:
         return RegionCalibration.from_dict(record.regions.calibration, str(source))
-    dataset = open_dataset(
-        record.masks, record.predictions, ignore_index=record.ignore_index, mask_suffix=record.mask_suffix or "",
-        palette=record.palette, classes=None if record.classes is None else list(record.classes),
-        logits=record.logits, channels_last=record.channels_last, allow_missing=True, label_map=record.label_map,
-        storage_options=storage_options)
+    from dataclasses import replace
+
+    dataset = open_dataset(replace(InputSpec.from_record(record, storage_options=storage_options), allow_missing=True))
     auto = record.calibration
     return calibrated_regions(dataset, rule, seed=auto.seed if auto else 0, unlabeled=auto.unlabeled if auto else None,
                               progress=progress)[0].calibration

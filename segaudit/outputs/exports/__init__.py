@@ -29,6 +29,7 @@ from ...io.masks import MaskFile
 from ...io.remote import parse_storage_options
 from ...io.rankings import Ranking, load_ranking
 from ...io.regions import load_regions
+from ...results import InputSpec
 from .base import ExportContext, ExportImage, Exporter, ExportRegion, ExportWriter, check_image_url
 
 __all__ = ["EXPORTERS", "ExportContext", "ExportImage", "ExportOutcome", "ExportRegion", "ExportWriter", "Exporter",
@@ -182,11 +183,8 @@ def export(to: str, ranking: str | Path, out: str | Path, *, regions: str | Path
 
     from ...core.dataset import open_dataset
 
-    dataset = open_dataset(
-        record.masks, record.predictions, ignore_index=record.ignore_index, mask_suffix=record.mask_suffix or "",
-        palette=record.palette, classes=None if record.classes is None else list(record.classes),
-        logits=record.logits, channels_last=record.channels_last, allow_missing=True, label_map=record.label_map,
-        only=None if chosen is None else sorted(chosen), storage_options=storage_options)
+    dataset = open_dataset(replace(InputSpec.from_record(record, storage_options=storage_options), allow_missing=True,
+                                   only=None if chosen is None else tuple(sorted(chosen))))
     for _, image_id in dataset.pairs:
         if dataset.slice_rows(image_id) is not None:
             raise InputError(f"{image_id} is a volume: the annotation tools import 2-D images, so export takes "
