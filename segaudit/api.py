@@ -159,6 +159,10 @@ def score(
         ignore_index=ignore_index, mask_suffix=mask_suffix, palette=palette, classes=classes, logits=logits,
         channels_last=channels_last, allow_missing=allow_missing, only=only, label_map=label_map,
         storage_options=storage_options))
+    if regions:  # before any pass: the region calibration's seed
+        from .calibration.regions import check_calibration_options
+
+        check_calibration_options(calibration_seed)
     with scoring(spec, client, partition_size=partition_size, prefetch=prefetch, on_progress=on_progress) as engine:
         run = engine.score(methods, temperature=temperature, pixel_threshold=pixel_threshold, downsample=downsample,
                            baseline=baseline, threads=threads, calibration_seed=calibration_seed, unlabeled=unlabeled)
@@ -230,8 +234,9 @@ def add_regions(run: ScoreRun, parts: Partitions, rule: RegionRule, *, calibrati
     its worst kind (:meth:`segaudit.engine.Scoring.parts`: here, or on a Dask cluster's
     workers, which find their images' regions and plant the copies; the fit is made here on
     every partition's samples in dataset order, so the counts are the same)."""
-    from .calibration.regions import calibrated_regions_part, fit_region_calibration
+    from .calibration.regions import calibrated_regions_part, check_calibration_options, fit_region_calibration
 
+    check_calibration_options(calibration_seed)  # unlabeled was checked with auto (it needs it)
     pieces = parts.map("regions", calibrated_regions_part,
                        [(rule, calibration_seed, unlabeled, parts.n_images)] * parts.count)
     found = [region for regions, _ in pieces for region in regions]

@@ -464,14 +464,29 @@ def reliability(calibration: RegionCalibration, samples: list[ImageRegionSamples
     return rows, float(ece)
 
 
+def check_calibration_options(seed, unlabeled=None, dataset: Dataset | None = None) -> None:
+    """InputError for a seed that is not a whole number >= 0, or an ``unlabeled`` class that
+    is not a scored class of ``dataset`` (named as the command line names them)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise InputError(f"--calibration-seed must be a whole number >= 0, got {seed}")
+    if unlabeled is not None and dataset is not None:
+        n_classes = dataset.store.n_classes
+        if not isinstance(unlabeled, int) or isinstance(unlabeled, bool) or not 0 <= unlabeled < n_classes:
+            raise InputError(f"--unlabeled must be a class index from 0 to {n_classes - 1}, got {unlabeled}")
+        if bool(dataset.decoding.ignore[unlabeled]):
+            raise InputError(f"--unlabeled {unlabeled} is an ignored value: a missed object annotated as it would "
+                             "not be scored; leave --unlabeled out (missed objects then keep their surroundings)")
+
+
 def calibrated_regions(dataset: Dataset, rule: RegionRule | None = None, *, seed: int = 0,
                        unlabeled: int | None = None, prefetch: int = 4, progress=None) -> tuple[RegionRun, list]:
     """Every region of ``dataset`` with calibrated scores, ranked, and the samples it was fitted on.
 
     One streamed pass (:func:`image_region_samples`): the real regions keep only their sums,
     as :func:`segaudit.core.regions.find_regions` does, and each sampled image's copies
-    add their regions' evidence.
+    add their regions' evidence. InputError for a bad ``seed`` or ``unlabeled``.
     """
+    check_calibration_options(seed, unlabeled, dataset)
     rule = rule or RegionRule()
     plan = CalibrationPlan(seed, len(dataset.pairs), unlabeled=unlabeled)
     found, counts, samples = image_region_samples(dataset, rule, plan, prefetch=prefetch, progress=progress)
@@ -495,5 +510,6 @@ def calibrated_regions_part(dataset: Dataset, first: int, cache, prefetch: int, 
 
 
 __all__ = ["DISCOUNT_WEIGHTS", "MAX_SCORE", "PAIR_WEIGHTS", "RegionCalibration", "TARGET_PRECISION", "calibrated_regions",
+           "check_calibration_options",
            "choose_threshold", "fit_region_calibration", "image_region_samples", "isotonic", "isotonic_predict",
            "reliability"]

@@ -324,3 +324,16 @@ def test_volume_regions_span_slices_and_proposals_keep_the_format(tmp_path, suff
         np.testing.assert_array_equal(image.affine, source.affine)  # as stored (float32 in the header)
         fixed = np.asarray(image.dataobj).transpose(2, 1, 0)
     np.testing.assert_array_equal(fixed, truth)
+
+
+@pytest.mark.parametrize("command, args, message", [
+    ("regions", ["--calibration-seed", "-1"], "--calibration-seed must be a whole number >= 0, got -1"),
+    ("regions", ["--unlabeled", "99"], "--unlabeled must be a class index from 0 to"),
+    ("score", ["--regions", "--calibration-seed", "-1"], "--calibration-seed must be a whole number >= 0, got -1"),
+])
+def test_bad_calibration_options_are_one_line_errors(tmp_path, command, args, message):
+    result = run(command, FIXTURES / "masks", FIXTURES / "preds.zarr", "-o", tmp_path / "r.csv", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "r.csv").exists()
