@@ -39,6 +39,7 @@ your own. The part that matters for segaudit is ``predict`` and the loop in ``ma
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -142,7 +143,7 @@ def make_model(n_classes: int, kind: str = "stem-unet", pretrained_backbone: boo
     if kind == "stem-unet":
         from stem_unet import StemUNet
 
-        return StemUNet(n_classes, widths=(16, 32, 64, 128), stride=4)
+        return StemUNet(n_classes, widths=(16, 32, 64, 128), stride=4, upsample=False)
     if kind == "tiny":
         return TinySegmenter(n_classes)
     from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
@@ -165,7 +166,7 @@ def class_weights(scenes: Scenes, indices: list[int], n_classes: int, ignore_ind
 
 def train(model: torch.nn.Module, scenes: Scenes, indices: list[int], epochs: int, batch_size: int,
           device: torch.device, ignore_index: int, weight: torch.Tensor | None = None, lr: float = 3e-3,
-          seed: int = 0) -> None:
+          seed: int = 0, label: str = "") -> None:
     """Cross-entropy (class-weighted), AdamW with a one-cycle schedule, horizontal flips.
 
     The loss is taken at half the training size (labels subsampled 2x2, logits resized to
@@ -197,7 +198,7 @@ def train(model: torch.nn.Module, scenes: Scenes, indices: list[int], epochs: in
             schedule.step()
             total += loss.item()
         if epoch == 0 or (epoch + 1) % 10 == 0 or epoch + 1 == epochs:
-            print(f"  epoch {epoch + 1}/{epochs}: loss {total / steps:.3f} "
+            print(f"  {label}epoch {epoch + 1}/{epochs}: loss {total / steps:.3f} "
                   f"({time.perf_counter() - started:.1f} s)", flush=True)
 
 
@@ -232,6 +233,22 @@ def predict(model: torch.nn.Module, scenes: Scenes, indices: list[int], batch_si
             keep = (truth != ignore_index) & (truth >= 0) & (truth < n_classes)
             confusion += np.bincount(truth[keep] * n_classes + predicted[keep],
                                      minlength=n_classes**2).reshape(n_classes, n_classes)
+
+
+def train_fold(job: dict) -> tuple[int, dict]:
+    """Train fold ``job["fold"]``'s model on the other folds' images; return (fold, its weights).
+
+    A plain function of plain values, so that ``--jobs`` worker processes can run it.
+    """
+    torch.set_num_threads(job["threads"])
+    scenes, fold, n_classes, ignore_index = job["scenes"], job["fold"], job["n_classes"], job["ignore_index"]
+    print(f"fold {fold}: training on {len(job['train'])}, predicting {job['held_out']}", flush=True)
+    torch.manual_seed(job["seed"] + fold)
+    model = make_model(n_classes, job["model"], job["pretrained_backbone"]).to(job["device"])
+    weight = class_weights(scenes, job["train"], n_classes, ignore_index, job["balance"])
+    train(model, scenes, job["train"], job["epochs"], job["batch_size"], job["device"], ignore_index, weight,
+          job["lr"], seed=job["seed"] + fold, label=f"fold {fold} ")
+    return fold, {name: value.cpu() for name, value in model.state_dict().items()}
 
 
 def mean_iou(confusion: np.ndarray) -> float:
@@ -293,13 +310,16 @@ def main() -> None:
                              "(torchvision, for a GPU)")
     parser.add_argument("--pretrained-backbone", action="store_true",
                         help="start DeepLabV3 from ImageNet backbone weights (downloaded: needs network access)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="folds trained at once, each in its own process (default: on a CPU, as many as there "
+                             "are cores and folds; 1 on a GPU). Separate processes use the cores better than "
+                             "threads for a model this small")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads per job (default: the cores divided among the jobs)")
     parser.add_argument("-o", "--output", type=Path, default=Path("preds.zarr"))
     args = parser.parse_args()
 
     started = time.perf_counter()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if Path(args.classes).is_file():
         names = [line.strip() for line in Path(args.classes).read_text().splitlines() if line.strip()]
     else:
@@ -315,6 +335,7 @@ def main() -> None:
         except InputError as exc:
             raise SystemExit(f"error: {exc}") from None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     folds_of = load_folds(args.folds, args.masks, args.mask_suffix, args.seed, args.ignore_index)
     scenes = Scenes(args.images, args.masks, args.mask_suffix, parse_size(args.size), lookup, only=set(folds_of))
     missing = sorted(set(folds_of) - set(scenes.ids))
@@ -326,23 +347,37 @@ def main() -> None:
         print(f"note: {left_out} mask(s) not in --folds {args.folds} are left out", flush=True)
     fold_ids = sorted(set(folds_of.values()))
     members = {fold: [n for n, image_id in enumerate(scenes.ids) if folds_of[image_id] == fold] for fold in fold_ids}
+    jobs = max(1, min(args.jobs or (1 if device.type == "cuda" else cores), len(fold_ids)))
+    threads = args.threads or max(1, cores // jobs)
+    torch.set_num_threads(threads)
     print(f"{len(scenes)} images, {len(fold_ids)} folds, K={n_classes}, on {device} "
-          f"({torch.get_num_threads()} threads), loaded in {time.perf_counter() - started:.1f} s", flush=True)
+          f"({jobs} job(s) of {threads} thread(s)), loaded in {time.perf_counter() - started:.1f} s", flush=True)
     confusion = np.zeros((n_classes, n_classes), np.int64)
+    fold_jobs = [dict(fold=fold, scenes=scenes, n_classes=n_classes, ignore_index=args.ignore_index,
+                      train=[n for other in fold_ids if other != fold for n in members[other]],
+                      held_out=len(members[fold]), threads=threads, seed=args.seed, model=args.model,
+                      pretrained_backbone=args.pretrained_backbone, device=device, balance=args.balance,
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr) for fold in fold_ids]
 
     # One writer for all folds: each image is written once, by the model that did not see it,
-    # and its array records that model's fold.
+    # and its array records that model's fold. With several jobs, a fold is predicted (here)
+    # as soon as its model is trained (there).
     with PredictionWriter(args.output, classes=names, dtype="float16") as writer:
-        for fold in fold_ids:
-            held_out = members[fold]
-            train_indices = [n for other in fold_ids if other != fold for n in members[other]]
-            print(f"fold {fold}: training on {len(train_indices)}, predicting {len(held_out)}", flush=True)
-            torch.manual_seed(args.seed + fold)
-            model = make_model(n_classes, args.model, args.pretrained_backbone).to(device)
-            weight = class_weights(scenes, train_indices, n_classes, args.ignore_index, args.balance)
-            train(model, scenes, train_indices, args.epochs, args.batch_size, device, args.ignore_index, weight,
-                  args.lr, seed=args.seed + fold)
-            predict(model, scenes, held_out, args.batch_size, writer, device, fold, confusion, args.ignore_index)
+        if jobs == 1:
+            trained = map(train_fold, fold_jobs)
+        else:
+            pool = torch.multiprocessing.get_context("spawn").Pool(jobs)
+            trained = pool.imap_unordered(train_fold, fold_jobs)
+        try:
+            for fold, weights in trained:
+                model = make_model(n_classes, args.model).to(device)
+                model.load_state_dict(weights)
+                predict(model, scenes, members[fold], args.batch_size, writer, device, fold, confusion,
+                        args.ignore_index)
+        finally:
+            if jobs > 1:
+                pool.terminate()
+                pool.join()
     print(f"out-of-fold mIoU against the masks: {mean_iou(confusion):.3f}, pixel accuracy "
           f"{np.trace(confusion) / max(confusion.sum(), 1):.3f}")
     print(f"wrote {args.output} ({writer.images_written} images) in {time.perf_counter() - started:.0f} s; next: "
