@@ -12,8 +12,8 @@ benchmarks (``benchmarks/detection/train.py``). segaudit itself does not depend 
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
