@@ -108,3 +108,20 @@ def test_the_deeplabv3_model_downloads_no_weights(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr[-3000:]
     assert not (tmp_path / "torch-home").exists()  # nothing was downloaded
+
+
+def test_folds_trained_in_parallel_processes_give_the_store_of_folds_trained_in_turn(tmp_path):
+    import zarr
+
+    ids = scenes(tmp_path, n=4)
+    stores = {}
+    for jobs in (1, 2):
+        result = example(tmp_path, "--classes", 3, "--ignore-index", 3, "--folds", 2, "--epochs", 2,
+                         "--batch-size", 2, "--threads", 1, "--jobs", jobs)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"({jobs} job(s) of 1 thread(s))" in result.stdout
+        (tmp_path / "preds.zarr").rename(tmp_path / f"jobs{jobs}.zarr")
+        store = zarr.open_group(str(tmp_path / f"jobs{jobs}.zarr"), mode="r")
+        stores[jobs] = {image_id: np.asarray(store[image_id][...]) for image_id in ids}
+    for image_id in ids:  # same seeds, one thread each: the same weights, whichever process trained them
+        np.testing.assert_array_equal(stores[1][image_id], stores[2][image_id])
