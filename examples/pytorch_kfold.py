@@ -305,7 +305,7 @@ def main() -> None:
                              "mask's own size. Needed when images differ in size")
     parser.add_argument("--folds", default="5",
                         help="a table from 'segaudit folds' (image,fold; only its images are used), or k (default 5)")
-    parser.add_argument("--epochs", type=int, default=50, help="training epochs per fold (default 50)")
+    parser.add_argument("--epochs", type=int, default=60, help="training epochs per fold (default 60)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per step (default 4: more steps learn faster on a CPU); 1 if the images differ in size and no --size")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
     parser.add_argument("--balance", type=float, default=0.5,
