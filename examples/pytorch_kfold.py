@@ -108,8 +108,6 @@ class Scenes:
     def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) normalised float32 images and (B, H, W) int64 labels of ``indices``."""
         photos = [self.photos[n] for n in indices]
-        if len({photo.shape for photo in photos}) > 1:
-            raise SystemExit("error: the images differ in size: pass --size HxW (or --batch-size 1)")
         images = (torch.stack(photos).float() / 255 - MEAN) / STD
         return images, torch.stack([self.labels[n] for n in indices]).long()
 
@@ -352,6 +350,8 @@ def main() -> None:
     left_out = len(find_masks(args.masks, args.mask_suffix)) - len(scenes)
     if left_out:
         print(f"note: {left_out} mask(s) not in --folds {args.folds} are left out", flush=True)
+    if args.batch_size > 1 and len({photo.shape for photo in scenes.photos}) > 1:
+        raise SystemExit("error: the images differ in size: pass --size HxW (or --batch-size 1)")
     fold_ids = sorted(set(folds_of.values()))
     members = {fold: [n for n, image_id in enumerate(scenes.ids) if folds_of[image_id] == fold] for fold in fold_ids}
     jobs = max(1, min(args.jobs or (1 if device.type == "cuda" else cores), len(fold_ids)))

@@ -99,6 +99,21 @@ def test_a_mask_without_image_and_a_bad_size_are_one_line_errors(tmp_path):
     assert missing.returncode != 0 and "error: no image for mask" in missing.stderr
 
 
+def test_images_of_different_sizes_need_size_or_batches_of_one(tmp_path):
+    scenes(tmp_path, n=4)
+    write_masks(tmp_path / "masks", {"seq0/00": np.zeros((20, 24), np.uint8)})  # one smaller scene
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(tmp_path / "images" / "seq0" / "00.png")
+    refused = example(tmp_path, "--classes", 3, "--ignore-index", 3, "--folds", 2, "--epochs", 1)
+    assert refused.returncode != 0  # in the main process, before any fold's process (where it would hang)
+    assert refused.stderr.strip().splitlines()[-1] == "error: the images differ in size: pass --size HxW (or --batch-size 1)"
+    one_by_one = example(tmp_path, "--classes", 3, "--ignore-index", 3, "--folds", 2, "--epochs", 1,
+                         "--batch-size", 1, "--model", "tiny")
+    assert one_by_one.returncode == 0, one_by_one.stderr[-3000:]
+    import zarr
+
+    assert zarr.open_group(str(tmp_path / "preds.zarr"), mode="r")["seq0/00"].shape == (3, 20, 24)
+
+
 def test_the_deeplabv3_model_downloads_no_weights(tmp_path):
     pytest.importorskip("torchvision", reason="torchvision is not installed: the DeepLabV3 model is not built")
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch-home"), "NO_PROXY": "",
