@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -325,6 +326,8 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
+    # SIGTERM unwinds like Ctrl-C: the store is marked incomplete and the fold processes are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if Path(args.classes).is_file():
         names = [line.strip() for line in Path(args.classes).read_text().splitlines() if line.strip()]
     else:

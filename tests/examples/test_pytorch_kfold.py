@@ -114,6 +114,29 @@ def test_images_of_different_sizes_need_size_or_batches_of_one(tmp_path):
     assert zarr.open_group(str(tmp_path / "preds.zarr"), mode="r")["seq0/00"].shape == (3, 20, 24)
 
 
+def test_sigterm_stops_the_fold_processes_and_leaves_an_incomplete_store(tmp_path):
+    import signal
+    import time
+
+    import zarr
+
+    scenes(tmp_path, n=4)
+    run = subprocess.Popen([sys.executable, str(EXAMPLE), "--images", str(tmp_path / "images"), "--masks",
+                            str(tmp_path / "masks"), "--classes", "3", "--ignore-index", "3", "--folds", "2",
+                            "--epochs", "100000", "--jobs", "2", "--threads", "1", "-o", str(tmp_path / "preds.zarr")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=OFFLINE, cwd=tmp_path)
+    seen = ""
+    while "epoch 1/" not in seen:  # a fold's process is training
+        line = run.stdout.readline()
+        assert line, run.stderr.read()[-3000:]
+        seen += line
+    run.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert run.wait(timeout=120) == 143
+    assert time.monotonic() - started < 120
+    assert zarr.open_group(str(tmp_path / "preds.zarr"), mode="r").attrs["segaudit_complete"] is False
+
+
 def test_the_deeplabv3_model_downloads_no_weights(tmp_path):
     pytest.importorskip("torchvision", reason="torchvision is not installed: the DeepLabV3 model is not built")
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch-home"), "NO_PROXY": "",
