@@ -29,6 +29,7 @@ import resource
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +51,11 @@ def main() -> None:
     parser.add_argument("--size", default="180x240")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="the example's --threads (default: its own)")
+    parser.add_argument("--jobs", type=int, default=None, help="the example's --jobs (default: its own)")
     parser.add_argument("extra", nargs="*", help="more options for the example (after --)")
     args = parser.parse_args()
 
+    benchmark_started = time.perf_counter()
     work = args.work.resolve()
     (work / "masks").mkdir(parents=True, exist_ok=False)
     (work / "images").mkdir()
@@ -71,6 +74,8 @@ def main() -> None:
                "--folds", work / "folds.csv", "-o", work / "preds.zarr", *args.extra]
     if args.threads:
         command += ["--threads", args.threads]
+    if args.jobs:
+        command += ["--jobs", args.jobs]
     load_before = os.getloadavg()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -112,6 +117,10 @@ def main() -> None:
         "auprc": {method: round(float(row["auprc"]), 3) for method, row in metrics.items()},
         "auroc": {method: round(float(row["auroc"]), 3) for method, row in metrics.items()},
         "example_command": " ".join(map(str, command)),
+        "example_summary": [line for line in example.stdout.splitlines()
+                            if line.startswith(("out-of-fold", "wrote")) or " images, " in line],
+        "torch": version("torch"),
+        "benchmark_wall_seconds": round(time.perf_counter() - benchmark_started, 1),
     }
     (work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(results, indent=1))

@@ -12,8 +12,8 @@ benchmarks (``benchmarks/detection/train.py``). segaudit itself does not depend 
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -54,10 +54,15 @@ class StemUNet(nn.Module):
     ``stride`` 4) cuts the cost of every level by stride**2, and the bilinear upsampling
     blurs the class boundaries as real segmentation models do. The input is padded
     (reflection) to a multiple of stride * 2**(levels - 1) and the logits cropped back.
+    ``upsample=False`` returns the logits at 1/``stride`` resolution (cropped to
+    ceil(H / stride) x ceil(W / stride)), for a loop that resizes them itself: once, straight
+    to the size it needs (the mask's size, or a training loss's), which saves a full-size
+    upsampling and its backward pass.
     """
 
-    def __init__(self, n_classes: int, widths=(16, 32, 64, 128), stride: int = 4):
+    def __init__(self, n_classes: int, widths=(16, 32, 64, 128), stride: int = 4, upsample: bool = True):
         super().__init__()
+        self.upsample = upsample
         if stride not in (1, 2, 4):
             raise ValueError(f"stride must be 1, 2 or 4, got {stride}")
         self.stride = stride
@@ -78,6 +83,8 @@ class StemUNet(nn.Module):
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="reflect")
         logits = self.unet(self.stem(x))
+        if not self.upsample:
+            return logits[..., :-(-h // self.stride), :-(-w // self.stride)]
         if self.stride > 1:
             logits = F.interpolate(logits, scale_factor=self.stride, mode="bilinear", align_corners=False)
         return logits[..., :h, :w]

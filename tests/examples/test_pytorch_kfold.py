@@ -99,6 +99,44 @@ def test_a_mask_without_image_and_a_bad_size_are_one_line_errors(tmp_path):
     assert missing.returncode != 0 and "error: no image for mask" in missing.stderr
 
 
+def test_images_of_different_sizes_need_size_or_batches_of_one(tmp_path):
+    scenes(tmp_path, n=4)
+    write_masks(tmp_path / "masks", {"seq0/00": np.zeros((20, 24), np.uint8)})  # one smaller scene
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(tmp_path / "images" / "seq0" / "00.png")
+    refused = example(tmp_path, "--classes", 3, "--ignore-index", 3, "--folds", 2, "--epochs", 1)
+    assert refused.returncode != 0  # in the main process, before any fold's process (where it would hang)
+    assert refused.stderr.strip().splitlines()[-1] == "error: the images differ in size: pass --size HxW (or --batch-size 1)"
+    one_by_one = example(tmp_path, "--classes", 3, "--ignore-index", 3, "--folds", 2, "--epochs", 1,
+                         "--batch-size", 1, "--model", "tiny")
+    assert one_by_one.returncode == 0, one_by_one.stderr[-3000:]
+    import zarr
+
+    assert zarr.open_group(str(tmp_path / "preds.zarr"), mode="r")["seq0/00"].shape == (3, 20, 24)
+
+
+def test_sigterm_stops_the_fold_processes_and_leaves_an_incomplete_store(tmp_path):
+    import signal
+    import time
+
+    import zarr
+
+    scenes(tmp_path, n=4)
+    run = subprocess.Popen([sys.executable, str(EXAMPLE), "--images", str(tmp_path / "images"), "--masks",
+                            str(tmp_path / "masks"), "--classes", "3", "--ignore-index", "3", "--folds", "2",
+                            "--epochs", "100000", "--jobs", "2", "--threads", "1", "-o", str(tmp_path / "preds.zarr")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=OFFLINE, cwd=tmp_path)
+    seen = ""
+    while "epoch 1/" not in seen:  # a fold's process is training
+        line = run.stdout.readline()
+        assert line, run.stderr.read()[-3000:]
+        seen += line
+    run.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert run.wait(timeout=120) == 143
+    assert time.monotonic() - started < 120
+    assert zarr.open_group(str(tmp_path / "preds.zarr"), mode="r").attrs["segaudit_complete"] is False
+
+
 def test_the_deeplabv3_model_downloads_no_weights(tmp_path):
     pytest.importorskip("torchvision", reason="torchvision is not installed: the DeepLabV3 model is not built")
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch-home"), "NO_PROXY": "",
@@ -108,3 +146,20 @@ def test_the_deeplabv3_model_downloads_no_weights(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr[-3000:]
     assert not (tmp_path / "torch-home").exists()  # nothing was downloaded
+
+
+def test_folds_trained_in_parallel_processes_give_the_store_of_folds_trained_in_turn(tmp_path):
+    import zarr
+
+    ids = scenes(tmp_path, n=4)
+    stores = {}
+    for jobs in (1, 2):
+        result = example(tmp_path, "--classes", 3, "--ignore-index", 3, "--folds", 2, "--epochs", 2,
+                         "--batch-size", 2, "--threads", 1, "--jobs", jobs)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"({jobs} job(s) of 1 thread(s))" in result.stdout
+        (tmp_path / "preds.zarr").rename(tmp_path / f"jobs{jobs}.zarr")
+        store = zarr.open_group(str(tmp_path / f"jobs{jobs}.zarr"), mode="r")
+        stores[jobs] = {image_id: np.asarray(store[image_id][...]) for image_id in ids}
+    for image_id in ids:  # same seeds, one thread each: the same weights, whichever process trained them
+        np.testing.assert_array_equal(stores[1][image_id], stores[2][image_id])
