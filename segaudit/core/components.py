@@ -21,6 +21,19 @@ def _find(parent, i):
     return root
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _same(first, second, i, j, ni, nj):
+    return first[ni, nj] == first[i, j] and second[ni, nj] == second[i, j]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _union(parent, a, b):
+    """Join the sets of a and b; the smaller root (the earlier cell) stays the root."""
+    a, b = _find(parent, a), _find(parent, b)
+    if a != b:
+        parent[max(a, b)] = min(a, b)
+
+
 @njit(cache=True, nogil=True)
 def component_roots(first, second):
     """Each cell's component: the row-major index of its component's first cell (-1 for
@@ -28,6 +41,11 @@ def component_roots(first, second):
 
     Two 8-neighbours are in one component when both ``first`` and ``second`` agree;
     cells with ``first`` < 0 are in no component.
+
+    A root is always its set's smallest index, so the result depends only on the
+    components. Of the four earlier neighbours only those not already joined through
+    another are looked at: the one above joins the left and both diagonals above (they
+    are its neighbours), the left one joins the one above-left.
     """
     rows, cols = first.shape
     parent = np.arange(rows * cols)
@@ -36,15 +54,15 @@ def component_roots(first, second):
             if first[i, j] < 0:
                 continue
             here = i * cols + j
-            # Earlier neighbours of the 8-neighbourhood: left, and the three above.
-            for di, dj in ((0, -1), (-1, -1), (-1, 0), (-1, 1)):
-                ni, nj = i + di, j + dj
-                if ni < 0 or nj < 0 or nj >= cols:
-                    continue
-                if first[ni, nj] == first[i, j] and second[ni, nj] == second[i, j]:
-                    a, b = _find(parent, here), _find(parent, ni * cols + nj)
-                    if a != b:
-                        parent[max(a, b)] = min(a, b)
+            if i > 0 and _same(first, second, i, j, i - 1, j):
+                parent[here] = _find(parent, here - cols)  # here is still alone: hang it under the root
+                continue
+            if j > 0 and _same(first, second, i, j, i, j - 1):
+                parent[here] = _find(parent, here - 1)
+            elif i > 0 and j > 0 and _same(first, second, i, j, i - 1, j - 1):
+                parent[here] = _find(parent, here - cols - 1)
+            if i > 0 and j + 1 < cols and _same(first, second, i, j, i - 1, j + 1):
+                _union(parent, here, here - cols + 1)
     roots = np.full(rows * cols, -1, np.int64)
     for i in range(rows):
         for j in range(cols):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Kind, changed_enough
+from .base import Kind, changed_enough, class_counts
 
 SMALLEST, LARGEST = 0.015, 0.04
 
@@ -21,7 +21,7 @@ def plant(mask, rng):
     k = int(rng.integers(rows.size))
     cy, cx = int(rows[k]), int(cols[k])
     under = int(mask.labels[cy, cx])
-    present = [int(c) for c in np.unique(mask.labels[mask.scored]) if c != under]
+    present = [int(c) for c in class_counts(mask)[0] if c != under]
     pool = present or [c for c in range(mask.n_classes) if c != under]
     if not pool:
         return None
