@@ -162,6 +162,7 @@ def score_images(dataset: Dataset, methods: tuple[Method, ...], settings: Settin
         if copies:
             copy_scorer = CopyScorer(copies, labels, lambda: image_stats(n_classes, labels.size, methods, settings, True),
                                      config, dataset.decoding, factor, slice_rows, need_cells)
+            copies = None  # the scorer keeps what it needs of them
         for b in blocks:
             s_out = None if pixel_scores is None else pixel_scores[index][b.start:b.stop]
             if s_out is None and (slices is not None or (copy_scorer is not None and copy_scorer.needs_scores)):

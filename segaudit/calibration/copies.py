@@ -54,14 +54,14 @@ class CopyScorer:
                  new_stats: Callable[[], ImageStats], config, decoding, factor: int, slice_rows: int | None,
                  need_cells: bool, shared: bool | None = None):
         self.kinds = [kind for kind, _ in copies]
-        self.labels = [copy for _, copy in copies]
+        labels_of = [copy for _, copy in copies]
         self.new_stats, self.config, self.decoding = new_stats, config, decoding
         self.factor, self.slice_rows, self.need_cells = factor, slice_rows, need_cells
         self.shared = (not decoding.logits) if shared is None else bool(shared)
         height, self.width = labels.shape
         self.bands = []
         changed = []
-        for copy in self.labels:
+        for copy in labels_of:
             differ = copy != labels
             if self.shared:
                 flat = np.flatnonzero(differ)  # row-major, so each block's are a contiguous run
@@ -75,6 +75,9 @@ class CopyScorer:
             self.bands.append((int(top), int(bottom)))
         self.stats = [new_stats() for _ in copies]
         self.cells: list[list[tuple[int, object]]] = [[] for _ in copies]
+        # The shared path keeps only the changed pixels (a full map per copy would hold
+        # megabytes per image in flight); the full path keeps the copies' maps.
+        self.labels = None if self.shared else labels_of
         if self.shared:
             self.changed = changed
             self.s_new = [np.empty(flat.size) for flat, _, _ in changed]  # the new labels' s at the changed pixels
@@ -114,7 +117,9 @@ class CopyScorer:
                                                      s_rows.ravel()[local], self.config.pixel_threshold,
                                                      self.config.want_tccp, self.deltas[n])
                 if self.need_cells:
-                    self._pool_changed(n, block, rows, cols)
+                    copy_rows = block.labels.copy()  # the copy's labels of the block
+                    copy_rows.ravel()[local] = new[lo:hi]
+                    self._pool_changed(n, block, copy_rows, rows, cols)
         for a, z, inside in self._segments(start, stop):
             scores = s_rows[a - start:z - start]
             if len(inside) < len(self.bands):  # the real labels' share, once for every copy outside
@@ -131,8 +136,9 @@ class CopyScorer:
                 patched.ravel()[flat[first:last] - a * width] = self.s_new[n][first:last]
                 accumulate_scores(self.stats[n], patched)
 
-    def _pool_changed(self, n: int, block, rows: np.ndarray, cols: np.ndarray) -> None:
-        """Pool again, from copy n's labels, the block's cells that hold its changed pixels."""
+    def _pool_changed(self, n: int, block, copy_rows: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Pool again, from copy n's labels of the block (``copy_rows``), the block's cells
+        that hold its changed pixels (rows, cols)."""
         factor, slice_rows = self.factor, self.slice_rows
         if slice_rows is None:
             cell_rows = rows // factor
@@ -140,7 +146,7 @@ class CopyScorer:
             cell_rows = rows // slice_rows // factor * -(-slice_rows // factor) + rows % slice_rows // factor
         keys = np.unique(cell_rows * self.grid_columns + cols // factor)
         cell_rows, cell_cols = keys // self.grid_columns, keys % self.grid_columns
-        cells = pool_changed_cells(block.probs, self.labels[n][block.start:block.stop], self.decoding, factor,
+        cells = pool_changed_cells(block.probs, copy_rows, self.decoding, factor,
                                    slice_rows, cell_rows, cell_cols)
         first = cell_row(block.start, factor, slice_rows)
         self.cells[n].append(((cell_rows + first) * self.grid_columns + cell_cols, cells))
