@@ -112,6 +112,36 @@ def component_roots_3d(first, second, slice_rows):
     return roots
 
 
+@njit(cache=True, nogil=True)
+def component_sizes(roots):
+    """Cells per component, indexed by root (0 elsewhere): ``np.bincount(roots[roots >= 0],
+    minlength=roots.size)`` in one pass."""
+    sizes = np.zeros(roots.size, np.int64)
+    for root in roots:
+        if root >= 0:
+            sizes[root] += 1
+    return sizes
+
+
+@njit(cache=True, nogil=True)
+def components_of(values, roots, value):
+    """The components whose cells hold ``value`` (a grid of ``component_roots`` whose
+    components each hold one value), numbered 1.. in row-major order of their first cells
+    (0 elsewhere), and their count."""
+    flat = values.ravel()
+    ids = np.zeros(roots.size, np.int32)
+    out = np.zeros(roots.size, np.int32)
+    count = 0
+    for i in range(roots.size):
+        if flat[i] == value:
+            root = roots[i]
+            if root == i:  # a root is its component's first cell, met before the rest
+                count += 1
+                ids[i] = count
+            out[i] = ids[root]
+    return out.reshape(values.shape), count
+
+
 def numbered(roots: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Number the components of ``component_roots``' (or ``component_roots_3d``') output.
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...core.components import component_roots
+from ...core.components import component_roots, component_sizes, components_of
 from ...core.outlines import components, nearest_outside, shifted_region
 
 #: A component is an object when it holds at least this share of the image's scored
@@ -88,7 +88,7 @@ def objects(mask: Mask) -> tuple[np.ndarray, np.ndarray]:
     if "objects" not in mask.memo:
         roots = _component_roots(mask)
         scored = int(mask.scored.sum())
-        sizes = np.bincount(roots[roots >= 0], minlength=roots.size)
+        sizes = component_sizes(roots)
         low = max(MIN_OBJECT_PIXELS, MIN_OBJECT_SHARE * scored)
         eligible = np.flatnonzero((sizes >= low) & (sizes <= MAX_OBJECT_SHARE * scored))
         mask.memo["objects"] = (roots.reshape(mask.labels.shape), eligible)
@@ -103,27 +103,8 @@ def class_regions(mask: Mask, cls: int) -> tuple[np.ndarray, int]:
     if (inside & ~mask.scored.ravel()).any():  # the class has unscored pixels: its own components
         regions, count = components(mask.labels == cls)
         return regions, count
-    roots = _component_roots(mask)
-    first = inside & (roots == np.arange(roots.size))  # a root is its component's first pixel
-    ids = np.zeros(roots.size, np.int32)
-    count = int(first.sum())
-    ids[first] = np.arange(1, count + 1, dtype=np.int32)
-    return np.where(inside, ids[np.maximum(roots, 0)], 0).astype(np.int32).reshape(mask.labels.shape), count
-
-
-def region_boxes(regions: np.ndarray, count: int) -> np.ndarray:
-    """(top, bottom, left, right), inclusive, of regions 1..count of an int region map (row r
-    for region r + 1), in one pass over the map."""
-    rows, cols = np.nonzero(regions)
-    ids = regions[rows, cols] - 1
-    boxes = np.empty((count, 4), np.int64)
-    boxes[:, 0], boxes[:, 2] = regions.shape[0], regions.shape[1]
-    boxes[:, 1] = boxes[:, 3] = -1
-    np.minimum.at(boxes[:, 0], ids, rows)
-    np.maximum.at(boxes[:, 1], ids, rows)
-    np.minimum.at(boxes[:, 2], ids, cols)
-    np.maximum.at(boxes[:, 3], ids, cols)
-    return boxes
+    regions, count = components_of(mask.labels, _component_roots(mask), cls)
+    return regions, int(count)
 
 
 def pick_object(mask: Mask, rng: np.random.Generator) -> tuple[np.ndarray, int] | None:

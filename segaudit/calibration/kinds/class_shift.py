@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import MIN_OBJECT_PIXELS, Kind, class_counts, class_regions, moved_window, redrawn, region_boxes
+from ...core.outlines import region_boxes
+from .base import MIN_OBJECT_PIXELS, Kind, class_counts, class_regions, moved_window, redrawn
 
 SIGMA = 0.10
 #: A class with more regions than this is left alone (each region is redrawn).
