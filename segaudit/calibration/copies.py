@@ -144,7 +144,10 @@ class CopyScorer:
             cell_rows = rows // factor
         else:  # a slab of F slices: cell row (z // F) * ceil(Y / F) + y // F
             cell_rows = rows // slice_rows // factor * -(-slice_rows // factor) + rows % slice_rows // factor
-        keys = np.unique(cell_rows * self.grid_columns + cols // factor)
+        keys = cell_rows * self.grid_columns + cols // factor
+        touched = np.zeros(int(keys.max()) + 1, np.bool_)
+        touched[keys] = True
+        keys = np.flatnonzero(touched)  # the cells, once each, in order (np.unique without the sort)
         cell_rows, cell_cols = keys // self.grid_columns, keys % self.grid_columns
         cells = pool_changed_cells(block.probs, copy_rows, self.decoding, factor,
                                    slice_rows, cell_rows, cell_cols)
