@@ -63,12 +63,12 @@ def component_roots(first, second):
                 parent[here] = _find(parent, here - cols - 1)
             if i > 0 and j + 1 < cols and _same(first, second, i, j, i - 1, j + 1):
                 _union(parent, here, here - cols + 1)
-    roots = np.full(rows * cols, -1, np.int64)
+    # In place: a cell in no component is in no cell's path, so it can be marked -1 as met.
     for i in range(rows):
         for j in range(cols):
-            if first[i, j] >= 0:
-                roots[i * cols + j] = _find(parent, i * cols + j)
-    return roots
+            here = i * cols + j
+            parent[here] = _find(parent, here) if first[i, j] >= 0 else -1
+    return parent
 
 
 @njit(cache=True, nogil=True)

@@ -73,7 +73,7 @@ def _component_roots(mask: Mask) -> np.ndarray:
     """Each pixel's 8-connected component of one scored class, as the flat index of its
     first pixel (-1 where ignored): computed once per mask."""
     if "roots" not in mask.memo:
-        first = np.where(mask.scored, mask.labels, -1).astype(np.int32)
+        first = np.where(mask.scored, mask.labels, -1).astype(np.int32, copy=False)
         mask.memo["roots"] = component_roots(first, first)
     return mask.memo["roots"]
 
