@@ -170,9 +170,10 @@ def score_images(dataset: Dataset, methods: tuple[Method, ...], settings: Settin
         if copies:
             copy_scorer = CopyScorer(copies, labels, lambda: image_stats(n_classes, labels.size, methods, settings, True),
                                      config, dataset.decoding, factor, slice_rows, need_cells)
+            copies = None  # the scorer keeps what it needs of them
         for b in blocks:
             s_out = None if pixel_scores is None else pixel_scores[index][b.start:b.stop]
-            if s_out is None and slices is not None:
+            if s_out is None and (slices is not None or (copy_scorer is not None and copy_scorer.needs_scores)):
                 s_out = np.empty(b.labels.shape)
             accumulate(stats, b.probs, b.labels, config, row_offset=b.start, s_out=s_out)
             if slices is not None:
@@ -187,7 +188,7 @@ def score_images(dataset: Dataset, methods: tuple[Method, ...], settings: Settin
                 if pixels is not None:
                     pixels.append(cells.pixel_pred)
             if copy_scorer is not None:
-                copy_scorer.add_block(b)
+                copy_scorer.add_block(b, s_out)
         result = finish_image(image_id, stats, methods, settings)
         if slices is not None:
             result.worst_slice = slices.worst()
@@ -200,7 +201,7 @@ def score_images(dataset: Dataset, methods: tuple[Method, ...], settings: Settin
         calibration = None
         if plan is not None:
             calibration = ImageCalibration(image_values(stats, settings, grid),
-                                           [] if copy_scorer is None else copy_scorer.finish(grid, settings))
+                                           [] if copy_scorer is None else copy_scorer.finish(grid, settings, stats))
         piece = ImagePiece(result, stats.class_counts[LABEL].copy(), ClassSpaceCheck.piece(stats), passes,
                            calibration)
         return piece, None if cache is None else (grid, pixels, labels.shape)

@@ -23,7 +23,7 @@ import numpy as np
 from ..results import CalibrationRecord
 from .candidates import CANDIDATES, CLC, clc_delta, image_values, temperatures
 from ..methods import AUTO  # the name of the calibrated ranking, defined with the other methods' names
-from .kinds import PLANTED_KINDS, Kind, plant
+from .kinds import PLANTED_KINDS, Kind, plant_kinds
 
 #: Planted copies aimed at per kind: each image gets a copy of a kind with probability
 #: min(1, COPIES_PER_KIND / images), and at most about COPIES_PER_IMAGE copies per image
@@ -99,12 +99,8 @@ def planted_copies(plan: CalibrationPlan, image_id: str, labels: np.ndarray, ign
         return []
     ignored = labels >= n_classes
     ignored |= ignore[np.minimum(labels, n_classes - 1)]
-    found = []
-    for kind in kinds:
-        copy = plant(kind, labels, ignored, n_classes, plan.seed, image_id, plan.unlabeled)
-        if copy is not None:
-            found.append((kind.name, copy))
-    return found
+    copies = plant_kinds(kinds, labels, ignored, n_classes, plan.seed, image_id, plan.unlabeled)
+    return [(kind.name, copy) for kind, copy in zip(kinds, copies) if copy is not None]
 
 
 def average_precision(negatives: np.ndarray, positives: np.ndarray, prevalence: float = PREVALENCE) -> float:

@@ -21,6 +21,19 @@ def _find(parent, i):
     return root
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _same(first, second, i, j, ni, nj):
+    return first[ni, nj] == first[i, j] and second[ni, nj] == second[i, j]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _union(parent, a, b):
+    """Join the sets of a and b; the smaller root (the earlier cell) stays the root."""
+    a, b = _find(parent, a), _find(parent, b)
+    if a != b:
+        parent[max(a, b)] = min(a, b)
+
+
 @njit(cache=True, nogil=True)
 def component_roots(first, second):
     """Each cell's component: the row-major index of its component's first cell (-1 for
@@ -28,6 +41,11 @@ def component_roots(first, second):
 
     Two 8-neighbours are in one component when both ``first`` and ``second`` agree;
     cells with ``first`` < 0 are in no component.
+
+    A root is always its set's smallest index, so the result depends only on the
+    components. Of the four earlier neighbours only those not already joined through
+    another are looked at: the one above joins the left and both diagonals above (they
+    are its neighbours), the left one joins the one above-left.
     """
     rows, cols = first.shape
     parent = np.arange(rows * cols)
@@ -36,21 +54,21 @@ def component_roots(first, second):
             if first[i, j] < 0:
                 continue
             here = i * cols + j
-            # Earlier neighbours of the 8-neighbourhood: left, and the three above.
-            for di, dj in ((0, -1), (-1, -1), (-1, 0), (-1, 1)):
-                ni, nj = i + di, j + dj
-                if ni < 0 or nj < 0 or nj >= cols:
-                    continue
-                if first[ni, nj] == first[i, j] and second[ni, nj] == second[i, j]:
-                    a, b = _find(parent, here), _find(parent, ni * cols + nj)
-                    if a != b:
-                        parent[max(a, b)] = min(a, b)
-    roots = np.full(rows * cols, -1, np.int64)
+            if i > 0 and _same(first, second, i, j, i - 1, j):
+                parent[here] = _find(parent, here - cols)  # here is still alone: hang it under the root
+                continue
+            if j > 0 and _same(first, second, i, j, i, j - 1):
+                parent[here] = _find(parent, here - 1)
+            elif i > 0 and j > 0 and _same(first, second, i, j, i - 1, j - 1):
+                parent[here] = _find(parent, here - cols - 1)
+            if i > 0 and j + 1 < cols and _same(first, second, i, j, i - 1, j + 1):
+                _union(parent, here, here - cols + 1)
+    # In place: a cell in no component is in no cell's path, so it can be marked -1 as met.
     for i in range(rows):
         for j in range(cols):
-            if first[i, j] >= 0:
-                roots[i * cols + j] = _find(parent, i * cols + j)
-    return roots
+            here = i * cols + j
+            parent[here] = _find(parent, here) if first[i, j] >= 0 else -1
+    return parent
 
 
 @njit(cache=True, nogil=True)
@@ -92,6 +110,36 @@ def component_roots_3d(first, second, slice_rows):
             if first[i, j] >= 0:
                 roots[i * cols + j] = _find(parent, i * cols + j)
     return roots
+
+
+@njit(cache=True, nogil=True)
+def component_sizes(roots):
+    """Cells per component, indexed by root (0 elsewhere): ``np.bincount(roots[roots >= 0],
+    minlength=roots.size)`` in one pass."""
+    sizes = np.zeros(roots.size, np.int64)
+    for root in roots:
+        if root >= 0:
+            sizes[root] += 1
+    return sizes
+
+
+@njit(cache=True, nogil=True)
+def components_of(values, roots, value):
+    """The components whose cells hold ``value`` (a grid of ``component_roots`` whose
+    components each hold one value), numbered 1.. in row-major order of their first cells
+    (0 elsewhere), and their count."""
+    flat = values.ravel()
+    ids = np.zeros(roots.size, np.int32)
+    out = np.zeros(roots.size, np.int32)
+    count = 0
+    for i in range(roots.size):
+        if flat[i] == value:
+            root = roots[i]
+            if root == i:  # a root is its component's first cell, met before the rest
+                count += 1
+                ids[i] = count
+            out[i] = ids[root]
+    return out.reshape(values.shape), count
 
 
 def numbered(roots: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

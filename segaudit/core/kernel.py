@@ -393,6 +393,64 @@ def _accumulate_rows(
 
 
 @njit(cache=True, nogil=True)
+def _accumulate_scores(s_rows, taus, sums, soft):
+    """The kernel's floating-point sums of the label, replayed from each pixel's s.
+
+    For every row with a scored pixel (s not NaN): the softmin sums at each temperature and
+    the sum of s, with the very operations of :func:`_accumulate_rows` in the same order, so
+    the result is bit-identical to accumulating the labels that gave these s.
+    """
+    n_rows, width = s_rows.shape
+    n_taus = taus.shape[0]
+    s = np.empty(width)
+    valid = np.empty(width, np.bool_)
+    mantissas = np.empty(width)
+    exponents = np.empty(width, np.int64)
+    for r in range(n_rows):
+        n_valid = 0
+        for c in range(width):
+            v = s_rows[r, c]
+            ok = v == v
+            valid[c] = ok
+            n_valid += ok
+            s[c] = v if ok else 0.0  # weighted by 0.0, as the kernel's ignored pixels
+        if n_valid == 0:
+            continue
+        row_min = np.inf
+        for c in range(width):
+            if valid[c] and s[c] < row_min:
+                row_min = s[c]
+        for j in range(n_taus):
+            tau = taus[j]
+            shift = _raise_shift(soft, j, (1.0 - row_min) / tau)
+            _exp_weights(s, tau, shift, mantissas, exponents)
+            soft[j, 1], soft[j, 2] = _weighted_sums(s, valid, mantissas, exponents.view(np.float64),
+                                                    soft[j, 1], soft[j, 2])
+        sum_s = sums[0]
+        for c in range(width):
+            if valid[c]:
+                sum_s += s[c]
+        sums[0] = sum_s
+
+
+def accumulate_scores(stats: "ImageStats", s_rows: np.ndarray) -> None:
+    """Fold rows of per-pixel s (NaN where not scored) into ``stats``' softmin sums and sum
+    of s, bit for bit as :func:`accumulate` would fold the labels that gave them.
+
+    The other accumulators are left alone: they are integer counts, which a caller that
+    knows what changed can add exactly in any order (the planted copies of auto do).
+
+    Parameters
+    ----------
+    stats : ImageStats
+        Updated in place (``soft`` and ``sums[0]`` only).
+    s_rows : np.ndarray
+        float64 (rows, columns), as ``accumulate``'s ``s_out`` gives it.
+    """
+    _accumulate_scores(np.ascontiguousarray(s_rows, dtype=np.float64), stats.temperatures, stats.sums, stats.soft)
+
+
+@njit(cache=True, nogil=True)
 def _tccp_row(probs, r, keys, valid, n_valid, tccp_hist):
     """Thresholded CCP's histograms of every class for row r: the scored pixels whose value
     is above each threshold's key (the largest stored value whose probability is at or

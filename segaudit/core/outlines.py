@@ -77,6 +77,26 @@ def shifted_region(regions: np.ndarray, region: int, samples: np.ndarray,
 
 
 @njit(cache=True, nogil=True)
+def region_boxes(regions, count):
+    """(top, bottom, left, right), inclusive, of regions 1..count of an int region map (0 =
+    none; row r for region r + 1), in one pass over the map."""
+    boxes = np.empty((count, 4), np.int64)
+    rows, cols = regions.shape
+    for n in range(count):
+        boxes[n, 0], boxes[n, 1], boxes[n, 2], boxes[n, 3] = rows, -1, cols, -1
+    for i in range(rows):
+        for j in range(cols):
+            n = regions[i, j] - 1
+            if n < 0:
+                continue
+            boxes[n, 0] = min(boxes[n, 0], i)
+            boxes[n, 1] = max(boxes[n, 1], i)
+            boxes[n, 2] = min(boxes[n, 2], j)
+            boxes[n, 3] = max(boxes[n, 3], j)
+    return boxes
+
+
+@njit(cache=True, nogil=True)
 def _nearest_outside(mask, labels):
     """For every pixel of ``mask``: the label of a nearest pixel outside it (4-connected BFS).
 

@@ -216,3 +216,59 @@ def test_unlabeled_is_checked_and_recorded(tmp_path):
         score(made.masks, made.store, methods=("rsoftmin",), unlabeled=0)
     with pytest.raises(InputError, match="is an ignored value"):
         score(made.masks, made.store, methods=("auto",), unlabeled=1, ignore_index=(1, 255))
+
+
+def _copies(dataset, factor, plan, shared, monkeypatch):
+    """Every image's planted copies (kind, values, clc_s, clc_weight), scored either way."""
+    import functools
+
+    import segaudit.engine as engine
+    from segaudit.calibration.copies import CopyScorer
+
+    monkeypatch.setattr(engine, "CopyScorer", functools.partial(CopyScorer, shared=shared))
+    found = []
+    for _, piece, _ in score_images(dataset, resolve(["auto"]), Settings(), factor, 2, plan=plan):
+        found += [(c.kind, c.values, c.clc_s, c.clc_weight) for c in piece.calibration.copies]
+    return found
+
+
+@pytest.mark.parametrize("dtype,factor", [(np.float16, 4), (np.uint8, 3), (np.float32, 1), (np.float64, 2)])
+def test_copies_from_the_shared_pass_equal_a_full_rescoring_bit_for_bit(tmp_path, monkeypatch, dtype, factor):
+    """Mixed sizes, small row chunks: scoring only the changed pixels on top of the image's
+    own pass gives every copy's candidates and clc change exactly as the kernel over the
+    copy's band does."""
+    from datasets import make_dataset
+    from segaudit.core.dataset import open_dataset
+
+    ids = [f"i{n}" for n in range(6)]
+    sizes = {"i1": (19, 31), "i3": (8, 45), "i4": (40, 9)}
+    made = make_dataset(tmp_path, ids, n_classes=5, size=(37, 23), sizes=sizes, seed=3, flip_fraction=0.05,
+                        dtype=dtype, row_chunk=6)
+    dataset = open_dataset(made.masks, made.store)
+    plan = CalibrationPlan(seed=2, n_images=len(ids), per_kind=10**6)
+    shared = _copies(dataset, factor, plan, True, monkeypatch)
+    full = _copies(dataset, factor, plan, False, monkeypatch)
+    assert len(shared) == len(full) >= 10
+    for a, b in zip(shared, full):
+        assert a[0] == b[0]
+        for x, y in zip(a[1:], b[1:]):
+            np.testing.assert_array_equal(x, y, err_msg=a[0])
+
+
+@pytest.mark.parametrize("factor", [1, 2])
+def test_volume_copies_from_the_shared_pass_equal_a_full_rescoring_bit_for_bit(tmp_path, monkeypatch, factor):
+    from core.test_volumes import volumes_dataset, write_volumes
+    from segaudit.core.dataset import open_dataset
+
+    rng = np.random.default_rng(5)
+    volumes = volumes_dataset(rng, 5, 3, [(4, 9, 8), (3, 7, 11), (6, 5, 6)])
+    masks, store = write_volumes(tmp_path / "data", volumes, dtype="float16", chunk_bytes=64)
+    dataset = open_dataset(masks, store)
+    plan = CalibrationPlan(seed=0, n_images=5, per_kind=10**6)
+    shared = _copies(dataset, factor, plan, True, monkeypatch)
+    full = _copies(dataset, factor, plan, False, monkeypatch)
+    assert len(shared) == len(full) >= 5
+    for a, b in zip(shared, full):
+        assert a[0] == b[0]
+        for x, y in zip(a[1:], b[1:]):
+            np.testing.assert_array_equal(x, y, err_msg=a[0])

@@ -40,11 +40,20 @@ def plant(kind: Kind, labels: np.ndarray, ignored: np.ndarray, n_classes: int, s
     ``ignored``: bool (H, W), the pixels holding an ignored value (never changed);
     ``unlabeled``: the dataset's scored unlabeled class, what a missed object becomes.
     """
+    return plant_kinds((kind,), labels, ignored, n_classes, seed, image_id, unlabeled)[0]
+
+
+def plant_kinds(kinds, labels: np.ndarray, ignored: np.ndarray, n_classes: int, seed: int, image_id: str,
+                unlabeled: int | None = None) -> list[np.ndarray | None]:
+    """:func:`plant` for each of ``kinds`` into one mask: what the kinds share (its classes,
+    its objects) is computed once; each kind draws from its own generator, so every copy is
+    the one :func:`plant` gives alone."""
     mask = Mask(np.ascontiguousarray(labels, dtype=np.int32), ~ignored, n_classes, unlabeled)
-    copy = kind.plant(mask, kind_rng(seed, kind, image_id))
-    if copy is None:
-        return None
-    return np.ascontiguousarray(copy, dtype=np.int32)
+    copies = []
+    for kind in kinds:
+        copy = kind.plant(mask, kind_rng(seed, kind, image_id))
+        copies.append(None if copy is None else np.ascontiguousarray(copy, dtype=np.int32))
+    return copies
 
 
-__all__ = ["Kind", "Mask", "PLANTED_KINDS", "kind_rng", "plant"]
+__all__ = ["Kind", "Mask", "PLANTED_KINDS", "kind_rng", "plant", "plant_kinds"]

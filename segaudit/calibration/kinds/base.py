@@ -8,12 +8,12 @@ writes an ignored value, so a copy has exactly the scored pixels of its mask.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...core.components import component_roots
-from ...core.outlines import nearest_outside, shifted_region
+from ...core.components import component_roots, component_sizes, components_of
+from ...core.outlines import components, nearest_outside, shifted_region
 
 #: A component is an object when it holds at least this share of the image's scored
 #: pixels (and MIN_OBJECT_PIXELS) and at most MAX_OBJECT_SHARE of them.
@@ -34,6 +34,8 @@ class Mask:
     #: The dataset's unlabeled (background) class, when it is a scored class: what a missed
     #: object is annotated as. None: a missed object keeps the class around it.
     unlabeled: int | None = None
+    #: What the kinds planting into this mask share (its classes, its objects), computed once.
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def side(self) -> float:
@@ -52,6 +54,30 @@ class Kind:
     phrase: str  # what a user calls it: "missed objects"
 
 
+def class_counts(mask: Mask) -> tuple[np.ndarray, np.ndarray]:
+    """The scored classes present (ascending, the labels' dtype) and their pixel counts:
+    ``np.unique(labels[scored], return_counts=True)``, counted once per mask."""
+    if "classes" not in mask.memo:
+        values = mask.labels[mask.scored]
+        if values.size and values.min() < 0:  # bincount counts from 0
+            classes, counts = np.unique(values, return_counts=True)
+        else:
+            counts = np.bincount(values)
+            classes = np.flatnonzero(counts)
+            classes, counts = classes.astype(mask.labels.dtype), counts[classes].astype(np.int64)
+        mask.memo["classes"] = (classes, counts)
+    return mask.memo["classes"]
+
+
+def _component_roots(mask: Mask) -> np.ndarray:
+    """Each pixel's 8-connected component of one scored class, as the flat index of its
+    first pixel (-1 where ignored): computed once per mask."""
+    if "roots" not in mask.memo:
+        first = np.where(mask.scored, mask.labels, -1).astype(np.int32, copy=False)
+        mask.memo["roots"] = component_roots(first, first)
+    return mask.memo["roots"]
+
+
 def objects(mask: Mask) -> tuple[np.ndarray, np.ndarray]:
     """The mask's objects: 8-connected components of one scored class.
 
@@ -59,13 +85,26 @@ def objects(mask: Mask) -> tuple[np.ndarray, np.ndarray]:
     pixel (-1 where ignored), and the roots of the components sized like objects, in
     row-major order of their first pixels.
     """
-    first = np.where(mask.scored, mask.labels, -1).astype(np.int32)
-    roots = component_roots(first, first)
-    scored = int(mask.scored.sum())
-    sizes = np.bincount(roots[roots >= 0], minlength=roots.size)
-    low = max(MIN_OBJECT_PIXELS, MIN_OBJECT_SHARE * scored)
-    eligible = np.flatnonzero((sizes >= low) & (sizes <= MAX_OBJECT_SHARE * scored))
-    return roots.reshape(first.shape), eligible
+    if "objects" not in mask.memo:
+        roots = _component_roots(mask)
+        scored = int(mask.scored.sum())
+        sizes = component_sizes(roots)
+        low = max(MIN_OBJECT_PIXELS, MIN_OBJECT_SHARE * scored)
+        eligible = np.flatnonzero((sizes >= low) & (sizes <= MAX_OBJECT_SHARE * scored))
+        mask.memo["objects"] = (roots.reshape(mask.labels.shape), eligible)
+    return mask.memo["objects"]
+
+
+def class_regions(mask: Mask, cls: int) -> tuple[np.ndarray, int]:
+    """The 8-connected regions of scored class ``cls``: an int32 map (0 = elsewhere, 1.. in
+    row-major order of each region's first pixel) and their count, as
+    ``outlines.components(labels == cls)`` numbers them, from the mask's shared components."""
+    inside = (mask.labels == cls).ravel()
+    if (inside & ~mask.scored.ravel()).any():  # the class has unscored pixels: its own components
+        regions, count = components(mask.labels == cls)
+        return regions, count
+    regions, count = components_of(mask.labels, _component_roots(mask), cls)
+    return regions, int(count)
 
 
 def pick_object(mask: Mask, rng: np.random.Generator) -> tuple[np.ndarray, int] | None:
@@ -101,12 +140,20 @@ def moved_outline(regions: np.ndarray, region: int, rng: np.random.Generator, sh
     bounding box), at least ``floor`` pixels: the pixels it covers then."""
     rows, cols = np.nonzero(regions == region)
     bbox = (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max()))
-    size = (bbox[1] - bbox[0] + 1 + bbox[3] - bbox[2] + 1) / 2
-    samples = rng.normal(0.0, max(floor, share * size), OUTLINE_KNOTS)
-    window, inside = shifted_region(regions, region, samples, bbox)
+    window, inside = moved_window(regions, region, bbox, rng, share, floor)
     moved = np.zeros(regions.shape, np.bool_)
     moved[window] = inside
     return moved
+
+
+def moved_window(regions: np.ndarray, region: int, bbox, rng: np.random.Generator, share: float,
+                 floor: float) -> tuple[tuple[slice, slice], np.ndarray]:
+    """:func:`moved_outline` of a region whose bounding box ``bbox`` (top, bottom, left,
+    right) is known: the window and the moved region inside it (nothing outside it)."""
+    bbox = tuple(int(v) for v in bbox)
+    size = (bbox[1] - bbox[0] + 1 + bbox[3] - bbox[2] + 1) / 2
+    samples = rng.normal(0.0, max(floor, share * size), OUTLINE_KNOTS)
+    return shifted_region(regions, region, samples, bbox)
 
 
 def redrawn(mask: Mask, old: np.ndarray, new: np.ndarray, cls: int) -> np.ndarray | None:

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Kind, changed_enough
+from .base import Kind, changed_enough, class_counts
 
 SMALLEST, LARGEST = 0.015, 0.04
 
 
 def plant(mask, rng):
-    rows, cols = np.nonzero(mask.scored)
-    if not rows.size:
+    per_row = np.count_nonzero(mask.scored, axis=1)
+    ends = np.cumsum(per_row)
+    if not ends.size or not ends[-1]:
         return None
-    k = int(rng.integers(rows.size))
-    cy, cx = int(rows[k]), int(cols[k])
+    k = int(rng.integers(int(ends[-1])))  # the k-th scored pixel, row-major
+    cy = int(np.searchsorted(ends, k, side="right"))
+    cx = int(np.flatnonzero(mask.scored[cy])[k - (int(ends[cy - 1]) if cy else 0)])
     under = int(mask.labels[cy, cx])
-    present = [int(c) for c in np.unique(mask.labels[mask.scored]) if c != under]
+    present = [int(c) for c in class_counts(mask)[0] if c != under]
     pool = present or [c for c in range(mask.n_classes) if c != under]
     if not pool:
         return None

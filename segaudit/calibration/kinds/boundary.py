@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from ...core.outlines import DEFAULT_CORRELATION, move_boundary_by
-from .base import Kind, changed_enough, surrounding
+from .base import Kind, changed_enough, class_counts, surrounding
 
 MEAN_SHARE = 0.01
 MIN_MEAN = 1.5
 
 
 def plant(mask, rng):
-    classes, counts = np.unique(mask.labels[mask.scored], return_counts=True)
+    classes, counts = class_counts(mask)
     # A class big enough to have boundaries worth moving, not the whole image.
     total = counts.sum() if counts.size else 0
     choices = classes[(counts >= 64) & (counts < total)]

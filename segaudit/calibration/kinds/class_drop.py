@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import MIN_OBJECT_PIXELS, Kind, changed_enough, missed
+from .base import MIN_OBJECT_PIXELS, Kind, changed_enough, class_counts, missed
 
 #: The class dropped holds at most this share of the scored pixels (not the background).
 MAX_SHARE = 0.5
 
 
 def plant(mask, rng):
-    classes, counts = np.unique(mask.labels[mask.scored], return_counts=True)
+    classes, counts = class_counts(mask)
     choices = classes[(counts >= MIN_OBJECT_PIXELS) & (counts <= MAX_SHARE * counts.sum())
                       & (classes != (-1 if mask.unlabeled is None else mask.unlabeled))]
     if classes.size < 2 or not choices.size:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...core.outlines import components
-from .base import MIN_OBJECT_PIXELS, Kind, moved_outline, redrawn
+from ...core.outlines import region_boxes
+from .base import MIN_OBJECT_PIXELS, Kind, class_counts, class_regions, moved_window, redrawn
 
 SIGMA = 0.10
 #: A class with more regions than this is left alone (each region is redrawn).
@@ -18,18 +18,19 @@ MAX_REGIONS = 256
 
 
 def plant(mask, rng):
-    classes, counts = np.unique(mask.labels[mask.scored], return_counts=True)
+    classes, counts = class_counts(mask)
     choices = classes[(counts >= MIN_OBJECT_PIXELS) & (counts < counts.sum())]
     if not choices.size:
         return None
     cls = int(choices[int(rng.integers(choices.size))])
     old = mask.labels == cls
-    regions, n = components(old)
+    regions, n = class_regions(mask, cls)
     if n > MAX_REGIONS:
         return None
     new = np.zeros_like(old)
-    for region in range(1, n + 1):
-        new |= moved_outline(regions, region, rng, SIGMA, 0.5)
+    for region, bbox in enumerate(region_boxes(regions, n), 1):  # each region's window only
+        window, inside = moved_window(regions, region, bbox, rng, SIGMA, 0.5)
+        new[window] |= inside
     return redrawn(mask, old, new, cls)
 
 

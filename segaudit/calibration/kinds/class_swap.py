@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import MIN_OBJECT_PIXELS, Kind, changed_enough
+from .base import MIN_OBJECT_PIXELS, Kind, changed_enough, class_counts
 
 
 def plant(mask, rng):
-    classes, counts = np.unique(mask.labels[mask.scored], return_counts=True)
+    classes, counts = class_counts(mask)
     big = counts >= MIN_OBJECT_PIXELS
     choices, weights = classes[big], counts[big].astype(np.float64)
     if choices.size < 2:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Kind, changed_enough, pick_object, surrounding
+from .base import Kind, changed_enough, class_counts, pick_object, surrounding
 
 
 def plant(mask, rng):
@@ -17,7 +17,7 @@ def plant(mask, rng):
     if picked is None:
         return None
     inside, cls = picked
-    present = np.unique(mask.labels[mask.scored])
+    present = class_counts(mask)[0]
     others = [int(c) for c in present if c != cls]
     if rng.random() < 0.5:
         around = surrounding(mask, inside)[inside]

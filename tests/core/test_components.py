@@ -1,0 +1,49 @@
+"""8-connected components (core.components.component_roots) against a flood fill."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import naive
+from segaudit.core.components import component_roots
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), height=st.integers(1, 9), width=st.integers(1, 9), values=st.integers(1, 3),
+       second_values=st.integers(1, 2))
+def test_components_match_flood_fill(seed, height, width, values, second_values):
+    """Every component is the flood fill's, and its root is its first cell in row-major order."""
+    rng = np.random.default_rng(seed)
+    first = rng.integers(-1, values, size=(height, width)).astype(np.int32)
+    second = rng.integers(0, second_values, size=(height, width)).astype(np.int32)
+    roots = component_roots(first, second)
+    want = np.full(height * width, -1, np.int64)
+    for members in naive.components_3d(first[None], second[None]):
+        flat = [y * width + x for _, y, x in members]
+        want[flat] = min(flat)
+    np.testing.assert_array_equal(roots, want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), height=st.integers(1, 9), width=st.integers(1, 9), values=st.integers(1, 3))
+def test_one_value_s_components_sizes_and_boxes_match_their_definitions(seed, height, width, values):
+    """components_of numbers a value's components as outlines.components numbers the value's
+    mask; component_sizes is the roots' bincount; region_boxes the regions' bounding boxes."""
+    from segaudit.core.components import component_sizes, components_of
+    from segaudit.core.outlines import components, region_boxes
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, values, size=(height, width)).astype(np.int32)
+    roots = component_roots(labels, labels)
+    np.testing.assert_array_equal(component_sizes(roots), np.bincount(roots[roots >= 0], minlength=roots.size))
+    value = int(labels[0, 0])
+    regions, count = components_of(labels, roots, value)
+    want, want_count = components(labels == value)
+    assert count == want_count
+    np.testing.assert_array_equal(regions, want)
+    boxes = region_boxes(regions, count)
+    for region in range(1, count + 1):
+        rows, cols = np.nonzero(regions == region)
+        assert tuple(boxes[region - 1]) == (rows.min(), rows.max(), cols.min(), cols.max())
