@@ -28,8 +28,8 @@ from .core.passes import check_threads, map_images
 from .core.pooling import CellGrid, cell_row, grid_shape, pool
 from .core.sanity import ClassSpaceCheck
 from .core.slices import SliceTally
-from .calibration import (AUTO, CalibrationPlan, ImageCalibration, calibrate, image_values, planted_copies,
-                          temperatures)
+from .calibration import (AUTO, CalibrationPlan, ImageCalibration, calibrate, check_calibration_options, image_values,
+                          planted_copies, temperatures)
 from .calibration.copies import CopyScorer
 from .errors import InputError
 from .methods import Method, Settings, resolve
@@ -264,15 +264,7 @@ def calibration_plan(names: tuple[str, ...], dataset: Dataset, seed: int,
         if unlabeled is not None:
             raise InputError("--unlabeled is what auto's planted missed objects become: add auto to --method")
         return None
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise InputError(f"--calibration-seed must be a whole number >= 0, got {seed}")
-    if unlabeled is not None:
-        n_classes = dataset.store.n_classes
-        if not isinstance(unlabeled, int) or isinstance(unlabeled, bool) or not 0 <= unlabeled < n_classes:
-            raise InputError(f"--unlabeled must be a class index from 0 to {n_classes - 1}, got {unlabeled}")
-        if bool(dataset.decoding.ignore[unlabeled]):
-            raise InputError(f"--unlabeled {unlabeled} is an ignored value: a missed object annotated as it would "
-                             "not be scored; leave --unlabeled out (missed objects then keep their surroundings)")
+    check_calibration_options(seed, unlabeled, dataset)
     return CalibrationPlan(seed, len(dataset.pairs), unlabeled=unlabeled)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
 from ..results import CalibrationRecord
 from .candidates import CANDIDATES, CLC, clc_delta, image_values, temperatures
 from ..methods import AUTO  # the name of the calibrated ranking, defined with the other methods' names
@@ -70,6 +71,21 @@ class CalibrationPlan:
             if draw < chance:
                 chosen.append(kind)
         return tuple(chosen)
+
+
+def check_calibration_options(seed, unlabeled=None, dataset=None) -> None:
+    """InputError for a seed that is not a whole number >= 0, or an ``unlabeled`` class that
+    is not a scored class of ``dataset`` (a core Dataset; named as the command line names
+    them). Shared by the image ranking's and the regions' calibrations."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise InputError(f"--calibration-seed must be a whole number >= 0, got {seed}")
+    if unlabeled is not None and dataset is not None:
+        n_classes = dataset.store.n_classes
+        if not isinstance(unlabeled, int) or isinstance(unlabeled, bool) or not 0 <= unlabeled < n_classes:
+            raise InputError(f"--unlabeled must be a class index from 0 to {n_classes - 1}, got {unlabeled}")
+        if bool(dataset.decoding.ignore[unlabeled]):
+            raise InputError(f"--unlabeled {unlabeled} is an ignored value: a missed object annotated as it would "
+                             "not be scored; leave --unlabeled out (missed objects then keep their surroundings)")
 
 
 @dataclass
@@ -228,5 +244,5 @@ def calibrate(plan: CalibrationPlan, pieces: list[ImageCalibration], flagged: li
     return Calibration(record, np.asarray(scores, dtype=np.float64))
 
 
-__all__ = ["AUTO", "CANDIDATES", "Calibration", "CalibrationPlan", "ImageCalibration", "PLANTED_KINDS", "PlantedCopy",
+__all__ = ["AUTO", "CANDIDATES", "Calibration", "CalibrationPlan", "check_calibration_options", "ImageCalibration", "PLANTED_KINDS", "PlantedCopy",
            "average_precision", "calibrate", "clc_delta", "image_values", "log_odds", "planted_copies", "temperatures"]

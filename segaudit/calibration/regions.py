@@ -37,7 +37,7 @@ from ..core.passes import walk
 from ..core.pooling import pool
 from ..errors import InputError
 from ..core.regions import Region, RegionFinder, RegionRule, RegionRun, background_classes, rank_regions
-from . import PREVALENCE, SUSPICIOUS_SHARE, CalibrationPlan
+from . import PREVALENCE, SUSPICIOUS_SHARE, CalibrationPlan, check_calibration_options
 from .kinds import plant
 
 #: The planted regions' precision the default threshold reaches (the lowest threshold that does).
@@ -462,20 +462,6 @@ def reliability(calibration: RegionCalibration, samples: list[ImageRegionSamples
         rows.append((mean, share, float(w), int(inside.sum())))
         ece += w / total * abs(mean - share)
     return rows, float(ece)
-
-
-def check_calibration_options(seed, unlabeled=None, dataset: Dataset | None = None) -> None:
-    """InputError for a seed that is not a whole number >= 0, or an ``unlabeled`` class that
-    is not a scored class of ``dataset`` (named as the command line names them)."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise InputError(f"--calibration-seed must be a whole number >= 0, got {seed}")
-    if unlabeled is not None and dataset is not None:
-        n_classes = dataset.store.n_classes
-        if not isinstance(unlabeled, int) or isinstance(unlabeled, bool) or not 0 <= unlabeled < n_classes:
-            raise InputError(f"--unlabeled must be a class index from 0 to {n_classes - 1}, got {unlabeled}")
-        if bool(dataset.decoding.ignore[unlabeled]):
-            raise InputError(f"--unlabeled {unlabeled} is an ignored value: a missed object annotated as it would "
-                             "not be scored; leave --unlabeled out (missed objects then keep their surroundings)")
 
 
 def calibrated_regions(dataset: Dataset, rule: RegionRule | None = None, *, seed: int = 0,

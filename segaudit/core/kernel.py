@@ -192,6 +192,24 @@ def _raise_shift(soft, j, top):
     return soft[j, 0]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _row_softmin_sums(s, valid, width, taus, soft, mantissas, exponents):
+    """Add one row's softmin sums at each temperature, each shifted by its largest exponent
+    so far: the row's weights in one vectorised loop, then summed into the accumulators.
+    The one definition that the kernel and the replay from s (auto's copies) share, so
+    their sums stay bit-identical."""
+    row_min = np.inf
+    for c in range(width):
+        if valid[c] and s[c] < row_min:
+            row_min = s[c]
+    for j in range(taus.shape[0]):
+        tau = taus[j]
+        shift = _raise_shift(soft, j, (1.0 - row_min) / tau)
+        _exp_weights(s, tau, shift, mantissas, exponents)
+        soft[j, 1], soft[j, 2] = _weighted_sums(s, valid, mantissas, exponents.view(np.float64),
+                                                soft[j, 1], soft[j, 2])
+
+
 @njit(cache=True, nogil=True)
 def _accumulate_rows(
     probs, lut, mode, scale, labels, ignore, logits, taus, pixel_threshold, want_tccp, sum_tol,
@@ -204,7 +222,6 @@ def _accumulate_rows(
     scored pixel, with err = (row, column, value).
     """
     n_classes, n_rows, width = probs.shape
-    n_taus = taus.shape[0]
     write_s = s_out.shape[0] > 0
     write_pred = pred_out.shape[0] > 0
     best = np.empty(width)
@@ -307,18 +324,7 @@ def _accumulate_rows(
                         pred_out[r, c] = best_k[c]
 
         # Per-pixel tallies and the softmin sums, shifted by the largest exponent so far.
-        row_min = np.inf
-        for c in range(width):
-            if valid[c] and s[c] < row_min:
-                row_min = s[c]
-        # The softmin sums at each temperature, each shifted by its largest exponent so far:
-        # the row's weights in one vectorised loop, then summed into the accumulators.
-        for j in range(n_taus):
-            tau = taus[j]
-            shift = _raise_shift(soft, j, (1.0 - row_min) / tau)
-            _exp_weights(s, tau, shift, mantissas, exponents)
-            soft[j, 1], soft[j, 2] = _weighted_sums(s, valid, mantissas, exponents.view(np.float64),
-                                                    soft[j, 1], soft[j, 2])
+        _row_softmin_sums(s, valid, width, taus, soft, mantissas, exponents)
         sum_s = sums[0]  # summed in pixel order, in a register
         sum_confidence = sums[1]
         if paired:
@@ -401,7 +407,6 @@ def _accumulate_scores(s_rows, taus, sums, soft):
     the result is bit-identical to accumulating the labels that gave these s.
     """
     n_rows, width = s_rows.shape
-    n_taus = taus.shape[0]
     s = np.empty(width)
     valid = np.empty(width, np.bool_)
     mantissas = np.empty(width)
@@ -416,16 +421,7 @@ def _accumulate_scores(s_rows, taus, sums, soft):
             s[c] = v if ok else 0.0  # weighted by 0.0, as the kernel's ignored pixels
         if n_valid == 0:
             continue
-        row_min = np.inf
-        for c in range(width):
-            if valid[c] and s[c] < row_min:
-                row_min = s[c]
-        for j in range(n_taus):
-            tau = taus[j]
-            shift = _raise_shift(soft, j, (1.0 - row_min) / tau)
-            _exp_weights(s, tau, shift, mantissas, exponents)
-            soft[j, 1], soft[j, 2] = _weighted_sums(s, valid, mantissas, exponents.view(np.float64),
-                                                    soft[j, 1], soft[j, 2])
+        _row_softmin_sums(s, valid, width, taus, soft, mantissas, exponents)
         sum_s = sums[0]
         for c in range(width):
             if valid[c]:
