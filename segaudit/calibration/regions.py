@@ -32,11 +32,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.dataset import Dataset
-from ..core.kernel import ImageStats, KernelConfig, accumulate
-from ..core.passes import walk
 from ..core.pooling import pool
 from ..errors import InputError
-from ..core.regions import Region, RegionFinder, RegionRule, RegionRun, background_classes, rank_regions
+from ..core.regions import Region, RegionFinder, RegionRule, RegionRun, find_regions, rank_regions
 from . import PREVALENCE, SUSPICIOUS_SHARE, CalibrationPlan, check_calibration_options
 from .kinds import plant
 
@@ -138,6 +136,7 @@ class CopyRegions:
         if ignore:
             ignored |= np.isin(labels, ignore)
         self.copies = []
+        self.samples: ImageRegionSamples | None = None  # what finish() found
         for kind in plan.kinds_for(image_id):
             copy = plant(kind, labels, ignored, n_classes, plan.seed, image_id, plan.unlabeled)
             if copy is not None:
@@ -164,6 +163,7 @@ class CopyRegions:
                 out.samples.append(RegionSample(_log_strength(region), (region.annotated_class, region.likely_class),
                                                 share >= PLANTED_SHARE, number, weight))
         self.copies = []
+        self.samples = out
         return out
 
 
@@ -172,43 +172,22 @@ def image_region_samples(dataset: Dataset, rule: RegionRule, plan: CalibrationPl
                                                                     list[ImageRegionSamples]]:
     """One pass: every image's raw regions, and what its planted copies' regions say.
 
-    ``on_regions(index, image_id, regions)`` after each image. Returns the regions (raw
-    scores, unranked), the regions per image and the samples per image, in dataset order.
+    The pass is :func:`~segaudit.core.regions.find_regions`'s, with each image's
+    :class:`CopyRegions` fed the same blocks. ``on_regions(index, image_id, regions)`` after
+    each image. Returns the regions (raw scores), the regions per image and the samples per
+    image, in dataset order.
     """
     n_classes = dataset.store.n_classes
-    background = background_classes(dataset.store.classes)
-    config = KernelConfig(dataset.decoding)
-    found: list[Region] = []
-    counts: dict[str, int] = {}
-    samples: list[ImageRegionSamples] = []
-    state: dict = {}
+    made: list[CopyRegions] = []
 
-    def start(index, image_id, labels):
-        slice_rows = dataset.store.slice_rows(image_id)
-        state["stats"] = ImageStats(n_classes, image_pixels=labels.size)
-        state["finder"] = RegionFinder(labels, n_classes, rule, slice_rows=slice_rows)
-        state["copies"] = CopyRegions(plan, image_id, labels, n_classes, dataset.ignore, rule, slice_rows)
+    def copies(image_id, labels, slice_rows):
+        made.append(CopyRegions(plan, image_id, labels, n_classes, dataset.ignore, rule, slice_rows))
+        return made[-1]
 
-    def block(index, image_id, b):
-        # The scoring kernel validates the probabilities (finite, >= 0, summing to 1).
-        accumulate(state["stats"], b.probs, b.labels, config, row_offset=b.start)
-        cells = pool(b.probs, b.labels, dataset.decoding, 1, pixel_dtype=None)
-        state["finder"].add_block(b.start, cells.label, cells.pred, cells.s, cells.p_pred)
-        state["copies"].add_block(b, dataset.decoding)
-
-    def end(index, image_id):
-        regions = state["finder"].finish(image_id, background)
-        samples.append(state["copies"].finish(image_id, background, regions))
-        counts[image_id] = len(regions)
-        found.extend(regions)
-        if on_regions:
-            on_regions(index, image_id, regions)
-        state.clear()
-        if progress:
-            progress("regions", index + 1, len(dataset.pairs))
-
-    walk(dataset, block, on_image_start=start, on_image_end=end, prefetch=prefetch)
-    return found, counts, samples
+    on_image = (lambda index, image_id, labels, regions, finder: on_regions(index, image_id, regions)) \
+        if on_regions else None
+    run = find_regions(dataset, rule, on_image=on_image, prefetch=prefetch, progress=progress, companion=copies)
+    return run.regions, run.counts, [c.samples for c in made]
 
 
 # --- the fit ----------------------------------------------------------------------

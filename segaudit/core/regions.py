@@ -566,7 +566,7 @@ def rank_regions(regions: list[Region]) -> list[Region]:
 
 
 def find_regions(dataset: Dataset, rule: RegionRule | None = None, *, keep_maps=None, on_image=None,
-                 prefetch: int = 4, progress=None, calibration=None, images=None) -> RegionRun:
+                 prefetch: int = 4, progress=None, calibration=None, images=None, companion=None) -> RegionRun:
     """Find the error regions of every image of ``dataset``, one streamed pass over the store.
 
     Parameters
@@ -588,6 +588,11 @@ def find_regions(dataset: Dataset, rule: RegionRule | None = None, *, keep_maps=
         it must come from the same dataset and rule.
     images : set of str, optional
         Only these image ids are read (the rest are not scanned, and count 0 regions).
+    companion : callable, optional
+        ``companion(image_id, labels, slice_rows)`` at each image's start: an object that is
+        fed the image's blocks (``add_block(block, decoding)``) and, at its end, the image's
+        raw regions (``finish(image_id, background, regions)``), so that work on the same
+        blocks (the region calibration's planted copies) needs no pass of its own.
     """
     rule = rule or RegionRule()
     if images is not None:
@@ -605,18 +610,23 @@ def find_regions(dataset: Dataset, rule: RegionRule | None = None, *, keep_maps=
         state["labels"] = labels
         state["stats"] = ImageStats(n_classes, image_pixels=labels.size)
         keep = bool(keep_maps(image_id)) if keep_maps else False
-        state["finder"] = RegionFinder(labels, n_classes, rule, keep_ids=keep,
-                                       slice_rows=dataset.store.slice_rows(image_id))
+        slice_rows = dataset.store.slice_rows(image_id)
+        state["finder"] = RegionFinder(labels, n_classes, rule, keep_ids=keep, slice_rows=slice_rows)
+        state["companion"] = companion(image_id, labels, slice_rows) if companion else None
 
     def block(index, image_id, b):
         # The scoring kernel validates the probabilities (finite, >= 0, summing to 1).
         accumulate(state["stats"], b.probs, b.labels, config, row_offset=b.start)
         cells = pool(b.probs, b.labels, dataset.decoding, 1, pixel_dtype=None)
         state["finder"].add_block(b.start, cells.label, cells.pred, cells.s, cells.p_pred)
+        if state["companion"] is not None:
+            state["companion"].add_block(b, dataset.decoding)
 
     def end(index, image_id):
         finder = state.pop("finder")
         regions = finder.finish(image_id, background)
+        if state["companion"] is not None:
+            state["companion"].finish(image_id, background, regions)  # the raw regions
         if calibration is not None:
             calibration.apply(regions)
         counts[image_id] = len(regions)
@@ -629,16 +639,6 @@ def find_regions(dataset: Dataset, rule: RegionRule | None = None, *, keep_maps=
 
     walk(dataset, block, on_image_start=start, on_image_end=end, prefetch=prefetch)
     return RegionRun(rank_regions(found), len(dataset.pairs), counts, dataset.store.classes, rule, calibration)
-
-
-def regions_part(dataset: Dataset, first: int, cache, prefetch: int, done, rule: RegionRule) -> list[Region]:
-    """:func:`find_regions` over one partition of a dataset (a
-    :meth:`~segaudit.core.partitions.Partitions.map` job, on a Dask worker say): its regions, in
-    no particular order (:func:`rank_regions` of every partition's is the dataset's ranking:
-    a region's score depends on its own image only)."""
-    found = find_regions(dataset, rule, prefetch=prefetch,
-                         on_image=lambda index, image_id, labels, regions, finder: done(first + index))
-    return found.regions
 
 
 def check_min_score(min_score: float) -> float:
