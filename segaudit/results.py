@@ -351,6 +351,8 @@ class CalibrationRecord(_Section):
     mean_log_odds: tuple[float | None, ...]  # per candidate: the mean log-odds of its AUPRC, which chose
     hard_kinds: tuple[str, ...]  # kinds the chosen candidate finds with AUPRC < 0.3
     unlabeled: int | None = None  # the scored unlabeled class planted missed objects became (--unlabeled)
+    best: str | None = None  # the candidate best on the planted copies (chosen unless not surely better than rsoftmin)
+    confidence: float | None = None  # share of bootstrap resamples where best beat rsoftmin (None: best is rsoftmin)
 
     def to_dict(self) -> dict:
         data = super().to_dict()
@@ -378,6 +380,8 @@ class CalibrationRecord(_Section):
             mean_log_odds=read.get("mean_log_odds", _OPTIONAL_NUMBERS, required=True, nullable=False),
             hard_kinds=read.get("hard_kinds", _TEXTS, required=True, nullable=False),
             unlabeled=read.get("unlabeled", _COUNT),
+            best=read.get("best", _TEXT),
+            confidence=read.get("confidence", _NUMBER),
         )
         if record.chosen not in record.candidates or len(record.auprc) != len(record.candidates) or len(
                 record.mean_log_odds) != len(record.candidates) or any(

@@ -10,13 +10,14 @@ chooses a ranking from the same planted copies, and its real AUPRC is measured p
 against the grids' truth. A rule sees only what auto sees (the user's masks, predictions and
 planted copies), never the truth. Rules:
 
-- ``log-odds`` (auto's rule): the single candidate with the best mean log-odds of AUPRC over
-  the planted kinds;
+- ``log-odds, unless sure`` (auto's rule): the single candidate with the best mean log-odds
+  of AUPRC over the planted kinds if it beats rsoftmin's in >= 90 % of 200 bootstrap
+  resamples of the clean images and of each kind's copies, else rsoftmin;
+- ``log-odds, always``: the best candidate by that mean, sure or not (auto's rule before
+  2026-12-05, evening);
 - ``log-odds + blends``: the same, with rank blends of the best two, the best three and the
   best with each other family's best also candidates (auto's rule before 2026-12-05);
 - ``mean AUPRC``, ``worst kind``: the single candidate with the best mean / worst-kind AUPRC;
-- ``rsoftmin unless sure``: rsoftmin, unless the best candidate beats it in >= 90 % of 100
-  bootstrap resamples of the copies and clean images;
 - ``set aside 25 %``: auto's rule with a quarter of the images set aside, not 15 %;
 - ``learned blend``: an L2 logistic regression (lambda 1) of planted against clean on every
   candidate's log place among the images; its linear score ranks the images.
@@ -180,21 +181,6 @@ def _blends_rule(p: Planted):
     return best
 
 
-def unless_sure(p: Planted, confidence=0.9, resamples=100):
-    negatives, positives = p.split()
-    rs = CANDIDATES.index("rsoftmin")
-    best = int(np.nanargmax(log_odds(table(negatives, positives)).mean(1)))
-    if best == rs:
-        return p.real[:, rs]
-    rng = np.random.default_rng(0)
-    wins = 0
-    for _ in range(resamples):
-        t = table(negatives[rng.integers(0, len(negatives), len(negatives))],
-                  {k: v[rng.integers(0, len(v), len(v))] for k, v in positives.items()})
-        wins += log_odds(t[best]).mean() > log_odds(t[rs]).mean()
-    return p.real[:, best if wins / resamples >= confidence else rs]
-
-
 def _places(p: Planted, values):
     out = []
     for c in range(NC):
@@ -220,11 +206,11 @@ def learned_blend(p: Planted, lam=1.0):
 
 
 RULES = {
-    "log-odds (auto)": lambda p: calibrate(*p.kept["args"]).scores,
-    "log-odds + blends (before)": _blends_rule,
+    "log-odds, unless sure (auto)": lambda p: calibrate(*p.kept["args"]).scores,
+    "log-odds, always": lambda p: single(p),
+    "log-odds + blends": _blends_rule,
     "mean AUPRC": lambda p: single(p, "mean"),
     "worst kind": lambda p: single(p, "worst"),
-    "rsoftmin unless sure": unless_sure,
     "set aside 25 %": lambda p: single(p, share=0.25),
     "learned blend": learned_blend,
 }

@@ -44,6 +44,15 @@ HARD_AUPRC = 0.3
 CONSENSUS = ("rsoftmin", "softmin t=0.05", "softmin t=0.5", "cil", "ccp", "clc")
 #: A calibration needs at least this many clean images and copies of some kind.
 MIN_IMAGES = 4
+#: The default's candidate: auto ranks by it unless the planted copies say surely that
+#: another candidate finds them better.
+PRIOR = "rsoftmin"
+#: "Surely": the best candidate beats the prior's mean log-odds in at least this share of
+#: BOOTSTRAP resamples of the clean images and of each kind's copies.
+CONFIDENCE = 0.9
+BOOTSTRAP = 200
+#: Mean log-odds gaps this small are rounding, not a win.
+TIE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,56 @@ def log_odds(auprc: float) -> float:
     return math.log(value / (1 - value))
 
 
+class _ResampledAP:
+    """:func:`average_precision` of one candidate for any multiplicities of the clean images
+    and of each kind's copies: a bootstrap resample is a vector of counts, so everything is
+    sorted once, and a resample costs one cumulative sum over the clean images (shared by
+    the kinds) and a few sums over the copies."""
+
+    def __init__(self, negatives: np.ndarray, positives: list[np.ndarray]):
+        negatives = np.where(np.isnan(negatives), np.inf, negatives)
+        self.negative_order = np.argsort(negatives, kind="stable")
+        ordered = negatives[self.negative_order]
+        self.kinds = []
+        for values in positives:
+            keep = np.flatnonzero(~np.isnan(values))
+            levels, group = np.unique(values[keep], return_inverse=True)
+            # A level's precision counts every clean image scored at or below it (ties together).
+            self.kinds.append((keep, group, levels.size, np.searchsorted(ordered, levels, side="right")))
+
+    def __call__(self, negative_counts: np.ndarray, positive_counts: list[np.ndarray]) -> list[float]:
+        below = np.r_[0.0, np.cumsum(negative_counts[self.negative_order])]
+        total_negative = below[-1]
+        out = []
+        for (keep, group, n_levels, at), counts in zip(self.kinds, positive_counts):
+            per_level = np.bincount(group, weights=counts[keep], minlength=n_levels)
+            total = per_level.sum()
+            if not total or not total_negative:
+                out.append(math.nan)
+                continue
+            tp = np.cumsum(per_level) * (PREVALENCE / (1 - PREVALENCE) * total_negative / total)
+            precision = tp / np.maximum(tp + below[at], 1e-300)
+            out.append(float(np.sum(per_level / total * precision)))
+        return out
+
+
+def _bootstrap_wins(negatives: np.ndarray, positives: list[np.ndarray], best: int, prior: int, seed: int) -> float:
+    """The share of bootstrap resamples (of the clean images, and of each kind's copies) in
+    which candidate ``best``'s mean log-odds of AUPRC over the kinds beats ``prior``'s.
+    Seeded by the calibration's seed: the same for any threads or partitions."""
+    rng = np.random.default_rng([seed, 26])
+    of_best = _ResampledAP(negatives[:, best], [p[:, best] for p in positives])
+    of_prior = _ResampledAP(negatives[:, prior], [p[:, prior] for p in positives])
+    wins = 0
+    for _ in range(BOOTSTRAP):
+        negative_counts = np.bincount(rng.integers(0, len(negatives), len(negatives)), minlength=len(negatives))
+        counts = [np.bincount(rng.integers(0, len(p), len(p)), minlength=len(p)) for p in positives]
+        gap = [log_odds(a) - log_odds(b) for a, b in zip(of_best(negative_counts, counts), of_prior(negative_counts, counts))
+               if not (math.isnan(a) or math.isnan(b))]
+        wins += bool(gap) and float(np.mean(gap)) > TIE  # equal AUPRCs, summed in another order, are a tie
+    return wins / BOOTSTRAP
+
+
 def _ecdf(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Where ``values`` fall in ``reference`` (share of it at or below), NaN kept."""
     finite = np.sort(reference[~np.isnan(reference)])
@@ -226,10 +285,13 @@ def calibrate(plan: CalibrationPlan, pieces: list[ImageCalibration], flagged: li
 
     means = [mean_of(row) for row in table]
     odds = [log_odds_of(row) for row in table]
+    prior = names.index(PRIOR)
+    best, confidence = prior, None
     if enough:
-        chosen = max(range(len(names)), key=lambda c: (np.nan_to_num(odds[c], nan=-math.inf), -c))
-    else:
-        chosen = 0  # rsoftmin: too few images to calibrate on
+        best = max(range(len(names)), key=lambda c: (np.nan_to_num(odds[c], nan=-math.inf), -c))
+        if best != prior:
+            confidence = _bootstrap_wins(negatives, [positives[kinds[j]] for j in usable], best, prior, plan.seed)
+    chosen = best if confidence is None or confidence >= CONFIDENCE else prior
     scores = real[:, chosen]
     hard = [kinds[j] for j in usable if not math.isnan(table[chosen][j]) and table[chosen][j] < HARD_AUPRC]
     record = CalibrationRecord(
@@ -239,7 +301,8 @@ def calibrate(plan: CalibrationPlan, pieces: list[ImageCalibration], flagged: li
         auprc=tuple(tuple(None if math.isnan(v) else round(float(v), 6) for v in row) for row in table),
         mean_auprc=tuple(None if math.isnan(v) else round(float(v), 6) for v in means),
         mean_log_odds=tuple(None if math.isnan(v) else round(float(v), 6) for v in odds), hard_kinds=tuple(hard),
-        unlabeled=plan.unlabeled,
+        unlabeled=plan.unlabeled, best=names[best],
+        confidence=None if confidence is None else round(float(confidence), 6),
     )
     return Calibration(record, np.asarray(scores, dtype=np.float64))
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 import naive
 from datasets import random_probs
 from segaudit.api import score_arrays_run
-from segaudit.calibration import (CANDIDATES, CalibrationPlan, average_precision, calibrate, planted_copies)
+from segaudit.calibration import (CANDIDATES, PLANTED_KINDS, CalibrationPlan, _bootstrap_wins, average_precision,
+                                  calibrate, planted_copies)
 from segaudit.calibration.candidates import LADDER, softmin_name
 from segaudit.core.arrays import array_dataset
 from segaudit.engine import score_images
@@ -118,13 +119,71 @@ def test_average_precision_of_perfect_and_reversed_rankings():
     assert worst == pytest.approx(0.2 / (0.2 + 0.8))  # found last: precision = the prevalence
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 12), kinds=st.lists(st.integers(1, 6), min_size=1, max_size=3),
+       levels=st.sampled_from([3, 6, 50]))
+def test_bootstrap_wins_match_the_reference(seed, n, kinds, levels):
+    rng = np.random.default_rng(seed)
+    negatives = rng.integers(0, levels, (n, 3)).astype(float)
+    negatives[rng.random((n, 3)) < 0.1] = math.nan
+    positives = [rng.integers(0, levels, (m, 3)).astype(float) - rng.integers(0, 2) for m in kinds]
+    for kind in positives:
+        kind[rng.random(kind.shape) < 0.1] = math.nan
+    got = _bootstrap_wins(negatives, positives, 2, 0, seed)
+    assert got == naive.bootstrap_wins(negatives, positives, 2, 0, seed)
+
+
+def _pieces(real_best, copies_best, real_prior, copies_prior):
+    """Calibration inputs of 40 clean-looking images with eight copies of each kind, where only
+    the chosen candidate's column ("cil") and rsoftmin's differ between real images and copies."""
+    from segaudit.calibration import ImageCalibration, PlantedCopy
+
+    column = CANDIDATES.index("cil")
+    pieces = []
+    for i in range(40):
+        values = np.full(len(CANDIDATES), 0.5)
+        values[column], values[0] = real_best[i], real_prior[i]
+        copies = []
+        if i < 8:
+            for kind in PLANTED_KINDS:
+                copy = np.full(len(CANDIDATES), 0.5)
+                copy[column], copy[0] = copies_best[i], copies_prior[i]
+                copies.append(PlantedCopy(kind, copy, np.zeros(0), np.zeros(0, np.int64)))
+        pieces.append(ImageCalibration(values, copies))
+    return pieces
+
+
+def test_auto_leaves_rsoftmin_only_for_a_candidate_surely_better():
+    rng = np.random.default_rng(0)
+    real = 0.5 + 0.5 * rng.random(40)
+    # Real images' scores put the first 8 (which get the copies) last, so the consensus keeps
+    # them among the clean-looking ones; the copies score lower than every real image by cil.
+    real[:8] = 0.99
+    plan = CalibrationPlan(0, 40)
+    surely = calibrate(plan, _pieces(real, np.full(8, 0.1), real, 0.5 + 0.5 * rng.random(8)), [0] * 40, [100] * 40,
+                       -math.inf).record
+    assert surely.best == surely.chosen == "cil" and surely.confidence >= 0.9
+    # cil a little better than rsoftmin on the copies, within what resampling can undo: rsoftmin.
+    close = 0.5 + 0.5 * rng.random(8)
+    unsure = calibrate(plan, _pieces(real, close, real, close + 0.01), [0] * 40, [100] * 40, -math.inf).record
+    assert unsure.best == "cil" and unsure.chosen == "rsoftmin" and unsure.confidence < 0.9
+    from segaudit.outputs.calibration import summary_sentence
+
+    assert "cil found the" in summary_sentence(unsure) and "not surely" in summary_sentence(unsure)
+
+
 def test_the_choice_is_the_reference_choice():
     labels, probs = dataset_arrays(5, n=12, height=40, width=40)
     run = score_arrays_run(labels, probs, methods=("auto",), ignore_index=IGNORE)
     record = run.calibration
     table = [[math.nan if v is None else v for v in row] for row in record.auprc]
     usable = [j for j, n in enumerate(record.copies) if n >= 4]
-    assert record.candidates[naive.calibration_choice(table, usable)] == record.chosen
+    # The best candidate on the planted copies; it ranks if surely better than rsoftmin, else rsoftmin does.
+    assert record.candidates[naive.calibration_choice(table, usable)] == record.best
+    if record.best == "rsoftmin":
+        assert record.chosen == "rsoftmin" and record.confidence is None
+    else:
+        assert record.chosen == (record.best if record.confidence >= 0.9 else "rsoftmin")
     # The ranking is by the chosen candidate (a single one: its own values).
     if record.chosen in ("cil", "ccp", "tccp", "iou", "rsoftmin", "coco", "clc"):
         for result in run.results:

@@ -69,10 +69,11 @@ def test_default_output_is_ranking_csv_with_run_record(out, monkeypatch):
     result = ok(invoke(FIXTURES / "masks", FIXTURES / "preds.zarr"))
     assert sorted(os.listdir(out)) == ["ranking.csv", "ranking.run.json"]  # no temporaries left
     assert result.stdout == ""
-    assert "wrote ranking.csv (12 images, ranked by rsoftmin)" in result.stderr
+    assert "wrote ranking.csv (12 images, ranked by auto)" in result.stderr
+    assert "auto: ranked by " in result.stderr and "AUPRC on planted errors" in result.stderr
 
     text = (out / "ranking.csv").read_text()
-    assert text.splitlines()[0] == "rank,image,score,rsoftmin,pixels,low_pixels,suspect_class,likely_class"
+    assert text.splitlines()[0] == "rank,image,score,auto,pixels,low_pixels,suspect_class,likely_class"
     rows = rows_of(text)
     assert [r["rank"] for r in rows] == [str(n) for n in range(1, 13)]
     assert sorted(r["image"] for r in rows) == sorted(TRUTH)
@@ -84,8 +85,8 @@ def test_default_output_is_ranking_csv_with_run_record(out, monkeypatch):
     assert record["masks"] == str((FIXTURES / "masks").resolve())
     assert record["predictions"] == str((FIXTURES / "preds.zarr").resolve())
     assert record["layout"] == "per-image"
-    assert record["methods"] == ["rsoftmin"]
-    assert "calibration" not in record
+    assert record["methods"] == ["auto"]
+    assert record["calibration"]["calibrated"] and record["calibration"]["chosen"] in record["calibration"]["candidates"]
     assert record["temperature"] == 0.1 and record["pixel_threshold"] == 0.5
     assert record["ignore_index"] == [255]
     assert record["classes"] == ["unlabeled", "sky", "building", "road", "car"]
