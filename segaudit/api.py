@@ -73,7 +73,10 @@ def score(
         ``masks``, ``predictions`` and the input keywords below (``ignore_index`` to
         ``label_map``, ``storage_options``), which build one.
     methods : tuple of str
-        Methods from :data:`segaudit.methods.METHODS`; the first is the ranking key.
+        Methods from :data:`segaudit.methods.METHODS`, or ``"auto"``; the first is the
+        ranking key. Default ``("auto",)``: rsoftmin unless errors planted into copies of
+        the masks show surely that another candidate score finds them better (the run's
+        ``calibration`` says which and how sure; docs/methods.md).
     temperature : float
         Softmin temperature τ > 0.
     pixel_threshold : float
@@ -304,7 +307,7 @@ def score_arrays(
         quantised probabilities.
     methods : iterable of str
         Methods to compute (see :data:`segaudit.methods.METHODS`), the dataset-wide
-        ``clc`` and ``coco`` included.
+        ``clc`` and ``coco`` included, or ``"auto"`` (the default, as in :func:`score`).
     temperature, pixel_threshold : float
         As for :func:`segaudit.score`.
     ignore_index : int or iterable of int, optional
