@@ -52,7 +52,7 @@ METHODS = {
     "softmin": "Softmin (softmin)",
 }
 #: segaudit's own methods, shown below the paper's in Tables 1-4.
-SEGAUDIT_METHODS = {"rsoftmin": "Resolution-scaled softmin (rsoftmin, segaudit's default)"}
+SEGAUDIT_METHODS = {"rsoftmin": "Resolution-scaled softmin (rsoftmin, auto's prior)"}
 METRICS = {"auroc": "AUROC", "auprc": "AUPRC", "lift_at_t": "Lift@T (T = number of errors)",
            "lift_at_100": "Lift@100"}
 #: The paper's Tables 1-4, DeepLabV3+ column: metric -> method -> (drop, swap, shift).
