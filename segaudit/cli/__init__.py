@@ -95,6 +95,7 @@ def main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _quiet_shutdown()
+        _skip_exit_collections()
 
 
 def _quiet_shutdown() -> None:
@@ -107,6 +108,21 @@ def _quiet_shutdown() -> None:
 
     logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
     sys.unraisablehook = lambda unraisable: None
+
+
+def _skip_exit_collections() -> None:
+    """Let the interpreter's shutdown skip its garbage collections over every object left.
+
+    A scoring run leaves about 150,000 objects behind (numba's type system and registries,
+    zarr, the command's modules), and the shutdown collects several times over all of them
+    while it clears the modules: 0.15-0.2 s, a sixth of a small run. Frozen objects are
+    left out of every collection. Nothing needs them collected: the outputs are closed and
+    renamed, the atexit clean-ups (temporary files, the cell cache) still run, and the
+    process's memory goes back to the system as a whole.
+    """
+    import gc
+
+    gc.freeze()
 
 
 def _interrupted(code: int) -> None:
