@@ -78,6 +78,7 @@ def main() -> None:
 
     from ..core.numba_cache import ensure_numba_cache
 
+    _fewer_young_collections()
     cache = ensure_numba_cache()
     if cache is not None:
         stderr.print(f"note: no writable Numba cache (NUMBA_CACHE_DIR, package __pycache__, HOME); caching compiled kernels in "
@@ -108,6 +109,24 @@ def _quiet_shutdown() -> None:
 
     logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
     sys.unraisablehook = lambda unraisable: None
+
+
+#: Allocations (less deallocations) between two collections of the youngest generation, for
+#: the command line's process (Python's default is 700).
+YOUNG_COLLECTION_THRESHOLD = 20_000
+
+
+def _fewer_young_collections() -> None:
+    """Collect the youngest generation of garbage less often.
+
+    A command's start-up (numba, its type registries, zarr, typer's option adapters) creates
+    about 150,000 objects that live until the end, and at Python's default threshold each
+    700 of them start a collection: some 300 young and 2 full collections, 60-70 ms of a
+    small run. Cyclic garbage is still collected, a few thousand objects later.
+    """
+    import gc
+
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _skip_exit_collections() -> None:
