@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import sys
 
-from . import check, corrupt, diff, evaluate, evaluate_regions, export, folds, info, issues, overlay, pack, pack_masks, regions, report, score, summary
-from ._app import Command, app, stderr
+import typer
 
-__all__ = ["COMMANDS", "app", "main"]
+from . import check, corrupt, diff, evaluate, evaluate_regions, export, folds, info, issues, overlay, pack, pack_masks, regions, report, score, summary
+from ._app import APP_SETTINGS, Command, app, stderr
+
+__all__ = ["COMMANDS", "app", "app_for", "main"]
 
 #: Every command's name and module, in the order ``segaudit --help`` lists them.
 COMMANDS = {
@@ -59,6 +61,24 @@ for _name, _module in COMMANDS.items():
     app.command(_name, cls=Command, short_help=SHORT_HELP[_name])(_module.command)
 
 
+def app_for(args: list[str]) -> typer.Typer:
+    """The app that runs these command-line arguments: when the first names a command, an
+    app of that command alone, with the same callback and settings (typer builds every
+    registered command's options before it runs one: 25 ms for all 16); else :data:`app`.
+
+    Parameters
+    ----------
+    args : list of str
+        The arguments after the program name (``sys.argv[1:]``).
+    """
+    if not args or args[0] not in COMMANDS:
+        return app
+    one = typer.Typer(**APP_SETTINGS)
+    one.registered_callback = app.registered_callback
+    one.registered_commands = [info for info in app.registered_commands if info.name == args[0]]
+    return one
+
+
 class Terminated(BaseException):
     """Raised in the main thread by SIGTERM, so that it unwinds like Ctrl-C: every temporary
     file, directory and cell cache is removed on the way out."""
@@ -85,7 +105,7 @@ def main() -> None:
                      f"{cache} (set NUMBA_CACHE_DIR to choose)", soft_wrap=True)
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        app()
+        app_for(sys.argv[1:])()
     except KeyboardInterrupt:
         _interrupted(130)
     except Terminated:
