@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import sys
 
-from . import check, corrupt, diff, evaluate, evaluate_regions, export, folds, info, issues, overlay, pack, pack_masks, regions, report, score, summary
-from ._app import Command, app, stderr
+import typer
 
-__all__ = ["COMMANDS", "app", "main"]
+from . import check, corrupt, diff, evaluate, evaluate_regions, export, folds, info, issues, overlay, pack, pack_masks, regions, report, score, summary
+from ._app import APP_SETTINGS, Command, app, stderr
+
+__all__ = ["COMMANDS", "app", "app_for", "main"]
 
 #: Every command's name and module, in the order ``segaudit --help`` lists them.
 COMMANDS = {
@@ -59,6 +61,24 @@ for _name, _module in COMMANDS.items():
     app.command(_name, cls=Command, short_help=SHORT_HELP[_name])(_module.command)
 
 
+def app_for(args: list[str]) -> typer.Typer:
+    """The app that runs these command-line arguments: when the first names a command, an
+    app of that command alone, with the same callback and settings (typer builds every
+    registered command's options before it runs one: 25 ms for all 16); else :data:`app`.
+
+    Parameters
+    ----------
+    args : list of str
+        The arguments after the program name (``sys.argv[1:]``).
+    """
+    if not args or args[0] not in COMMANDS:
+        return app
+    one = typer.Typer(**APP_SETTINGS)
+    one.registered_callback = app.registered_callback
+    one.registered_commands = [info for info in app.registered_commands if info.name == args[0]]
+    return one
+
+
 class Terminated(BaseException):
     """Raised in the main thread by SIGTERM, so that it unwinds like Ctrl-C: every temporary
     file, directory and cell cache is removed on the way out."""
@@ -78,13 +98,14 @@ def main() -> None:
 
     from ..core.numba_cache import ensure_numba_cache
 
+    _fewer_young_collections()
     cache = ensure_numba_cache()
     if cache is not None:
         stderr.print(f"note: no writable Numba cache (NUMBA_CACHE_DIR, package __pycache__, HOME); caching compiled kernels in "
                      f"{cache} (set NUMBA_CACHE_DIR to choose)", soft_wrap=True)
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        app()
+        app_for(sys.argv[1:])()
     except KeyboardInterrupt:
         _interrupted(130)
     except Terminated:
@@ -95,6 +116,7 @@ def main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _quiet_shutdown()
+        _skip_exit_collections()
 
 
 def _quiet_shutdown() -> None:
@@ -107,6 +129,39 @@ def _quiet_shutdown() -> None:
 
     logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
     sys.unraisablehook = lambda unraisable: None
+
+
+#: Allocations (less deallocations) between two collections of the youngest generation, for
+#: the command line's process (Python's default is 700).
+YOUNG_COLLECTION_THRESHOLD = 20_000
+
+
+def _fewer_young_collections() -> None:
+    """Collect the youngest generation of garbage less often.
+
+    A command's start-up (numba, its type registries, zarr, typer's option adapters) creates
+    about 150,000 objects that live until the end, and at Python's default threshold each
+    700 of them start a collection: some 300 young and 2 full collections, 60-70 ms of a
+    small run. Cyclic garbage is still collected, a few thousand objects later.
+    """
+    import gc
+
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def _skip_exit_collections() -> None:
+    """Let the interpreter's shutdown skip its garbage collections over every object left.
+
+    A scoring run leaves about 150,000 objects behind (numba's type system and registries,
+    zarr, the command's modules), and the shutdown collects several times over all of them
+    while it clears the modules: 0.15-0.2 s, a sixth of a small run. Frozen objects are
+    left out of every collection. Nothing needs them collected: the outputs are closed and
+    renamed, the atexit clean-ups (temporary files, the cell cache) still run, and the
+    process's memory goes back to the system as a whole.
+    """
+    import gc
+
+    gc.freeze()
 
 
 def _interrupted(code: int) -> None:

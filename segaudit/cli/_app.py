@@ -60,12 +60,14 @@ class Command(typer.core.TyperCommand):
         return pieces
 
 
-app = typer.Typer(
+#: The app's settings (``segaudit.cli.app_for`` makes an app of one command with them).
+APP_SETTINGS = dict(
     help="Find annotation errors in semantic-segmentation datasets from a model's predicted probabilities.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
 )
+app = typer.Typer(**APP_SETTINGS)
 # Messages quote paths and image ids, which may hold "[...]" or ":name:": never markup.
 stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
 

@@ -742,3 +742,25 @@ def test_help_reads_well_at_80_columns():
     assert ".tiff" in runner.invoke(app, ["overlay", "--help"], env={"COLUMNS": "200"}).output
     summary_help = runner.invoke(app, ["summary", "--help"], env={"COLUMNS": "200"}).output
     assert "4 times" not in summary_help and "Reads the store once" in summary_help
+
+
+def test_a_command_runs_the_same_from_an_app_of_it_alone(tmp_path):
+    """main() runs an app of the named command alone (app_for): its help, its usage errors and
+    its run are the full app's, and anything that names no command gets the full app."""
+    from segaudit.cli import COMMANDS, app_for
+
+    runner = CliRunner()
+    for name in COMMANDS:
+        one = app_for([name])
+        assert one is not app
+        for args in ([name, "--help"], [name, "--no-such-option"], [name]):
+            got, want = runner.invoke(one, args, env={"COLUMNS": "100"}), runner.invoke(app, args, env={"COLUMNS": "100"})
+            assert (got.exit_code, got.stdout, got.stderr) == (want.exit_code, want.stdout, want.stderr), (name, args)
+    for args in ([], ["--version"], ["--help"], ["no-such-command"], ["-m", "score"]):
+        assert app_for(args) is app
+    out = [tmp_path / "one.csv", tmp_path / "all.csv"]
+    for runner_app, path in zip((app_for(["score"]), app), out):
+        result = runner.invoke(runner_app, ["score", str(FIXTURES / "masks"), str(FIXTURES / "preds.zarr"),
+                                            "--method", "softmin", "-q", "-o", str(path)])
+        assert result.exit_code == 0, result.stderr
+    assert out[0].read_bytes() == out[1].read_bytes()
