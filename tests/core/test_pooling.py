@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import naive
 from datasets import DTYPES, random_image
 from segaudit.core.dataset import make_decoding
-from segaudit.core.pooling import pool
+from segaudit.core.kernel import BadProbabilities, ImageStats, KernelConfig, accumulate
+from segaudit.core.pooling import accumulate_and_pool, pool
 from segaudit.io.predictions import sum_tolerance
 
 
@@ -119,3 +121,87 @@ def test_majority_vote_does_not_average_labels():
     stored = np.full((5, 2, 2), 0.2)
     cells = pool(stored, labels, config_for(stored), 2)
     assert cells.label[0, 0] == 0  # tie between 0 and 4 goes to the lower class
+
+
+# --- pooling in the kernel's walk (accumulate_and_pool) ------------------------------------------
+
+
+def stats_bytes(stats):
+    return [a.tobytes() for a in (stats.totals, stats.sums, stats.soft, stats.class_counts, stats.low_confusion,
+                                  stats.tccp_hist)]
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_classes=st.sampled_from([1, 2, 3, 5, 7, 70]),
+    depth=st.sampled_from([None, 1, 2, 3, 5]),
+    height=st.integers(1, 13),
+    width=st.integers(1, 21),
+    factor=st.integers(1, 5),
+    dtype=st.sampled_from(DTYPES),
+    logits=st.booleans(),
+    edge_values=st.booleans(),
+    channels_last=st.booleans(),
+    ignore_fraction=st.sampled_from([0.0, 0.3, 1.0]),
+    want_tccp=st.booleans(),
+    pixel_dtype=st.sampled_from([None, np.uint8, np.int32]),
+    blocks=st.integers(1, 3),
+)
+def test_pooling_in_the_kernels_walk_is_bit_identical(seed, n_classes, depth, height, width, factor, dtype, logits,
+                                                      edge_values, channels_last, ignore_fraction, want_tccp,
+                                                      pixel_dtype, blocks):
+    # accumulate_and_pool must give what accumulate then pool give, bit for bit: every
+    # accumulator, s per pixel, every cell, the per-pixel argmax, or the same error.
+    # Ignored pixels, garbage in them (NaN, inf, negative), -0.0 and subnormals anywhere,
+    # blocks and images whose height and width are not multiples of F, volumes.
+    if logits and dtype.startswith("uint"):
+        dtype = "float32"
+    rng = np.random.default_rng(seed)
+    rows = height * (depth or 1)  # a volume as its tall image of depth slices
+    labels, stored = random_image(rng, n_classes, rows, width, dtype, logits=logits, ignore_fraction=ignore_fraction)
+    if edge_values:
+        stored = with_edge_values(rng, labels, stored, logits)
+    view = stored.view(np.uint16) if stored.dtype == np.float16 else stored
+    if channels_last:
+        view = np.moveaxis(np.ascontiguousarray(np.moveaxis(view, 0, -1)), -1, 0)
+    config = KernelConfig(config_for(stored, logits=logits), pixel_threshold=0.5, want_tccp=want_tccp)
+    temperatures = (0.1, 0.02, 1.0)
+    # Blocks as the reader cuts them: whole cell rows, or for a volume whole slabs of F slices.
+    step = factor * blocks * (height if depth else 1)
+    slice_rows = height if depth else None
+    stats = [ImageStats(n_classes, rows * width, temperatures) for _ in range(2)]
+    s_rows = [np.full((rows, width), -1.0) for _ in range(2)]
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        probs, lab = view[:, start:stop], labels[start:stop]
+        try:
+            accumulate(stats[0], probs, lab, config, row_offset=start, s_out=s_rows[0][start:stop])
+            want = pool(probs, lab, config.decoding, factor, pixel_dtype=pixel_dtype, slice_rows=slice_rows)
+        except BadProbabilities as exc:
+            with pytest.raises(BadProbabilities) as fused_error:
+                accumulate_and_pool(stats[1], probs, lab, config, factor, row_offset=start,
+                                    s_out=s_rows[1][start:stop], pixel_dtype=pixel_dtype, slice_rows=slice_rows)
+            assert str(fused_error.value) == str(exc)
+            return
+        got = accumulate_and_pool(stats[1], probs, lab, config, factor, row_offset=start, s_out=s_rows[1][start:stop],
+                                  pixel_dtype=pixel_dtype, slice_rows=slice_rows)
+        for name in ("label", "pred", "s", "p_pred", "mismatched"):
+            g, w = getattr(got, name), getattr(want, name)
+            assert g.dtype == w.dtype and g.shape == w.shape, name
+            assert g.tobytes() == w.tobytes(), name  # NaN payloads and signs included
+        if pixel_dtype is None:
+            assert got.pixel_pred is None and want.pixel_pred is None
+        else:
+            assert got.pixel_pred.dtype == np.dtype(pixel_dtype)
+            np.testing.assert_array_equal(got.pixel_pred, want.pixel_pred)
+    assert stats_bytes(stats[1]) == stats_bytes(stats[0])
+    assert s_rows[1].tobytes() == s_rows[0].tobytes()
+
+
+def test_pooling_in_the_kernels_walk_refuses_logits():
+    stored = np.zeros((2, 2, 2))
+    config = KernelConfig(config_for(stored, logits=True))
+    cells = pool(stored, np.zeros((2, 2), np.int32), config.decoding, 2)
+    with pytest.raises(ValueError, match="stored probabilities"):
+        accumulate(ImageStats(2), stored, np.zeros((2, 2), np.int32), config, cells=cells, factor=2)
