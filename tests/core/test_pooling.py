@@ -131,7 +131,27 @@ def stats_bytes(stats):
                                   stats.tccp_hist)]
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def with_values_the_kernel_accepts(rng, labels, stored, garbage):
+    """Edge values that pass validation: -0.0 and subnormals for a scored pixel's zeros (its
+    sum stays within tolerance), and ``garbage`` in ignored pixels (which may hold anything):
+    in a third of their values, and in every value of a quarter of them."""
+    stored = stored.copy()
+    if stored.dtype.kind == "f":
+        tiny = np.finfo(stored.dtype).smallest_subnormal
+        zeros = stored == 0
+        stored[zeros] = rng.choice(np.array([-0.0, tiny, 0.0], stored.dtype), size=zeros.sum())
+    ignored = np.broadcast_to(labels == 255, stored.shape)
+    whole = np.broadcast_to((labels == 255) & (rng.random(labels.shape) < 0.25), stored.shape)
+    spoiled = ignored & ((rng.random(stored.shape) < 0.3) | whole)
+    stored[spoiled] = rng.choice(np.array(garbage, stored.dtype), size=spoiled.sum())
+    return stored
+
+
+GARBAGE = {"nan": [np.nan], "inf": [np.inf, -np.inf], "negative": [-1.0, -0.0], "any": [np.inf, -np.inf, np.nan, -1.0],
+           "no_maximum": [np.nan, -np.inf]}  # a pixel of these has no value above -inf: its argmax is 0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
     n_classes=st.sampled_from([1, 2, 3, 5, 7, 70]),
@@ -141,7 +161,8 @@ def stats_bytes(stats):
     factor=st.integers(1, 5),
     dtype=st.sampled_from(DTYPES),
     logits=st.booleans(),
-    edge_values=st.booleans(),
+    garbage=st.sampled_from([None, *GARBAGE]),
+    bad_pixel=st.booleans(),
     channels_last=st.booleans(),
     ignore_fraction=st.sampled_from([0.0, 0.3, 1.0]),
     want_tccp=st.booleans(),
@@ -149,19 +170,49 @@ def stats_bytes(stats):
     blocks=st.integers(1, 3),
 )
 def test_pooling_in_the_kernels_walk_is_bit_identical(seed, n_classes, depth, height, width, factor, dtype, logits,
-                                                      edge_values, channels_last, ignore_fraction, want_tccp,
+                                                      garbage, bad_pixel, channels_last, ignore_fraction, want_tccp,
                                                       pixel_dtype, blocks):
     # accumulate_and_pool must give what accumulate then pool give, bit for bit: every
-    # accumulator, s per pixel, every cell, the per-pixel argmax, or the same error.
-    # Ignored pixels, garbage in them (NaN, inf, negative), -0.0 and subnormals anywhere,
-    # blocks and images whose height and width are not multiples of F, volumes.
+    # accumulator, s per pixel, every cell, the per-pixel argmax (ignored pixels' too), or
+    # the same error. Ignored pixels holding NaN, inf or negative values, -0.0 and
+    # subnormals, a scored pixel that fails validation, blocks and images whose height and
+    # width are not multiples of F, volumes, K above the kernel's paired tallies.
+    check_pooling_in_the_kernels_walk(seed, n_classes, depth, height, width, factor, dtype, logits, garbage,
+                                      bad_pixel, channels_last, ignore_fraction, want_tccp, pixel_dtype, blocks)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_classes=st.integers(1, 4),
+    height=st.integers(1, 9),
+    width=st.integers(1, 9),
+    factor=st.integers(1, 3),
+    dtype=st.sampled_from(["float16", "float32", "float64"]),
+    garbage=st.sampled_from(list(GARBAGE)),
+)
+def test_pooling_in_the_kernels_walk_gives_ignored_pixels_the_poolings_argmax(seed, n_classes, height, width, factor,
+                                                                             dtype, garbage):
+    # The stored values' compare (float16's bit patterns, NaN first) and the pooling's
+    # decoded one disagree on pixels holding NaN or nothing above -inf: the per-pixel
+    # argmax must still be the pooling's.
+    check_pooling_in_the_kernels_walk(seed, n_classes, None, height, width, factor, dtype, False, garbage, False,
+                                      False, 0.5, False, np.uint8, 1)
+
+
+def check_pooling_in_the_kernels_walk(seed, n_classes, depth, height, width, factor, dtype, logits, garbage,
+                                      bad_pixel, channels_last, ignore_fraction, want_tccp, pixel_dtype, blocks):
     if logits and dtype.startswith("uint"):
         dtype = "float32"
     rng = np.random.default_rng(seed)
     rows = height * (depth or 1)  # a volume as its tall image of depth slices
     labels, stored = random_image(rng, n_classes, rows, width, dtype, logits=logits, ignore_fraction=ignore_fraction)
-    if edge_values:
-        stored = with_edge_values(rng, labels, stored, logits)
+    if garbage is not None and stored.dtype.kind == "f":
+        stored = with_values_the_kernel_accepts(rng, labels, stored, GARBAGE[garbage])
+    scored = np.argwhere(labels != 255)
+    if bad_pixel and len(scored):
+        r, c = scored[rng.integers(len(scored))]
+        stored[rng.integers(n_classes), r, c] = np.nan if stored.dtype.kind == "f" else 0
     view = stored.view(np.uint16) if stored.dtype == np.float16 else stored
     if channels_last:
         view = np.moveaxis(np.ascontiguousarray(np.moveaxis(view, 0, -1)), -1, 0)
