@@ -7,7 +7,8 @@ max-shift, exact for any temperature), the low-quality pixel tallies and, when a
 the per-class threshold histograms of thresholded CCP. The kernel knows no method names:
 the engine turns the methods' needs into a :class:`KernelConfig` and the temperatures of
 each image's :class:`ImageStats`. Only these small accumulators outlive a block, so memory does not grow
-with the image count.
+with the image count. When a method needs the F×F cells, the same walk pools them
+(:func:`segaudit.core.pooling.accumulate_and_pool`), so the block is decoded once.
 """
 
 from __future__ import annotations
