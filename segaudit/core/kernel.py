@@ -242,8 +242,8 @@ def _close_cell_row(r, factor, slice_rows, n_slices, per_slab, cell_sums, votes,
     The block is a slab of ``n_slices`` slices of ``slice_rows`` rows (a 2-D block: one
     slice of all its rows). Cell row gz * per_slab + gy pools rows gy*F .. gy*F + F - 1 of
     slices gz*F .. gz*F + F - 1 (``pooling._pool_rows``' layout), so it is complete at its
-    last row of its last slice; in a slab of several slices, the slab's cell rows fill
-    side by side, one buffer each (buffer gy), else one buffer serves them in turn.
+    last row of its last slice; in a slab of several slices (F > 1), the slab's cell rows
+    fill side by side, one buffer each (buffer gy), else one buffer serves them in turn.
     """
     z = r // slice_rows
     y = r - z * slice_rows
@@ -287,7 +287,7 @@ def _accumulate_rows(
     if pooling:
         n_slices = n_rows // slice_rows
         per_slab = -(-slice_rows // factor)
-        n_buffers = per_slab if n_slices > 1 else 1
+        n_buffers = per_slab if n_slices > 1 and factor > 1 else 1  # cell rows open at once
         n_cols = cell_label.shape[1]
     cell_sums = np.zeros((n_buffers, n_classes, n_cols))  # per buffered cell row: [class, cell]
     votes = np.zeros((n_buffers, n_classes, n_cols), np.int64)

@@ -245,6 +245,25 @@ def _empty_cells(rows: int, width: int, factor: int, pixel_dtype, slice_rows: in
     )
 
 
+#: The most memory the kernel's walk may hold in open cell rows (sums and votes); a block
+#: that would need more is pooled in a walk of its own, one cell row at a time.
+OPEN_CELLS_LIMIT = 16 * 2**20
+
+
+def open_cell_bytes(rows: int, width: int, n_classes: int, factor: int, slice_rows: int | None = None) -> int:
+    """Bytes of the cell rows that pooling a block in the kernel's walk keeps open at once.
+
+    One cell row (K sums and K votes per cell), but in a slab of several slices at F > 1
+    every cell row of the slab: they fill slice by slice (a 512×512 slice, K = 118, F = 2
+    would hold 124 MB, as much as the float16 block).
+    """
+    cells_per_row = -(-width // factor)
+    open_rows = 1
+    if slice_rows is not None and factor > 1 and rows > slice_rows:
+        open_rows = -(-slice_rows // factor)
+    return open_rows * n_classes * cells_per_row * 16
+
+
 def accumulate_and_pool(stats: ImageStats, probs: np.ndarray, labels: np.ndarray, config: KernelConfig,
                         factor: int, *, row_offset: int = 0, s_out: np.ndarray | None = None,
                         pixel_dtype=np.int32, slice_rows: int | None = None) -> Cells:
@@ -253,7 +272,9 @@ def accumulate_and_pool(stats: ImageStats, probs: np.ndarray, labels: np.ndarray
     The same as :func:`segaudit.core.kernel.accumulate` followed by :func:`pool`, bit for
     bit (every accumulator, every cell and the per-pixel argmax), but stored probabilities
     are decoded and their argmax found once per row for both: the cells' sums are added as
-    the kernel decodes each class's row. Logits take the two separate walks.
+    the kernel decodes each class's row. Logits take the two separate walks, and so does a
+    slab of a volume whose open cell rows would take more than :data:`OPEN_CELLS_LIMIT`
+    (see :func:`open_cell_bytes`).
 
     Parameters
     ----------
@@ -284,10 +305,10 @@ def accumulate_and_pool(stats: ImageStats, probs: np.ndarray, labels: np.ndarray
     BadProbabilities
         As ``accumulate`` (the cells are then incomplete).
     """
-    if config.decoding.logits:
+    rows, width = labels.shape
+    if config.decoding.logits or open_cell_bytes(rows, width, probs.shape[0], factor, slice_rows) > OPEN_CELLS_LIMIT:
         accumulate(stats, probs, labels, config, row_offset=row_offset, s_out=s_out)
         return pool(probs, labels, config.decoding, factor, pixel_dtype=pixel_dtype, slice_rows=slice_rows)
-    rows, width = labels.shape
     cells = _empty_cells(rows, width, factor, pixel_dtype, slice_rows)
     accumulate(stats, probs, labels, config, row_offset=row_offset, s_out=s_out, pred_out=cells.pixel_pred,
                cells=cells, factor=factor, slice_rows=slice_rows)

@@ -256,3 +256,29 @@ def test_pooling_in_the_kernels_walk_refuses_logits():
     cells = pool(stored, np.zeros((2, 2), np.int32), config.decoding, 2)
     with pytest.raises(ValueError, match="stored probabilities"):
         accumulate(ImageStats(2), stored, np.zeros((2, 2), np.int32), config, cells=cells, factor=2)
+
+
+def test_a_slab_with_too_many_open_cells_is_pooled_in_a_walk_of_its_own(monkeypatch):
+    # A volume's slab at F > 1 keeps every cell row of the slab open; above the limit the
+    # block takes the two walks (accumulate, then pool), with the same results.
+    import segaudit.core.pooling as pooling
+
+    rng = np.random.default_rng(5)
+    depth, height, width, factor = 4, 7, 9, 2
+    labels, stored = random_image(rng, 3, depth * height, width, "float16")
+    view = stored.view(np.uint16)
+    config = KernelConfig(config_for(stored), want_tccp=True)
+    assert pooling.open_cell_bytes(depth * height, width, 3, factor, height) == 4 * 3 * 5 * 16
+    assert pooling.open_cell_bytes(depth * height, width, 3, 1, height) == 3 * 9 * 16  # F = 1: a row at a time
+    assert pooling.open_cell_bytes(height, width, 3, factor, height) == 3 * 5 * 16  # one slice
+    walks = []
+    monkeypatch.setattr(pooling, "pool", lambda *args, **kwargs: walks.append(1) or pool(*args, **kwargs))
+    results = []
+    for limit in (pooling.OPEN_CELLS_LIMIT, 0):
+        monkeypatch.setattr(pooling, "OPEN_CELLS_LIMIT", limit)
+        stats = ImageStats(3, labels.size, (0.1,))
+        cells = accumulate_and_pool(stats, view, labels, config, factor, pixel_dtype=np.uint8, slice_rows=height)
+        results.append([getattr(cells, name).tobytes() for name in ("label", "pred", "s", "p_pred", "mismatched",
+                                                                    "pixel_pred")] + stats_bytes(stats))
+        assert len(walks) == (limit == 0)
+    assert results[0] == results[1]
