@@ -234,6 +234,7 @@ def pool(probs: np.ndarray, labels: np.ndarray, decoding: Decoding, factor: int,
 
 
 def _empty_cells(rows: int, width: int, factor: int, pixel_dtype, slice_rows: int | None) -> Cells:
+    """The cells of a block of ``rows`` x ``width`` pixels, to be filled (as ``pool`` returns them)."""
     shape = grid_shape(rows, width, factor, slice_rows)
     return Cells(
         label=np.empty(shape, np.int32),
