@@ -25,7 +25,7 @@ from .core.cells import CELL_FIELDS, CellCache, cell_cache, check_downsample
 from .core.dataset import Dataset, open_dataset
 from .core.kernel import LABEL, Decoding, ImageStats, KernelConfig, accumulate, check_pixel_threshold, check_temperature
 from .core.passes import check_threads, map_images
-from .core.pooling import CellGrid, cell_row, grid_shape, pool
+from .core.pooling import CellGrid, accumulate_and_pool, cell_row, grid_shape
 from .core.sanity import ClassSpaceCheck
 from .core.slices import SliceTally
 from .calibration import (AUTO, CalibrationPlan, ImageCalibration, calibrate, check_calibration_options, image_values,
@@ -175,12 +175,14 @@ def score_images(dataset: Dataset, methods: tuple[Method, ...], settings: Settin
             s_out = None if pixel_scores is None else pixel_scores[index][b.start:b.stop]
             if s_out is None and (slices is not None or (copy_scorer is not None and copy_scorer.needs_scores)):
                 s_out = np.empty(b.labels.shape)
-            accumulate(stats, b.probs, b.labels, config, row_offset=b.start, s_out=s_out)
+            if need_cells:  # the cells pooled in the kernel's walk over the block
+                cells = accumulate_and_pool(stats, b.probs, b.labels, config, factor, row_offset=b.start,
+                                            s_out=s_out, pixel_dtype=pixel_dtype, slice_rows=slice_rows)
+            else:
+                accumulate(stats, b.probs, b.labels, config, row_offset=b.start, s_out=s_out)
             if slices is not None:
                 slices.add(b.start, s_out)
             if need_cells:
-                cells = pool(b.probs, b.labels, dataset.decoding, factor, pixel_dtype=pixel_dtype,
-                             slice_rows=slice_rows)
                 first = cell_row(b.start, factor, slice_rows)
                 rows = slice(first, first + cells.label.shape[0])
                 for name, values in grid.items():

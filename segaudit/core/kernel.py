@@ -7,7 +7,8 @@ max-shift, exact for any temperature), the low-quality pixel tallies and, when a
 the per-class threshold histograms of thresholded CCP. The kernel knows no method names:
 the engine turns the methods' needs into a :class:`KernelConfig` and the temperatures of
 each image's :class:`ImageStats`. Only these small accumulators outlive a block, so memory does not grow
-with the image count.
+with the image count. When a method needs the F×F cells, the same walk pools them
+(:func:`segaudit.core.pooling.accumulate_and_pool`), so the block is decoded once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from ..errors import option_error
+from .cellsums import _add_to_cells, _finish_cells, _tally_row
 
 
 # Thresholds of thresholded CCP: 0.05, 0.10, ..., 0.95 (the nearest float64 to each).
@@ -77,13 +79,20 @@ _HALF_SCALE = np.float32(2.0**112)  # float16 bits << 13, read as float32, times
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _scan_probabilities(probs, r, lut, mode, scale, lab, key, s_key, best_k, s, total, bits):
+def _scan_probabilities(probs, r, lut, mode, scale, lab, key, s_key, best_k, s, total, bits,
+                        pooling, valid, factor, values, cell_sums):
     """Argmax, s and the row sums of stored probabilities, for one row; True if suspicious.
 
     The argmax compares stored values directly (uint8/uint16, and float16 bit patterns,
     order like their values when non-negative); sums use float16 decoded by bit
     manipulation. All loops are branch-free selects, so they vectorise. A suspicious row
     (a negative or non-finite value, or float16's -0.0) is settled on the exact path.
+
+    With ``pooling``, each class's decoded values of the scored pixels (0.0 elsewhere) are
+    also added to ``cell_sums[class, cell]`` while the class's row is at hand, exactly as
+    the pooling adds them. They are the pooling's values for every row that does not fail
+    validation: a scored pixel holds a finite value >= 0 (float16's -0.0 decodes to +0.0
+    here, -0.0 there: the same sum, as a sum starting at +0.0 is never -0.0).
     """
     n_classes, _, width = probs.shape
     f32 = bits.view(np.float32)
@@ -109,9 +118,24 @@ def _scan_probabilities(probs, r, lut, mode, scale, lab, key, s_key, best_k, s, 
                 h = np.uint32(row[c])
                 largest = max(largest, h)
                 bits[c] = (h & np.uint32(0x7FFF)) << np.uint32(13)
+            if pooling:
+                for c in range(width):
+                    value = np.float64(f32[c] * _HALF_SCALE)
+                    total[c] = value if k == 0 else total[c] + value
+                    values[c] = value if valid[c] else 0.0
+                _add_to_cells(values, factor, cell_sums[k])
+            else:
+                for c in range(width):
+                    value = np.float64(f32[c] * _HALF_SCALE)
+                    total[c] = value if k == 0 else total[c] + value
+        elif pooling:
             for c in range(width):
-                value = np.float64(f32[c] * _HALF_SCALE)
+                value = np.float64(row[c])
                 total[c] = value if k == 0 else total[c] + value
+                if mode == FLOAT:
+                    suspicious |= value < 0.0
+                values[c] = _decode(row[c], lut) if valid[c] else 0.0
+            _add_to_cells(values, factor, cell_sums[k])
         else:
             for c in range(width):
                 value = np.float64(row[c])
@@ -210,20 +234,66 @@ def _row_softmin_sums(s, valid, width, taus, soft, mantissas, exponents):
                                                 soft[j, 1], soft[j, 2])
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _close_cell_row(r, factor, slice_rows, n_slices, per_slab, cell_sums, votes, mismatched,
+                    cell_label, cell_pred, cell_s, cell_ppred, cell_mismatched):
+    """If row r is the last row of its cell row, finish that cell row and clear its buffer.
+
+    The block is a slab of ``n_slices`` slices of ``slice_rows`` rows (a 2-D block: one
+    slice of all its rows). Cell row gz * per_slab + gy pools rows gy*F .. gy*F + F - 1 of
+    slices gz*F .. gz*F + F - 1 (``pooling._pool_rows``' layout), so it is complete at its
+    last row of its last slice; in a slab of several slices (F > 1), the slab's cell rows
+    fill side by side, one buffer each (buffer gy), else one buffer serves them in turn.
+    """
+    z = r // slice_rows
+    y = r - z * slice_rows
+    gz = z // factor
+    gy = y // factor
+    if z == min((gz + 1) * factor, n_slices) - 1 and y == min((gy + 1) * factor, slice_rows) - 1:
+        b = gy if cell_sums.shape[0] > 1 else 0
+        _finish_cells(gz * per_slab + gy, factor, cell_sums[b], votes[b], mismatched[b],
+                      cell_label, cell_pred, cell_s, cell_ppred, cell_mismatched)
+        cell_sums[b] = 0.0
+        votes[b] = 0
+        mismatched[b] = 0
+
+
 @njit(cache=True, nogil=True)
 def _accumulate_rows(
     probs, lut, mode, scale, labels, ignore, logits, taus, pixel_threshold, want_tccp, sum_tol,
     thresholds, tccp_keys, totals, sums, soft, class_counts, low_confusion, tccp_hist, s_out, pred_out, err,
+    factor, slice_rows, cell_label, cell_pred, cell_s, cell_ppred, cell_mismatched,
 ):
     """Fold one block of rows into an image's accumulators.
 
     probs is indexed [class, row, column]; labels is int32 [row, column]; soft[j] holds
     the softmin sums at temperature taus[j]. Returns OK or the code of the first bad
     scored pixel, with err = (row, column, value).
+
+    With ``factor`` > 0 (stored probabilities only), the block is also pooled to F×F cells
+    in the same walk, as ``pooling._pool_rows`` pools it (``slice_rows``: the block's slice
+    height, its row count for a 2-D block): cell_* receive the cells, pred_out (if given)
+    the pooling's per-pixel argmax. The cell sums are added as each class's row is decoded
+    for the argmax, and the votes and mismatched pixels are tallied from the row's argmax.
     """
     n_classes, n_rows, width = probs.shape
     write_s = s_out.shape[0] > 0
     write_pred = pred_out.shape[0] > 0
+    pooling = factor > 0
+    n_slices = 1
+    per_slab = 1
+    n_buffers = 1
+    n_cols = 0
+    if pooling:
+        n_slices = n_rows // slice_rows
+        per_slab = -(-slice_rows // factor)
+        n_buffers = per_slab if n_slices > 1 and factor > 1 else 1  # cell rows open at once
+        n_cols = cell_label.shape[1]
+    cell_sums = np.zeros((n_buffers, n_classes, n_cols))  # per buffered cell row: [class, cell]
+    votes = np.zeros((n_buffers, n_classes, n_cols), np.int64)
+    mismatched = np.zeros((n_buffers, n_cols), np.int64)
+    values = np.empty(width if pooling else 0)
+    buf = 0
     best = np.empty(width)
     # 32-bit class indices: the scan's selects then run as wide as the stored values.
     best_k = np.empty(width, np.int32)
@@ -244,6 +314,11 @@ def _accumulate_rows(
     pairs = np.zeros(n_pairs, np.int64)
     low_pairs = np.zeros(n_pairs, np.int64)
     for r in range(n_rows):
+        if pooling:
+            if r > 0:
+                _close_cell_row(r - 1, factor, slice_rows, n_slices, per_slab, cell_sums, votes, mismatched,
+                                cell_label, cell_pred, cell_s, cell_ppred, cell_mismatched)
+            buf = (r % slice_rows) // factor if n_buffers > 1 else 0
         n_valid = 0
         for c in range(width):
             label = labels[r, c]
@@ -281,9 +356,15 @@ def _accumulate_rows(
             for c in range(width):
                 s[c] = np.exp(s[c] - best[c]) / total[c]
         else:
-            suspicious = _scan_probabilities(probs, r, lut, mode, scale, lab, key, s_key, best_k, s, total, bits)
+            suspicious = _scan_probabilities(probs, r, lut, mode, scale, lab, key, s_key, best_k, s, total, bits,
+                                             pooling, valid, factor, values, cell_sums[buf])
             for c in range(width):
                 suspicious |= valid[c] and not abs(total[c] - 1.0) <= sum_tol
+            if pooling and write_pred:
+                # The pooling's argmax of a pixel holding NaN (an ignored one) skips the NaN;
+                # the stored values' compare may not: the exact path settles such rows.
+                for c in range(width):
+                    suspicious |= not total[c] == total[c]
 
         if write_pred:
             for c in range(width):
@@ -313,6 +394,8 @@ def _accumulate_rows(
                 # -0.0 compares as a large bit pattern).
                 for c in range(width):
                     top = -np.inf
+                    if pooling:  # the pooling's argmax of a pixel with no value > -inf (ignored): 0
+                        best_k[c] = 0
                     for k in range(n_classes):
                         v = _decode(probs[k, r, c], lut)
                         if v > top:
@@ -322,6 +405,11 @@ def _accumulate_rows(
                 if write_pred:
                     for c in range(width):
                         pred_out[r, c] = best_k[c]
+
+        if pooling:
+            if n_valid == 0:  # here only for its argmax (pred_out): it adds nothing
+                continue
+            _tally_row(lab, valid, best_k, factor, votes[buf], mismatched[buf])
 
         # Per-pixel tallies and the softmin sums, shifted by the largest exponent so far.
         _row_softmin_sums(s, valid, width, taus, soft, mantissas, exponents)
@@ -393,6 +481,9 @@ def _accumulate_rows(
                 for c in range(width):
                     if valid[c]:
                         tccp_hist[1, lab[c], _tccp_bin(s[c], thresholds)] += 1
+    if pooling and n_rows > 0:
+        _close_cell_row(n_rows - 1, factor, slice_rows, n_slices, per_slab, cell_sums, votes, mismatched,
+                        cell_label, cell_pred, cell_s, cell_ppred, cell_mismatched)
     if paired:
         _fold_pairs(pairs, low_pairs, n_classes, totals, class_counts, low_confusion)
     return OK
@@ -654,8 +745,12 @@ def accumulate(
     row_offset: int = 0,
     s_out: np.ndarray | None = None,
     pred_out: np.ndarray | None = None,
+    *,
+    cells=None,
+    factor: int = 0,
+    slice_rows: int | None = None,
 ) -> None:
-    """Fold a block of rows into ``stats``.
+    """Fold a block of rows into ``stats`` (and, with ``cells``, pool it in the same walk).
 
     Parameters
     ----------
@@ -673,7 +768,19 @@ def accumulate(
         float64 (rows, columns) array that receives s per pixel (NaN where ignored).
     pred_out : np.ndarray, optional
         int32 (rows, columns) array that receives the argmax class of every pixel
-        (ignored pixels included).
+        (ignored pixels included). With ``cells``, any integer dtype holding K - 1, and
+        the pooling's argmax (where they differ, on ignored pixels holding NaN, its
+        decoded values' one).
+    cells : segaudit.core.pooling.Cells, optional
+        Stored probabilities only (not logits): its ``label``, ``pred``, ``s``, ``p_pred``
+        and ``mismatched`` grids receive the block's cells at ``factor``, the values
+        :func:`segaudit.core.pooling.pool` gives, bit for bit (use
+        :func:`segaudit.core.pooling.accumulate_and_pool`, which chooses).
+    factor : int
+        The cell size F, with ``cells``.
+    slice_rows : int, optional
+        With ``cells``, a volume's slice height: the block is a slab of whole slices (as
+        for ``pool``).
 
     Raises
     ------
@@ -682,6 +789,14 @@ def accumulate(
     """
     err = np.zeros(3)
     decoding = config.decoding
+    if cells is None:
+        factor, slice_rows = 0, 1
+        grids = (np.empty((0, 0), np.int32),) * 2 + (np.empty((0, 0)),) * 2 + (np.empty((0, 0), np.int32),)
+    else:
+        if decoding.logits or factor < 1:
+            raise ValueError("cells are pooled in the kernel's walk for stored probabilities at a factor >= 1 only")
+        slice_rows = max(1, labels.shape[0]) if slice_rows is None else slice_rows
+        grids = (cells.label, cells.pred, cells.s, cells.p_pred, cells.mismatched)
     code = _accumulate_rows(
         probs, decoding.lut, decoding.mode, decoding.scale, labels, decoding.ignore, decoding.logits,
         stats.temperatures, config.pixel_threshold, config.want_tccp, decoding.sum_tol, TCCP_THRESHOLDS,
@@ -689,6 +804,7 @@ def accumulate(
         stats.totals, stats.sums, stats.soft, stats.class_counts, stats.low_confusion, stats.tccp_hist,
         np.empty((0, 0)) if s_out is None else s_out,
         np.empty((0, 0), np.int32) if pred_out is None else pred_out, err,
+        factor, slice_rows, *grids,
     )
     if code != OK:
         raise BadProbabilities(code, int(err[0]) + row_offset, int(err[1]), err[2], decoding.logits)

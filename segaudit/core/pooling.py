@@ -13,6 +13,11 @@ asked, per pixel the full-resolution argmax, for flag maps.
 
 It runs class-major over contiguous rows, so that its loops vectorise, but adds in the
 order of a pixel-by-pixel loop: its results are bit-identical to one.
+
+The scoring pass pools in the kernel's own walk over a block (:func:`accumulate_and_pool`:
+one decode and argmax of each class row for both; logits keep the separate :func:`pool`),
+with the same additions in the same order (``core/cellsums.py``), so the cells are the same
+bits either way.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .kernel import _HALF_SCALE, HALF, Decoding, _decode
+from .cellsums import _add_to_cells, _finish_cells, _tally_row
+from .kernel import _HALF_SCALE, HALF, Decoding, ImageStats, KernelConfig, _decode, accumulate
 
 # error_model="numpy": no zero check on divisions, which would stop vectorisation (a softmax
 # over an ignored pixel's garbage may divide by zero, harmlessly: it is not added).
@@ -82,37 +88,6 @@ def _scan_class(row, k, lut, mode, valid, bits, values, best, best_k):
 
 
 @_kernel
-def _add_to_cells(values, factor, sums):
-    """sums[cell] += the row's values, columns ascending within each cell.
-
-    Ignored pixels hold +0.0, which leaves a sum unchanged (a sum that starts at +0.0 is
-    never -0.0), so adding it is bit-identical to skipping the pixel. Common factors get
-    a constant stride, which vectorises.
-    """
-    width = values.shape[0]
-    full = width // factor
-    if factor == 1:
-        for g in range(width):
-            sums[g] += values[g]
-    elif factor == 2:
-        for g in range(full):
-            sums[g] += values[2 * g]
-            sums[g] += values[2 * g + 1]
-    elif factor == 4:
-        for g in range(full):
-            sums[g] += values[4 * g]
-            sums[g] += values[4 * g + 1]
-            sums[g] += values[4 * g + 2]
-            sums[g] += values[4 * g + 3]
-    else:
-        for g in range(full):
-            for j in range(factor):
-                sums[g] += values[g * factor + j]
-    for c in range(full * factor, width):  # the edge cell
-        sums[full] += values[c]
-
-
-@_kernel
 def _row_labels(labels, ignore, n_classes, lab, valid):
     """One row's labels and which of its pixels are scored."""
     for c in range(labels.shape[0]):
@@ -153,59 +128,6 @@ def _pool_row(probs, r, lut, mode, logits, factor, valid, values, best, best_k, 
             p = np.exp(values[c] - best[c]) / total[c]
             values[c] = p if valid[c] else 0.0
         _add_to_cells(values, factor, sums[k])
-
-
-@_kernel
-def _tally_row(lab, valid, best_k, factor, votes, mismatched):
-    """Per cell: label votes, and scored pixels whose own argmax is not their label."""
-    for c in range(lab.shape[0]):
-        if valid[c]:
-            g = c // factor
-            votes[lab[c], g] += 1
-            mismatched[g] += best_k[c] != lab[c]
-
-
-@_kernel
-def _finish_cells(gi, factor, sums, votes, mismatched, cell_label, cell_pred, cell_s, cell_ppred,
-                  cell_mismatched):
-    """Row gi of the cells from their sums[class, cell] and votes[class, cell].
-
-    Class-major, as a per-cell loop over the classes would: the first maximum wins both
-    argmaxes (so vote ties go to the lowest class), and the total adds classes in order.
-    """
-    n_classes, n_cols = sums.shape
-    label = np.zeros(n_cols, np.int64)
-    pred = np.zeros(n_cols, np.int64)
-    top_votes = votes[0].copy()
-    count = votes[0].copy()
-    top_sum = sums[0].copy()
-    total = sums[0].copy()  # 0.0 + sums[0], exactly
-    for k in range(1, n_classes):
-        for g in range(n_cols):
-            v = votes[k, g]
-            more = v > top_votes[g]
-            label[g] = k if more else label[g]
-            top_votes[g] = v if more else top_votes[g]
-            count[g] += v
-            x = sums[k, g]
-            greater = x > top_sum[g]
-            pred[g] = k if greater else pred[g]
-            top_sum[g] = x if greater else top_sum[g]
-            total[g] += x
-    for g in range(n_cols):
-        cell_mismatched[gi, g] = mismatched[g]
-        if count[g] == 0:
-            cell_label[gi, g] = -1
-            cell_pred[gi, g] = -1
-            cell_s[gi, g] = np.nan
-            cell_ppred[gi, g] = np.nan
-            continue
-        # At F = 1 the pixel's own values, untouched (cleanlab parity); else renormalised.
-        scale = 1.0 if factor == 1 else total[g]
-        cell_label[gi, g] = label[g]
-        cell_pred[gi, g] = pred[g]
-        cell_s[gi, g] = sums[label[g], g] / scale
-        cell_ppred[gi, g] = top_sum[g] / scale
 
 
 @_kernel
@@ -304,9 +226,17 @@ def pool(probs: np.ndarray, labels: np.ndarray, decoding: Decoding, factor: int,
     unless it ends the volume, and is pooled in F×F×F cells (see :func:`grid_shape`).
     """
     rows, width = labels.shape
-    cell_rows, cell_cols = grid_shape(rows, width, factor, slice_rows)
-    shape = (cell_rows, cell_cols)
-    cells = Cells(
+    cells = _empty_cells(rows, width, factor, pixel_dtype, slice_rows)
+    pixel_pred = np.empty((0, 0), np.int32) if cells.pixel_pred is None else cells.pixel_pred
+    _pool_rows(probs, decoding.lut, decoding.mode, labels, decoding.ignore, decoding.logits, factor,
+               max(1, rows) if slice_rows is None else slice_rows, cells.label, cells.pred, cells.s, cells.p_pred, cells.mismatched, pixel_pred)
+    return cells
+
+
+def _empty_cells(rows: int, width: int, factor: int, pixel_dtype, slice_rows: int | None) -> Cells:
+    """The cells of a block of ``rows`` x ``width`` pixels, to be filled (as ``pool`` returns them)."""
+    shape = grid_shape(rows, width, factor, slice_rows)
+    return Cells(
         label=np.empty(shape, np.int32),
         pred=np.empty(shape, np.int32),
         s=np.empty(shape),
@@ -314,7 +244,73 @@ def pool(probs: np.ndarray, labels: np.ndarray, decoding: Decoding, factor: int,
         mismatched=np.empty(shape, np.int32),
         pixel_pred=None if pixel_dtype is None else np.empty((rows, width), pixel_dtype),
     )
-    pixel_pred = np.empty((0, 0), np.int32) if cells.pixel_pred is None else cells.pixel_pred
-    _pool_rows(probs, decoding.lut, decoding.mode, labels, decoding.ignore, decoding.logits, factor,
-               max(1, rows) if slice_rows is None else slice_rows, cells.label, cells.pred, cells.s, cells.p_pred, cells.mismatched, pixel_pred)
+
+
+#: The most memory the kernel's walk may hold in open cell rows (sums and votes); a block
+#: that would need more is pooled in a walk of its own, one cell row at a time.
+OPEN_CELLS_LIMIT = 16 * 2**20
+
+
+def open_cell_bytes(rows: int, width: int, n_classes: int, factor: int, slice_rows: int | None = None) -> int:
+    """Bytes of the cell rows that pooling a block in the kernel's walk keeps open at once.
+
+    One cell row (K sums and K votes per cell), but in a slab of several slices at F > 1
+    every cell row of the slab: they fill slice by slice (a 512×512 slice, K = 118, F = 2
+    would hold 124 MB, as much as the float16 block).
+    """
+    cells_per_row = -(-width // factor)
+    open_rows = 1
+    if slice_rows is not None and factor > 1 and rows > slice_rows:
+        open_rows = -(-slice_rows // factor)
+    return open_rows * n_classes * cells_per_row * 16
+
+
+def accumulate_and_pool(stats: ImageStats, probs: np.ndarray, labels: np.ndarray, config: KernelConfig,
+                        factor: int, *, row_offset: int = 0, s_out: np.ndarray | None = None,
+                        pixel_dtype=np.int32, slice_rows: int | None = None) -> Cells:
+    """Fold a block into ``stats`` and pool it to cells, in one walk over the block.
+
+    The same as :func:`segaudit.core.kernel.accumulate` followed by :func:`pool`, bit for
+    bit (every accumulator, every cell and the per-pixel argmax), but stored probabilities
+    are decoded and their argmax found once per row for both: the cells' sums are added as
+    the kernel decodes each class's row. Logits take the two separate walks, and so does a
+    slab of a volume whose open cell rows would take more than :data:`OPEN_CELLS_LIMIT`
+    (see :func:`open_cell_bytes`).
+
+    Parameters
+    ----------
+    stats : ImageStats
+        The image's accumulators, updated in place.
+    probs, labels : np.ndarray
+        As for ``accumulate``; the block as ``pool`` requires it (its first row a multiple
+        of ``factor``, its height too unless it ends the image; for a volume, whole slices).
+    config : KernelConfig
+    factor : int
+        The cell size F (>= 1).
+    row_offset : int
+        Row of the block's first row in the image, for error messages.
+    s_out : np.ndarray, optional
+        As for ``accumulate``.
+    pixel_dtype : numpy dtype or None
+        As for ``pool``: the dtype of the per-pixel argmax returned, or None for none.
+    slice_rows : int, optional
+        As for ``pool``: a volume's slice height.
+
+    Returns
+    -------
+    Cells
+        The block's cells, as :func:`pool` returns them.
+
+    Raises
+    ------
+    BadProbabilities
+        As ``accumulate`` (the cells are then incomplete).
+    """
+    rows, width = labels.shape
+    if config.decoding.logits or open_cell_bytes(rows, width, probs.shape[0], factor, slice_rows) > OPEN_CELLS_LIMIT:
+        accumulate(stats, probs, labels, config, row_offset=row_offset, s_out=s_out)
+        return pool(probs, labels, config.decoding, factor, pixel_dtype=pixel_dtype, slice_rows=slice_rows)
+    cells = _empty_cells(rows, width, factor, pixel_dtype, slice_rows)
+    accumulate(stats, probs, labels, config, row_offset=row_offset, s_out=s_out, pred_out=cells.pixel_pred,
+               cells=cells, factor=factor, slice_rows=slice_rows)
     return cells

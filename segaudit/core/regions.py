@@ -25,9 +25,9 @@ from numba import njit
 from ..errors import option_error
 from .components import _find, component_roots, component_roots_3d, numbered
 from .dataset import Dataset
-from .kernel import ImageStats, KernelConfig, accumulate
+from .kernel import ImageStats, KernelConfig
 from .passes import walk
-from .pooling import pool
+from .pooling import accumulate_and_pool
 
 #: The kinds of region, in the order of their rules (docs/methods.md, "Regions").
 KINDS = ("wrong_class", "spurious", "boundary", "missing")
@@ -615,9 +615,10 @@ def find_regions(dataset: Dataset, rule: RegionRule | None = None, *, keep_maps=
         state["companion"] = companion(image_id, labels, slice_rows) if companion else None
 
     def block(index, image_id, b):
-        # The scoring kernel validates the probabilities (finite, >= 0, summing to 1).
-        accumulate(state["stats"], b.probs, b.labels, config, row_offset=b.start)
-        cells = pool(b.probs, b.labels, dataset.decoding, 1, pixel_dtype=None)
+        # The scoring kernel validates the probabilities (finite, >= 0, summing to 1), and
+        # gives each pixel (a cell at F = 1) in the same walk.
+        cells = accumulate_and_pool(state["stats"], b.probs, b.labels, config, 1, row_offset=b.start,
+                                    pixel_dtype=None)
         state["finder"].add_block(b.start, cells.label, cells.pred, cells.s, cells.p_pred)
         if state["companion"] is not None:
             state["companion"].add_block(b, dataset.decoding)
