@@ -200,7 +200,8 @@ def _weighted_sums(s, valid, mantissas, scales, weights, weighted):
     for c in range(s.shape[0]):
         w = mantissas[c] * scales[c] if valid[c] else 0.0
         weights += w
-        weighted += s[c] * w
+        # An ignored pixel's s may be anything the store holds there (inf, NaN): 0 * inf is NaN.
+        weighted += (s[c] if valid[c] else 0.0) * w
     return weights, weighted
 
 

@@ -354,3 +354,28 @@ def test_sum_of_confidence_matches_reference(seed, n_classes, height, width, dty
         accumulate(stats, view[:, start:start + block_rows], labels[start:start + block_rows], KernelConfig(decoding))
     expected = image_scores(labels, stored, ignore=(255,), logits=logits)["confidence"]
     assert stats.sum_confidence == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), garbage=st.sampled_from([math.inf, -math.inf, math.nan, 5.0, -1.0]),
+       ignore=st.sampled_from([(255,), (0, 255)]), dtype=st.sampled_from([np.float32, np.float64]))
+def test_what_an_ignored_pixel_holds_changes_no_score(seed, garbage, ignore, dtype):
+    """A store may hold anything at ignored pixels (inf, NaN): no score may see it. softmin's
+    weighted sum once multiplied an ignored pixel's s by a zero weight, and 0 * inf is NaN."""
+    from segaudit.api import score_arrays
+
+    rng = np.random.default_rng(seed)
+    probs = rng.random((2, 3, 5, 7)).astype(dtype)
+    probs /= probs.sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 3, (2, 5, 7))
+    ignored = rng.random((2, 5, 7)) < 0.4
+    labels[ignored] = rng.choice(ignore, ignored.sum())
+    spoilt = probs.copy()
+    spoilt[:, int(rng.integers(0, 3))][ignored] = garbage
+    methods = ("softmin", "rsoftmin", "cil", "ccp", "tccp", "iou")
+    clean, _ = score_arrays(labels, probs, methods=methods, ignore_index=ignore)
+    got, _ = score_arrays(labels, spoilt, methods=methods, ignore_index=ignore)
+    for a, b in zip(got, clean):
+        assert a.scores.keys() == b.scores.keys()
+        for m in methods:
+            assert a.scores[m] == b.scores[m] or (math.isnan(a.scores[m]) and math.isnan(b.scores[m])), m
