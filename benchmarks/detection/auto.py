@@ -169,13 +169,19 @@ def main() -> None:
         args.markdown.write_text(text + "\n")
     else:
         print(text)
-    if args.out:
-        args.out.write_text(json.dumps(everything, indent=1, default=float) + "\n")
-    if args.docs:
+    publish(text, everything, args.out, args.docs, BEGIN, END)
+    print(f"done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
+def publish(text: str, numbers, out: Path | None, docs: bool, begin: str, end: str) -> None:
+    """Write every number as JSON to ``out`` (if given) and, with ``docs``, ``text`` into
+    docs/benchmarks.md between the ``begin`` and ``end`` markers."""
+    if out:
+        out.write_text(json.dumps(numbers, indent=1, default=float) + "\n")
+    if docs:
         from segaudit.io.files import replace_generated_section
 
-        replace_generated_section(HERE.parents[1] / "docs" / "benchmarks.md", BEGIN, END, text, title="Benchmarks")
-    print(f"done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        replace_generated_section(HERE.parents[1] / "docs" / "benchmarks.md", begin, end, text, title="Benchmarks")
 
 
 if __name__ == "__main__":
