@@ -478,6 +478,23 @@ def regions_3d(labels, s, likely, p, n_classes, *, margin=0.25, band=2, band_wei
 # --- planted copies and the calibration (segaudit.calibration) ---------------------------
 
 
+def worst_region(label, pred, s, p_pred, *, slice_rows=None, margin=0.25, coverage_power=0.25, scale=0.002):
+    """auto's region candidate: exp(-strength) of the strongest error region of a cell grid
+    (label -1 = ignored), the regions of :func:`regions_3d` with cells for pixels and no edge
+    band; 1 with no region, NaN with no scored cell. A tall grid of slices of
+    ``slice_rows`` rows is a volume's (26-connected)."""
+    label, pred, s, p_pred = (np.asarray(a) for a in (label, pred, s, p_pred))
+    depth = 1 if slice_rows is None else label.shape[0] // slice_rows
+    shape = (depth, label.shape[0] // depth, label.shape[1])
+    total = int((label >= 0).sum())
+    if not total:
+        return math.nan
+    found = regions_3d(label.reshape(shape), s.reshape(shape), pred.reshape(shape), p_pred.reshape(shape),
+                       int(label.max()) + 1, margin=margin, band=0, scale=scale, coverage_power=coverage_power)
+    strengths = [r["mass"] * (r["area"] / r["object_pixels"]) ** coverage_power / (scale * total) for r in found]
+    return math.exp(-max(strengths, default=0.0))
+
+
 def objects(labels, scored):
     """8-connected components of one scored class, by flood fill, in row-major order of
     their first pixel: a list of (set of pixels, class)."""

@@ -331,3 +331,23 @@ def test_volume_copies_from_the_shared_pass_equal_a_full_rescoring_bit_for_bit(t
         assert a[0] == b[0]
         for x, y in zip(a[1:], b[1:]):
             np.testing.assert_array_equal(x, y, err_msg=a[0])
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 10_000), rows=st.integers(1, 9), cols=st.integers(1, 9), slices=st.sampled_from([None, 1, 2, 3]),
+       classes=st.integers(1, 4))
+def test_the_worst_region_candidate_matches_the_reference(seed, rows, cols, slices, classes):
+    from segaudit.calibration.candidates import worst_region
+
+    rng = np.random.default_rng(seed)
+    height = rows * (slices or 1)
+    label = rng.integers(-1, classes, (height, cols)).astype(np.int32)
+    if rng.random() < 0.5:  # blocky labels: objects bigger than one cell
+        label = np.repeat(np.repeat(label[: -(-height // 2), : -(-cols // 2)], 2, 0), 2, 1)[:height, :cols].copy()
+    pred = np.where(rng.random((height, cols)) < 0.6, label, rng.integers(0, classes, (height, cols))).astype(np.int32)
+    pred = np.maximum(pred, 0)
+    s = rng.random((height, cols))
+    p_pred = np.where(pred == label, s, np.minimum(1.0, s + rng.random((height, cols))))
+    got = worst_region(label, pred, s, p_pred, None if slices is None else rows)
+    want = naive.worst_region(label, pred, s, p_pred, slice_rows=None if slices is None else rows)
+    assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want, rel=1e-9, abs=1e-300)
