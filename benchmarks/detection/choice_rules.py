@@ -118,6 +118,9 @@ class Planted:
         self.kept = kept
         _, pieces, flagged, pixels, cut = kept["args"]
         self.real = np.array([p.values for p in pieces])
+        if self.real.shape[1] != NC:
+            raise SystemExit(f"a dump of {self.real.shape[1]} candidates, where auto now has {NC}: it was made by "
+                             "an older segaudit; give --dumps an empty directory to make them again")
         for i, (f, px) in enumerate(zip(flagged, pixels)):
             self.real[i, CLC] = 1.0 - f / px if px and f is not None else math.nan
         self.scored = np.array([px > 0 for px in pixels], bool)
