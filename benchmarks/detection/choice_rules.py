@@ -164,6 +164,7 @@ def _blends_rule(p: Planted):
     """auto's rule before 2026-12-05: singles and rank blends, best mean log-odds."""
     families = {name: "softmin" for name in CANDIDATES if name.startswith(("rsoftmin", "softmin"))}
     families.update(cil="mean", ccp="mean", tccp="mean", iou="iou", coco="cells", clc="counts")
+    families["worst region"] = "regions"
     negatives, positives = p.split()
     t = table(negatives, positives)
     score = log_odds(t).mean(1)
