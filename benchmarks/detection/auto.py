@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -148,7 +150,10 @@ def main() -> None:
     parser.add_argument("--docs", action="store_true", help="also write the tables into docs/benchmarks.md")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    scratch = Path(subprocess.check_output(["mktemp", "-d"], text=True).strip())
+    # The rankings are scratch: a temporary directory, removed at exit (on Ctrl-C and SIGTERM too).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    scratch_dir = tempfile.TemporaryDirectory(prefix="segaudit-auto-")
+    scratch = Path(scratch_dir.name)
     started = time.perf_counter()
     everything = json.loads(args.reuse.read_text()) if args.reuse else {}
     for grid, work, cells in (("synthetic", args.synthetic, synthetic_cells), ("camvid", args.camvid, camvid_cells)):

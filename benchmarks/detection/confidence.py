@@ -9,7 +9,8 @@ confidently wrong pixels, a warm one blurs small errors when the model hedges. T
 ``camvid.py``'s grid along the model's confidence without training new models: each
 setting's out-of-fold predictions p are rescaled to p**(1/T), renormalised per pixel (the
 argmax, so every accuracy-based score, is unchanged; T < 1 makes the model over-confident,
-T > 1 under-confident), written to a scratch store, and scored as ``auto.py`` scores a grid
+T > 1 under-confident), written to a scratch store (``--scratch``, kept for the next run, or a temporary
+directory removed at the end), and scored as ``auto.py`` scores a grid
 (``segaudit score --method auto,all --calibration-seed S``). The table (and ``--docs``,
 into docs/benchmarks.md) has per cell the AUPRC of auto, the fixed methods and the choice.
 """
@@ -17,8 +18,11 @@ into docs/benchmarks.md) has per cell the AUPRC of auto, the fixed methods and t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,24 +60,12 @@ def rescaled_store(source: Path, target: Path, temperature: float) -> Path:
     return target
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--camvid", type=Path, default=HERE / "work-camvid", help="work directory of camvid.py")
-    parser.add_argument("--settings", default="180x240 strong,180x240 weak", help="camvid.py settings to rescale")
-    parser.add_argument("--temperatures", default="0.25,2.5")
-    parser.add_argument("--seeds", default="0,1,2,3,4")
-    parser.add_argument("--scratch", type=Path, help="where the rescaled stores are kept (default: WORK/confidence)")
-    parser.add_argument("--out", type=Path, help="write every number as JSON here")
-    parser.add_argument("--docs", action="store_true", help="also write the table into docs/benchmarks.md")
-    args = parser.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
-    scratch = args.scratch or args.camvid / "confidence"
-    scratch.mkdir(parents=True, exist_ok=True)
+def measure(args, seeds: list[int], scratch: Path, started: float) -> list[dict]:
+    """Every cell of the rescaled settings, as ``auto.summarise`` gives it."""
     saved = json.loads((args.camvid / "results.json").read_text())
     full = read_truth(args.camvid / "360x480" / "truth.csv")
     planted_kind = {i: r["kind"] for i, r in full.items()}
     kinds = list(saved["meta"]["planted"])
-    started = time.perf_counter()
     rows = []
     for name in (s.strip() for s in args.settings.split(",")):
         setting = saved["meta"]["settings"][name]
@@ -92,6 +84,29 @@ def main() -> None:
                 print(f"[{time.perf_counter() - started:6.0f} s] {label}: auto {rows[-1]['auprc']['auto']:.3f} "
                       f"({rows[-1]['chosen'][0]}), rsoftmin {rows[-1]['auprc']['rsoftmin']:.3f}", file=sys.stderr,
                       flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--camvid", type=Path, default=HERE / "work-camvid", help="work directory of camvid.py")
+    parser.add_argument("--settings", default="180x240 strong,180x240 weak", help="camvid.py settings to rescale")
+    parser.add_argument("--temperatures", default="0.25,2.5")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--scratch", type=Path, help="where the rescaled stores are kept and reused (default: a "
+                        "temporary directory, removed at the end)")
+    parser.add_argument("--out", type=Path, help="write every number as JSON here")
+    parser.add_argument("--docs", action="store_true", help="also write the table into docs/benchmarks.md")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    started = time.perf_counter()
+    # The rescaled stores go to --scratch (kept, reused next time) or to a temporary directory
+    # removed at the end, on Ctrl-C and SIGTERM too; never inside camvid.py's work directory.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with contextlib.ExitStack() as stack:
+        scratch = args.scratch or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="segaudit-confidence-")))
+        scratch.mkdir(parents=True, exist_ok=True)
+        rows = measure(args, seeds, scratch, started)
     text = (f"**Table 10c. auto on CamVid's models made over- (T < 1) and under-confident (T > 1)** "
             f"(AUPRC; seeds {args.seeds})\n\n{markdown(rows, seeds)}")
     print(text)
