@@ -77,7 +77,9 @@ def _worst_region_strength(label, pred, s, p_pred, slice_rows, margin, coverage_
     suspect cells with one (label, pred) pair, its object the component of its label that
     holds it. Strength = mass * coverage**coverage_power / (scale * scored cells), mass
     the region's summed margin, coverage its share of its object: the region score of
-    :mod:`segaudit.core.regions` with cells in place of pixels (no edge band)."""
+    :mod:`segaudit.core.regions` with cells in place of pixels (no edge band). Not its
+    RegionFinder, which also measures each region's band, thickness and kind: 20 times
+    the cost (33 ms against 1.7 ms on a 256 x 512 grid), paid per image and per copy."""
     rows, cols = label.shape
     n = rows * cols
     first = np.full((rows, cols), -1, np.int32)
