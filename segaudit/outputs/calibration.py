@@ -7,7 +7,7 @@ ranking with this model.
 
 from __future__ import annotations
 
-from ..calibration import CONFIDENCE
+from ..calibration import CONFIDENCE, PRIOR
 from ..calibration.kinds import PLANTED_KINDS
 from ..results import CalibrationRecord
 
@@ -43,10 +43,10 @@ def summary_sentence(record: CalibrationRecord) -> str:
     planted = (f"{sum(record.copies)} errors planted into {record.images} clean-looking images "
                f"({record.set_aside} set aside as suspicious; seed {record.seed})")
     if record.best is not None and record.best != record.chosen:
-        return (f"auto: ranked by {record.chosen}, the default; {record.best} found the {planted} best, but not "
+        return (f"auto: ranked by {record.chosen}, its prior; {record.best} found the {planted} best, but not "
                 f"surely (better in {record.confidence:.0%} of resamples, {CONFIDENCE:.0%} needed)")
     if record.confidence is not None:
-        return (f"auto: ranked by {record.chosen}, surely better than rsoftmin (in {record.confidence:.0%} of "
+        return (f"auto: ranked by {record.chosen}, surely better than {PRIOR} (in {record.confidence:.0%} of "
                 f"resamples) at finding the {planted}")
     return f"auto: ranked by {record.chosen}, the best of {len(record.candidates)} candidate scores at finding the {planted}"
 
