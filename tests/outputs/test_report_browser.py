@@ -59,13 +59,15 @@ def browser(tmp_path_factory):
 
 
 def open_page(driver, path: Path, fresh: bool = True):
+    if fresh:  # every test starts without decisions
+        # Cleared in the browser's own store (DevTools), before the page loads: a page's
+        # localStorage.clear() reaches that store asynchronously, and a reload right after it
+        # could still read the previous test's decisions (seen in CI).
+        driver.get("about:blank")
+        driver.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": "file://", "storageTypes": "local_storage"})
     driver.get(path.resolve().as_uri())
     wait_for(lambda: driver.execute_script("return document.documentElement.getAttribute('data-ready')"),
              what="the report's script")
-    if fresh:  # every test starts without decisions
-        driver.execute_script("localStorage.clear()")
-        driver.refresh()
-        wait_for(lambda: driver.execute_script("return document.documentElement.getAttribute('data-ready')"))
 
 
 def shown_ids(driver) -> list[str]:
