@@ -1,19 +1,22 @@
-"""Scoring an image's planted copies from the image's own prediction blocks.
-
-A copy differs from its mask in a band of rows only (an object, a blob; a whole class
-spans more). Each block is cut at the copies' band edges: a copy accumulates its own
-labels over the rows of its band, and the real labels' accumulators of every other
-segment, computed once per segment, are merged into it. Its cells are the image's cells
-with those holding a changed pixel pooled again from its labels. So the store is read once.
+"""Scoring an image's planted copies from the image's own prediction blocks, so the store
+is read once.
 
 Stored probabilities take the shared path: everything that depends only on the prediction
 (validation, argmax, the cells' pooled probabilities) comes from the image's own pass,
 which hands over each pixel's s. A copy's integer tallies are the image's plus what its
-changed pixels change (:func:`segaudit.core.changes.tally_changes`); its floating-point
-sums (softmin at every temperature, the sum of s) are replayed from the pixels' s with its
-changed pixels' s patched in (:func:`segaudit.core.kernel.accumulate_scores`), in the same
-order of operations as the full kernel, so every value is bit-identical to scoring the
-copy's labels with the kernel. Logits take the full path: the kernel over the band.
+changed pixels change (:func:`segaudit.core.changes.tally_changes`), exactly; its
+floating-point sums (softmin at every temperature, the sum of s) are the image's with the
+changed pixels' terms taken off and put back (:func:`segaudit.core.changes.patch_softmin_sums`),
+equal to summing the copy's pixels afresh up to a rounding error the patch bounds. Where the
+bound is not small against the result (the changed pixels held nearly all of the image's
+weight at a cold temperature), the copy's pixels are summed afresh from the image's s, kept
+for that (in the store's precision when it holds s exactly).
+
+Logits take the full path. A copy differs from its mask in a band of rows only (an object,
+a blob; a whole class spans more). Each block is cut at the copies' band edges: a copy
+accumulates its own labels over the rows of its band with the kernel, and the real labels'
+accumulators of every other segment, computed once per segment, are merged into it. Its
+cells are the image's cells with those holding a changed pixel pooled again from its labels.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..core.changes import pool_changed_cells, tally_changes
+from ..core.changes import patch_softmin_sums, pool_changed_cells, tally_changes
 from ..core.kernel import ImageStats, accumulate, accumulate_scores
 from ..core.pooling import cell_row, grid_shape, pool
 from .candidates import clc_delta, image_values
@@ -63,9 +66,10 @@ class CopyScorer:
         changed = []
         for copy in labels_of:
             differ = copy != labels
-            if self.shared:
+            if self.shared:  # no bands: the sums are patched, not summed over the copy's rows
                 flat = np.flatnonzero(differ)  # row-major, so each block's are a contiguous run
                 changed.append((flat, labels.ravel()[flat], copy.ravel()[flat]))
+                continue
             if slice_rows is not None:
                 self.bands.append((0, height))
                 continue
@@ -80,9 +84,14 @@ class CopyScorer:
         self.labels = None if self.shared else labels_of
         if self.shared:
             self.changed = changed
-            self.s_new = [np.empty(flat.size) for flat, _, _ in changed]  # the new labels' s at the changed pixels
+            self.s_old = [np.empty(flat.size) for flat, _, _ in changed]  # the real labels' s at the changed pixels
+            self.s_new = [np.empty(flat.size) for flat, _, _ in changed]  # the new labels' s there
             self.deltas = [new_stats() for _ in copies]  # what the changed pixels change in the counts
             self.grid_columns = grid_shape(height, self.width, factor, slice_rows)[1]
+            self.s_blocks: list[np.ndarray] = []  # the image's s, for a copy whose patch is not trusted
+            self.s_dtype = None
+            #: Copies whose sums were summed afresh (the patch's bound was not small enough).
+            self.resummed = 0
 
     @property
     def needs_scores(self) -> bool:
@@ -106,35 +115,48 @@ class CopyScorer:
             self._add_block_full(block)
             return
         start, stop, width = block.start, block.stop, self.width
-        runs = []
+        s_flat = s_rows.ravel()
         for n, (flat, old, new) in enumerate(self.changed):
             lo, hi = np.searchsorted(flat, [start * width, stop * width])
-            runs.append((lo, hi))
             if hi > lo:
                 local = flat[lo:hi] - start * width
                 rows, cols = local // width, local % width
+                self.s_old[n][lo:hi] = s_flat[local]
                 self.s_new[n][lo:hi] = tally_changes(block.probs, self.decoding, rows, cols, old[lo:hi], new[lo:hi],
-                                                     s_rows.ravel()[local], self.config.pixel_threshold,
+                                                     s_flat[local], self.config.pixel_threshold,
                                                      self.config.want_tccp, self.deltas[n])
                 if self.need_cells:
                     copy_rows = block.labels.copy()  # the copy's labels of the block
                     copy_rows.ravel()[local] = new[lo:hi]
                     self._pool_changed(n, block, copy_rows, rows, cols)
-        for a, z, inside in self._segments(start, stop):
-            scores = s_rows[a - start:z - start]
-            if len(inside) < len(self.bands):  # the real labels' share, once for every copy outside
-                real = self.new_stats()
-                accumulate_scores(real, scores)
-                for n in range(len(self.bands)):
-                    if n not in inside:
-                        self.stats[n].merge(real)
-            for n in inside:
-                flat = self.changed[n][0]
-                lo, hi = runs[n]
-                first, last = np.searchsorted(flat[lo:hi], [a * width, z * width]) + lo
-                patched = np.array(scores, dtype=np.float64)
-                patched.ravel()[flat[first:last] - a * width] = self.s_new[n][first:last]
-                accumulate_scores(self.stats[n], patched)
+        self.s_blocks.append(self._kept(s_rows, block.probs.dtype))
+
+    def _kept(self, s_rows: np.ndarray, probs_dtype) -> np.ndarray:
+        """The block's s as kept until the copies are finished: in the store's float16 or
+        float32 when it holds them exactly (s is a stored value), else float64."""
+        if self.s_dtype is None:
+            self.s_dtype = np.dtype(np.float64)
+            if probs_dtype in (np.float16, np.float32) and not self.decoding.logits:
+                narrow = s_rows.astype(probs_dtype)
+                if np.array_equal(narrow.astype(np.float64), s_rows, equal_nan=True):
+                    self.s_dtype = np.dtype(probs_dtype)
+        kept = s_rows.astype(self.s_dtype)
+        if self.s_dtype != np.float64 and not np.array_equal(kept.astype(np.float64), s_rows, equal_nan=True):
+            self.s_dtype = np.dtype(np.float64)  # a later block holds other values: keep them all wide
+            self.s_blocks = [b.astype(np.float64) for b in self.s_blocks]
+            kept = np.array(s_rows, dtype=np.float64)
+        return kept
+
+    def _sum_afresh(self, n: int, stats: ImageStats) -> None:
+        """Copy n's softmin sums and sum of s summed over its pixels (the image's s with its
+        changed pixels' patched in), for a copy whose patch is not trusted."""
+        fresh = self.new_stats()
+        s = np.concatenate([b.astype(np.float64) for b in self.s_blocks]).reshape(-1, self.width)
+        s.ravel()[self.changed[n][0]] = self.s_new[n]
+        accumulate_scores(fresh, s)
+        stats.soft[:] = fresh.soft
+        stats.sums[0] = fresh.sums[0]
+        self.resummed += 1
 
     def _pool_changed(self, n: int, block, copy_rows: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
         """Pool again, from copy n's labels of the block (``copy_rows``), the block's cells
@@ -191,6 +213,8 @@ class CopyScorer:
                 stats.low_confusion[:] = image.low_confusion + delta.low_confusion
                 stats.tccp_hist[:] = image.tccp_hist + delta.tccp_hist
                 stats.sums[1] = np.nan  # the model's confidence is the image's; no candidate reads it
+                if not patch_softmin_sums(image, self.s_old[n], self.s_new[n], stats):
+                    self._sum_afresh(n, stats)
             copy_grid = None
             if grid is not None:
                 copy_grid = type(grid)({name: values.copy() for name, values in grid.items()},

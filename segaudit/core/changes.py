@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .kernel import BOTH, LABEL, PRED, Decoding, _decode, _tccp_bin, TCCP_THRESHOLDS
+from .kernel import BOTH, LABEL, PRED, Decoding, _decode, _exp_weights, _tccp_bin, TCCP_THRESHOLDS
 
 
 @njit(cache=True, nogil=True)
@@ -158,3 +158,111 @@ def pool_changed_cells(probs: np.ndarray, labels: np.ndarray, decoding: Decoding
                 cell_rows.astype(np.int64), cell_cols.astype(np.int64), out["label"], out["pred"], out["s"],
                 out["p_pred"], out["mismatched"])
     return out
+
+
+#: A patched sum is trusted when its rounding error bound is at most this share of the
+#: result (a copy's softmin to ~1e-9 relative; its candidates are only ranked).
+PATCH_TOLERANCE = 1e-9
+#: Rounding error of the kernel's own sums and of the subtraction, in units of the
+#: magnitudes involved (generous: the kernel's sums are reassociated in vector lanes).
+_ROUNDING = 64 * np.finfo(np.float64).eps
+
+
+@njit(cache=True, nogil=True)
+def _add_compensated(total, compensation, value):
+    """Neumaier's compensated addition: the error of a sum of n terms stays ~2 eps of
+    their magnitude instead of growing with n."""
+    t = total + value
+    if abs(total) >= abs(value):
+        compensation += (total - t) + value
+    else:
+        compensation += (value - t) + total
+    return t, compensation
+
+
+@njit(cache=True, nogil=True)
+def _compensated_sums(s, mantissas, scales):
+    """Σ w and Σ s·w of the weights w = mantissas * scales, each with Neumaier's compensation."""
+    w_sum, w_c, v_sum, v_c = 0.0, 0.0, 0.0, 0.0
+    for i in range(s.shape[0]):
+        w = mantissas[i] * scales[i]
+        w_sum, w_c = _add_compensated(w_sum, w_c, w)
+        v_sum, v_c = _add_compensated(v_sum, v_c, s[i] * w)
+    return w_sum + w_c, v_sum + v_c
+
+
+@njit(cache=True, nogil=True)
+def _patched_softmin_sums(soft, sum_s, taus, s_old, s_new, out_soft, tolerance, rounding):
+    """The image's softmin sums (soft: shift, weights, s * weights per temperature) and sum
+    of s with the pixels whose s goes from s_old[i] to s_new[i] (NaN: not scored) taken off
+    and put back; returns the new sum of s and whether every patched sum is within
+    ``tolerance`` (an error bound, relative to the result)."""
+    old = s_old[s_old == s_old]  # the scored ones
+    new = s_new[s_new == s_new]
+    old_sum, old_c, new_sum, new_c = 0.0, 0.0, 0.0, 0.0
+    for i in range(old.shape[0]):
+        old_sum, old_c = _add_compensated(old_sum, old_c, old[i])
+    for i in range(new.shape[0]):
+        new_sum, new_c = _add_compensated(new_sum, new_c, new[i])
+    old_sum += old_c
+    new_sum += new_c
+    patched_sum = (sum_s - old_sum) + new_sum
+    magnitude = abs(sum_s) + np.abs(old).sum() + np.abs(new).sum()
+    trusted = rounding * magnitude <= tolerance * abs(patched_sum) or magnitude == 0.0
+    size = max(old.shape[0], new.shape[0])
+    mantissas = np.empty(size)
+    exponents = np.empty(size, np.int64)
+    scales = exponents.view(np.float64)
+    lowest_new = new.min() if new.shape[0] else np.inf
+    for j in range(taus.shape[0]):
+        tau = taus[j]
+        shift = soft[j, 0]
+        top = max(shift, (1.0 - lowest_new) / tau) if new.shape[0] else shift
+        if top == -np.inf:  # nothing scored, before or after
+            out_soft[j, 0], out_soft[j, 1], out_soft[j, 2] = -np.inf, 0.0, 0.0
+            continue
+        scale = 0.0 if shift == -np.inf else np.exp(shift - top)
+        base_w, base_v = soft[j, 1] * scale, soft[j, 2] * scale
+        n = old.shape[0]
+        _exp_weights(old, tau, top, mantissas[:n], exponents[:n])  # the kernel's exp, vectorised
+        rw, rv = _compensated_sums(old, mantissas[:n], scales[:n])
+        n = new.shape[0]
+        _exp_weights(new, tau, top, mantissas[:n], exponents[:n])
+        aw, av = _compensated_sums(new, mantissas[:n], scales[:n])
+        weights = (base_w - rw) + aw
+        weighted = (base_v - rv) + av
+        out_soft[j, 0], out_soft[j, 1], out_soft[j, 2] = top, weights, weighted
+        # The subtraction cancels what the changed pixels held: trusted while the error of
+        # the terms (bounded by their magnitudes) stays small against what is left.
+        error = rounding * (base_w + rw + aw + abs(base_v) + abs(rv) + abs(av))
+        if not (weights > 0.0 and error <= tolerance * weights):
+            trusted = False
+    return patched_sum, trusted
+
+
+def patch_softmin_sums(image, s_old: np.ndarray, s_new: np.ndarray, out) -> bool:
+    """Set ``out``'s softmin sums and sum of s to ``image``'s with the changed pixels' s
+    replaced (``s_old`` → ``s_new``, NaN where not scored), without a pass over the image.
+
+    The sums are the image's minus what the changed pixels held plus what they hold now,
+    at ``image``'s shift raised where a new s needs it; equal to summing the patched
+    pixels afresh up to rounding, which is bounded: returns False when the bound is not
+    within PATCH_TOLERANCE of a result (the changed pixels held almost all of an image's
+    weight at a cold temperature, and the copy's are much smaller), and the caller then
+    sums the copy's pixels afresh.
+
+    Parameters
+    ----------
+    image, out : ImageStats
+        The image's accumulators, complete, and the copy's (same temperatures); only
+        ``out.soft`` and ``out.sums[0]`` are written.
+    s_old, s_new : np.ndarray
+        float64, the changed pixels' s under the image's labels and under the copy's.
+    """
+    if not np.array_equal(image.temperatures, out.temperatures):
+        raise ValueError("the image's and the copy's accumulators sum at different temperatures")
+    out.sums[0], trusted = _patched_softmin_sums(image.soft, float(image.sums[0]), image.temperatures,
+                                                 np.ascontiguousarray(s_old, dtype=np.float64),
+                                                 np.ascontiguousarray(s_new, dtype=np.float64), out.soft,
+                                                 PATCH_TOLERANCE, _ROUNDING)
+    return bool(trusted)

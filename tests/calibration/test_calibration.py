@@ -277,6 +277,20 @@ def test_unlabeled_is_checked_and_recorded(tmp_path):
         score(made.masks, made.store, methods=("auto",), unlabeled=1, ignore_index=(1, 255))
 
 
+#: The candidates computed from counts alone (exact on the shared path too); the others
+#: read the patched floating-point sums.
+COUNTED = [CANDIDATES.index(name) for name in ("ccp", "tccp", "iou", "coco", "worst region")]
+
+
+def _assert_same_copies(shared, full):
+    for a, b in zip(shared, full):
+        assert a[0] == b[0]
+        np.testing.assert_array_equal(a[1][COUNTED], b[1][COUNTED], err_msg=a[0])
+        np.testing.assert_allclose(a[1], b[1], rtol=1e-9, atol=1e-15, err_msg=a[0])
+        np.testing.assert_array_equal(a[2], b[2], err_msg=a[0])  # clc's change
+        np.testing.assert_array_equal(a[3], b[3], err_msg=a[0])
+
+
 def _copies(dataset, factor, plan, shared, monkeypatch):
     """Every image's planted copies (kind, values, clc_s, clc_weight), scored either way."""
     import functools
@@ -292,10 +306,10 @@ def _copies(dataset, factor, plan, shared, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype,factor", [(np.float16, 4), (np.uint8, 3), (np.float32, 1), (np.float64, 2)])
-def test_copies_from_the_shared_pass_equal_a_full_rescoring_bit_for_bit(tmp_path, monkeypatch, dtype, factor):
+def test_copies_from_the_shared_pass_equal_a_full_rescoring(tmp_path, monkeypatch, dtype, factor):
     """Mixed sizes, small row chunks: scoring only the changed pixels on top of the image's
-    own pass gives every copy's candidates and clc change exactly as the kernel over the
-    copy's band does."""
+    own pass gives every copy's candidates as the kernel over the copy's band does (the
+    counts' exactly, the patched sums' to rounding) and its clc change exactly."""
     from datasets import make_dataset
     from segaudit.core.dataset import open_dataset
 
@@ -308,14 +322,35 @@ def test_copies_from_the_shared_pass_equal_a_full_rescoring_bit_for_bit(tmp_path
     shared = _copies(dataset, factor, plan, True, monkeypatch)
     full = _copies(dataset, factor, plan, False, monkeypatch)
     assert len(shared) == len(full) >= 10
-    for a, b in zip(shared, full):
-        assert a[0] == b[0]
-        for x, y in zip(a[1:], b[1:]):
-            np.testing.assert_array_equal(x, y, err_msg=a[0])
+    _assert_same_copies(shared, full)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.uint8, np.float64])
+def test_copies_whose_patch_is_not_trusted_are_summed_afresh(tmp_path, monkeypatch, dtype):
+    """With no rounding trusted, every copy's sums come from the image's kept s with its
+    changed pixels' patched in: still the full rescoring's values."""
+    from datasets import make_dataset
+    from segaudit.calibration.copies import CopyScorer
+    from segaudit.core import changes
+    from segaudit.core.dataset import open_dataset
+
+    ids = [f"i{n}" for n in range(5)]
+    made = make_dataset(tmp_path, ids, n_classes=4, size=(21, 17), sizes={"i2": (9, 30)}, seed=8,
+                        flip_fraction=0.05, dtype=dtype, row_chunk=4)
+    dataset = open_dataset(made.masks, made.store)
+    plan = CalibrationPlan(seed=1, n_images=len(ids), per_kind=10**6)
+    full = _copies(dataset, 2, plan, False, monkeypatch)
+    calls = []
+    original = CopyScorer._sum_afresh
+    monkeypatch.setattr(CopyScorer, "_sum_afresh", lambda self, n, stats: (calls.append(n), original(self, n, stats)))
+    monkeypatch.setattr(changes, "PATCH_TOLERANCE", 0.0)
+    shared = _copies(dataset, 2, plan, True, monkeypatch)
+    assert len(shared) == len(full) == len(calls) >= 5
+    _assert_same_copies(shared, full)
 
 
 @pytest.mark.parametrize("factor", [1, 2])
-def test_volume_copies_from_the_shared_pass_equal_a_full_rescoring_bit_for_bit(tmp_path, monkeypatch, factor):
+def test_volume_copies_from_the_shared_pass_equal_a_full_rescoring(tmp_path, monkeypatch, factor):
     from core.test_volumes import volumes_dataset, write_volumes
     from segaudit.core.dataset import open_dataset
 
@@ -327,10 +362,7 @@ def test_volume_copies_from_the_shared_pass_equal_a_full_rescoring_bit_for_bit(t
     shared = _copies(dataset, factor, plan, True, monkeypatch)
     full = _copies(dataset, factor, plan, False, monkeypatch)
     assert len(shared) == len(full) >= 5
-    for a, b in zip(shared, full):
-        assert a[0] == b[0]
-        for x, y in zip(a[1:], b[1:]):
-            np.testing.assert_array_equal(x, y, err_msg=a[0])
+    _assert_same_copies(shared, full)
 
 
 @settings(max_examples=150, deadline=None)

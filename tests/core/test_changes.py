@@ -1,6 +1,7 @@
 """A label map changed on a few pixels, scored from the mask's pass (auto's planted copies):
 the replayed sums, the counts' changes and the changed cells against the full kernel (bit
-for bit) and tests/naive.py; the shared copy scorer against the full one."""
+for bit) and tests/naive.py; the patched softmin sums against the full kernel (to their
+bound); the shared copy scorer against the full one."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from hypothesis import strategies as st
 
 import naive
 from datasets import quantise, random_probs
-from segaudit.core.changes import pool_changed_cells, tally_changes
+from segaudit.core import changes
+from segaudit.core.changes import patch_softmin_sums, pool_changed_cells, tally_changes
 from segaudit.core.dataset import make_decoding
 from segaudit.core.kernel import ImageStats, KernelConfig, accumulate, accumulate_scores
 from segaudit.core.pooling import pool
@@ -87,6 +89,64 @@ def test_a_changed_label_map_scores_as_the_kernel_and_the_reference(seed, dtype,
             assert mine.softmin(t) == pytest.approx(reference["softmin"], rel=1e-9, abs=1e-12)
             assert mine.sum_s / mine.pixels == pytest.approx(reference["cil"], rel=1e-9, abs=1e-12)
     assert mine.pixels == naive.image_scores(copy, stored, ignore=(IGNORE,))["pixels"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from([np.float16, np.uint8, np.float32, np.float64]),
+       n_classes=st.integers(2, 6), height=st.integers(1, 12), width=st.integers(1, 12),
+       share=st.sampled_from([0.0, 0.05, 0.3, 1.0]))
+def test_patched_softmin_sums_equal_the_kernels_over_the_copy(seed, dtype, n_classes, height, width, share):
+    """The image's sums with the changed pixels' terms swapped: when the patch says it is
+    trusted, every softmin and the sum of s are the full kernel's over the copy to 1e-9."""
+    rng = np.random.default_rng(seed)
+    _, kernel_probs = stored_probs(rng, dtype, n_classes, height, width)
+    labels = rng.integers(0, n_classes, (height, width)).astype(np.int32)
+    labels[rng.random((height, width)) < 0.15] = IGNORE
+    copy = changed_copy(rng, labels, n_classes, share)
+    decoding = decoding_for(dtype, n_classes)
+    config = KernelConfig(decoding)
+    image = ImageStats(n_classes, labels.size, TEMPERATURES)
+    s_out = np.empty(labels.shape)
+    accumulate(image, kernel_probs, labels, config, s_out=s_out)
+    flat = np.flatnonzero(copy != labels)
+    deltas = ImageStats(n_classes, labels.size, TEMPERATURES)
+    s_new = tally_changes(kernel_probs, decoding, flat // width, flat % width, labels.ravel()[flat],
+                          copy.ravel()[flat], s_out.ravel()[flat], 0.5, False, deltas)
+    mine = ImageStats(n_classes, labels.size, TEMPERATURES)
+    mine.totals[:] = image.totals + deltas.totals
+    trusted = patch_softmin_sums(image, s_out.ravel()[flat], s_new, mine)
+    full = ImageStats(n_classes, labels.size, TEMPERATURES)
+    accumulate(full, kernel_probs, copy, config)
+    if not full.pixels:
+        return
+    if trusted:
+        for t in TEMPERATURES:
+            assert mine.softmin(t) == pytest.approx(full.softmin(t), rel=1e-9, abs=1e-15)
+        assert mine.sums[0] == pytest.approx(full.sums[0], rel=1e-9, abs=1e-15)
+    if not flat.size:  # nothing changed: the image's own sums, exactly
+        assert trusted
+        np.testing.assert_array_equal(mine.soft, image.soft)
+        assert mine.sums[0] == image.sums[0]
+
+
+def test_a_patch_that_cancels_nearly_everything_is_not_trusted():
+    """One pixel held nearly all of the image's weight at the cold temperature and the copy
+    makes it agree with the model: what is left is below the subtraction's rounding, so
+    the patch says so (the copy scorer then sums afresh)."""
+    s = np.full((4, 5), 0.99)
+    s[2, 3] = 0.01
+    image = ImageStats(2, s.size, TEMPERATURES)
+    accumulate_scores(image, s)
+    image.totals[0] = s.size
+    out = ImageStats(2, s.size, TEMPERATURES)
+    assert not patch_softmin_sums(image, np.array([0.01]), np.array([0.99]), out)
+    # the warm temperature alone is fine: the other pixels held a fair share there
+    warm = ImageStats(2, s.size, (0.7,))
+    accumulate_scores(warm, s)
+    out = ImageStats(2, s.size, (0.7,))
+    out.totals[0] = s.size
+    assert patch_softmin_sums(warm, np.array([0.01]), np.array([0.99]), out)
+    assert out.softmin(0.7) == pytest.approx(0.99, rel=1e-12)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
