@@ -19,6 +19,8 @@ def command(
     top: Annotated[int, typer.Option(help="Rows of the table shown.")] = 20,
     output_format: Annotated[Optional[OutputFormat], typer.Option("--format", help="Write every row to stdout as csv, jsonl or json instead of the table.")] = None,
     downsample: Downsample = 4,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Also plant errors into a sample of the masks, as --method auto of segaudit score does, in the same pass, and print how well each kind of error can be found with this model (AUPRC per kind and candidate score).")] = False,
+    calibration_seed: Annotated[int, typer.Option(help="With --calibrate: seed of the planted copies (which images, which errors).")] = 0,
     threads: Threads = None,
     scheduler: Scheduler = None,
     dask_workers: DaskWorkers = None,
@@ -46,13 +48,19 @@ def command(
     with exit_on_error(), cluster as client, progress(interactive(quiet)) as bar:
         rows, run = class_confusions(spec=spec, downsample=downsample,
                                      on_progress=bar.on_progress, threads=threads, client=client,
-                                     partition_size=partition_size)
+                                     partition_size=partition_size, calibrate=calibrate,
+                                     calibration_seed=calibration_seed)
     if csv is not None:
         with exit_on_error(str(csv)):
             atomic_write_all({csv: confusions_csv(rows, run.class_name)})
     if not quiet:  # the dataset-level check of the scoring run: mix-ups of a wrong numbering mean nothing
         for warning in run.warnings:
             stderr.print(f"warning: {warning}", soft_wrap=True)
+    if run.calibration is not None:  # asked for: on stderr, as score prints it (stdout may be data)
+        from ..outputs.calibration import calibration_lines
+
+        for line in calibration_lines(run.calibration):
+            stderr.print(line, soft_wrap=True, highlight=False, markup=False)
     if output_format:
         import sys
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..core.cells import CellCache
 from ..core.kernel import check_pixel_threshold
+from ..methods import AUTO
 from ..methods.clc import flag_pass
 from ..core.dataset import Dataset
 from ..errors import InputError
@@ -86,7 +87,8 @@ def flag_maps_part(dataset: Dataset, first: int, cache: CellCache | None, prefet
 
 def class_confusions(masks=None, predictions=None, *, downsample: int = 4, prefetch: int = 4, on_progress=None,
                      threads: int | None = None, client=None, partition_size: int | None = None,
-                     spec: InputSpec | None = None, **inputs) -> tuple[list[Confusion], ScoreRun]:
+                     spec: InputSpec | None = None, calibrate: bool = False, calibration_seed: int = 0,
+                     **inputs) -> tuple[list[Confusion], ScoreRun]:
     """Over all clc-flagged pixels: (annotated → predicted) counts, worst first.
 
     ``inputs`` are :func:`segaudit.score`'s input options (ignore_index, mask_suffix,
@@ -95,9 +97,14 @@ def class_confusions(masks=None, predictions=None, *, downsample: int = 4, prefe
     store (see the module's docstring). ``threads``, ``client`` and ``partition_size``: as
     for :func:`segaudit.score` (on a Dask cluster every pass runs on the workers, the
     same rows result).
+
+    With ``calibrate``, the same pass also runs ``--method auto``'s calibration (errors
+    planted into a sample of the masks, seeded by ``calibration_seed``): the run's
+    ``calibration`` then says how well each kind of error can be found with this model.
     """
     spec = InputSpec.of(masks, predictions, spec, **inputs)
-    with _clc_run(spec, downsample, prefetch, on_progress, threads, client, partition_size) as (run, engine):
+    with _clc_run(spec, downsample, prefetch, on_progress, threads, client, partition_size,
+                  calibration_seed if calibrate else None) as (run, engine):
         n_classes = engine.dataset.store.n_classes
         pixels = np.zeros((n_classes, n_classes), np.int64)
         images = np.zeros((n_classes, n_classes), np.int64)
@@ -127,12 +134,15 @@ def confusions_csv(rows: list[Confusion], class_name: Callable[[int], str]) -> s
 
 @contextmanager
 def _clc_run(spec: InputSpec, downsample, prefetch, on_progress, threads=None, client=None,
-             partition_size=None) -> Iterator[tuple[ScoreRun, Scoring]]:
+             partition_size=None, calibration_seed: int | None = None) -> Iterator[tuple[ScoreRun, Scoring]]:
     """Score clc (here or on ``client``'s cluster) and keep what the flag maps' pass reads:
     here, a cell cache with the pixels' argmax, removed on exit (without one, too big for
-    the disk, the flag maps re-read the store); on a cluster, the partitions."""
+    the disk, the flag maps re-read the store); on a cluster, the partitions. With a
+    ``calibration_seed``, auto's calibration too, in the same pass."""
+    methods = ("clc",) if calibration_seed is None else ("clc", AUTO)
     with scoring(spec, client, partition_size=partition_size, prefetch=prefetch, on_progress=on_progress) as engine:
-        run = engine.score(("clc",), downsample=downsample, threads=threads, keep_cells=True, cell_pixels=True)
+        run = engine.score(methods, downsample=downsample, threads=threads, keep_cells=True, cell_pixels=True,
+                           calibration_seed=0 if calibration_seed is None else calibration_seed)
         yield run, engine
 
 

@@ -191,3 +191,31 @@ def test_score_all_has_seven_columns_and_records_clc(tmp_path):
     assert header[3:11] == ["rsoftmin", "softmin", "cil", "ccp", "tccp", "iou", "clc", "coco"]
     record = json.loads((tmp_path / "r.run.json").read_text())
     assert record["downsample"] == 4 and record["clc"]["passes"] == 3 and record["clc"]["issues"] > 0
+
+
+def test_summary_calibrate_adds_autos_calibration_and_changes_no_confusion(tmp_path):
+    """summary --calibrate: the same confusions, and the calibration that score's auto
+    prints (the same record for the same seed), on stderr."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from datasets import FIXTURES
+    from segaudit.cli import app
+
+    plain, run = class_confusions(FIXTURES / "masks", FIXTURES / "preds.zarr")
+    assert run.calibration is None
+    calibrated, run = class_confusions(FIXTURES / "masks", FIXTURES / "preds.zarr", calibrate=True, calibration_seed=3)
+    assert calibrated == plain
+    CliRunner().invoke(app, ["score", str(FIXTURES / "masks"), str(FIXTURES / "preds.zarr"), "-q",
+                             "--calibration-seed", "3", "-o", str(tmp_path / "r.csv")])
+    record = json.loads((tmp_path / "r.run.json").read_text())["calibration"]
+    assert run.calibration.to_dict() == record and record["seed"] == 3
+    result = CliRunner().invoke(app, ["summary", str(FIXTURES / "masks"), str(FIXTURES / "preds.zarr"),
+                                      "--calibrate", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "annotated,predicted,pixels,images,share"  # stdout: the data only
+    assert "AUPRC on planted errors:" in result.stderr and "(chosen)" in result.stderr
+    result = CliRunner().invoke(app, ["summary", str(FIXTURES / "masks"), str(FIXTURES / "preds.zarr"),
+                                      "--calibrate", "--calibration-seed", "-2"])
+    assert result.exit_code == 2 and "--calibration-seed must be a whole number >= 0" in result.stderr
