@@ -15,7 +15,6 @@ target-context refresh, which only a compilation needs (see its docstring).
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import os
 import stat
@@ -152,9 +151,10 @@ def _replace_load_overload(caching) -> None:
     cache.load_overload = load_overload
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Finds ``numba.core.caching`` as the path finder does, and replaces its
-    ``Cache.load_overload`` once the module has run."""
+class _PatchOnImport:
+    """A meta path finder: finds ``numba.core.caching`` as the path finder does, and replaces
+    its ``Cache.load_overload`` once the module has run. (Not derived from importlib.abc's
+    classes, whose import costs 15 ms: the import system needs only these methods.)"""
 
     def find_spec(self, fullname, path, target=None):
         if fullname != NUMBA_CACHING:
@@ -167,7 +167,7 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-class _ThenPatch(importlib.abc.Loader):
+class _ThenPatch:
     """The module's own loader, then :func:`_replace_load_overload` on the module."""
 
     def __init__(self, loader):
