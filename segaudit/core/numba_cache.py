@@ -110,8 +110,9 @@ def load_kernels_without_refresh() -> None:
     itself (``CompilerBase.__init__``), so a cache miss, a new signature or any other Numba
     code in the process is unaffected; functions from other packages keep Numba's own load.
 
-    Takes effect when ``numba.core.caching`` is imported (now, if it is already), without
-    importing numba here, so that ``segaudit --help`` stays fast. Called when ``segaudit``
+    Takes effect when ``numba.core.caching`` is imported from the path, as an installed
+    Numba is (now, if it is already), without importing numba here, so that ``segaudit
+    --help`` stays fast. Called when ``segaudit``
     is imported. Does nothing if Numba's cache no longer has the methods it relies on.
     """
     caching = sys.modules.get(NUMBA_CACHING)
@@ -181,4 +182,6 @@ class _ThenPatch:
         _replace_load_overload(module)
 
     def __getattr__(self, name):  # get_source, get_filename ... as the module's own loader
+        if name == "loader":  # not set yet (a copy being made): no recursion through here
+            raise AttributeError(name)
         return getattr(self.loader, name)
