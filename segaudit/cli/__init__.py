@@ -3,38 +3,42 @@
 Only typer and rich are imported at start-up; numba, zarr and the scoring code are
 imported inside the commands, so ``--help`` and usage errors are instant. Each command
 lives in its own module, whose ``command`` function declares its options and calls the
-library; :data:`COMMANDS` names them and registers them on the shared app.
+library; :data:`COMMAND_MODULES` names them. The full app (:data:`app`, every command
+registered) and :data:`COMMANDS` (name -> module) are made when first asked for: a run of
+one command imports that command's module alone (:func:`app_for`).
 """
 
 from __future__ import annotations
 
 import sys
+from importlib import import_module
 
 import typer
 
-from . import check, corrupt, diff, evaluate, evaluate_regions, export, folds, info, issues, overlay, pack, pack_masks, regions, report, score, summary
-from ._app import APP_SETTINGS, Command, app, stderr
+from . import _app
+from ._app import APP_SETTINGS, Command, stderr
 
-__all__ = ["COMMANDS", "app", "app_for", "main"]
+__all__ = ["COMMANDS", "COMMAND_MODULES", "app", "app_for", "main"]
 
-#: Every command's name and module, in the order ``segaudit --help`` lists them.
-COMMANDS = {
-    "check": check,
-    "diff": diff,
-    "issues": issues,
-    "summary": summary,
-    "score": score,
-    "regions": regions,
-    "folds": folds,
-    "pack": pack,
-    "pack-masks": pack_masks,
-    "info": info,
-    "overlay": overlay,
-    "report": report,
-    "export": export,
-    "corrupt": corrupt,
-    "evaluate": evaluate,
-    "evaluate-regions": evaluate_regions,
+#: Every command's name and the module in this package that defines it, in the order
+#: ``segaudit --help`` lists them.
+COMMAND_MODULES = {
+    "check": "check",
+    "diff": "diff",
+    "issues": "issues",
+    "summary": "summary",
+    "score": "score",
+    "regions": "regions",
+    "folds": "folds",
+    "pack": "pack",
+    "pack-masks": "pack_masks",
+    "info": "info",
+    "overlay": "overlay",
+    "report": "report",
+    "export": "export",
+    "corrupt": "corrupt",
+    "evaluate": "evaluate",
+    "evaluate-regions": "evaluate_regions",
 }
 
 #: Each command's line in ``segaudit --help`` (short enough not to be cut at 80 columns).
@@ -57,25 +61,52 @@ SHORT_HELP = {
     "evaluate-regions": "Measure the error regions against planted errors.",
 }
 
-for _name, _module in COMMANDS.items():
-    app.command(_name, cls=Command, short_help=SHORT_HELP[_name])(_module.command)
+
+def _command_module(name: str):
+    return import_module(f"{__name__}.{COMMAND_MODULES[name]}")
+
+
+def _register(target: typer.Typer, name: str) -> None:
+    target.command(name, cls=Command, short_help=SHORT_HELP[name])(_command_module(name).command)
+
+
+def _full_app() -> typer.Typer:
+    """The shared app with every command registered (once)."""
+    if not _app.app.registered_commands:
+        for name in COMMAND_MODULES:
+            _register(_app.app, name)
+    return _app.app
+
+
+def __getattr__(name: str):
+    # app and COMMANDS import all sixteen command modules: made when first asked for, then kept.
+    if name == "app":
+        value = _full_app()
+    elif name == "COMMANDS":
+        value = {command: _command_module(command) for command in COMMAND_MODULES}
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def app_for(args: list[str]) -> typer.Typer:
     """The app that runs these command-line arguments: when the first names a command, an
-    app of that command alone, with the same callback and settings (typer builds every
-    registered command's options before it runs one: 25 ms for all 16); else :data:`app`.
+    app of that command alone, with the same callback and settings, which imports that
+    command's module alone (typer builds every registered command's options before it runs
+    one, 25 ms for all 16, and importing the other fifteen modules costs about as much);
+    else the full :data:`app`.
 
     Parameters
     ----------
     args : list of str
         The arguments after the program name (``sys.argv[1:]``).
     """
-    if not args or args[0] not in COMMANDS:
-        return app
+    if not args or args[0] not in COMMAND_MODULES:
+        return _full_app()
     one = typer.Typer(**APP_SETTINGS)
-    one.registered_callback = app.registered_callback
-    one.registered_commands = [info for info in app.registered_commands if info.name == args[0]]
+    one.registered_callback = _app.app.registered_callback
+    _register(one, args[0])
     return one
 
 

@@ -1,4 +1,4 @@
-"""Where Numba caches the compiled kernels, when neither the package nor HOME is writable.
+"""Where Numba caches the compiled kernels, and how they are loaded from that cache.
 
 Numba caches a ``cache=True`` function in the ``__pycache__`` beside its source, else in
 the user-wide cache (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``numba``), else it
@@ -8,10 +8,14 @@ without a writable HOME (a CI container, a service account) has neither, so
 first. It imports no numba (so that ``segaudit --help`` stays fast) and leaves a writable
 ``NUMBA_CACHE_DIR`` the user set alone; one that is not writable is passed over as Numba
 passes it over (then the package, then HOME, then this fallback).
+
+:func:`load_kernels_without_refresh` makes loading a cached segaudit kernel skip Numba's
+target-context refresh, which only a compilation needs (see its docstring).
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import stat
 import sys
@@ -84,3 +88,100 @@ def ensure_numba_cache() -> Path | None:
     if config is not None:  # numba imported already: it read the environment at import
         config.CACHE_DIR = str(fallback)
     return fallback
+
+
+# --- loading cached kernels ---------------------------------------------------------------
+
+#: The module whose ``Cache.load_overload`` :func:`load_kernels_without_refresh` replaces.
+NUMBA_CACHING = "numba.core.caching"
+
+
+def load_kernels_without_refresh() -> None:
+    """Load segaudit's cached kernels without refreshing Numba's target context first.
+
+    Numba's ``Cache.load_overload`` calls ``target_context.refresh()`` before it reads a
+    cached kernel. The first refresh imports and installs every typing and lowering
+    registry Numba has (``numba.np.arraymath``, whose BLAS check imports
+    ``scipy.linalg`` when scipy is installed, ``numba.np.npyimpl``, ``numba.typed`` ...):
+    0.3 s of a 1 s run on the fixtures, for code that only compiling needs. A cached kernel
+    is machine code linked against the C symbols Numba registers with LLVM; of those, the
+    refresh adds only the runtime's (NRT, ``rtsys.initialize``) and the hash secret
+    (``numba.cpython.hashing``), which this load still adds. Every compilation refreshes by
+    itself (``CompilerBase.__init__``), so a cache miss, a new signature or any other Numba
+    code in the process is unaffected; functions from other packages keep Numba's own load.
+
+    Takes effect when ``numba.core.caching`` is imported from the path, as an installed
+    Numba is (now, if it is already), without importing numba here, so that ``segaudit
+    --help`` stays fast. Called when ``segaudit``
+    is imported. Does nothing if Numba's cache no longer has the methods it relies on.
+    """
+    caching = sys.modules.get(NUMBA_CACHING)
+    if caching is not None:
+        _replace_load_overload(caching)
+    elif not any(isinstance(finder, _PatchOnImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _PatchOnImport())
+
+
+def _is_segaudit_function(py_func) -> bool:
+    module = getattr(py_func, "__module__", None) or ""
+    return module == "segaudit" or module.startswith("segaudit.")
+
+
+def _replace_load_overload(caching) -> None:
+    cache = getattr(caching, "Cache", None)
+    if cache is None or getattr(cache.load_overload, "segaudit_without_refresh", False):
+        return
+    if not all(hasattr(cache, name) for name in ("_load_overload", "_guard_against_spurious_io_errors")):
+        return  # another Numba than the one this was written against: keep its own load
+    numba_load = cache.load_overload
+
+    def load_overload(self, sig, target_context):
+        if not _is_segaudit_function(getattr(self, "_py_func", None)):
+            return numba_load(self, sig, target_context)
+        # What the refresh adds that the cached machine code links against.
+        import numba.cpython.hashing  # noqa: F401  (the hash secret's symbols)
+        from numba.core.runtime import rtsys
+
+        rtsys.initialize(target_context)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+        return None  # the guard swallowed a spurious I/O error (Windows): a cache miss
+
+    load_overload.segaudit_without_refresh = True
+    load_overload.__doc__ = numba_load.__doc__
+    cache.load_overload = load_overload
+
+
+class _PatchOnImport:
+    """A meta path finder: finds ``numba.core.caching`` as the path finder does, and replaces
+    its ``Cache.load_overload`` once the module has run. (Not derived from importlib.abc's
+    classes, whose import costs 15 ms: the import system needs only these methods.)"""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != NUMBA_CACHING:
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _ThenPatch(spec.loader)
+        return spec
+
+
+class _ThenPatch:
+    """The module's own loader, then :func:`_replace_load_overload` on the module."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        _replace_load_overload(module)
+
+    def __getattr__(self, name):  # get_source, get_filename ... as the module's own loader
+        if name == "loader":  # not set yet (a copy being made): no recursion through here
+            raise AttributeError(name)
+        return getattr(self.loader, name)

@@ -764,3 +764,19 @@ def test_a_command_runs_the_same_from_an_app_of_it_alone(tmp_path):
                                             "--method", "softmin", "-q", "-o", str(path)])
         assert result.exit_code == 0, result.stderr
     assert out[0].read_bytes() == out[1].read_bytes()
+
+
+def test_a_command_run_imports_its_module_alone():
+    """main() imports the named command's module only; the full app imports all sixteen."""
+    code = (
+        "import sys\n"
+        "from segaudit.cli import COMMAND_MODULES, app_for\n"
+        "loaded = lambda: sorted(n for n in COMMAND_MODULES.values() if 'segaudit.cli.' + n in sys.modules)\n"
+        "app_for(['score'])\n"
+        "print(*loaded())\n"
+        "app_for(['--help'])\n"
+        "print(len(loaded()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["score", "16"]
