@@ -43,6 +43,17 @@ def changed_copy(rng, labels, n_classes, share):
     return copy
 
 
+def mask_and_copy(seed, dtype, n_classes, height, width, share):
+    """(stored values, the kernel's view of them, labels with ignored pixels, a copy with a
+    share of the scored pixels changed, the decoding)."""
+    rng = np.random.default_rng(seed)
+    stored, kernel_probs = stored_probs(rng, dtype, n_classes, height, width)
+    labels = rng.integers(0, n_classes, (height, width)).astype(np.int32)
+    labels[rng.random((height, width)) < 0.15] = IGNORE
+    copy = changed_copy(rng, labels, n_classes, share)
+    return stored, kernel_probs, labels, copy, decoding_for(dtype, n_classes)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from([np.float16, np.uint8, np.float32, np.float64]),
        n_classes=st.integers(2, 6), height=st.integers(1, 12), width=st.integers(1, 12),
@@ -50,12 +61,7 @@ def changed_copy(rng, labels, n_classes, share):
 def test_a_changed_label_map_scores_as_the_kernel_and_the_reference(seed, dtype, n_classes, height, width, share, cut):
     """The mask's pass, then the changed pixels only: the copy's accumulators equal the full
     kernel's over the copy's labels bit for bit, and its scores the naive ones."""
-    rng = np.random.default_rng(seed)
-    stored, kernel_probs = stored_probs(rng, dtype, n_classes, height, width)
-    labels = rng.integers(0, n_classes, (height, width)).astype(np.int32)
-    labels[rng.random((height, width)) < 0.15] = IGNORE
-    copy = changed_copy(rng, labels, n_classes, share)
-    decoding = decoding_for(dtype, n_classes)
+    stored, kernel_probs, labels, copy, decoding = mask_and_copy(seed, dtype, n_classes, height, width, share)
     config = KernelConfig(decoding, pixel_threshold=0.5, want_tccp=True)
     cut = min(cut, height)
 
@@ -98,12 +104,7 @@ def test_a_changed_label_map_scores_as_the_kernel_and_the_reference(seed, dtype,
 def test_patched_softmin_sums_equal_the_kernels_over_the_copy(seed, dtype, n_classes, height, width, share):
     """The image's sums with the changed pixels' terms swapped: when the patch says it is
     trusted, every softmin and the sum of s are the full kernel's over the copy to 1e-9."""
-    rng = np.random.default_rng(seed)
-    _, kernel_probs = stored_probs(rng, dtype, n_classes, height, width)
-    labels = rng.integers(0, n_classes, (height, width)).astype(np.int32)
-    labels[rng.random((height, width)) < 0.15] = IGNORE
-    copy = changed_copy(rng, labels, n_classes, share)
-    decoding = decoding_for(dtype, n_classes)
+    _, kernel_probs, labels, copy, decoding = mask_and_copy(seed, dtype, n_classes, height, width, share)
     config = KernelConfig(decoding)
     image = ImageStats(n_classes, labels.size, TEMPERATURES)
     s_out = np.empty(labels.shape)
