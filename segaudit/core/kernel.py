@@ -304,6 +304,7 @@ def _accumulate_rows(
     valid = np.empty(width, np.bool_)
     key = np.empty(width, probs.dtype)
     s_key = np.empty(width, probs.dtype)
+    key_masked = np.empty(width if want_tccp else 0, probs.dtype)  # tccp's copy of a class's row
     bits = np.empty(width, np.uint32)
     mantissas = np.empty(width)  # per pixel, a softmin weight as mantissa * 2^exponent
     exponents = np.empty(width, np.int64)
@@ -478,7 +479,7 @@ def _accumulate_rows(
             else:
                 # Stored values compare like their probabilities: count, per class and
                 # threshold, the scored pixels above it (vectorised), and bin s alone.
-                _tccp_row(probs, r, tccp_keys, valid, n_valid, tccp_hist)
+                _tccp_row(probs, r, tccp_keys, valid, n_valid, tccp_hist, key_masked)
                 for c in range(width):
                     if valid[c]:
                         tccp_hist[1, lab[c], _tccp_bin(s[c], thresholds)] += 1
@@ -539,20 +540,29 @@ def accumulate_scores(stats: "ImageStats", s_rows: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _tccp_row(probs, r, keys, valid, n_valid, tccp_hist):
+def _tccp_row(probs, r, keys, valid, n_valid, tccp_hist, masked):
     """Thresholded CCP's histograms of every class for row r: the scored pixels whose value
     is above each threshold's key (the largest stored value whose probability is at or
-    below it), differenced into bins."""
+    below it), differenced into bins.
+
+    A row with unscored pixels is copied to ``masked`` once per class with those pixels
+    set to 0, below every key, so that each threshold's count is one plain compare per
+    value (the count with the validity mask in it ran 20 % slower)."""
     n_classes, _, width = probs.shape
     n_thresholds = keys.shape[0]
+    zero = np.zeros(1, masked.dtype)[0]
     for k in range(n_classes):
         row = probs[k, r]
+        if n_valid < width:
+            for c in range(width):
+                masked[c] = row[c] if valid[c] else zero
+            row = masked
         below = n_valid
         for j in range(n_thresholds):
             key = keys[j]
-            above = 0
+            above = np.int32(0)  # 32-bit counts: the compare runs as wide as the stored values
             for c in range(width):
-                above += (row[c] > key) & valid[c]
+                above += np.int32(row[c] > key)
             tccp_hist[0, k, j] += below - above
             below = above
             if below == 0:  # none above this threshold, so none above the higher ones
