@@ -305,6 +305,7 @@ def _accumulate_rows(
     key = np.empty(width, probs.dtype)
     s_key = np.empty(width, probs.dtype)
     key_masked = np.empty(width if want_tccp else 0, probs.dtype)  # tccp's copy of a class's row
+    s_bins = np.empty(width if want_tccp else 0, np.int32)  # tccp's bin of each pixel's s
     bits = np.empty(width, np.uint32)
     mantissas = np.empty(width)  # per pixel, a softmin weight as mantissa * 2^exponent
     exponents = np.empty(width, np.int64)
@@ -480,9 +481,16 @@ def _accumulate_rows(
                 # Stored values compare like their probabilities: count, per class and
                 # threshold, the scored pixels above it (vectorised), and bin s alone.
                 _tccp_row(probs, r, tccp_keys, valid, n_valid, tccp_hist, key_masked)
+                # s's bin: the keys its stored value is above, one vectorised pass per key
+                for c in range(width):
+                    s_bins[c] = 0
+                for j in range(tccp_keys.shape[0]):
+                    threshold_key = tccp_keys[j]
+                    for c in range(width):
+                        s_bins[c] += np.int32(s_key[c] > threshold_key)
                 for c in range(width):
                     if valid[c]:
-                        tccp_hist[1, lab[c], _tccp_bin(s[c], thresholds)] += 1
+                        tccp_hist[1, lab[c], s_bins[c]] += 1
     if pooling and n_rows > 0:
         _close_cell_row(n_rows - 1, factor, slice_rows, n_slices, per_slab, cell_sums, votes, mismatched,
                         cell_label, cell_pred, cell_s, cell_ppred, cell_mismatched)
