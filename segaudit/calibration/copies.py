@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..core.changes import patch_softmin_sums, pool_changed_cells, tally_changes
-from ..core.kernel import ImageStats, accumulate, accumulate_scores
+from ..core.kernel import FLOAT, HALF, ImageStats, accumulate, accumulate_scores
 from ..core.pooling import cell_row, grid_shape, pool
 from .candidates import clc_delta, image_values
 
@@ -133,19 +133,15 @@ class CopyScorer:
 
     def _kept(self, s_rows: np.ndarray, probs_dtype) -> np.ndarray:
         """The block's s as kept until the copies are finished: in the store's float16 or
-        float32 when it holds them exactly (s is a stored value), else float64."""
+        float32, which hold it exactly (s is a stored value, decoded), else float64."""
         if self.s_dtype is None:
-            self.s_dtype = np.dtype(np.float64)
-            if probs_dtype in (np.float16, np.float32) and not self.decoding.logits:
-                narrow = s_rows.astype(probs_dtype)
-                if np.array_equal(narrow.astype(np.float64), s_rows, equal_nan=True):
-                    self.s_dtype = np.dtype(probs_dtype)
-        kept = s_rows.astype(self.s_dtype)
-        if self.s_dtype != np.float64 and not np.array_equal(kept.astype(np.float64), s_rows, equal_nan=True):
-            self.s_dtype = np.dtype(np.float64)  # a later block holds other values: keep them all wide
-            self.s_blocks = [b.astype(np.float64) for b in self.s_blocks]
-            kept = np.array(s_rows, dtype=np.float64)
-        return kept
+            if self.decoding.mode == HALF:
+                self.s_dtype = np.dtype(np.float16)
+            elif self.decoding.mode == FLOAT and probs_dtype == np.float32:
+                self.s_dtype = np.dtype(np.float32)
+            else:  # float64, or quantised values (v / 255 is no float32)
+                self.s_dtype = np.dtype(np.float64)
+        return s_rows.astype(self.s_dtype)
 
     def _sum_afresh(self, n: int, stats: ImageStats) -> None:
         """Copy n's softmin sums and sum of s summed over its pixels (the image's s with its

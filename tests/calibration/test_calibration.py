@@ -325,7 +325,7 @@ def test_copies_from_the_shared_pass_equal_a_full_rescoring(tmp_path, monkeypatc
     _assert_same_copies(shared, full)
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.uint8, np.float64])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.uint8, np.float64])
 def test_copies_whose_patch_is_not_trusted_are_summed_afresh(tmp_path, monkeypatch, dtype):
     """With no rounding trusted, every copy's sums come from the image's kept s with its
     changed pixels' patched in: still the full rescoring's values."""
