@@ -154,3 +154,64 @@ def numbered(roots: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.
     unique, inverse = np.unique(roots[valid], return_inverse=True)
     ids[valid] = inverse
     return ids.reshape(shape), np.bincount(inverse, minlength=unique.size).astype(np.int64)
+
+
+@njit(cache=True, nogil=True)
+def component_table(roots, cols):
+    """The components of ``component_roots``' output (a grid ``cols`` wide), in row-major
+    order of their first cells, in two passes over it: their roots (first cells' flat
+    indices), sizes and (top, bottom, left, right) bounding boxes, inclusive.
+
+    ``sizes[k]`` is ``component_sizes(roots)[firsts[k]]``.
+    """
+    n = roots.size
+    slot = np.empty(n, np.int64)  # read only at roots, written before
+    count = 0
+    for i in range(n):
+        if roots[i] == i:
+            slot[i] = count
+            count += 1
+    firsts = np.empty(count, np.int64)
+    sizes = np.zeros(count, np.int64)
+    boxes = np.empty((count, 4), np.int64)
+    for i in range(n):
+        root = roots[i]
+        if root < 0:
+            continue
+        k = slot[root]
+        r, c = i // cols, i % cols
+        if root == i:
+            firsts[k] = i
+            boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = r, r, c, c
+        else:
+            boxes[k, 1] = r  # rows only grow
+            boxes[k, 2] = min(boxes[k, 2], c)
+            boxes[k, 3] = max(boxes[k, 3], c)
+        sizes[k] += 1
+    return firsts, sizes, boxes
+
+
+@njit(cache=True, nogil=True)
+def value_counts(values, keep):
+    """Cells per value of ``values`` where ``keep`` (``np.bincount(values[keep])``) and the
+    smallest such value; counts are empty when that is < 0 or there is none."""
+    low, high = 0, -1
+    first = True
+    flat, kept = values.ravel(), keep.ravel()
+    for i in range(flat.size):
+        if kept[i]:
+            v = flat[i]
+            if first:
+                low = high = v
+                first = False
+            elif v < low:
+                low = v
+            elif v > high:
+                high = v
+    if first or low < 0:
+        return np.zeros(0, np.int64), low
+    counts = np.zeros(high + 1, np.int64)
+    for i in range(flat.size):
+        if kept[i]:
+            counts[flat[i]] += 1
+    return counts, low

@@ -46,7 +46,8 @@ def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def shifted_region(regions: np.ndarray, region: int, samples: np.ndarray,
-                   bbox: tuple[int, int, int, int] | None = None) -> tuple[tuple[slice, slice], np.ndarray]:
+                   bbox: tuple[int, int, int, int] | None = None, *, origin: tuple[int, int] = (0, 0),
+                   shape: tuple[int, int] | None = None) -> tuple[tuple[slice, slice], np.ndarray]:
     """The pixels of one region after its outline moves radially by f(angle).
 
     ``regions`` is the component map, ``samples`` the spline's knot values in pixels.
@@ -56,11 +57,16 @@ def shifted_region(regions: np.ndarray, region: int, samples: np.ndarray,
     a region touching the border keeps touching it. Returns the window (bounding box grown
     by the largest displacement) and the new region inside it. ``bbox`` is the region's
     (top, bottom, left, right), inclusive, when already known.
+
+    ``regions`` may be a window of the component map at ``origin`` in an image of ``shape``
+    (then ``bbox`` is required, in the image's coordinates, and inside the window): the
+    region has no pixel outside it, so the result is the same.
     """
-    height, width = regions.shape
+    height, width = regions.shape if shape is None else shape
+    oy, ox = origin
     if bbox is None:
         rows, cols = np.nonzero(regions == region)
-        bbox = (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max()))
+        bbox = (int(rows.min()) + oy, int(rows.max()) + oy, int(cols.min()) + ox, int(cols.max()) + ox)
     y0, y1, x0, x1 = bbox
     cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
     reach = math.ceil(np.abs(periodic_cubic(samples, np.linspace(0, 2 * math.pi, 721))).max()) + 2
@@ -73,7 +79,14 @@ def shifted_region(regions: np.ndarray, region: int, samples: np.ndarray,
     scale = np.divide(np.maximum(source, 0.0), radius, out=np.zeros_like(radius), where=radius > 0)
     sy = np.clip(np.rint(cy + dy * scale), 0, height - 1).astype(np.intp)
     sx = np.clip(np.rint(cx + dx * scale), 0, width - 1).astype(np.intp)
-    return window, regions[sy, sx] == region
+    if shape is None:
+        return window, regions[sy, sx] == region
+    sy -= oy
+    sx -= ox
+    within = (sy >= 0) & (sy < regions.shape[0]) & (sx >= 0) & (sx < regions.shape[1])
+    moved = np.zeros(within.shape, np.bool_)
+    moved[within] = regions[sy[within], sx[within]] == region
+    return window, moved
 
 
 @njit(cache=True, nogil=True)
@@ -137,6 +150,72 @@ def _nearest_outside(mask, labels):
 def nearest_outside(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``labels`` with every pixel of ``mask`` replaced by the label of a nearest pixel outside it."""
     return _nearest_outside(np.ascontiguousarray(mask, dtype=np.bool_), np.ascontiguousarray(labels))
+
+
+@njit(cache=True, nogil=True)
+def _reach(inside, top, left, scored):
+    """Bounding box (top, bottom, left, right), inclusive, of the pixels 4-connected to a
+    pixel of ``inside`` (a window of the image at ``top``, ``left``) through pixels that are
+    in ``inside`` or not ``scored``: the components of ``inside | ~scored`` that
+    :func:`_nearest_outside` fills ``inside`` from. (rows, -1, cols, -1) for none."""
+    rows, cols = scored.shape
+    height, width = inside.shape
+    seen = np.zeros((rows, cols), np.bool_)
+    stack = np.empty(rows * cols, np.int64)
+    box = np.array([rows, -1, cols, -1], np.int64)
+    top_ = 0
+    for a in range(height):
+        for b in range(width):
+            if not inside[a, b] or seen[top + a, left + b]:
+                continue
+            seen[top + a, left + b] = True
+            stack[top_] = (top + a) * cols + left + b
+            top_ += 1
+            while top_:
+                top_ -= 1
+                here = stack[top_]
+                i, j = here // cols, here % cols
+                box[0], box[1] = min(box[0], i), max(box[1], i)
+                box[2], box[3] = min(box[2], j), max(box[3], j)
+                for di, dj in ((-1, 0), (0, -1), (0, 1), (1, 0)):
+                    ni, nj = i + di, j + dj
+                    if not (0 <= ni < rows and 0 <= nj < cols) or seen[ni, nj]:
+                        continue
+                    a2, b2 = ni - top, nj - left
+                    if scored[ni, nj] and not (0 <= a2 < height and 0 <= b2 < width and inside[a2, b2]):
+                        continue
+                    seen[ni, nj] = True
+                    stack[top_] = ni * cols + nj
+                    top_ += 1
+    return box
+
+
+def nearest_outside_window(inside: np.ndarray, window: tuple[slice, slice], labels: np.ndarray,
+                           scored: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray]:
+    """:func:`nearest_outside` of ``inside | ~scored`` where only ``inside``'s pixels matter,
+    computed on a window of the image: ``inside`` is a bool window of the image at ``window``
+    (slices with explicit starts).
+
+    Returns ``(filled_window, fill)``: ``fill`` equals ``nearest_outside(full_inside | ~scored,
+    labels)[filled_window]`` at every pixel of ``inside`` (other pixels: no promise).
+
+    Why it is the same: the breadth-first fill moves only through the 4-connected component
+    of the mask a pixel is in, from that component's boundary pixels in raster order; the
+    window holds those components and a pixel more around them (what their seeds look at),
+    and keeps their raster order, so each of their pixels is filled as on the whole image.
+    """
+    rows, cols = labels.shape
+    top, left = window[0].start, window[1].start
+    y0, y1, x0, x1 = (int(v) for v in _reach(np.ascontiguousarray(inside), top, left, scored))
+    bottom, right = top + inside.shape[0], left + inside.shape[1]
+    if y1 < 0:  # nothing inside
+        y0, y1, x0, x1 = top, bottom - 1, left, right - 1
+    y0, y1 = max(0, min(y0, top) - 1), min(rows, max(y1 + 1, bottom - 1) + 1)
+    x0, x1 = max(0, min(x0, left) - 1), min(cols, max(x1 + 1, right - 1) + 1)
+    filled = (slice(y0, y1), slice(x0, x1))
+    mask = ~scored[filled]
+    mask[top - y0:bottom - y0, left - x0:right - x0] |= inside
+    return filled, _nearest_outside(mask, np.ascontiguousarray(labels[filled]))
 
 
 def boundary_pixels(mask: np.ndarray) -> np.ndarray:
