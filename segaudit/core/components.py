@@ -215,3 +215,96 @@ def value_counts(values, keep):
         if kept[i]:
             counts[flat[i]] += 1
     return counts, low
+
+
+@njit(cache=True, nogil=True)
+def _run_root(parent, r):
+    root = r
+    while parent[root] != root:
+        root = parent[root]
+    while parent[r] != root:  # path compression
+        parent[r], r = root, parent[r]
+    return root
+
+
+@njit(cache=True, nogil=True)
+def labelled_runs(values):
+    """:func:`component_roots` of ``(values, values)`` by runs, and its components' table.
+
+    A run is a row's maximal stretch of cells of one value >= 0; a run joins the runs of the
+    row above that hold its value and touch it or its diagonal ends. Runs are numbered in
+    row-major order and a union keeps the earlier one as the root, so a component's root
+    run starts at its first cell: the roots are :func:`component_roots`' (they depend on the
+    components only). Work is per run, not per cell, except writing the roots out.
+
+    Returns ``(roots, firsts, sizes, boxes)``: ``roots`` as :func:`component_roots`, and
+    :func:`component_table` of them.
+    """
+    rows, cols = values.shape
+    runs = 0  # counted first: a mask has few runs, and big scratch arrays cost page faults
+    for i in range(rows):
+        for j in range(cols):
+            v = values[i, j]
+            if v >= 0 and (j == 0 or v != values[i, j - 1]):
+                runs += 1
+    run_row = np.empty(runs, np.int32)
+    run_start = np.empty(runs, np.int32)
+    run_end = np.empty(runs, np.int32)  # inclusive
+    parent = np.empty(runs, np.int64)
+    n = 0
+    above0 = above1 = 0  # the runs of the row above: [above0, above1)
+    for i in range(rows):
+        here0 = n
+        j = 0
+        k = above0
+        while j < cols:
+            v = values[i, j]
+            if v < 0:
+                j += 1
+                continue
+            s = j
+            while j + 1 < cols and values[i, j + 1] == v:
+                j += 1
+            run_row[n], run_start[n], run_end[n], parent[n] = i, s, j, n
+            # The runs above touching s-1..j+1 (they are in column order).
+            while k < above1 and run_end[k] < s - 1:
+                k += 1
+            m = k
+            while m < above1 and run_start[m] <= j + 1:
+                if values[i - 1, run_start[m]] == v:
+                    a, b = _run_root(parent, n), _run_root(parent, m)
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+                m += 1
+            n += 1
+            j += 1
+        above0, above1 = here0, n
+    roots = np.full(rows * cols, -1, np.int64)
+    slot = np.empty(n, np.int64)
+    count = 0
+    for r in range(n):
+        root = _run_root(parent, r)
+        parent[r] = root
+        if root == r:
+            slot[r] = count
+            count += 1
+    firsts = np.empty(count, np.int64)
+    sizes = np.zeros(count, np.int64)
+    boxes = np.empty((count, 4), np.int64)
+    for r in range(n):
+        root = parent[r]
+        k = slot[root]
+        i, s, e = run_row[r], run_start[r], run_end[r]
+        first = np.int64(run_row[root]) * cols + run_start[root]
+        base = np.int64(i) * cols
+        for j in range(s, e + 1):
+            roots[base + j] = first
+        if root == r:
+            firsts[k] = first
+            boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = i, i, s, e
+        else:
+            boxes[k, 1] = i  # rows only grow
+            boxes[k, 2] = min(boxes[k, 2], s)
+            boxes[k, 3] = max(boxes[k, 3], e)
+        sizes[k] += e - s + 1
+    return roots, firsts, sizes, boxes

@@ -153,40 +153,52 @@ def nearest_outside(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _reach(inside, top, left, scored):
+def _reach(inside, top, left, scored, limit):
     """Bounding box (top, bottom, left, right), inclusive, of the pixels 4-connected to a
     pixel of ``inside`` (a window of the image at ``top``, ``left``) through pixels that are
     in ``inside`` or not ``scored``: the components of ``inside | ~scored`` that
-    :func:`_nearest_outside` fills ``inside`` from. (rows, -1, cols, -1) for none."""
+    :func:`_nearest_outside` fills ``inside`` from. (rows, -1, cols, -1) for none.
+
+    The search stays within ``limit`` (top, bottom, left, right; exclusive ends), which holds
+    ``inside``'s window: the fifth value is 1 when a component leaves it (the box is then
+    incomplete), else 0. A small limit keeps the scratch arrays small.
+    """
     rows, cols = scored.shape
     height, width = inside.shape
-    seen = np.zeros((rows, cols), np.bool_)
-    stack = np.empty(rows * cols, np.int64)
-    box = np.array([rows, -1, cols, -1], np.int64)
-    top_ = 0
+    ly0, ly1, lx0, lx1 = limit[0], limit[1], limit[2], limit[3]
+    lcols = lx1 - lx0
+    seen = np.zeros((ly1 - ly0, lcols), np.bool_)
+    stack = np.empty((ly1 - ly0) * lcols, np.int64)
+    box = np.array([rows, -1, cols, -1, 0], np.int64)
+    depth = 0
     for a in range(height):
         for b in range(width):
-            if not inside[a, b] or seen[top + a, left + b]:
+            if not inside[a, b] or seen[top + a - ly0, left + b - lx0]:
                 continue
-            seen[top + a, left + b] = True
-            stack[top_] = (top + a) * cols + left + b
-            top_ += 1
-            while top_:
-                top_ -= 1
-                here = stack[top_]
-                i, j = here // cols, here % cols
+            seen[top + a - ly0, left + b - lx0] = True
+            stack[depth] = (top + a - ly0) * lcols + left + b - lx0
+            depth += 1
+            while depth:
+                depth -= 1
+                here = stack[depth]
+                i, j = here // lcols + ly0, here % lcols + lx0
                 box[0], box[1] = min(box[0], i), max(box[1], i)
                 box[2], box[3] = min(box[2], j), max(box[3], j)
                 for di, dj in ((-1, 0), (0, -1), (0, 1), (1, 0)):
                     ni, nj = i + di, j + dj
-                    if not (0 <= ni < rows and 0 <= nj < cols) or seen[ni, nj]:
+                    if not (0 <= ni < rows and 0 <= nj < cols):
                         continue
                     a2, b2 = ni - top, nj - left
                     if scored[ni, nj] and not (0 <= a2 < height and 0 <= b2 < width and inside[a2, b2]):
                         continue
-                    seen[ni, nj] = True
-                    stack[top_] = ni * cols + nj
-                    top_ += 1
+                    if not (ly0 <= ni < ly1 and lx0 <= nj < lx1):
+                        box[4] = 1
+                        return box
+                    if seen[ni - ly0, nj - lx0]:
+                        continue
+                    seen[ni - ly0, nj - lx0] = True
+                    stack[depth] = (ni - ly0) * lcols + nj - lx0
+                    depth += 1
     return box
 
 
@@ -206,8 +218,17 @@ def nearest_outside_window(inside: np.ndarray, window: tuple[slice, slice], labe
     """
     rows, cols = labels.shape
     top, left = window[0].start, window[1].start
-    y0, y1, x0, x1 = (int(v) for v in _reach(np.ascontiguousarray(inside), top, left, scored))
     bottom, right = top + inside.shape[0], left + inside.shape[1]
+    inside = np.ascontiguousarray(inside)
+    # First within the window and a margin (ignored pixels next to it are usually few),
+    # else on the whole image.
+    margin = 16 + max(inside.shape) // 4
+    limit = np.array([max(0, top - margin), min(rows, bottom + margin),
+                      max(0, left - margin), min(cols, right + margin)], np.int64)
+    box = _reach(inside, top, left, scored, limit)
+    if box[4]:
+        box = _reach(inside, top, left, scored, np.array([0, rows, 0, cols], np.int64))
+    y0, y1, x0, x1 = (int(v) for v in box[:4])
     if y1 < 0:  # nothing inside
         y0, y1, x0, x1 = top, bottom - 1, left, right - 1
     y0, y1 = max(0, min(y0, top) - 1), min(rows, max(y1 + 1, bottom - 1) + 1)
@@ -314,13 +335,47 @@ def move_boundary_by(labels: np.ndarray, cls: int, rng: np.random.Generator, mea
     The mean displacement is ``mean`` pixels. Gained pixels take ``cls`` except pixels in
     ``ignored``; lost pixels take the label of the nearest pixel outside ``cls``.
     """
-    old = labels == cls
-    value = boundary_displacement(old, rng, mean, correlation)
-    gained, lost = _paint(old, value)
     out = labels.copy()
-    if lost.any():
-        out[lost] = nearest_outside(old, labels)[lost]
-    if ignored is not None:
-        gained &= ~ignored
-    out[gained] = cls
+    window, moved = moved_boundary(labels, cls, rng, mean, correlation, ignored)
+    if window is not None:
+        out[window] = moved
     return out
+
+
+def moved_boundary(labels: np.ndarray, cls: int, rng: np.random.Generator, mean: float,
+                   correlation: float = DEFAULT_CORRELATION,
+                   ignored: np.ndarray | None = None) -> tuple[tuple[slice, slice] | None, np.ndarray | None]:
+    """:func:`move_boundary_by` on the window of the image it can change: ``(window, the
+    window's new labels)``, ``(None, None)`` when ``cls`` is absent (nothing changes).
+
+    The same draws and pixels as on the whole image: the boundary walk visits the boundary
+    in raster order, which a window keeps; a pixel is painted within ``ceil(|d|)`` of a
+    boundary pixel, so the class's bounding box grown by the largest ``|d|`` (at least 1)
+    holds every painted pixel and the 4-neighbours of every pixel of the class (what the
+    boundary and the nearest-outside fill of its components look at).
+    """
+    rows, cols = labels.shape
+    old = labels == cls
+    in_rows, in_cols = np.flatnonzero(old.any(axis=1)), np.flatnonzero(old.any(axis=0))
+    if not in_rows.size:
+        return None, None
+    y0, y1, x0, x1 = int(in_rows[0]), int(in_rows[-1]), int(in_cols[0]), int(in_cols[-1])
+    near = (slice(max(0, y0 - 1), min(rows, y1 + 2)), slice(max(0, x0 - 1), min(cols, x1 + 2)))
+    value = boundary_displacement(old[near], rng, mean, correlation)
+    drawn = value[~np.isnan(value)]
+    reach = max(1, math.ceil(np.abs(drawn).max())) if drawn.size else 1
+    window = (slice(max(0, y0 - reach), min(rows, y1 + reach + 1)),
+              slice(max(0, x0 - reach), min(cols, x1 + reach + 1)))
+    spread = np.full((window[0].stop - window[0].start, window[1].stop - window[1].start), np.nan)
+    spread[near[0].start - window[0].start:near[0].stop - window[0].start,
+           near[1].start - window[1].start:near[1].stop - window[1].start] = value
+    old = np.ascontiguousarray(old[window])
+    part = np.ascontiguousarray(labels[window])
+    gained, lost = _paint(old, spread)
+    out = part.copy()
+    if lost.any():
+        out[lost] = nearest_outside(old, part)[lost]
+    if ignored is not None:
+        gained &= ~ignored[window]
+    out[gained] = cls
+    return window, out

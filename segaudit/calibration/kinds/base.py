@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...core.components import component_roots, component_table, components_of, value_counts
+from ...core.components import components_of, labelled_runs, value_counts
 from ...core.outlines import components, nearest_outside, nearest_outside_window, shifted_region
 
 #: A component is an object when it holds at least this share of the image's scored
@@ -68,12 +68,35 @@ def class_counts(mask: Mask) -> tuple[np.ndarray, np.ndarray]:
     return mask.memo["classes"]
 
 
+def unscored_values(mask: Mask) -> np.ndarray:
+    """The values of the mask's ignored pixels, ascending (``np.unique``), found once per mask."""
+    if "unscored_values" not in mask.memo:
+        mask.memo["unscored_values"] = np.unique(mask.labels[~mask.scored])
+    return mask.memo["unscored_values"]
+
+
+def class_objects(mask: Mask, cls: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The 8-connected regions of scored class ``cls`` from the mask's shared components, in
+    row-major order of their first pixels (as :func:`class_regions` numbers them): their
+    first pixels' flat indices and (top, bottom, left, right) boxes, inclusive. None when
+    the class also has ignored pixels (its regions are then not the shared components')."""
+    if np.isin(cls, unscored_values(mask)):
+        return None
+    _component_roots(mask)
+    firsts, _, boxes = mask.memo["components"]
+    ours = mask.labels.ravel()[firsts] == cls
+    return firsts[ours], boxes[ours]
+
+
 def _component_roots(mask: Mask) -> np.ndarray:
     """Each pixel's 8-connected component of one scored class, as the flat index of its
     first pixel (-1 where ignored): computed once per mask."""
     if "roots" not in mask.memo:
+        # By runs (a mask's rows are long runs of a class): component_roots(first, first)'s
+        # roots, and the components' table with them.
         first = np.where(mask.scored, mask.labels, -1).astype(np.int32, copy=False)
-        mask.memo["roots"] = component_roots(first, first)
+        roots, *table = labelled_runs(first)
+        mask.memo["roots"], mask.memo["components"] = roots, table
     return mask.memo["roots"]
 
 
@@ -88,7 +111,7 @@ def objects(mask: Mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if "objects" not in mask.memo:
         roots = _component_roots(mask)
         scored = int(class_counts(mask)[1].sum())  # every scored pixel holds a class counted
-        firsts, sizes, boxes = component_table(roots, mask.labels.shape[1])
+        firsts, sizes, boxes = mask.memo["components"]
         low = max(MIN_OBJECT_PIXELS, MIN_OBJECT_SHARE * scored)
         sized = (sizes >= low) & (sizes <= MAX_OBJECT_SHARE * scored)
         mask.memo["objects"] = (roots.reshape(mask.labels.shape), firsts[sized], boxes[sized])
