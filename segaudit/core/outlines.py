@@ -26,10 +26,28 @@ def periodic_cubic(samples: np.ndarray, angles: np.ndarray) -> np.ndarray:
     derivatives M solve the cyclic system M[i-1] + 4 M[i] + M[i+1] = 6 (y[i-1] - 2 y[i] + y[i+1]) / h^2.
     """
     y = np.asarray(samples, dtype=np.float64)
+    return _spline_at(y, _spline_moments(y), angles)
+
+
+_SYSTEMS: dict[int, np.ndarray] = {}
+
+
+def _spline_moments(y: np.ndarray) -> np.ndarray:
+    """The second derivatives M of :func:`periodic_cubic`'s spline through ``y`` (float64)."""
     n = y.size
     h = 2 * math.pi / n
-    system = 4 * np.eye(n) + np.roll(np.eye(n), 1, axis=1) + np.roll(np.eye(n), -1, axis=1)
-    m = np.linalg.solve(system, 6 * (np.roll(y, 1) - 2 * y + np.roll(y, -1)) / h**2)
+    system = _SYSTEMS.get(n)
+    if system is None:  # the same matrix for every spline of n knots
+        system = 4 * np.eye(n) + np.roll(np.eye(n), 1, axis=1) + np.roll(np.eye(n), -1, axis=1)
+        system.flags.writeable = False
+        _SYSTEMS[n] = system
+    return np.linalg.solve(system, 6 * (np.roll(y, 1) - 2 * y + np.roll(y, -1)) / h**2)
+
+
+def _spline_at(y: np.ndarray, m: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """:func:`periodic_cubic` through ``y`` with moments ``m``, at ``angles``."""
+    n = y.size
+    h = 2 * math.pi / n
     position = np.mod(np.asarray(angles, dtype=np.float64), 2 * math.pi) / h
     i = np.minimum(np.floor(position).astype(np.int64), n - 1)
     t = position - i
@@ -69,13 +87,15 @@ def shifted_region(regions: np.ndarray, region: int, samples: np.ndarray,
         bbox = (int(rows.min()) + oy, int(rows.max()) + oy, int(cols.min()) + ox, int(cols.max()) + ox)
     y0, y1, x0, x1 = bbox
     cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
-    reach = math.ceil(np.abs(periodic_cubic(samples, np.linspace(0, 2 * math.pi, 721))).max()) + 2
+    y = np.asarray(samples, dtype=np.float64)
+    moments = _spline_moments(y)  # once for both evaluations
+    reach = math.ceil(np.abs(_spline_at(y, moments, np.linspace(0, 2 * math.pi, 721))).max()) + 2
     window = (slice(max(0, y0 - reach), min(height, y1 + reach + 1)),
               slice(max(0, x0 - reach), min(width, x1 + reach + 1)))
     yy, xx = np.mgrid[window]
     dy, dx = yy - cy, xx - cx
     radius = np.hypot(dy, dx)
-    source = radius - periodic_cubic(samples, np.arctan2(dy, dx))
+    source = radius - _spline_at(y, moments, np.arctan2(dy, dx))
     scale = np.divide(np.maximum(source, 0.0), radius, out=np.zeros_like(radius), where=radius > 0)
     sy = np.clip(np.rint(cy + dy * scale), 0, height - 1).astype(np.intp)
     sx = np.clip(np.rint(cx + dx * scale), 0, width - 1).astype(np.intp)
@@ -220,6 +240,11 @@ def nearest_outside_window(inside: np.ndarray, window: tuple[slice, slice], labe
     top, left = window[0].start, window[1].start
     bottom, right = top + inside.shape[0], left + inside.shape[1]
     inside = np.ascontiguousarray(inside)
+    if 4 * inside.size > rows * cols:  # a big part of the image: the search would not pay
+        filled = (slice(0, rows), slice(0, cols))
+        mask = ~scored
+        mask[window] |= inside
+        return filled, _nearest_outside(mask, np.ascontiguousarray(labels))
     # First within the window and a margin (ignored pixels next to it are usually few),
     # else on the whole image.
     margin = 16 + max(inside.shape) // 4
@@ -286,30 +311,56 @@ def _walk(edge, eps, mean, spread, rho):
     return value
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _half_width(dy2, r2, reach, strict):
+    """The largest dx <= reach with dy2 + dx * dx <= r2 (< r2 when ``strict``), -1 for none:
+    the same integer-to-float comparison :func:`_paint` makes for each pixel."""
+    dx = reach
+    while dx >= 0 and (dy2 + dx * dx >= r2 if strict else dy2 + dx * dx > r2):
+        dx -= 1
+    return dx
+
+
 @njit(cache=True, nogil=True)
 def _paint(mask, value):
     """Grow ``mask`` by a disc of radius d around each edge pixel with d > 0; shrink it by d < 0.
 
     Returns (gained, lost): pixels outside the mask within distance d of an edge pixel with
-    d > 0, and pixels of the mask closer than |d| to an edge pixel with d < 0.
+    d > 0, and pixels of the mask closer than |d| to an edge pixel with d < 0. Each disc is
+    walked row by row over its span only (the pixels the distance test keeps).
     """
+    return _paint_at(mask, value, 0, 0)
+
+
+@njit(cache=True, nogil=True)
+def _paint_at(mask, value, top, left):
+    """:func:`_paint` with ``value`` a window of ``mask``'s grid at ``top``, ``left`` (NaN
+    beyond it)."""
     rows, cols = mask.shape
     gained = np.zeros((rows, cols), np.bool_)
     lost = np.zeros((rows, cols), np.bool_)
-    for i in range(rows):
-        for j in range(cols):
-            d = value[i, j]
+    for vi in range(value.shape[0]):
+        for vj in range(value.shape[1]):
+            d = value[vi, vj]
+            i, j = vi + top, vj + left
             if math.isnan(d) or d == 0:
                 continue
             r = abs(d)
+            r2 = r * r
             reach = int(math.ceil(r))
+            strict = d < 0
             for ni in range(max(0, i - reach), min(rows, i + reach + 1)):
-                for nj in range(max(0, j - reach), min(cols, j + reach + 1)):
-                    dist2 = (ni - i) ** 2 + (nj - j) ** 2
-                    if d > 0 and dist2 <= r * r and not mask[ni, nj]:
-                        gained[ni, nj] = True
-                    elif d < 0 and dist2 < r * r and mask[ni, nj]:
-                        lost[ni, nj] = True
+                half = _half_width((ni - i) ** 2, r2, reach, strict)
+                if half < 0:
+                    continue
+                if strict:
+                    for nj in range(max(0, j - half), min(cols, j + half + 1)):
+                        if mask[ni, nj]:
+                            lost[ni, nj] = True
+                else:
+                    for nj in range(max(0, j - half), min(cols, j + half + 1)):
+                        if not mask[ni, nj]:
+                            gained[ni, nj] = True
     return gained, lost
 
 
@@ -336,17 +387,16 @@ def move_boundary_by(labels: np.ndarray, cls: int, rng: np.random.Generator, mea
     ``ignored``; lost pixels take the label of the nearest pixel outside ``cls``.
     """
     out = labels.copy()
-    window, moved = moved_boundary(labels, cls, rng, mean, correlation, ignored)
-    if window is not None:
-        out[window] = moved
+    move_boundary_into(out, labels, cls, rng, mean, correlation, ignored)
     return out
 
 
-def moved_boundary(labels: np.ndarray, cls: int, rng: np.random.Generator, mean: float,
-                   correlation: float = DEFAULT_CORRELATION,
-                   ignored: np.ndarray | None = None) -> tuple[tuple[slice, slice] | None, np.ndarray | None]:
-    """:func:`move_boundary_by` on the window of the image it can change: ``(window, the
-    window's new labels)``, ``(None, None)`` when ``cls`` is absent (nothing changes).
+def move_boundary_into(out: np.ndarray, labels: np.ndarray, cls: int, rng: np.random.Generator, mean: float,
+                       correlation: float = DEFAULT_CORRELATION,
+                       ignored: np.ndarray | None = None) -> tuple[slice, slice] | None:
+    """:func:`move_boundary_by` written into ``out`` (a copy of ``labels``), working on the
+    window of the image it can change only: returns that window (None when ``cls`` is absent
+    and nothing changes).
 
     The same draws and pixels as on the whole image: the boundary walk visits the boundary
     in raster order, which a window keeps; a pixel is painted within ``ceil(|d|)`` of a
@@ -358,7 +408,7 @@ def moved_boundary(labels: np.ndarray, cls: int, rng: np.random.Generator, mean:
     old = labels == cls
     in_rows, in_cols = np.flatnonzero(old.any(axis=1)), np.flatnonzero(old.any(axis=0))
     if not in_rows.size:
-        return None, None
+        return None
     y0, y1, x0, x1 = int(in_rows[0]), int(in_rows[-1]), int(in_cols[0]), int(in_cols[-1])
     near = (slice(max(0, y0 - 1), min(rows, y1 + 2)), slice(max(0, x0 - 1), min(cols, x1 + 2)))
     value = boundary_displacement(old[near], rng, mean, correlation)
@@ -366,16 +416,12 @@ def moved_boundary(labels: np.ndarray, cls: int, rng: np.random.Generator, mean:
     reach = max(1, math.ceil(np.abs(drawn).max())) if drawn.size else 1
     window = (slice(max(0, y0 - reach), min(rows, y1 + reach + 1)),
               slice(max(0, x0 - reach), min(cols, x1 + reach + 1)))
-    spread = np.full((window[0].stop - window[0].start, window[1].stop - window[1].start), np.nan)
-    spread[near[0].start - window[0].start:near[0].stop - window[0].start,
-           near[1].start - window[1].start:near[1].stop - window[1].start] = value
     old = np.ascontiguousarray(old[window])
-    part = np.ascontiguousarray(labels[window])
-    gained, lost = _paint(old, spread)
-    out = part.copy()
+    gained, lost = _paint_at(old, value, near[0].start - window[0].start, near[1].start - window[1].start)
+    part = out[window]
     if lost.any():
-        out[lost] = nearest_outside(old, part)[lost]
+        part[lost] = nearest_outside(old, labels[window])[lost]
     if ignored is not None:
         gained &= ~ignored[window]
-    out[gained] = cls
-    return window, out
+    part[gained] = cls
+    return window

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...core.outlines import DEFAULT_CORRELATION, moved_boundary
+from ...core.outlines import DEFAULT_CORRELATION, move_boundary_into
 from .base import Kind, changed_enough, class_counts, surrounding, unscored_values
 
 MEAN_SHARE = 0.01
@@ -25,9 +25,8 @@ def plant(mask, rng):
         return None
     cls = int(choices[int(rng.integers(choices.size))])
     mean = max(MIN_MEAN, MEAN_SHARE * mask.side)
-    window, moved = moved_boundary(mask.labels, cls, rng, mean, DEFAULT_CORRELATION, ~mask.scored)
     copy = mask.labels.copy()
-    copy[window] = moved
+    window = move_boundary_into(copy, mask.labels, cls, rng, mean, DEFAULT_CORRELATION, ~mask.scored)
     # A lost pixel whose nearest outside pixel is ignored takes the nearest scored class
     # instead: a copy keeps exactly its mask's scored pixels.
     ignored_values = unscored_values(mask)
