@@ -227,8 +227,7 @@ def _run_root(parent, r):
     return root
 
 
-@njit(cache=True, nogil=True)
-def labelled_runs(values):
+def labelled_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`component_roots` of ``(values, values)`` by runs, and its components' table.
 
     A run is a row's maximal stretch of cells of one value >= 0; a run joins the runs of the
@@ -237,9 +236,17 @@ def labelled_runs(values):
     run starts at its first cell: the roots are :func:`component_roots`' (they depend on the
     components only). Work is per run, not per cell, except writing the roots out.
 
-    Returns ``(roots, firsts, sizes, boxes)``: ``roots`` as :func:`component_roots`, and
-    :func:`component_table` of them.
+    Returns ``(roots, firsts, sizes, boxes)``: ``roots`` as :func:`component_roots` (int32
+    when every flat index fits: half the memory to touch), and :func:`component_table` of
+    them.
     """
+    roots = np.empty(values.size, np.int32 if values.size < 2**31 else np.int64)
+    return (roots, *_labelled_runs(values, roots))
+
+
+@njit(cache=True, nogil=True)
+def _labelled_runs(values, roots):
+    """:func:`labelled_runs`, writing the roots into ``roots`` (every cell, once)."""
     rows, cols = values.shape
     runs = 0  # counted first: a mask has few runs, and big scratch arrays cost page faults
     for i in range(rows):
@@ -279,7 +286,6 @@ def labelled_runs(values):
             n += 1
             j += 1
         above0, above1 = here0, n
-    roots = np.full(rows * cols, -1, np.int64)
     slot = np.empty(n, np.int64)
     count = 0
     for r in range(n):
@@ -291,14 +297,18 @@ def labelled_runs(values):
     firsts = np.empty(count, np.int64)
     sizes = np.zeros(count, np.int64)
     boxes = np.empty((count, 4), np.int64)
+    done = 0  # cells before it are written
     for r in range(n):
         root = parent[r]
         k = slot[root]
         i, s, e = run_row[r], run_start[r], run_end[r]
         first = np.int64(run_row[root]) * cols + run_start[root]
         base = np.int64(i) * cols
+        for cell in range(done, base + s):  # cells in no run: in no component
+            roots[cell] = -1
         for j in range(s, e + 1):
             roots[base + j] = first
+        done = base + e + 1
         if root == r:
             firsts[k] = first
             boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = i, i, s, e
@@ -307,4 +317,6 @@ def labelled_runs(values):
             boxes[k, 2] = min(boxes[k, 2], s)
             boxes[k, 3] = max(boxes[k, 3], e)
         sizes[k] += e - s + 1
-    return roots, firsts, sizes, boxes
+    for cell in range(done, roots.size):
+        roots[cell] = -1
+    return firsts, sizes, boxes
