@@ -136,15 +136,26 @@ def _nearest_outside(mask, labels):
     Pixels outside the mask keep their own label. The BFS starts from the mask pixels that
     touch the outside, in raster order, so the result is deterministic.
     """
+    return _nearest_outside_of(mask, labels, mask)
+
+
+@njit(cache=True, nogil=True)
+def _nearest_outside_of(mask, labels, need):
+    """:func:`_nearest_outside` at the pixels of ``need`` (a part of ``mask``); other pixels
+    of the mask may be left unfilled. A pixel's label is set once, when the breadth-first
+    fill first reaches it, so the fill stops when every needed pixel has been reached."""
     rows, cols = mask.shape
     fill = labels.copy()
     seen = ~mask
     queue = np.empty(rows * cols, np.int64)
     head = tail = 0
+    missing = 0
     for i in range(rows):
         for j in range(cols):
             if not mask[i, j]:
                 continue
+            if need[i, j]:
+                missing += 1
             for di, dj in ((-1, 0), (0, -1), (0, 1), (1, 0)):
                 ni, nj = i + di, j + dj
                 if 0 <= ni < rows and 0 <= nj < cols and not mask[ni, nj]:
@@ -152,8 +163,10 @@ def _nearest_outside(mask, labels):
                     seen[i, j] = True
                     queue[tail] = i * cols + j
                     tail += 1
+                    if need[i, j]:
+                        missing -= 1
                     break
-    while head < tail:
+    while head < tail and missing > 0:
         here = queue[head]
         head += 1
         i, j = here // cols, here % cols
@@ -164,6 +177,8 @@ def _nearest_outside(mask, labels):
                 fill[ni, nj] = fill[i, j]
                 queue[tail] = ni * cols + nj
                 tail += 1
+                if need[ni, nj]:
+                    missing -= 1
     return fill
 
 
@@ -223,13 +238,14 @@ def _reach(inside, top, left, scored, limit):
 
 
 def nearest_outside_window(inside: np.ndarray, window: tuple[slice, slice], labels: np.ndarray,
-                           scored: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray]:
+                           scored: np.ndarray, need: np.ndarray | None = None) -> tuple[tuple[slice, slice], np.ndarray]:
     """:func:`nearest_outside` of ``inside | ~scored`` where only ``inside``'s pixels matter,
     computed on a window of the image: ``inside`` is a bool window of the image at ``window``
     (slices with explicit starts).
 
     Returns ``(filled_window, fill)``: ``fill`` equals ``nearest_outside(full_inside | ~scored,
-    labels)[filled_window]`` at every pixel of ``inside`` (other pixels: no promise).
+    labels)[filled_window]`` at every pixel of ``inside`` (other pixels: no promise), or of
+    ``need`` (a part of ``inside``, the same window) when given: the fill stops once they are.
 
     Why it is the same: the breadth-first fill moves only through the 4-connected component
     of the mask a pixel is in, from that component's boundary pixels in raster order; the
@@ -240,11 +256,15 @@ def nearest_outside_window(inside: np.ndarray, window: tuple[slice, slice], labe
     top, left = window[0].start, window[1].start
     bottom, right = top + inside.shape[0], left + inside.shape[1]
     inside = np.ascontiguousarray(inside)
+    if need is None:
+        need = inside
     if 4 * inside.size > rows * cols:  # a big part of the image: the search would not pay
         filled = (slice(0, rows), slice(0, cols))
         mask = ~scored
         mask[window] |= inside
-        return filled, _nearest_outside(mask, np.ascontiguousarray(labels))
+        wanted = np.zeros((rows, cols), np.bool_)
+        wanted[window] = need
+        return filled, _nearest_outside_of(mask, np.ascontiguousarray(labels), wanted)
     # First within the window and a margin (ignored pixels next to it are usually few),
     # else on the whole image.
     margin = 16 + max(inside.shape) // 4
@@ -261,7 +281,9 @@ def nearest_outside_window(inside: np.ndarray, window: tuple[slice, slice], labe
     filled = (slice(y0, y1), slice(x0, x1))
     mask = ~scored[filled]
     mask[top - y0:bottom - y0, left - x0:right - x0] |= inside
-    return filled, _nearest_outside(mask, np.ascontiguousarray(labels[filled]))
+    wanted = np.zeros(mask.shape, np.bool_)
+    wanted[top - y0:bottom - y0, left - x0:right - x0] = need
+    return filled, _nearest_outside_of(mask, np.ascontiguousarray(labels[filled]), wanted)
 
 
 def boundary_pixels(mask: np.ndarray) -> np.ndarray:
@@ -420,7 +442,7 @@ def move_boundary_into(out: np.ndarray, labels: np.ndarray, cls: int, rng: np.ra
     gained, lost = _paint_at(old, value, near[0].start - window[0].start, near[1].start - window[1].start)
     part = out[window]
     if lost.any():
-        part[lost] = nearest_outside(old, labels[window])[lost]
+        part[lost] = _nearest_outside_of(old, np.ascontiguousarray(labels[window]), lost)[lost]
     if ignored is not None:
         gained &= ~ignored[window]
     part[gained] = cls

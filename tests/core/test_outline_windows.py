@@ -40,6 +40,11 @@ def test_nearest_outside_window_fills_inside_as_the_whole_image_does(seed, heigh
     assert filled[0].start <= y0 and filled[1].start <= x0
     got = fill[y0 - filled[0].start:, x0 - filled[1].start:][:inside.shape[0], :inside.shape[1]]
     np.testing.assert_array_equal(got[inside], want[inside])
+    # Only some pixels needed: the fill may stop early, those pixels are the same.
+    need = inside & (rng.random(inside.shape) < 0.3)
+    filled, fill = nearest_outside_window(inside, window, labels, scored, need)
+    got = fill[y0 - filled[0].start:, x0 - filled[1].start:][:inside.shape[0], :inside.shape[1]]
+    np.testing.assert_array_equal(got[need], want[need])
 
 
 @settings(max_examples=100, deadline=None)

@@ -153,16 +153,18 @@ def missed(mask: Mask, inside: np.ndarray, window: tuple[slice, slice] | None = 
     return np.where(inside, np.int32(mask.unlabeled), mask.labels if window is None else mask.labels[window])
 
 
-def surrounding(mask: Mask, inside: np.ndarray, window: tuple[slice, slice] | None = None) -> np.ndarray:
+def surrounding(mask: Mask, inside: np.ndarray, window: tuple[slice, slice] | None = None,
+                need: np.ndarray | None = None) -> np.ndarray:
     """``labels`` with ``inside`` filled from the nearest scored pixel outside it.
 
     With a ``window`` (slices with starts), ``inside`` is that window of the image, and so is
-    the result, whose values count only at ``inside``'s pixels: the same values there,
-    computed on the image's part the fill can reach from them only.
+    the result, whose values count only at ``inside``'s pixels (at ``need``'s, a part of
+    ``inside``, when given): the same values there, computed on the image's part the fill
+    can reach from them only.
     """
     if window is None:
         return nearest_outside(inside | ~mask.scored, mask.labels)
-    filled, fill = nearest_outside_window(inside, window, mask.labels, mask.scored)
+    filled, fill = nearest_outside_window(inside, window, mask.labels, mask.scored, need)
     top, left = window[0].start - filled[0].start, window[1].start - filled[1].start
     return fill[top:top + inside.shape[0], left:left + inside.shape[1]]
 
@@ -207,7 +209,7 @@ def redrawn(mask: Mask, old: np.ndarray, new: np.ndarray, cls: int,
     part = copy if window is None else copy[window]
     lost = old & ~new
     if lost.any():
-        part[lost] = surrounding(mask, old, window)[lost]
+        part[lost] = surrounding(mask, old, window, need=lost if window is not None else None)[lost]
     part[new & ~old & (mask.scored if window is None else mask.scored[window])] = cls
     return changed_enough(mask, copy, window)
 

@@ -41,7 +41,8 @@ def plant(mask, rng):
     part = copy[window]
     lost_to_ignored = mask.scored[window] & np.isin(part, ignored_values)
     if lost_to_ignored.any():
-        part[lost_to_ignored] = surrounding(mask, mask.labels[window] == cls, window)[lost_to_ignored]
+        part[lost_to_ignored] = surrounding(mask, mask.labels[window] == cls, window,
+                                            need=lost_to_ignored)[lost_to_ignored]
     return changed_enough(mask, copy, window)
 
 
