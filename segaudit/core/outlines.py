@@ -30,6 +30,9 @@ def periodic_cubic(samples: np.ndarray, angles: np.ndarray) -> np.ndarray:
 
 
 _SYSTEMS: dict[int, np.ndarray] = {}
+#: The angles at which shifted_region finds an outline's largest move.
+_REACH_ANGLES = np.linspace(0, 2 * math.pi, 721)
+_REACH_ANGLES.flags.writeable = False
 
 
 def _spline_moments(y: np.ndarray) -> np.ndarray:
@@ -89,7 +92,7 @@ def shifted_region(regions: np.ndarray, region: int, samples: np.ndarray,
     cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
     y = np.asarray(samples, dtype=np.float64)
     moments = _spline_moments(y)  # once for both evaluations
-    reach = math.ceil(np.abs(_spline_at(y, moments, np.linspace(0, 2 * math.pi, 721))).max()) + 2
+    reach = math.ceil(np.abs(_spline_at(y, moments, _REACH_ANGLES)).max()) + 2
     window = (slice(max(0, y0 - reach), min(height, y1 + reach + 1)),
               slice(max(0, x0 - reach), min(width, x1 + reach + 1)))
     yy, xx = np.mgrid[window]
@@ -398,7 +401,9 @@ def boundary_displacement(mask: np.ndarray, rng: np.random.Generator, mean: floa
     side = 1.0 if rng.random() < 0.5 else -1.0
     eps = rng.standard_normal(int(edge.sum()))
     rho = math.exp(-1.0 / correlation)
-    return side * _walk(edge, eps, float(mean), float(mean) / 2, rho)
+    value = _walk(edge, eps, float(mean), float(mean) / 2, rho)
+    value *= side  # in place: a sign, exact, and no second grid
+    return value
 
 
 def move_boundary_by(labels: np.ndarray, cls: int, rng: np.random.Generator, mean: float,

@@ -71,7 +71,11 @@ def class_counts(mask: Mask) -> tuple[np.ndarray, np.ndarray]:
 def unscored_values(mask: Mask) -> np.ndarray:
     """The values of the mask's ignored pixels, ascending (``np.unique``), found once per mask."""
     if "unscored_values" not in mask.memo:
-        mask.memo["unscored_values"] = np.unique(mask.labels[~mask.scored])
+        values = mask.labels[~mask.scored]
+        if values.size and values.min() >= 0:  # np.unique's values, by counting instead of sorting
+            mask.memo["unscored_values"] = np.flatnonzero(np.bincount(values)).astype(values.dtype)
+        else:
+            mask.memo["unscored_values"] = np.unique(values)
     return mask.memo["unscored_values"]
 
 
