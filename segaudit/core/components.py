@@ -195,9 +195,27 @@ def component_table(roots, cols):
 def value_counts(values, keep):
     """Cells per value of ``values`` where ``keep`` (``np.bincount(values[keep])``) and the
     smallest such value; counts are empty when that is < 0 or there is none."""
+    flat, kept = values.ravel(), keep.ravel()
+    # One pass when every value is a byte's (a mask's classes usually are), else two.
+    small = np.zeros(256, np.int64)
+    fits = True
+    for i in range(flat.size):
+        if kept[i]:
+            v = flat[i]
+            if v < 0 or v >= 256:
+                fits = False
+                break
+            small[v] += 1
+    if fits:
+        high = 255
+        while high >= 0 and small[high] == 0:
+            high -= 1
+        low = 0
+        while low <= high and small[low] == 0:
+            low += 1
+        return small[:high + 1].copy(), (low if high >= 0 else 0)
     low, high = 0, -1
     first = True
-    flat, kept = values.ravel(), keep.ravel()
     for i in range(flat.size):
         if kept[i]:
             v = flat[i]
