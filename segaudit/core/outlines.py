@@ -360,32 +360,79 @@ def _paint(mask, value):
 @njit(cache=True, nogil=True)
 def _paint_at(mask, value, top, left):
     """:func:`_paint` with ``value`` a window of ``mask``'s grid at ``top``, ``left`` (NaN
-    beyond it)."""
+    beyond it).
+
+    Row by row: each disc's span in the row is added to a difference array (+1 at its
+    start, -1 past its end), whose running sum is then the number of discs covering each
+    pixel of the row; one pass over the row instead of one per disc.
+    """
     rows, cols = mask.shape
     gained = np.zeros((rows, cols), np.bool_)
     lost = np.zeros((rows, cols), np.bool_)
+    n = 0
     for vi in range(value.shape[0]):
         for vj in range(value.shape[1]):
             d = value[vi, vj]
-            i, j = vi + top, vj + left
+            if not math.isnan(d) and d != 0:
+                n += 1
+    # The painting pixels in raster order: row, column, radius squared, reach, shrinking.
+    at_row = np.empty(n, np.int64)
+    at_col = np.empty(n, np.int64)
+    radius2 = np.empty(n, np.float64)
+    reaches = np.empty(n, np.int64)
+    shrinks = np.empty(n, np.bool_)
+    widest = 0
+    k = 0
+    for vi in range(value.shape[0]):
+        for vj in range(value.shape[1]):
+            d = value[vi, vj]
             if math.isnan(d) or d == 0:
                 continue
             r = abs(d)
-            r2 = r * r
-            reach = int(math.ceil(r))
-            strict = d < 0
-            for ni in range(max(0, i - reach), min(rows, i + reach + 1)):
-                half = _half_width((ni - i) ** 2, r2, reach, strict)
-                if half < 0:
-                    continue
-                if strict:
-                    for nj in range(max(0, j - half), min(cols, j + half + 1)):
-                        if mask[ni, nj]:
-                            lost[ni, nj] = True
-                else:
-                    for nj in range(max(0, j - half), min(cols, j + half + 1)):
-                        if not mask[ni, nj]:
-                            gained[ni, nj] = True
+            at_row[k], at_col[k] = vi + top, vj + left
+            radius2[k] = r * r
+            reaches[k] = int(math.ceil(r))
+            shrinks[k] = d < 0
+            widest = max(widest, reaches[k])
+            k += 1
+    grow = np.zeros(cols + 1, np.int32)
+    shrink = np.zeros(cols + 1, np.int32)
+    first = 0  # the first painting pixel at most `widest` rows above the row
+    for ni in range(rows):
+        while first < n and at_row[first] < ni - widest:
+            first += 1
+        grows = shrinks_here = False
+        e = first
+        while e < n and at_row[e] <= ni + widest:
+            dy = ni - at_row[e]
+            if -reaches[e] <= dy <= reaches[e]:
+                half = _half_width(dy * dy, radius2[e], reaches[e], shrinks[e])
+                if half >= 0:
+                    a, b = max(0, at_col[e] - half), min(cols, at_col[e] + half + 1)
+                    if a < b:
+                        if shrinks[e]:
+                            shrink[a] += 1
+                            shrink[b] -= 1
+                            shrinks_here = True
+                        else:
+                            grow[a] += 1
+                            grow[b] -= 1
+                            grows = True
+            e += 1
+        if grows:
+            covered = 0
+            for nj in range(cols + 1):
+                covered += grow[nj]
+                grow[nj] = 0
+                if covered > 0 and nj < cols and not mask[ni, nj]:
+                    gained[ni, nj] = True
+        if shrinks_here:
+            covered = 0
+            for nj in range(cols + 1):
+                covered += shrink[nj]
+                shrink[nj] = 0
+                if covered > 0 and nj < cols and mask[ni, nj]:
+                    lost[ni, nj] = True
     return gained, lost
 
 
