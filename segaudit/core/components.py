@@ -154,3 +154,187 @@ def numbered(roots: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.
     unique, inverse = np.unique(roots[valid], return_inverse=True)
     ids[valid] = inverse
     return ids.reshape(shape), np.bincount(inverse, minlength=unique.size).astype(np.int64)
+
+
+@njit(cache=True, nogil=True)
+def component_table(roots, cols):
+    """The components of ``component_roots``' output (a grid ``cols`` wide), in row-major
+    order of their first cells, in two passes over it: their roots (first cells' flat
+    indices), sizes and (top, bottom, left, right) bounding boxes, inclusive.
+
+    ``sizes[k]`` is ``component_sizes(roots)[firsts[k]]``.
+    """
+    n = roots.size
+    slot = np.empty(n, np.int64)  # read only at roots, written before
+    count = 0
+    for i in range(n):
+        if roots[i] == i:
+            slot[i] = count
+            count += 1
+    firsts = np.empty(count, np.int64)
+    sizes = np.zeros(count, np.int64)
+    boxes = np.empty((count, 4), np.int64)
+    for i in range(n):
+        root = roots[i]
+        if root < 0:
+            continue
+        k = slot[root]
+        r, c = i // cols, i % cols
+        if root == i:
+            firsts[k] = i
+            boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = r, r, c, c
+        else:
+            boxes[k, 1] = r  # rows only grow
+            boxes[k, 2] = min(boxes[k, 2], c)
+            boxes[k, 3] = max(boxes[k, 3], c)
+        sizes[k] += 1
+    return firsts, sizes, boxes
+
+
+@njit(cache=True, nogil=True)
+def value_counts(values, keep):
+    """Cells per value of ``values`` where ``keep`` (``np.bincount(values[keep])``) and the
+    smallest such value; counts are empty when that is < 0 or there is none."""
+    flat, kept = values.ravel(), keep.ravel()
+    # One pass when every value is a byte's (a mask's classes usually are), else two.
+    small = np.zeros(256, np.int64)
+    fits = True
+    for i in range(flat.size):
+        if kept[i]:
+            v = flat[i]
+            if v < 0 or v >= 256:
+                fits = False
+                break
+            small[v] += 1
+    if fits:
+        high = 255
+        while high >= 0 and small[high] == 0:
+            high -= 1
+        low = 0
+        while low <= high and small[low] == 0:
+            low += 1
+        return small[:high + 1].copy(), (low if high >= 0 else 0)
+    low, high = 0, -1
+    first = True
+    for i in range(flat.size):
+        if kept[i]:
+            v = flat[i]
+            if first:
+                low = high = v
+                first = False
+            elif v < low:
+                low = v
+            elif v > high:
+                high = v
+    if first or low < 0:
+        return np.zeros(0, np.int64), low
+    counts = np.zeros(high + 1, np.int64)
+    for i in range(flat.size):
+        if kept[i]:
+            counts[flat[i]] += 1
+    return counts, low
+
+
+@njit(cache=True, nogil=True)
+def _run_root(parent, r):
+    root = r
+    while parent[root] != root:
+        root = parent[root]
+    while parent[r] != root:  # path compression
+        parent[r], r = root, parent[r]
+    return root
+
+
+def labelled_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`component_roots` of ``(values, values)`` by runs, and its components' table.
+
+    A run is a row's maximal stretch of cells of one value >= 0; a run joins the runs of the
+    row above that hold its value and touch it or its diagonal ends. Runs are numbered in
+    row-major order and a union keeps the earlier one as the root, so a component's root
+    run starts at its first cell: the roots are :func:`component_roots`' (they depend on the
+    components only). Work is per run, not per cell, except writing the roots out.
+
+    Returns ``(roots, firsts, sizes, boxes)``: ``roots`` as :func:`component_roots` (int32
+    when every flat index fits: half the memory to touch), and :func:`component_table` of
+    them.
+    """
+    roots = np.empty(values.size, np.int32 if values.size < 2**31 else np.int64)
+    return (roots, *_labelled_runs(values, roots))
+
+
+@njit(cache=True, nogil=True)
+def _labelled_runs(values, roots):
+    """:func:`labelled_runs`, writing the roots into ``roots`` (every cell, once)."""
+    rows, cols = values.shape
+    runs = 0  # counted first: a mask has few runs, and big scratch arrays cost page faults
+    for i in range(rows):
+        for j in range(cols):
+            v = values[i, j]
+            if v >= 0 and (j == 0 or v != values[i, j - 1]):
+                runs += 1
+    run_row = np.empty(runs, np.int32)
+    run_start = np.empty(runs, np.int32)
+    run_end = np.empty(runs, np.int32)  # inclusive
+    parent = np.empty(runs, np.int64)
+    n = 0
+    above0 = above1 = 0  # the runs of the row above: [above0, above1)
+    for i in range(rows):
+        here0 = n
+        j = 0
+        k = above0
+        while j < cols:
+            v = values[i, j]
+            if v < 0:
+                j += 1
+                continue
+            s = j
+            while j + 1 < cols and values[i, j + 1] == v:
+                j += 1
+            run_row[n], run_start[n], run_end[n], parent[n] = i, s, j, n
+            # The runs above touching s-1..j+1 (they are in column order).
+            while k < above1 and run_end[k] < s - 1:
+                k += 1
+            m = k
+            while m < above1 and run_start[m] <= j + 1:
+                if values[i - 1, run_start[m]] == v:
+                    a, b = _run_root(parent, n), _run_root(parent, m)
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+                m += 1
+            n += 1
+            j += 1
+        above0, above1 = here0, n
+    slot = np.empty(n, np.int64)
+    count = 0
+    for r in range(n):
+        root = _run_root(parent, r)
+        parent[r] = root
+        if root == r:
+            slot[r] = count
+            count += 1
+    firsts = np.empty(count, np.int64)
+    sizes = np.zeros(count, np.int64)
+    boxes = np.empty((count, 4), np.int64)
+    done = 0  # cells before it are written
+    for r in range(n):
+        root = parent[r]
+        k = slot[root]
+        i, s, e = run_row[r], run_start[r], run_end[r]
+        first = np.int64(run_row[root]) * cols + run_start[root]
+        base = np.int64(i) * cols
+        for cell in range(done, base + s):  # cells in no run: in no component
+            roots[cell] = -1
+        for j in range(s, e + 1):
+            roots[base + j] = first
+        done = base + e + 1
+        if root == r:
+            firsts[k] = first
+            boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = i, i, s, e
+        else:
+            boxes[k, 1] = i  # rows only grow
+            boxes[k, 2] = min(boxes[k, 2], s)
+            boxes[k, 3] = max(boxes[k, 3], e)
+        sizes[k] += e - s + 1
+    for cell in range(done, roots.size):
+        roots[cell] = -1
+    return firsts, sizes, boxes

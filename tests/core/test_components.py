@@ -47,3 +47,43 @@ def test_one_value_s_components_sizes_and_boxes_match_their_definitions(seed, he
     for region in range(1, count + 1):
         rows, cols = np.nonzero(regions == region)
         assert tuple(boxes[region - 1]) == (rows.min(), rows.max(), cols.min(), cols.max())
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), height=st.integers(1, 12), width=st.integers(1, 12), values=st.integers(1, 3),
+       stretch=st.integers(1, 4))
+def test_labelled_runs_give_component_roots_and_its_table(seed, height, width, values, stretch):
+    """labelled_runs (by runs) gives component_roots' roots exactly, and component_table's
+    first cells, sizes and boxes, which match their definitions."""
+    from segaudit.core.components import component_sizes, component_table, labelled_runs
+
+    rng = np.random.default_rng(seed)
+    # Columns repeated: runs longer than one cell, as in real masks.
+    values_ = np.repeat(rng.integers(-1, values, size=(height, width)), stretch, axis=1).astype(np.int32)
+    roots = component_roots(values_, values_)
+    got_roots, firsts, sizes, boxes = labelled_runs(values_)
+    np.testing.assert_array_equal(got_roots, roots)
+    for got, want in zip((firsts, sizes, boxes), component_table(roots, values_.shape[1])):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(firsts, np.flatnonzero(roots == np.arange(roots.size)))
+    np.testing.assert_array_equal(sizes, component_sizes(roots)[firsts])
+    for first, box in zip(firsts, boxes):
+        rows, cols = np.nonzero((roots == first).reshape(values_.shape))
+        assert tuple(box) == (rows.min(), rows.max(), cols.min(), cols.max())
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), height=st.integers(1, 300), width=st.integers(1, 300))
+def test_value_counts_is_the_bincount_of_the_kept_values(seed, height, width):
+    from segaudit.core.components import value_counts
+
+    rng = np.random.default_rng(seed)
+    values = rng.integers(-1 if seed % 3 == 0 else 0, 1 + seed % 300, size=(height, width)).astype(np.int32)
+    keep = rng.random((height, width)) < 0.8
+    counts, low = value_counts(values, keep)
+    kept = values[keep]
+    if kept.size and kept.min() < 0:
+        assert low < 0 and counts.size == 0
+    else:
+        np.testing.assert_array_equal(counts, np.bincount(kept))
+        assert not kept.size or low == kept.min()

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...core.components import component_roots, component_sizes, components_of
-from ...core.outlines import components, nearest_outside, shifted_region
+from ...core.components import components_of, labelled_runs, value_counts
+from ...core.outlines import components, nearest_outside, nearest_outside_window, shifted_region
 
 #: A component is an object when it holds at least this share of the image's scored
 #: pixels (and MIN_OBJECT_PIXELS) and at most MAX_OBJECT_SHARE of them.
@@ -58,40 +58,67 @@ def class_counts(mask: Mask) -> tuple[np.ndarray, np.ndarray]:
     """The scored classes present (ascending, the labels' dtype) and their pixel counts:
     ``np.unique(labels[scored], return_counts=True)``, counted once per mask."""
     if "classes" not in mask.memo:
-        values = mask.labels[mask.scored]
-        if values.size and values.min() < 0:  # bincount counts from 0
-            classes, counts = np.unique(values, return_counts=True)
+        counts, low = value_counts(mask.labels, mask.scored)  # one pass, no copy of the scored values
+        if low < 0:  # bincount counts from 0
+            classes, counts = np.unique(mask.labels[mask.scored], return_counts=True)
         else:
-            counts = np.bincount(values)
             classes = np.flatnonzero(counts)
             classes, counts = classes.astype(mask.labels.dtype), counts[classes].astype(np.int64)
         mask.memo["classes"] = (classes, counts)
     return mask.memo["classes"]
 
 
+def unscored_values(mask: Mask) -> np.ndarray:
+    """The values of the mask's ignored pixels, ascending (``np.unique``), found once per mask."""
+    if "unscored_values" not in mask.memo:
+        values = mask.labels[~mask.scored]
+        if values.size and values.min() >= 0:  # np.unique's values, by counting instead of sorting
+            mask.memo["unscored_values"] = np.flatnonzero(np.bincount(values)).astype(values.dtype)
+        else:
+            mask.memo["unscored_values"] = np.unique(values)
+    return mask.memo["unscored_values"]
+
+
+def class_objects(mask: Mask, cls: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The 8-connected regions of scored class ``cls`` from the mask's shared components, in
+    row-major order of their first pixels (as :func:`class_regions` numbers them): their
+    first pixels' flat indices and (top, bottom, left, right) boxes, inclusive. None when
+    the class also has ignored pixels (its regions are then not the shared components')."""
+    if np.isin(cls, unscored_values(mask)):
+        return None
+    _component_roots(mask)
+    firsts, _, boxes = mask.memo["components"]
+    ours = mask.labels.ravel()[firsts] == cls
+    return firsts[ours], boxes[ours]
+
+
 def _component_roots(mask: Mask) -> np.ndarray:
     """Each pixel's 8-connected component of one scored class, as the flat index of its
     first pixel (-1 where ignored): computed once per mask."""
     if "roots" not in mask.memo:
+        # By runs (a mask's rows are long runs of a class): component_roots(first, first)'s
+        # roots, and the components' table with them.
         first = np.where(mask.scored, mask.labels, -1).astype(np.int32, copy=False)
-        mask.memo["roots"] = component_roots(first, first)
+        roots, *table = labelled_runs(first)
+        mask.memo["roots"], mask.memo["components"] = roots, table
     return mask.memo["roots"]
 
 
-def objects(mask: Mask) -> tuple[np.ndarray, np.ndarray]:
+def objects(mask: Mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The mask's objects: 8-connected components of one scored class.
 
-    Returns ``(roots, eligible)``: each pixel's component as the flat index of its first
-    pixel (-1 where ignored), and the roots of the components sized like objects, in
-    row-major order of their first pixels.
+    Returns ``(roots, eligible, boxes)``: each pixel's component as the flat index of its
+    first pixel (-1 where ignored), the roots of the components sized like objects, in
+    row-major order of their first pixels, and their (top, bottom, left, right) bounding
+    boxes, inclusive.
     """
     if "objects" not in mask.memo:
         roots = _component_roots(mask)
-        scored = int(mask.scored.sum())
-        sizes = component_sizes(roots)
+        scored = int(class_counts(mask)[1].sum())  # every scored pixel holds a class counted
+        firsts, sizes, boxes = mask.memo["components"]
         low = max(MIN_OBJECT_PIXELS, MIN_OBJECT_SHARE * scored)
-        eligible = np.flatnonzero((sizes >= low) & (sizes <= MAX_OBJECT_SHARE * scored))
-        mask.memo["objects"] = (roots.reshape(mask.labels.shape), eligible)
+        sized = (sizes >= low) & (sizes <= MAX_OBJECT_SHARE * scored)
+        mask.memo["objects"] = (roots.reshape(mask.labels.shape), firsts[sized], boxes[sized])
     return mask.memo["objects"]
 
 
@@ -107,26 +134,43 @@ def class_regions(mask: Mask, cls: int) -> tuple[np.ndarray, int]:
     return regions, int(count)
 
 
-def pick_object(mask: Mask, rng: np.random.Generator) -> tuple[np.ndarray, int] | None:
-    """One object chosen at random (each equally likely): its pixels and its class."""
-    roots, eligible = objects(mask)
+def pick_object(mask: Mask, rng: np.random.Generator) -> tuple[tuple[slice, slice], np.ndarray, int] | None:
+    """One object chosen at random (each equally likely): its bounding box's window of the
+    image, its pixels in that window and its class."""
+    roots, eligible, boxes = objects(mask)
     if not eligible.size:
         return None
-    chosen = int(eligible[int(rng.integers(eligible.size))])
-    return roots == chosen, int(mask.labels.flat[chosen])
+    pick = int(rng.integers(eligible.size))
+    chosen = int(eligible[pick])
+    top, bottom, left, right = (int(v) for v in boxes[pick])
+    window = (slice(top, bottom + 1), slice(left, right + 1))
+    return window, roots[window] == chosen, int(mask.labels.flat[chosen])
 
 
-def missed(mask: Mask, inside: np.ndarray) -> np.ndarray:
+def missed(mask: Mask, inside: np.ndarray, window: tuple[slice, slice] | None = None) -> np.ndarray:
     """``labels`` with ``inside`` annotated as a missed object is: the unlabeled class when
-    the dataset has a scored one, else the class around it (:func:`surrounding`)."""
+    the dataset has a scored one, else the class around it (:func:`surrounding`). With a
+    ``window``, ``inside`` is that window of the image and so is the result (its values
+    count only at ``inside``'s pixels)."""
     if mask.unlabeled is None:
-        return surrounding(mask, inside)
-    return np.where(inside, np.int32(mask.unlabeled), mask.labels)
+        return surrounding(mask, inside, window)
+    return np.where(inside, np.int32(mask.unlabeled), mask.labels if window is None else mask.labels[window])
 
 
-def surrounding(mask: Mask, inside: np.ndarray) -> np.ndarray:
-    """``labels`` with ``inside`` filled from the nearest scored pixel outside it."""
-    return nearest_outside(inside | ~mask.scored, mask.labels)
+def surrounding(mask: Mask, inside: np.ndarray, window: tuple[slice, slice] | None = None,
+                need: np.ndarray | None = None) -> np.ndarray:
+    """``labels`` with ``inside`` filled from the nearest scored pixel outside it.
+
+    With a ``window`` (slices with starts), ``inside`` is that window of the image, and so is
+    the result, whose values count only at ``inside``'s pixels (at ``need``'s, a part of
+    ``inside``, when given): the same values there, computed on the image's part the fill
+    can reach from them only.
+    """
+    if window is None:
+        return nearest_outside(inside | ~mask.scored, mask.labels)
+    filled, fill = nearest_outside_window(inside, window, mask.labels, mask.scored, need)
+    top, left = window[0].start - filled[0].start, window[1].start - filled[1].start
+    return fill[top:top + inside.shape[0], left:left + inside.shape[1]]
 
 
 #: Knots of the periodic spline an outline moves by (as ``segaudit corrupt --kind shift``).
@@ -147,26 +191,35 @@ def moved_outline(regions: np.ndarray, region: int, rng: np.random.Generator, sh
 
 
 def moved_window(regions: np.ndarray, region: int, bbox, rng: np.random.Generator, share: float,
-                 floor: float) -> tuple[tuple[slice, slice], np.ndarray]:
+                 floor: float, origin: tuple[int, int] = (0, 0),
+                 shape: tuple[int, int] | None = None) -> tuple[tuple[slice, slice], np.ndarray]:
     """:func:`moved_outline` of a region whose bounding box ``bbox`` (top, bottom, left,
-    right) is known: the window and the moved region inside it (nothing outside it)."""
+    right) is known: the window and the moved region inside it (nothing outside it).
+    ``regions`` may be a window at ``origin`` of an image of ``shape`` holding the region's
+    bounding box (as :func:`~segaudit.core.outlines.shifted_region`)."""
     bbox = tuple(int(v) for v in bbox)
     size = (bbox[1] - bbox[0] + 1 + bbox[3] - bbox[2] + 1) / 2
     samples = rng.normal(0.0, max(floor, share * size), OUTLINE_KNOTS)
-    return shifted_region(regions, region, samples, bbox)
+    return shifted_region(regions, region, samples, bbox, origin=origin, shape=shape)
 
 
-def redrawn(mask: Mask, old: np.ndarray, new: np.ndarray, cls: int) -> np.ndarray | None:
+def redrawn(mask: Mask, old: np.ndarray, new: np.ndarray, cls: int,
+            window: tuple[slice, slice] | None = None) -> np.ndarray | None:
     """The copy where ``cls`` covers ``new`` instead of ``old``: gained scored pixels take it,
-    lost ones the class around them (None when too little changed)."""
+    lost ones the class around them (None when too little changed). With a ``window``
+    (slices with starts), ``old`` and ``new`` are that window of the image and hold all of
+    the class's old and new pixels."""
     copy = mask.labels.copy()
+    part = copy if window is None else copy[window]
     lost = old & ~new
     if lost.any():
-        copy[lost] = surrounding(mask, old)[lost]
-    copy[new & ~old & mask.scored] = cls
-    return changed_enough(mask, copy)
+        part[lost] = surrounding(mask, old, window, need=lost if window is not None else None)[lost]
+    part[new & ~old & (mask.scored if window is None else mask.scored[window])] = cls
+    return changed_enough(mask, copy, window)
 
 
-def changed_enough(mask: Mask, copy: np.ndarray) -> np.ndarray | None:
-    """The copy, or None when it changes fewer than MIN_CHANGED pixels."""
-    return copy if int((copy != mask.labels).sum()) >= MIN_CHANGED else None
+def changed_enough(mask: Mask, copy: np.ndarray, window: tuple[slice, slice] | None = None) -> np.ndarray | None:
+    """The copy, or None when it changes fewer than MIN_CHANGED pixels (all of them inside
+    ``window`` when one is given)."""
+    changed = copy != mask.labels if window is None else copy[window] != mask.labels[window]
+    return copy if int(changed.sum()) >= MIN_CHANGED else None

@@ -16,11 +16,11 @@ def plant(mask, rng):
     picked = pick_object(mask, rng)
     if picked is None:
         return None
-    inside, cls = picked
+    window, inside, cls = picked  # the object's bounding box: nothing else changes
     present = class_counts(mask)[0]
     others = [int(c) for c in present if c != cls]
     if rng.random() < 0.5:
-        around = surrounding(mask, inside)[inside]
+        around = surrounding(mask, inside, window)[inside]
         around = around[around != cls]
         new = int(np.bincount(around).argmax()) if around.size else None
     else:
@@ -31,8 +31,8 @@ def plant(mask, rng):
             return None
         new = pool[int(rng.integers(len(pool)))]
     copy = mask.labels.copy()
-    copy[inside] = new
-    return changed_enough(mask, copy)
+    copy[window][inside] = new
+    return changed_enough(mask, copy, window)
 
 
 KIND = Kind(name="object_class", order=20, plant=plant,

@@ -15,10 +15,10 @@ def plant(mask, rng):
     picked = pick_object(mask, rng)
     if picked is None:
         return None
-    inside, _ = picked
+    window, inside, _ = picked  # the object's bounding box: nothing else changes
     copy = mask.labels.copy()
-    copy[inside] = missed(mask, inside)[inside]
-    return changed_enough(mask, copy)
+    copy[window][inside] = missed(mask, inside, window)[inside]
+    return changed_enough(mask, copy, window)
 
 
 KIND = Kind(name="object_drop", order=10, plant=plant,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Kind, moved_outline, pick_object, redrawn
+from .base import Kind, moved_window, pick_object, redrawn
 
 SIGMA = 0.15
 
@@ -19,8 +19,16 @@ def plant(mask, rng):
     picked = pick_object(mask, rng)
     if picked is None:
         return None
-    inside, cls = picked
-    return redrawn(mask, inside, moved_outline(inside.astype(np.int32), 1, rng, SIGMA, 1.0), cls)
+    box, inside, cls = picked
+    bbox = (box[0].start, box[0].stop - 1, box[1].start, box[1].stop - 1)
+    # The moved outline's window holds the object's box (it is that box grown by >= 2 pixels,
+    # within the image): both outlines, and every pixel that changes.
+    window, new = moved_window(inside.view(np.int8), 1, bbox, rng, SIGMA, 1.0,
+                               origin=(bbox[0], bbox[2]), shape=mask.labels.shape)
+    old = np.zeros_like(new)
+    old[box[0].start - window[0].start:box[0].stop - window[0].start,
+        box[1].start - window[1].start:box[1].stop - window[1].start] = inside
+    return redrawn(mask, old, new, cls, window)
 
 
 KIND = Kind(name="object_outline", order=30, plant=plant,
