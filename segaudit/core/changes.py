@@ -180,15 +180,45 @@ def _add_compensated(total, compensation, value):
     return t, compensation
 
 
+#: Terms summed plainly (in vector lanes) before their sum joins the compensated total.
+_CHUNK = 32
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _chunk_sums(s, mantissas, scales, start, stop):
+    """Σ w and Σ s·w over [start, stop) of w = mantissas * scales: a few terms, reassociated
+    into vector lanes (an error of at most about _CHUNK eps of their sum)."""
+    w_sum, v_sum = 0.0, 0.0
+    for i in range(start, stop):
+        w = mantissas[i] * scales[i]
+        w_sum += w
+        v_sum += s[i] * w
+    return w_sum, v_sum
+
+
 @njit(cache=True, nogil=True)
 def _compensated_sums(s, mantissas, scales):
-    """Σ w and Σ s·w of the weights w = mantissas * scales, each with Neumaier's compensation."""
+    """Σ w and Σ s·w of the weights w = mantissas * scales: chunks of _CHUNK terms summed
+    in vector lanes, the chunks' sums added with Neumaier's compensation (so the error does
+    not grow with the number of terms)."""
     w_sum, w_c, v_sum, v_c = 0.0, 0.0, 0.0, 0.0
-    for i in range(s.shape[0]):
-        w = mantissas[i] * scales[i]
+    n = s.shape[0]
+    for start in range(0, n, _CHUNK):
+        w, v = _chunk_sums(s, mantissas, scales, start, min(n, start + _CHUNK))
         w_sum, w_c = _add_compensated(w_sum, w_c, w)
-        v_sum, v_c = _add_compensated(v_sum, v_c, s[i] * w)
+        v_sum, v_c = _add_compensated(v_sum, v_c, v)
     return w_sum + w_c, v_sum + v_c
+
+
+@njit(cache=True, nogil=True)
+def _scored(s):
+    """The values of ``s`` that are not NaN, in order."""
+    out = np.empty(s.shape[0])
+    n = 0
+    for i in range(s.shape[0]):
+        out[n] = s[i]
+        n += s[i] == s[i]
+    return out[:n]
 
 
 @njit(cache=True, nogil=True)
@@ -197,23 +227,26 @@ def _patched_softmin_sums(soft, sum_s, taus, s_old, s_new, out_soft, tolerance, 
     of s with the pixels whose s goes from s_old[i] to s_new[i] (NaN: not scored) taken off
     and put back; returns the new sum of s and whether every patched sum is within
     ``tolerance`` (an error bound, relative to the result)."""
-    old = s_old[s_old == s_old]  # the scored ones
-    new = s_new[s_new == s_new]
-    old_sum, old_c, new_sum, new_c = 0.0, 0.0, 0.0, 0.0
+    old = _scored(s_old)
+    new = _scored(s_new)
+    old_sum, old_c, new_sum, new_c, magnitude = 0.0, 0.0, 0.0, 0.0, abs(sum_s)
     for i in range(old.shape[0]):
         old_sum, old_c = _add_compensated(old_sum, old_c, old[i])
+        magnitude += abs(old[i])
     for i in range(new.shape[0]):
         new_sum, new_c = _add_compensated(new_sum, new_c, new[i])
+        magnitude += abs(new[i])
     old_sum += old_c
     new_sum += new_c
     patched_sum = (sum_s - old_sum) + new_sum
-    magnitude = abs(sum_s) + np.abs(old).sum() + np.abs(new).sum()
     trusted = rounding * magnitude <= tolerance * abs(patched_sum) or magnitude == 0.0
     size = max(old.shape[0], new.shape[0])
     mantissas = np.empty(size)
     exponents = np.empty(size, np.int64)
     scales = exponents.view(np.float64)
-    lowest_new = new.min() if new.shape[0] else np.inf
+    lowest_new = np.inf
+    for i in range(new.shape[0]):  # a loop, not new.min(): that would load numba.np.arraymath (and scipy) with the cached kernel
+        lowest_new = min(lowest_new, new[i])
     for j in range(taus.shape[0]):
         tau = taus[j]
         shift = soft[j, 0]
