@@ -177,24 +177,13 @@ def surrounding(mask: Mask, inside: np.ndarray, window: tuple[slice, slice] | No
 OUTLINE_KNOTS = 5
 
 
-def moved_outline(regions: np.ndarray, region: int, rng: np.random.Generator, share: float,
-                  floor: float) -> np.ndarray:
-    """One region of ``regions`` after its outline moves radially by a spline through 5
-    Gaussian samples of standard deviation ``share`` of its size (the mean side of its
-    bounding box), at least ``floor`` pixels: the pixels it covers then."""
-    rows, cols = np.nonzero(regions == region)
-    bbox = (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max()))
-    window, inside = moved_window(regions, region, bbox, rng, share, floor)
-    moved = np.zeros(regions.shape, np.bool_)
-    moved[window] = inside
-    return moved
-
-
 def moved_window(regions: np.ndarray, region: int, bbox, rng: np.random.Generator, share: float,
                  floor: float, origin: tuple[int, int] = (0, 0),
                  shape: tuple[int, int] | None = None) -> tuple[tuple[slice, slice], np.ndarray]:
-    """:func:`moved_outline` of a region whose bounding box ``bbox`` (top, bottom, left,
-    right) is known: the window and the moved region inside it (nothing outside it).
+    """One region of ``regions`` after its outline moves radially by a spline through 5
+    Gaussian samples of standard deviation ``share`` of its size (the mean side of its
+    bounding box ``bbox``: top, bottom, left, right), at least ``floor`` pixels: the window
+    and the moved region inside it (nothing outside it).
     ``regions`` may be a window at ``origin`` of an image of ``shape`` holding the region's
     bounding box (as :func:`~segaudit.core.outlines.shifted_region`)."""
     bbox = tuple(int(v) for v in bbox)
