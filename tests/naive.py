@@ -512,6 +512,20 @@ def objects(labels, scored):
     return found
 
 
+def component_table(roots, cols):
+    """The components of a component-root map (``component_roots``' output, a grid ``cols``
+    wide), in row-major order of their first cells: their roots (first cells' flat indices),
+    sizes and (top, bottom, left, right) bounding boxes, inclusive."""
+    roots = np.asarray(roots).ravel()
+    firsts = np.flatnonzero(roots == np.arange(roots.size))
+    sizes = np.array([(roots == f).sum() for f in firsts], np.int64)
+    boxes = np.empty((firsts.size, 4), np.int64)
+    for k, f in enumerate(firsts):
+        rows, columns = np.divmod(np.flatnonzero(roots == f), cols)
+        boxes[k] = rows.min(), rows.max(), columns.min(), columns.max()
+    return firsts.astype(np.int64), sizes, boxes
+
+
 def nearest_labels(mask, labels):
     """For each pixel of ``mask``: the set of labels of the pixels outside it at the least
     4-connected path distance (paths through the mask)."""

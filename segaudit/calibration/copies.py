@@ -90,8 +90,6 @@ class CopyScorer:
             self.grid_columns = grid_shape(height, self.width, factor, slice_rows)[1]
             self.s_blocks: list[np.ndarray] = []  # the image's s, for a copy whose patch is not trusted
             self.s_dtype = None
-            #: Copies whose sums were summed afresh (the patch's bound was not small enough).
-            self.resummed = 0
 
     @property
     def needs_scores(self) -> bool:
@@ -152,7 +150,6 @@ class CopyScorer:
         accumulate_scores(fresh, s)
         stats.soft[:] = fresh.soft
         stats.sums[0] = fresh.sums[0]
-        self.resummed += 1
 
     def _pool_changed(self, n: int, block, copy_rows: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
         """Pool again, from copy n's labels of the block (``copy_rows``), the block's cells

@@ -157,41 +157,6 @@ def numbered(roots: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.
 
 
 @njit(cache=True, nogil=True)
-def component_table(roots, cols):
-    """The components of ``component_roots``' output (a grid ``cols`` wide), in row-major
-    order of their first cells, in two passes over it: their roots (first cells' flat
-    indices), sizes and (top, bottom, left, right) bounding boxes, inclusive.
-
-    ``sizes[k]`` is ``component_sizes(roots)[firsts[k]]``.
-    """
-    n = roots.size
-    slot = np.empty(n, np.int64)  # read only at roots, written before
-    count = 0
-    for i in range(n):
-        if roots[i] == i:
-            slot[i] = count
-            count += 1
-    firsts = np.empty(count, np.int64)
-    sizes = np.zeros(count, np.int64)
-    boxes = np.empty((count, 4), np.int64)
-    for i in range(n):
-        root = roots[i]
-        if root < 0:
-            continue
-        k = slot[root]
-        r, c = i // cols, i % cols
-        if root == i:
-            firsts[k] = i
-            boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = r, r, c, c
-        else:
-            boxes[k, 1] = r  # rows only grow
-            boxes[k, 2] = min(boxes[k, 2], c)
-            boxes[k, 3] = max(boxes[k, 3], c)
-        sizes[k] += 1
-    return firsts, sizes, boxes
-
-
-@njit(cache=True, nogil=True)
 def value_counts(values, keep):
     """Cells per value of ``values`` where ``keep`` (``np.bincount(values[keep])``) and the
     smallest such value; counts are empty when that is < 0 or there is none."""
@@ -235,16 +200,6 @@ def value_counts(values, keep):
     return counts, low
 
 
-@njit(cache=True, nogil=True)
-def _run_root(parent, r):
-    root = r
-    while parent[root] != root:
-        root = parent[root]
-    while parent[r] != root:  # path compression
-        parent[r], r = root, parent[r]
-    return root
-
-
 def labelled_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`component_roots` of ``(values, values)`` by runs, and its components' table.
 
@@ -255,8 +210,9 @@ def labelled_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     components only). Work is per run, not per cell, except writing the roots out.
 
     Returns ``(roots, firsts, sizes, boxes)``: ``roots`` as :func:`component_roots` (int32
-    when every flat index fits: half the memory to touch), and :func:`component_table` of
-    them.
+    when every flat index fits: half the memory to touch), and its components in row-major
+    order of their first cells: their roots (first cells' flat indices), sizes and (top,
+    bottom, left, right) bounding boxes, inclusive.
     """
     roots = np.empty(values.size, np.int32 if values.size < 2**31 else np.int64)
     return (roots, *_labelled_runs(values, roots))
@@ -297,9 +253,7 @@ def _labelled_runs(values, roots):
             m = k
             while m < above1 and run_start[m] <= j + 1:
                 if values[i - 1, run_start[m]] == v:
-                    a, b = _run_root(parent, n), _run_root(parent, m)
-                    if a != b:
-                        parent[max(a, b)] = min(a, b)
+                    _union(parent, n, m)
                 m += 1
             n += 1
             j += 1
@@ -307,7 +261,7 @@ def _labelled_runs(values, roots):
     slot = np.empty(n, np.int64)
     count = 0
     for r in range(n):
-        root = _run_root(parent, r)
+        root = _find(parent, r)
         parent[r] = root
         if root == r:
             slot[r] = count

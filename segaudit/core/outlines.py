@@ -339,7 +339,7 @@ def _walk(edge, eps, mean, spread, rho):
 @njit(cache=True, nogil=True, inline="always")
 def _half_width(dy2, r2, reach, strict):
     """The largest dx <= reach with dy2 + dx * dx <= r2 (< r2 when ``strict``), -1 for none:
-    the same integer-to-float comparison :func:`_paint` makes for each pixel."""
+    a disc's half span in a row, by the per-pixel distance test :func:`_paint` defines."""
     dx = reach
     while dx >= 0 and (dy2 + dx * dx >= r2 if strict else dy2 + dx * dx > r2):
         dx -= 1

@@ -53,9 +53,9 @@ def test_one_value_s_components_sizes_and_boxes_match_their_definitions(seed, he
 @given(seed=st.integers(0, 2**32 - 1), height=st.integers(1, 12), width=st.integers(1, 12), values=st.integers(1, 3),
        stretch=st.integers(1, 4))
 def test_labelled_runs_give_component_roots_and_its_table(seed, height, width, values, stretch):
-    """labelled_runs (by runs) gives component_roots' roots exactly, and component_table's
-    first cells, sizes and boxes, which match their definitions."""
-    from segaudit.core.components import component_sizes, component_table, labelled_runs
+    """labelled_runs (by runs) gives component_roots' roots exactly, and the reference
+    table's first cells, sizes and boxes, which match their definitions."""
+    from segaudit.core.components import component_sizes, labelled_runs
 
     rng = np.random.default_rng(seed)
     # Columns repeated: runs longer than one cell, as in real masks.
@@ -63,7 +63,7 @@ def test_labelled_runs_give_component_roots_and_its_table(seed, height, width, v
     roots = component_roots(values_, values_)
     got_roots, firsts, sizes, boxes = labelled_runs(values_)
     np.testing.assert_array_equal(got_roots, roots)
-    for got, want in zip((firsts, sizes, boxes), component_table(roots, values_.shape[1])):
+    for got, want in zip((firsts, sizes, boxes), naive.component_table(roots, values_.shape[1])):
         np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(firsts, np.flatnonzero(roots == np.arange(roots.size)))
     np.testing.assert_array_equal(sizes, component_sizes(roots)[firsts])

@@ -71,11 +71,12 @@ def class_counts(mask: Mask) -> tuple[np.ndarray, np.ndarray]:
 def unscored_values(mask: Mask) -> np.ndarray:
     """The values of the mask's ignored pixels, ascending (``np.unique``), found once per mask."""
     if "unscored_values" not in mask.memo:
-        values = mask.labels[~mask.scored]
-        if values.size and values.min() >= 0:  # np.unique's values, by counting instead of sorting
-            mask.memo["unscored_values"] = np.flatnonzero(np.bincount(values)).astype(values.dtype)
+        unscored = ~mask.scored
+        counts, low = value_counts(mask.labels, unscored)  # np.unique's values, by counting
+        if low < 0:  # bincount counts from 0
+            mask.memo["unscored_values"] = np.unique(mask.labels[unscored])
         else:
-            mask.memo["unscored_values"] = np.unique(values)
+            mask.memo["unscored_values"] = np.flatnonzero(counts).astype(mask.labels.dtype)
     return mask.memo["unscored_values"]
 
 
