@@ -54,6 +54,11 @@ DISCOUNT_WEIGHTS = (0.0, 0.5, 1.0)
 MIN_REGIONS = 8
 #: Calibrated scores stay below 1 (a region is never certain): the top is clipped to this.
 MAX_SCORE = 0.999
+#: A planted kind of which less than this share has a region at or above the threshold is
+#: one the regions rarely find with this model: the terminal says so.
+KIND_RECALL_WARNING = 0.5
+#: ... when at least this many copies of it were planted (fewer tell too little).
+KIND_RECALL_MIN_COPIES = 5
 
 
 # --- isotonic regression (pool adjacent violators) ---------------------------------
@@ -215,6 +220,8 @@ class RegionCalibration:
     pair_share: dict = field(default_factory=dict)  # (annotated, likely) -> share of images
     n_images: int = 0
     set_aside: int = 0  # images left out of the fit as suspicious
+    #: Per planted kind: (copies with a planted region at or above the threshold, copies).
+    kind_recall: dict = field(default_factory=dict)
 
     def evidence(self, log_strength: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
         """log(strength) - pair_weight * log(share of images with a region of the pair)."""
@@ -249,6 +256,24 @@ class RegionCalibration:
                 f"{self.threshold:.3f} (planted precision {self.precision:.2f}, recall {self.recall:.2f}"
                 + (f", class-pair discount {self.pair_weight:g}" if self.pair_weight else "") + ")")
 
+    def hard_kinds(self) -> list[tuple[str, int, int]]:
+        """The planted kinds the regions rarely find at the threshold: (kind, found, copies),
+        those found in less than KIND_RECALL_WARNING of at least KIND_RECALL_MIN_COPIES copies."""
+        return [(kind, found, copies) for kind, (found, copies) in sorted(self.kind_recall.items())
+                if copies >= KIND_RECALL_MIN_COPIES and found < KIND_RECALL_WARNING * copies]
+
+    def hard_sentences(self) -> list[str]:
+        """One plain sentence naming the kinds of :meth:`hard_kinds` (none when there are none)."""
+        from ..outputs.calibration import phrase
+
+        hard = self.hard_kinds()
+        if not hard:
+            return []
+        listed = ", ".join(f"{phrase(kind)} ({found} of {copies})" for kind, found, copies in hard)
+        return [f"with this model, few planted errors of these kinds have a region at or above the threshold "
+                f"{self.threshold:.3f}, so regions and proposals will rarely show them: {listed}; look for them "
+                f"in the image ranking"]
+
     def to_dict(self) -> dict:
         """The run record's view: the outcome, and the fit (a few dozen numbers) so that
         ``overlay`` and ``export`` can score regions as the run did."""
@@ -257,6 +282,7 @@ class RegionCalibration:
                 "images": self.images, "set_aside": self.set_aside, "copies": self.copies,
                 "planted_regions": self.planted_regions, "other_regions": self.other_regions,
                 "n_images": self.n_images, "starts": list(self.starts), "values": list(self.values),
+                "kind_recall": {kind: list(pair) for kind, pair in sorted(self.kind_recall.items())},
                 "pairs": [[a, b, share] for (a, b), share in self.pair_share.items()]}
 
     @classmethod
@@ -288,6 +314,12 @@ class RegionCalibration:
                 fail(name, "a list of numbers")
         if len(starts) != len(values) or starts != sorted(starts):
             fail("starts", "increasing, as many as 'values'")
+        kind_recall = data.get("kind_recall", {})  # absent from records written before it existed
+        if not isinstance(kind_recall, dict) or not all(
+                isinstance(k, str) and isinstance(v, list) and len(v) == 2
+                and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in v) and v[0] <= v[1]
+                for k, v in kind_recall.items()):
+            fail("kind_recall", "a mapping of kind to [found, copies]")
         pairs = data.get("pairs")
         if not isinstance(pairs, list) or not all(
                 isinstance(p, list) and len(p) == 3 and all(isinstance(v, int) and not isinstance(v, bool) for v in p[:2])
@@ -299,7 +331,8 @@ class RegionCalibration:
                    planted_regions=whole("planted_regions"), other_regions=whole("other_regions"),
                    starts=tuple(float(v) for v in starts), values=tuple(float(v) for v in values),
                    pair_share={(int(a), int(b)): float(share) for a, b, share in pairs}, n_images=whole("n_images"),
-                   set_aside=whole("set_aside"))
+                   set_aside=whole("set_aside"),
+                   kind_recall={k: (int(v[0]), int(v[1])) for k, v in sorted(kind_recall.items())})
 
 
 def pair_shares(samples: list[ImageRegionSamples]) -> dict[tuple[int, int], float]:
@@ -349,6 +382,28 @@ def _flat(samples: list[ImageRegionSamples], skip: np.ndarray | None = None):
             np.array(copy_key, np.int64))
 
 
+def _every_copy(samples: list[ImageRegionSamples], skip: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Every planted copy of the images kept (those without any region too): keys and kinds."""
+    keys, kinds = [], []
+    for index, image in enumerate(samples):
+        if not skip[index]:
+            keys += [index * 64 + number for number in range(image.copies)]
+            kinds += list(image.kinds)
+    return np.array(keys, np.int64), kinds
+
+
+def kind_recall(scores: np.ndarray, planted: np.ndarray, copy_key: np.ndarray, every_copy: np.ndarray,
+                kinds: list[str], threshold: float) -> dict[str, tuple[int, int]]:
+    """Per kind: (copies with a planted region scoring at least ``threshold``, copies)."""
+    found = set(copy_key[planted & (scores >= threshold)].tolist())
+    out: dict[str, list[int]] = {}
+    for key, kind in zip(every_copy.tolist(), kinds):
+        row = out.setdefault(kind, [0, 0])
+        row[0] += key in found
+        row[1] += 1
+    return {kind: (row[0], row[1]) for kind, row in sorted(out.items())}
+
+
 def fit_region_calibration(samples: list[ImageRegionSamples], seed: int,
                            pair_weights: tuple[float, ...] = PAIR_WEIGHTS) -> RegionCalibration:
     """Fit the calibrated map and choose the threshold (the images in dataset order).
@@ -367,6 +422,7 @@ def fit_region_calibration(samples: list[ImageRegionSamples], seed: int,
     n_planted, n_other = int(planted.sum()), int((~planted).sum())
     base = dict(seed=seed, images=images, copies=copies, planted_regions=n_planted, other_regions=n_other,
                 pair_share=shares, n_images=len(samples), set_aside=int(skip.sum()))
+    every_copy, kinds = _every_copy(samples, skip)
     if n_planted < MIN_REGIONS or n_other < MIN_REGIONS:
         return RegionCalibration(calibrated=False, threshold=RAW_THRESHOLD, precision=None, recall=None,
                                  pair_weight=0.0, **base)
@@ -384,13 +440,14 @@ def fit_region_calibration(samples: list[ImageRegionSamples], seed: int,
                                starts=tuple(float(c) for c in starts), values=tuple(float(v) for v in values),
                                **base)
     scores = fitted.probability(evidence)
-    threshold, precision, recall = choose_threshold(scores, planted, weight, copy_key)
+    threshold, precision, recall = choose_threshold(scores, planted, weight, copy_key, every_copy)
     return RegionCalibration(calibrated=True, threshold=threshold, precision=precision, recall=recall,
-                             pair_weight=pair_weight, starts=fitted.starts, values=fitted.values, **base)
+                             pair_weight=pair_weight, starts=fitted.starts, values=fitted.values,
+                             kind_recall=kind_recall(scores, planted, copy_key, every_copy, kinds, threshold), **base)
 
 
-def choose_threshold(scores: np.ndarray, planted: np.ndarray, weight: np.ndarray,
-                     copy_key: np.ndarray) -> tuple[float, float | None, float | None]:
+def choose_threshold(scores: np.ndarray, planted: np.ndarray, weight: np.ndarray, copy_key: np.ndarray,
+                     every_copy: np.ndarray | None = None) -> tuple[float, float | None, float | None]:
     """The lowest score at which "the image has a region at or above it" finds planted
     errors with precision TARGET_PRECISION, at PREVALENCE; that precision and recall.
 
@@ -398,9 +455,11 @@ def choose_threshold(scores: np.ndarray, planted: np.ndarray, weight: np.ndarray
     false alarm when one of its other regions does (F, the rate on clean-looking images).
     Precision is PREVALENCE * R / (PREVALENCE * R + (1 - PREVALENCE) * F): the share of the
     images proposed that hold an error when a fifth of them do. None reaching it:
-    threshold 1.0 (no region counts), precision and recall None.
+    threshold 1.0 (no region counts), precision and recall None. ``every_copy``: the keys of
+    every copy, those without any region too (a planted error no region finds is missed).
     """
-    copies, inverse = np.unique(copy_key, return_inverse=True)
+    copies = np.unique(copy_key if every_copy is None else np.concatenate([copy_key, every_copy]))
+    inverse = np.searchsorted(copies, copy_key)
     best_planted = np.full(copies.size, -np.inf)
     best_other = np.full(copies.size, -np.inf)
     np.maximum.at(best_planted, inverse[planted], scores[planted])
@@ -474,7 +533,7 @@ def calibrated_regions_part(dataset: Dataset, first: int, cache, prefetch: int, 
     return found, samples
 
 
-__all__ = ["DISCOUNT_WEIGHTS", "MAX_SCORE", "PAIR_WEIGHTS", "RegionCalibration", "TARGET_PRECISION", "calibrated_regions",
+__all__ = ["DISCOUNT_WEIGHTS", "KIND_RECALL_WARNING", "MAX_SCORE", "PAIR_WEIGHTS", "RegionCalibration", "TARGET_PRECISION", "calibrated_regions",
            "check_calibration_options",
-           "choose_threshold", "fit_region_calibration", "image_region_samples", "isotonic", "isotonic_predict",
+           "choose_threshold", "fit_region_calibration", "image_region_samples", "isotonic", "isotonic_predict", "kind_recall",
            "reliability"]

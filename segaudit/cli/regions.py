@@ -71,6 +71,8 @@ def command(
         with_regions = len({r.image_id for r in suspect})
         where = "stdout" if to_stdout else output
         stderr.print(run.calibration.describe(), soft_wrap=True)
+        for sentence in run.calibration.hard_sentences():
+            stderr.print(f"warning: {sentence}", soft_wrap=True, highlight=False, markup=False)
         chosen = "--min-score" if min_score is not None else "the calibrated threshold"
         stderr.print(f"wrote {len(run.regions)} region(s) to {where}: {len(suspect)} score >= {threshold:.3f} "
                      f"({chosen}), in {with_regions} of {run.images} image(s)", soft_wrap=True)

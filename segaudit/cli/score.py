@@ -106,9 +106,11 @@ def command(
     if run.regions is not None and run.regions.calibration is not None and not quiet:
         from ..calibration.regions import RegionCalibration
 
-        stderr.print(RegionCalibration.from_dict(run.regions.calibration).describe()
-                     + f"; {run.regions.regions} region(s) at or above it (the regions column)",
+        calibration = RegionCalibration.from_dict(run.regions.calibration)
+        stderr.print(calibration.describe() + f"; {run.regions.regions} region(s) at or above it (the regions column)",
                      soft_wrap=True, highlight=False, markup=False)
+        for sentence in calibration.hard_sentences():
+            stderr.print(f"warning: {sentence}", soft_wrap=True, highlight=False, markup=False)
     if run.calibration is not None and not quiet:
         from ..outputs.calibration import calibration_lines
 

@@ -65,6 +65,14 @@ def summary_markdown(run: ScoreRun, gates: list[GateResult], worst: int = 10) ->
         lines.append("")
         lines.extend(calibration_markdown(run.calibration))
         lines.append("")
+    if run.regions is not None and run.regions.calibration is not None:  # score --regions
+        from ..calibration.regions import RegionCalibration
+
+        calibration = RegionCalibration.from_dict(run.regions.calibration)
+        lines += ["### Error regions", "", f"{calibration.describe()}; {run.regions.regions} region(s) at or above it.",
+                  ""]
+        lines += [f"**{s[0].upper() + s[1:]}.**" for s in calibration.hard_sentences()]
+        lines.append("")
     if gates:
         lines.append("### Gates")
         lines.append("")

@@ -14,7 +14,7 @@ import naive
 from datasets import FIXTURES
 from segaudit.calibration.regions import (MAX_SCORE, RegionCalibration, TARGET_PRECISION, calibrated_regions,
                                           choose_threshold, fit_region_calibration, isotonic, isotonic_predict,
-                                          reliability)
+                                          kind_recall, reliability, set_aside)
 from segaudit.core.dataset import open_dataset
 from segaudit.core.regions import RAW_THRESHOLD, RegionFinder, RegionRule
 from segaudit.errors import InputError
@@ -88,6 +88,41 @@ def test_the_threshold_is_the_lowest_with_the_target_image_precision():
         (1.0, None, None)
 
 
+def test_a_planted_error_no_region_finds_is_a_miss():
+    # Images 0 and 1: one copy each, its planted region found; image 2's copy has no region at all.
+    scores = np.array([0.9, 0.1, 0.8, 0.2])
+    planted = np.array([True, False, True, False])
+    keys = np.array([0, 0, 64, 64])
+    assert choose_threshold(scores, planted, np.ones(4), keys) == (0.8, 1.0, 1.0)
+    # The copy without a region counts in recall; precision (and so the threshold) is unchanged.
+    threshold, precision, recall = choose_threshold(scores, planted, np.ones(4), keys, np.array([0, 64, 128]))
+    assert (threshold, precision) == (0.8, 1.0) and recall == pytest.approx(2 / 3)
+
+
+def test_kind_recall_counts_every_copy_of_each_kind():
+    # Image 0: copies 0 (a drop, found at 0.9) and 1 (a swap, planted region at 0.2 only);
+    # image 1: copy 0 (a drop) without any region.
+    scores = np.array([0.9, 0.3, 0.2, 0.95])
+    planted = np.array([True, False, True, False])
+    keys = np.array([0, 0, 1, 1])
+    every = np.array([0, 1, 64])
+    kinds = ["object_drop", "class_swap", "object_drop"]
+    assert kind_recall(scores, planted, keys, every, kinds, 0.5) == {"class_swap": (0, 1), "object_drop": (1, 2)}
+    # A clean region above the threshold finds nothing.
+    assert kind_recall(scores, planted, keys, every, kinds, 0.95) == {"class_swap": (0, 1), "object_drop": (0, 2)}
+
+
+def test_the_kinds_regions_rarely_find_are_told():
+    calibration = RegionCalibration(seed=0, calibrated=True, threshold=0.4, precision=0.6, recall=0.5,
+                                    pair_weight=0.0, images=10, copies=23, planted_regions=20, other_regions=30,
+                                    kind_recall={"object_drop": (2, 10), "class_swap": (9, 10), "blob": (0, 3)})
+    # blob: too few copies to tell; class_swap: found.
+    assert calibration.hard_kinds() == [("object_drop", 2, 10)]
+    [sentence] = calibration.hard_sentences()
+    assert "missed objects (2 of 10)" in sentence and "0.400" in sentence
+    assert "blob" not in sentence and "swapped" not in sentence
+
+
 @pytest.fixture(scope="module")
 def fixture_run():
     dataset = open_dataset(FIXTURES / "masks", FIXTURES / "preds.zarr")
@@ -124,10 +159,29 @@ def test_the_same_seed_gives_the_same_scores_and_another_seed_other_copies(fixtu
     assert [s.kinds for s in other] != [s.kinds for s in samples]
 
 
+def test_kind_recall_covers_every_copy_the_fit_used(fixture_run):
+    _, run, samples = fixture_run
+    calibration = run.calibration
+    kept = [image for image, aside in zip(samples, set_aside(samples)) if not aside]
+    expected = {}
+    for image in kept:
+        for kind in image.kinds:
+            expected[kind] = expected.get(kind, 0) + 1
+    assert {kind: copies for kind, (_, copies) in calibration.kind_recall.items()} == expected
+    assert sum(expected.values()) == calibration.copies
+    found = sum(found for found, _ in calibration.kind_recall.values())
+    assert found / calibration.copies == pytest.approx(calibration.recall, abs=0.2)  # recall weighs images equally
+
+
 def test_the_record_round_trips_and_refuses_malformed_fits(fixture_run):
     calibration = fixture_run[1].calibration
     data = calibration.to_dict()
-    assert RegionCalibration.from_dict(data) == calibration
+    assert calibration.kind_recall and RegionCalibration.from_dict(data) == calibration
+    # A record written before the per-kind recall existed still loads.
+    older = {k: v for k, v in data.items() if k != "kind_recall"}
+    assert RegionCalibration.from_dict(older).kind_recall == {}
+    with pytest.raises(InputError, match="'regions.calibration.kind_recall' must be a mapping"):
+        RegionCalibration.from_dict({**data, "kind_recall": {"object_drop": [3, 2]}}, "x.run.json")
     for name, value, message in (("starts", [2.0, 1.0], "'regions.calibration.starts' must be increasing"),
                                  ("threshold", 1.5, "'regions.calibration.threshold' must be a number in [0, 1]"),
                                  ("pairs", [[1, 2]], "'regions.calibration.pairs' must be a list of"),

@@ -337,3 +337,33 @@ def test_bad_calibration_options_are_one_line_errors(tmp_path, command, args, me
     assert message in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "r.csv").exists()
+
+
+@pytest.mark.parametrize("command", ["regions", "score"])
+def test_the_kinds_regions_rarely_find_are_warned_about(tmp_path, monkeypatch, command):
+    import segaudit.calibration.regions as calibration_regions
+
+    def args(out):
+        return ([command, FIXTURES / "masks", FIXTURES / "preds.zarr", "-o", tmp_path / out]
+                + (["--regions", "--method", "rsoftmin", "--summary-md", tmp_path / f"{out}.md"]
+                   if command == "score" else []))
+
+    result = run(*args("out.csv"))
+    assert result.exit_code == 0, result.output
+    # On the fixtures the regions find every kind they planted: no warning.
+    assert "few planted errors" not in result.output
+    # Asking every kind to be found in more than all its copies warns about each kind with
+    # enough copies (blob, planted 3 times, has too few), in one warning.
+    monkeypatch.setattr(calibration_regions, "KIND_RECALL_WARNING", 1.01)
+    result = run(*args("again.csv"))
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())  # the terminal may wrap the long line
+    assert output.count("warning: with this model, few planted errors of these kinds") == 1
+    from segaudit.calibration.kinds import PLANTED_KINDS
+
+    for kind in PLANTED_KINDS.values():
+        assert (f"{kind.phrase} (" in output) == (kind.name != "blob"), kind.name
+    if command == "score":  # the Markdown summary says the same
+        quiet, told = (tmp_path / "out.csv.md").read_text(), (tmp_path / "again.csv.md").read_text()
+        assert "### Error regions" in quiet and "threshold" in quiet and "few planted errors" not in quiet
+        assert told.count("**With this model, few planted errors of these kinds") == 1
