@@ -36,7 +36,7 @@ from ..core.pooling import pool
 from ..errors import InputError
 from ..core.regions import Region, RegionFinder, RegionRule, RegionRun, find_regions, rank_regions
 from . import PREVALENCE, SUSPICIOUS_SHARE, CalibrationPlan, check_calibration_options
-from .kinds import plant
+from .kinds import phrase, plant
 
 #: The planted regions' precision the default threshold reaches (the lowest threshold that does).
 TARGET_PRECISION = 0.5
@@ -264,8 +264,6 @@ class RegionCalibration:
 
     def hard_sentences(self) -> list[str]:
         """One plain sentence naming the kinds of :meth:`hard_kinds` (none when there are none)."""
-        from ..outputs.calibration import phrase
-
         hard = self.hard_kinds()
         if not hard:
             return []

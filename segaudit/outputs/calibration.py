@@ -8,7 +8,7 @@ ranking with this model.
 from __future__ import annotations
 
 from ..calibration import CONFIDENCE, PRIOR
-from ..calibration.kinds import PLANTED_KINDS
+from ..calibration.kinds import phrase
 from ..results import CalibrationRecord
 
 #: Candidates shown besides the chosen one: the best others, then these for reference.
@@ -29,11 +29,6 @@ def shown_rows(record: CalibrationRecord) -> list[int]:
     rows += [record.candidates.index(name) for name in REFERENCE
              if name in record.candidates and record.candidates.index(name) not in rows]
     return rows
-
-
-def phrase(kind: str) -> str:
-    found = PLANTED_KINDS.get(kind)
-    return found.phrase if found is not None else kind
 
 
 def summary_sentence(record: CalibrationRecord) -> str:

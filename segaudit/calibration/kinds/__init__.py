@@ -28,6 +28,12 @@ def _discover() -> dict[str, Kind]:
 PLANTED_KINDS: dict[str, Kind] = _discover()
 
 
+def phrase(kind: str) -> str:
+    """How a planted kind is named to the user ("missed objects"); an unknown name as it is."""
+    found = PLANTED_KINDS.get(kind)
+    return found.phrase if found is not None else kind
+
+
 def kind_rng(seed: int, kind: Kind, image_id: str) -> np.random.Generator:
     """The generator of one kind in one image: the same for a seed and an id wherever it runs."""
     return np.random.default_rng([seed, kind.order, zlib.crc32(image_id.encode("utf-8"))])
@@ -56,4 +62,4 @@ def plant_kinds(kinds, labels: np.ndarray, ignored: np.ndarray, n_classes: int, 
     return copies
 
 
-__all__ = ["Kind", "Mask", "PLANTED_KINDS", "kind_rng", "plant", "plant_kinds"]
+__all__ = ["Kind", "Mask", "PLANTED_KINDS", "kind_rng", "phrase", "plant", "plant_kinds"]
