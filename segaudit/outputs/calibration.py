@@ -90,6 +90,16 @@ def calibration_markdown(record: CalibrationRecord) -> list[str]:
     return lines
 
 
+def region_calibration_html(calibration) -> str:
+    """The region scores' calibration (``score --regions``) as a section of the review page:
+    the threshold, what it finds on planted errors, and the kinds regions rarely find."""
+    from html import escape
+
+    warnings = "".join(f"<p><b>{escape(s[0].upper() + s[1:])}.</b></p>" for s in calibration.hard_sentences())
+    return ('<section id="region-calibration"><h2>Error regions</h2>'
+            f"<p>{escape(calibration.describe())}.</p>" + warnings + "</section>")
+
+
 def calibration_html(record: CalibrationRecord) -> str:
     """The calibration as a section of the review page (every candidate, the chosen first)."""
     from html import escape

@@ -416,3 +416,32 @@ def test_an_auto_run_shows_its_calibration(tmp_path):
     assert f"chose {html.escape(chosen)}" in text and f"{html.escape(chosen)} (chosen)" in text
     for kind in run.calibration.kinds:
         assert f"<th data-type=\"num\">{kind}</th>" in text
+
+
+def test_a_regions_run_shows_what_its_regions_find(tmp_path, monkeypatch):
+    """The review page of a ``score --regions`` ranking says the calibrated threshold, what it
+    finds on planted errors, and which planted kinds the regions rarely find."""
+    import segaudit.calibration.regions as calibration_regions
+    from segaudit.api import score
+    from segaudit.outputs.ranking import write_ranking as write_run
+
+    def page_of(name):
+        run = score(FIXTURES / "masks", FIXTURES / "preds.zarr", methods=("rsoftmin",), regions=True)
+        write_run(run, tmp_path / name)
+        text = build_report(load_ranking(tmp_path / name), overlays_dir=None, top=3).html
+        page = Page(text)
+        assert page.errors == [] and page.stack == []
+        return page, text
+
+    page, text = page_of("ranking.csv")
+    assert page.find("section", id="region-calibration")
+    assert "planted precision" in text and "few planted errors" not in text
+    # Every kind with enough copies asked to be found more often than it can be: one warning.
+    monkeypatch.setattr(calibration_regions, "KIND_RECALL_WARNING", 1.01)
+    _, text = page_of("warned.csv")
+    assert text.count("With this model, few planted errors of these kinds") == 1 and "missed objects (" in text
+    # Without --regions: no such section.
+    run = score(FIXTURES / "masks", FIXTURES / "preds.zarr", methods=("rsoftmin",))
+    write_run(run, tmp_path / "plain.csv")
+    assert 'id="region-calibration"' not in build_report(load_ranking(tmp_path / "plain.csv"), overlays_dir=None,
+                                                          top=3).html

@@ -507,6 +507,13 @@ def build_report(
         from ..calibration import calibration_html
 
         parts.append(calibration_html(ranking.record.calibration))
+    if ranking.record is not None and ranking.record.regions is not None \
+            and ranking.record.regions.calibration is not None:  # score --regions: what the regions find
+        from ...calibration.regions import RegionCalibration
+        from ..calibration import region_calibration_html
+
+        parts.append(region_calibration_html(RegionCalibration.from_dict(ranking.record.regions.calibration,
+                                                                          str(ranking.path))))
     if confusions is not None:
         parts.append(_confusion_section(confusions))
     parts += [
