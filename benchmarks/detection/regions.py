@@ -31,7 +31,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 
 from segaudit.core.dataset import open_dataset  # noqa: E402
-from segaudit.core.regions import RegionRule, region_score  # noqa: E402
+from segaudit.core.regions import RegionRule  # noqa: E402
 from segaudit.evaluation.evaluate import load_truth  # noqa: E402
 from segaudit.evaluation.regions import (EXPECTED_KIND, evaluate_regions, region_average_precision,  # noqa: E402
                                         summarise)

@@ -420,10 +420,10 @@ def fit_region_calibration(samples: list[ImageRegionSamples], seed: int,
     n_planted, n_other = int(planted.sum()), int((~planted).sum())
     base = dict(seed=seed, images=images, copies=copies, planted_regions=n_planted, other_regions=n_other,
                 pair_share=shares, n_images=len(samples), set_aside=int(skip.sum()))
-    every_copy, kinds = _every_copy(samples, skip)
     if n_planted < MIN_REGIONS or n_other < MIN_REGIONS:
         return RegionCalibration(calibrated=False, threshold=RAW_THRESHOLD, precision=None, recall=None,
                                  pair_weight=0.0, **base)
+    every_copy, kinds = _every_copy(samples, skip)
     best = None
     for pair_weight in pair_weights:
         probe = RegionCalibration(calibrated=True, threshold=0.0, precision=None, recall=None,

@@ -31,6 +31,11 @@ def shown_rows(record: CalibrationRecord) -> list[int]:
     return rows
 
 
+def _sentence(text: str) -> str:
+    """A warning as a sentence of its own: capitalised, with a full stop."""
+    return text[0].upper() + text[1:] + "."
+
+
 def summary_sentence(record: CalibrationRecord) -> str:
     if not record.calibrated:
         return (f"auto: too few images to calibrate on ({record.images} clean-looking); ranked by "
@@ -86,8 +91,16 @@ def calibration_markdown(record: CalibrationRecord) -> list[str]:
         lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
-    lines += [f"**{sentence[0].upper() + sentence[1:]}.**" for sentence in hard_sentences(record)]
+    lines += [f"**{_sentence(sentence)}**" for sentence in hard_sentences(record)]
     return lines
+
+
+def region_calibration_markdown(calibration, counted: int) -> list[str]:
+    """The region scores' calibration (``score --regions``) as Markdown lines (``--summary-md``):
+    the threshold, what it finds on planted errors, ``counted`` regions at or above it, and the
+    kinds regions rarely find."""
+    lines = [f"{calibration.describe()}; {counted} region(s) at or above it.", ""]
+    return lines + [f"**{_sentence(s)}**" for s in calibration.hard_sentences()]
 
 
 def region_calibration_html(calibration) -> str:
@@ -95,7 +108,7 @@ def region_calibration_html(calibration) -> str:
     the threshold, what it finds on planted errors, and the kinds regions rarely find."""
     from html import escape
 
-    warnings = "".join(f"<p><b>{escape(s[0].upper() + s[1:])}.</b></p>" for s in calibration.hard_sentences())
+    warnings = "".join(f"<p><b>{escape(_sentence(s))}</b></p>" for s in calibration.hard_sentences())
     return ('<section id="region-calibration"><h2>Error regions</h2>'
             f"<p>{escape(calibration.describe())}.</p>" + warnings + "</section>")
 
@@ -117,7 +130,7 @@ def calibration_html(record: CalibrationRecord) -> str:
                                     for i, cell in enumerate(row)) + "</tr>" for row in rows)
     table = (f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
              if rows else "")
-    warnings = "".join(f"<p><b>{escape(s[0].upper() + s[1:])}.</b></p>" for s in hard_sentences(record))
+    warnings = "".join(f"<p><b>{escape(_sentence(s))}</b></p>" for s in hard_sentences(record))
     return ('<section id="calibration"><h2>Calibration (--method auto)</h2>'
             f"<p>{escape(summary_sentence(record))}. AUPRC of each candidate at finding the errors planted "
             "into copies of the masks (higher is better).</p>" + warnings + table + "</section>")

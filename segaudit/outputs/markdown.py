@@ -67,11 +67,10 @@ def summary_markdown(run: ScoreRun, gates: list[GateResult], worst: int = 10) ->
         lines.append("")
     if run.regions is not None and run.regions.calibration is not None:  # score --regions
         from ..calibration.regions import RegionCalibration
+        from .calibration import region_calibration_markdown
 
-        calibration = RegionCalibration.from_dict(run.regions.calibration)
-        lines += ["### Error regions", "", f"{calibration.describe()}; {run.regions.regions} region(s) at or above it.",
-                  ""]
-        lines += [f"**{s[0].upper() + s[1:]}.**" for s in calibration.hard_sentences()]
+        lines += ["### Error regions", ""]
+        lines += region_calibration_markdown(RegionCalibration.from_dict(run.regions.calibration), run.regions.regions)
         lines.append("")
     if gates:
         lines.append("### Gates")
