@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -54,12 +55,19 @@ def dask_cluster(n_workers: int = 2):
     """A LocalCluster of ``n_workers`` processes (one thread each) importing this checkout's
     segaudit and the tests' helpers; yields a connected Client."""
     distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install '.[dask]')")
+    import dask
     paths = [str(REPO), str(Path(__file__).parent)]
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(paths + ([old] if old else []))
     try:
-        with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                      dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+        # The scheduler's and workers' scratch go in a folder removed afterwards, not in dask's
+        # default /tmp/dask-scratch-space, which outlives the test run (the config covers the
+        # scheduler, which takes no local_directory).
+        with tempfile.TemporaryDirectory(prefix="segaudit-test-dask-") as scratch, \
+                dask.config.set({"temporary-directory": scratch}), \
+                distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=":0", local_directory=scratch) as cluster, \
+                distributed.Client(cluster) as client:
             files = client.run(lambda: __import__("segaudit").__file__)
             assert all(Path(f).resolve().is_relative_to(REPO) for f in files.values()), files
             yield client
