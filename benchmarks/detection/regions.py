@@ -451,6 +451,7 @@ def tabulate_calibrated(results: dict) -> str:
     (the class-pair discount), C5 (the per-kind recall the calibration reports) and C6 (the
     calibrated scores on the real regions)."""
     from segaudit import __version__
+    from segaudit.calibration.regions import RegionCalibration
 
     lines = ["**Table C1.** Regions with default options, today (raw score, `--min-score 0.5`) → calibrated "
              "(score calibrated on planted copies, threshold chosen for planted precision ≥ 0.5): region AP "
@@ -522,7 +523,7 @@ def tabulate_calibrated(results: dict) -> str:
     for entry in results.values():
         recall = entry["calibration"].get("kind_recall", {})
         cells_ = [f"{recall[k][0] / recall[k][1]:.2f}" if k in recall and recall[k][1] else "–" for k in all_kinds]
-        warned = [k for k in all_kinds if k in recall and recall[k][1] >= 5 and recall[k][0] < 0.5 * recall[k][1]]
+        warned = [k for k, _, _ in RegionCalibration.from_dict(entry["calibration"]).hard_kinds()]
         real = entry["calibrated"]["image_recall_by_kind"]
         shown = ", ".join(f"{k} {real[k]:.2f}" for k in ("drop", "swap") if k in real)
         lines.append(f"| {entry['grid']} | {entry['cell']} | " + " | ".join(cells_) +

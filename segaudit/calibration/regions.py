@@ -365,6 +365,16 @@ def set_aside(samples: list[ImageRegionSamples]) -> np.ndarray:
     return out
 
 
+#: A planted copy's key is image index * COPY_KEY_BASE + copy number (an image has one copy per
+#: planted kind, far fewer than this).
+COPY_KEY_BASE = 64
+
+
+def _copy_key(index: int, copy: int) -> int:
+    """One number per planted copy of the dataset: the image's index and the copy's number in it."""
+    return index * COPY_KEY_BASE + copy
+
+
 def _flat(samples: list[ImageRegionSamples], skip: np.ndarray | None = None):
     log_strength, pairs, planted, weight, copy_key = [], [], [], [], []
     for index, image in enumerate(samples):
@@ -375,7 +385,7 @@ def _flat(samples: list[ImageRegionSamples], skip: np.ndarray | None = None):
             pairs.append(s.pair)
             planted.append(s.planted)
             weight.append(s.weight * (PREVALENCE if s.planted else 1.0))
-            copy_key.append(index * 64 + s.copy)
+            copy_key.append(_copy_key(index, s.copy))
     return (np.array(log_strength, np.float64), pairs, np.array(planted, bool), np.array(weight, np.float64),
             np.array(copy_key, np.int64))
 
@@ -385,7 +395,7 @@ def _every_copy(samples: list[ImageRegionSamples], skip: np.ndarray) -> tuple[np
     keys, kinds = [], []
     for index, image in enumerate(samples):
         if not skip[index]:
-            keys += [index * 64 + number for number in range(image.copies)]
+            keys += [_copy_key(index, number) for number in range(image.copies)]
             kinds += list(image.kinds)
     return np.array(keys, np.int64), kinds
 
@@ -462,8 +472,8 @@ def choose_threshold(scores: np.ndarray, planted: np.ndarray, weight: np.ndarray
     best_other = np.full(copies.size, -np.inf)
     np.maximum.at(best_planted, inverse[planted], scores[planted])
     np.maximum.at(best_other, inverse[~planted], scores[~planted])
-    # Each image counts once, however many copies it has (a copy's key is image * 64 + copy).
-    image = copies // 64
+    # Each image counts once, however many copies it has.
+    image = copies // COPY_KEY_BASE
     _, image_index, per_image = np.unique(image, return_inverse=True, return_counts=True)
     copy_weight = 1.0 / per_image[image_index]
     total = copy_weight.sum()
